@@ -1,0 +1,97 @@
+"""What every command shares: the Typer app, JSON output, the segment table, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rfmseg.errors import RfmsegError
+
+app = typer.Typer(
+    name="rfmseg",
+    help="Which customers are similar, and what to do about each group: RFM + K-Means segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: JSON and nothing else on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def money(x: float, currency: str = "$") -> str:
+    return f"{'-' if x < 0 else ''}{currency}{abs(x):,.0f}"
+
+
+def segment_rich_table(summary: dict[str, Any]) -> Table:
+    cur = summary.get("currency", "$")
+    t = Table(
+        title=f"Segments — {summary['n_customers']:,} customers, revenue "
+        f"{money(summary['total_revenue'], cur)}, as of {summary.get('as_of')}"
+    )
+    for col in ("#", "segment", "customers", "share", "revenue", "rev%", "recency", "orders", "spend", "AOV"):
+        t.add_column(col, justify="left" if col == "segment" else "right", no_wrap=True)
+    for s in summary["segments"]:
+        t.add_row(
+            str(s["priority"]),
+            s["name"],
+            f"{s['customers']:,}",
+            f"{s['share_customers']:.0%}",
+            money(s["revenue"], cur),
+            f"{s['share_revenue']:.0%}",
+            f"{s['mean_recency_days']:.0f}d",
+            f"{s['mean_frequency']:.1f}",
+            money(s["mean_monetary"], cur),
+            money(s["aov"], cur),
+        )
+    return t
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    out.print(segment_rich_table(summary))
+    out.print("[bold]Actions, in priority order[/bold]")
+    for s in summary["segments"]:
+        out.print(f" {s['priority']}. {s['name']}: {s['action']}")
+    if summary.get("insights"):
+        out.print("[bold]Insights[/bold]")
+        for i in summary["insights"]:
+            out.print(f" • {i['text']}")
+    rows = summary.get("rows")
+    if rows:
+        q = rows.get("quarantined") or {}
+        detail = ", ".join(f"{k} {v:,}" for k, v in sorted(q.items())) or "none"
+        out.print(f"Rows: {rows['read']:,} read, {rows['used']:,} used, {sum(q.values()):,} quarantined ({detail})")
+    for w in summary.get("warnings", []):
+        out.print(f"[yellow]warning:[/yellow] {w['text'] if isinstance(w, dict) else w}")
+
+
+def parse_ids(value: str | None) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else []
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except RfmsegError as exc:
+        err.print(f"error: {exc.message}", markup=False)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted", markup=False)
+        return 130
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0

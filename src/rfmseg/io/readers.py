@@ -1,0 +1,171 @@
+"""Open a file, DataFrame or Arrow table as a DuckDB view, without materialising it in Python.
+
+CSV is read as text (every column VARCHAR) so that a bad date or amount becomes a quarantined row with a
+reason instead of a failed read; Parquet keeps its types; .xlsx goes through python-calamine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from rfmseg.errors import InputError
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".xls": "xlsx",
+}
+_MAGIC = {"parquet": b"PAR1", "xlsx": b"PK\x03\x04"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A registered input: the DuckDB view ``name`` with a 1-based ``_row`` column and the originals."""
+
+    name: str
+    columns: dict[str, str]
+    """original column name -> DuckDB type"""
+    label: str
+    """how to name the input to a user: a path, or 'DataFrame'"""
+    sha256: str | None
+    format: str
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _check_file(path: Path, fmt: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file; give the path of a CSV, Parquet or .xlsx file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty; export the transactions again")
+    magic = _MAGIC.get(fmt)
+    if magic:
+        with path.open("rb") as f:
+            head = f.read(len(magic))
+        if head != magic:
+            raise InputError(
+                f"{path}: not a {fmt} file although its name ends in {path.suffix}; "
+                "rename it to its real format or export it again"
+            )
+
+
+def open_source(con: duckdb.DuckDBPyConnection, source: Any, name: str = "src", fmt: str | None = None) -> Source:
+    """Register ``source`` (path, pandas DataFrame or pyarrow Table) as the view ``name``."""
+    if isinstance(source, (str, Path)):
+        return _open_path(con, Path(source), name, fmt)
+    table = _to_arrow(source)
+    return _register_arrow(con, table, name, "DataFrame", None, "dataframe")
+
+
+def _to_arrow(obj: Any) -> pa.Table:
+    if isinstance(obj, pa.Table):
+        return obj
+    if hasattr(obj, "__arrow_c_stream__") or hasattr(obj, "to_arrow"):
+        try:
+            return pa.table(obj)
+        except (TypeError, pa.ArrowInvalid):
+            pass
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a core dependency
+        pd = None
+    if pd is not None and isinstance(obj, pd.DataFrame):
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    raise InputError(f"cannot read a {type(obj).__name__}; pass a file path, a pandas DataFrame or a pyarrow Table")
+
+
+def _register_arrow(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, name: str, label: str, sha: str | None, fmt: str
+) -> Source:
+    if table.num_rows == 0:
+        raise InputError(f"{label}: has no rows; give transactions to segment")
+    if "_row" in table.column_names:
+        table = table.drop_columns(["_row"])
+    table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+    con.register(f"{name}_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_arrow")
+    return Source(name, _columns(con, name), label, sha, fmt)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE {view}").fetchall()
+    return {r[0]: r[1] for r in rows if r[0] != "_row"}
+
+
+def _open_path(con: duckdb.DuckDBPyConnection, path: Path, name: str, fmt: str | None) -> Source:
+    fmt = fmt or FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv, .parquet or .xlsx (or pass --format)")
+    _check_file(path, fmt)
+    sha = file_sha256(path)
+    if fmt == "xlsx":
+        return _register_arrow(con, read_xlsx(path), name, str(path), sha, fmt)
+    lit = sql_string(str(path))
+    try:
+        if fmt == "parquet":
+            reader = f"read_parquet({lit}, file_row_number = true)"
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * EXCLUDE (file_row_number), "
+                f"file_row_number + 1 AS _row FROM {reader}"
+            )
+        else:
+            reader = f"read_csv({lit}, all_varchar = true, header = true)"
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *, row_number() OVER () AS _row FROM {reader}")
+        columns = _columns(con, name)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path}: cannot be read as {fmt} ({first}); check the file and its format") from None
+    return Source(name, columns, str(path), sha, fmt)
+
+
+def read_xlsx(path: Path, sheet: int | str = 0) -> pa.Table:
+    """First sheet (or ``sheet``) of a workbook as an Arrow table, header on the first row."""
+    try:
+        from python_calamine import CalamineWorkbook
+    except ImportError as exc:  # pragma: no cover - core dependency
+        raise InputError("reading .xlsx needs python-calamine: pip install python-calamine") from exc
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+        sheet_obj = book.get_sheet_by_index(sheet) if isinstance(sheet, int) else book.get_sheet_by_name(sheet)
+        rows = sheet_obj.to_python(skip_empty_area=True)
+    except Exception as exc:  # calamine raises its own error types for broken workbooks
+        raise InputError(f"{path}: cannot be read as a workbook ({exc}); save it again as .xlsx") from None
+    if not rows:
+        raise InputError(f"{path}: the first sheet is empty; put the transactions on the first sheet")
+    header = [str(h).strip() for h in rows[0]]
+    columns = list(zip(*rows[1:], strict=True)) if len(rows) > 1 else [() for _ in header]
+    arrays = {}
+    for h, values in zip(header, columns, strict=True):
+        cleaned = [None if v == "" else v for v in values]
+        try:
+            arrays[h] = pa.array(cleaned)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[h] = pa.array([None if v is None else str(v) for v in cleaned], pa.string())
+    return pa.table(arrays)

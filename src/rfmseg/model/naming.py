@@ -1,0 +1,247 @@
+"""Name each cluster from what its centroid shows, relative to the whole customer base.
+
+The rule set is data: a vocabulary of segment names, each with a *prototype* — where a segment of that
+name sits on three levels in [0, 1] — and its action and priority. For each centroid we compute its levels:
+
+* recency level  = share of customers whose recency is longer (worse) than the centroid's;
+* frequency level = share of customers with fewer orders than the centroid;
+* monetary level  = share of customers who spent less than the centroid;
+
+(ties count half, so a mass of one-order customers sits in its middle). Each cluster then gets the name
+whose prototype is nearest (weighted squared distance), one name per cluster, chosen for all clusters at
+once with the Hungarian algorithm so names are unique and the total misfit is smallest. This works for any
+K up to the vocabulary's size, is deterministic, and each name carries the levels that earned it.
+
+A user or a preset replaces the vocabulary (see ``Vocabulary.from_records``) without touching code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from rfmseg.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class SegmentType:
+    name: str
+    recency: float
+    frequency: float
+    monetary: float
+    action: str
+    priority: int
+    """1 = act first (protect Champions first, then the silent high-value, then the rest)"""
+    description: str
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    types: tuple[SegmentType, ...]
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    labels: tuple[str, str, str] = ("recency", "frequency", "monetary")
+    """what R, F and M mean in this domain (for reasons): e.g. 'days since last login'"""
+
+    @classmethod
+    def from_records(
+        cls,
+        records: list[dict[str, Any]],
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        labels: tuple[str, str, str] = ("recency", "frequency", "monetary"),
+    ) -> Vocabulary:
+        types = []
+        for i, rec in enumerate(records):
+            try:
+                t = SegmentType(
+                    name=str(rec["name"]),
+                    recency=float(rec["recency"]),
+                    frequency=float(rec["frequency"]),
+                    monetary=float(rec["monetary"]),
+                    action=str(rec.get("action", "")),
+                    priority=int(rec.get("priority", 5)),
+                    description=str(rec.get("description", "")),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ParameterError(
+                    f"segment vocabulary entry {i + 1}: needs name, recency, frequency, monetary (levels 0-1), "
+                    f"got {rec!r} ({exc})"
+                ) from None
+            for level in (t.recency, t.frequency, t.monetary):
+                if not 0.0 <= level <= 1.0:
+                    raise ParameterError(f"segment vocabulary entry '{t.name}': levels must lie in [0, 1]")
+            types.append(t)
+        names = [t.name for t in types]
+        if len(set(names)) != len(names):
+            raise ParameterError("segment vocabulary: names must be unique")
+        return cls(tuple(types), weights, labels)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [asdict(t) for t in self.types]
+
+    def get(self, name: str) -> SegmentType | None:
+        return next((t for t in self.types if t.name == name), None)
+
+
+DEFAULT_VOCABULARY = Vocabulary.from_records(
+    [
+        {
+            "name": "Champions",
+            "recency": 0.95,
+            "frequency": 0.95,
+            "monetary": 0.95,
+            "priority": 1,
+            "description": "bought recently, buy often and spend the most",
+            "action": "Early access to new products, loyalty programme, VIP support",
+        },
+        {
+            "name": "Loyal Buyers",
+            "recency": 0.75,
+            "frequency": 0.75,
+            "monetary": 0.55,
+            "priority": 3,
+            "description": "buy regularly and recently, with moderate spend",
+            "action": "Volume discounts, subscriptions, cross-sell",
+        },
+        {
+            "name": "Potential Loyalists",
+            "recency": 0.85,
+            "frequency": 0.45,
+            "monetary": 0.4,
+            "priority": 4,
+            "description": "recent buyers with a few orders who could become regulars",
+            "action": "Membership offer, personalised recommendations, second-category nudge",
+        },
+        {
+            "name": "New Customers",
+            "recency": 0.95,
+            "frequency": 0.1,
+            "monetary": 0.15,
+            "priority": 4,
+            "description": "first orders very recently",
+            "action": "Onboarding series, welcome offer on the second order",
+        },
+        {
+            "name": "Can't Lose Them",
+            "recency": 0.05,
+            "frequency": 0.9,
+            "monetary": 0.95,
+            "priority": 2,
+            "description": "used to buy very often and spend the most, silent for long",
+            "action": "Personal outreach from the account team, win-back offer on their favourite products",
+        },
+        {
+            "name": "At-Risk",
+            "recency": 0.15,
+            "frequency": 0.5,
+            "monetary": 0.75,
+            "priority": 2,
+            "description": "high past spend but long silent",
+            "action": "Win-back sequence, personalised incentive, exit survey",
+        },
+        {
+            "name": "Need Attention",
+            "recency": 0.5,
+            "frequency": 0.5,
+            "monetary": 0.5,
+            "priority": 4,
+            "description": "middling on every count, drifting",
+            "action": "Limited-time offer based on past purchases, reactivation reminder",
+        },
+        {
+            "name": "Big Spenders",
+            "recency": 0.5,
+            "frequency": 0.3,
+            "monetary": 0.9,
+            "priority": 3,
+            "description": "few but large orders",
+            "action": "Premium product recommendations, concierge service, bundles",
+        },
+        {
+            "name": "Occasional",
+            "recency": 0.45,
+            "frequency": 0.15,
+            "monetary": 0.15,
+            "priority": 5,
+            "description": "buy now and then, low spend",
+            "action": "First-repeat-purchase incentive, product discovery",
+        },
+        {
+            "name": "Hibernating",
+            "recency": 0.2,
+            "frequency": 0.25,
+            "monetary": 0.25,
+            "priority": 5,
+            "description": "low spend, few orders, silent for a while",
+            "action": "Reactivation campaign with a relevant offer, low cost per contact",
+        },
+        {
+            "name": "Lost",
+            "recency": 0.03,
+            "frequency": 0.05,
+            "monetary": 0.05,
+            "priority": 6,
+            "description": "one small order long ago",
+            "action": "One low-cost reactivation attempt, then suppress from paid channels",
+        },
+    ]
+)
+
+
+def levels(centroids_raw: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """(K, 3) levels in [0, 1] of each centroid within the population (columns R, F, M; R inverted)."""
+    out = np.empty_like(centroids_raw, dtype=float)
+    n = population.shape[0]
+    for j in range(3):
+        col = np.sort(population[:, j])
+        below = np.searchsorted(col, centroids_raw[:, j], side="left")
+        upto = np.searchsorted(col, centroids_raw[:, j], side="right")
+        share = (below + (upto - below) / 2) / n
+        out[:, j] = 1.0 - share if j == 0 else share
+    return out
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+    reason: str
+    levels: tuple[float, float, float]
+    fit: float
+    """squared distance to the prototype: 0 is a perfect fit"""
+
+
+def name_clusters(
+    centroids_raw: np.ndarray, population: np.ndarray, vocabulary: Vocabulary = DEFAULT_VOCABULARY
+) -> list[Named]:
+    """One unique name per centroid (rows of ``centroids_raw`` in R, F, M order)."""
+    k = centroids_raw.shape[0]
+    if k > len(vocabulary.types):
+        raise ParameterError(
+            f"k={k} is more segments than the vocabulary has names ({len(vocabulary.types)}); "
+            "use a smaller K or add names to the vocabulary"
+        )
+    lv = levels(centroids_raw, population)
+    protos = np.array([[t.recency, t.frequency, t.monetary] for t in vocabulary.types])
+    w = np.asarray(vocabulary.weights)
+    cost = (((lv[:, None, :] - protos[None, :, :]) ** 2) * w).sum(axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    out: list[Named | None] = [None] * k
+    for r, c in zip(rows, cols, strict=True):
+        t = vocabulary.types[c]
+        out[r] = Named(
+            t.name, _reason(t, centroids_raw[r], lv[r], vocabulary), tuple(map(float, lv[r])), float(cost[r, c])
+        )
+    return [n for n in out if n is not None]
+
+
+def _reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vocabulary) -> str:
+    r_label, f_label, m_label = vocabulary.labels
+    parts = (
+        f"{r_label} {centroid[0]:,.0f} days (more recent than {lv[0]:.0%} of customers)",
+        f"{f_label} {centroid[1]:,.1f} (above {lv[1]:.0%})",
+        f"{m_label} {centroid[2]:,.0f} (above {lv[2]:.0%})",
+    )
+    what = f" — {t.description}" if t.description else ""
+    return f"typical member: {'; '.join(parts)}{what}"

@@ -1,0 +1,176 @@
+"""SegmentModel: transform + K-Means + names, fitted once and stored as JSON to score new customers.
+
+Follows the scikit-learn estimator contract: hyper-parameters are keyword arguments stored unchanged,
+fitted state ends in ``_``, ``fit`` returns self, ``predict`` checks the model is fitted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rfmseg.errors import ModelFormatError, ParameterError
+from rfmseg.model.kmeans import fit_kmeans, nearest
+from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary, name_clusters
+from rfmseg.model.transform import Transform, check_transform
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Assignment:
+    labels: np.ndarray
+    segments: list[str]
+    distance: np.ndarray
+    margin: np.ndarray
+
+
+class SegmentModel:
+    def __init__(
+        self,
+        k: int = 4,
+        transform: str = "minmax",
+        n_init: int = 10,
+        random_state: int = 42,
+        vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+    ) -> None:
+        self.k = k
+        self.transform = transform
+        self.n_init = n_init
+        self.random_state = random_state
+        self.vocabulary = vocabulary
+
+    # ----------------------------------------------------------------------------------------- fitting
+    def _check_params(self, n_customers: int) -> None:
+        check_transform(self.transform)
+        if not isinstance(self.k, int) or self.k < 2:
+            raise ParameterError(f"k={self.k} should be a whole number >= 2")
+        if self.k > n_customers:
+            raise ParameterError(
+                f"k={self.k} is larger than the number of customers ({n_customers}); use a smaller --k"
+            )
+        if self.n_init < 1:
+            raise ParameterError(f"n_init={self.n_init} should be >= 1")
+
+    def fit(self, rfm: np.ndarray) -> SegmentModel:
+        """Fit on an (n, 3) array of recency_days, frequency, monetary."""
+        x = np.asarray(rfm, dtype=float)
+        self._check_params(x.shape[0])
+        distinct = np.unique(x, axis=0).shape[0]
+        if distinct < self.k:
+            raise ParameterError(
+                f"k={self.k} needs at least {self.k} customers with different RFM values; the data has {distinct}"
+            )
+        self.transform_ = Transform.fit(self.transform, x)
+        z = self.transform_.apply(x)
+        km = fit_kmeans(z, self.k, self.n_init, self.random_state)
+        self._set_clusters(km.centers, x, km.inertia, km.n_iter)
+        return self
+
+    def _set_clusters(self, centers_scaled: np.ndarray, x: np.ndarray, inertia: float, n_iter: int) -> None:
+        self.centroids_scaled_ = np.asarray(centers_scaled, float)
+        z = self.transform_.apply(x)
+        labels, _, _ = nearest(z, self.centroids_scaled_)
+        # centroids in original units: the mean RFM of each cluster's members (what a user can read),
+        # which for min-max equals the inverse transform of the centre
+        self.centroids_raw_ = np.vstack([x[labels == c].mean(axis=0) for c in range(self.k)])
+        named = name_clusters(self.centroids_raw_, x, self.vocabulary)
+        self.names_ = [n.name for n in named]
+        self.reasons_ = [n.reason for n in named]
+        self.levels_ = [list(n.levels) for n in named]
+        self.inertia_ = float(inertia)
+        self.n_iter_ = int(n_iter)
+        self.n_customers_ = int(x.shape[0])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "centroids_scaled_"):
+            raise ParameterError("this SegmentModel is not fitted yet; call fit() or load a stored model")
+
+    # ----------------------------------------------------------------------------------------- scoring
+    def predict(self, rfm: np.ndarray) -> Assignment:
+        self._check_fitted()
+        z = self.transform_.apply(np.asarray(rfm, dtype=float))
+        labels, dist, margin = nearest(z, self.centroids_scaled_)
+        return Assignment(labels, [self.names_[i] for i in labels], dist, margin)
+
+    def distances(self, rfm: np.ndarray) -> np.ndarray:
+        """(n, K) distance of each customer to each centroid, in scaled units."""
+        self._check_fitted()
+        z = self.transform_.apply(np.asarray(rfm, dtype=float))
+        return np.sqrt(((z[:, None, :] - self.centroids_scaled_[None, :, :]) ** 2).sum(axis=2))
+
+    # ----------------------------------------------------------------------------------------- storage
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "format_version": FORMAT_VERSION,
+            "params": {
+                "k": self.k,
+                "transform": self.transform,
+                "n_init": self.n_init,
+                "random_state": self.random_state,
+            },
+            "transform": self.transform_.to_dict(),
+            "features": ["recency_days", "frequency", "monetary"],
+            "centroids_scaled": self.centroids_scaled_.tolist(),
+            "centroids_raw": self.centroids_raw_.tolist(),
+            "names": self.names_,
+            "reasons": self.reasons_,
+            "levels": self.levels_,
+            "inertia": self.inertia_,
+            "n_iter": self.n_iter_,
+            "n_customers": self.n_customers_,
+            "vocabulary": {
+                "types": self.vocabulary.to_records(),
+                "weights": list(self.vocabulary.weights),
+                "labels": list(self.vocabulary.labels),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "model") -> SegmentModel:
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{source}: model format version {version} cannot be read by this rfmseg (reads version "
+                f"{FORMAT_VERSION}); retrain with `rfmseg retrain` or install the rfmseg that wrote it"
+            )
+        try:
+            p = d["params"]
+            voc = d["vocabulary"]
+            model = cls(
+                k=int(p["k"]),
+                transform=p["transform"],
+                n_init=int(p["n_init"]),
+                random_state=int(p["random_state"]),
+                vocabulary=Vocabulary.from_records(voc["types"], tuple(voc["weights"]), tuple(voc["labels"])),
+            )
+            model.transform_ = Transform.from_dict(d["transform"])
+            model.centroids_scaled_ = np.asarray(d["centroids_scaled"], float)
+            model.centroids_raw_ = np.asarray(d["centroids_raw"], float)
+            model.names_ = list(d["names"])
+            model.reasons_ = list(d["reasons"])
+            model.levels_ = [list(x) for x in d["levels"]]
+            model.inertia_ = float(d["inertia"])
+            model.n_iter_ = int(d["n_iter"])
+            model.n_customers_ = int(d["n_customers"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{source}: damaged model file ({exc!r} missing or wrong); retrain it") from None
+        return model
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> SegmentModel:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelFormatError(f"{path}: no model file; give a run id that has model.json") from None
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(f"{path}: not valid JSON ({exc.msg}); retrain the model") from None
+        return cls.from_dict(d, str(path))

@@ -1,0 +1,199 @@
+"""Segment profiles, insights computed from them, and the action per segment.
+
+Pure computation over the RFM table and the labels: no files, no sockets.
+Every insight carries the values it was computed from and is left out when the data does not show it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rfmseg.model.naming import Vocabulary
+
+
+def money(x: float, currency: str = "$") -> str:
+    return f"{'-' if x < 0 else ''}{currency}{abs(x):,.0f}"
+
+
+def segment_table(
+    rfm: pd.DataFrame, segments: list[str] | np.ndarray, vocabulary: Vocabulary, reasons: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One row per segment present, ordered by priority (then revenue): the --json ``segments`` list."""
+    df = rfm[["recency_days", "frequency", "monetary"]].copy()
+    df["segment"] = np.asarray(segments)
+    df["aov"] = np.where(df["frequency"] > 0, df["monetary"] / df["frequency"].where(df["frequency"] > 0, 1), 0.0)
+    n = len(df)
+    total = float(df["monetary"].sum())
+    rows = []
+    for name, g in df.groupby("segment", sort=False):
+        t = vocabulary.get(str(name))
+        revenue = float(g["monetary"].sum())
+        rows.append(
+            {
+                "name": str(name),
+                "customers": len(g),
+                "share_customers": len(g) / n,
+                "revenue": round(revenue, 2),
+                "share_revenue": revenue / total if total else 0.0,
+                "mean_recency_days": float(g["recency_days"].mean()),
+                "mean_frequency": float(g["frequency"].mean()),
+                "mean_monetary": float(g["monetary"].mean()),
+                "median_recency_days": float(g["recency_days"].median()),
+                "median_frequency": float(g["frequency"].median()),
+                "median_monetary": float(g["monetary"].median()),
+                "aov": float(g["aov"].mean()),
+                "action": t.action if t else "",
+                "description": t.description if t else "",
+                "_priority": t.priority if t else 99,
+                "reason": reasons.get(str(name), ""),
+            }
+        )
+    rows.sort(key=lambda r: (r["_priority"], -r["revenue"], r["name"]))
+    for rank, r in enumerate(rows, start=1):
+        r["priority"] = rank
+        del r["_priority"]
+    return rows
+
+
+def insights(
+    rfm: pd.DataFrame, segments: list[dict[str, Any]], currency: str = "$", loyal_name: str = "Loyal Buyers"
+) -> list[dict[str, Any]]:
+    """Rules over the segment table; each returns an insight or nothing."""
+    out: list[dict[str, Any]] = []
+    for rule in (_aov_ratio, _pareto, _recoverable, _one_time_buyers, _customer_concentration):
+        found = rule(rfm, segments, currency, loyal_name)
+        if found:
+            out.append(found)
+    return out
+
+
+def _aov_ratio(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str) -> dict[str, Any] | None:
+    if len(segs) < 2:
+        return None
+    top = max(segs, key=lambda s: s["aov"])
+    others = [s for s in segs if s is not top]
+    loyal = next((s for s in others if s["name"] == loyal_name), None) or max(others, key=lambda s: s["mean_frequency"])
+    if loyal["aov"] <= 0:
+        return None
+    ratio = top["aov"] / loyal["aov"]
+    if ratio < 1.5:
+        return None
+    return {
+        "id": "aov_ratio",
+        "text": (
+            f"{top['name']} have the highest average order value, {money(top['aov'], cur)}, "
+            f"{ratio:.1f}× the {money(loyal['aov'], cur)} of {loyal['name']}, who order more often "
+            f"({loyal['mean_frequency']:.0f} vs {top['mean_frequency']:.0f} orders)."
+        ),
+        "values": {
+            "segment": top["name"],
+            "aov": top["aov"],
+            "other_segment": loyal["name"],
+            "other_aov": loyal["aov"],
+            "ratio": ratio,
+        },
+    }
+
+
+def _pareto(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str) -> dict[str, Any] | None:
+    top = max(segs, key=lambda s: s["revenue"])
+    if top["share_customers"] <= 0:
+        return None
+    lift = top["share_revenue"] / top["share_customers"]
+    if lift < 1.5:
+        return None
+    return {
+        "id": "pareto",
+        "text": (
+            f"{top['name']} are {top['share_customers']:.0%} of customers and hold "
+            f"{top['share_revenue']:.0%} of revenue ({money(top['revenue'], cur)}), {lift:.1f}× their share."
+        ),
+        "values": {
+            "segment": top["name"],
+            "share_customers": top["share_customers"],
+            "share_revenue": top["share_revenue"],
+            "revenue": top["revenue"],
+            "lift": lift,
+        },
+    }
+
+
+def _recoverable(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str) -> dict[str, Any] | None:
+    median_recency = float(rfm["recency_days"].median())
+    mean_monetary = float(rfm["monetary"].mean())
+    silent = [s for s in segs if s["mean_recency_days"] > median_recency and s["mean_monetary"] > mean_monetary]
+    if not silent:
+        return None
+    s = max(silent, key=lambda x: x["revenue"])
+    return {
+        "id": "recoverable_revenue",
+        "text": (
+            f"{s['name']}: {s['customers']} customers who spent {money(s['mean_monetary'], cur)} on average "
+            f"(overall {money(mean_monetary, cur)}) have been silent {s['mean_recency_days']:.0f} days on "
+            f"average (overall median {median_recency:.0f}); their historic revenue of "
+            f"{money(s['revenue'], cur)} ({s['share_revenue']:.0%} of the total) is what a win-back can recover."
+        ),
+        "values": {
+            "segment": s["name"],
+            "customers": s["customers"],
+            "revenue": s["revenue"],
+            "share_revenue": s["share_revenue"],
+            "mean_recency_days": s["mean_recency_days"],
+            "median_recency_days_all": median_recency,
+            "mean_monetary": s["mean_monetary"],
+            "mean_monetary_all": mean_monetary,
+        },
+    }
+
+
+def _one_time_buyers(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str) -> dict[str, Any] | None:
+    once = rfm["frequency"] == 1
+    share = float(once.mean())
+    if share < 0.10:
+        return None
+    total = float(rfm["monetary"].sum())
+    revenue = float(rfm.loc[once, "monetary"].sum())
+    return {
+        "id": "one_time_buyers",
+        "text": (
+            f"{int(once.sum()):,} customers ({share:.0%}) ordered only once and hold "
+            f"{revenue / total if total else 0:.0%} of revenue: a second order is the first step to loyalty."
+        ),
+        "values": {
+            "customers": int(once.sum()),
+            "share_customers": share,
+            "revenue": revenue,
+            "share_revenue": revenue / total if total else 0.0,
+        },
+    }
+
+
+def _customer_concentration(
+    rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str
+) -> dict[str, Any] | None:
+    m = np.sort(rfm["monetary"].to_numpy(dtype=float))[::-1]
+    total = float(m.sum())
+    if total <= 0 or len(m) < 10:
+        return None
+    top_n = max(1, round(len(m) * 0.2))
+    share = float(m[:top_n].sum() / total)
+    if share < 0.5:
+        return None
+    return {
+        "id": "top_20_percent",
+        "text": f"The top 20% of customers by spend ({top_n:,}) bring {share:.0%} of revenue.",
+        "values": {"customers": top_n, "share_revenue": share},
+    }
+
+
+def pareto_curve(monetary: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """Cumulative share of revenue against share of customers (customers sorted by spend, largest first)."""
+    m = np.sort(np.asarray(monetary, dtype=float))[::-1]
+    total = m.sum()
+    cum = np.concatenate([[0.0], np.cumsum(m) / total if total else np.zeros(len(m))])
+    xs = np.linspace(0, 1, points)
+    idx = np.rint(xs * len(m)).astype(int)
+    return {"share_customers": xs.tolist(), "share_revenue": cum[idx].tolist()}

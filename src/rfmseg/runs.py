@@ -1,0 +1,116 @@
+"""The run registry: every run is a folder ``<runs_dir>/<run_id>/`` written atomically.
+
+Files: manifest.json, model.json, rfm.parquet, assignments.parquet, summary.json, quarantine.parquet.
+A run is written under a hidden temporary name and renamed into place when complete, so a reader never
+sees half a run and a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rfmseg.errors import NotFoundError
+
+DEFAULT_RUNS_DIR = Path("rfmseg-runs")
+FILES = ("manifest.json", "model.json", "rfm.parquet", "assignments.parquet", "summary.json", "quarantine.parquet")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    path: Path
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.read_json("manifest.json")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.read_json("summary.json")
+
+    def table(self, name: str) -> pa.Table:
+        return pq.read_table(self.path / f"{name}.parquet")
+
+
+class RunWriter:
+    """Collects a run's files in a temporary folder; ``commit`` renames it into place."""
+
+    def __init__(self, runs_dir: Path, run_id: str) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.run_id = run_id
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.runs_dir / f".tmp-{run_id}"
+        self.tmp.mkdir()
+
+    def json(self, name: str, data: Any) -> None:
+        (self.tmp / name).write_text(json.dumps(data, indent=1, default=_json_default) + "\n", encoding="utf-8")
+
+    def parquet(self, name: str, table: pa.Table) -> None:
+        pq.write_table(table, self.tmp / name, compression="zstd")
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def commit(self) -> Run:
+        final = self.runs_dir / self.run_id
+        os.replace(self.tmp, final)
+        return Run(self.run_id, final)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[Run]:
+    """Complete runs, oldest first (run ids sort by creation time)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return [
+        Run(p.name, p)
+        for p in sorted(runs_dir.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").exists()
+    ]
+
+
+def get_run(run_id: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run:
+    """A run by id, by unique id prefix, or 'latest'."""
+    runs = list_runs(runs_dir)
+    if run_id == "latest":
+        if not runs:
+            raise NotFoundError(f"no runs in {runs_dir}; run `rfmseg run FILE` first (or pass --runs-dir)")
+        return runs[-1]
+    exact = [r for r in runs if r.run_id == run_id]
+    if exact:
+        return exact[0]
+    prefixed = [r for r in runs if r.run_id.startswith(run_id)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    known = ", ".join(r.run_id for r in runs[-5:]) or "none"
+    what = "several runs start with" if prefixed else "no run"
+    raise NotFoundError(f"{what} '{run_id}' in {runs_dir}; recent runs: {known} (see `rfmseg runs list`)")
