@@ -227,6 +227,7 @@ def _write_run(
     manifest: dict[str, Any],
     timer: Timer,
 ) -> Run:
+    t0 = time.perf_counter()
     writer = RunWriter(runs_dir, run_id)
     try:
         writer.json("model.json", model.to_dict())
@@ -234,7 +235,8 @@ def _write_run(
         writer.parquet("assignments.parquet", assignments)
         writer.json("summary.json", summary)
         _write_quarantine(con, prepared, writer.path("quarantine.parquet"))
-        manifest["timings"] = dict(timer.stages)
+        # the manifest is the last file: its write timing covers everything written before it
+        manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()
     except BaseException:

@@ -1,0 +1,3 @@
+from rfmseg.cli import main
+
+main()

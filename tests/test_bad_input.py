@@ -1,0 +1,129 @@
+"""Bad input: one line naming the problem and the fix, exit code 2, and no run directory written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ORDERS_HEADER = "customer_id,order_id,order_date,amount\n"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def assert_clean_failure(r, runs_dir: Path, *fragments: str) -> None:
+    assert r.code == 2, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, r.err
+    assert lines[0].startswith("error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    assert not runs_dir.exists() or not any(runs_dir.iterdir()), list(runs_dir.iterdir())
+
+
+def test_unknown_column_lists_columns_and_option(cli, tmp_path: Path, runs_dir: Path) -> None:
+    p = write(tmp_path, "o.csv", "client,invoice,ts,total\nA,1,2024-01-01,10\n")
+    r = cli("run", p, "--runs-dir", runs_dir)
+    assert_clean_failure(
+        r, runs_dir, "no customer_id column", "columns found: client, invoice, ts, total", "--customer-col"
+    )
+
+
+def test_mapped_column_that_does_not_exist(cli, tmp_path: Path, runs_dir: Path) -> None:
+    p = write(tmp_path, "o.csv", ORDERS_HEADER + "A,1,2024-01-01,10\n")
+    r = cli("run", p, "--amount-col", "price", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "no column 'price'", "columns found: customer_id, order_id")
+
+
+def test_empty_file(cli, tmp_path: Path, runs_dir: Path) -> None:
+    r = cli("run", write(tmp_path, "o.csv", ""), "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "the file is empty")
+
+
+def test_header_only(cli, tmp_path: Path, runs_dir: Path) -> None:
+    r = cli("run", write(tmp_path, "o.csv", ORDERS_HEADER), "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "has no rows")
+
+
+def test_unreadable_date(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-13-45,12\nC,3,2024-02-01,8\n"
+    r = cli("run", write(tmp_path, "o.csv", text), "--k", "2", "--runs-dir", runs_dir)
+    assert_clean_failure(
+        r,
+        runs_dir,
+        "1 row(s) with order date missing or not a date",
+        "first at row 2",
+        "--date-format",
+        "--bad-rows quarantine",
+    )
+
+
+def test_negative_amount(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-01-02,-5\nC,3,2024-02-01,8\n"
+    r = cli("run", write(tmp_path, "o.csv", text), "--k", "2", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "negative amount", "first at row 2")
+
+
+def test_non_numeric_amount(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-01-02,ten\nC,3,2024-02-01,8\n"
+    r = cli("run", write(tmp_path, "o.csv", text), "--k", "2", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "amount missing or not a number", "first at row 2")
+
+
+def test_bad_rows_can_be_quarantined_instead(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = ORDERS_HEADER + "".join(f"C{i},{i},2024-01-{i % 28 + 1:02d},{10 + i}\n" for i in range(1, 40))
+    text += "X,99,2024-13-45,12\nY,98,2024-01-02,-5\n"
+    r = cli(
+        "run", write(tmp_path, "o.csv", text), "--k", "2", "--bad-rows", "quarantine", "--runs-dir", runs_dir, "--json"
+    )
+    assert r.code == 0, r.err
+    assert r.json()["rows"] == {"read": 41, "used": 39, "quarantined": {"bad_date": 1, "negative_amount": 1}}
+
+
+def test_k_larger_than_customers(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-01-02,12\nC,3,2024-02-01,8\n"
+    r = cli("run", write(tmp_path, "o.csv", text), "--k", "5", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "k=5 is larger than the number of customers (3)")
+
+
+def test_wrong_format_for_extension(cli, tmp_path: Path, runs_dir: Path) -> None:
+    r = cli("run", write(tmp_path, "o.parquet", ORDERS_HEADER + "A,1,2024-01-01,10\n"), "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "not a parquet file")
+
+
+def test_missing_file_and_unknown_type(cli, tmp_path: Path, runs_dir: Path) -> None:
+    assert_clean_failure(cli("run", tmp_path / "nope.csv", "--runs-dir", runs_dir), runs_dir, "no such file")
+    assert_clean_failure(
+        cli("run", write(tmp_path, "o.json", "{}"), "--runs-dir", runs_dir), runs_dir, "unknown file type '.json'"
+    )
+
+
+def test_bad_as_of_and_bad_transform(cli, study_orders: Path, runs_dir: Path) -> None:
+    assert_clean_failure(
+        cli("run", study_orders, "--as-of", "31/12/2024", "--runs-dir", runs_dir),
+        runs_dir,
+        "--as-of '31/12/2024' is not a date",
+    )
+    assert_clean_failure(
+        cli("run", study_orders, "--transform", "zscore", "--runs-dir", runs_dir),
+        runs_dir,
+        "unknown transform 'zscore'",
+    )
+
+
+def test_a_failure_while_writing_leaves_no_run(tmp_path: Path, study_orders: Path, monkeypatch) -> None:
+    import rfmseg
+    from rfmseg import pipeline
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "_write_quarantine", boom)
+    runs = tmp_path / "runs"
+    with pytest.raises(OSError):
+        rfmseg.segment(study_orders, as_of="2024-12-31", runs_dir=runs)
+    assert list(runs.iterdir()) == []

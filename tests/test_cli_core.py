@@ -1,0 +1,206 @@
+"""The core commands as a user runs them: demo, run, choose-k, show, and the Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.csv as pv
+import pytest
+
+import rfmseg
+from rfmseg.datasets import study
+
+SEGMENT_KEYS = {
+    "name",
+    "customers",
+    "share_customers",
+    "revenue",
+    "share_revenue",
+    "mean_recency_days",
+    "mean_frequency",
+    "mean_monetary",
+    "median_recency_days",
+    "median_frequency",
+    "median_monetary",
+    "aov",
+    "action",
+    "priority",
+    "reason",
+}
+
+
+def renamed_orders(tmp_path: Path, suffix: str = ".csv") -> Path:
+    """The study orders with the column names a user's export might have."""
+    out = tmp_path / f"orders{suffix}"
+    src = str(study.path(study.ORDERS_FILE))
+    fmt = "(FORMAT parquet)" if suffix == ".parquet" else "(HEADER, DELIMITER ',')"
+    duckdb.sql(
+        f"COPY (SELECT customer_id AS cust, order_id AS invoice, order_date AS ts, amount AS total "
+        f"FROM read_csv('{src}', all_varchar=true)) TO '{out}' {fmt}"
+    )
+    return out
+
+
+def test_demo_prints_the_study_table_and_where_the_run_is(cli, runs_dir: Path) -> None:
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    for text in (
+        "Champions",
+        "Loyal Buyers",
+        "At-Risk",
+        "Occasional",
+        "$218,300",
+        "$94,900",
+        "$154,600",
+        "$17,550",
+        "$485,350",
+    ):
+        assert text in r.out
+    run_dirs = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    assert len(run_dirs) == 1
+    assert str(run_dirs[0]) in r.out
+    for name in (
+        "manifest.json",
+        "model.json",
+        "rfm.parquet",
+        "assignments.parquet",
+        "summary.json",
+        "quarantine.parquet",
+    ):
+        assert (run_dirs[0] / name).exists(), name
+
+
+def test_demo_json_schema_and_customers(cli, runs_dir: Path) -> None:
+    r = cli("demo", "--json", "--customers", "C001,C087", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    data = r.json()  # stdout is JSON and nothing else
+    assert {"run_id", "as_of", "k", "n_customers", "total_revenue", "segments", "insights"} <= set(data)
+    assert data["as_of"] == "2024-12-31" and data["k"] == 4 and data["n_customers"] == 200
+    for s in data["segments"]:
+        assert set(s) >= SEGMENT_KEYS
+    assert all({"id", "text", "values"} <= set(i) for i in data["insights"])
+    assert data["customers"] == [
+        {"customer_id": "C001", "recency_days": 5, "frequency": 35, "monetary": 8500.0, "segment": "Champions"},
+        {"customer_id": "C087", "recency_days": 130, "frequency": 8, "monetary": 3800.0, "segment": "At-Risk"},
+    ]
+
+
+def test_demo_unknown_customer_is_a_clear_error(cli, runs_dir: Path) -> None:
+    r = cli("demo", "--json", "--customers", "C999", "--runs-dir", runs_dir)
+    assert r.code == 2
+    assert r.out == ""
+    assert r.err.strip().startswith("error: unknown customer id(s): C999")
+    assert len(r.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_run_with_column_options(cli, tmp_path: Path, runs_dir: Path, suffix: str) -> None:
+    path = renamed_orders(tmp_path, suffix)
+    r = cli(
+        "run",
+        path,
+        "--customer-col",
+        "cust",
+        "--order-col",
+        "invoice",
+        "--date-col",
+        "ts",
+        "--amount-col",
+        "total",
+        "--as-of",
+        "2024-12-31",
+        "--runs-dir",
+        runs_dir,
+        "--json",
+    )
+    assert r.code == 0, r.err
+    data = r.json()
+    sizes = {s["name"]: s["customers"] for s in data["segments"]}
+    assert sizes == {"Champions": 30, "Loyal Buyers": 50, "At-Risk": 40, "Occasional": 80}
+    manifest = json.loads((Path(data["run_dir"]) / "manifest.json").read_text())
+    assert manifest["input"]["columns"] == {
+        "customer_id": "cust",
+        "order_id": "invoice",
+        "order_date": "ts",
+        "amount": "total",
+    }
+    assert manifest["rows"] == {"read": 2200, "used": 2200, "quarantined": {}}
+    assert manifest["as_of"] == "2024-12-31"
+    assert {"read", "validate", "rfm", "fit", "assign", "profile", "write"} <= set(manifest["timings"])
+
+
+def test_run_on_xlsx(cli, tmp_path: Path, runs_dir: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    table = pv.read_csv(study.path(study.ORDERS_FILE)).to_pylist()
+    sheet.append(["Customer", "Invoice", "Order Date", "Amount"])
+    for row in table:
+        sheet.append([row["customer_id"], row["order_id"], row["order_date"], row["amount"]])
+    path = tmp_path / "orders.xlsx"
+    book.save(path)
+    r = cli("run", path, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err
+    assert {s["name"]: s["revenue"] for s in r.json()["segments"]}["Champions"] == 218_300
+
+
+def test_default_as_of_is_the_day_after_the_last_order(runs_dir: Path) -> None:
+    res = rfmseg.segment(study.path(study.ORDERS_FILE), runs_dir=None)
+    last = max(pv.read_csv(study.path(study.ORDERS_FILE)).column("order_date").to_pylist())
+    assert res.summary["as_of"] == (last + pd.Timedelta(days=1)).isoformat()
+    # the study's last order is 3 days before its as-of date, so every recency is 2 days shorter
+    assert min(res.rfm.column("recency_days").to_pylist()) == 1
+
+
+def test_python_api_on_dataframe_and_arrow(runs_dir: Path) -> None:
+    df = pd.read_csv(study.path(study.ORDERS_FILE))
+    from_df = rfmseg.segment(df, as_of="2024-12-31", runs_dir=runs_dir)
+    from_arrow = rfmseg.segment(pv.read_csv(study.path(study.ORDERS_FILE)), as_of="2024-12-31", runs_dir=None)
+    assert from_df.segment_of("C087") == "At-Risk" == from_arrow.segment_of("C087")
+    assert from_df.summary["segments"] == from_arrow.summary["segments"]
+    assert from_df.manifest["input"]["path"] == "DataFrame"
+
+
+def test_ready_rfm_table_is_accepted(cli, study_rfm_file: Path, runs_dir: Path) -> None:
+    r = cli("run", study_rfm_file, "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert {s["name"]: s["customers"] for s in data["segments"]}["At-Risk"] == 40
+    assert data["as_of"] is None
+
+
+def test_choose_k_command(cli, study_orders: Path) -> None:
+    r = cli("choose-k", study_orders, "--as-of", "2024-12-31", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["recommended_k"] == 4
+    assert {"k", "inertia", "silhouette", "calinski_harabasz", "davies_bouldin"} <= set(data["metrics"][0])
+    text = cli("choose-k", study_orders, "--as-of", "2024-12-31")
+    assert "Recommended: K=4" in text.out
+
+
+def test_show_an_earlier_run(cli, runs_dir: Path) -> None:
+    first = cli("demo", "--json", "--runs-dir", runs_dir).json()
+    r = cli("show", first["run_id"], "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err
+    shown = r.json()
+    assert shown["segments"] == first["segments"] and shown["run_id"] == first["run_id"]
+    assert "Champions" in cli("show", "latest", "--runs-dir", runs_dir).out
+    missing = cli("show", "nope", "--runs-dir", runs_dir)
+    assert missing.code == 2 and "no run 'nope'" in missing.err
+
+
+def test_installed_command_runs_as_a_process(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rfmseg", "demo", "--json", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_customers"] == 200
