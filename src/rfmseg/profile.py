@@ -134,7 +134,7 @@ def _recoverable(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_
             f"{s['name']}: {s['customers']} customers who spent {money(s['mean_monetary'], cur)} on average "
             f"(overall {money(mean_monetary, cur)}) have been silent {s['mean_recency_days']:.0f} days on "
             f"average (overall median {median_recency:.0f}); their historic revenue of "
-            f"{money(s['revenue'], cur)} ({s['share_revenue']:.0%} of the total) is what a win-back can recover."
+            f"{money(s['revenue'], cur)} ({s['share_revenue']:.0%} of the total) is the revenue at stake for a win-back."
         ),
         "values": {
             "segment": s["name"],
@@ -160,7 +160,7 @@ def _one_time_buyers(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, lo
         "id": "one_time_buyers",
         "text": (
             f"{int(once.sum()):,} customers ({share:.0%}) ordered only once and hold "
-            f"{revenue / total if total else 0:.0%} of revenue: a second order is the first step to loyalty."
+            f"{revenue / total if total else 0:.0%} of revenue."
         ),
         "values": {
             "customers": int(once.sum()),
