@@ -6,8 +6,8 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
@@ -86,12 +86,12 @@ def run_app(argv: list[str] | None = None) -> int:
     except RfmsegError as exc:
         err.print(f"error: {exc.message}", markup=False)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted", markup=False)
         return 130
-    except click.ClickException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False)
+    except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        err.print(f"error: {exc.format_message()} (see `rfmseg --help`)", markup=False)
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
     return 0
