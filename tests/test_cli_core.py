@@ -204,3 +204,10 @@ def test_installed_command_runs_as_a_process(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_customers"] == 200
+
+
+def test_usage_errors_are_one_line_with_exit_2(cli, study_orders: Path) -> None:
+    r = cli("run")
+    assert r.code == 2 and r.err.strip() == "error: Missing argument 'path'. (see `rfmseg --help`)"
+    r = cli("run", study_orders, "--bogus")
+    assert r.code == 2 and r.err.strip() == "error: No such option: --bogus (see `rfmseg --help`)"

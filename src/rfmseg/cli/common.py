@@ -90,7 +90,9 @@ def run_app(argv: list[str] | None = None) -> int:
         err.print("aborted", markup=False)
         return 130
     except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
-        err.print(f"error: {exc.format_message()} (see `rfmseg --help`)", markup=False)
+        message = exc.format_message()
+        if message:  # no arguments at all: the help was printed, nothing else to say
+            err.print(f"error: {message} (see `rfmseg --help`)", markup=False)
         return 2
     except typer.Exit as exc:
         return exc.exit_code
