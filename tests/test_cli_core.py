@@ -207,7 +207,35 @@ def test_installed_command_runs_as_a_process(tmp_path: Path) -> None:
 
 
 def test_usage_errors_are_one_line_with_exit_2(cli, study_orders: Path) -> None:
-    r = cli("run")
-    assert r.code == 2 and r.err.strip() == "error: Missing argument 'path'. (see `rfmseg --help`)"
+    r = cli("run")  # no file and no rfmseg.toml in the current folder
+    assert r.code == 2 and r.err.strip().startswith("error: no input: give a file (rfmseg run FILE)")
+    r = cli("show")
+    assert r.code == 2 and r.err.strip() == "error: Missing argument 'run_id'. (see `rfmseg --help`)"
     r = cli("run", study_orders, "--bogus")
     assert r.code == 2 and r.err.strip() == "error: No such option: --bogus (see `rfmseg --help`)"
+
+
+def test_run_publishes_when_a_store_is_given(cli, study_orders: Path, runs_dir: Path, tmp_path: Path) -> None:
+    from rfmseg.stores import open_store
+
+    url = f"sqlite:///{tmp_path / 'profiles.db'}"
+    r = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--store", url)
+    assert r.code == 0, r.err
+    assert "Published to sqlite:///" in r.out and "200 customers" in r.out
+    with open_store(url) as store:
+        assert store.get("C087")["segment"] == "At-Risk"
+        assert store.count() == 200
+    # without a store configured nothing is published, and --no-publish wins over a store
+    r = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--json")
+    assert "published" not in r.json()
+
+
+def test_run_with_a_store_that_is_down_keeps_the_run(cli, study_orders: Path, runs_dir: Path) -> None:
+    url = "postgresql://app:secret@127.0.0.1:1/test"
+    r = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--store", url)
+    assert r.code == 2
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "secret" not in line
+    assert "postgresql://app:***@127.0.0.1:1/test" in line and "rfmseg publish" in line
+    kept = [p for p in runs_dir.iterdir() if not p.name.startswith(".") and p.is_dir()]
+    assert len(kept) == 1 and (kept[0] / "assignments.parquet").exists()

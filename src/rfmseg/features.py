@@ -14,10 +14,14 @@ The aggregation is two-level (customer x order, then customer): it streams, unli
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict, dataclass, fields
 from datetime import date
 
 import duckdb
 import pyarrow as pa
+
+from rfmseg.errors import ParameterError
 
 RFM_SQL = """
 WITH orders AS (
@@ -39,13 +43,244 @@ GROUP BY customer_id
 """
 
 
-def rfm_sql(source: str, as_of: date) -> str:
-    return RFM_SQL.format(source=source, as_of=as_of.isoformat())
+# ------------------------------------------------------------------------------------ features as definitions
+AGG_FNS = ("count", "count_distinct", "sum", "max", "min", "mean")
+"""count(*) counts events (rows); count_distinct(c) counts distinct values; sum, max, min, mean aggregate a number."""
+CORE_COLUMNS = ("customer_id", "order_id", "ts", "amount", "quantity", "unit_price")
+"""canonical columns every transactions source has (quantity and unit_price only for line items)"""
+DIALECTS = ("duckdb", "spark")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_AGG_TEXT = re.compile(r"^\s*([a-z_]+)\s*\(\s*(\*|[A-Za-z_][A-Za-z0-9_]*)?\s*\)\s*$")
 
 
-def compute_rfm(con: duckdb.DuckDBPyConnection, source: str, as_of: date) -> pa.Table:
-    """RFM table (sorted by customer_id) from the judged transactions view ``source``."""
-    return con.sql(f"SELECT * FROM ({rfm_sql(source, as_of)}) ORDER BY customer_id").to_arrow_table()
+@dataclass(frozen=True)
+class Agg:
+    """One aggregation over a canonical column, per customer: ``Agg("sum", "amount")`` is ``sum(amount)``.
+
+    Returns (rows with ``is_return``) count for nothing but ``sum``: they are no event, so they neither count
+    nor set a max, min or mean, while their (negative) value nets out of a sum.
+    """
+
+    fn: str
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fn not in AGG_FNS:
+            raise ParameterError(f"unknown aggregation '{self.fn}'; use one of {', '.join(AGG_FNS)}")
+        if self.fn == "count":
+            if self.column not in (None, "*"):
+                raise ParameterError(
+                    f"count({self.column}) is not an aggregation; use count(*) for events or "
+                    f"count_distinct({self.column}) for distinct values"
+                )
+            object.__setattr__(self, "column", None)
+        elif not self.column or not _IDENT.match(self.column):
+            raise ParameterError(
+                f"{self.fn}({self.column or ''}) needs a canonical column name (lower-case letters, digits, _), "
+                "e.g. sum(amount)"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Agg:
+        """``"sum(amount)"``, ``"count(*)"``, ``"count_distinct(feature_name)"`` -> Agg."""
+        m = _AGG_TEXT.match(str(text))
+        if not m:
+            raise ParameterError(
+                f"'{text}' is not an aggregation; write FUNCTION(column) with FUNCTION one of "
+                f"{', '.join(AGG_FNS)}, e.g. count_distinct(order_id) or count(*)"
+            )
+        return cls(m.group(1), m.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.fn}({self.column or '*'})"
+
+    @property
+    def kind(self) -> str:
+        """What the column must hold: 'text' (any values, counted distinct) or 'number'."""
+        return "text" if self.fn == "count_distinct" else "number"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """What recency, frequency and monetary are, as aggregations over the canonical columns.
+
+    recency is always the whole days from the customer's last (non-return) event to the as-of date;
+    frequency and monetary are any :class:`Agg`. The default is the e-commerce definition: distinct orders
+    and the sum of order amounts. :func:`rfm_sql` turns a FeatureSet into the SQL of the RFM table.
+    """
+
+    frequency: Agg = Agg("count_distinct", "order_id")
+    monetary: Agg = Agg("sum", "amount")
+    recency: Agg = Agg("max", "ts")
+
+    def __post_init__(self) -> None:
+        if self.recency != Agg("max", "ts"):
+            raise ParameterError(
+                f"recency '{self.recency}' is not supported; recency is the days since the last event, max(ts)"
+            )
+        if self.frequency.column in ("ts", "customer_id") or self.monetary.column in ("ts", "customer_id"):
+            raise ParameterError("frequency and monetary aggregate columns other than ts and customer_id")
+
+    def columns(self) -> tuple[str, ...]:
+        """The canonical columns the features read (besides customer_id and ts)."""
+        cols = [a.column for a in (self.frequency, self.monetary) if a.column]
+        return tuple(dict.fromkeys(cols))
+
+    def extra_columns(self) -> dict[str, str]:
+        """Columns beyond the core ones, with what they must hold ('number' or 'text')."""
+        out: dict[str, str] = {}
+        for a in (self.frequency, self.monetary):
+            if a.column and a.column not in CORE_COLUMNS:
+                out[a.column] = "number" if "number" in (out.get(a.column), a.kind) else "text"
+        return out
+
+    @property
+    def needs_amount(self) -> bool:
+        return "amount" in self.columns()
+
+    def to_dict(self) -> dict[str, str]:
+        return {"recency": str(self.recency), "frequency": str(self.frequency), "monetary": str(self.monetary)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> FeatureSet:
+        given = {k: Agg.parse(v) for k, v in d.items() if k in ("recency", "frequency", "monetary") and v}
+        return cls(**given)
+
+
+DEFAULT_FEATURES = FeatureSet()
+
+
+@dataclass(frozen=True)
+class Units:
+    """How to speak of R, F and M and of their sums in tables and insights (the JSON keys do not change).
+
+    ``total`` names the sum of monetary over customers ("revenue"); empty when such a sum means nothing
+    (the distinct features a user touched), and then the shares of it and the insights built on it are left
+    out. ``ratio`` names monetary / frequency ("AOV"); empty hides it.
+    """
+
+    entity: str = "customers"
+    recency: str = "days since last order"
+    frequency: str = "orders"
+    event: str = "order"
+    """one of what frequency counts, in the singular"""
+    monetary: str = "spend"
+    total: str = "revenue"
+    ratio: str = "AOV"
+    money: bool = True
+    """monetary is money: shown with the currency"""
+    suffix: str = ""
+    """shown after a non-money monetary value, e.g. '%' for a progress"""
+
+    def value(self, x: float, currency: str = "$") -> str:
+        if self.money:
+            return f"{'-' if x < 0 else ''}{currency}{abs(x):,.0f}"
+        return f"{x:,.0f}{self.suffix}" if abs(x) >= 10 or float(x).is_integer() else f"{x:,.1f}{self.suffix}"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object] | None) -> Units:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})  # type: ignore[arg-type]
+
+
+DEFAULT_UNITS = Units()
+
+
+def _level1(fs: FeatureSet) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """The per-(customer, order) aggregates, the per-customer expressions of frequency and monetary, and
+    the (alias, column) of distinct counts over columns other than order_id (each its own two-level CTE)."""
+    cols = ["bool_and(is_return) AS is_return", "max(ts) AS ts"]
+    outer: list[str] = []
+    distinct: list[tuple[str, str]] = []
+    for role, a in (("frequency", fs.frequency), ("monetary", fs.monetary)):
+        c = a.column
+        if a.fn == "count_distinct" and c == "order_id":
+            expr = "count(*) FILTER (WHERE NOT is_return)"
+        elif a.fn == "count_distinct":
+            alias = f"_d_{role}"
+            distinct.append((alias, str(c)))
+            expr = f"coalesce({alias}.n, 0)"
+        elif a.fn == "count":
+            cols.append("count(*) AS _events")
+            expr = "sum(_events) FILTER (WHERE NOT is_return)"
+        elif a.fn == "sum":
+            cols.append(f"sum({c}) AS {c}")
+            expr = f"sum({c})"
+        elif a.fn in ("max", "min"):
+            cols.append(f"{a.fn}({c}) AS _{a.fn}_{c}")
+            expr = f"{a.fn}(_{a.fn}_{c}) FILTER (WHERE NOT is_return)"
+        else:  # mean over events
+            cols += [f"sum({c}) AS _sum_{c}", f"count({c}) AS _n_{c}"]
+            expr = f"sum(_sum_{c}) FILTER (WHERE NOT is_return) / sum(_n_{c}) FILTER (WHERE NOT is_return)"
+        if role == "frequency":
+            outer.append(f"CAST({expr} AS BIGINT)" if a.fn.startswith("count") else f"CAST(round({expr}) AS BIGINT)")
+        else:
+            outer.append(f"CAST(round({expr}, 2) AS DOUBLE)" if a.fn in ("sum", "mean") else f"CAST({expr} AS DOUBLE)")
+    return list(dict.fromkeys(cols)), outer, distinct
+
+
+def rfm_sql(source: str, as_of: date, features: FeatureSet = DEFAULT_FEATURES, dialect: str = "duckdb") -> str:
+    """The SQL text of the RFM table over the judged transactions view ``source`` (DuckDB or Spark SQL).
+
+    The default FeatureSet gives exactly :data:`RFM_SQL`. Other definitions keep its shape: a first
+    aggregation per customer x order, then per customer; a distinct count over another column is a
+    two-level aggregation of its own (customer x value, then customer), joined on the customer id.
+    """
+    if dialect not in DIALECTS:
+        raise ParameterError(f"unknown SQL dialect '{dialect}'; use one of {', '.join(DIALECTS)}")
+    if features == DEFAULT_FEATURES:
+        sql = RFM_SQL.format(source=source, as_of=as_of.isoformat())
+    else:
+        sql = _generated_sql(source, as_of, features)
+    if dialect == "spark":
+        # DuckDB's date_diff('day', a, b) is Spark's datediff(b, a)
+        sql = sql.replace(
+            f"date_diff('day', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE), DATE '{as_of.isoformat()}')",
+            f"datediff(DATE '{as_of.isoformat()}', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE))",
+        )
+    return sql
+
+
+def _generated_sql(source: str, as_of: date, fs: FeatureSet) -> str:
+    level1, (freq, mon), distinct = _level1(fs)
+    ctes = [
+        "orders AS (\n    SELECT customer_id, order_id, "
+        + ", ".join(level1)
+        + f"\n    FROM {source}\n    WHERE _reason IS NULL\n    GROUP BY customer_id, order_id\n)"
+    ]
+    for alias, col in dict.fromkeys(distinct):
+        ctes.append(
+            f"{alias} AS (\n    SELECT customer_id, count(*) AS n FROM (\n"
+            f"        SELECT customer_id, {col} FROM {source}\n"
+            f"        WHERE _reason IS NULL AND NOT is_return AND {col} IS NOT NULL\n"
+            f"        GROUP BY customer_id, {col}\n    ) AS _v GROUP BY customer_id\n)"
+        )
+    joins = "".join(f"\nLEFT JOIN {alias} ON {alias}.customer_id = orders.customer_id" for alias, _ in distinct)
+    group = ", ".join(["orders.customer_id", *(f"{alias}.n" for alias, _ in distinct)])
+    last = "max(ts) FILTER (WHERE NOT is_return)"
+    return (
+        "WITH " + ",\n".join(ctes) + "\nSELECT\n    orders.customer_id AS customer_id,\n"
+        f"    CAST(date_diff('day', CAST({last} AS DATE), DATE '{as_of.isoformat()}') AS BIGINT) AS recency_days,\n"
+        f"    {freq} AS frequency,\n    {mon} AS monetary,\n"
+        f"    CAST(min(ts) FILTER (WHERE NOT is_return) AS DATE) AS first_order_date,\n"
+        f"    CAST({last} AS DATE) AS last_order_date\n"
+        f"FROM orders{joins}\nGROUP BY {group}\n"
+    )
+
+
+def compute_rfm(
+    con: duckdb.DuckDBPyConnection, source: str, as_of: date, features: FeatureSet = DEFAULT_FEATURES
+) -> pa.Table:
+    """RFM table (sorted by customer_id) from the judged transactions view ``source``.
+
+    Ids kept as numbers by the typed rows (see validate.customer_expr) become text here, after the aggregation."""
+    sql = rfm_sql(source, as_of, features)
+    return con.sql(
+        f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) ORDER BY customer_id"
+    ).to_arrow_table()
 
 
 def rfm_from_table(con: duckdb.DuckDBPyConnection, source: str) -> pa.Table:

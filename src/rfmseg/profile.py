@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.model.naming import Vocabulary
 
 
@@ -59,15 +60,59 @@ def segment_table(
 
 
 def insights(
-    rfm: pd.DataFrame, segments: list[dict[str, Any]], currency: str = "$", loyal_name: str = "Loyal Buyers"
+    rfm: pd.DataFrame,
+    segments: list[dict[str, Any]],
+    currency: str = "$",
+    loyal_name: str = "Loyal Buyers",
+    units: Units | None = None,
 ) -> list[dict[str, Any]]:
-    """Rules over the segment table; each returns an insight or nothing."""
+    """Rules over the segment table; each returns an insight or nothing.
+
+    ``units`` (a preset's) words the texts in the domain's terms; rules over the sum of monetary are left
+    out when that sum means nothing (``units.total`` empty), the AOV rule when ``units.ratio`` is empty."""
+    u = units or DEFAULT_UNITS
     out: list[dict[str, Any]] = []
     for rule in (_aov_ratio, _pareto, _recoverable, _one_time_buyers, _customer_concentration):
+        if (rule is _aov_ratio and not u.ratio) or (
+            rule in (_pareto, _recoverable, _customer_concentration) and not u.total
+        ):
+            continue
         found = rule(rfm, segments, currency, loyal_name)
         if found:
-            out.append(found)
+            out.append(found if u == DEFAULT_UNITS else _in_units(found, u, currency))
     return out
+
+
+def _in_units(found: dict[str, Any], u: Units, cur: str) -> dict[str, Any]:
+    """The same insight, from the same values, in a preset's terms (users and sessions, leads and deals)."""
+    v = found["values"]
+    val = u.value
+    texts = {
+        "aov_ratio": lambda: (
+            f"{v['segment']} have the highest {u.ratio}, {val(v['aov'], cur)}, {v['ratio']:.1f}× the "
+            f"{val(v['other_aov'], cur)} of {v['other_segment']}."
+        ),
+        "pareto": lambda: (
+            f"{v['segment']} are {v['share_customers']:.0%} of {u.entity} and hold {v['share_revenue']:.0%} of "
+            f"{u.total} ({val(v['revenue'], cur)}), {v['lift']:.1f}× their share."
+        ),
+        "recoverable_revenue": lambda: (
+            f"{v['segment']}: {v['customers']} {u.entity} with a mean {u.monetary} of {val(v['mean_monetary'], cur)} "
+            f"(overall {val(v['mean_monetary_all'], cur)}) have been silent {v['mean_recency_days']:.0f} days on "
+            f"average (overall median {v['median_recency_days_all']:.0f}); their {u.total} of "
+            f"{val(v['revenue'], cur)} ({v['share_revenue']:.0%} of the total) is at stake."
+        ),
+        "one_time_buyers": lambda: (
+            f"{v['customers']:,} {u.entity} ({v['share_customers']:.0%}) have a single {u.event}"
+            + (f" and hold {v['share_revenue']:.0%} of {u.total}." if u.total else ".")
+        ),
+        "top_20_percent": lambda: (
+            f"The top 20% of {u.entity} by {u.monetary} ({v['customers']:,}) bring {v['share_revenue']:.0%} "
+            f"of {u.total}."
+        ),
+    }
+    text = texts.get(found["id"])
+    return {**found, "text": text()} if text else found
 
 
 def _aov_ratio(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str) -> dict[str, Any] | None:
@@ -134,7 +179,8 @@ def _recoverable(rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_
             f"{s['name']}: {s['customers']} customers who spent {money(s['mean_monetary'], cur)} on average "
             f"(overall {money(mean_monetary, cur)}) have been silent {s['mean_recency_days']:.0f} days on "
             f"average (overall median {median_recency:.0f}); their historic revenue of "
-            f"{money(s['revenue'], cur)} ({s['share_revenue']:.0%} of the total) is the revenue at stake for a win-back."
+            f"{money(s['revenue'], cur)} ({s['share_revenue']:.0%} of the total) is the revenue at stake "
+            "for a win-back."
         ),
         "values": {
             "segment": s["name"],

@@ -1,6 +1,7 @@
 """The run registry: every run is a folder ``<runs_dir>/<run_id>/`` written atomically.
 
-Files: manifest.json, model.json, rfm.parquet, assignments.parquet, summary.json, quarantine.parquet.
+Files: manifest.json, model.json, rfm.parquet, assignments.parquet, summary.json, quarantine.parquet,
+report.html (and choose_k.json, the K choice the report shows).
 A run is written under a hidden temporary name and renamed into place when complete, so a reader never
 sees half a run and a failed run leaves nothing behind.
 """
@@ -22,12 +23,22 @@ import pyarrow.parquet as pq
 from rfmseg.errors import NotFoundError
 
 DEFAULT_RUNS_DIR = Path("rfmseg-runs")
-FILES = ("manifest.json", "model.json", "rfm.parquet", "assignments.parquet", "summary.json", "quarantine.parquet")
+FILES = (
+    "manifest.json",
+    "model.json",
+    "rfm.parquet",
+    "assignments.parquet",
+    "summary.json",
+    "quarantine.parquet",
+    "report.html",
+)
 
 
 def new_run_id(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-mmmxxx``: creation time to the millisecond, then 3 random hex digits, so ids sort by
+    creation time (``latest`` relies on it) even for runs written within the same second."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}{uuid.uuid4().hex[:3]}"
 
 
 @dataclass(frozen=True)

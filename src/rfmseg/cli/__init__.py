@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from rfmseg.cli import core  # noqa: F401  (registers demo, run, choose-k, show)
+from rfmseg.cli import (
+    agent,  # noqa: F401  (touches, ask, context, mcp)
+    config,  # noqa: F401  (init, config show, presets, the root option --config)
+    core,  # noqa: F401  (registers demo, run, choose-k, show)
+    life,  # noqa: F401  (runs, assign, refresh, retrain, publish, simulate, transitions, watch, history)
+    serve,  # noqa: F401  (serve, report)
+)
 from rfmseg.cli.common import app, run_app
 
 __all__ = ["app", "main"]

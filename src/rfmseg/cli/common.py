@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from rfmseg.errors import RfmsegError
 
@@ -34,26 +34,24 @@ def money(x: float, currency: str = "$") -> str:
 
 
 def segment_rich_table(summary: dict[str, Any]) -> Table:
+    """The segment table, worded in the run's units (customers/orders/spend, users/sessions/features, ...)."""
+    from rfmseg.features import Units
+
     cur = summary.get("currency", "$")
-    t = Table(
-        title=f"Segments — {summary['n_customers']:,} customers, revenue "
-        f"{money(summary['total_revenue'], cur)}, as of {summary.get('as_of')}"
-    )
-    for col in ("#", "segment", "customers", "share", "revenue", "rev%", "recency", "orders", "spend", "AOV"):
+    u = Units.from_dict(summary.get("units"))
+    total = f", {u.total} {u.value(summary['total_revenue'], cur)}" if u.total else ""
+    t = Table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, as of {summary.get('as_of')}")
+    cols = ["#", "segment", u.entity, "share"]
+    cols += [u.total, "rev%" if u.total == "revenue" else "share of total"] if u.total else []
+    cols += ["recency", u.frequency, u.monetary, *([u.ratio] if u.ratio else [])]
+    for col in cols:
         t.add_column(col, justify="left" if col == "segment" else "right", no_wrap=True)
     for s in summary["segments"]:
-        t.add_row(
-            str(s["priority"]),
-            s["name"],
-            f"{s['customers']:,}",
-            f"{s['share_customers']:.0%}",
-            money(s["revenue"], cur),
-            f"{s['share_revenue']:.0%}",
-            f"{s['mean_recency_days']:.0f}d",
-            f"{s['mean_frequency']:.1f}",
-            money(s["mean_monetary"], cur),
-            money(s["aov"], cur),
-        )
+        row = [str(s["priority"]), s["name"], f"{s['customers']:,}", f"{s['share_customers']:.0%}"]
+        row += [u.value(s["revenue"], cur), f"{s['share_revenue']:.0%}"] if u.total else []
+        row += [f"{s['mean_recency_days']:.0f}d", f"{s['mean_frequency']:.1f}", u.value(s["mean_monetary"], cur)]
+        row += [u.value(s["aov"], cur)] if u.ratio else []
+        t.add_row(*row)
     return t
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 import pyarrow.compute as pc
 import typer
 
 from rfmseg.cli.common import app, out, parse_ids, print_json, print_summary
+from rfmseg.cli.config import ConfigOpt
+from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
-from rfmseg.io import Policy
 from rfmseg.model.choose_k import choose_k
 from rfmseg.pipeline import RunResult, load_rfm, rfm_matrix, segment
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
@@ -60,12 +61,14 @@ def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
     return [{k: found[i][k] for k in ("customer_id", "recency_days", "frequency", "monetary", "segment")} for i in ids]
 
 
-def _report(result: RunResult, as_json: bool, ids: list[str]) -> None:
+def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[str, Any] | None = None) -> None:
     summary = dict(result.summary)
     if ids:
         summary["customers"] = customers_of(result, ids)
     if as_json:
         summary["run_dir"] = str(result.path) if result.path else None
+        if published is not None:
+            summary["published"] = published
         print_json(summary)
         return
     print_summary(summary)
@@ -76,22 +79,31 @@ def _report(result: RunResult, as_json: bool, ids: list[str]) -> None:
         )
     if result.path:
         out.print(
-            f"Run {result.run_id} written to {result.path}/ (summary.json, assignments.parquet, "
-            "model.json, rfm.parquet, manifest.json, quarantine.parquet)"
+            f"Run {result.run_id} written to {result.path}/ (summary.json, assignments.parquet, model.json, "
+            "rfm.parquet, manifest.json, quarantine.parquet)"
+        )
+        out.print(f"Open {result.path / 'report.html'} in a browser, or run `rfmseg serve` for the explorer.")
+    if published is not None:
+        out.print(
+            f"Published to {published['store']}: {published['customers']:,} customers "
+            f"({published['changed']:,} changed segment, {published['new']:,} new)"
         )
 
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     as_json: Json = False,
     customers: Annotated[str | None, typer.Option("--customers", help="Comma-separated ids to show.")] = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    config: ConfigOpt = None,
 ) -> None:
     """Segment the built-in 200-customer study and print its segment table."""
+    settings = resolve(ctx)  # only runs_dir applies: the demo's data and settings are the study's
     result = segment(
         study.path(study.ORDERS_FILE),
         as_of=study.AS_OF,
-        runs_dir=runs_dir,
+        runs_dir=settings.runs_path,
         input_label=f"rfmseg:datasets/{study.ORDERS_FILE}",
     )
     _report(result, as_json, parse_ids(customers))
@@ -99,7 +111,14 @@ def demo(
 
 @app.command()
 def run(
-    path: Annotated[Path, typer.Argument(help="Transactions (or an RFM table): CSV, Parquet or .xlsx.")],
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the [source] of rfmseg.toml.",
+            show_default=False,
+        ),
+    ] = None,
     customer_col: Annotated[str | None, typer.Option("--customer-col", help="Customer id column.")] = None,
     order_col: Annotated[str | None, typer.Option("--order-col", help="Order id column.")] = None,
     date_col: Annotated[str | None, typer.Option("--date-col", help="Order date column.")] = None,
@@ -108,72 +127,145 @@ def run(
     price_col: Annotated[str | None, typer.Option("--price-col", help="Unit price (with --quantity-col).")] = None,
     date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")] = None,
     bad_rows: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--bad-rows", help="error: stop on the first bad row; quarantine: set bad rows aside with their reason."
+            "--bad-rows",
+            help="error: stop on the first bad row; quarantine: set bad rows aside with their reason "
+            "(default: the preset's, else error).",
         ),
-    ] = "error",
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail."),
+    ] = None,
+    returns: Annotated[
+        str | None,
+        typer.Option(
+            "--returns",
+            help="net: subtract returns from monetary (not orders, no recency); exclude: quarantine them.",
+        ),
+    ] = None,
     as_of: AsOf = None,
     k: K = 4,
-    transform: Transform = "minmax",
+    transform: Annotated[
+        str | None, typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax).")
+    ] = None,
     n_init: NInit = 10,
     random_state: Seed = 42,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     customers: Annotated[str | None, typer.Option("--customers", help="Comma-separated ids to show.")] = None,
+    col: Annotated[
+        list[str] | None,
+        typer.Option("--col", help="FIELD=COLUMN for any canonical field, e.g. session_count=sessions (repeatable)."),
+    ] = None,
+    config: ConfigOpt = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (DuckDB + scikit-learn) or spark (Spark SQL + MLlib).")
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="With --engine spark: local[*], spark://HOST:7077, yarn... (default: SPARK_REMOTE, else local[*]).",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            help="With --engine spark: write rfm and assignments under this Hadoop path (s3a://, hdfs://, file:/).",
+        ),
+    ] = None,
+    sample_size: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-size",
+            help="Customers the K-Means restarts run on when there are more than 200,000 (default 100,000).",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Profile store URL to publish the labels to (sqlite:///, postgresql://, redis://)."),
+    ] = None,
+    publish: Annotated[
+        bool | None,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Publish the labels to the profile store (default: only when a store is configured).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Segment the customers of your own transactions file."""
-    cols = column_options(customer_col, order_col, date_col, amount_col, quantity_col, price_col)
-    policy = Policy(bad_rows=bad_rows, date_format=date_format)  # type: ignore[arg-type]
-    if bad_rows not in ("error", "quarantine"):
-        from rfmseg.errors import ParameterError
+    """Segment the customers of your own transactions file (or of the source set in rfmseg.toml).
 
-        raise ParameterError(f"--bad-rows '{bad_rows}' is not allowed; use error or quarantine")
-    result = segment(
-        path,
-        cols,
-        as_of=as_of,
-        k=k,
-        transform=transform,
-        n_init=n_init,
-        random_state=random_state,
-        policy=policy,
-        runs_dir=runs_dir,
-    )
-    _report(result, as_json, parse_ids(customers))
+    Options override the project file; `rfmseg config show` prints what is in force."""
+    settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
+    scale = {"engine": engine, "spark_master": spark_master, "output": output, "sample_size": sample_size}
+    result = segment(settings.require_source(), **settings.segment_kwargs(), **scale)
+    published = None
+    if result.run is not None:
+        from rfmseg.lifecycle import publish_if_configured
+
+        published = publish_if_configured(result.run, settings.runs_path, settings.store, publish)
+    _report(result, as_json, parse_ids(customers), published)
 
 
 @app.command("choose-k")
 def choose_k_cmd(
-    path: Annotated[Path, typer.Argument(help="Transactions (or an RFM table): CSV, Parquet or .xlsx.")],
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the [source] of rfmseg.toml.",
+            show_default=False,
+        ),
+    ] = None,
     customer_col: Annotated[str | None, typer.Option("--customer-col")] = None,
     order_col: Annotated[str | None, typer.Option("--order-col")] = None,
     date_col: Annotated[str | None, typer.Option("--date-col")] = None,
     amount_col: Annotated[str | None, typer.Option("--amount-col")] = None,
     as_of: AsOf = None,
-    transform: Transform = "minmax",
+    transform: Annotated[
+        str | None, typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax).")
+    ] = None,
     k_min: Annotated[int, typer.Option("--k-min")] = 2,
     k_max: Annotated[int, typer.Option("--k-max")] = 10,
     n_init: NInit = 10,
     random_state: Seed = 42,
     sample_size: Annotated[int, typer.Option("--sample-size", help="Customers in the silhouette sample.")] = 10_000,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail."),
+    ] = None,
+    stability: Annotated[
+        bool,
+        typer.Option(
+            "--stability/--no-stability", help="Refit each K on bootstrap resamples and compare (adjusted Rand)."
+        ),
+    ] = True,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per K for stability.")] = 5,
     as_json: Json = False,
+    config: ConfigOpt = None,
 ) -> None:
-    """Which K, and why: elbow, silhouette, Calinski-Harabasz, Davies-Bouldin for each K."""
-    cols = column_options(customer_col, order_col, date_col, amount_col, None, None)
+    """Which K, and why: elbow, silhouette, Calinski-Harabasz, Davies-Bouldin and stability for each K."""
+    settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
+    preset_ = settings.preset_obj()
+    transform, n_init, random_state = settings.effective_transform(), settings.n_init, settings.random_state
     con = duckdb.connect()
     try:
-        _, rfm = load_rfm(con, path, cols, as_of)
+        _, rfm = load_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_)
     finally:
         con.close()
-    result = choose_k(rfm_matrix(rfm), transform, k_min, k_max, n_init, random_state, sample_size)
+    result = choose_k(rfm_matrix(rfm), transform, k_min, k_max, n_init, random_state, sample_size, stability, resamples)
     if as_json:
         print_json(result)
         return
     from rich.table import Table
 
     t = Table(title=f"Choosing K — {result['n_customers']:,} customers, transform {transform}")
-    for c in ("K", "inertia", "silhouette", "Calinski-Harabasz", "Davies-Bouldin", "segment sizes"):
+    columns = ["K", "inertia", "silhouette", "Calinski-Harabasz", "Davies-Bouldin"]
+    for c in [*columns, *(["stability (ARI)"] if stability else []), "segment sizes"]:
         t.add_column(c, justify="right")
     for r in result["metrics"]:
         mark = " ◀" if r["k"] == result["recommended_k"] else ""
@@ -183,20 +275,26 @@ def choose_k_cmd(
             f"{r['silhouette']:.3f}",
             f"{r['calinski_harabasz']:.1f}",
             f"{r['davies_bouldin']:.3f}",
+            *([f"{r['stability']:.2f}"] if stability else []),
             " ".join(map(str, r["sizes"])),
         )
     out.print(t)
-    out.print(f"Recommended: {result['reason']} (silhouette on {result['silhouette_sample']:,} customers)")
+    where = f"silhouette on {result['silhouette_sample']:,} customers"
+    if stability:
+        where += f", stability over {resamples} bootstrap resamples of them"
+    out.print(f"Recommended: {result['reason']} ({where})")
 
 
 @app.command()
 def show(
+    ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
+    config: ConfigOpt = None,
 ) -> None:
     """The segment table of an earlier run."""
-    run_ = get_run(run_id, runs_dir)
+    run_ = get_run(run_id, resolve(ctx).runs_path)
     summary = run_.summary
     if as_json:
         print_json(summary)

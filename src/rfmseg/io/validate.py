@@ -11,17 +11,21 @@ sets them aside and goes on (the default for line-item data such as Online Retai
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rfmseg import schema
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.io.readers import Source, _quote, sql_string
 
 BadRows = Literal["error", "quarantine"]
+Returns = Literal["net", "exclude"]
 
 # date formats tried, in order, on text dates when no --date-format is given (ISO is tried first by CAST)
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y/%m/%d")
@@ -38,6 +42,49 @@ class Rule:
     fix: str
 
 
+@dataclass(frozen=True)
+class ExtraField:
+    """A canonical column beyond the core ones (e.g. ``session_count``, ``feature_name``) that a preset's
+    features read: found by its name (or an alias, or the user's mapping), typed, and judged.
+
+    A number that is missing or not a number is quarantined as ``bad_<name>``; one outside
+    [min_value, max_value] as ``out_of_range_<name>``. Text is kept as clean text (empty -> NULL).
+    """
+
+    name: str
+    kind: Literal["number", "text"] = "number"
+    min_value: float | None = None
+    max_value: float | None = None
+    aliases: tuple[str, ...] = ()
+
+    def rules(self) -> tuple[Rule, ...]:
+        if self.kind != "number":
+            return ()
+        fix = f"fix the {self.name} values or map another column with --col {self.name}=COLUMN"
+        out = [
+            Rule(
+                f"bad_{self.name}",
+                f"{self.name} IS NULL OR isnan({self.name}) OR isinf({self.name})",
+                f"{self.name} missing or not a number",
+                fix,
+            )
+        ]
+        bounds = [f"{self.name} < {self.min_value!r}"] if self.min_value is not None else []
+        bounds += [f"{self.name} > {self.max_value!r}"] if self.max_value is not None else []
+        if bounds:
+            lo = "-inf" if self.min_value is None else f"{self.min_value:g}"
+            hi = "inf" if self.max_value is None else f"{self.max_value:g}"
+            out.append(
+                Rule(
+                    f"out_of_range_{self.name}",
+                    " OR ".join(bounds),
+                    f"{self.name} outside [{lo}, {hi}]",
+                    f"fix the {self.name} values (allowed: {lo} to {hi})",
+                )
+            )
+        return tuple(out)
+
+
 @dataclass
 class Policy:
     """How rows are judged. Presets extend ``rules`` and set ``returns`` for line-item data."""
@@ -46,10 +93,29 @@ class Policy:
     date_format: str | None = None
     returns_condition: str = "FALSE"
     """SQL over the canonical columns (plus the originals) marking a row as a return."""
+    returns: Returns = "net"
+    """net: a return's (negative) value is subtracted from monetary; it is no order and sets no recency.
+    exclude: returns are quarantined with reason ``excluded_return``."""
     rules_before: tuple[Rule, ...] = ()
     """preset rules checked before the generic ones"""
     extra_columns: tuple[tuple[str, str], ...] = ()
-    """(name, SQL over the source's original columns) computed alongside the canonical ones, for rules"""
+    """(name, SQL over the source's original columns) computed alongside the canonical ones, for rules;
+    ``{source_columns}`` in the SQL stands for the list of all original columns (e.g. to find duplicates)"""
+    fields: tuple[ExtraField, ...] = ()
+    """extra canonical columns the features read (typed and judged like the core ones)"""
+    needs_amount: bool = True
+    """False when the features read no amount (e.g. SaaS usage): then no amount column is looked for"""
+
+
+@dataclass
+class Deferred:
+    """What :func:`settle_rfm` needs to apply the returns-only rule after the RFM pass (streaming path)."""
+
+    rules: tuple[Rule, ...]
+    """every row rule, the after-as-of rule included"""
+    late: tuple[Rule, ...]
+    """the rules that ``canon`` applies on top of the row rules (after-as-of)"""
+    bad_rows: BadRows
 
 
 @dataclass
@@ -63,6 +129,8 @@ class Prepared:
     rows_read: int
     quarantined: dict[str, int] = field(default_factory=dict)
     view: str = "canon"
+    deferred: Deferred | None = None
+    """set on large inputs: the returns-only rule is settled from the RFM table (:func:`settle_rfm`)"""
 
     @property
     def rows_used(self) -> int:
@@ -92,21 +160,31 @@ def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[
 
 
 def _missing(source: Source, field_name: str, also: str = "") -> ColumnError:
-    option = schema.FIELD_OPTIONS.get(field_name, f"--columns {field_name}=NAME")
+    option = (
+        f"{schema.FIELD_OPTIONS[field_name]} NAME" if field_name in schema.FIELD_OPTIONS else f"--col {field_name}=NAME"
+    )
     return ColumnError(
         f"{source.label}: no {field_name} column{also}; columns found: {', '.join(source.columns)}; "
-        f"map yours with {option} NAME"
+        f"map yours with {option}"
     )
 
 
-def resolve_columns(source: Source, columns: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+def resolve_columns(
+    source: Source,
+    columns: dict[str, str] | None,
+    fields: tuple[ExtraField, ...] = (),
+    needs_amount: bool = True,
+) -> tuple[str, dict[str, str]]:
     """Which kind of table this is and canonical field -> source column."""
     columns = {k: v for k, v in (columns or {}).items() if v}
+    extra = {f.name for f in fields}
     unknown = set(columns) - {*schema.TRANSACTION_FIELDS, schema.QUANTITY, schema.UNIT_PRICE, *schema.RFM_FIELDS}
+    unknown -= extra
     if unknown:
+        also = f", {', '.join(sorted(extra))}" if extra else ""
         raise ParameterError(
             f"unknown field(s) in the column mapping: {', '.join(sorted(unknown))}; "
-            f"map {', '.join(schema.TRANSACTION_FIELDS)} (or quantity, unit_price, or an RFM table's "
+            f"map {', '.join(schema.TRANSACTION_FIELDS)}{also} (or quantity, unit_price, or an RFM table's "
             f"{', '.join(schema.RFM_FIELDS)})"
         )
     found: dict[str, str] = {}
@@ -125,13 +203,20 @@ def resolve_columns(source: Source, columns: dict[str, str] | None) -> tuple[str
     mapping = {schema.CUSTOMER_ID: cust, schema.ORDER_DATE: found[schema.ORDER_DATE]}
     if schema.ORDER_ID in found:
         mapping[schema.ORDER_ID] = found[schema.ORDER_ID]
-    if schema.AMOUNT in found and schema.QUANTITY not in columns:
+    if not needs_amount and not {schema.AMOUNT, schema.QUANTITY, schema.UNIT_PRICE} & set(columns):
+        pass  # the features read no amount: none is looked for
+    elif schema.AMOUNT in found and schema.QUANTITY not in columns:
         mapping[schema.AMOUNT] = found[schema.AMOUNT]
     elif schema.QUANTITY in found and schema.UNIT_PRICE in found:
         mapping[schema.QUANTITY] = found[schema.QUANTITY]
         mapping[schema.UNIT_PRICE] = found[schema.UNIT_PRICE]
     else:
         raise _missing(source, schema.AMOUNT, " (nor quantity and unit price)")
+    for f in fields:
+        col = _find(source, f.name, columns.get(f.name), f.aliases)
+        if col is None:
+            raise _missing(source, f.name)
+        mapping[f.name] = col
     return "transactions", mapping
 
 
@@ -161,14 +246,31 @@ def _is_temporal(duck_type: str) -> bool:
 
 
 def id_expr(col: str, duck_type: str) -> str:
-    """An id as clean text: 17850.0 -> '17850', '  C1 ' -> 'C1', '' -> NULL."""
+    """An id as clean text: 17850.0 -> '17850', '  C1 ' -> 'C1', '' -> NULL.
+
+    Text that is a whole number written as a float ('17850.0', as a float column exported to CSV) loses its
+    '.0' too, so the same customer has the same id in the Parquet, the .xlsx and the CSV of one table."""
     q = _quote(col)
     if _is_numeric(duck_type):
         return (
             f"CASE WHEN {q} IS NULL OR isnan(CAST({q} AS DOUBLE)) THEN NULL "
             f"WHEN {q} = floor({q}) THEN CAST(CAST({q} AS HUGEINT) AS VARCHAR) ELSE CAST({q} AS VARCHAR) END"
         )
-    return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')"
+    text = f"trim(CAST({q} AS VARCHAR))"
+    whole = f"regexp_replace({text}, '^([0-9]+)\\.0+$', '\\1')"
+    return f"NULLIF(CASE WHEN contains({text}, '.') THEN {whole} ELSE {text} END, '')"
+
+
+_INTEGER_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT")
+
+
+def customer_expr(col: str, duck_type: str) -> str:
+    """The customer id as the typed rows keep it: a whole-number column stays a number (grouping 100M rows by a
+    number is far cheaper than by text; :func:`rfmseg.features.compute_rfm` makes the ids text after the
+    aggregation, the same text :func:`id_expr` gives), any other column goes through :func:`id_expr`."""
+    if duck_type.upper().startswith(_INTEGER_TYPES):
+        return _quote(col)
+    return id_expr(col, duck_type)
 
 
 def number_expr(col: str, duck_type: str) -> str:
@@ -226,6 +328,22 @@ AFTER_AS_OF = Rule(
     "order dated after the as-of date",
     "set a later --as-of or remove the future-dated rows",
 )
+RETURNS_ONLY = Rule(
+    "returns_only_customer",
+    "customer_id IN (SELECT customer_id FROM returns_only)",
+    "usable rows of a customer who has only returns (no order to give recency or frequency)",
+    "nothing to fix if the purchases predate the file; otherwise export the history that holds them",
+)
+"""Judged per customer, after every row rule (a window over the rows still used): applies when the policy
+has returns, since only then can a customer's used rows all be returns."""
+EXCLUDED_RETURN = Rule(
+    "excluded_return",
+    "is_return",
+    "return or cancellation, excluded (--returns exclude)",
+    "use --returns net to subtract returns from monetary instead",
+)
+SOURCE_COLUMNS = "{source_columns}"
+SOURCE_VIEW = "{source}"
 
 
 def _reason_case(rules: tuple[Rule, ...]) -> str:
@@ -245,12 +363,12 @@ def prepare(
     In ``error`` mode a single broken row raises :class:`InputError` naming the row, the rule and the fix.
     """
     policy = policy or Policy()
-    kind, mapping = resolve_columns(source, columns)
+    kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
     types = source.columns
     if kind == "rfm":
         return _prepare_rfm(con, source, mapping, policy)
 
-    cust = id_expr(mapping[schema.CUSTOMER_ID], types[mapping[schema.CUSTOMER_ID]])
+    cust = customer_expr(mapping[schema.CUSTOMER_ID], types[mapping[schema.CUSTOMER_ID]])
     order = (
         id_expr(mapping[schema.ORDER_ID], types[mapping[schema.ORDER_ID]])
         if schema.ORDER_ID in mapping
@@ -259,22 +377,39 @@ def prepare(
     ts = date_expr(mapping[schema.ORDER_DATE], types[mapping[schema.ORDER_DATE]], policy.date_format)
     if schema.AMOUNT in mapping:
         amount = number_expr(mapping[schema.AMOUNT], types[mapping[schema.AMOUNT]])
-    else:
+        qty = price = "CAST(NULL AS DOUBLE)"
+    elif schema.QUANTITY in mapping:
         q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
-        amount = f"({number_expr(q, types[q])} * {number_expr(p, types[p])})"
-    extra = "".join(f", {sql} AS {name}" for name, sql in policy.extra_columns)
+        qty, price = number_expr(q, types[q]), number_expr(p, types[p])
+        amount = f"({qty} * {price})"
+    else:  # the features read no amount
+        amount = qty = price = "CAST(NULL AS DOUBLE)"
+    typed_fields = "".join(
+        f", {(number_expr if f.kind == 'number' else id_expr)(mapping[f.name], types[mapping[f.name]])} AS {f.name}"
+        for f in policy.fields
+    )
+    originals = ", ".join(_quote(c) for c in source.columns)
+    extra = "".join(
+        f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
+        for name, sql in policy.extra_columns
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {cust} AS customer_id, {order} AS order_id, "
-        f"{ts} AS ts, {amount} AS amount{extra} FROM {source.name}"
+        f"{ts} AS ts, {amount} AS amount, {qty} AS quantity, {price} AS unit_price{typed_fields}{extra} "
+        f"FROM {source.name}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW typed_r AS SELECT *, coalesce({policy.returns_condition}, FALSE) "
         "AS is_return FROM typed"
     )
-    rules = (*policy.rules_before, *GENERIC_RULES)
+    rules, has_returns = row_rules(policy, mapping)
+    if estimated_rows(con, source) > MATERIALISE_MAX_ROWS:
+        return _prepare_streaming(con, source, mapping, policy, rules, as_of, has_returns)
+    # the source is read and every row judged once, into a table: the later stages read it, not the file
+    con.execute(f"CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
     _check_whole_columns(con, source, mapping)
+    _check_field_columns(con, source, mapping, policy.fields)
     if as_of is None:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
         last = con.execute("SELECT max(ts) FROM judged WHERE _reason IS NULL AND NOT is_return").fetchone()[0]
         if last is None:
             last = con.execute("SELECT max(ts) FROM judged WHERE _reason IS NULL").fetchone()[0]
@@ -284,8 +419,20 @@ def prepare(
     after = Rule(
         AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
     )
-    all_rules = (*rules, after)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW canon AS SELECT *, {_reason_case(all_rules)} AS _reason FROM typed_r")
+    late = (after,)
+    if has_returns and policy.returns == "net":
+        # customers left with returns only, once every row rule has spoken: a (small) table of ids
+        late = (after, RETURNS_ONLY)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE returns_only AS SELECT customer_id FROM judged "
+            f"WHERE coalesce(_reason, {_reason_case((after,))}) IS NULL GROUP BY customer_id "
+            "HAVING NOT bool_or(NOT is_return)"
+        )
+    all_rules = (*rules, *late)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
+        f"coalesce(_reason, {_reason_case(late)}) AS _reason FROM judged"
+    )
     counts = dict(con.execute("SELECT coalesce(_reason, ''), count(*) FROM canon GROUP BY ALL").fetchall())
     used = counts.pop("", 0)
     prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
@@ -296,9 +443,43 @@ def prepare(
     return prepared
 
 
-def _check_whole_columns(con: duckdb.DuckDBPyConnection, source: Source, mapping: dict[str, str]) -> None:
-    """A column that holds no value of its type at all is a wrong mapping, not bad rows."""
-    total, dates, amounts = con.execute("SELECT count(*), count(ts), count(amount) FROM typed").fetchone()
+def row_rules(policy: Policy, mapping: dict[str, str]) -> tuple[tuple[Rule, ...], bool]:
+    """The row rules of ``policy`` in the order they are checked (before the as-of and returns-only rules,
+    which need the data), and whether the policy recognises returns. Shared with the Spark engine."""
+    rules = (*policy.rules_before, *GENERIC_RULES, *(r for f in policy.fields for r in f.rules()))
+    if schema.AMOUNT not in mapping and schema.QUANTITY not in mapping:
+        rules = tuple(r for r in rules if r.reason not in ("bad_amount", "negative_amount"))
+    has_returns = policy.returns_condition.strip().upper() != "FALSE"
+    if policy.returns not in ("net", "exclude"):
+        raise ParameterError(f"--returns '{policy.returns}' is not allowed; use net or exclude")
+    if policy.returns == "exclude" and has_returns:
+        rules = (*rules, EXCLUDED_RETURN)
+    return rules, has_returns
+
+
+def problem_text(rules: tuple[Rule, ...], found: dict[str, tuple[int, int]]) -> str:
+    """'N row(s) with <meaning> (reason R, first at row N); <fix>' for the first rule in ``rules`` order
+    that ``found`` (reason -> (rows, first row)) has."""
+    for rule in rules:
+        if rule.reason in found:
+            n, first = found[rule.reason]
+            return (
+                f"{n} row(s) with {rule.meaning} (reason {rule.reason}, first at row {first}); {rule.fix}, "
+                "or pass --bad-rows quarantine to set such rows aside"
+            )
+    return "check the file"
+
+
+def _check_whole_columns(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    mapping: dict[str, str],
+    counts: tuple[int, int, int] | None = None,
+) -> None:
+    """A column that holds no value of its type at all is a wrong mapping, not bad rows.
+
+    ``counts`` (rows, dates, amounts) when already known; else they are counted over ``judged``."""
+    total, dates, amounts = counts or con.execute("SELECT count(*), count(ts), count(amount) FROM judged").fetchone()
     if total == 0:
         raise InputError(f"{source.label}: has no rows; give transactions to segment")
     if dates == 0:
@@ -307,12 +488,34 @@ def _check_whole_columns(con: duckdb.DuckDBPyConnection, source: Source, mapping
             f"{source.label}: column '{col}' holds no readable dates; map the order date with --date-col "
             "NAME or give --date-format"
         )
-    if amounts == 0:
+    if amounts == 0 and (schema.AMOUNT in mapping or schema.QUANTITY in mapping):
         col = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
         raise InputError(
             f"{source.label}: column '{col}' holds no numbers; map the amount with --amount-col NAME "
             "(or --quantity-col and --price-col)"
         )
+
+
+def _check_field_columns(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    mapping: dict[str, str],
+    fields: tuple[ExtraField, ...],
+    known: tuple[int, ...] | None = None,
+) -> None:
+    """An extra number column without a single number is a wrong mapping, not bad rows.
+
+    ``known``: the counts of the number fields, in order, when already counted."""
+    numbers = [f.name for f in fields if f.kind == "number"]
+    if not numbers:
+        return
+    counts = known or con.execute(f"SELECT {', '.join(f'count({n})' for n in numbers)} FROM judged").fetchone()
+    for name, n in zip(numbers, counts, strict=True):
+        if n == 0:
+            raise InputError(
+                f"{source.label}: column '{mapping[name]}' holds no numbers for {name}; "
+                f"map {name} with --col {name}=COLUMN"
+            )
 
 
 def _first_problem(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...], view: str = "judged") -> str:
@@ -322,14 +525,8 @@ def _first_problem(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...], view
             f"SELECT _reason, (count(*), min(_row)) FROM {view} WHERE _reason IS NOT NULL GROUP BY ALL"
         ).fetchall()
     )
-    for rule in rules:
-        if rule.reason in counts:
-            n, first = counts[rule.reason].values() if isinstance(counts[rule.reason], dict) else counts[rule.reason]
-            return (
-                f"{n} row(s) with {rule.meaning} (reason {rule.reason}, first at row {first}); {rule.fix}, "
-                "or pass --bad-rows quarantine to set such rows aside"
-            )
-    return "check the file"
+    found = {r: tuple(v.values()) if isinstance(v, dict) else tuple(v) for r, v in counts.items()}
+    return problem_text(rules, found)  # type: ignore[arg-type]
 
 
 def _prepare_rfm(con: duckdb.DuckDBPyConnection, source: Source, mapping: dict[str, str], policy: Policy) -> Prepared:
@@ -374,3 +571,186 @@ def _prepare_rfm(con: duckdb.DuckDBPyConnection, source: Source, mapping: dict[s
     if (counts and policy.bad_rows == "error") or used == 0:
         raise InputError(f"{source.label}: {_first_problem(con, rules, view='canon')}")
     return prepared
+
+
+# ------------------------------------------------------------------------------------ large inputs
+MATERIALISE_MAX_ROWS = 5_000_000
+"""Up to this many rows the judged rows are kept in a DuckDB table that the later stages read; above it the
+file is streamed instead (a table of 100M judged rows would need gigabytes): one pass counts the rows per
+fate and finds the default as-of date, the RFM pass reads the file again, and the returns-only rule, which
+needs to see each customer's rows, is settled from the RFM table (:func:`settle_rfm`)."""
+CSV_BYTES_PER_ROW = 32
+"""to estimate a CSV's rows from its size without reading it (a CSV export of order lines: 40-100 bytes)"""
+
+
+def estimated_rows(con: duckdb.DuckDBPyConnection, source: Source) -> int:
+    """Rows of ``source``: exact for Parquet (metadata), Arrow and workbooks; a size estimate for CSV."""
+    if source.format == "csv":
+        try:
+            return os.path.getsize(source.label) // CSV_BYTES_PER_ROW
+        except OSError:
+            return 0
+    return int(con.execute(f"SELECT count(*) FROM {source.name}").fetchone()[0])
+
+
+def _prepare_streaming(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    mapping: dict[str, str],
+    policy: Policy,
+    rules: tuple[Rule, ...],
+    as_of: date | None,
+    has_returns: bool,
+) -> Prepared:
+    """:func:`prepare` for inputs too large to keep: ``judged`` and ``canon`` are views over the file, and
+    one pass counts what the checks, the default as-of date and the per-reason counts need."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
+    numbers = [f.name for f in policy.fields if f.kind == "number"]
+    extra = "".join(f", count({n})" for n in numbers)
+    groups = con.execute(
+        "SELECT _reason, is_return, CASE WHEN _reason IS NULL THEN CAST(ts AS DATE) END AS d, "
+        f"count(*), count(ts), count(amount){extra} FROM judged GROUP BY ALL"
+    ).fetchall()
+    sums = [sum(g[i] for g in groups) for i in range(3, 6 + len(numbers))]
+    _check_whole_columns(con, source, mapping, (sums[0], sums[1], sums[2]))
+    _check_field_columns(con, source, mapping, policy.fields, tuple(sums[3:]) or None)
+    if as_of is None:
+        used_days = [(g[1], g[2]) for g in groups if g[0] is None and g[2] is not None]
+        last = max((d for ret, d in used_days if not ret), default=None) or max(
+            (d for _, d in used_days), default=None
+        )
+        if last is None:
+            raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
+        as_of = last + timedelta(days=1)
+    after = Rule(
+        AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
+    )
+    counts: dict[str, int] = {}
+    for reason, _, d, n, *_ in groups:
+        key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
+        counts[key] = counts.get(key, 0) + n
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
+        f"coalesce(_reason, {_reason_case((after,))}) AS _reason FROM judged"
+    )
+    used = counts.pop("", 0)
+    all_rules = (*rules, after)
+    prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
+    if counts and policy.bad_rows == "error":
+        raise InputError(f"{source.label}: {_first_problem(con, all_rules, view='canon')}")
+    if used == 0:
+        raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, all_rules, view='canon')}")
+    if has_returns and policy.returns == "net":
+        prepared.deferred = Deferred(all_rules, (after,), policy.bad_rows)
+    return prepared
+
+
+def settle_rfm(con: duckdb.DuckDBPyConnection, prepared: Prepared, rfm: pa.Table) -> pa.Table:
+    """The RFM table with the returns-only rule applied, when :func:`prepare` left it to the RFM pass.
+
+    A customer whose used rows are all returns is the customer the RFM pass finds with no last order date;
+    their rows are quarantined as ``returns_only_customer`` (``canon`` and the counts say so) and they leave
+    the table. Nothing happens when there is no such customer or the rule was applied before.
+    """
+    pending, prepared.deferred = prepared.deferred, None
+    if pending is None or "last_order_date" not in rfm.column_names:
+        return rfm
+    orphan = pc.is_null(rfm.column("last_order_date"))
+    if not pc.any(orphan).as_py():
+        return rfm
+    con.register("_returns_only_ids", rfm.filter(orphan).select(["customer_id"]))
+    kept_as = dict((r[0], r[1]) for r in con.execute("DESCRIBE judged").fetchall())["customer_id"]
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE returns_only AS SELECT CAST(customer_id AS {kept_as}) AS customer_id "
+            "FROM _returns_only_ids"
+        )
+    finally:
+        con.unregister("_returns_only_ids")
+    late = (*pending.late, RETURNS_ONLY)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
+        f"coalesce(_reason, {_reason_case(late)}) AS _reason FROM judged"
+    )
+    n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
+    prepared.quarantined[RETURNS_ONLY.reason] = int(n)
+    all_rules = (*pending.rules, RETURNS_ONLY)
+    if pending.bad_rows == "error":
+        raise InputError(f"{prepared.source.label}: {_first_problem(con, all_rules, view='canon')}")
+    if prepared.rows_used == 0:
+        raise InputError(
+            f"{prepared.source.label}: no usable order rows; {_first_problem(con, all_rules, view='canon')}"
+        )
+    return rfm.filter(pc.invert(orphan))
+
+
+# ------------------------------------------------------------------------------------ data sufficiency
+MIN_CUSTOMERS_PER_SEGMENT = 10
+"""fewer customers than this many per segment (on average) and K-Means groups individuals, not types"""
+MIN_HISTORY_DAYS = 90
+"""a shorter span between the first and the last order leaves recency too little range to mean something"""
+MAX_CUSTOMER_REVENUE_SHARE = 0.10
+"""one customer holding more of the revenue than this pulls a centroid on its own"""
+NET_NONPOSITIVE_POLICY = (
+    "kept and segmented at their net monetary: their orders happened, so recency and frequency are real"
+)
+
+
+def net_nonpositive(rfm: pa.Table) -> dict[str, object]:
+    """Customers whose net monetary (purchases less returns) is at or below zero, with the policy applied."""
+    mask = pc.less_equal(rfm.column("monetary"), 0)
+    ids = rfm.column("customer_id").filter(mask).to_pylist()
+    return {"customers": len(ids), "examples": ids[:10], "policy": NET_NONPOSITIVE_POLICY}
+
+
+def sufficiency_warnings(rfm: pa.Table, k: int, currency: str = "$") -> list[dict[str, object]]:
+    """Warnings about whether the data can carry the analysis, each ``{"id", "text", "values"}``."""
+    out: list[dict[str, object]] = []
+    n = rfm.num_rows
+    if n < MIN_CUSTOMERS_PER_SEGMENT * k:
+        out.append(
+            {
+                "id": "few_customers",
+                "text": f"only {n:,} customers for K={k} (fewer than {MIN_CUSTOMERS_PER_SEGMENT} per segment): "
+                "segments may reflect individuals; use a smaller K or more customers",
+                "values": {"customers": n, "k": k, "min_customers": MIN_CUSTOMERS_PER_SEGMENT * k},
+            }
+        )
+    first = pc.min(rfm.column("first_order_date")).as_py() if "first_order_date" in rfm.column_names else None
+    last = pc.max(rfm.column("last_order_date")).as_py() if "last_order_date" in rfm.column_names else None
+    if first is not None and last is not None and (last - first).days < MIN_HISTORY_DAYS:
+        days = (last - first).days
+        out.append(
+            {
+                "id": "short_history",
+                "text": f"the orders span only {days} days ({first} to {last}): recency needs at least "
+                f"{MIN_HISTORY_DAYS} days of history to tell active from lapsed customers; export a longer history",
+                "values": {"days": days, "first_order_date": first.isoformat(), "last_order_date": last.isoformat()},
+            }
+        )
+    monetary = rfm.column("monetary")
+    total = pc.sum(pc.max_element_wise(monetary, 0.0)).as_py() or 0.0
+    if n and total > 0:
+        top = pc.index(monetary, pc.max(monetary)).as_py()
+        share = monetary[top].as_py() / total
+        if share > MAX_CUSTOMER_REVENUE_SHARE:
+            cid = rfm.column("customer_id")[top].as_py()
+            out.append(
+                {
+                    "id": "revenue_concentration",
+                    "text": f"customer {cid} holds {share:.0%} of revenue ({currency}{monetary[top].as_py():,.0f}): "
+                    "one customer this large pulls a segment on its own; check it is a real customer",
+                    "values": {"customer_id": cid, "share_revenue": share, "monetary": monetary[top].as_py()},
+                }
+            )
+    net = net_nonpositive(rfm)
+    if net["customers"]:
+        out.append(
+            {
+                "id": "net_nonpositive_customers",
+                "text": f"{net['customers']:,} customers end with net monetary at or below zero (returns cancel "
+                f"their purchases): {NET_NONPOSITIVE_POLICY}",
+                "values": {"customers": net["customers"], "examples": net["examples"]},
+            }
+        )
+    return out

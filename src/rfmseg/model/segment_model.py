@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rfmseg.errors import ModelFormatError, ParameterError
-from rfmseg.model.kmeans import fit_kmeans, nearest
+from rfmseg.model.kmeans import cluster_means, fit_kmeans, nearest
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary, name_clusters
 from rfmseg.model.transform import Transform, check_transform
 
@@ -24,9 +24,15 @@ FORMAT_VERSION = 1
 @dataclass
 class Assignment:
     labels: np.ndarray
-    segments: list[str]
+    names: list[str]
+    """the model's segment names, by cluster index"""
     distance: np.ndarray
     margin: np.ndarray
+
+    @property
+    def segments(self) -> list[str]:
+        """The segment name of each customer (built on access: millions of list entries otherwise)."""
+        return np.asarray(self.names, dtype=object)[self.labels].tolist()
 
 
 class SegmentModel:
@@ -37,12 +43,15 @@ class SegmentModel:
         n_init: int = 10,
         random_state: int = 42,
         vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+        sample_size: int | None = None,
     ) -> None:
         self.k = k
         self.transform = transform
         self.n_init = n_init
         self.random_state = random_state
         self.vocabulary = vocabulary
+        self.sample_size = sample_size
+        """points the K-Means restarts run on above kmeans.SCALE_THRESHOLD customers (None: the default)"""
 
     # ----------------------------------------------------------------------------------------- fitting
     def _check_params(self, n_customers: int) -> None:
@@ -55,29 +64,38 @@ class SegmentModel:
             )
         if self.n_init < 1:
             raise ParameterError(f"n_init={self.n_init} should be >= 1")
+        if self.sample_size is not None and (not isinstance(self.sample_size, int) or self.sample_size < self.k):
+            raise ParameterError(
+                f"sample_size={self.sample_size} should be a whole number >= k={self.k}; "
+                "omit --sample-size for the default"
+            )
 
     def fit(self, rfm: np.ndarray) -> SegmentModel:
         """Fit on an (n, 3) array of recency_days, frequency, monetary."""
         x = np.asarray(rfm, dtype=float)
         self._check_params(x.shape[0])
-        distinct = np.unique(x, axis=0).shape[0]
+        distinct = _distinct_rows(x, self.k)
         if distinct < self.k:
             raise ParameterError(
                 f"k={self.k} needs at least {self.k} customers with different RFM values; the data has {distinct}"
             )
         self.transform_ = Transform.fit(self.transform, x)
         z = self.transform_.apply(x)
-        km = fit_kmeans(z, self.k, self.n_init, self.random_state)
-        self._set_clusters(km.centers, x, km.inertia, km.n_iter)
+        km = fit_kmeans(z, self.k, self.n_init, self.random_state, sample_size=self.sample_size)
+        self.fit_info_ = km.describe()
+        self._set_clusters(km.centers, x, km.inertia, km.n_iter, z)
         return self
 
-    def _set_clusters(self, centers_scaled: np.ndarray, x: np.ndarray, inertia: float, n_iter: int) -> None:
+    def _set_clusters(
+        self, centers_scaled: np.ndarray, x: np.ndarray, inertia: float, n_iter: int, z: np.ndarray | None = None
+    ) -> None:
+        """Centres, names and metrics from fitted centres; ``z`` is ``x`` transformed, when already at hand."""
         self.centroids_scaled_ = np.asarray(centers_scaled, float)
-        z = self.transform_.apply(x)
+        z = self.transform_.apply(x) if z is None else z
         labels, _, _ = nearest(z, self.centroids_scaled_)
         # centroids in original units: the mean RFM of each cluster's members (what a user can read),
         # which for min-max equals the inverse transform of the centre
-        self.centroids_raw_ = np.vstack([x[labels == c].mean(axis=0) for c in range(self.k)])
+        self.centroids_raw_ = cluster_means(x, labels, self.k)
         named = name_clusters(self.centroids_raw_, x, self.vocabulary)
         self.names_ = [n.name for n in named]
         self.reasons_ = [n.reason for n in named]
@@ -95,7 +113,7 @@ class SegmentModel:
         self._check_fitted()
         z = self.transform_.apply(np.asarray(rfm, dtype=float))
         labels, dist, margin = nearest(z, self.centroids_scaled_)
-        return Assignment(labels, [self.names_[i] for i in labels], dist, margin)
+        return Assignment(labels, list(self.names_), dist, margin)
 
     def distances(self, rfm: np.ndarray) -> np.ndarray:
         """(n, K) distance of each customer to each centroid, in scaled units."""
@@ -113,7 +131,9 @@ class SegmentModel:
                 "transform": self.transform,
                 "n_init": self.n_init,
                 "random_state": self.random_state,
+                "sample_size": self.sample_size,
             },
+            "fit": dict(getattr(self, "fit_info_", {})),
             "transform": self.transform_.to_dict(),
             "features": ["recency_days", "frequency", "monetary"],
             "centroids_scaled": self.centroids_scaled_.tolist(),
@@ -129,6 +149,8 @@ class SegmentModel:
                 "weights": list(self.vocabulary.weights),
                 "labels": list(self.vocabulary.labels),
             },
+            # who trained it, on what data, with which package versions (set by the run that writes it)
+            "provenance": dict(getattr(self, "provenance_", {})),
         }
 
     @classmethod
@@ -147,6 +169,7 @@ class SegmentModel:
                 transform=p["transform"],
                 n_init=int(p["n_init"]),
                 random_state=int(p["random_state"]),
+                sample_size=None if p.get("sample_size") is None else int(p["sample_size"]),
                 vocabulary=Vocabulary.from_records(voc["types"], tuple(voc["weights"]), tuple(voc["labels"])),
             )
             model.transform_ = Transform.from_dict(d["transform"])
@@ -158,6 +181,8 @@ class SegmentModel:
             model.inertia_ = float(d["inertia"])
             model.n_iter_ = int(d["n_iter"])
             model.n_customers_ = int(d["n_customers"])
+            model.fit_info_ = dict(d.get("fit") or {})
+            model.provenance_ = dict(d.get("provenance") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: damaged model file ({exc!r} missing or wrong); retrain it") from None
         return model
@@ -174,3 +199,12 @@ class SegmentModel:
         except json.JSONDecodeError as exc:
             raise ModelFormatError(f"{path}: not valid JSON ({exc.msg}); retrain the model") from None
         return cls.from_dict(d, str(path))
+
+
+def _distinct_rows(x: np.ndarray, at_least: int, head: int = 10_000) -> int:
+    """Distinct rows of ``x``, or a count >= ``at_least`` found in its first ``head`` rows (enough to know
+    K-Means can find ``at_least`` clusters without sorting millions of rows)."""
+    found = np.unique(x[:head], axis=0).shape[0]
+    if found >= at_least or x.shape[0] <= head:
+        return found
+    return np.unique(x, axis=0).shape[0]

@@ -6,11 +6,15 @@ itself by adding one entry there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
 
+from rfmseg import schema
 from rfmseg.errors import ParameterError
-from rfmseg.io.validate import Policy
+from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
+from rfmseg.io.validate import ExtraField, Policy
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 
 
@@ -24,13 +28,112 @@ class Preset:
     vocabulary: Vocabulary = DEFAULT_VOCABULARY
     currency: str = "$"
     transform: str = "minmax"
+    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """canonical field -> other names of the same column in variants of the layout (e.g. Online Retail II)"""
+    features: FeatureSet = DEFAULT_FEATURES
+    """what R, F and M are in this domain, as aggregations over the canonical columns"""
+    units: Units = DEFAULT_UNITS
+    """how tables and insights speak of R, F, M and their sum (orders/spend/revenue, sessions/features, ...)"""
+    sample: str | None = None
+    """file name of the preset's generated sample data set in rfmseg/presets/data/"""
+    cold_start_segment: str = "Occasional"
+    """the segment given to customers with too little history (see rfmseg.lifecycle.ColdStart)"""
+
+    def sample_path(self) -> Path:
+        if not self.sample:
+            raise ParameterError(f"preset '{self.name}' has no sample data set")
+        return Path(str(resources.files("rfmseg.presets").joinpath("data", self.sample)))
+
+    def columns_for(self, found: Iterable[str], given: dict[str, str] | None = None) -> dict[str, str]:
+        """The column map for a source whose columns are ``found``, the user's ``given`` map winning.
+
+        For each field the first of its names present in the source is taken (compared without case, spaces
+        or underscores); a field none of whose names is present is left to the generic detection, so a
+        missing column gets the usual message. An amount given by the user replaces the preset's quantity
+        and unit price (and the other way round).
+        """
+        given = {k: v for k, v in (given or {}).items() if v}
+        by_norm = {schema.normalise(c): c for c in found}
+        out: dict[str, str] = {}
+        for f, primary in self.columns.items():
+            for name in (primary, *self.alternatives.get(f, ())):
+                if schema.normalise(name) in by_norm:
+                    out[f] = by_norm[schema.normalise(name)]
+                    break
+        if schema.AMOUNT in given:
+            out.pop(schema.QUANTITY, None)
+            out.pop(schema.UNIT_PRICE, None)
+        if schema.QUANTITY in given or schema.UNIT_PRICE in given:
+            out.pop(schema.AMOUNT, None)
+        return {**out, **given}
 
 
 def _ecommerce() -> Preset:
-    return Preset("ecommerce", "order-level e-commerce history: one row per order (the default)")
+    from rfmseg.presets.ecommerce import preset
+
+    return preset()
 
 
-PRESETS: dict[str, Callable[[], Preset]] = {"ecommerce": _ecommerce}
+def _saas() -> Preset:
+    from rfmseg.presets.saas import preset
+
+    return preset()
+
+
+def _crm() -> Preset:
+    from rfmseg.presets.crm import preset
+
+    return preset()
+
+
+def _education() -> Preset:
+    from rfmseg.presets.education import preset
+
+    return preset()
+
+
+def _online_retail() -> Preset:
+    from rfmseg.presets.online_retail import preset
+
+    return preset()
+
+
+PRESETS: dict[str, Callable[[], Preset]] = {"ecommerce": _ecommerce, "online-retail": _online_retail}
+PRESETS.update({"saas": _saas, "crm": _crm, "education": _education})
+
+
+def with_features(policy: Policy, features: FeatureSet) -> Policy:
+    """``policy`` with the extra columns ``features`` read: the ones it declares keep their bounds and
+    aliases, the others are added as plain numbers or text; no amount is looked for if none is read."""
+    declared = {f.name for f in policy.fields}
+    added = tuple(
+        ExtraField(name, "number" if kind == "number" else "text")
+        for name, kind in features.extra_columns().items()
+        if name not in declared
+    )
+    return replace(policy, fields=(*policy.fields, *added), needs_amount=features.needs_amount)
+
+
+def build_policy(
+    preset: Preset | None,
+    policy: Policy | None = None,
+    bad_rows: str | None = None,
+    returns: str | None = None,
+    date_format: str | None = None,
+) -> Policy:
+    """The row policy of a run: ``policy``, else the preset's, else the default, with the options given."""
+    if bad_rows is not None and bad_rows not in ("error", "quarantine"):
+        raise ParameterError(f"--bad-rows '{bad_rows}' is not allowed; use error or quarantine")
+    if returns is not None and returns not in ("net", "exclude"):
+        raise ParameterError(f"--returns '{returns}' is not allowed; use net or exclude")
+    base = policy or (preset.policy if preset else Policy())
+    if returns is not None and base.returns_condition.strip().upper() == "FALSE":
+        raise ParameterError(
+            "--returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
+            "e.g. --preset online-retail"
+        )
+    given = {"bad_rows": bad_rows, "returns": returns, "date_format": date_format}
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 def get_preset(name: str) -> Preset:

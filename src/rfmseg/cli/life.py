@@ -1,0 +1,673 @@
+"""The production life on the command line: runs (registry), assign, refresh, retrain, publish, simulate,
+transitions, watch, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from rfmseg import history as hist
+from rfmseg import lifecycle as life
+from rfmseg import simulate as sim
+from rfmseg.cli.common import app, money, out, print_json, print_summary
+from rfmseg.cli.config import ConfigOpt
+from rfmseg.config import Settings, resolve
+from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")]
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Date recency is counted to (YYYY-MM-DD); default: the day after the last order."),
+]
+Store = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar=life.STORE_ENV,
+        help="Profile store URL (sqlite:///path, postgresql://..., redis://...); "
+        "default: store of rfmseg.toml, else sqlite:///<runs-dir>/profiles.db.",
+    ),
+]
+CustomerCol = Annotated[str | None, typer.Option("--customer-col", help="Customer id column.")]
+OrderCol = Annotated[str | None, typer.Option("--order-col", help="Order id column.")]
+DateCol = Annotated[str | None, typer.Option("--date-col", help="Order date column.")]
+AmountCol = Annotated[str | None, typer.Option("--amount-col", help="Order amount column.")]
+QuantityCol = Annotated[str | None, typer.Option("--quantity-col", help="Quantity (with --price-col).")]
+PriceCol = Annotated[str | None, typer.Option("--price-col", help="Unit price (with --quantity-col).")]
+DateFormat = Annotated[str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")]
+BadRows = Annotated[
+    str | None,
+    typer.Option("--bad-rows", help="error: stop on the first bad row; quarantine: set bad rows aside with reasons."),
+]
+Preset = Annotated[
+    str | None, typer.Option("--preset", help="Column map and row policy; default: the model's run's preset.")
+]
+Returns = Annotated[str | None, typer.Option("--returns", help="net or exclude (presets that know returns).")]
+ColdOrders = Annotated[
+    int, typer.Option("--cold-start-orders", help="Fewer orders than this → cold start (0 = off).", min=0)
+]
+ColdDays = Annotated[
+    int, typer.Option("--cold-start-days", help="First order fewer days than this before as-of → cold start.", min=0)
+]
+ColdSegment = Annotated[
+    str | None,
+    typer.Option(
+        "--cold-start-segment", help="Segment given to cold-start customers (default: the preset's, else Occasional)."
+    ),
+]
+Input = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the source set in rfmseg.toml.",
+        show_default=False,
+    ),
+]
+
+
+def _set(settings: Settings, key: str) -> Any:
+    """``key`` when the project file, the environment or a typed option set it, else None: the life-cycle
+    commands then keep their own default (the model's run's preset, K, transform, seed, restarts)."""
+    return None if settings.origin(key) == "default" else getattr(settings, key)
+
+
+def _cold_start(settings: Settings) -> life.ColdStart:
+    """The cold-start rule in force; its segment None (unless set) = the preset of the data's reading."""
+    c = settings.cold_start
+    return life.ColdStart(c.orders, c.days, c.segment)
+
+
+def _publish_line(report: dict[str, Any] | None) -> None:
+    if not report:
+        return
+    if report.get("skipped"):
+        out.print(f"Store {report['store']}: {report['skipped']} ({report['run_id']})")
+        return
+    out.print(
+        f"Published {report['run_id']} to {report['store']}: {report['customers']:,} customers, "
+        f"{report['changed']:,} changed segment, {report['new']:,} new ({report['seconds']:.2f} s)"
+    )
+
+
+def _cold_line(summary: dict[str, Any]) -> None:
+    cs = summary.get("cold_start") or {}
+    if cs.get("orders") or cs.get("days"):
+        out.print(
+            f"Cold start: {cs.get('customers', 0):,} customers with fewer than {cs['orders']} orders or a first "
+            f"order less than {cs['days']} days before as-of → {cs['segment']} (segment_reason cold_start)"
+        )
+
+
+# --------------------------------------------------------------------------------------------- runs
+runs_app = typer.Typer(help="The run registry: list, show, latest.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only runs of this kind: run, refresh, retrain.")] = None,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Every run, oldest first: id, created, kind, as-of, K, customers, input."""
+    runs_dir = resolve(ctx).runs_path
+    rows = [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print(f"No runs in {runs_dir}.")
+        return
+    t = Table(title=f"Runs in {runs_dir}")
+    for c in ("run id", "created", "kind", "as-of", "K", "customers", "model", "input"):
+        t.add_column(c, justify="right" if c in ("K", "customers") else "left", no_wrap=c != "input")
+    for r in rows:
+        t.add_row(
+            r["run_id"],
+            (r["created"] or "")[:19].replace("T", " "),
+            r["kind"],
+            r["as_of"] or "",
+            str(r["k"] or ""),
+            f"{r['customers']:,}" if r["customers"] is not None else "",
+            "" if r["model_version"] == r["run_id"] else r["model_version"],
+            r["input"] or "",
+        )
+    out.print(t)
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One run: what it is, which model, how it was made, its segment table."""
+    info = life.describe_run(run_id, resolve(ctx).runs_path)
+    if as_json:
+        print_json(info)
+        return
+    m = info["manifest"]
+    out.print(f"[bold]Run {info['run_id']}[/bold] ({info['kind']}) in {info['path']}/")
+    out.print(
+        f"Created {info['created']}, as of {info['as_of']}, {info['customers']:,} customers, input {info['input']}"
+    )
+    model = info["model"]
+    if "error" in model:
+        out.print(f"[yellow]model:[/yellow] {model['error']}")
+    else:
+        out.print(
+            f"Model {info['model_version']}: K={model['k']}, transform {model['transform']}, "
+            f"segments {', '.join(model['names'])}"
+        )
+    if m.get("source_run"):
+        out.print(f"Model read from run {m['source_run']}")
+    if m.get("previous_model"):
+        out.print(f"Names carried over from model {m['previous_model']}")
+    for change in (m.get("names") or {}).get("changes", []):
+        out.print(f" • {change}")
+    print_summary(info["summary"])
+    _cold_line(info["summary"])
+    out.print(f"Files: {', '.join(info['files'])}")
+
+
+@runs_app.command("latest")
+def runs_latest(
+    ctx: typer.Context,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    kind: Annotated[str | None, typer.Option("--kind", help="Latest of this kind: run, refresh, retrain.")] = None,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The id of the latest run (for scripts: `rfmseg show $(rfmseg runs latest)`)."""
+    runs_dir = resolve(ctx).runs_path
+    rows = [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+    if not rows:
+        what = f"no {kind} runs" if kind else "no runs"
+        raise NotFoundError(f"{what} in {runs_dir}; run `rfmseg run FILE` first (or pass --runs-dir)")
+    if as_json:
+        print_json(rows[-1])
+        return
+    out.print(rows[-1]["run_id"])
+
+
+# --------------------------------------------------------------------------------------------- assign
+@app.command()
+def assign(
+    ctx: typer.Context,
+    path: Input = None,
+    model: Annotated[str, typer.Option("--model", help="Run whose model scores: id, prefix or 'latest'.")] = "latest",
+    customer_col: CustomerCol = None,
+    order_col: OrderCol = None,
+    date_col: DateCol = None,
+    amount_col: AmountCol = None,
+    quantity_col: QuantityCol = None,
+    price_col: PriceCol = None,
+    date_format: DateFormat = None,
+    bad_rows: BadRows = None,
+    preset: Preset = None,
+    returns: Returns = None,
+    as_of: AsOf = None,
+    cold_start_orders: ColdOrders = 2,
+    cold_start_days: ColdDays = 30,
+    cold_start_segment: ColdSegment = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all rows to .parquet or .csv.")] = None,
+    show: Annotated[int, typer.Option("--show", help="Rows to print in the table.", min=0)] = 20,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Score customers with a stored model: same transform, nearest centroid, no refit.
+
+    Nothing is written to the registry; -o writes every row to a file.
+
+    Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
+    s = resolve(ctx)  # the project file, the environment and the options typed above, merged
+    ref = life.load_model(model, s.runs_path)
+    read = life.reading(ref.run, _set(s, "preset"), None, s.bad_rows, s.returns, s.date_format)
+    result = life.assign(
+        s.require_source(),
+        dict(s.columns),
+        model=ref.run.run_id,
+        runs_dir=s.runs_path,
+        as_of=s.as_of,
+        cold_start=_cold_start(s),
+        read=read,
+    )
+    if output is not None:
+        life.write_table(result.assignments, output)
+    if as_json:
+        data = result.to_dict()
+        data["output"] = str(output) if output else None
+        print_json(data)
+        return
+    data = result.to_dict(rows=False)
+    n = data["n_customers"]
+    out.print(
+        f"Scored {n:,} customers with model {data['model_version']} (run {data['model_run']}), as of {data['as_of']}"
+    )
+    t = Table(title="Segments")
+    for c in ("segment", "customers", "share"):
+        t.add_column(c, justify="left" if c == "segment" else "right")
+    for name, count in data["segments"].items():
+        t.add_row(name, f"{count:,}", f"{count / n:.0%}" if n else "")
+    out.print(t)
+    _cold_line({"cold_start": {**data["cold_start_rule"], "customers": data["cold_start"]}})
+    for w in data["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    if show:
+        t = Table(title=f"First {min(show, n):,} of {n:,} customers")
+        for c in ("customer", "segment", "reason", "recency", "orders", "spend", "distance", "margin"):
+            t.add_column(c, justify="left" if c in ("customer", "segment", "reason") else "right")
+        for r in result.assignments.slice(0, show).to_pylist():
+            t.add_row(
+                str(r["customer_id"]),
+                r["segment"],
+                r["segment_reason"],
+                f"{r['recency_days']}d",
+                str(r["frequency"]),
+                money(r["monetary"]),
+                f"{r['distance']:.3f}",
+                f"{r['margin']:.3f}",
+            )
+        out.print(t)
+    if output is not None:
+        out.print(f"All {n:,} rows written to {output}")
+
+
+# --------------------------------------------------------------------------------------------- refresh / retrain
+def _life_report(result: life.LifeResult, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_dict())
+        return
+    s, m = result.summary, result.manifest
+    if result.status == "existing":
+        out.print(
+            f"Already done: run {result.run_id} holds the {result.kind} as of {s.get('as_of')} on the same data "
+            f"(model {m.get('model_version')}); nothing new written."
+        )
+        _publish_line(result.publish)
+        return
+    print_summary(s)
+    _cold_line(s)
+    if result.kind == "refresh":
+        out.print(f"Model {m['model_version']} (read from run {m['source_run']})")
+    else:
+        names = m.get("names") or {}
+        if names.get("previous_model"):
+            changes = names.get("changes") or []
+            if changes:
+                out.print(f"[bold]Names against model {names['previous_model']}:[/bold]")
+                for c in changes:
+                    out.print(f" • {c}")
+            kept = [
+                x["name"] + (f" (rules alone: {x['data_driven_name']})" if x["data_driven_name"] != x["name"] else "")
+                for x in names.get("segments", [])
+                if x["decision"] == "kept"
+            ]
+            if kept:
+                out.print(f"Names kept from model {names['previous_model']}: {', '.join(kept)}")
+        else:
+            out.print("No earlier model: names come from the naming rules alone.")
+    out.print(f"Run {result.run_id} ({result.kind}) written to {result.run.path}/")
+    _publish_line(result.publish)
+
+
+@app.command()
+def refresh(
+    ctx: typer.Context,
+    path: Input = None,
+    as_of: AsOf = None,
+    model: Annotated[
+        str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
+    ] = "latest",
+    customer_col: CustomerCol = None,
+    order_col: OrderCol = None,
+    date_col: DateCol = None,
+    amount_col: AmountCol = None,
+    quantity_col: QuantityCol = None,
+    price_col: PriceCol = None,
+    date_format: DateFormat = None,
+    bad_rows: BadRows = None,
+    preset: Preset = None,
+    returns: Returns = None,
+    cold_start_orders: ColdOrders = 2,
+    cold_start_days: ColdDays = 30,
+    cold_start_segment: ColdSegment = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")] = True,
+    store: Store = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The daily job: RFM as of a date, scored with the current model, written as a run and published.
+
+    Running it again for the same date, model and data finds the run already written.
+
+    Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
+    s = resolve(ctx)  # the project file, the environment and the options typed above, merged
+    result = life.refresh(
+        s.require_source(),
+        dict(s.columns),
+        as_of=s.as_of,
+        model=model,
+        runs_dir=s.runs_path,
+        cold_start=_cold_start(s),
+        preset=_set(s, "preset"),
+        bad_rows=s.bad_rows,
+        returns=s.returns,
+        date_format=s.date_format,
+        publish=publish,
+        store=s.store,
+    )
+    _life_report(result, as_json)
+
+
+@app.command()
+def retrain(
+    ctx: typer.Context,
+    path: Input = None,
+    as_of: AsOf = None,
+    previous: Annotated[
+        str, typer.Option("--previous", help="Model whose names carry over: id, prefix or 'latest'.")
+    ] = "latest",
+    carry_over: Annotated[
+        bool, typer.Option("--carry-names/--no-carry-names", help="Carry names over from the previous model.")
+    ] = True,
+    k: Annotated[int | None, typer.Option("--k", "-k", help="Segments (default: the previous model's).")] = None,
+    transform: Annotated[str | None, typer.Option("--transform", help="Default: the previous model's.")] = None,
+    n_init: Annotated[int | None, typer.Option("--n-init", help="K-Means restarts.")] = None,
+    random_state: Annotated[int | None, typer.Option("--random-state", help="K-Means seed.")] = None,
+    max_name_shift: Annotated[
+        float,
+        typer.Option(
+            "--max-name-shift",
+            help="A matched centroid keeps its name if it moved less than this × the distance to the nearest "
+            "other previous centroid.",
+        ),
+    ] = life.DEFAULT_MAX_NAME_SHIFT,
+    customer_col: CustomerCol = None,
+    order_col: OrderCol = None,
+    date_col: DateCol = None,
+    amount_col: AmountCol = None,
+    quantity_col: QuantityCol = None,
+    price_col: PriceCol = None,
+    date_format: DateFormat = None,
+    bad_rows: BadRows = None,
+    preset: Preset = None,
+    returns: Returns = None,
+    cold_start_orders: ColdOrders = 2,
+    cold_start_days: ColdDays = 30,
+    cold_start_segment: ColdSegment = None,
+    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")] = True,
+    store: Store = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The weekly job: refit K-Means, keep the previous names where the profile held, publish.
+
+    Names: centroids are matched (Hungarian) with the previous model's in the new model's scaled space; a
+    match keeps its name while it moved less than --max-name-shift × the distance to the nearest other
+    previous centroid; otherwise the naming rules name it, and the change is reported.
+
+    K, transform, seed and restarts: the options, else rfmseg.toml, else the previous model's. Options
+    override rfmseg.toml; `rfmseg config show` prints what is in force."""
+    s = resolve(ctx)  # the project file, the environment and the options typed above, merged
+    result = life.retrain(
+        s.require_source(),
+        dict(s.columns),
+        as_of=s.as_of,
+        previous=previous if carry_over else None,
+        k=_set(s, "k"),
+        transform=s.transform,
+        n_init=_set(s, "n_init"),
+        random_state=_set(s, "random_state"),
+        max_name_shift=max_name_shift,
+        runs_dir=s.runs_path,
+        cold_start=_cold_start(s),
+        preset=_set(s, "preset"),
+        bad_rows=s.bad_rows,
+        returns=s.returns,
+        date_format=s.date_format,
+        publish=publish,
+        store=s.store,
+    )
+    _life_report(result, as_json)
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
+    store: Store = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Publish a run's labels to the profile store (atomic: readers see the old run or the new one)."""
+    s = resolve(ctx)
+    run = get_run(run_id, s.runs_path)
+    report = life.publish_run(run, s.runs_path, s.store)
+    if as_json:
+        print_json(report)
+        return
+    _publish_line(report)
+
+
+# --------------------------------------------------------------------------------------------- simulate
+@app.command("simulate")
+def simulate_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for transactions.parquet, truth.parquet, weekly/.")],
+    weeks: Annotated[int, typer.Option("--weeks", help="Weeks to simulate after the start date.")] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same files.")] = 7,
+    customers: Annotated[int, typer.Option("--customers", help="Customers at the start.")] = 1_600,
+    new_per_week: Annotated[int, typer.Option("--new-per-week", help="New customers arriving per week.")] = 15,
+    start: Annotated[str, typer.Option("--start", help="As-of date of week 0 (YYYY-MM-DD).")] = "2024-01-07",
+    snapshots: Annotated[
+        bool, typer.Option("--snapshots/--no-snapshots", help="Also write each week's export to weekly/<as-of>.")
+    ] = True,
+    as_json: Json = False,
+) -> None:
+    """A seeded customer base evolving over N weeks, with the truth of who did what."""
+    from datetime import date
+
+    try:
+        start_date = date.fromisoformat(start)
+    except ValueError:
+        raise ParameterError(f"--start '{start}' is not a date; use YYYY-MM-DD, e.g. 2024-01-07") from None
+    cfg = sim.SimConfig(customers=customers, weeks=weeks, seed=seed, new_per_week=new_per_week, start=start_date)
+    info = sim.write(sim.simulate(cfg), out_dir, snapshots)
+    if as_json:
+        print_json(info)
+        return
+    out.print(
+        f"Simulated {info['customers']:,} customers and {info['orders']:,} orders from {info['start']} "
+        f"to {info['end']} ({weeks} weeks, seed {seed}) in {out_dir}/"
+    )
+    out.print("Behaviours: " + ", ".join(f"{k} {v:,}" for k, v in info["behaviours"].items()))
+    if snapshots:
+        out.print(f"Weekly exports: {out_dir}/weekly/<as-of>.parquet ({len(info['weekly'])} files)")
+
+
+# --------------------------------------------------------------------------------------------- history
+@app.command("transitions")
+def transitions_cmd(
+    ctx: typer.Context,
+    from_run: Annotated[str | None, typer.Option("--from", help="Earlier run (default: the one before --to).")] = None,
+    to_run: Annotated[str | None, typer.Option("--to", help="Later run (default: the latest).")] = None,
+    from_segment: Annotated[str | None, typer.Option("--from-segment", help="Customers who left this.")] = None,
+    to_segment: Annotated[str | None, typer.Option("--to-segment", help="Customers who arrived in this.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Moves to print.", min=0)] = 20,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """How customers moved between two runs: matrix in customers and revenue, and who moved."""
+    t = hist.transitions(resolve(ctx).runs_path, from_run, to_run, from_segment, to_segment)
+    if as_json:
+        print_json(t)
+        return
+    tot = t["totals"]
+    out.print(
+        f"From {t['from_run']} ({t['from_as_of']}) to {t['to_run']} ({t['to_as_of']}): {tot['stayed']:,} stayed, "
+        f"{tot['moved']:,} moved, {tot['new']:,} new, {tot['gone']:,} gone"
+    )
+    for what, matrix, fmt in (
+        ("customers", t["customers"], lambda v: f"{v:,}" if v else "·"),
+        ("revenue (to-run)", t["revenue"], lambda v: money(v) if v else "·"),
+    ):
+        table = Table(title=f"Transitions in {what}: rows = from, columns = to")
+        table.add_column("from \\ to")
+        for c in t["columns"]:
+            table.add_column(c, justify="right")
+        for name, row in zip(t["rows"], matrix, strict=True):
+            table.add_row(name, *(fmt(v) for v in row))
+        out.print(table)
+    moves = t["moves"]
+    if moves and limit:
+        title = (
+            "Moves" + (f" from {from_segment}" if from_segment else "") + (f" to {to_segment}" if to_segment else "")
+        )
+        table = Table(title=f"{title}: {len(moves):,} customers (first {min(limit, len(moves))})")
+        for c in ("customer", "from", "to", "recency", "orders", "spend"):
+            table.add_column(c, justify="left" if c in ("customer", "from", "to") else "right")
+        for mv in moves[:limit]:
+            table.add_row(
+                str(mv["customer_id"]),
+                mv["from"],
+                mv["to"],
+                f"{_num(mv['recency_days_from'])} → {_num(mv['recency_days_to'])}",
+                f"{_num(mv['frequency_from'])} → {_num(mv['frequency_to'])}",
+                money(mv["monetary_to"] if mv["monetary_to"] is not None else mv["monetary_from"]),
+            )
+        out.print(table)
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    run: Annotated[str | None, typer.Option("--run", help="Run to check (default: the latest).")] = None,
+    recency_jump: Annotated[int, typer.Option("--recency-jump", help="Days recency must rise by.")] = 10,
+    period: Annotated[int, typer.Option("--period", help="Within this many days.")] = 30,
+    trend_runs: Annotated[int, typer.Option("--trend-runs", help="Runs of rising recency for a trend.")] = 3,
+    champions: Annotated[str, typer.Option("--champions", help="Name of the top segment.")] = "Champions",
+    loyal: Annotated[str, typer.Option("--loyal", help="Name of the loyal segment.")] = "Loyal Buyers",
+    at_risk: Annotated[str, typer.Option("--at-risk", help="Name of the at-risk segment.")] = "At-Risk",
+    segment: Annotated[
+        list[str] | None, typer.Option("--segment", help="Recency jumps only in this segment (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Customers to print per warning.", min=0)] = 10,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Early warnings: Champions dropping, recency jumps, Loyal Buyers trending toward At-Risk, changes."""
+    runs_dir = resolve(ctx).runs_path
+    w = hist.warnings(runs_dir, run, recency_jump, period, trend_runs, champions, loyal, at_risk, segment or None)
+    if as_json:
+        print_json(w)
+        return
+    out.print(f"Early warnings for run {w['run_id']} (as of {w['as_of']}), previous run {w['previous_run']}")
+    for item in w["warnings"]:
+        out.print(f"[bold]{item['title']}[/bold]: {item['text']}")
+        rows = item["customers"][:limit]
+        if not rows:
+            continue
+        compact = [_compact(r) for r in rows]
+        table = Table(show_header=True)
+        for k in compact[0]:
+            table.add_column(k, justify="right" if k in ("recency", "frequency", "monetary", "rise") else "left")
+        for r in compact:
+            table.add_row(*r.values())
+        out.print(table)
+        if item["count"] > limit:
+            out.print(f"… and {item['count'] - limit:,} more (--json for all)")
+
+
+_SHORT = {
+    "customer_id": "customer",
+    "recency_days": "recency",
+    "rise_days": "rise",
+    "segment_reason": "reason",
+    "reason": "reason",
+    "segments": "segments",
+}
+_REASONS = {"cold_start": "cold", "nearest_centroid": "model"}
+
+
+def _compact(row: dict[str, Any]) -> dict[str, str]:
+    """A warning's customer row for the terminal: 'x_from'/'x_to' (or 'x_from'/'x') pairs become 'a → b'."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for key, value in row.items():
+        if key in used or key == "as_of":
+            continue
+        if key.endswith("_from"):
+            base = key.removesuffix("_from")
+            to = next((k for k in (f"{base}_to", base) if k in row), None)
+            if to is not None:
+                used |= {key, to}
+                a, b = (_REASONS.get(row[key], row[key]), _REASONS.get(row[to], row[to]))
+                out[_SHORT.get(base, base)] = _cell(a) if a == b and base == "reason" else f"{_cell(a)} → {_cell(b)}"
+                continue
+        if key.endswith("_to") and f"{key.removesuffix('_to')}_from" in row:
+            continue
+        out[_SHORT.get(key, key)] = _cell(value)
+    return out
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, list):
+        return " → ".join(_cell(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+@app.command("history")
+def history_cmd(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """One customer's segment and RFM values across every run."""
+    rows = hist.history(resolve(ctx).runs_path, customer_id)
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(title=f"Customer {customer_id} across {len(rows)} runs")
+    for c in ("as-of", "run", "kind", "segment", "reason", "recency", "orders", "spend", "distance"):
+        t.add_column(c, justify="right" if c in ("recency", "orders", "spend", "distance") else "left")
+    for r in rows:
+        t.add_row(
+            r["as_of"],
+            r["run_id"],
+            r["kind"],
+            r["segment"],
+            r["segment_reason"] or "",
+            f"{r['recency_days']}d",
+            str(r["frequency"]),
+            money(r["monetary"]),
+            f"{r['distance']:.3f}" if r["distance"] is not None else "",
+        )
+    out.print(t)

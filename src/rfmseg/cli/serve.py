@@ -1,0 +1,117 @@
+"""serve, report: the HTTP API with the explorer, and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rfmseg.cli.common import app, err, out
+from rfmseg.cli.config import ConfigOpt
+from rfmseg.config import resolve
+from rfmseg.errors import ParameterError, RfmsegError
+from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this).")
+]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise ParameterError(
+            f"refusing to serve on {host} without an API key: set RFMSEG_API_KEY (clients then send "
+            "'Authorization: Bearer <key>') or keep the default --host 127.0.0.1"
+        )
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; beyond loopback needs RFMSEG_API_KEY.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Profile store URL (default: $RFMSEG_STORE, else store of rfmseg.toml, "
+            "else sqlite:///<runs-dir>/profiles.db).",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 1,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level", help="critical, error, warning, info, debug.")] = "info",
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the HTTP API and the explorer (at /) with uvicorn; OpenAPI docs at /docs."""
+    try:
+        from rfmseg.service.deps import ENV_API_KEY, ENV_RUNS_DIR, ENV_STORE
+    except ImportError as exc:  # the core install has no FastAPI
+        raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
+
+    settings = resolve(ctx)  # runs_dir and store: options, else $RFMSEG_RUNS_DIR / $RFMSEG_STORE, else rfmseg.toml
+    runs_dir = settings.runs_path
+    check_bind(host, os.environ.get(ENV_API_KEY))
+    if not 0 < port < 65536:
+        raise ParameterError(f"--port {port} is not a TCP port; use 1-65535, e.g. 8000")
+    try:
+        import uvicorn
+
+        import rfmseg.service.app  # noqa: F401  (fails early when FastAPI is missing)
+    except ImportError as exc:
+        raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
+    # uvicorn workers build the app from the environment (rfmseg.service.app:app_from_env)
+    os.environ[ENV_RUNS_DIR] = str(runs_dir.resolve())
+    if settings.store:
+        os.environ[ENV_STORE] = settings.store
+    shown = f"[{host}]" if ":" in host else host
+    err.print(
+        f"rfmseg: serving the API and the explorer on http://{shown}:{port}/ (runs in {runs_dir}; "
+        f"API docs at /docs){'; API key required' if os.environ.get(ENV_API_KEY) else ''}",
+        markup=False,
+    )
+    uvicorn.run(
+        "rfmseg.service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level=log_level,
+    )
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")] = "latest",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report-<run id>.html).")
+    ] = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a run's report: one self-contained HTML file (charts, data and plotly.js inlined; opens from disk)."""
+    from rfmseg.report import write_report
+
+    runs_dir = resolve(ctx).runs_path
+    run = get_run(run_id, runs_dir)
+    path = write_report(run.run_id, output or Path(f"report-{run.run_id}.html"), runs_dir)
+    size = path.stat().st_size / 1e6
+    out.print(f"Report of run {run.run_id} written to {path} ({size:.1f} MB); open it in a browser.", markup=False)

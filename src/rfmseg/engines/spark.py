@@ -1,0 +1,754 @@
+"""The Spark engine: the same analysis with Spark SQL and MLlib, for data that outgrows one machine.
+
+What runs where:
+
+* on Spark (the executors): reading the transactions (Parquet, CSV or any Hadoop path: ``s3a://``,
+  ``hdfs://``...), typing and judging every row with the same rules as the local engine (each row used or
+  quarantined with one reason code), the RFM aggregation (the SQL text of :func:`rfmseg.features.rfm_sql`,
+  in its Spark dialect), the transform applied to every customer (the same :class:`Transform` code, in
+  ``mapInPandas``), MLlib's K-Means (k-means||, seeded), and with ``output`` the customer tables written to
+  a Hadoop path;
+* on the driver: the RFM table per customer, collected as Arrow (about 100 bytes per customer), on which
+  the transform is fitted, the clusters are named (the same naming code, on the MLlib centroids) and the
+  profile, insights and run folder are made, exactly as with the local engine.
+
+Session: ``SPARK_REMOTE`` (Spark Connect) when set, else ``spark_master`` (default ``local[*]``), else the
+session already active in the process (tests share one). Dialect differences between the DuckDB text the
+rules and features are written in and Spark SQL are translated in one place, :func:`spark_sql`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rfmseg import features, schema
+from rfmseg.errors import InputError, ParameterError, RfmsegError
+from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
+from rfmseg.io.validate import (
+    AFTER_AS_OF,
+    DEFAULT_DATE_FORMATS,
+    RETURNS_ONLY,
+    SOURCE_COLUMNS,
+    SOURCE_VIEW,
+    Policy,
+    Prepared,
+    Rule,
+    _check_field_columns,
+    _check_whole_columns,
+    _reason_case,
+    problem_text,
+    resolve_columns,
+    row_rules,
+)
+from rfmseg.model.kmeans import nearest
+from rfmseg.model.transform import Transform
+
+INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+KMEANS_MAX_ITER = 50
+KMEANS_TOL = 1e-6
+KMEANS_INIT_STEPS = 2
+
+_SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
+_SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")
+
+
+class SparkError(RfmsegError):
+    """Spark is missing, cannot start, or failed on the data."""
+
+
+# ------------------------------------------------------------------------------------------------ dialect
+def _calls(sql: str, name: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(start, end, top-level arguments) of each call ``name(...)`` in ``sql`` (quotes and nesting aware)."""
+    pattern = re.compile(rf"\b{re.escape(name)}\s*\(", re.I)
+    pos = 0
+    while True:
+        m = pattern.search(sql, pos)
+        if not m:
+            return
+        depth, i, quote, args, start_arg = 1, m.end(), "", [], m.end()
+        while i < len(sql) and depth:
+            ch = sql[i]
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            elif ch == "," and depth == 1:
+                args.append(sql[start_arg:i].strip())
+                start_arg = i + 1
+            i += 1
+        args.append(sql[start_arg : i - 1].strip())
+        yield m.start(), i, args
+        pos = i
+
+
+def _rewrite(sql: str, name: str, build: Callable[[list[str]], str]) -> str:
+    out, last = [], 0
+    for start, end, args in _calls(sql, name):
+        out += [sql[last:start], build([spark_sql(a) for a in args])]
+        last = end
+    return "".join(out) + sql[last:]
+
+
+DUCKDB_ONLY = ("unnest(", "list(", "strptime(", "try_strptime(", "regexp_full_match(", "epoch_ms(", "hugeint")
+"""DuckDB functions and types without a translation here: a rule using them cannot run on Spark."""
+
+KNOWN_FORMS = {
+    # the Online Retail preset's duplicate-line flag: every copy of a line but the first (lowest _row)
+    "_row IN (SELECT unnest(list(_row ORDER BY _row)[2:]) FROM {source} GROUP BY {source_columns} "
+    "HAVING count(*) > 1)": "row_number() OVER (PARTITION BY {source_columns} ORDER BY _row) > 1",
+}
+"""Whole DuckDB expressions (preset SQL) and their Spark SQL equivalents."""
+
+
+def spark_sql(sql: str) -> str:
+    """DuckDB SQL text (rules, features, preset columns) in Spark SQL's dialect.
+
+    Translated: ``isinf(x)``, ``starts_with(s, p)``, ``date_diff('day', a, b)``, and the whole expressions in
+    :data:`KNOWN_FORMS`; the rest of the text the rules use (CASE, IS NULL, LIKE, upper, CAST ... AS DATE,
+    DATE literals, count(*) FILTER, bool_and, round) means the same in both. Raises ParameterError for text
+    with DuckDB-only functions.
+    """
+    if sql in KNOWN_FORMS:
+        return KNOWN_FORMS[sql]
+    lowered = sql.lower()
+    bad = [f for f in DUCKDB_ONLY if f in lowered]
+    if bad:
+        raise ParameterError(
+            f"this rule has no Spark SQL form yet ({bad[0].rstrip('(')} in '{sql[:80]}'); run it with --engine local"
+        )
+    sql = _rewrite(sql, "isinf", lambda a: f"(abs({a[0]}) = CAST('Infinity' AS DOUBLE))")
+    sql = _rewrite(sql, "starts_with", lambda a: f"startswith({a[0]}, {a[1]})")
+
+    def _date_diff(a: list[str]) -> str:
+        if len(a) != 3 or a[0].strip("'\"").lower() != "day":
+            raise ParameterError(f"date_diff({', '.join(a)}) has no Spark SQL form here; use date_diff('day', a, b)")
+        return f"datediff({a[2]}, {a[1]})"
+
+    return _rewrite(sql, "date_diff", _date_diff)
+
+
+def _is_numeric(spark_type: str) -> bool:
+    return spark_type.lower().startswith(_SPARK_NUMERIC)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def id_expr(col: str, spark_type: str) -> str:
+    """validate.id_expr in Spark SQL: 17850.0 -> '17850', '  C1 ' -> 'C1', '17850.0' -> '17850', '' -> NULL."""
+    q = _q(col)
+    t = spark_type.lower()
+    if t.startswith(_SPARK_INTEGER):
+        return f"CAST({q} AS STRING)"
+    if _is_numeric(t):
+        return (
+            f"CASE WHEN {q} IS NULL OR isnan(CAST({q} AS DOUBLE)) THEN NULL "
+            f"WHEN {q} = floor({q}) THEN CAST(CAST({q} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({q} AS STRING) END"
+        )
+    text = f"trim(CAST({q} AS STRING))"
+    whole = f"regexp_replace({text}, '^([0-9]+)\\\\.0+$', '$1')"
+    return f"NULLIF(CASE WHEN contains({text}, '.') THEN {whole} ELSE {text} END, '')"
+
+
+def number_expr(col: str, spark_type: str) -> str:
+    q = _q(col)
+    if _is_numeric(spark_type):
+        return f"CAST({q} AS DOUBLE)"
+    return f"try_cast(replace(trim(CAST({q} AS STRING)), ',', '') AS DOUBLE)"
+
+
+_STRPTIME = {
+    "%Y": "yyyy",
+    "%y": "yy",
+    "%m": "M",
+    "%d": "d",
+    "%H": "H",
+    "%I": "h",
+    "%M": "m",
+    "%S": "s",
+    "%p": "a",
+    "%b": "MMM",
+    "%B": "MMMM",
+    "%f": "SSSSSS",
+    "%%": "%",
+}
+
+
+def spark_pattern(fmt: str) -> str:
+    """A strptime format (what --date-format takes) as a Spark datetime pattern."""
+    out, i = [], 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            token = fmt[i : i + 2]
+            if token not in _STRPTIME:
+                raise ParameterError(
+                    f"--date-format '{fmt}': {token} has no Spark equivalent here; use %Y %m %d %H %M %S %b %p"
+                )
+            out.append(_STRPTIME[token])
+            i += 2
+        else:
+            ch = fmt[i]
+            out.append(f"'{ch}'" if ch.isalpha() else ch)
+            i += 1
+    return "".join(out)
+
+
+def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
+    q = _q(col)
+    t = spark_type.lower()
+    if t.startswith(("timestamp", "date")):
+        return f"CAST({q} AS TIMESTAMP_NTZ)"
+    if _is_numeric(t):
+        raise InputError(
+            f"column '{col}' holds numbers ({spark_type}), not dates; map the order date with --date-col NAME"
+        )
+    text = f"trim(CAST({q} AS STRING))"
+    if date_format:
+        return f"try_to_timestamp({text}, {sql_string(spark_pattern(date_format))})"
+    tries = ", ".join(f"try_to_timestamp({text}, {sql_string(spark_pattern(f))})" for f in DEFAULT_DATE_FORMATS)
+    return f"CAST(coalesce(try_cast({text} AS TIMESTAMP_NTZ), {tries}) AS TIMESTAMP_NTZ)"
+
+
+# ------------------------------------------------------------------------------------------------ session
+def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[Any, bool]:
+    """(SparkSession, whether this call started it). Spark Connect when ``SPARK_REMOTE`` is set."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+    remote = os.environ.get("SPARK_REMOTE")
+    if master is None and not remote:
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            return active, False
+    try:
+        if remote and master is None:
+            return SparkSession.builder.remote(remote).appName(app_name).getOrCreate(), True
+        builder = (
+            SparkSession.builder.appName(app_name)
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+        )
+        if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+            # started by spark-submit: its --master and --conf are in force
+            spark = builder.getOrCreate()
+            return spark, True
+        master = master or "local[*]"
+        builder = builder.master(master)
+        if master.startswith("local"):
+            cores = os.cpu_count() or 2
+            # the Python workers run this interpreter (and so find rfmseg), unless the user chose one
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            builder = (
+                builder.config("spark.sql.shuffle.partitions", str(max(4, 4 * cores)))
+                .config("spark.driver.memory", os.environ.get("RFMSEG_SPARK_DRIVER_MEMORY", "4g"))
+                .config("spark.ui.enabled", "false")
+            )
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        return spark, True
+    except Exception as exc:  # Java missing, bad master URL, cluster unreachable
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise SparkError(
+            f"cannot start Spark with master {master or remote!r} ({first}); check --spark-master / SPARK_REMOTE "
+            f"and that {INSTALL_HINT} are installed"
+        ) from None
+
+
+def _uri(path: str) -> str:
+    """'s3a:/bucket/x' (what a Path makes of 's3a://bucket/x') back to 's3a://bucket/x'."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)(.*)$", path)
+    if m and m.group(1).lower() != "file":
+        return f"{m.group(1)}://{m.group(2)}"
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ engine
+@dataclass
+class SparkPrepared(Prepared):
+    """Prepared whose rows were judged on Spark: it writes its own quarantine file."""
+
+    spark: Any = None
+    canon: Any = None
+    source_columns: list[str] = field(default_factory=list)
+
+    def write_quarantine(self, path: Path) -> None:
+        cols = ", ".join(f"CAST(s.{_q(c)} AS STRING) AS {_q(c)}" for c in self.source_columns)
+        rows = self.spark.sql(
+            f"SELECT q._row AS row_number, q._reason AS reason, {cols} FROM (SELECT _row, _reason FROM "
+            f"rfmseg_canon WHERE _reason IS NOT NULL) q JOIN rfmseg_src s ON q._row = s._row ORDER BY q._row"
+        )
+        table = rows.toArrow() if any(self.quarantined.values()) else None
+        if table is None:
+            names = ["row_number", "reason", *self.source_columns]
+            types = [pa.int64(), pa.string(), *[pa.string()] * len(self.source_columns)]
+            table = pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
+        pq.write_table(table.cast(_quarantine_schema(table.schema)), path, compression="zstd")
+
+
+def _quarantine_schema(schema_: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, pa.int64() if f.name == "row_number" else pa.string()) for f in schema_])
+
+
+class SparkEngine:
+    """``rfmseg.pipeline.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark."""
+
+    def __init__(self, spark_master: str | None = None, output: str | None = None, spark: Any = None) -> None:
+        self.master = spark_master
+        self.output = _uri(output.rstrip("/")) if output else None
+        self._spark = spark
+        self._owned = False
+        self._written: str | None = None
+        self._rfm_df: Any = None
+        self._rfm_all: Any = None
+
+    # --------------------------------------------------------------------------------------- session
+    @property
+    def spark(self) -> Any:
+        if self._spark is None:
+            self._spark, self._owned = get_session(self.master)
+        return self._spark
+
+    def describe(self) -> dict[str, Any]:
+        sc = None
+        try:
+            sc = self.spark.sparkContext
+        except Exception:  # Spark Connect sessions have no SparkContext
+            sc = None
+        return {
+            "name": "spark",
+            "master": sc.master if sc is not None else os.environ.get("SPARK_REMOTE", self.master),
+            "spark_version": self.spark.version,
+        }
+
+    def close(self) -> None:
+        if self._rfm_all is not None:
+            with contextlib.suppress(Exception):  # the session may already be gone
+                self._rfm_all.unpersist()
+        if self._owned and self._spark is not None:
+            self._spark.stop()
+        self._spark, self._owned = None, False
+
+    # --------------------------------------------------------------------------------------- reading
+    def _read(self, source: Any) -> tuple[Any, str, str | None, str]:
+        """(DataFrame, label, sha256, format) for a path, URI, pandas DataFrame or Arrow table."""
+        spark = self.spark
+        if isinstance(source, (str, Path)):
+            text = _uri(str(source))
+            remote = bool(URI.match(text)) and not text.startswith("file:")
+            local = None if remote else Path(text.removeprefix("file:"))
+            suffix = Path(text).suffix.lower()
+            fmt = FORMATS.get(suffix) or ("parquet" if local is not None and local.is_dir() else None)
+            if fmt is None:
+                raise InputError(f"{text}: unknown file type '{suffix}'; use .csv or .parquet (or a Parquet folder)")
+            sha = None
+            if local is not None:
+                if local.is_dir():
+                    if not any(local.glob("*.parquet")):
+                        raise InputError(f"{local}: a folder without .parquet files; give a file or a Parquet folder")
+                else:
+                    _check_file(local, fmt)
+                    sha = file_sha256(local)
+            if fmt == "xlsx":
+                if local is None:
+                    raise InputError(f"{text}: workbooks are read from local files only; export it as Parquet")
+                return self._from_arrow(read_xlsx(local)), str(local), sha, fmt
+            target = text if remote else str(local.resolve())  # type: ignore[union-attr]
+            try:
+                if fmt == "parquet":
+                    df = spark.read.parquet(target)
+                else:
+                    sep = "\t" if suffix == ".tsv" else ","
+                    df = spark.read.csv(target, header=True, inferSchema=False, sep=sep)
+                df.schema  # noqa: B018  (reads the footer / header now, so a bad file fails here)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or ["error"])[0][:200]
+                raise InputError(f"{text}: cannot be read as {fmt} by Spark ({first}); check the path") from None
+            return df, text if remote else str(local), sha, fmt
+        from rfmseg.io.readers import _to_arrow
+
+        table = _to_arrow(source)
+        if table.num_rows == 0:
+            raise InputError("DataFrame: has no rows; give transactions to segment")
+        return self._from_arrow(table), "DataFrame", None, "dataframe"
+
+    def _from_arrow(self, table: pa.Table) -> Any:
+        if "_row" in table.column_names:
+            table = table.drop_columns(["_row"])
+        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+        try:
+            return self.spark.createDataFrame(table)
+        except (TypeError, ValueError):  # pragma: no cover - pyspark without Arrow-table input
+            return self.spark.createDataFrame(table.to_pandas())
+
+    def _with_row_numbers(self, df: Any) -> Any:
+        """``_row``: 1-based position in the file (partitions follow the file's order for one file)."""
+        from pyspark.sql import functions as F
+
+        if "_row" in df.columns:
+            return df
+        df = df.withColumn("_mid", F.monotonically_increasing_id())
+        counts = dict(df.groupBy(F.spark_partition_id().alias("p")).count().collect())
+        offsets, total = [], 0
+        for p in range(max(counts, default=-1) + 1):
+            offsets.append(total)
+            total += counts.get(p, 0)
+        part = F.shiftright(F.col("_mid"), 33)
+        within = F.col("_mid") - F.shiftleft(part, 33)
+        offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), (part + 1).cast("int"))
+        return df.withColumn("_row", offset + within + 1).drop("_mid")
+
+    # --------------------------------------------------------------------------------------- judging
+    def load_rfm(
+        self,
+        source: Any,
+        columns: dict[str, str] | None,
+        as_of: str | date | None,
+        policy: Policy,
+        timer: Any,
+        preset: Any,
+        feature_set: Any,
+    ) -> tuple[Prepared, pa.Table]:
+        """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow."""
+        from rfmseg.io.sources import SourceSpec
+        from rfmseg.pipeline import parse_as_of
+        from rfmseg.presets import with_features
+
+        if isinstance(source, SourceSpec):
+            raise ParameterError("the Spark engine reads files and Hadoop paths; give the path, not a source spec")
+        fs = feature_set or features.DEFAULT_FEATURES
+        policy = with_features(policy, fs)
+        with timer.stage("spark_session"):
+            spark = self.spark
+        with timer.stage("read"):
+            df, label, sha, fmt = self._read(source)
+            types = {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name != "_row"}
+            src = Source("rfmseg_src", types, label, sha, fmt)
+            if preset is not None:
+                columns = preset.columns_for(src.columns, columns)
+            kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)
+            if kind == "rfm":
+                raise ParameterError(
+                    f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use --engine local"
+                )
+            df = self._with_row_numbers(df)
+            df.createOrReplaceTempView("rfmseg_src")
+        with timer.stage("validate"):
+            prepared = self._judge(spark, src, mapping, policy, parse_as_of(as_of))
+        with timer.stage("rfm"):
+            sql = features.rfm_sql("rfmseg_canon", prepared.as_of, fs, dialect="spark")  # type: ignore[arg-type]
+            self._rfm_all = spark.sql(spark_sql(sql)).persist()
+            self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
+            self._settle_returns_only(spark, prepared, policy)
+            rfm = _sorted(_normalise_rfm(self._to_arrow(self._rfm_df)))
+        return prepared, rfm
+
+    @staticmethod
+    def _to_arrow(df: Any) -> pa.Table:
+        if hasattr(df, "toArrow"):
+            return df.toArrow()
+        return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover - pyspark < 4
+
+    def _judge(
+        self, spark: Any, src: Source, mapping: dict[str, str], policy: Policy, as_of: date | None
+    ) -> SparkPrepared:
+        t = src.columns
+        cust = id_expr(mapping[schema.CUSTOMER_ID], t[mapping[schema.CUSTOMER_ID]])
+        order = (
+            id_expr(mapping[schema.ORDER_ID], t[mapping[schema.ORDER_ID]])
+            if schema.ORDER_ID in mapping
+            else "CAST(_row AS STRING)"
+        )
+        ts = date_expr(mapping[schema.ORDER_DATE], t[mapping[schema.ORDER_DATE]], policy.date_format)
+        if schema.AMOUNT in mapping:
+            amount = number_expr(mapping[schema.AMOUNT], t[mapping[schema.AMOUNT]])
+            qty = price = "CAST(NULL AS DOUBLE)"
+        elif schema.QUANTITY in mapping:
+            q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
+            qty, price = number_expr(q, t[q]), number_expr(p, t[p])
+            amount = f"({qty} * {price})"
+        else:
+            amount = qty = price = "CAST(NULL AS DOUBLE)"
+        typed_fields = "".join(
+            f", {(number_expr if f.kind == 'number' else id_expr)(mapping[f.name], t[mapping[f.name]])} AS {f.name}"
+            for f in policy.fields
+        )
+        originals = ", ".join(_q(c) for c in src.columns)
+        extra = "".join(
+            f", {spark_sql(sql).replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, src.name)} AS {name}"
+            for name, sql in policy.extra_columns
+        )
+        spark.sql(
+            f"CREATE OR REPLACE TEMP VIEW rfmseg_typed AS SELECT _row, {cust} AS customer_id, {order} AS order_id, "
+            f"{ts} AS ts, {amount} AS amount, {qty} AS quantity, {price} AS unit_price{typed_fields}{extra} "
+            "FROM rfmseg_src"
+        )
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW rfmseg_typed_r AS SELECT *, "
+            f"coalesce({spark_sql(policy.returns_condition)}, FALSE) AS is_return FROM rfmseg_typed"
+        )
+        rules, has_returns = row_rules(policy, mapping)
+        spark.sql(
+            f"CREATE OR REPLACE TEMP VIEW rfmseg_judged AS SELECT *, {_spark_case(rules)} AS _reason "
+            "FROM rfmseg_typed_r"
+        )
+        numbers = [f.name for f in policy.fields if f.kind == "number"]
+        extra_counts = "".join(f", count({n})" for n in numbers)
+        groups = spark.sql(
+            "SELECT _reason, is_return, CASE WHEN _reason IS NULL THEN CAST(ts AS DATE) END AS d, count(*), "
+            f"count(ts), count(amount){extra_counts} FROM rfmseg_judged GROUP BY ALL"
+        ).collect()
+        rows = [tuple(g) for g in groups]
+        sums = [sum(int(g[i]) for g in rows) for i in (3, 4, 5)]
+        _check_whole_columns(None, src, mapping, (sums[0], sums[1], sums[2]))  # type: ignore[arg-type]
+        known = tuple(sum(int(g[6 + i]) for g in rows) for i in range(len(numbers)))
+        _check_field_columns(None, src, mapping, policy.fields, known or None)  # type: ignore[arg-type]
+        if as_of is None:
+            used = [(g[1], g[2]) for g in rows if g[0] is None and g[2] is not None]
+            last = max((d for ret, d in used if not ret), default=None) or max((d for _, d in used), default=None)
+            if last is None:
+                raise InputError(f"{src.label}: no usable order rows; {_problem(spark, rules, 'rfmseg_judged')}")
+            as_of = last + timedelta(days=1)
+        after = Rule(
+            AFTER_AS_OF.reason,
+            AFTER_AS_OF.condition.format(as_of=as_of.isoformat()),
+            AFTER_AS_OF.meaning,
+            AFTER_AS_OF.fix,
+        )
+        counts: dict[str, int] = {}
+        for reason, _, d, n, *_ in rows:
+            key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
+            counts[key] = counts.get(key, 0) + int(n)
+        self._late = (after,)
+        self._rules = (*rules, after)
+        self._has_returns = has_returns
+        self._create_canon(spark, self._late)
+        used_rows = counts.pop("", 0)
+        prepared = SparkPrepared(
+            "transactions",
+            src,
+            mapping,
+            as_of,
+            used_rows + sum(counts.values()),
+            counts,
+            view="rfmseg_canon",
+            spark=spark,
+            source_columns=list(src.columns),
+        )
+        if counts and policy.bad_rows == "error":
+            raise InputError(f"{src.label}: {_problem(spark, self._rules)}")
+        if used_rows == 0:
+            raise InputError(f"{src.label}: no usable order rows; {_problem(spark, self._rules)}")
+        return prepared
+
+    def _create_canon(self, spark: Any, late: tuple[Rule, ...]) -> None:
+        cols = ", ".join(_q(c) for c in spark.table("rfmseg_judged").columns if c != "_reason")
+        spark.sql(
+            f"CREATE OR REPLACE TEMP VIEW rfmseg_canon AS SELECT {cols}, "
+            f"coalesce(_reason, {_spark_case(late)}) AS _reason FROM rfmseg_judged"
+        )
+
+    def _settle_returns_only(self, spark: Any, prepared: SparkPrepared, policy: Policy) -> None:
+        """The returns-only rule (see validate.settle_rfm): the customers the RFM pass found without an order
+        are left out of the table (the query above) and their rows quarantined here."""
+        if not (self._has_returns and policy.returns == "net"):
+            return
+        orphans = self._rfm_all.filter("last_order_date IS NULL").select("customer_id")
+        if orphans.isEmpty():
+            return
+        # cut the lineage (it goes through the canon view, which is redefined on these ids just below)
+        orphans.localCheckpoint().createOrReplaceTempView("returns_only")
+        self._late = (*self._late, RETURNS_ONLY)
+        self._create_canon(spark, self._late)
+        n = spark.sql(f"SELECT count(*) FROM rfmseg_canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}")
+        prepared.quarantined[RETURNS_ONLY.reason] = int(n.collect()[0][0])
+        rules = (*self._rules, RETURNS_ONLY)
+        if policy.bad_rows == "error":
+            raise InputError(f"{prepared.source.label}: {_problem(spark, rules)}")
+        if prepared.rows_used == 0:
+            raise InputError(f"{prepared.source.label}: no usable order rows; {_problem(spark, rules)}")
+
+    # --------------------------------------------------------------------------------------- K-Means
+    def fit(self, model: Any, x: np.ndarray) -> None:
+        """Fit ``model`` (a SegmentModel): transform fitted on the collected RFM (the same code as the local
+        engine), applied to every customer on the executors, MLlib K-Means (k-means||, seeded) on Spark, the
+        names from the same naming code on the MLlib centroids."""
+        from pyspark.ml.clustering import KMeans
+        from pyspark.ml.feature import VectorAssembler
+
+        from rfmseg.model.segment_model import _distinct_rows
+
+        model._check_params(x.shape[0])
+        distinct = _distinct_rows(x, model.k)
+        if distinct < model.k:
+            raise ParameterError(
+                f"k={model.k} needs at least {model.k} customers with different RFM values; the data has {distinct}"
+            )
+        transform = Transform.fit(model.transform, x)
+        scaled = self._scaled(transform)
+        vectors = VectorAssembler(inputCols=["z0", "z1", "z2"], outputCol="features").transform(scaled)
+        km = KMeans(
+            k=model.k,
+            seed=model.random_state,
+            initMode="k-means||",
+            initSteps=KMEANS_INIT_STEPS,
+            maxIter=KMEANS_MAX_ITER,
+            tol=KMEANS_TOL,
+        ).fit(vectors)
+        centers = np.asarray([np.asarray(c, float) for c in km.clusterCenters()])
+        summary = km.summary
+        model.transform_ = transform
+        model.fit_info_ = {
+            "method": "mllib k-means||",
+            "n_iter": int(summary.numIter),
+            "init_steps": KMEANS_INIT_STEPS,
+            "max_iter": KMEANS_MAX_ITER,
+            "tol": KMEANS_TOL,
+            "seed": model.random_state,
+        }
+        model._set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
+
+    def _scaled(self, transform: Transform) -> Any:
+        """(customer_id, recency_days, frequency, monetary, z0, z1, z2) on Spark: ``transform`` applied by
+        the executors with the same numpy code as the local engine."""
+        from pyspark.sql.types import DoubleType, StructField, StructType
+
+        base = self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+        out_schema = StructType([*base.schema.fields, *(StructField(f"z{j}", DoubleType()) for j in range(3))])
+
+        def apply(batches: Iterator[Any]) -> Iterator[Any]:
+            for b in batches:
+                x = b[["recency_days", "frequency", "monetary"]].to_numpy(dtype=float)
+                z = transform.apply(x)
+                b = b.copy()
+                for j in range(3):
+                    b[f"z{j}"] = z[:, j]
+                yield b
+
+        return base.mapInPandas(apply, out_schema)
+
+    # --------------------------------------------------------------------------------------- output
+    def write_output(self, run_id: str, model: Any) -> dict[str, str]:
+        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/."""
+        from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+
+        assert self.output is not None and self._rfm_df is not None
+        base = f"{self.output}/{run_id}"
+        transform, centers, names = model.transform_, model.centroids_scaled_, list(model.names_)
+        out_schema = StructType(
+            [
+                StructField("customer_id", StringType()),
+                StructField("segment", StringType()),
+                *[f for f in self._rfm_df.schema.fields if f.name in ("recency_days", "frequency", "monetary")],
+                StructField("distance", DoubleType()),
+                StructField("margin", DoubleType()),
+                StructField("cluster", IntegerType()),
+            ]
+        )
+
+        def assign(batches: Iterator[Any]) -> Iterator[Any]:
+            import pandas as pd
+
+            for b in batches:
+                x = b[["recency_days", "frequency", "monetary"]].to_numpy(dtype=float)
+                labels, dist, margin = nearest(transform.apply(x), centers)
+                yield pd.DataFrame(
+                    {
+                        "customer_id": b["customer_id"],
+                        "segment": np.asarray(names, dtype=object)[labels],
+                        "recency_days": b["recency_days"],
+                        "frequency": b["frequency"],
+                        "monetary": b["monetary"],
+                        "distance": dist,
+                        "margin": margin,
+                        "cluster": labels.astype("int32"),
+                    }
+                )
+
+        cols = self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+        self._written = base
+        try:
+            self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
+            cols.mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(f"{base}/assignments")
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or ["error"])[0][:200]
+            raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
+        return {"rfm": f"{base}/rfm", "assignments": f"{base}/assignments"}
+
+    def discard_output(self) -> None:
+        """Remove what :meth:`write_output` wrote when the run failed after it (best effort)."""
+        base, self._written = self._written, None
+        if not base:
+            return
+        if not URI.match(base) or base.startswith("file:"):
+            shutil.rmtree(Path(base.removeprefix("file:")), ignore_errors=True)
+            return
+        try:  # a Hadoop path: through the JVM's FileSystem (classic sessions only)
+            jvm = self.spark.sparkContext._jvm
+            hpath = jvm.org.apache.hadoop.fs.Path(base)
+            hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
+        except Exception:  # Spark Connect: no JVM access; the folder stays, named by the failed run id
+            pass
+
+
+def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") -> str:
+    """validate's 'N row(s) with <meaning> (reason R, first at row N); <fix>' for the first broken rule."""
+    rows = spark.sql(
+        f"SELECT _reason, count(*), min(_row) FROM {view} WHERE _reason IS NOT NULL GROUP BY _reason"
+    ).collect()
+    return problem_text(rules, {r[0]: (int(r[1]), int(r[2])) for r in rows})
+
+
+def _spark_case(rules: tuple[Rule, ...]) -> str:
+    return _reason_case(tuple(Rule(r.reason, spark_sql(r.condition), r.meaning, r.fix) for r in rules))
+
+
+RFM_TYPES = {
+    "customer_id": pa.string(),
+    "recency_days": pa.int64(),
+    "frequency": pa.int64(),
+    "monetary": pa.float64(),
+    "first_order_date": pa.date32(),
+    "last_order_date": pa.date32(),
+}
+
+
+def _normalise_rfm(table: pa.Table) -> pa.Table:
+    """The RFM table as the local engine types it (Spark's Arrow export may differ in widths)."""
+    return pa.table({name: table.column(name).cast(t) for name, t in RFM_TYPES.items() if name in table.column_names})
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.take(pc.sort_indices(table, [("customer_id", "ascending")]))
+
+
+def temp_output_dir(prefix: str = "rfmseg-spark-") -> str:
+    """A fresh local folder for Spark output (tests, examples)."""
+    return str(Path(tempfile.gettempdir()) / f"{prefix}{uuid.uuid4().hex[:8]}")
+
+
+def elapsed(t0: float) -> float:
+    return round(time.perf_counter() - t0, 4)

@@ -1,0 +1,82 @@
+"""Sources that are not one file: a glob of files, and (in :mod:`rfmseg.io.postgres`) a database query.
+
+A :class:`SourceSpec` registers itself as a DuckDB view with a 1-based ``_row`` column, exactly like
+:func:`rfmseg.io.readers.open_source` does for a path or a DataFrame, so validation, quarantine and the RFM
+SQL do not know where the rows came from.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from rfmseg.errors import InputError
+from rfmseg.io.readers import FORMATS, Source, _check_file, _columns, file_sha256, sql_string
+
+
+class SourceSpec(ABC):
+    """Something the pipeline can read that is not a single path or an in-memory table."""
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """How to name the source to a user (no secrets)."""
+
+    @abstractmethod
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
+        """Register the rows as the view ``name`` (originals plus ``_row``) and describe them."""
+
+
+@dataclass(frozen=True)
+class FileGlob(SourceSpec):
+    """Every file matching ``pattern`` (e.g. ``exports/2024-*.parquet``), read as one table.
+
+    The files must share one format (CSV or Parquet); their columns are matched by name. Rows are numbered
+    across the files in path order, so a quarantined row can be found again.
+    """
+
+    pattern: str
+
+    @property
+    def label(self) -> str:
+        return self.pattern
+
+    def files(self) -> list[Path]:
+        found = sorted(Path(p) for p in globlib.glob(self.pattern, recursive=True) if Path(p).is_file())
+        if not found:
+            raise InputError(f"{self.pattern}: no file matches this glob; check the pattern in source.glob")
+        return found
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
+        files = self.files()
+        formats = {FORMATS.get(p.suffix.lower()) for p in files}
+        if len(formats) != 1 or None in formats or "xlsx" in formats:
+            kinds = ", ".join(sorted({p.suffix or "(none)" for p in files}))
+            raise InputError(
+                f"{self.pattern}: matches files of types {kinds}; a glob reads CSV or Parquet files of one type, "
+                "narrow the pattern (e.g. *.parquet)"
+            )
+        fmt = formats.pop()
+        assert fmt is not None
+        digest = hashlib.sha256()
+        for p in files:
+            _check_file(p, fmt)
+            digest.update(f"{p.name}\0{file_sha256(p)}\n".encode())
+        paths = "[" + ", ".join(sql_string(str(p)) for p in files) + "]"
+        if fmt == "parquet":
+            reader = f"read_parquet({paths}, union_by_name = true)"
+        else:
+            reader = f"read_csv({paths}, all_varchar = true, header = true, union_by_name = true)"
+        try:
+            # files are read in the listed order and DuckDB keeps insertion order: row numbers run across files
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *, row_number() OVER () AS _row FROM {reader}")
+            columns = _columns(con, name)
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise InputError(f"{self.pattern}: cannot be read as {fmt} ({first}); check the files") from None
+        return Source(name, columns, self.pattern, digest.hexdigest(), fmt)

@@ -1,0 +1,89 @@
+"""The HTML report of a run: the explorer's content in one self-contained file.
+
+    rfmseg report RUN -o report.html
+
+Every run also gets ``report.html`` in its folder, written by the pipeline before the run is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from rfmseg.report.data import (
+    CHOOSE_K_FILE,
+    build_view,
+    earlier_runs,
+    k_choice,
+    matrix,
+    view_for_run,
+)
+from rfmseg.report.html import render_html, write_html
+from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+
+REPORT_FILE = "report.html"
+
+__all__ = [
+    "REPORT_FILE",
+    "build_view",
+    "render_html",
+    "report_html",
+    "view_for_run",
+    "write_report",
+    "write_run_report",
+]
+
+
+def report_html(run_id: str = "latest", runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
+    """The report page of a stored run (id, unique prefix or 'latest')."""
+    run = get_run(run_id, Path(runs_dir))
+    return render_html(view_for_run(run, Path(runs_dir), searchable=True))
+
+
+def write_report(run_id: str, output: Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """Write the report of a stored run to ``output``; returns the path written."""
+    return write_html(Path(output), report_html(run_id, runs_dir))
+
+
+def write_run_report(
+    folder: Path,
+    runs_dir: Path | None,
+    summary: dict[str, Any],
+    manifest: dict[str, Any],
+    assignments: pa.Table,
+) -> None:
+    """Write ``choose_k.json`` and ``report.html`` into a run folder that is being written (the pipeline's
+    temporary folder, before the run is committed), from the tables the pipeline holds."""
+    folder = Path(folder)
+    params = manifest.get("params") or {}
+    ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
+    if ks is None:
+        ks = k_choice(matrix(assignments), params)
+    if ks is not None:
+        (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
+    run_id = str(summary.get("run_id"))
+    view = build_view(
+        summary,
+        manifest,
+        assignments,
+        k_choice_result=ks,
+        earlier=earlier_runs(Path(runs_dir) if runs_dir else None, run_id, manifest),
+        searchable=True,
+    )
+    (folder / REPORT_FILE).write_text(render_html(view), encoding="utf-8")
+
+
+def _model_k_choice(runs_dir: Path | None, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """A refresh scores with a model fitted earlier and chooses no K: show the K choice of the run that
+    trained the model (its choose_k.json) instead of recomputing it every day."""
+    source = manifest.get("model_version")
+    if not runs_dir or not source:
+        return None
+    path = Path(runs_dir) / str(source) / CHOOSE_K_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+

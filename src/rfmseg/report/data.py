@@ -1,0 +1,376 @@
+"""What the explorer and the report show, as one JSON-ready dict per run (the "view").
+
+The explorer fetches it from the API (``GET /runs/{id}/view``); the report embeds it in the HTML file. Both
+are drawn by the same script (``service/static/explorer.js``), so they show the same thing.
+
+Everything here is computed from the run's own files (or, while a run is being written, from the tables the
+pipeline holds): the summary, a per-segment sample of the customers for the scatter, the K choice, the Pareto
+curve, the transitions from the previous run and the data-quality counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfmseg.errors import RfmsegError
+from rfmseg.history import GONE, NEW, RunMeta, run_metas, timeline
+from rfmseg.model.choose_k import choose_k
+from rfmseg.model.kmeans import sample_rows
+from rfmseg.profile import pareto_curve
+from rfmseg.runs import Run
+
+CHOOSE_K_FILE = "choose_k.json"
+MAX_POINTS = 5_000
+"""Customers drawn in the scatter at most; larger runs are sampled per segment."""
+MIN_POINTS_PER_SEGMENT = 100
+"""A small segment still gets this many points (or all its customers) in a sampled scatter."""
+CHOOSE_K_SAMPLE = 2_000
+"""Customers the K choice is computed on at most (a seeded sample beyond): K-Means for K=2..10 plus the
+O(n²) silhouette stay under a second, cheap enough to run with every run."""
+SEARCH_LIMIT = 20_000
+"""Runs up to this size embed every customer in the report for the search box; larger ones the sample."""
+HISTORY_RUNS = 12
+"""Runs (this one and the ones before it) a report's customer search shows the history over."""
+FEATURES = ("recency_days", "frequency", "monetary")
+
+
+# ------------------------------------------------------------------------------------------------ scatter
+def sample_indices(
+    segments: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray, max_points: int = MAX_POINTS, seed: int = 0
+) -> np.ndarray:
+    """Row indices of a per-segment sample: every row when there are at most ``max_points``, otherwise
+    each segment gets a share proportional to its size, but at least ``MIN_POINTS_PER_SEGMENT`` (or all of
+    it), so small segments stay visible. Seeded, sorted, exactly ``max_points`` rows."""
+    seg = segments if isinstance(segments, pa.Array | pa.ChunkedArray) else pa.array(list(segments), pa.string())
+    n = len(seg)
+    if n <= max_points:
+        return np.arange(n)
+    if isinstance(seg, pa.ChunkedArray):
+        seg = seg.combine_chunks()
+    encoded = pc.dictionary_encode(seg)  # integer codes: far cheaper than sorting a million strings
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary
+    sizes = np.bincount(codes, minlength=len(names))
+    floor = np.minimum(sizes, min(MIN_POINTS_PER_SEGMENT, max_points // len(names)))
+    rest = sizes - floor  # n > max_points, so the rest is never empty
+    share = (max_points - floor.sum()) * rest / rest.sum()
+    extra = np.floor(share).astype(int)
+    # largest remainders first, so the sample has exactly max_points rows
+    for i in np.argsort(extra - share)[: max_points - floor.sum() - extra.sum()]:
+        extra[i] += 1
+    quota = floor + np.minimum(extra, rest)
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(codes == i), size=int(q), replace=False) for i, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(picked))
+
+
+def scatter(assignments: pa.Table, max_points: int = MAX_POINTS, seed: int = 0) -> dict[str, Any]:
+    """The customers the scatter draws (columnar), with how they were chosen."""
+    idx = sample_indices(assignments.column("segment"), max_points, seed)
+    total = assignments.num_rows
+    sampled = len(idx) < total
+    picked = assignments.take(pa.array(idx)) if sampled else assignments
+    note = (
+        f"showing {len(idx):,} of {total:,} customers, sampled per segment"
+        if sampled
+        else f"showing all {total:,} customers"
+    )
+    return {
+        "total": total,
+        "shown": len(idx),
+        "sampled": sampled,
+        "note": note,
+        "points": _columns(picked, ("customer_id", "segment", *FEATURES)),
+    }
+
+
+def _columns(table: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        if name not in table.column_names:
+            continue
+        values = table.column(name).to_pylist()
+        if name in ("monetary", "distance"):
+            values = [None if v is None else round(float(v), 4) for v in values]
+        out[name] = values
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ K choice
+def k_choice(x: np.ndarray, params: dict[str, Any], sample: int = CHOOSE_K_SAMPLE) -> dict[str, Any] | None:
+    """``rfmseg.model.choose_k.choose_k`` for the run's parameters, on at most ``sample`` customers and
+    without the bootstrap stability check (it triples the cost; ``rfmseg choose-k`` runs it).
+
+    Returns None when there are too few customers to compare two K (choose_k needs K < customers)."""
+    n = x.shape[0]
+    if n < 4:
+        return None
+    seed = int(params.get("random_state", 42))
+    data = x[sample_rows(n, sample, seed)]
+    # K-Means cannot find more clusters than there are distinct customers
+    k_max = min(10, data.shape[0] - 1, np.unique(data, axis=0).shape[0])
+    if k_max < 2:
+        return {
+            "error": "the customers have too few distinct RFM values to compare values of K",
+            "chosen_k": params.get("k"),
+        }
+    try:
+        result = choose_k(
+            data,
+            transform=str(params.get("transform") or "minmax"),
+            k_min=2,
+            k_max=k_max,
+            n_init=int(params.get("n_init", 10)),
+            random_state=seed,
+            sample_size=sample,
+            stability=False,
+        )
+    except (ValueError, RfmsegError) as exc:
+        # e.g. fewer distinct customers than some K: the run stands, the report says why the chart is missing
+        return {"error": f"the K choice could not be computed on this data ({exc})", "chosen_k": params.get("k")}
+    result["sampled_from"] = n
+    scope = f"a seeded sample of {data.shape[0]:,} of {n:,}" if data.shape[0] < n else f"all {n:,}"
+    result["note"] = f"computed on {scope} customers, without the bootstrap stability check of `rfmseg choose-k`"
+    result["chosen_k"] = params.get("k")
+    return _finite(result)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: replace non-finite floats by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def cached_k_choice(run: Run, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's K choice from ``choose_k.json``, computed and saved there the first time."""
+    path = run.path / CHOOSE_K_FILE
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    result = k_choice(matrix(run.table("assignments")), params)
+    if result is not None:
+        write_json_atomic(path, result)
+    return result
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` next to ``path`` and rename it into place, so readers never see half a file.
+    A read-only run folder is not an error: the result is simply not cached."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except PermissionError:
+        tmp.unlink(missing_ok=True)
+
+
+def matrix(table: pa.Table) -> np.ndarray:
+    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(float) for c in FEATURES])
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def run_meta(summary: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
+    manifest = manifest or {}
+    return {
+        "run_id": summary.get("run_id") or manifest.get("run_id"),
+        "as_of": summary.get("as_of"),
+        "created": manifest.get("created"),
+        "kind": manifest.get("kind", "run"),
+        "input": (manifest.get("input") or {}).get("path"),
+        "n_customers": summary.get("n_customers"),
+        "k": summary.get("k"),
+        "transform": summary.get("transform"),
+        "params": manifest.get("params") or {},
+        "model_version": manifest.get("model_version"),
+    }
+
+
+def quality(summary: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Rows read, used and quarantined per reason, when the run read transactions (None otherwise)."""
+    rows = summary.get("rows") or (manifest or {}).get("rows")
+    if not isinstance(rows, dict) or "read" not in rows:
+        return None
+    quarantined = {str(k): int(v) for k, v in sorted((rows.get("quarantined") or {}).items())}
+    return {
+        "read": int(rows["read"]),
+        "used": int(rows.get("used", 0)),
+        "quarantined": quarantined,
+        "quarantined_total": sum(quarantined.values()),
+    }
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The runs before a run: ``runs`` in timeline order (for the search history) and ``previous``, the run the
+    transitions start from (the last run of the timeline with an earlier date, as ``rfmseg transitions``)."""
+
+    runs: list[RunMeta]
+    previous: RunMeta | None
+
+
+def earlier_runs(runs_dir: Path | None, run_id: str, manifest: dict[str, Any]) -> Earlier:
+    """The runs of ``runs_dir`` before the run ``run_id`` (which need not be committed yet)."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return Earlier([], None)
+    created = datetime.fromisoformat(manifest["created"]) if manifest.get("created") else datetime.now(UTC)
+    day = date.fromisoformat(manifest["as_of"]) if manifest.get("as_of") else created.date()
+    key = (day, created, run_id)
+    runs = [m for m in run_metas(runs_dir) if m.run_id != run_id and m.key < key]
+    before = [m for m in timeline(runs_dir) if m.run_id != run_id and m.date < day]
+    return Earlier(runs, before[-1] if before else None)
+
+
+def transitions(
+    con: duckdb.DuckDBPyConnection, previous: RunMeta, current: pa.Table, current_id: str, current_as_of: str | None
+) -> dict[str, Any]:
+    """Customers and revenue moving from each segment of ``previous`` to each segment of ``current``, as Sankey
+    links; customers in one run only come from ``(new)`` or go to ``(gone)``, as in ``rfmseg transitions``.
+    Revenue is the current run's monetary (the previous run's for those gone)."""
+    con.register("_current_assignments", current.select(["customer_id", "segment", "monetary"]))
+    try:
+        rows = con.execute(
+            f"SELECT coalesce(p.segment, '{NEW}'), coalesce(c.segment, '{GONE}'), count(*), "
+            "coalesce(sum(coalesce(c.monetary, p.monetary)), 0) "
+            "FROM (SELECT customer_id, segment, monetary FROM read_parquet(?)) p "
+            "FULL OUTER JOIN _current_assignments c ON p.customer_id = c.customer_id "
+            "GROUP BY ALL ORDER BY 1, 2",
+            [previous.file],
+        ).fetchall()
+    finally:
+        con.unregister("_current_assignments")
+    both = [(a, b, n) for a, b, n, _ in rows if a != NEW and b != GONE]
+    return {
+        "from_run": previous.run_id,
+        "to_run": current_id,
+        "from_as_of": previous.date.isoformat(),
+        "to_as_of": current_as_of,
+        "links": [
+            {"source": a, "target": b, "customers": int(n), "revenue": round(float(m), 2)} for a, b, n, m in rows
+        ],
+        "customers": sum(n for _, _, n in both),
+        "moved": sum(n for a, b, n in both if a != b),
+        "new": sum(int(n) for a, _, n, _ in rows if a == NEW),
+        "gone": sum(int(n) for _, b, n, _ in rows if b == GONE),
+    }
+
+
+def history(
+    con: duckdb.DuckDBPyConnection,
+    earlier: list[RunMeta],
+    current: pa.Table,
+    current_id: str,
+    current_as_of: str | None,
+    ids: pa.Array,
+) -> dict[str, Any]:
+    """Segment and RFM values of the customers ``ids`` in the last runs up to ``current``, for the report's
+    customer search: ``{"runs": [{run_id, as_of}], "customers": {id: [[run index, segment, r, f, m], ...]}}``."""
+    runs = earlier[-(HISTORY_RUNS - 1) :]
+    meta = [{"run_id": r.run_id, "as_of": r.date.isoformat()} for r in runs]
+    meta.append({"run_id": current_id, "as_of": current_as_of})
+    con.register("_ids", pa.table({"customer_id": ids}))
+    con.register("_current_assignments", current.select(["customer_id", "segment", *FEATURES]))
+    try:
+        parts = [
+            f"SELECT {i} AS run, customer_id, segment, recency_days, frequency, monetary FROM read_parquet(?) "
+            "WHERE customer_id IN (SELECT customer_id FROM _ids)"
+            for i in range(len(runs))
+        ]
+        parts.append(
+            f"SELECT {len(runs)} AS run, customer_id, segment, recency_days, frequency, monetary "
+            "FROM _current_assignments WHERE customer_id IN (SELECT customer_id FROM _ids)"
+        )
+        rows = con.execute(" UNION ALL ".join(parts) + " ORDER BY customer_id, run", [r.file for r in runs]).fetchall()
+    finally:
+        con.unregister("_ids")
+        con.unregister("_current_assignments")
+    customers: dict[str, list[list[Any]]] = {}
+    for run, cid, seg, r, f, m in rows:
+        customers.setdefault(cid, []).append([run, seg, r, f, round(float(m), 2)])
+    return {"runs": meta, "customers": customers}
+
+
+# ------------------------------------------------------------------------------------------------ the view
+def build_view(
+    summary: dict[str, Any],
+    manifest: dict[str, Any] | None,
+    assignments: pa.Table,
+    *,
+    k_choice_result: dict[str, Any] | None,
+    earlier: Earlier | None = None,
+    searchable: bool = False,
+    max_points: int = MAX_POINTS,
+) -> dict[str, Any]:
+    """Everything the explorer and the report draw for one run.
+
+    ``earlier`` are the runs before this one (for the Sankey from the previous run and the search history);
+    ``searchable`` embeds the customers (all of them up to ``SEARCH_LIMIT``, else the scatter's sample) and
+    their history, so a report can search without a server.
+    """
+    run_id = str(summary.get("run_id"))
+    earlier = earlier or Earlier([], None)
+    monetary = assignments.column("monetary").to_numpy(zero_copy_only=False).astype(float)
+    points = scatter(assignments, max_points)
+    view: dict[str, Any] = {
+        "format": 1,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": run_meta(summary, manifest),
+        "summary": summary,
+        "scatter": points,
+        "choose_k": k_choice_result,
+        "pareto": pareto_curve(monetary),
+        "quality": quality(summary, manifest),
+        "transitions": None,
+        "search": None,
+    }
+    con = duckdb.connect()
+    try:
+        if earlier.previous is not None:
+            view["transitions"] = transitions(con, earlier.previous, assignments, run_id, summary.get("as_of"))
+        if searchable:
+            if assignments.num_rows <= SEARCH_LIMIT:
+                table, complete = assignments, True
+            else:
+                ids = set(points["points"]["customer_id"])
+                table = assignments.filter(pc.is_in(assignments.column("customer_id"), pa.array(list(ids))))
+                complete = False
+            view["search"] = {
+                "complete": complete,
+                "customers": table.num_rows,
+                "history": history(
+                    con, earlier.runs, table, run_id, summary.get("as_of"), table.column("customer_id").combine_chunks()
+                ),
+            }
+    finally:
+        con.close()
+    return _finite(view)
+
+
+def view_for_run(run: Run, runs_dir: Path | None, *, searchable: bool = False) -> dict[str, Any]:
+    """The view of a stored run (computing and caching its K choice on first use)."""
+    summary = run.summary
+    manifest = run.manifest
+    assignments = run.table("assignments")
+    return build_view(
+        summary,
+        manifest,
+        assignments,
+        k_choice_result=cached_k_choice(run, manifest.get("params") or {}),
+        earlier=earlier_runs(runs_dir, run.run_id, manifest),
+        searchable=searchable,
+    )

@@ -1,0 +1,212 @@
+"""The FastAPI app: ``create_app(settings)`` builds it (no globals built at import time, so tests build it
+with any store and runs folder); ``app_from_env()`` is the factory uvicorn workers call.
+
+Errors are JSON with a one-line ``detail``: user errors (``RfmsegError``) by their ``http_status``, invalid
+input as 422 naming the parameter, anything unexpected as a 500 that says nothing about internals (the
+traceback goes to the server log). With an API key set, every endpoint needs ``Authorization: Bearer <key>``,
+except the explorer's static page, which holds no data and asks for the key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rfmseg import __version__
+from rfmseg.errors import RfmsegError
+from rfmseg.service.deps import AppState, Settings, dumps, json_response
+from rfmseg.service.routes import customers, runs, score, segments, system
+
+log = logging.getLogger("rfmseg.service")
+PUBLIC_PATHS = ("/", "/static/", "/docs-static/")
+"""Paths served without the API key: the explorer's page and assets and the docs' assets (no data)."""
+
+DESCRIPTION = """Customer segments over HTTP: one customer's segment from the online profile store in
+milliseconds, the segments and their customers from the run registry, scoring with a stored model, runs,
+transitions and early warnings. The explorer is at `/`."""
+
+
+class ApiKeyMiddleware:
+    """Refuse every request without ``Authorization: Bearer <key>`` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if auth is None:
+            detail = "this API needs a key: send the header 'Authorization: Bearer <key>' (RFMSEG_API_KEY)"
+        else:
+            scheme, _, given = auth.partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.key):
+                await self.app(scope, receive, send)
+                return
+            detail = "the API key is not valid; send the key set in RFMSEG_API_KEY as 'Authorization: Bearer <key>'"
+        body = dumps({"detail": detail})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="rfmseg"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _public(path: str) -> bool:
+    return path == "/" or path.startswith(PUBLIC_PATHS[1:])
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ())]
+        where = loc[0] if loc else ""
+        name = ".".join(loc[1:]) if len(loc) > 1 else ""
+        label = {"query": "query parameter", "path": "path parameter", "body": "body field", "header": "header"}.get(
+            where, where
+        )
+        text = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        subject = f"{label} '{name}'" if name else ("the request body" if where == "body" else label or "input")
+        given = err.get("input")
+        shown = f" (got {given!r})" if where in ("query", "path") and isinstance(given, str) else ""
+        parts.append(f"{subject}: {text}{shown}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RfmsegError)
+    async def user_error(request: Request, exc: RfmsegError) -> Response:
+        return json_response({"detail": exc.message}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return json_response({"detail": _describe_validation(exc), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no endpoint {request.url.path}; see /docs for the API"
+        return json_response({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        detail = f"internal error while handling {request.method} {request.url.path}; the server log has details"
+        return json_response({"detail": detail}, status_code=500)
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from local files (the fastapi-offline package ships them), so the docs work with
+    no internet; FastAPI's CDN-based page is the fallback when that package is missing."""
+    try:
+        import fastapi_offline
+    except ImportError:  # pragma: no cover - fastapi-offline is in the serve extra
+        log.info("fastapi-offline is not installed: /docs loads Swagger UI from a CDN")
+        return
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-static", StaticFiles(directory=assets), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title="rfmseg API",
+            swagger_js_url="docs-static/swagger-ui-bundle.js",
+            swagger_css_url="docs-static/swagger-ui.css",
+            swagger_favicon_url="docs-static/favicon.png",
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over ``settings.runs_dir`` and the profile store at ``settings.store``."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            app.state.rfmseg.close()
+
+    offline_docs = _has_offline_docs()
+    extra: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        # FastAPI's built-in OpenTelemetry hooks look at the providers on every request; rfmseg sets none up,
+        # and the checks cost more than a profile lookup
+        extra["telemetry"] = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    app = FastAPI(
+        title="rfmseg API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None if offline_docs else "/docs",
+        redoc_url=None,
+        **extra,
+    )
+    app.state.rfmseg = AppState(settings)
+    install_error_handlers(app)
+    if offline_docs:
+        install_docs(app)
+    for module in (customers, segments, score, runs, system):
+        app.include_router(module.router)
+    app.add_middleware(customers.CustomerFastPath, state=app.state.rfmseg)
+    if settings.api_key:  # added last: the outermost layer, so it guards the fast path too
+        app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
+        _document_bearer(app)
+    return app
+
+
+def _has_offline_docs() -> bool:
+    try:
+        import fastapi_offline  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return False
+    return True
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """Say in the OpenAPI schema that every operation needs the bearer key."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()  # FastAPI caches it in app.openapi_schema
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The key in RFMSEG_API_KEY"}
+            }
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_env() -> FastAPI:
+    """The factory `rfmseg serve` hands to uvicorn (settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_API_KEY)."""
+    return create_app(Settings.from_env())

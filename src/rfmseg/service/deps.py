@@ -1,0 +1,181 @@
+"""What the routes depend on: the settings, the per-app state (store connection, caches of immutable run
+files), JSON responses and the input checks shared by several routes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
+from rfmseg.stores import ProfileStore, open_store
+
+try:  # orjson is 3-10x faster on the hot path; the stdlib is the fallback
+    import orjson
+
+    def dumps(data: Any) -> bytes:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str)
+
+except ImportError:  # pragma: no cover - orjson is in the serve extra
+
+    def dumps(data: Any) -> bytes:
+        return json.dumps(data, default=str, separators=(",", ":"), allow_nan=False).encode()
+
+
+ENV_RUNS_DIR = "RFMSEG_RUNS_DIR"
+ENV_STORE = "RFMSEG_STORE"
+ENV_API_KEY = "RFMSEG_API_KEY"
+MAX_ID_LENGTH = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class TooLargeError(ParameterError):
+    """A request asks for more than one call may (413)."""
+
+    http_status = 413
+
+
+class InvalidError(ParameterError):
+    """A request value breaks a rule of the API (422)."""
+
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the API is set up. ``store_url`` None means ``sqlite:///<runs_dir>/profiles.db``."""
+
+    runs_dir: Path = DEFAULT_RUNS_DIR
+    store_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    max_lookup: int = 1_000
+    max_page_size: int = 1_000
+    max_score_rows: int = 10_000
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{Path(self.runs_dir) / 'profiles.db'}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE and RFMSEG_API_KEY; ``overrides`` win when not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "runs_dir": Path(env.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR),
+            "store_url": env.get(ENV_STORE) or None,
+            "api_key": env.get(ENV_API_KEY) or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["runs_dir"] = Path(values["runs_dir"])
+        return cls(**values)
+
+
+class AppState:
+    """One per app: the profile store (opened on first use and reused by every request; the stores are
+    thread-safe), and caches of what never changes once a run is written (its summary and its view)."""
+
+    VIEWS_CACHED = 4
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: ProfileStore | None = None
+        self._lock = threading.Lock()
+        self._summaries: dict[str, dict[str, Any]] = {}
+        self._actions: dict[str, dict[str, tuple[str | None, int | None]]] = {}
+        self._views: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._duckdb = duckdb.connect()
+
+    # -- store
+    def store(self) -> ProfileStore:
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self.settings.store)
+                store = self._store
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self._duckdb.close()
+
+    # -- runs
+    def run(self, ref: str | None) -> Run:
+        return get_run(ref or "latest", self.settings.runs_dir)
+
+    def summary(self, run: Run) -> dict[str, Any]:
+        cached = self._summaries.get(run.run_id)
+        if cached is None:
+            cached = self._summaries[run.run_id] = run.summary
+        return cached
+
+    def actions(self, run_id: str) -> dict[str, tuple[str | None, int | None]]:
+        """segment name -> (action, priority) of a run; {} (remembered) when the run is not in this runs
+        folder, e.g. a store published from another machine."""
+        found = self._actions.get(run_id)
+        if found is None:
+            try:
+                run = get_run(run_id, self.settings.runs_dir)
+                found = {s["name"]: (s.get("action"), s.get("priority")) for s in self.summary(run)["segments"]}
+            except (RfmsegError, OSError, ValueError, KeyError):
+                found = {}
+            self._actions[run_id] = found
+        return found
+
+    def view(self, run: Run, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            if run.run_id in self._views:
+                self._views.move_to_end(run.run_id)
+                return self._views[run.run_id]
+        view = build()
+        with self._lock:
+            self._views[run.run_id] = view
+            while len(self._views) > self.VIEWS_CACHED:
+                self._views.popitem(last=False)
+        return view
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor for one request (cursors of one connection may run in different threads)."""
+        return self._duckdb.cursor()
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.rfmseg
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def json_response(data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(data), status_code=status_code, media_type="application/json", headers=headers)
+
+
+def check_id(customer_id: str) -> str:
+    """A customer id as the API accepts it: 1 to 128 characters, none of them a control character."""
+    if not customer_id or not customer_id.strip() or len(customer_id) > MAX_ID_LENGTH or _CONTROL.search(customer_id):
+        shown = _CONTROL.sub("?", customer_id[:40]) + ("…" if len(customer_id) > 40 else "")
+        raise InvalidError(
+            f"customer id '{shown}' is not valid: ids are 1 to {MAX_ID_LENGTH} characters, "
+            "not blank, with no control characters"
+        )
+    return customer_id
+
+
+def not_served(store: ProfileStore) -> NotFoundError:
+    return NotFoundError(
+        f"no run is published in the profile store at {store.url_display}; publish one with `rfmseg publish latest`"
+    )

@@ -1,0 +1,93 @@
+"""The run registry over HTTP: runs, one run, its explorer view and report, transitions between two runs and
+the early warnings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from rfmseg import history
+from rfmseg.errors import RfmsegError
+from rfmseg.lifecycle import describe_run, runs_table
+from rfmseg.report import REPORT_FILE, render_html, view_for_run
+from rfmseg.service.deps import StateDep, json_response
+
+router = APIRouter(tags=["runs"])
+T = TypeVar("T")
+_OPTION = re.compile(r"--([a-z][a-z-]*)( RUN\b)?")
+
+
+def api_words(call: Callable[[], T]) -> T:
+    """Run ``call``; errors that name CLI options (``--from-segment``) name the query parameter instead."""
+    try:
+        return call()
+    except RfmsegError as exc:
+        exc.message = _OPTION.sub(lambda m: m.group(1).replace("-", "_") + ("=RUN" if m.group(2) else ""), exc.message)
+        exc.args = (exc.message,)
+        raise
+
+
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if k != "path"}
+
+
+@router.get("/runs", summary="Every run of the registry")
+def runs(state: StateDep) -> Response:
+    """Runs oldest first: id, created, kind (run, refresh, retrain), as-of, K, customers, input, model version."""
+    table = [_public(r) for r in runs_table(state.settings.runs_dir)]
+    return json_response({"runs": table, "latest": table[-1]["run_id"] if table else None})
+
+
+@router.get("/runs/{run_id}", summary="One run: manifest, summary, model")
+def run(run_id: str, state: StateDep) -> Response:
+    return json_response(_public(describe_run(state.run(run_id).run_id, state.settings.runs_dir)))
+
+
+@router.get("/runs/{run_id}/view", summary="What the explorer draws for a run")
+def view(run_id: str, state: StateDep) -> Response:
+    """The run's summary, a per-segment sample of its customers for the scatter, the K choice (computed once
+    and cached in the run folder), the Pareto curve, transitions from the previous run and data quality."""
+    run_ = state.run(run_id)
+    runs_dir = state.settings.runs_dir
+    return json_response(state.view(run_, lambda: view_for_run(run_, runs_dir)))
+
+
+@router.get("/runs/{run_id}/report", summary="The run's self-contained HTML report", response_class=HTMLResponse)
+def report(run_id: str, state: StateDep) -> Response:
+    run_ = state.run(run_id)
+    file = run_.path / REPORT_FILE
+    if file.exists():
+        return FileResponse(file, media_type="text/html; charset=utf-8")
+    return HTMLResponse(render_html(view_for_run(run_, state.settings.runs_dir, searchable=True)))
+
+
+@router.get("/transitions", summary="How customers moved between two runs")
+def transitions(
+    state: StateDep,
+    from_run: Annotated[str | None, Query(alias="from", description="Run id (default: the one before `to`)")] = None,
+    to_run: Annotated[str | None, Query(alias="to", description="Run id (default: the latest)")] = None,
+    from_segment: Annotated[str | None, Query(description="List the movers out of this segment")] = None,
+    to_segment: Annotated[str | None, Query(description="List the movers into this segment")] = None,
+) -> Response:
+    """The segment-to-segment matrix in customers and revenue (rows: from, columns: to; ``(new)`` and
+    ``(gone)`` for customers in one run only) and the customers who moved."""
+    runs_dir = state.settings.runs_dir
+    return json_response(api_words(lambda: history.transitions(runs_dir, from_run, to_run, from_segment, to_segment)))
+
+
+@router.get("/warnings", summary="Early warnings for a run")
+def warnings(
+    state: StateDep,
+    run: Annotated[str | None, Query(description="Run id (default: the latest of the timeline)")] = None,
+    recency_jump: Annotated[int, Query(description="Recency rise in days that triggers a warning")] = 10,
+    period: Annotated[int, Query(description="Within this many days")] = 30,
+    trend_runs: Annotated[int, Query(description="Runs a trend is read over")] = 3,
+) -> Response:
+    """Champions who dropped to Loyal Buyers, recency jumps with flat frequency, Loyal Buyers trending toward
+    At-Risk and every segment change; each lists the customers with the values that triggered it."""
+    runs_dir = state.settings.runs_dir
+    return json_response(api_words(lambda: history.warnings(runs_dir, run, recency_jump, period, trend_runs)))

@@ -1,0 +1,154 @@
+"""Segments: a run's summary, and the customers of one segment (paged, filtered, sorted; JSON or CSV),
+queried with DuckDB over the run's assignments.parquet."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Annotated, Any, Literal
+
+import pyarrow.csv as pacsv
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from rfmseg.errors import NotFoundError
+from rfmseg.runs import Run
+from rfmseg.service.deps import InvalidError, StateDep, json_response
+
+router = APIRouter(tags=["segments"])
+
+COLUMNS = ("customer_id", "recency_days", "frequency", "monetary", "aov", "distance", "margin")
+_RANGE_COLUMN = {"recency": "recency_days", "frequency": "frequency", "monetary": "monetary"}
+RunQuery = Annotated[str, Query(description="Run id, unique prefix or 'latest'")]
+
+
+class SegmentCustomer(BaseModel):
+    customer_id: str
+    recency_days: int | float
+    frequency: int
+    monetary: float
+    aov: float
+    distance: float | None
+    margin: float | None
+
+
+class CustomersPage(BaseModel):
+    run_id: str
+    segment: str
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    sort: str
+    order: str
+    filters: dict[str, float]
+    customers: list[SegmentCustomer]
+
+
+@router.get("/segments", summary="The latest run's segments (the --json of `rfmseg run`)")
+def segments(state: StateDep, run: RunQuery = "latest") -> Response:
+    """The run's summary: run_id, as_of, k, n_customers, total_revenue, segments (customers, shares, revenue,
+    means, medians, AOV, action, priority, reason) and insights."""
+    return json_response(state.summary(state.run(run)))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def resolve_segment(summary: dict[str, Any], run: Run, name: str) -> str:
+    """The run's segment called ``name`` (exactly, ignoring case, or as a slug such as ``at-risk``)."""
+    names = [s["name"] for s in summary["segments"]]
+    for candidate in (name, name.lower(), _slug(name)):
+        for n in names:
+            if candidate in (n, n.lower(), _slug(n)):
+                return n
+    raise NotFoundError(f"no segment '{name}' in run {run.run_id}; valid names: {', '.join(names)}")
+
+
+@router.get(
+    "/segments/{name}/customers",
+    response_model=CustomersPage,
+    summary="The customers of one segment: paged, filtered, sorted; JSON or CSV",
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv / Accept: text/csv"}},
+)
+def segment_customers(
+    name: str,
+    state: StateDep,
+    run: RunQuery = "latest",
+    page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+    page_size: Annotated[int, Query(ge=1, description="Customers per page (at most 1,000)")] = 100,
+    min_recency: Annotated[float | None, Query(description="recency_days >= this")] = None,
+    max_recency: Annotated[float | None, Query(description="recency_days <= this")] = None,
+    min_frequency: Annotated[float | None, Query(description="frequency >= this")] = None,
+    max_frequency: Annotated[float | None, Query(description="frequency <= this")] = None,
+    min_monetary: Annotated[float | None, Query(description="monetary >= this")] = None,
+    max_monetary: Annotated[float | None, Query(description="monetary <= this")] = None,
+    sort: Annotated[Literal["recency_days", "frequency", "monetary", "aov", "distance"], Query()] = "monetary",
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    format: Annotated[Literal["json", "csv"] | None, Query(description="json or csv (else the Accept header)")] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """E.g. the At-Risk customers who spent at least $3,000, highest average order value first:
+    ``/segments/At-Risk/customers?min_monetary=3000&sort=aov&order=desc``."""
+    limit = state.settings.max_page_size
+    if page_size > limit:
+        raise InvalidError(f"page_size {page_size:,} is over the limit of {limit:,}; ask for the next page instead")
+    bounds = {
+        "recency": (min_recency, max_recency),
+        "frequency": (min_frequency, max_frequency),
+        "monetary": (min_monetary, max_monetary),
+    }
+    where, params, filters = ["segment = ?"], [], {}
+    for what, (lo, hi) in bounds.items():
+        if lo is not None and hi is not None and lo > hi:
+            raise InvalidError(f"min_{what} {lo:g} is greater than max_{what} {hi:g}; swap them")
+        for prefix, value, op in (("min", lo, ">="), ("max", hi, "<=")):
+            if value is not None:
+                where.append(f"{_RANGE_COLUMN[what]} {op} ?")
+                params.append(value)
+                filters[f"{prefix}_{what}"] = value
+    run_ = state.run(run)
+    segment = resolve_segment(state.summary(run_), run_, name)
+    params.insert(0, segment)
+    source = (
+        "(SELECT customer_id, segment, recency_days, frequency, monetary, "
+        "CASE WHEN frequency > 0 THEN monetary / frequency ELSE 0 END AS aov, distance, margin "
+        "FROM read_parquet(?))"
+    )
+    file = str(run_.path / "assignments.parquet")
+    cond = " AND ".join(where)
+    cur = state.cursor()
+    try:
+        total = cur.execute(f"SELECT count(*) FROM {source} WHERE {cond}", [file, *params]).fetchall()[0][0]
+        table = cur.sql(
+            f"SELECT {', '.join(COLUMNS)} FROM {source} WHERE {cond} "
+            f"ORDER BY {sort} {order.upper()}, customer_id LIMIT ? OFFSET ?",
+            params=[file, *params, page_size, (page - 1) * page_size],
+        ).to_arrow_table()
+    finally:
+        cur.close()
+    meta = {"X-Total-Count": str(total), "X-Run-Id": run_.run_id}
+    if format == "csv" or (format is None and accept is not None and "text/csv" in accept):
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf)
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=meta)
+    rows = table.to_pylist()
+    for r in rows:
+        r["aov"] = round(r["aov"], 2)
+    return json_response(
+        {
+            "run_id": run_.run_id,
+            "segment": segment,
+            "total": total,
+            "page": page,
+            "page_size": page_size,
+            "pages": -(-total // page_size),
+            "sort": sort,
+            "order": order,
+            "filters": filters,
+            "customers": rows,
+        },
+        headers=meta,
+    )

@@ -1,0 +1,411 @@
+"""What every profile store shares: the stored fields, the publish report, the abstract interface,
+and the backend-independent parts of a publish (input checks, segment history, URL redaction).
+
+A publish computes each customer's segment history against the run currently served, then hands a
+table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfmseg.errors import ColumnError, InputError, ParameterError, StoreError
+
+PROFILE_FIELDS = (
+    "customer_id",
+    "segment",
+    "previous_segment",
+    "segment_since",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "distance",
+    "run_id",
+    "as_of",
+    "model_version",
+)
+"""The keys of every profile returned by :meth:`ProfileStore.get`, in this order."""
+
+ASSIGNMENT_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+    ]
+)
+"""The columns :meth:`ProfileStore.publish` needs in ``assignments`` (others are ignored)."""
+
+STATE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("previous_segment", pa.string()),
+        ("segment_since", pa.date32()),
+    ]
+)
+"""The part of the served run a publish reads back to carry segment history forward."""
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("previous_segment", pa.string()),
+        ("segment_since", pa.date32()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+    ]
+)
+"""What a backend stores per customer; run_id, as_of and model_version are stored once per run."""
+
+DEFAULT_NAMESPACE = "rfmseg"
+STATE_PART_BYTES = 64 << 20
+SEPARATOR = "\x1f"
+"""The field separator of packed values (ASCII unit separator); ids and segments may not contain it."""
+_NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """The outcome of one publish: how many customers are served now, and how many of them moved."""
+
+    run_id: str
+    customers: int
+    changed: int
+    new: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run-level fields stored once per published run."""
+
+    run_id: str
+    as_of: dt.date
+    model_version: str
+
+
+class ProfileStore(ABC):
+    """A key-value view of the latest published run: customer id -> profile.
+
+    Readers always see one whole run: a publish becomes visible in a single atomic step, and a
+    publish that dies half way leaves the previous run served.
+    """
+
+    backend: ClassVar[str]
+    url_display: str
+    namespace: str
+
+    def __init__(self, url: str, namespace: str | None = None) -> None:
+        self._url, self.namespace = split_namespace(url, namespace)
+        self.url_display = redact_url(url)
+        self._secrets = url_secrets(url)
+        self._closed = False
+
+    def publish(self, assignments: pa.Table, run_id: str, as_of: dt.date, model_version: str) -> PublishReport:
+        """Replace the served run by ``assignments`` atomically and report what changed."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ParameterError("run_id must be a non-empty string")
+        if not isinstance(model_version, str):
+            raise ParameterError("model_version must be a string")
+        if not isinstance(as_of, dt.date):
+            raise ParameterError(f"as_of must be a date, got {type(as_of).__name__}")
+        if isinstance(as_of, dt.datetime):
+            as_of = as_of.date()
+        table = prepare_assignments(assignments)
+        self._ensure_open()
+        started = time.perf_counter()
+        changed, new = self._publish(table, RunInfo(run_id, as_of, model_version))
+        return PublishReport(
+            run_id=run_id,
+            customers=table.num_rows,
+            changed=changed,
+            new=new,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    @abstractmethod
+    def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
+        """Load and flip; ``assignments`` has :data:`ASSIGNMENT_SCHEMA`. Returns (changed, new)."""
+
+    @abstractmethod
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        """One profile (keys = :data:`PROFILE_FIELDS`), or None when the id is not served."""
+
+    @abstractmethod
+    def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Profiles of the ids that are served, all from the same run; unknown ids are left out."""
+
+    @abstractmethod
+    def current_run(self) -> str | None:
+        """The run id being served, None if nothing was ever published."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """How many customers the served run has (0 if nothing was published)."""
+
+    def drop(self) -> None:
+        """Delete everything this namespace holds (after any publish in progress); nothing is served then."""
+        self._ensure_open()
+        self._drop()
+
+    @abstractmethod
+    def _drop(self) -> None:
+        """Delete the namespace's tables or keys, holding the publisher lock."""
+
+    def close(self) -> None:
+        """Release connections; the store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Close the backend's connections."""
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the profile store at {self.url_display} is closed")
+
+    def health(self) -> dict[str, Any]:
+        """Whether the store answers, and what it serves. Never raises for a store that is down."""
+        report: dict[str, Any] = {
+            "ok": True,
+            "backend": self.backend,
+            "url": self.url_display,
+            "run_id": None,
+            "customers": 0,
+        }
+        try:
+            report["run_id"] = self.current_run()
+            report["customers"] = self.count()
+        except StoreError as exc:
+            report.update(ok=False, error=exc.message)
+        return report
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url_display!r}, namespace={self.namespace!r})"
+
+
+# --- input and history ----------------------------------------------------------------------------------
+
+
+def prepare_assignments(assignments: pa.Table) -> pa.Table:
+    """Select and cast the needed columns; reject null or duplicate ids and null or empty segments."""
+    if not isinstance(assignments, pa.Table):
+        raise InputError(f"assignments must be a pyarrow.Table, got {type(assignments).__name__}")
+    missing = [name for name in ASSIGNMENT_SCHEMA.names if name not in assignments.column_names]
+    if missing:
+        raise ColumnError(
+            f"assignments lack the column(s) {', '.join(missing)}; a publish needs {', '.join(ASSIGNMENT_SCHEMA.names)}"
+        )
+    try:
+        table = assignments.select(ASSIGNMENT_SCHEMA.names).cast(ASSIGNMENT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"assignments have a column of the wrong type ({exc}); expected {ASSIGNMENT_SCHEMA}") from exc
+    if not table.num_rows:
+        raise InputError("assignments are empty; publishing them would unpublish every customer")
+    table = table.combine_chunks()
+    for name in ASSIGNMENT_SCHEMA.names:
+        if table[name].null_count:
+            raise InputError(f"assignments have {table[name].null_count} null value(s) in {name}")
+    if len(pc.unique(table["customer_id"])) != table.num_rows:
+        raise InputError("assignments have duplicate customer ids; each customer must appear once")
+    if pc.min(pc.utf8_length(table["segment"])).as_py() == 0:
+        raise InputError("assignments have an empty segment name")
+    for name in ("customer_id", "segment"):
+        if pc.any(pc.match_substring(table[name], SEPARATOR)).as_py():
+            raise InputError(f"assignments have a {name} containing the control character \\x1f")
+    return table
+
+
+def empty_state() -> pa.Table:
+    return STATE_SCHEMA.empty_table()
+
+
+def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tuple[pa.Table, int, int]:
+    """Carry ``previous_segment`` and ``segment_since`` forward from the served run.
+
+    Same segment as served: both are kept. Different segment: previous_segment is the served one and
+    segment_since is ``as_of``. New customer: previous_segment is null and segment_since is ``as_of``.
+    Returns the :data:`ROW_SCHEMA` table (in the order of ``assignments``), the number changed and new.
+    """
+    served = served.combine_chunks()
+    if served.num_rows:
+        positions = pc.index_in(assignments["customer_id"], value_set=served["customer_id"])
+    else:
+        positions = pa.nulls(assignments.num_rows, pa.int32())
+    old_segment = pc.take(served["segment"], positions)
+    found = pc.is_valid(positions)
+    same = pc.fill_null(pc.equal(assignments["segment"], old_segment), False)
+    previous = pc.if_else(same, pc.take(served["previous_segment"], positions), old_segment)
+    since = pc.if_else(same, pc.take(served["segment_since"], positions), pa.scalar(as_of, pa.date32()))
+    rows = pa.table(
+        [
+            assignments["customer_id"],
+            assignments["segment"],
+            previous,
+            since,
+            assignments["recency_days"],
+            assignments["frequency"],
+            assignments["monetary"],
+            assignments["distance"],
+        ],
+        schema=ROW_SCHEMA,
+    )
+    new = assignments.num_rows - _count_true(found)
+    changed = _count_true(pc.and_(found, pc.invert(same)))
+    return rows, changed, new
+
+
+def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def state_parts(rows: pa.Table) -> list[bytes]:
+    """The :data:`STATE_SCHEMA` columns of ``rows`` as an Arrow IPC stream (LZ4 when available), cut in
+    parts of at most :data:`STATE_PART_BYTES`: what the next publish reads back instead of every row."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4_frame") else None)
+    with pa.ipc.new_stream(sink, STATE_SCHEMA, options=options) as writer:
+        writer.write_table(rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), max_chunksize=256_000)
+    data = memoryview(sink.getvalue())
+    return [bytes(data[i : i + STATE_PART_BYTES]) for i in range(0, len(data), STATE_PART_BYTES)]
+
+
+def state_from_parts(parts: list[bytes]) -> pa.Table:
+    """The table written by :func:`state_parts`."""
+    return pa.ipc.open_stream(pa.py_buffer(b"".join(parts))).read_all()
+
+
+# --- URLs and errors ------------------------------------------------------------------------------------
+
+_AUTHORITY_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
+_PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (in the authority or a ``password=`` parameter) replaced by ``***``."""
+
+    def hide(match: re.Match[str]) -> str:
+        userinfo, at, hostport = match.group(2).rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        return match.group(1) + (f"{user}:***@{hostport}" if at and colon else match.group(2))
+
+    return _PASSWORD_PARAM_RE.sub(r"\1***", _AUTHORITY_RE.sub(hide, url, count=1))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords in ``url``, to scrub from driver messages."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password] if parts.password else []
+        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
+    except ValueError:
+        return []
+    return secrets
+
+
+def split_namespace(url: str, namespace: str | None) -> tuple[str, str]:
+    """Remove the ``namespace`` query parameter from ``url``; return (url, namespace) with the
+    explicit argument winning over the parameter and :data:`DEFAULT_NAMESPACE` as the fallback."""
+    head, _, tail = url.partition("?")
+    query, hash_, fragment = tail.partition("#")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    from_url = [v for k, v in pairs if k == "namespace"]
+    rest = [(k, v) for k, v in pairs if k != "namespace"]
+    # rebuilt by hand: urlunsplit would turn sqlite:////abs/path into sqlite://abs/path
+    clean = head + (f"?{urlencode(rest)}" if rest else "") + hash_ + fragment
+    chosen = namespace or (from_url[-1] if from_url else DEFAULT_NAMESPACE)
+    if not _NAMESPACE_RE.fullmatch(chosen):
+        raise ParameterError(
+            f"store namespace {chosen!r} is not allowed; use 1-40 characters of a-z, 0-9 and _, starting with a letter"
+        )
+    return clean, chosen
+
+
+_REASONS = (
+    (("connection refused", "error 111"), "connection refused"),
+    (("timed out", "timeout expired", "timeout"), "timed out"),
+    (
+        (
+            "could not translate host name",
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+            "error -2 connecting",
+            "error -3 connecting",
+        ),
+        "unknown host",
+    ),
+    (
+        (
+            "password authentication failed",
+            "authentication failed",
+            "invalid password",
+            "wrongpass",
+            "noauth",
+            "authentication required",
+            "no password supplied",
+        ),
+        "authentication failed",
+    ),
+    (("no route to host",), "no route to host"),
+    (("network is unreachable",), "network unreachable"),
+    (("connection reset", "server closed the connection", "connection closed"), "connection lost"),
+)
+
+
+def describe_failure(exc: BaseException, secrets: list[str] | None = None) -> str:
+    """A short, one-line, password-free reason for a driver error."""
+    text = str(exc).strip()
+    low = text.lower()
+    for needles, reason in _REASONS:
+        if any(needle in low for needle in needles):
+            return reason
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    line = line.removeprefix("connection failed:").strip()
+    for secret in secrets or []:
+        line = line.replace(secret, "***")
+    return line[:200]
+
+
+def unreachable(url_display: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
+    """The StoreError for a store that cannot be reached (to raise ``from exc``)."""
+    return StoreError(
+        f"cannot reach the profile store at {url_display} ({describe_failure(exc, secrets)}); start it or fix --store"
+    )
+
+
+def failed(url_display: str, action: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
+    """The StoreError for an operation the store refused or lost half way."""
+    return StoreError(f"the profile store at {url_display} failed to {action} ({describe_failure(exc, secrets)})")
+
+
+def iso(value: dt.date | str | None) -> str | None:
+    """An ISO date string from a date (or the string itself)."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()

@@ -1,0 +1,215 @@
+"""The scale paths on small data: the sampled K-Means fit, chunked assignment, the streaming validation
+path (used above validate.MATERIALISE_MAX_ROWS rows), the synthetic generator, and the CLI options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.cluster import KMeans
+
+import rfmseg.io.validate as validate
+from rfmseg.io import Policy
+from rfmseg.model import SegmentModel
+from rfmseg.model import kmeans as km
+from rfmseg.pipeline import segment
+
+REPO = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
+sys.path.insert(0, str(REPO / "bench"))
+import generate  # noqa: E402  (bench/generate.py)
+
+CANCELLATIONS = Policy(bad_rows="quarantine", returns_condition="order_id LIKE 'C%'")
+
+
+@pytest.fixture(scope="module")
+def tx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30,000 generated order lines (about 3,000 customers)."""
+    return generate.generate(30_000, tmp_path_factory.mktemp("gen") / "tx.parquet", seed=3, quiet=True)
+
+
+def blobs(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.1, 0.1, 0.1], [0.8, 0.2, 0.3], [0.3, 0.9, 0.5], [0.6, 0.6, 0.9]])
+    return centres[rng.integers(0, 4, n)] + rng.normal(0, 0.08, (n, 3))
+
+
+# ------------------------------------------------------------------------------------------------- K-Means
+def test_nearest_in_blocks_equals_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(km, "CHUNK", 1000)  # several blocks, the last one partial
+    rng = np.random.default_rng(1)
+    x = rng.random((4321, 3))
+    centres = rng.random((5, 3))
+    x[7] = centres[2]  # exactly on a centre
+    d = np.sqrt(((x[:, None, :] - centres[None]) ** 2).sum(axis=2))
+    labels, dist, margin = km.nearest(x, centres)
+    assert np.array_equal(labels, d.argmin(axis=1))
+    np.testing.assert_allclose(dist, d.min(axis=1), atol=1e-12)
+    np.testing.assert_allclose(margin, np.sort(d, axis=1)[:, 1] - d.min(axis=1), atol=1e-12)
+    assert dist[7] == 0.0
+    one = km.nearest(x, centres[:1])
+    assert (one[0] == 0).all() and np.isinf(one[2]).all()
+
+
+def test_nearest_ties_go_to_the_lower_centre() -> None:
+    labels, dist, margin = km.nearest(np.array([[0.5, 0.0, 0.0]]), np.array([[1.0, 0, 0], [0.0, 0, 0]]))
+    assert labels.tolist() == [0] and margin.tolist() == [0.0] and dist.tolist() == [0.5]
+
+
+def test_cluster_means_are_the_member_means() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.random((1000, 3))
+    labels = rng.integers(0, 4, 1000)
+    expected = np.vstack([x[labels == c].mean(axis=0) for c in range(4)])
+    np.testing.assert_allclose(km.cluster_means(x, labels, 4), expected, rtol=1e-12)
+
+
+def test_sample_and_refine_is_chosen_above_the_threshold_and_matches_the_full_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = blobs(20_000)
+    monkeypatch.setattr(km, "SCALE_THRESHOLD", 5_000)
+    assert km.choose_method(4_000) == "exact"
+    assert km.choose_method(20_000, sample_size=2_000) == "sample+refine"
+    fit = km.fit_kmeans(x, 4, n_init=10, random_state=7, sample_size=2_000)
+    assert fit.method == "sample+refine" and fit.sample_size == 2_000
+    assert fit.labels.shape == (20_000,)
+    full = KMeans(n_clusters=4, n_init=10, random_state=7).fit(x)
+    assert fit.inertia <= full.inertia_ * 1.005
+    # the inertia reported is that of all points with the centres found
+    _, dist, _ = km.nearest(x, fit.centers)
+    assert fit.inertia == pytest.approx(float((dist**2).sum()), rel=1e-9)
+    again = km.fit_kmeans(x, 4, n_init=10, random_state=7, sample_size=2_000)
+    assert np.array_equal(again.centers, fit.centers)
+    assert fit.describe() == {"method": "sample+refine", "n_iter": fit.n_iter, "sample_size": 2_000,
+                              "sample_n_iter": fit.sample_n_iter}  # fmt: skip
+
+
+def test_segment_model_records_the_fit_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    x = np.column_stack([rng.integers(1, 365, 3000), rng.integers(1, 30, 3000), rng.gamma(2, 200, 3000)])
+    exact = SegmentModel(k=4).fit(x)
+    assert exact.fit_info_["method"] == "exact"
+    monkeypatch.setattr(km, "SCALE_THRESHOLD", 1_000)
+    model = SegmentModel(k=4, sample_size=500).fit(x)
+    assert model.fit_info_ == {**model.fit_info_, "method": "sample+refine", "sample_size": 500}
+    back = SegmentModel.from_dict(model.to_dict())
+    assert back.sample_size == 500 and back.fit_info_ == model.fit_info_
+    assert sorted(back.names_) == sorted(model.names_)
+    with pytest.raises(Exception, match="sample_size=2 should be a whole number >= k=4"):
+        SegmentModel(k=4, sample_size=2).fit(x)
+
+
+# ------------------------------------------------------------------------------------------------- validation
+def _both_paths(monkeypatch: pytest.MonkeyPatch, source: Path, **kwargs):
+    out = []
+    for limit in (10**12, 0):  # materialised table, then streamed views
+        monkeypatch.setattr(validate, "MATERIALISE_MAX_ROWS", limit)
+        out.append(segment(source, **kwargs))
+    return out
+
+
+def test_streaming_path_equals_the_materialised_one_on_online_retail(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kept, streamed = _both_paths(monkeypatch, ONLINE_RETAIL, preset="online-retail", runs_dir=tmp_path)
+    assert streamed.manifest["rows"] == kept.manifest["rows"]
+    rows = streamed.manifest["rows"]
+    assert rows["read"] == rows["used"] + sum(rows["quarantined"].values()) == 541_909
+    assert rows["quarantined"]["returns_only_customer"] > 0  # settled from the RFM table when streaming
+    assert streamed.rfm.equals(kept.rfm)
+    qa = pq.read_table(kept.path / "quarantine.parquet")
+    qb = pq.read_table(streamed.path / "quarantine.parquet")
+    assert qb.equals(qa)
+
+
+def test_streaming_path_on_generated_lines_with_bad_rows(
+    monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
+) -> None:
+    con = duckdb.connect()
+    messy = tmp_path / "messy.parquet"
+    con.execute(
+        # a missing id every 997 rows, a negative amount every 1009, and every 53rd customer with returns only
+        f"COPY (SELECT CASE WHEN n % 997 = 0 THEN NULL ELSE customer_id END AS customer_id, "
+        f"CASE WHEN customer_id % 53 = 0 AND order_id NOT LIKE 'C%' THEN 'C' || order_id ELSE order_id END "
+        f"AS order_id, order_date, CASE WHEN n % 1009 = 0 OR customer_id % 53 = 0 THEN -abs(amount) ELSE amount END "
+        f"AS amount FROM (SELECT *, row_number() OVER () AS n FROM '{tx}')) TO '{messy}' (FORMAT parquet)"
+    )
+    for as_of in (None, "2024-06-30"):
+        kept, streamed = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, as_of=as_of, runs_dir=tmp_path)
+        assert streamed.manifest["rows"] == kept.manifest["rows"]
+        assert streamed.rfm.equals(kept.rfm)
+    q = streamed.manifest["rows"]["quarantined"]
+    assert q["missing_customer_id"] > 0 and q["negative_amount"] > 0 and q["after_as_of"] > 0
+    assert q["returns_only_customer"] > 0
+    assert not any(int(c) % 53 == 0 for c in streamed.rfm.column("customer_id").to_pylist())
+    monkeypatch.setattr(validate, "MATERIALISE_MAX_ROWS", 0)
+    with pytest.raises(validate.InputError, match=r"row\(s\) with no customer id .*first at row 997"):
+        segment(messy, policy=Policy(returns_condition="order_id LIKE 'C%'"), runs_dir=None)
+
+
+def test_empty_quarantine_file_keeps_its_columns(tx: Path, tmp_path: Path) -> None:
+    result = segment(tx, policy=CANCELLATIONS, runs_dir=tmp_path)
+    assert result.manifest["rows"]["quarantined"] == {}
+    q = pq.read_table(result.path / "quarantine.parquet")
+    assert q.num_rows == 0
+    assert q.column_names == ["row_number", "reason", "customer_id", "order_id", "order_date", "amount"]
+
+
+# ------------------------------------------------------------------------------------------------- generator
+def test_generator_is_seeded_exact_and_shaped_like_online_retail(tx: Path, tmp_path: Path) -> None:
+    again = generate.generate(30_000, tmp_path / "again.parquet", seed=3, quiet=True)
+    a, b = pq.read_table(tx), pq.read_table(again)
+    assert a.equals(b) and a.num_rows == 30_000
+    assert a.column_names == ["customer_id", "order_id", "order_date", "amount"]
+    other = pq.read_table(generate.generate(30_000, tmp_path / "other.parquet", seed=4, quiet=True))
+    assert not other.equals(a)
+    con = duckdb.connect()
+    stats = con.execute(
+        f"""SELECT count(DISTINCT customer_id), count(*) FILTER (WHERE order_id LIKE 'C%'),
+                   bool_and((order_id LIKE 'C%') = (amount < 0)), min(order_date) >= TIMESTAMP '2023-01-01',
+                   max(order_date) < TIMESTAMP '2025-01-01'
+            FROM '{tx}'"""
+    ).fetchone()
+    customers, cancelled, sign_matches, starts, ends = stats
+    assert 2_000 < customers < 4_500  # about a tenth of the rows
+    assert cancelled > 0 and sign_matches and starts and ends
+    ordered = con.execute(f"SELECT bool_and(d >= p) FROM (SELECT order_date d, lag(order_date) OVER () p FROM '{tx}')")
+    assert ordered.fetchone()[0]  # written in time order, as a transaction log is
+    orders = con.execute(
+        f"SELECT count(DISTINCT order_id) AS n FROM '{tx}' WHERE order_id NOT LIKE 'C%' GROUP BY customer_id"
+    ).fetchnumpy()["n"]
+    assert 0.3 < (orders == 1).mean() < 0.6 and orders.max() >= 20  # many one-time buyers, a heavy tail
+    result = segment(tx, policy=CANCELLATIONS, runs_dir=None)
+    rows = result.manifest["rows"]
+    assert rows["read"] == 30_000 == rows["used"] + sum(rows["quarantined"].values())
+    assert result.manifest["customers"] == customers
+
+
+def test_row_counts_parse() -> None:
+    assert generate.parse_rows("1e6, 10M,2.5e5") == [1_000_000, 10_000_000, 250_000]
+    assert generate.label(100_000_000) == "100M" and generate.label(250_000) == "250K"
+    with pytest.raises(SystemExit, match="not a row count"):
+        generate.parse_rows("lots")
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_cli_scale_options_are_checked(cli, study_orders: Path, runs_dir: Path) -> None:
+    res = cli("run", study_orders, "--engine", "dask", "--runs-dir", runs_dir)
+    assert res.code == 2 and "error: --engine 'dask' is not known; use local or spark" in res.err
+    res = cli("run", study_orders, "--spark-master", "local[2]", "--runs-dir", runs_dir)
+    assert res.code == 2 and "--spark-master go(es) with --engine spark" in res.err
+    res = cli("run", study_orders, "--sample-size", "3", "--runs-dir", runs_dir)
+    assert res.code == 2 and "sample_size=3 should be a whole number >= k=4" in res.err
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+    res = cli("run", study_orders, "--sample-size", "50000", "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--json")
+    assert res.code == 0, res.err
+    run = next(runs_dir.iterdir())
+    manifest = __import__("json").loads((run / "manifest.json").read_text())
+    assert manifest["params"]["sample_size"] == 50000
+    assert manifest["model"]["fit"]["method"] == "exact"  # 200 customers: the exact fit, whatever the option
+    assert manifest["engine"] == "local"

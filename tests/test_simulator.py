@@ -1,0 +1,203 @@
+"""The 12-week simulator, and the life cycle run end to end on it: weekly refresh, a retrain every four
+weeks, publishing to the SQLite store, then checks against the simulator's truth of who did what."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from rfmseg import history as hist
+from rfmseg import lifecycle as life
+from rfmseg.model import SegmentModel
+from rfmseg.pipeline import segment
+from rfmseg.runs import Run
+from rfmseg.simulate import GROUPS, SimConfig, Simulation, simulate, snapshot
+from rfmseg.stores import open_store
+
+SEED = 7
+
+
+# --------------------------------------------------------------------------------------------- the simulator
+def test_same_seed_same_tables_other_seed_other_tables() -> None:
+    a, b = simulate(SimConfig(seed=SEED)), simulate(SimConfig(seed=SEED))
+    assert a.transactions.equals(b.transactions) and a.truth.equals(b.truth)
+    c = simulate(SimConfig(seed=SEED + 1))
+    assert not c.transactions.equals(a.transactions)
+
+
+def test_the_base_and_its_behaviours_follow_the_config() -> None:
+    cfg = SimConfig(seed=SEED, customers=1000, weeks=8, new_per_week=10)
+    s = simulate(cfg)
+    truth = s.truth.to_pylist()
+    groups = Counter(r["group"] for r in truth)
+    for g in GROUPS:
+        assert groups[g.name] == round(cfg.customers * g.share) or g.name == "Occasional"
+    assert sum(groups[g.name] for g in GROUPS) == cfg.customers and groups["new"] == 8 * 10
+    behaviours = Counter(r["behaviour"] for r in truth)
+    assert behaviours["champion_slowing"] == round(groups["Champions"] * cfg.champion_slowing)
+    assert behaviours["loyal_lapsing"] == round(groups["Loyal Buyers"] * cfg.loyal_lapsing)
+    assert behaviours["occasional_returning"] == round(groups["Occasional"] * cfg.occasional_returning)
+    t = s.transactions
+    assert t.column_names == ["customer_id", "order_id", "order_date", "amount"]
+    assert pc.max(t["order_date"]).as_py() < cfg.end and pc.min(t["amount"]).as_py() > 0
+    assert pc.count_distinct(t["order_id"]).as_py() == t.num_rows
+    # a customer who stopped has no order after the change date; a new one none before arriving
+    last = {r["customer_id"]: r["order_date"] for r in t.group_by("customer_id").aggregate([("order_date", "max")])
+            .rename_columns(["customer_id", "order_date"]).to_pylist()}  # fmt: skip
+    for r in truth:
+        if r["behaviour"] in ("champion_slowing", "loyal_lapsing"):
+            assert last[r["customer_id"]] < r["change_date"]
+    first = {r["customer_id"]: r["order_date_min"] for r in t.group_by("customer_id").aggregate(
+        [("order_date", "min")]).to_pylist()}  # fmt: skip
+    assert all(first[r["customer_id"]] == r["first_order_date"] for r in truth if r["customer_id"] in first)
+    cut = snapshot(t, cfg.as_of_dates()[3])
+    assert pc.max(cut["order_date"]).as_py() < cfg.as_of_dates()[3] < pc.max(t["order_date"]).as_py()
+
+
+def test_cli_simulate_writes_transactions_truth_and_weekly_exports(tmp_path: Path, cli) -> None:
+    r = cli("simulate", tmp_path / "sim", "--weeks", "3", "--seed", "11", "--customers", "200", "--json")
+    assert r.code == 0, r.err
+    info = r.json()
+    t = pq.read_table(tmp_path / "sim" / "transactions.parquet")
+    truth = pq.read_table(tmp_path / "sim" / "truth.parquet")
+    assert t.num_rows == info["orders"] and truth.num_rows == info["customers"] == 200 + 3 * 15
+    weekly = sorted((tmp_path / "sim" / "weekly").iterdir())
+    assert [p.stem for p in weekly] == info["as_of_dates"] and len(weekly) == 4
+    assert pq.read_table(weekly[0]).num_rows < pq.read_table(weekly[1]).num_rows < t.num_rows
+    assert pq.read_table(weekly[-1]).equals(t)  # the last export holds every order
+    bad = cli("simulate", tmp_path / "x", "--weeks", "0")
+    assert bad.code == 2 and "--weeks 0" in bad.err
+    bad = cli("simulate", tmp_path / "x", "--start", "soon")
+    assert bad.code == 2 and "--start 'soon' is not a date" in bad.err
+
+
+# --------------------------------------------------------------------------------------------- 12 weeks of life
+@dataclass
+class Life:
+    sim: Simulation
+    runs: Path
+    weekly: dict[int, Run]
+    store: str
+
+    def labels(self, week: int) -> dict[str, dict]:
+        return {r["customer_id"]: r for r in self.weekly[week].table("assignments").to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def twelve_weeks(tmp_path_factory: pytest.TempPathFactory) -> Life:
+    """Week 0: `run`; then each week a refresh, except weeks 4, 8 and 12: a retrain. All published."""
+    runs = tmp_path_factory.mktemp("life") / "runs"
+    sim = simulate(SimConfig(seed=SEED))
+    dates = sim.config.as_of_dates()
+    store = f"sqlite:///{runs / 'profiles.db'}"
+    first = segment(sim.snapshot(dates[0]), as_of=dates[0], runs_dir=runs)
+    assert first.run is not None
+    weekly = {0: first.run}
+    for week, day in enumerate(dates[1:], start=1):
+        job = life.retrain if week % 4 == 0 else life.refresh
+        weekly[week] = job(sim.snapshot(day), as_of=day, runs_dir=runs, store=store).run
+    return Life(sim, runs, weekly, store)
+
+
+def test_week_zero_finds_the_four_groups(twelve_weeks: Life) -> None:
+    labels = twelve_weeks.labels(0)
+    truth = {r["customer_id"]: r["group"] for r in twelve_weeks.sim.truth.to_pylist() if r["group"] != "new"}
+    ids = sorted(truth)
+    assert adjusted_rand_score([truth[i] for i in ids], [labels[i]["segment"] for i in ids]) > 0.9
+    agree = sum(truth[i] == labels[i]["segment"] for i in ids) / len(ids)
+    assert agree > 0.95  # and the names are the groups' names
+
+
+def test_names_stay_put_across_retrains(twelve_weeks: Life) -> None:
+    names0 = set(twelve_weeks.weekly[0].summary["segments"][i]["name"] for i in range(4))
+    for week in (4, 8, 12):
+        names = twelve_weeks.weekly[week].summary["names"]
+        assert {s["name"] for s in names["segments"]} == names0
+        assert all(s["decision"] == "kept" for s in names["segments"]) and names["changes"] == []
+    # the naming rules alone would have renamed some of them by week 12: the carry-over is what kept them
+    last = twelve_weeks.weekly[12].summary["names"]["segments"]
+    assert any(s["data_driven_name"] != s["name"] for s in last)
+
+
+def test_slowing_champions_show_up_in_the_warnings(twelve_weeks: Life) -> None:
+    slowing = set(twelve_weeks.sim.ids("champion_slowing"))
+    w = hist.warnings(twelve_weeks.runs, jump_segments=["Champions"])
+    jump = next(x for x in w["warnings"] if x["id"] == "recency_jump")
+    flagged = {c["customer_id"] for c in jump["customers"]}
+    assert slowing <= flagged
+    assert all(c["rise_days"] > 10 and c["frequency"] == c["frequency_from"] for c in jump["customers"])
+    stable = {r["customer_id"] for r in twelve_weeks.sim.truth.to_pylist() if r["group"] == "Champions"} - slowing
+    assert len(flagged & stable) <= 0.05 * len(stable)
+
+
+def test_lapsing_loyal_buyers_trend_toward_at_risk(twelve_weeks: Life) -> None:
+    lapsing = set(twelve_weeks.sim.ids("loyal_lapsing"))
+    flagged: set[str] = set()
+    for week in range(3, 13):
+        w = hist.warnings(twelve_weeks.runs, twelve_weeks.weekly[week].run_id)
+        trend = next(x for x in w["warnings"] if x["id"] == "loyal_trending_at_risk")
+        flagged |= {c["customer_id"] for c in trend["customers"]}
+    assert len(flagged & lapsing) >= 0.95 * len(lapsing)
+    # measured with the week-12 model, every one of them is closer to At-Risk than at week 0
+    model = SegmentModel.load(twelve_weeks.weekly[12].path / "model.json")
+    at_risk = model.names_.index("At-Risk")
+    before, after = twelve_weeks.labels(0), twelve_weeks.labels(12)
+
+    def dist(rows: dict[str, dict]) -> np.ndarray:
+        x = np.array([[rows[i]["recency_days"], rows[i]["frequency"], rows[i]["monetary"]] for i in sorted(lapsing)])
+        return model.distances(x)[:, at_risk]
+
+    assert (dist(after) < dist(before)).all()
+
+
+def test_returning_occasional_buyers_move_up(twelve_weeks: Life) -> None:
+    returning = set(twelve_weeks.sim.ids("occasional_returning"))
+    final = twelve_weeks.labels(12)
+    assert Counter(final[i]["segment"] for i in returning)["Loyal Buyers"] >= 0.9 * len(returning)
+    t = hist.transitions(twelve_weeks.runs, twelve_weeks.weekly[0].run_id, twelve_weeks.weekly[12].run_id, "Occasional")
+    moved = {m["customer_id"] for m in t["moves"]}
+    assert len(returning & moved) >= 0.9 * len(returning)
+
+
+def test_new_customers_start_cold_then_get_a_real_segment(twelve_weeks: Life) -> None:
+    sim = twelve_weeks.sim
+    new = [r for r in sim.truth.to_pylist() if r["behaviour"] == "new"]
+    dates = sim.config.as_of_dates()
+    first_seen = {}
+    for week in range(1, 13):
+        for cid, row in twelve_weeks.labels(week).items():
+            first_seen.setdefault(cid, (week, row))
+    for r in new:
+        week, row = first_seen[r["customer_id"]]
+        assert dates[week] - r["first_order_date"] <= timedelta(days=7)
+        assert row["segment_reason"] == "cold_start" and row["segment"] == "Occasional"
+    final = twelve_weeks.labels(12)
+    settled = [r for r in new if dates[12] - r["first_order_date"] >= timedelta(days=30)]
+    for r in settled:
+        row = final[r["customer_id"]]
+        expected = "cold_start" if row["frequency"] < 2 else "nearest_centroid"
+        assert row["segment_reason"] == expected
+    scored = [r for r in settled if final[r["customer_id"]]["segment_reason"] == "nearest_centroid"]
+    assert len(scored) >= 0.5 * len(settled)
+    assert any(final[r["customer_id"]]["segment"] != "Occasional" for r in scored)
+
+
+def test_the_store_serves_the_last_week(twelve_weeks: Life) -> None:
+    last = twelve_weeks.weekly[12]
+    final = twelve_weeks.labels(12)
+    with open_store(twelve_weeks.store) as store:
+        assert store.current_run() == last.run_id and store.count() == len(final)
+        returning = twelve_weeks.sim.ids("occasional_returning")[:20]
+        got = store.get_many(returning)
+        assert {cid: p["segment"] for cid, p in got.items()} == {cid: final[cid]["segment"] for cid in returning}
+        # segment history carried through the weekly publishes: they left Occasional during the weeks
+        assert all(p["previous_segment"] == "Occasional" for p in got.values() if p["segment"] != "Occasional")
+        assert all(p["segment_since"] > twelve_weeks.sim.config.start.isoformat() for p in got.values())

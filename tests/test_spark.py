@@ -1,0 +1,206 @@
+"""The Spark engine on a real local Spark (local[2]): parity with the local engine, MLlib K-Means, outputs.
+
+One Spark session for the module (started by the fixture, shared through SparkSession.getActiveSession);
+the dialect translation tests at the top need no Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from rfmseg.datasets import study
+from rfmseg.engines.spark import spark_pattern, spark_sql
+from rfmseg.errors import ColumnError, InputError, ParameterError
+from rfmseg.pipeline import segment
+from rfmseg.presets import get_preset
+
+REPO = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
+OR_COLUMNS = {
+    "customer_id": "CustomerID",
+    "order_id": "InvoiceNo",
+    "order_date": "InvoiceDate",
+    "quantity": "Quantity",
+    "unit_price": "UnitPrice",
+}
+spark_only = [pytest.mark.spark, pytest.mark.slow]
+
+
+# ------------------------------------------------------------------------------------------- dialect (no Spark)
+def test_spark_sql_translates_duckdb_functions() -> None:
+    assert spark_sql("amount IS NULL OR isnan(amount) OR isinf(amount)") == (
+        "amount IS NULL OR isnan(amount) OR (abs(amount) = CAST('Infinity' AS DOUBLE))"
+    )
+    assert spark_sql("starts_with(upper(order_id), 'C')") == "startswith(upper(order_id), 'C')"
+    nested = "CAST(date_diff('day', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE), DATE '2024-12-31') AS BIGINT)"
+    assert spark_sql(nested) == (
+        "CAST(datediff(DATE '2024-12-31', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE)) AS BIGINT)"
+    )
+    # text that means the same in both dialects is left alone
+    same = "upper(order_id) LIKE 'C%' OR quantity < 0"
+    assert spark_sql(same) == same
+
+
+def test_spark_sql_refuses_duckdb_only_text() -> None:
+    with pytest.raises(ParameterError, match=r"no Spark SQL form yet .*--engine local"):
+        spark_sql("_row IN (SELECT unnest(list(_row)) FROM src)")
+
+
+def test_strptime_formats_become_spark_patterns() -> None:
+    assert spark_pattern("%d/%m/%Y %H:%M") == "d/M/yyyy H:m"
+    assert spark_pattern("%Y-%m-%dT%H:%M:%S") == "yyyy-M-d'T'H:m:s"
+    with pytest.raises(ParameterError, match="%j has no Spark equivalent"):
+        spark_pattern("%Y-%j")
+
+
+# ------------------------------------------------------------------------------------------- on Spark
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("rfmseg-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _segments(result) -> dict[str, str]:
+    a = result.assignments
+    return dict(zip(a.column("customer_id").to_pylist(), a.column("segment").to_pylist(), strict=True))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_study_on_spark_matches_local_and_recovers_the_four_groups(spark, cli, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    out = tmp_path / "lake"
+    res = cli(
+        "run",
+        study.path(study.ORDERS_FILE),
+        "--as-of",
+        study.AS_OF.isoformat(),
+        "--engine",
+        "spark",
+        "--output",
+        f"file://{out}",
+        "--runs-dir",
+        runs,
+        "--json",
+    )
+    assert res.code == 0, res.err
+    summary = json.loads(res.out)
+    local = segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=None)
+    run_dir = Path(summary["run_dir"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["engine"]["name"] == "spark"
+    assert manifest["engine"]["master"] == "local[2]"
+    assert manifest["model"]["fit"]["method"] == "mllib k-means||"
+    # identical RFM table, identical row accounting
+    assert pq.read_table(run_dir / "rfm.parquet").equals(local.rfm)
+    assert manifest["rows"] == local.manifest["rows"]
+    # MLlib finds the study's four groups exactly, named as the study names them
+    spark_segments = dict(
+        zip(
+            *pq.read_table(run_dir / "assignments.parquet", columns=["customer_id", "segment"]).to_pydict().values(),
+            strict=True,
+        )
+    )
+    assert spark_segments == study.truth()
+    assert [s["name"] for s in summary["segments"]] == [s["name"] for s in local.summary["segments"]]
+    assert [s["revenue"] for s in summary["segments"]] == [s["revenue"] for s in local.summary["segments"]]
+    # the executors wrote the same assignments under the Hadoop path
+    lake = pq.read_table(out / summary["run_id"] / "assignments")
+    assert lake.num_rows == 200
+    assert dict(zip(lake["customer_id"].to_pylist(), lake["segment"].to_pylist(), strict=True)) == study.truth()
+    assert manifest["output"]["assignments"] == f"file://{out}/{summary['run_id']}/assignments"
+    assert pq.read_table(out / summary["run_id"] / "rfm").num_rows == 200
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_online_retail_preset_parity(spark) -> None:
+    local = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None)
+    on_spark = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None, engine="spark")
+    # the same rows used and quarantined, reason by reason (cancellations netted, duplicates, returns-only...)
+    assert on_spark.manifest["rows"] == local.manifest["rows"]
+    assert on_spark.manifest["rows"]["quarantined"]["returns_only_customer"] > 0
+    assert on_spark.manifest["rows"]["quarantined"]["duplicate_line"] > 0
+    # identical RFM tables
+    assert on_spark.rfm.equals(local.rfm)
+    # MLlib k-means|| against scikit-learn on the same transform (the preset's) and K
+    assert on_spark.model.transform == local.model.transform == get_preset("online-retail").transform
+    ls, ss = _segments(local), _segments(on_spark)
+    ids = sorted(ls)
+    ari = adjusted_rand_score([ls[i] for i in ids], [ss[i] for i in ids])
+    assert ari >= 0.95, ari
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_online_retail_generic_path_parity(spark, tmp_path: Path) -> None:
+    local = segment(ONLINE_RETAIL, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "a")
+    on_spark = segment(ONLINE_RETAIL, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "b", engine="spark")
+    assert on_spark.manifest["rows"] == local.manifest["rows"]
+    assert on_spark.rfm.equals(local.rfm)
+    # the quarantine files hold the same rows with the same reasons and original values
+    qa = pq.read_table(local.path / "quarantine.parquet")
+    qb = pq.read_table(on_spark.path / "quarantine.parquet")
+    assert qb.num_rows == sum(local.manifest["rows"]["quarantined"].values())
+    assert qb.column_names == qa.column_names
+    assert qb.column("row_number").equals(qa.column("row_number"))
+    assert qb.column("reason").equals(qa.column("reason"))
+    assert qb.column("InvoiceNo").equals(qa.column("InvoiceNo"))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_bad_input_gives_the_local_engines_messages(spark, tmp_path: Path) -> None:
+    bad = tmp_path / "orders.csv"
+    bad.write_text(
+        "customer_id,order_id,order_date,amount\n"
+        "C1,O1,2024-01-02,10.50\nC1,O2,2024-02-03,-4\nC2,O3,not a date,7\nC2,O4,2024-03-01,8\nC3,O5,2024-03-02,9\n"
+        "7.0,O6,2024-03-03,5\n 7 ,O7,2024-03-04,6\n"  # one customer, written as a float and with spaces
+    )
+    with pytest.raises(InputError) as local_err:
+        segment(bad, runs_dir=None, k=2)
+    with pytest.raises(InputError) as spark_err:
+        segment(bad, runs_dir=None, k=2, engine="spark")
+    assert spark_err.value.message == local_err.value.message
+    assert "first at row 3" in spark_err.value.message  # the bad date, the first rule broken in rule order
+    # quarantined instead: the same counts, the same RFM
+    a = segment(bad, runs_dir=None, k=2, bad_rows="quarantine")
+    b = segment(bad, runs_dir=None, k=2, bad_rows="quarantine", engine="spark")
+    assert (
+        b.manifest["rows"]
+        == a.manifest["rows"]
+        == {
+            "read": 7,
+            "used": 5,
+            "quarantined": {"bad_date": 1, "negative_amount": 1},
+        }
+    )
+    assert b.rfm.equals(a.rfm)
+    with pytest.raises(ColumnError, match="no order_date column; columns found: cust, total"):
+        missing = tmp_path / "missing.csv"
+        missing.write_text("cust,total\nA,1\n")
+        segment(missing, runs_dir=None, engine="spark")
+    assert b.rfm.column("customer_id").to_pylist() == ["7", "C1", "C2", "C3"]
+    assert pc.sum(b.rfm.column("frequency")).as_py() == 5
