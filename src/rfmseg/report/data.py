@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import threadpool_limits
 
 from rfmseg.errors import RfmsegError
 from rfmseg.history import GONE, NEW, RunMeta, run_metas, timeline
@@ -36,7 +37,10 @@ MAX_POINTS = 5_000
 """Customers drawn in the scatter at most; larger runs are sampled per segment."""
 MIN_POINTS_PER_SEGMENT = 100
 """A small segment still gets this many points (or all its customers) in a sampled scatter."""
-CHOOSE_K_SAMPLE = 2_000
+CHOOSE_K_SAMPLE = 1_000
+CHOOSE_K_N_INIT = 4
+"""The report's K chart is written with every run, so it is kept cheap: a seeded sample of at most 1,000
+customers and at most 4 restarts per K (about 0.2 s); `rfmseg choose-k` gives the full analysis."""
 """Customers the K choice is computed on at most (a seeded sample beyond): K-Means for K=2..10 plus the
 O(n²) silhouette stay under a second, cheap enough to run with every run."""
 SEARCH_LIMIT = 20_000
@@ -127,22 +131,27 @@ def k_choice(x: np.ndarray, params: dict[str, Any], sample: int = CHOOSE_K_SAMPL
             "chosen_k": params.get("k"),
         }
     try:
-        result = choose_k(
-            data,
-            transform=str(params.get("transform") or "minmax"),
-            k_min=2,
-            k_max=k_max,
-            n_init=int(params.get("n_init", 10)),
-            random_state=seed,
-            sample_size=sample,
-            stability=False,
-        )
+        # at most CHOOSE_K_SAMPLE customers: one thread is faster than OpenMP threads waiting for a busy core
+        with threadpool_limits(1):
+            result = choose_k(
+                data,
+                transform=str(params.get("transform") or "minmax"),
+                k_min=2,
+                k_max=k_max,
+                n_init=min(int(params.get("n_init", 10)), CHOOSE_K_N_INIT),
+                random_state=seed,
+                sample_size=sample,
+                stability=False,
+            )
     except (ValueError, RfmsegError) as exc:
         # e.g. fewer distinct customers than some K: the run stands, the report says why the chart is missing
         return {"error": f"the K choice could not be computed on this data ({exc})", "chosen_k": params.get("k")}
     result["sampled_from"] = n
     scope = f"a seeded sample of {data.shape[0]:,} of {n:,}" if data.shape[0] < n else f"all {n:,}"
-    result["note"] = f"computed on {scope} customers, without the bootstrap stability check of `rfmseg choose-k`"
+    result["note"] = (
+        f"computed on {scope} customers with at most {CHOOSE_K_N_INIT} restarts per K, without the bootstrap "
+        "stability check of `rfmseg choose-k`"
+    )
     result["chosen_k"] = params.get("k")
     return _finite(result)
 
