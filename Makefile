@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench services clean
+.PHONY: demo test lint bench services online-retail-report notebook clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run_all.py
+
+# regenerate docs/online-retail.md from the real data, and the study notebook
+online-retail-report: $(VENV)/.dev
+	$(BIN)/python scripts/online_retail_report.py
+
+notebook: $(VENV)/.dev
+	$(BIN)/python scripts/build_notebook.py
 
 clean:
 	rm -rf $(VENV) rfmseg-runs build *.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def test_spark_sql_translates_duckdb_functions() -> None:
 def test_spark_sql_refuses_duckdb_only_text() -> None:
     with pytest.raises(ParameterError, match=r"no Spark SQL form yet .*--engine local"):
         spark_sql("_row IN (SELECT unnest(list(_row)) FROM src)")
+
+
+def test_hadoop_paths_survive_path_handling() -> None:
+    from rfmseg.engines.spark import _uri
+
+    assert _uri(str(Path("s3a://lake/orders"))) == "s3a://lake/orders"
+    assert _uri("/work/runs/hdfs:/nn/data/tx.parquet") == "hdfs://nn/data/tx.parquet"  # joined to a folder
+    assert _uri("file:///tmp/x.parquet") == "file:///tmp/x.parquet"
+    assert _uri("/work/file:/tmp/x.parquet") == "file:/tmp/x.parquet"
+    assert _uri("/tmp/orders.parquet") == "/tmp/orders.parquet"
 
 
 def test_strptime_formats_become_spark_patterns() -> None:
@@ -204,3 +215,21 @@ def test_bad_input_gives_the_local_engines_messages(spark, tmp_path: Path) -> No
         segment(missing, runs_dir=None, engine="spark")
     assert b.rfm.column("customer_id").to_pylist() == ["7", "C1", "C2", "C3"]
     assert pc.sum(b.rfm.column("frequency")).as_py() == 5
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_connect_through_spark_remote(tmp_path: Path) -> None:
+    """SPARK_REMOTE picks Spark Connect: here a local Connect server (pyspark starts it for 'local[2]')."""
+    env = {**os.environ, "SPARK_REMOTE": "local[2]", "PYSPARK_PYTHON": sys.executable}
+    args = ["run", str(study.path(study.ORDERS_FILE)), "--as-of", study.AS_OF.isoformat()]
+    args += ["--engine", "spark", "--runs-dir", str(tmp_path), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rfmseg", *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assignments = pq.read_table(Path(summary["run_dir"]) / "assignments.parquet", columns=["customer_id", "segment"])
+    assert dict(zip(*assignments.to_pydict().values(), strict=True)) == study.truth()
+    manifest = json.loads((Path(summary["run_dir"]) / "manifest.json").read_text())
+    assert manifest["engine"]["name"] == "spark" and manifest["model"]["fit"]["method"] == "mllib k-means||"

@@ -271,19 +271,27 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
         spark.sparkContext.setLogLevel("ERROR")
         return spark, True
     except Exception as exc:  # Java missing, bad master URL, cluster unreachable
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = _why(exc)
         raise SparkError(
             f"cannot start Spark with master {master or remote!r} ({first}); check --spark-master / SPARK_REMOTE "
             f"and that {INSTALL_HINT} are installed"
         ) from None
 
 
+HADOOP_SCHEMES = ("s3a", "s3", "s3n", "hdfs", "gs", "abfs", "abfss", "wasb", "wasbs", "viewfs", "oss", "file")
+
+
 def _uri(path: str) -> str:
-    """'s3a:/bucket/x' (what a Path makes of 's3a://bucket/x') back to 's3a://bucket/x'."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)(.*)$", path)
-    if m and m.group(1).lower() != "file":
-        return f"{m.group(1)}://{m.group(2)}"
-    return path
+    """A Hadoop URI back from what a Path made of it: 's3a:/bucket/x' (or '/cwd/s3a:/bucket/x', once joined
+    to a folder) -> 's3a://bucket/x'; whole URIs and other paths are left as they are."""
+    schemes = "|".join(HADOOP_SCHEMES)
+    if re.match(rf"^({schemes})://", path, re.I):
+        return path
+    m = re.search(rf"(?:^|/)({schemes}):/+(.*)$", path, re.I)
+    if not m:
+        return path
+    scheme, rest = m.group(1).lower(), m.group(2)
+    return f"file:/{rest}" if scheme == "file" else f"{scheme}://{rest}"
 
 
 # ------------------------------------------------------------------------------------------------ engine
@@ -385,8 +393,9 @@ class SparkEngine:
                     df = spark.read.csv(target, header=True, inferSchema=False, sep=sep)
                 df.schema  # noqa: B018  (reads the footer / header now, so a bad file fails here)
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or ["error"])[0][:200]
-                raise InputError(f"{text}: cannot be read as {fmt} by Spark ({first}); check the path") from None
+                first = _why(exc)
+                hint = "; for s3a:// and gs:// Spark needs the file system's jars (e.g. hadoop-aws)" if remote else ""
+                raise InputError(f"{text}: cannot be read as {fmt} by Spark ({first}); check the path{hint}") from None
             return df, text if remote else str(local), sha, fmt
         from rfmseg.io.readers import _to_arrow
 
@@ -694,7 +703,7 @@ class SparkEngine:
             self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
             cols.mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(f"{base}/assignments")
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or ["error"])[0][:200]
+            first = _why(exc)
             raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
         return {"rfm": f"{base}/rfm", "assignments": f"{base}/assignments"}
 
@@ -712,6 +721,16 @@ class SparkEngine:
             hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
         except Exception:  # Spark Connect: no JVM access; the folder stays, named by the failed run id
             pass
+
+
+def _why(exc: BaseException) -> str:
+    """The informative line of a Spark/Py4J error (the Java exception, not 'An error occurred while calling')."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(": "):
+            return ln[2:].split("\n")[0][:200]
+    useful = [ln for ln in lines if not ln.startswith("An error occurred while calling")]
+    return (useful or [type(exc).__name__])[0][:200]
 
 
 def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") -> str:

@@ -83,16 +83,26 @@ class SegmentModel:
         z = self.transform_.apply(x)
         km = fit_kmeans(z, self.k, self.n_init, self.random_state, sample_size=self.sample_size)
         self.fit_info_ = km.describe()
-        self._set_clusters(km.centers, x, km.inertia, km.n_iter, z)
+        # the exact path recomputes the labels with nearest() (as predict does); on millions of customers the
+        # refinement's own final labels (scikit-learn's, for the same centres) save a pass
+        self._set_clusters(km.centers, x, km.inertia, km.n_iter, z, None if km.method == "exact" else km.labels)
         return self
 
     def _set_clusters(
-        self, centers_scaled: np.ndarray, x: np.ndarray, inertia: float, n_iter: int, z: np.ndarray | None = None
+        self,
+        centers_scaled: np.ndarray,
+        x: np.ndarray,
+        inertia: float,
+        n_iter: int,
+        z: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
-        """Centres, names and metrics from fitted centres; ``z`` is ``x`` transformed, when already at hand."""
+        """Centres, names and metrics from fitted centres; ``z`` (``x`` transformed) and ``labels`` (each
+        customer's nearest centre) when already at hand."""
         self.centroids_scaled_ = np.asarray(centers_scaled, float)
-        z = self.transform_.apply(x) if z is None else z
-        labels, _, _ = nearest(z, self.centroids_scaled_)
+        if labels is None:
+            z = self.transform_.apply(x) if z is None else z
+            labels, _, _ = nearest(z, self.centroids_scaled_)
         # centroids in original units: the mean RFM of each cluster's members (what a user can read),
         # which for min-max equals the inverse transform of the centre
         self.centroids_raw_ = cluster_means(x, labels, self.k)
