@@ -186,7 +186,9 @@ def run(
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="Profile store URL to publish the labels to (sqlite:///, postgresql://, redis://)."),
+        typer.Option(
+            "--store", help="Profile store URL to publish the labels to (sqlite:///, postgresql://, redis://)."
+        ),
     ] = None,
     publish: Annotated[
         bool | None,

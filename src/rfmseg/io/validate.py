@@ -616,9 +616,7 @@ def _prepare_streaming(
     _check_field_columns(con, source, mapping, policy.fields, tuple(sums[3:]) or None)
     if as_of is None:
         used_days = [(g[1], g[2]) for g in groups if g[0] is None and g[2] is not None]
-        last = max((d for ret, d in used_days if not ret), default=None) or max(
-            (d for _, d in used_days), default=None
-        )
+        last = max((d for ret, d in used_days if not ret), default=None) or max((d for _, d in used_days), default=None)
         if last is None:
             raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
         as_of = last + timedelta(days=1)

@@ -86,4 +86,3 @@ def _model_k_choice(runs_dir: Path | None, manifest: dict[str, Any]) -> dict[str
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
