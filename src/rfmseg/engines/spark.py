@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rfmseg import features, schema
+from rfmseg import features
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
 from rfmseg.io.validate import (
@@ -47,6 +47,7 @@ from rfmseg.io.validate import (
     RETURNS_ONLY,
     SOURCE_COLUMNS,
     SOURCE_VIEW,
+    Dialect,
     Policy,
     Prepared,
     Rule,
@@ -56,6 +57,7 @@ from rfmseg.io.validate import (
     problem_text,
     resolve_columns,
     row_rules,
+    typed_columns,
 )
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.transform import Transform
@@ -233,6 +235,10 @@ def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ session
+SPARK = Dialect(id_expr, id_expr, number_expr, date_expr, "STRING")
+"""Spark SQL's typing of source columns (customer ids are text from the start: no numeric grouping trick)."""
+
+
 def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[Any, bool]:
     """(SparkSession, whether this call started it). Spark Connect when ``SPARK_REMOTE`` is set."""
     try:
@@ -485,35 +491,14 @@ class SparkEngine:
         self, spark: Any, src: Source, mapping: dict[str, str], policy: Policy, as_of: date | None
     ) -> SparkPrepared:
         t = src.columns
-        cust = id_expr(mapping[schema.CUSTOMER_ID], t[mapping[schema.CUSTOMER_ID]])
-        order = (
-            id_expr(mapping[schema.ORDER_ID], t[mapping[schema.ORDER_ID]])
-            if schema.ORDER_ID in mapping
-            else "CAST(_row AS STRING)"
-        )
-        ts = date_expr(mapping[schema.ORDER_DATE], t[mapping[schema.ORDER_DATE]], policy.date_format)
-        if schema.AMOUNT in mapping:
-            amount = number_expr(mapping[schema.AMOUNT], t[mapping[schema.AMOUNT]])
-            qty = price = "CAST(NULL AS DOUBLE)"
-        elif schema.QUANTITY in mapping:
-            q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
-            qty, price = number_expr(q, t[q]), number_expr(p, t[p])
-            amount = f"({qty} * {price})"
-        else:
-            amount = qty = price = "CAST(NULL AS DOUBLE)"
-        typed_fields = "".join(
-            f", {(number_expr if f.kind == 'number' else id_expr)(mapping[f.name], t[mapping[f.name]])} AS {f.name}"
-            for f in policy.fields
-        )
         originals = ", ".join(_q(c) for c in src.columns)
         extra = "".join(
             f", {spark_sql(sql).replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, src.name)} AS {name}"
             for name, sql in policy.extra_columns
         )
         spark.sql(
-            f"CREATE OR REPLACE TEMP VIEW rfmseg_typed AS SELECT _row, {cust} AS customer_id, {order} AS order_id, "
-            f"{ts} AS ts, {amount} AS amount, {qty} AS quantity, {price} AS unit_price{typed_fields}{extra} "
-            "FROM rfmseg_src"
+            f"CREATE OR REPLACE TEMP VIEW rfmseg_typed AS SELECT _row, {typed_columns(mapping, t, policy, SPARK)}"
+            f"{extra} FROM rfmseg_src"
         )
         spark.sql(
             "CREATE OR REPLACE TEMP VIEW rfmseg_typed_r AS SELECT *, "

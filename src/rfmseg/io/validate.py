@@ -12,6 +12,7 @@ sets them aside and goes on (the default for line-item data such as Online Retai
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
@@ -351,6 +352,49 @@ def _reason_case(rules: tuple[Rule, ...]) -> str:
     return f"CASE {whens} ELSE NULL END"
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How one SQL engine types a source column: the expression builders and its text type."""
+
+    customer: Callable[[str, str], str]
+    id: Callable[[str, str], str]
+    number: Callable[[str, str], str]
+    date: Callable[[str, str, str | None], str]
+    text: str
+
+
+DUCKDB = Dialect(customer_expr, id_expr, number_expr, date_expr, "VARCHAR")
+
+
+def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy, d: Dialect) -> str:
+    """The canonical columns typed from the source's (customer_id, order_id, ts, amount, quantity,
+    unit_price and the policy's fields), as a SELECT list in dialect ``d``: one definition for every engine."""
+    cust = d.customer(mapping[schema.CUSTOMER_ID], types[mapping[schema.CUSTOMER_ID]])
+    order = (
+        d.id(mapping[schema.ORDER_ID], types[mapping[schema.ORDER_ID]])
+        if schema.ORDER_ID in mapping
+        else f"CAST(_row AS {d.text})"
+    )
+    ts = d.date(mapping[schema.ORDER_DATE], types[mapping[schema.ORDER_DATE]], policy.date_format)
+    if schema.AMOUNT in mapping:
+        amount = d.number(mapping[schema.AMOUNT], types[mapping[schema.AMOUNT]])
+        qty = price = "CAST(NULL AS DOUBLE)"
+    elif schema.QUANTITY in mapping:
+        q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
+        qty, price = d.number(q, types[q]), d.number(p, types[p])
+        amount = f"({qty} * {price})"
+    else:  # the features read no amount
+        amount = qty = price = "CAST(NULL AS DOUBLE)"
+    fields = "".join(
+        f", {(d.number if f.kind == 'number' else d.id)(mapping[f.name], types[mapping[f.name]])} AS {f.name}"
+        for f in policy.fields
+    )
+    return (
+        f"{cust} AS customer_id, {order} AS order_id, {ts} AS ts, {amount} AS amount, {qty} AS quantity, "
+        f"{price} AS unit_price{fields}"
+    )
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -368,34 +412,13 @@ def prepare(
     if kind == "rfm":
         return _prepare_rfm(con, source, mapping, policy)
 
-    cust = customer_expr(mapping[schema.CUSTOMER_ID], types[mapping[schema.CUSTOMER_ID]])
-    order = (
-        id_expr(mapping[schema.ORDER_ID], types[mapping[schema.ORDER_ID]])
-        if schema.ORDER_ID in mapping
-        else "CAST(_row AS VARCHAR)"
-    )
-    ts = date_expr(mapping[schema.ORDER_DATE], types[mapping[schema.ORDER_DATE]], policy.date_format)
-    if schema.AMOUNT in mapping:
-        amount = number_expr(mapping[schema.AMOUNT], types[mapping[schema.AMOUNT]])
-        qty = price = "CAST(NULL AS DOUBLE)"
-    elif schema.QUANTITY in mapping:
-        q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
-        qty, price = number_expr(q, types[q]), number_expr(p, types[p])
-        amount = f"({qty} * {price})"
-    else:  # the features read no amount
-        amount = qty = price = "CAST(NULL AS DOUBLE)"
-    typed_fields = "".join(
-        f", {(number_expr if f.kind == 'number' else id_expr)(mapping[f.name], types[mapping[f.name]])} AS {f.name}"
-        for f in policy.fields
-    )
     originals = ", ".join(_quote(c) for c in source.columns)
     extra = "".join(
         f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
         for name, sql in policy.extra_columns
     )
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {cust} AS customer_id, {order} AS order_id, "
-        f"{ts} AS ts, {amount} AS amount, {qty} AS quantity, {price} AS unit_price{typed_fields}{extra} "
+        f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {typed_columns(mapping, types, policy, DUCKDB)}{extra} "
         f"FROM {source.name}"
     )
     con.execute(
