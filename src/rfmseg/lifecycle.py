@@ -634,11 +634,7 @@ def refresh(
     finally:
         con.close()
     if publish:
-        result.publish = (
-            _publish_existing(result.run, runs_dir, store)
-            if result.status == "existing"
-            else publish_run(result.run, runs_dir, store)
-        )
+        result.publish = _publish_result(result, runs_dir, store)
     return result
 
 
@@ -743,12 +739,15 @@ def retrain(
     finally:
         con.close()
     if publish:
-        result.publish = (
-            _publish_existing(result.run, runs_dir, store)
-            if result.status == "existing"
-            else publish_run(result.run, runs_dir, store)
-        )
+        result.publish = _publish_result(result, runs_dir, store)
     return result
+
+
+def _publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dict[str, Any]:
+    """Publish a job's run: a run found again (same job, same day) only when the store does not serve it yet."""
+    if result.status == "existing":
+        return _publish_existing(result.run, runs_dir, store)
+    return publish_run(result.run, runs_dir, store)
 
 
 def _life_summary(
