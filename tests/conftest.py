@@ -51,3 +51,28 @@ def study_orders() -> Path:
 @pytest.fixture(scope="session")
 def study_rfm_file() -> Path:
     return study.path(study.RFM_FILE)
+
+
+@pytest.fixture(scope="session")
+def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated 12 weeks, built once for the suite: retrain at weeks 0 and 6, refresh the other weeks,
+    publish the last, campaign touches imported; the truth table is beside the runs (truth.parquet)."""
+    import pyarrow.parquet as pq
+
+    from rfmseg.lifecycle import refresh, retrain
+    from rfmseg.simulate import SimConfig, simulate
+    from rfmseg.touches import import_touches, simulate_touches
+
+    base = tmp_path_factory.mktemp("sim")
+    runs = base / "runs"
+    s = simulate(SimConfig(customers=800, weeks=12, seed=7))
+    for week, d in enumerate(s.config.as_of_dates()):
+        if week in (0, 6):
+            retrain(s.snapshot(d), as_of=d, runs_dir=runs, previous="latest" if week else None, publish=False)
+        else:
+            refresh(s.snapshot(d), as_of=d, runs_dir=runs, publish=week == 12)
+    touches = base / "touches.parquet"
+    pq.write_table(simulate_touches(s.truth, s.config.start, seed=7), touches)
+    import_touches(touches, runs)
+    pq.write_table(s.truth, base / "truth.parquet")
+    return runs

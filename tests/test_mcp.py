@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -25,10 +24,7 @@ from mcp.shared.exceptions import MCPError
 
 from rfmseg import questions as q
 from rfmseg.datasets import study
-from rfmseg.lifecycle import refresh, retrain
 from rfmseg.pipeline import segment
-from rfmseg.simulate import SimConfig, simulate
-from rfmseg.touches import import_touches, simulate_touches
 
 TOOLS = {
     "get_customer_segment",
@@ -59,22 +55,6 @@ def study_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("mcp-study") / "runs"
     for d in ("2024-12-16", "2024-12-31"):
         segment(study.path(study.ORDERS_FILE), as_of=d, runs_dir=runs, bad_rows="quarantine")
-    return runs
-
-
-@pytest.fixture(scope="module")
-def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("mcp-sim")
-    runs = base / "runs"
-    s = simulate(SimConfig(customers=800, weeks=12, seed=7))
-    for week, d in enumerate(s.config.as_of_dates()):
-        if week in (0, 6):
-            retrain(s.snapshot(d), as_of=d, runs_dir=runs, previous="latest" if week else None, publish=False)
-        else:
-            refresh(s.snapshot(d), as_of=d, runs_dir=runs, publish=week == 12)
-    touches = base / "touches.parquet"
-    pq.write_table(simulate_touches(s.truth, s.config.start, seed=7), touches)
-    import_touches(touches, runs)
     return runs
 
 

@@ -17,10 +17,7 @@ import pytest
 from rfmseg import questions as q
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.lifecycle import refresh, retrain
 from rfmseg.pipeline import segment
-from rfmseg.simulate import SimConfig, simulate
-from rfmseg.touches import import_touches, simulate_touches
 
 STUDY_DATES = ("2024-12-01", "2024-12-16", "2024-12-31")
 
@@ -34,24 +31,6 @@ def study_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("study") / "runs"
     for d in STUDY_DATES:
         segment(study.path(study.ORDERS_FILE), as_of=d, runs_dir=runs, bad_rows="quarantine")
-    return runs
-
-
-@pytest.fixture(scope="module")
-def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulated 12 weeks: retrain at weeks 0 and 6, refresh the other weeks, publish the last; touches."""
-    base = tmp_path_factory.mktemp("sim")
-    runs = base / "runs"
-    s = simulate(SimConfig(customers=800, weeks=12, seed=7))
-    for week, d in enumerate(s.config.as_of_dates()):
-        if week in (0, 6):
-            retrain(s.snapshot(d), as_of=d, runs_dir=runs, previous="latest" if week else None, publish=False)
-        else:
-            refresh(s.snapshot(d), as_of=d, runs_dir=runs, publish=week == 12)
-    touches = base / "touches.parquet"
-    pq.write_table(simulate_touches(s.truth, s.config.start, seed=7), touches)
-    import_touches(touches, runs)
-    pq.write_table(s.truth, base / "truth.parquet")
     return runs
 
 
