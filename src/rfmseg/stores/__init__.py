@@ -10,17 +10,50 @@ Any URL takes ``?namespace=name`` (default ``rfmseg``) to keep several stores ap
     with open_store("sqlite:///profiles.db") as store:
         store.publish(assignments, run_id, as_of, model_version)
         store.get("C0001")
+
+A publish may also be staged in batches from several processes (Spark executors): the driver begins it,
+workers stage batches with the picklable token, the driver commits (one atomic flip) or aborts::
+
+    with open_store(url) as store, store.begin_publish(run_id, as_of, model_version) as staged:
+        token = staged.token                        # picklable: send it to the workers
+        ...                                         # each worker: stage_batch(token, batch), or
+        ...                                         #   with open_stager(token) as stager: stager.stage(batch)
+        report = staged.commit(expected_rows)       # aborts instead if the block raises
 """
 
 from __future__ import annotations
 
 import importlib
+from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
-from rfmseg.errors import StoreError
-from rfmseg.stores.base import PROFILE_FIELDS, ProfileStore, PublishReport, redact_url
+import pyarrow as pa
 
-__all__ = ["PROFILE_FIELDS", "SCHEMES", "ProfileStore", "PublishReport", "open_store"]
+from rfmseg.errors import StoreError
+from rfmseg.stores.base import (
+    PROFILE_FIELDS,
+    ProfileStore,
+    PublishReport,
+    StagedBatch,
+    StagedPublish,
+    StageToken,
+    redact_url,
+)
+
+__all__ = [
+    "PROFILE_FIELDS",
+    "SCHEMES",
+    "ProfileStore",
+    "PublishReport",
+    "StageToken",
+    "StagedBatch",
+    "StagedPublish",
+    "Stager",
+    "open_stager",
+    "open_store",
+    "stage_batch",
+]
 
 # scheme -> (module, class, driver package, pip extra)
 _BACKENDS: dict[str, tuple[str, str, str, str | None]] = {
@@ -62,3 +95,51 @@ def open_store(url: str, namespace: str | None = None) -> ProfileStore:
         raise
     store_class: type[ProfileStore] = getattr(module, class_name)
     return store_class(url, namespace=namespace)
+
+
+class Stager:
+    """A worker's side of a staged publish: stages batches with one connection to the store, opened at the
+    first batch (a worker with nothing to stage never connects), and keeps the totals of what it staged."""
+
+    def __init__(self, token: StageToken) -> None:
+        if not isinstance(token, StageToken):
+            raise StoreError(f"a stager needs the StageToken of a staged publish, got {type(token).__name__}")
+        self.token = token
+        self.rows = self.changed = self.new = self.batches = 0
+        self._store: ProfileStore | None = None
+
+    def stage(self, assignments: pa.Table) -> StagedBatch:
+        """Stage one batch (see :meth:`ProfileStore.stage`)."""
+        if self._store is None:
+            self._store = open_store(self.token.url, namespace=self.token.namespace)
+        batch = self._store.stage(self.token, assignments)
+        self.rows += batch.rows
+        self.changed += batch.changed
+        self.new += batch.new
+        self.batches += 1
+        return batch
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_stager(token: StageToken) -> Stager:
+    """A :class:`Stager` for the staged publish of ``token``, in any process (use it as a context manager)."""
+    return Stager(token)
+
+
+def stage_batch(token: StageToken, assignments: pa.Table) -> StagedBatch:
+    """Stage one batch of ``assignments`` for the staged publish of ``token``, from any process: connect,
+    compute the batch's history against the run served when the publish began, write it, disconnect."""
+    with open_stager(token) as stager:
+        return stager.stage(assignments)

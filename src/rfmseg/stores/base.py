@@ -3,6 +3,11 @@ and the backend-independent parts of a publish (input checks, segment history, U
 
 A publish computes each customer's segment history against the run currently served, then hands a
 table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step.
+
+A staged publish does the same in three steps that may run in different processes: the driver begins it
+(:meth:`ProfileStore.begin_publish`), any number of workers add batches of customers to it with the
+picklable :class:`StageToken` it hands out (:func:`rfmseg.stores.stage_batch`), and the driver commits it
+(:meth:`StagedPublish.commit`: the same one atomic step) or aborts it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import datetime as dt
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -99,6 +104,41 @@ class RunInfo:
     model_version: str
 
 
+@dataclass(frozen=True)
+class StageToken:
+    """What a worker needs to add batches to a staged publish: small and picklable (it travels to Spark
+    executors). It holds the store URL with its password, which its repr hides."""
+
+    url: str = field(repr=False)
+    namespace: str
+    stage: str
+    """The staged publish's id in the store (a table suffix for SQL stores, a version number for Redis)."""
+    generation: int
+    """The generation served when the publish began (0: nothing was published)."""
+    served: str | None
+    """The table (SQL) or hash key (Redis) served when the publish began; history is read from it."""
+    run_id: str
+    as_of: dt.date
+    model_version: str
+
+    @property
+    def url_display(self) -> str:
+        return redact_url(self.url)
+
+    @property
+    def run(self) -> RunInfo:
+        return RunInfo(self.run_id, self.as_of, self.model_version)
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """What one staged batch added: customers, and how many of them changed segment or are new."""
+
+    rows: int
+    changed: int
+    new: int
+
+
 class ProfileStore(ABC):
     """A key-value view of the latest published run: customer id -> profile.
 
@@ -118,18 +158,11 @@ class ProfileStore(ABC):
 
     def publish(self, assignments: pa.Table, run_id: str, as_of: dt.date, model_version: str) -> PublishReport:
         """Replace the served run by ``assignments`` atomically and report what changed."""
-        if not isinstance(run_id, str) or not run_id:
-            raise ParameterError("run_id must be a non-empty string")
-        if not isinstance(model_version, str):
-            raise ParameterError("model_version must be a string")
-        if not isinstance(as_of, dt.date):
-            raise ParameterError(f"as_of must be a date, got {type(as_of).__name__}")
-        if isinstance(as_of, dt.datetime):
-            as_of = as_of.date()
+        run = run_info(run_id, as_of, model_version)
         table = prepare_assignments(assignments)
         self._ensure_open()
         started = time.perf_counter()
-        changed, new = self._publish(table, RunInfo(run_id, as_of, model_version))
+        changed, new = self._publish(table, run)
         return PublishReport(
             run_id=run_id,
             customers=table.num_rows,
@@ -141,6 +174,50 @@ class ProfileStore(ABC):
     @abstractmethod
     def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
         """Load and flip; ``assignments`` has :data:`ASSIGNMENT_SCHEMA`. Returns (changed, new)."""
+
+    # --- staged publish ---------------------------------------------------------------------------------
+
+    def begin_publish(self, run_id: str, as_of: dt.date, model_version: str) -> StagedPublish:
+        """Start a publish whose customers are added in batches, from this process or any other.
+
+        The store records the run served now (the history of every batch is computed against it) and
+        makes an empty staging area; nothing readers see changes until :meth:`StagedPublish.commit`.
+        Hand :attr:`StagedPublish.token` to the workers; they call :func:`rfmseg.stores.stage_batch`.
+        """
+        run = run_info(run_id, as_of, model_version)
+        self._ensure_open()
+        return StagedPublish(self, self._begin(run))
+
+    def stage(self, token: StageToken, assignments: pa.Table) -> StagedBatch:
+        """Add one batch of customers to the staged publish of ``token``, with their segment history
+        computed against the run served when it began. Each customer must be staged once."""
+        if not isinstance(token, StageToken):
+            raise ParameterError(f"token must be a StageToken (StagedPublish.token), got {type(token).__name__}")
+        if token.namespace != self.namespace:
+            raise ParameterError(
+                f"the token belongs to namespace {token.namespace!r}, this store is namespace {self.namespace!r}"
+            )
+        table = prepare_assignments(assignments)
+        self._ensure_open()
+        changed, new = self._stage(token, table)
+        return StagedBatch(table.num_rows, changed, new)
+
+    @abstractmethod
+    def _begin(self, run: RunInfo) -> StageToken:
+        """Make the staging area and record the generation served now."""
+
+    @abstractmethod
+    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+        """Compute one batch's history against ``token.served`` and write it to the staging area, in one
+        step that either happens whole or not at all. Returns (changed, new)."""
+
+    @abstractmethod
+    def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
+        """Check and flip atomically (see :meth:`StagedPublish.commit`); returns (customers, changed, new)."""
+
+    @abstractmethod
+    def _abort(self, token: StageToken) -> None:
+        """Remove the staging area (nothing if the publish was committed)."""
 
     @abstractmethod
     def get(self, customer_id: str) -> dict[str, Any] | None:
@@ -209,7 +286,90 @@ class ProfileStore(ABC):
         return f"{type(self).__name__}({self.url_display!r}, namespace={self.namespace!r})"
 
 
+class StagedPublish:
+    """A publish begun by :meth:`ProfileStore.begin_publish`, on the driver that will commit or abort it.
+
+    Used as a context manager it aborts on exit unless it was committed.
+    """
+
+    def __init__(self, store: ProfileStore, token: StageToken) -> None:
+        self.store = store
+        self.token = token
+        self.state = "open"
+        self._started = time.perf_counter()
+
+    @property
+    def run_id(self) -> str:
+        return self.token.run_id
+
+    def stage(self, assignments: pa.Table) -> StagedBatch:
+        """Stage a batch from this process (workers use :func:`rfmseg.stores.stage_batch` with the token)."""
+        self._check_open("stage a batch")
+        return self.store.stage(self.token, assignments)
+
+    def commit(self, expected_rows: int) -> PublishReport:
+        """Serve the staged customers, in one atomic step, if the store holds exactly ``expected_rows`` of
+        them and still serves the run it served at begin; otherwise raise StoreError and change nothing.
+
+        ``expected_rows`` is the caller's own count of the customers it meant to publish: a batch that was
+        lost (a worker that died) makes the store's count fall short. The counts of the report are those
+        a one-shot :meth:`ProfileStore.publish` of the same customers would give.
+        """
+        self._check_open("commit")
+        if isinstance(expected_rows, bool) or not isinstance(expected_rows, int) or expected_rows <= 0:
+            raise ParameterError(f"expected_rows must be a positive number of customers, got {expected_rows!r}")
+        self.store._ensure_open()
+        customers, changed, new = self.store._commit(self.token, expected_rows)
+        self.state = "committed"
+        return PublishReport(
+            run_id=self.token.run_id,
+            customers=customers,
+            changed=changed,
+            new=new,
+            seconds=round(time.perf_counter() - self._started, 3),
+        )
+
+    def abort(self) -> None:
+        """Remove what was staged; the served run stays. Does nothing after a commit or a first abort."""
+        if self.state != "open":
+            return
+        self.store._ensure_open()
+        self.store._abort(self.token)
+        self.state = "aborted"
+
+    def _check_open(self, action: str) -> None:
+        if self.state != "open":
+            raise StoreError(
+                f"cannot {action}: the staged publish of run {self.token.run_id} was {self.state} already; "
+                "begin a new one"
+            )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+    def __repr__(self) -> str:
+        return f"StagedPublish(run_id={self.token.run_id!r}, store={self.store.url_display!r}, state={self.state!r})"
+
+
 # --- input and history ----------------------------------------------------------------------------------
+
+
+def run_info(run_id: str, as_of: dt.date, model_version: str) -> RunInfo:
+    """The checked run-level fields of a publish (a datetime ``as_of`` counts as its date)."""
+    if not isinstance(run_id, str) or not run_id:
+        raise ParameterError("run_id must be a non-empty string")
+    if not isinstance(model_version, str):
+        raise ParameterError("model_version must be a string")
+    if not isinstance(as_of, dt.date):
+        raise ParameterError(f"as_of must be a date, got {type(as_of).__name__}")
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.date()
+    return RunInfo(run_id, as_of, model_version)
 
 
 def prepare_assignments(assignments: pa.Table) -> pa.Table:
@@ -296,8 +456,14 @@ def state_parts(rows: pa.Table) -> list[bytes]:
 
 
 def state_from_parts(parts: list[bytes]) -> pa.Table:
-    """The table written by :func:`state_parts`."""
-    return pa.ipc.open_stream(pa.py_buffer(b"".join(parts))).read_all()
+    """The table written by :func:`state_parts`, or by several calls of it one after the other (a staged
+    publish stores the parts of each batch)."""
+    data = pa.py_buffer(b"".join(parts))
+    source = pa.BufferReader(data)
+    tables = []
+    while source.tell() < data.size:
+        tables.append(pa.ipc.open_stream(source).read_all())
+    return pa.concat_tables(tables) if tables else empty_state()
 
 
 # --- URLs and errors ------------------------------------------------------------------------------------
@@ -402,6 +568,39 @@ def unreachable(url_display: str, exc: BaseException, secrets: list[str] | None 
 def failed(url_display: str, action: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
     """The StoreError for an operation the store refused or lost half way."""
     return StoreError(f"the profile store at {url_display} failed to {action} ({describe_failure(exc, secrets)})")
+
+
+# the refusals of a staged publish, the same words on every backend
+
+
+def stage_moved(token: StageToken, url_display: str, current_run: str | None) -> StoreError:
+    """Another publish flipped the store after ``token``'s publish began: its history is stale."""
+    other = f"run {current_run}" if current_run else "a drop of the store"
+    return StoreError(
+        f"another publish ({other}) reached the profile store at {url_display} after the staged publish of "
+        f"run {token.run_id} began; nothing was changed, publish run {token.run_id} again"
+    )
+
+
+def stage_gone(token: StageToken, url_display: str) -> StoreError:
+    return StoreError(
+        f"the staged publish of run {token.run_id} at {url_display} no longer exists (aborted, committed or "
+        f"removed by another publish); nothing was changed, publish run {token.run_id} again"
+    )
+
+
+def stage_short(token: StageToken, url_display: str, rows: int, expected: int) -> StoreError:
+    return StoreError(
+        f"the staged publish of run {token.run_id} at {url_display} holds {rows:,} customers where {expected:,} "
+        "were expected (a batch is missing or a worker died); nothing was changed, publish again"
+    )
+
+
+def stage_duplicated(token: StageToken, url_display: str, detail: str) -> StoreError:
+    return StoreError(
+        f"the staged publish of run {token.run_id} at {url_display} got customers from more than one batch "
+        f"({detail}); nothing was changed, stage each customer once and publish again"
+    )
 
 
 def iso(value: dt.date | str | None) -> str | None:

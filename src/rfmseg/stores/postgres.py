@@ -14,6 +14,17 @@ old table. Until the commit no other session can see the new table; a publish th
 back entirely (its lock goes with its session), and an old table left behind by a publish that died after
 its commit is dropped by the next one. The new table is a normal, logged table: an UNLOGGED one would be
 emptied by a server crash, and ``SET LOGGED`` afterwards would write it all again.
+
+A staged publish splits the same work over transactions of several processes. Begin (under the lock):
+create ``ns_staged_<token>`` (the profiles layout, no key yet) and register it in ``ns_stages`` with the
+generation served. Each batch, one transaction of any process: check that the generation is still the
+one served and the stage still exists, read the served history of the batch's ids only
+(``customer_id = ANY(array)`` on the served table), compute the history in Arrow, COPY the rows in (binary,
+without FREEZE: the table is older than the transaction), and insert one row into ``ns_stage_batches``
+with the batch's counts and its Arrow history snapshot. Commit (under the lock, one transaction): check the
+generation and the row count, rename ``ns_staged_<token>`` to ``ns_profiles_<n+1>``, add the primary key
+(which refuses a customer staged twice), write the snapshot from the batches' parts, and the same flip as
+a publish. Staged publishes that can no longer commit are dropped after the next flip or begin.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import uuid
 import warnings
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -40,10 +52,15 @@ from rfmseg.stores.base import (
     STATE_SCHEMA,
     ProfileStore,
     RunInfo,
+    StageToken,
     apply_history,
     describe_failure,
     empty_state,
     failed,
+    stage_duplicated,
+    stage_gone,
+    stage_moved,
+    stage_short,
     state_from_parts,
     state_parts,
     unreachable,
@@ -52,6 +69,8 @@ from rfmseg.stores.base import (
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "rfmseg-store"
 COPY_BATCH_ROWS = 100_000
+CLEANUP_LOCK_TIMEOUT = "2s"
+"""How long dropping a dead staged publish may wait for a lock before it is left to the next publish."""
 _T = TypeVar("_T")
 _DATE_FIELDS = {PROFILE_FIELDS.index("segment_since"), PROFILE_FIELDS.index("as_of")}
 
@@ -69,6 +88,9 @@ class PostgresStore(ProfileStore):
         self._state = sql.Identifier(f"{ns}_state")
         self._view = sql.Identifier(f"{ns}_current")
         self._prefix = f"{ns}_profiles_"
+        self._stages = sql.Identifier(f"{ns}_stages")
+        self._batches = sql.Identifier(f"{ns}_stage_batches")
+        self._staged_prefix = f"{ns}_staged_"
         digest = hashlib.blake2b(f"rfmseg-store:{ns}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
         self._lock = threading.Lock()
@@ -139,17 +161,23 @@ class PostgresStore(ProfileStore):
     def _drop(self) -> None:
         try:
             with self._connect(autocommit=False) as conn:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
-                like = self._prefix.replace("_", r"\_") + "%"
-                names = conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE %s",
-                    (like,),
-                ).fetchall()
-                conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(self._view))
-                for name in [*(sql.Identifier(row[0]) for row in names), self._meta, self._state]:
-                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+                cur = conn.cursor()
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
+                names = self._tables(cur, self._prefix) + self._tables(cur, self._staged_prefix)
+                cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(self._view))
+                tables = [*map(sql.Identifier, names), self._meta, self._state, self._stages, self._batches]
+                for name in tables:
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
         except psycopg.Error as exc:
             raise failed(self.url_display, "drop the store", exc, self._secrets) from exc
+
+    @staticmethod
+    def _tables(cur: psycopg.Cursor[Any], prefix: str) -> list[str]:
+        like = prefix.replace("_", r"\_") + "%"
+        rows = cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE %s", (like,)
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def _close(self) -> None:
         with self._lock:
@@ -161,42 +189,36 @@ class PostgresStore(ProfileStore):
         conn = self._connect(autocommit=False)
         try:
             with conn:  # commits on success, rolls back on any exception, then closes
-                changed, new, served = self._load_and_flip(conn, assignments, run)
+                cur = conn.cursor()
+                generation, served = self._lock_pointer(cur)
+                state = self._read_state(conn, generation, served) if served else empty_state()
+                rows, changed, new = apply_history(assignments, state, run.as_of)
+                table = f"{self._prefix}{generation + 1}"
+                self._create_rows_table(cur, table)
+                self._copy_in(cur, sql.Identifier(table), rows)
+                self._add_key(cur, table)
+                cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
+                cur.executemany(
+                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %b)").format(self._state),
+                    [(generation + 1, part, data) for part, data in enumerate(state_parts(rows))],
+                )
+                self._flip(cur, table, generation + 1, run, rows.num_rows)
                 conn.commit()
-                if served:
-                    self._drop_old(conn, served)
+                self._after_flip(conn, served, generation + 1)
         except psycopg.Error as exc:
             raise failed(self.url_display, f"publish run {run.run_id}", exc, self._secrets) from exc
         return changed, new
 
-    def _drop_old(self, conn: psycopg.Connection[Any], table: str) -> None:
-        """Drop the table served before the flip, once the readers still on it are done.
-
-        It runs after the commit, so a long query on the old table cannot hold readers of the new run
-        behind the publish; if it does not finish in time the table is kept and the next publish drops it.
-        """
-        conn.autocommit = True
-        try:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-        except psycopg.Error as exc:  # the new run is served already: report, do not fail the publish
-            warnings.warn(
-                f"{self.url_display}: the previous table {table} was kept "
-                f"({describe_failure(exc, self._secrets)}); the next publish drops it",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-
-    def _load_and_flip(
-        self, conn: psycopg.Connection[Any], assignments: pa.Table, run: RunInfo
-    ) -> tuple[int, int, str | None]:
-        """Everything up to the flip, in the caller's transaction; returns (changed, new, old table)."""
-        cur = conn.cursor()
-        if conn.info.server_version >= 140000:
+    def _lock_pointer(self, cur: psycopg.Cursor[Any]) -> tuple[int, str | None]:
+        """Take the publisher lock for the transaction (one publisher per namespace), make the pointer and
+        snapshot tables if missing, drop tables of the profiles prefix the pointer does not name (from an
+        older layout or a manual load); (generation, served table)."""
+        if cur.connection.info.server_version >= 140000:
             # a publisher killed during a long statement is noticed within a second, releasing its lock
             cur.execute("SET client_connection_check_interval = '1s'")
         cur.execute("SET maintenance_work_mem = '256MB'")
         cur.execute("SET lock_timeout = '30s'")  # never queue readers behind the flip for long
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))  # one publisher per namespace
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
         cur.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), generation bigint NOT NULL, "
@@ -212,37 +234,30 @@ class PostgresStore(ProfileStore):
         )
         pointer = cur.execute(sql.SQL("SELECT generation, table_name FROM {}").format(self._meta)).fetchone()
         generation, served = (int(pointer[0]), str(pointer[1])) if pointer else (0, None)
-
-        # tables no pointer refers to (from an older layout or a manual load) are dropped first
-        like = self._prefix.replace("_", r"\_") + "%"
-        stale = cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE %s", (like,)
-        ).fetchall()
-        for (name,) in stale:
+        for name in self._tables(cur, self._prefix):
             if name != served:
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        return generation, served
 
-        state = self._read_state(conn, generation, served) if served else empty_state()
-        rows, changed, new = apply_history(assignments, state, run.as_of)
-
-        table = sql.Identifier(f"{self._prefix}{generation + 1}")
+    @staticmethod
+    def _create_rows_table(cur: psycopg.Cursor[Any], table: str) -> None:
         # COLLATE "C": ids compare as bytes, which halves the primary key build against a locale collation
         cur.execute(
             sql.SQL(
                 'CREATE TABLE {} (customer_id text COLLATE "C" NOT NULL, segment text NOT NULL, previous_segment text, '
                 "segment_since date NOT NULL, recency_days bigint NOT NULL, frequency bigint NOT NULL, "
                 "monetary double precision NOT NULL, distance double precision NOT NULL)"
-            ).format(table)
-        )
-        self._copy_in(cur, table, rows)
-        # building the index once after the load is much cheaper than maintaining it row by row
-        cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(table))
-        cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
-        cur.executemany(
-            sql.SQL("INSERT INTO {} VALUES (%s, %s, %b)").format(self._state),
-            [(generation + 1, part, data) for part, data in enumerate(state_parts(rows))],
+            ).format(sql.Identifier(table))
         )
 
+    @staticmethod
+    def _add_key(cur: psycopg.Cursor[Any], table: str) -> None:
+        # building the index once after the load is much cheaper than maintaining it row by row
+        cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(sql.Identifier(table)))
+
+    def _flip(self, cur: psycopg.Cursor[Any], table: str, generation: int, run: RunInfo, customers: int) -> None:
+        """Make the keyed ``table`` the served one, in the caller's transaction (the snapshot is written by
+        the caller)."""
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} VALUES (1, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
@@ -250,24 +265,206 @@ class PostgresStore(ProfileStore):
                 "as_of = excluded.as_of, model_version = excluded.model_version, customers = excluded.customers, "
                 "published_at = excluded.published_at"
             ).format(self._meta),
-            (
-                generation + 1,
-                f"{self._prefix}{generation + 1}",
-                run.run_id,
-                run.as_of,
-                run.model_version,
-                rows.num_rows,
-                datetime.now(UTC),
-            ),
+            (generation, table, run.run_id, run.as_of, run.model_version, customers, datetime.now(UTC)),
         )
         cur.execute(
             sql.SQL(
                 "CREATE OR REPLACE VIEW {} AS SELECT p.customer_id, p.segment, p.previous_segment, p.segment_since, "
                 "p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, m.as_of, m.model_version "
                 "FROM {} AS p CROSS JOIN {} AS m"
-            ).format(self._view, table, self._meta)
+            ).format(self._view, sql.Identifier(table), self._meta)
         )
-        return changed, new, served
+
+    def _after_flip(self, conn: psycopg.Connection[Any], served: str | None, generation: int) -> None:
+        """After the commit of a flip: drop the table served before and the staged publishes that can no
+        longer commit (best effort: what is left is dropped by the next publish)."""
+        try:
+            conn.autocommit = True
+        except psycopg.Error as exc:  # the connection broke after the commit: the new run is served
+            self._kept(f"the previous table {served}" if served else "any staged table", exc)
+            return
+        if served:
+            self._drop_old(conn, served)
+        self._drop_doomed_stages(conn, generation)
+
+    def _drop_old(self, conn: psycopg.Connection[Any], table: str) -> None:
+        """Drop the table served before the flip, once the readers still on it are done.
+
+        It runs after the commit, so a long query on the old table cannot hold readers of the new run
+        behind the publish; if it does not finish in time the table is kept and the next publish drops it.
+        """
+        try:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        except psycopg.Error as exc:  # the new run is served already: report, do not fail the publish
+            self._kept(f"the previous table {table}", exc)
+
+    def _kept(self, what: str, exc: psycopg.Error) -> None:
+        warnings.warn(
+            f"{self.url_display}: {what} was kept ({describe_failure(exc, self._secrets)}); the next publish drops it",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+    # --- staged publish -----------------------------------------------------------------------------------
+
+    def _drop_doomed_stages(self, conn: psycopg.Connection[Any], generation: int) -> None:
+        """Drop the staged publishes that began on another generation, each in a transaction of its own
+        (``conn`` is in autocommit); one whose table a worker still holds is left to the next publish."""
+        doomed: list[tuple[str]] = []
+        try:
+            if conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",)).fetchone()[0] is None:
+                return
+            doomed = conn.execute(
+                sql.SQL("SELECT token FROM {} WHERE generation <> %s").format(self._stages), (generation,)
+            ).fetchall()
+            conn.execute(f"SET lock_timeout = '{CLEANUP_LOCK_TIMEOUT}'")
+        except psycopg.Error as exc:
+            self._kept(f"any staged table {self._staged_prefix}*", exc)
+        for (token,) in doomed:
+            try:
+                with conn.transaction():
+                    self._remove_stage(conn.cursor(), token)
+            except psycopg.Error as exc:
+                self._kept(f"the staged table {self._staged_prefix}{token}", exc)
+
+    def _remove_stage(self, cur: psycopg.Cursor[Any], token: str) -> None:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"{self._staged_prefix}{token}")))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE token = %s").format(self._batches), (token,))
+        cur.execute(sql.SQL("DELETE FROM {} WHERE token = %s").format(self._stages), (token,))
+
+    def _begin(self, run: RunInfo) -> StageToken:
+        stage = uuid.uuid4().hex[:12]
+        conn = self._connect(autocommit=False)
+        try:
+            with conn:
+                cur = conn.cursor()
+                generation, served = self._lock_pointer(cur)
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (token text PRIMARY KEY, generation bigint NOT NULL, "
+                        "run_id text NOT NULL, created timestamptz NOT NULL)"
+                    ).format(self._stages)
+                )
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (token text NOT NULL, batch bigint GENERATED ALWAYS AS "
+                        "IDENTITY, rows bigint NOT NULL, changed bigint NOT NULL, new bigint NOT NULL, "
+                        "state bytea NOT NULL, PRIMARY KEY (token, batch))"
+                    ).format(self._batches)
+                )
+                self._create_rows_table(cur, f"{self._staged_prefix}{stage}")
+                cur.execute(
+                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._stages),
+                    (stage, generation, run.run_id, datetime.now(UTC)),
+                )
+                conn.commit()
+                conn.autocommit = True
+                self._drop_doomed_stages(conn, generation)
+        except psycopg.Error as exc:
+            raise failed(self.url_display, f"begin the publish of run {run.run_id}", exc, self._secrets) from exc
+        return StageToken(
+            self._url, self.namespace, stage, generation, served, run.run_id, run.as_of, run.model_version
+        )
+
+    def _check_stage(self, cur: psycopg.Cursor[Any], token: StageToken) -> None:
+        """Refuse (StoreError) unless ``token``'s publish is registered and began on the served generation."""
+        pointer = cur.execute(sql.SQL("SELECT generation, run_id FROM {}").format(self._meta)).fetchone()
+        generation, current_run = (int(pointer[0]), str(pointer[1])) if pointer else (0, None)
+        if generation != token.generation:
+            raise stage_moved(token, self.url_display, current_run)
+        found = cur.execute(sql.SQL("SELECT 1 FROM {} WHERE token = %s").format(self._stages), (token.stage,))
+        if found.fetchone() is None:
+            raise stage_gone(token, self.url_display)
+
+    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+        conn = self._connect(autocommit=False)
+        try:
+            with conn:
+                cur = conn.cursor()
+                if conn.info.server_version >= 140000:
+                    cur.execute("SET client_connection_check_interval = '1s'")
+                self._check_stage(cur, token)
+                state = self._served_state(cur, token.served, assignments) if token.served else empty_state()
+                rows, changed, new = apply_history(assignments, state, token.as_of)
+                self._copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
+                cur.execute(
+                    sql.SQL("INSERT INTO {} (token, rows, changed, new, state) VALUES (%s, %s, %s, %s, %b)").format(
+                        self._batches
+                    ),
+                    (token.stage, rows.num_rows, changed, new, b"".join(state_parts(rows))),
+                )
+        except psycopg.errors.UndefinedTable:  # the store was dropped, or the stage removed under the batch
+            raise stage_gone(token, self.url_display) from None
+        except psycopg.Error as exc:
+            raise failed(self.url_display, f"stage a batch of run {token.run_id}", exc, self._secrets) from exc
+        return changed, new
+
+    @staticmethod
+    def _served_state(cur: psycopg.Cursor[Any], served: str, assignments: pa.Table) -> pa.Table:
+        """The history columns of the served rows of ``assignments``' ids (one lookup of the whole batch)."""
+        query = sql.SQL(
+            "SELECT customer_id, segment, previous_segment, segment_since FROM {} WHERE customer_id = ANY(%s)"
+        ).format(sql.Identifier(served))
+        rows = cur.execute(query, (assignments["customer_id"].to_pylist(),)).fetchall()
+        if not rows:
+            return empty_state()
+        columns = zip(*rows, strict=True)
+        return pa.table([pa.array(c, f.type) for c, f in zip(columns, STATE_SCHEMA, strict=True)], schema=STATE_SCHEMA)
+
+    def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
+        conn = self._connect(autocommit=False)
+        try:
+            with conn:
+                cur = conn.cursor()
+                generation, served = self._lock_pointer(cur)
+                self._check_stage(cur, token)
+                table = f"{self._prefix}{generation + 1}"
+                staged = sql.Identifier(f"{self._staged_prefix}{token.stage}")
+                # renamed first: its exclusive lock waits for a batch still being written, which is then counted
+                cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staged, sql.Identifier(table)))
+                try:
+                    self._add_key(cur, table)
+                except psycopg.errors.UniqueViolation as exc:
+                    detail = (exc.diag.message_detail or "a customer id is duplicated").removesuffix(".")
+                    raise stage_duplicated(token, self.url_display, detail) from None
+                rows, changed, new = cur.execute(
+                    sql.SQL(
+                        "SELECT coalesce(sum(rows), 0), coalesce(sum(changed), 0), coalesce(sum(new), 0) FROM {} "
+                        "WHERE token = %s"
+                    ).format(self._batches),
+                    (token.stage,),
+                ).fetchone()
+                if rows != expected_rows:
+                    raise stage_short(token, self.url_display, int(rows), expected_rows)
+                # the snapshot is the batches' parts, one Arrow stream each, in the order they were staged
+                cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} SELECT %s, (row_number() OVER (ORDER BY batch))::integer - 1, state "
+                        "FROM {} WHERE token = %s"
+                    ).format(self._state, self._batches),
+                    (generation + 1, token.stage),
+                )
+                self._flip(cur, table, generation + 1, token.run, int(rows))
+                cur.execute(sql.SQL("DELETE FROM {} WHERE token = %s").format(self._batches), (token.stage,))
+                cur.execute(sql.SQL("DELETE FROM {} WHERE token = %s").format(self._stages), (token.stage,))
+                conn.commit()
+                self._after_flip(conn, served, generation + 1)
+        except psycopg.errors.UndefinedTable:  # the store was dropped since the begin
+            raise stage_gone(token, self.url_display) from None
+        except psycopg.Error as exc:
+            raise failed(self.url_display, f"publish run {token.run_id}", exc, self._secrets) from exc
+        return int(rows), int(changed), int(new)
+
+    def _abort(self, token: StageToken) -> None:
+        try:
+            with self._connect(autocommit=False) as conn:
+                cur = conn.cursor()
+                cur.execute("SET lock_timeout = '30s'")
+                if cur.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",)).fetchone()[0] is not None:
+                    self._remove_stage(cur, token.stage)
+        except psycopg.Error as exc:
+            raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc
 
     def _read_state(self, conn: psycopg.Connection[Any], generation: int, table: str) -> pa.Table:
         """customer_id, segment, previous_segment and segment_since of the served run: from the Arrow
@@ -307,11 +504,13 @@ class PostgresStore(ProfileStore):
         )
 
     @staticmethod
-    def _copy_in(cur: psycopg.Cursor[Any], table: sql.Identifier, rows: pa.Table) -> None:
+    def _copy_in(cur: psycopg.Cursor[Any], table: sql.Identifier, rows: pa.Table, freeze: bool = True) -> None:
         """COPY ``rows`` in, in PostgreSQL's binary format encoded by Arrow and NumPy a batch at a time,
-        while a psycopg thread sends the previous batch (binary halves the server's work against CSV)."""
+        while a psycopg thread sends the previous batch (binary halves the server's work against CSV).
+        ``freeze`` needs a table created in the current transaction."""
         columns = sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
-        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE true)").format(table, columns)
+        options = sql.SQL("FORMAT binary, FREEZE true" if freeze else "FORMAT binary")
+        query = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(table, columns, options)
         with cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
             copy.write(_COPY_HEADER)
             for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):

@@ -16,6 +16,17 @@ fields pipelined on one connection, then swaps the pointer in one command (refus
 lost), then UNLINKs the old version. Readers run a small Lua script that reads the pointer and the hash
 in one atomic step, so a batch always comes from one run and there is no window between the two reads.
 A publish killed half way leaves its version unreferenced; the next publish deletes it.
+
+A staged publish writes a version the same way from several processes. Begin (under the lock): take a
+version number and register it with ``ns:v:<n>:stage``, a hash of the version served at begin and the
+running totals (customers, changed, new, batches, and the first problem found). Each batch, from any
+process: one Lua script checks that the pointer still names the version served at begin and that the stage
+exists, and HMGETs the served profiles of the batch's ids; the history is computed in Arrow, the HSETs are
+streamed into ``ns:v:<n>`` as by a publish (an HSET that adds fewer fields than it sent means a customer was
+staged twice: recorded as the stage's problem), and a second script appends the batch's Arrow history to
+``ns:v:<n>:state`` and adds its counts. Commit (under the lock): check the pointer, the totals and HLEN
+against the expected count, then the same pointer swap as a publish. A stage that can no longer commit
+(the pointer moved on) is removed by the next flip or begin, with any keys a late batch wrote.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,11 +50,17 @@ from rfmseg.errors import StoreError
 from rfmseg.stores.base import (
     PROFILE_FIELDS,
     SEPARATOR,
+    STATE_SCHEMA,
     ProfileStore,
     RunInfo,
+    StageToken,
     apply_history,
     empty_state,
     failed,
+    stage_duplicated,
+    stage_gone,
+    stage_moved,
+    stage_short,
     state_from_parts,
     state_parts,
     unreachable,
@@ -78,6 +96,46 @@ return 1
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+# KEYS[1] = pointer, KEYS[2] = stage; ARGV[1] = version served at begin ('' = none), ARGV[2] = its hash key
+# ('' = none), ARGV[3..] = customer ids -> {'ok', value or false per id} | {'moved', run id} | {'gone'} |
+# {'problem', text}
+_STAGE_READ_LUA = """
+local ptr = redis.call('GET', KEYS[1])
+local served, run = '', ''
+if ptr then
+  local p = cjson.decode(ptr)
+  served, run = tostring(p['version']), p['run_id']
+end
+if served ~= ARGV[1] then return {'moved', run} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+local problem = redis.call('HGET', KEYS[2], 'problem')
+if problem then return {'problem', problem} end
+local out = {'ok'}
+if ARGV[2] == '' then return out end
+for i = 3, #ARGV, 1000 do
+  local vals = redis.call('HMGET', ARGV[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for j = 1, #vals do out[#out + 1] = vals[j] end
+end
+return out
+"""
+# KEYS[1] = stage, KEYS[2] = versions, KEYS[3] = state list; ARGV[1] = version, ARGV[2..4] = rows, changed,
+# new, ARGV[5] = problem ('' = none), ARGV[6..] = Arrow history parts -> 1 if recorded, 0 if the stage is gone
+_STAGE_RECORD_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[2], ARGV[1])  -- what the batch wrote stays findable: the next publish removes it
+  return 0
+end
+if ARGV[5] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'problem', ARGV[5])
+  return 1
+end
+for i = 6, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('HINCRBY', KEYS[1], 'rows', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'changed', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'new', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'batches', 1)
+return 1
 """
 
 
@@ -135,6 +193,8 @@ class RedisStore(ProfileStore):
         self._read_script = self._client.register_script(_READ_LUA)
         self._flip_script = self._client.register_script(_FLIP_LUA)
         self._release_script = self._client.register_script(_RELEASE_LUA)
+        self._stage_read_script = self._client.register_script(_STAGE_READ_LUA)
+        self._stage_record_script = self._client.register_script(_STAGE_RECORD_LUA)
         self._cache_lock = threading.Lock()
         self._cached_raw: bytes | None = None
         self._cached_pointer: dict[str, Any] = {}
@@ -235,21 +295,12 @@ class RedisStore(ProfileStore):
         return 0 if pointer is None else int(pointer["customers"])
 
     def _drop(self) -> None:
-        holder = self._connect(single=True)
-        try:
-            token = self._acquire(holder)
-            try:
-                self._drop_versions(holder, {v.decode() for v in holder.smembers(self._versions)})
-                raw = holder.get(self._pointer)
-                if raw is not None:
-                    self._drop_versions(holder, {str(json.loads(raw)["version"])})
-                holder.unlink(self._pointer, self._seq, self._versions)
-            finally:
-                self._release_script(keys=[self._lock_key], args=[token], client=holder)
-        except redis.RedisError as exc:
-            raise failed(self.url_display, "drop the store", exc, self._secrets) from exc
-        finally:
-            holder.close()
+        with self._locked("drop the store") as (holder, _lock):
+            self._drop_versions(holder, {v.decode() for v in holder.smembers(self._versions)})
+            served = self._served_version(holder)
+            if served is not None:
+                self._drop_versions(holder, {served})
+            holder.unlink(self._pointer, self._seq, self._versions)
 
     def _close(self) -> None:
         self._client.close()
@@ -257,15 +308,23 @@ class RedisStore(ProfileStore):
     # --- publish ------------------------------------------------------------------------------------------
 
     def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
+        with self._locked(f"publish run {run.run_id}") as (holder, lock):
+            return self._load_and_flip(holder, lock, assignments, run)
+
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[tuple[redis.Redis, str]]:
+        """(single-connection client, lock token) while holding the publisher lock; Redis errors become
+        StoreError naming ``action``."""
         holder = self._connect(single=True)  # the lock lives as long as this connection
         try:
-            token = self._acquire(holder)
+            lock = self._acquire(holder)
             try:
-                return self._load_and_flip(holder, token, assignments, run)
+                yield holder, lock
             finally:
-                self._release_script(keys=[self._lock_key], args=[token], client=holder)
+                with contextlib.suppress(redis.RedisError):  # a lost lock expires by itself
+                    self._release_script(keys=[self._lock_key], args=[lock], client=holder)
         except redis.RedisError as exc:
-            raise failed(self.url_display, f"publish run {run.run_id}", exc, self._secrets) from exc
+            raise failed(self.url_display, action, exc, self._secrets) from exc
         finally:
             holder.close()
 
@@ -296,10 +355,8 @@ class RedisStore(ProfileStore):
             return True  # CLIENT LIST not allowed: wait for the lock's TTL instead
 
     def _load_and_flip(self, holder: redis.Redis, token: str, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
-        raw = holder.get(self._pointer)
-        pointer = None if raw is None else json.loads(raw)
-        served = None if pointer is None else str(pointer["version"])
-        self._drop_versions(holder, {v.decode() for v in holder.smembers(self._versions)} - {served})
+        served = self._served_version(holder)
+        self._drop_leftovers(holder, served)
 
         state = self._read_state(holder, served) if served else empty_state()
         rows, changed, new = apply_history(assignments, state, run.as_of)
@@ -308,64 +365,93 @@ class RedisStore(ProfileStore):
         holder.sadd(self._versions, version)  # registered first, so a dead publish's keys can be found
         key = self._version_key(version)
         try:
-            self._write_hash(holder, key, rows)
-            self._write_state(holder, key, rows)
-            new_pointer = json.dumps(
-                {
-                    "version": int(version),
-                    "key": key,
-                    "run_id": run.run_id,
-                    "as_of": run.as_of.isoformat(),
-                    "model_version": run.model_version,
-                    "customers": rows.num_rows,
-                    "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            )
-            if not self._flip_script(keys=[self._lock_key, self._pointer], args=[token, new_pointer], client=holder):
+            written = self._write_hash(holder, key, rows, keep_lock=True)
+            if written != rows.num_rows:
                 raise StoreError(
-                    f"the publish lock on {self.url_display} expired during the publish of "
-                    f"run {run.run_id}; nothing was changed, publish again"
+                    f"the profile store at {self.url_display} stored {written} of {rows.num_rows} "
+                    "profiles; nothing was changed, publish again"
                 )
+            self._write_state(holder, key, rows)
+            self._flip(holder, token, version, run, rows.num_rows)
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # best effort: the next publish removes it anyway
                 self._drop_versions(holder, {version})
             raise
-        if served:
-            self._drop_versions(holder, {served})
+        self._after_flip(holder, version)
         return changed, new
+
+    def _served_version(self, client: redis.Redis) -> str | None:
+        raw = client.get(self._pointer)
+        return None if raw is None else str(json.loads(raw)["version"])
+
+    def _flip(self, holder: redis.Redis, token: str, version: str, run: RunInfo, customers: int) -> None:
+        """Point ``ns:current`` at ``version``, if this publisher still holds the lock."""
+        new_pointer = json.dumps(
+            {
+                "version": int(version),
+                "key": self._version_key(version),
+                "run_id": run.run_id,
+                "as_of": run.as_of.isoformat(),
+                "model_version": run.model_version,
+                "customers": customers,
+                "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        if not self._flip_script(keys=[self._lock_key, self._pointer], args=[token, new_pointer], client=holder):
+            raise StoreError(
+                f"the publish lock on {self.url_display} expired during the publish of "
+                f"run {run.run_id}; nothing was changed, publish again"
+            )
+
+    def _after_flip(self, holder: redis.Redis, version: str) -> None:
+        """Drop the version served before and the stages that can no longer commit; the new run is served
+        already, so a failure here is left to the next publish."""
+        with contextlib.suppress(redis.RedisError):
+            self._drop_leftovers(holder, version)
+
+    def _drop_leftovers(self, client: redis.Redis, served: str | None) -> None:
+        """UNLINK every version but the served one and the stages begun on it (which may still commit)."""
+        versions = sorted({v.decode() for v in client.smembers(self._versions)} - {served})
+        if not versions:
+            return
+        with client.pipeline(transaction=False) as pipe:
+            for version in versions:
+                pipe.hget(f"{self._version_key(version)}:stage", "served")
+            began_on = pipe.execute()
+        live = {v for v, b in zip(versions, began_on, strict=True) if b is not None and b.decode() == (served or "")}
+        self._drop_versions(client, set(versions) - live)
 
     def _drop_versions(self, client: redis.Redis, versions: set[str]) -> None:
         """UNLINK whole versions (Redis frees the memory in the background)."""
         for version in versions:
             key = self._version_key(version)
-            client.unlink(key, f"{key}:state")
+            client.unlink(key, f"{key}:state", f"{key}:stage")
             client.srem(self._versions, version)
 
-    def _write_hash(self, holder: redis.Redis, key: str, rows: pa.Table) -> None:
-        """HSET every packed profile into ``key``, FIELDS_PER_HSET fields per command.
+    def _write_hash(self, holder: redis.Redis, key: str, rows: pa.Table, keep_lock: bool) -> int:
+        """HSET every packed profile into ``key``, FIELDS_PER_HSET fields per command; the number of
+        fields added (fewer than the rows if some were in ``key`` already).
 
         The commands are encoded to the Redis protocol by Arrow, a batch at a time, and streamed on the
-        lock holder's connection with the replies of one batch read while Redis works on the next: redis-py
-        pipelines would spend most of the publish encoding two million arguments in Python.
+        holder's connection with the replies of one batch read while Redis works on the next: redis-py
+        pipelines would spend most of the publish encoding two million arguments in Python. With
+        ``keep_lock`` each batch also renews the publisher lock.
         """
         conn = holder.connection
         if conn is None:  # pragma: no cover - a single-connection client always has one
             raise StoreError("the publish needs a single-connection Redis client")
         try:
-            written = self._stream_hsets(conn, key, rows)
+            return self._stream_hsets(conn, key, rows, keep_lock)
         except BaseException:
             conn.disconnect()  # replies may be left unread: start the next command on a fresh connection
             raise
-        if written != rows.num_rows:
-            raise StoreError(
-                f"the profile store at {self.url_display} stored {written} of {rows.num_rows} "
-                "profiles; nothing was changed, publish again"
-            )
 
-    def _stream_hsets(self, conn: Any, key: str, rows: pa.Table) -> int:
+    def _stream_hsets(self, conn: Any, key: str, rows: pa.Table, keep_lock: bool) -> int:
         """Send the HSETs batch by batch, reading a batch's replies after sending the next; fields added."""
         key_bulk = _bulk(key.encode())
-        expire = b"".join(conn.pack_command("PEXPIRE", self._lock_key, LOCK_TTL_MS))
+        # a PING when there is no lock to renew keeps one extra reply per batch either way
+        renew = ("PEXPIRE", self._lock_key, LOCK_TTL_MS) if keep_lock else ("PING",)
+        expire = b"".join(conn.pack_command(*renew))
         written, pending = 0, 0
         for batch in rows.to_batches(max_chunksize=WRITE_BATCH_ROWS):
             data, offsets = _packed_pairs(batch)
@@ -385,7 +471,7 @@ class RedisStore(ProfileStore):
 
     @staticmethod
     def _read_replies(conn: Any, hsets: int) -> int:
-        """Read the replies of one batch (``hsets`` HSETs, then PEXPIRE); the number of fields added."""
+        """Read the replies of one batch (``hsets`` HSETs, then PEXPIRE or PING); the number of fields added."""
         if not hsets:
             return 0
         added = sum(int(conn.read_response()) for _ in range(hsets))
@@ -404,3 +490,129 @@ class RedisStore(ProfileStore):
                 "state; it was changed by hand - publish into a new namespace"
             )
         return state_from_parts(parts)
+
+    # --- staged publish -----------------------------------------------------------------------------------
+
+    def _begin(self, run: RunInfo) -> StageToken:
+        with self._locked(f"begin the publish of run {run.run_id}") as (holder, _token):
+            served = self._served_version(holder)
+            self._drop_leftovers(holder, served)
+            version = str(holder.incr(self._seq))
+            with holder.pipeline(transaction=True) as pipe:
+                pipe.sadd(self._versions, version)
+                pipe.hset(
+                    f"{self._version_key(version)}:stage",
+                    mapping={
+                        "served": served or "",
+                        "run_id": run.run_id,
+                        "rows": 0,
+                        "changed": 0,
+                        "new": 0,
+                        "batches": 0,
+                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    },
+                )
+                pipe.execute()
+        served_key = self._version_key(served) if served else None
+        return StageToken(
+            self._url, self.namespace, version, int(served or 0), served_key, run.run_id, run.as_of, run.model_version
+        )
+
+    def _stage_key(self, token: StageToken) -> str:
+        return f"{self._version_key(token.stage)}:stage"
+
+    def _began_on(self, token: StageToken) -> str:
+        return str(token.generation) if token.served else ""
+
+    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+        holder = self._connect(single=True)
+        try:
+            state = self._staged_state(holder, token, assignments["customer_id"].to_pylist())
+            rows, changed, new = apply_history(assignments, state, token.as_of)
+            key = self._version_key(token.stage)
+            written = self._write_hash(holder, key, rows, keep_lock=False)
+            problem = ""
+            if written != rows.num_rows:
+                twice = rows.num_rows - written
+                problem = f"{twice:,} customer(s) of a batch were staged by an earlier batch"
+            recorded = self._stage_record_script(
+                keys=[self._stage_key(token), self._versions, f"{key}:state"],
+                args=[token.stage, rows.num_rows, changed, new, problem, *([] if problem else state_parts(rows))],
+                client=holder,
+            )
+        except redis.RedisError as exc:
+            raise failed(self.url_display, f"stage a batch of run {token.run_id}", exc, self._secrets) from exc
+        finally:
+            holder.close()
+        if not recorded:
+            raise stage_gone(token, self.url_display)
+        if problem:
+            raise stage_duplicated(token, self.url_display, problem)
+        return changed, new
+
+    def _staged_state(self, client: redis.Redis, token: StageToken, ids: list[str]) -> pa.Table:
+        """The served history of ``ids``, read with the check that the stage may still commit."""
+        found: list[str] = []
+        values: list[bytes] = []
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            reply = self._stage_read_script(
+                keys=[self._pointer, self._stage_key(token)],
+                args=[self._began_on(token), token.served or "", *chunk],
+                client=client,
+            )
+            status = reply[0].decode()
+            if status == "moved":
+                raise stage_moved(token, self.url_display, reply[1].decode() or None)
+            if status == "gone":
+                raise stage_gone(token, self.url_display)
+            if status == "problem":
+                raise stage_duplicated(token, self.url_display, reply[1].decode())
+            for cid, value in zip(chunk, reply[1:], strict=False):
+                if value is not None:
+                    found.append(cid)
+                    values.append(value)
+        if not found:
+            return empty_state()
+        fields = pc.split_pattern(pa.array(values, pa.binary()).cast(pa.string()), SEPARATOR)
+        previous = pc.list_element(fields, 1)
+        return pa.table(
+            [
+                pa.array(found, pa.string()),
+                pc.list_element(fields, 0),
+                pc.if_else(pc.equal(previous, ""), pa.scalar(None, pa.string()), previous),
+                pc.cast(pc.list_element(fields, 2), pa.date32()),
+            ],
+            schema=STATE_SCHEMA,
+        )
+
+    def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
+        key = self._version_key(token.stage)
+        with self._locked(f"publish run {token.run_id}") as (holder, lock):
+            raw = holder.get(self._pointer)
+            pointer = None if raw is None else json.loads(raw)
+            if (str(pointer["version"]) if pointer else "") != self._began_on(token):
+                raise stage_moved(token, self.url_display, pointer["run_id"] if pointer else None)
+            stage = {k.decode(): v.decode() for k, v in holder.hgetall(self._stage_key(token)).items()}
+            if not stage or not holder.sismember(self._versions, token.stage):
+                raise stage_gone(token, self.url_display)
+            if stage.get("problem"):
+                raise stage_duplicated(token, self.url_display, stage["problem"])
+            rows, changed, new = int(stage["rows"]), int(stage["changed"]), int(stage["new"])
+            if rows != expected_rows:
+                raise stage_short(token, self.url_display, rows, expected_rows)
+            held = int(holder.hlen(key))
+            if held != rows:  # a batch that died half way left fields without counting them
+                raise stage_short(token, self.url_display, held, expected_rows)
+            self._flip(holder, lock, token.stage, token.run, rows)
+            with contextlib.suppress(redis.RedisError):
+                holder.unlink(self._stage_key(token))  # a served version like any other now
+            self._after_flip(holder, token.stage)
+        return rows, changed, new
+
+    def _abort(self, token: StageToken) -> None:
+        try:
+            if self._served_version(self._client) != token.stage:  # never the version it committed
+                self._drop_versions(self._client, {token.stage})
+        except redis.RedisError as exc:
+            raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc

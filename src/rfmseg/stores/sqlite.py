@@ -8,6 +8,14 @@ A publish runs in one write transaction: create ``ns_profiles_<n+1>``, load it, 
 and the view at it, drop the old table, commit. WAL readers keep their snapshot until the commit, so
 they see the whole old run or the whole new one; a publish killed half way never commits and
 leaves nothing behind.
+
+A staged publish loads the same rows in several transactions, from any process that opens the file:
+``ns_staged_<token>`` (the same layout, keyed by customer_id, so a customer staged twice is refused at
+once) receives each batch with its history joined from the table served at begin, ``ns_stages`` records
+the staged publish and the generation it began on, ``ns_stage_batches`` the customers, changed and new of
+each batch. The commit is one write transaction: check, rename ``ns_staged_<token>`` to
+``ns_profiles_<n+1>``, and the same flip as a publish. Staged publishes that can no longer commit (the
+generation moved on) are dropped by the next flip or begin.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +38,12 @@ from rfmseg.stores.base import (
     PROFILE_FIELDS,
     ProfileStore,
     RunInfo,
+    StageToken,
     failed,
+    stage_duplicated,
+    stage_gone,
+    stage_moved,
+    stage_short,
     unreachable,
 )
 
@@ -63,6 +79,7 @@ class SqliteStore(ProfileStore):
         ns = self.namespace
         self._meta, self._view, self._prefix = f"{ns}_meta", f"{ns}_current", f"{ns}_profiles_"
         self._staging = f"{ns}_staging"
+        self._stages, self._batches, self._staged_prefix = f"{ns}_stages", f"{ns}_stage_batches", f"{ns}_staged_"
         self._lock = threading.Lock()
         self._conn = self._connect()
         self._select = f'SELECT {", ".join(PROFILE_FIELDS)} FROM "{self._view}"'
@@ -120,24 +137,17 @@ class SqliteStore(ProfileStore):
         return int(rows[0][0]) if rows else 0
 
     def _drop(self) -> None:
-        conn = self._write_connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            like = self._prefix.replace("_", r"\_") + "%"
-            names = [
-                row[0]
-                for row in conn.execute(
-                    r"SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\'", (like,)
-                )
-            ]
+        with self._transaction("drop the store") as conn:
+            names = self._tables(conn, self._prefix) + self._tables(conn, self._staged_prefix)
             conn.execute(f'DROP VIEW IF EXISTS "{self._view}"')
-            for name in [*names, self._meta]:
+            for name in [*names, self._meta, self._stages, self._batches]:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise failed(self.url_display, "drop the store", exc) from exc
-        finally:
-            conn.close()
+
+    @staticmethod
+    def _tables(conn: sqlite3.Connection, prefix: str) -> list[str]:
+        like = prefix.replace("_", r"\_") + "%"
+        rows = conn.execute(r"SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\'", (like,))
+        return [row[0] for row in rows]
 
     def _close(self) -> None:
         with self._lock:
@@ -145,35 +155,44 @@ class SqliteStore(ProfileStore):
 
     # --- publish ------------------------------------------------------------------------------------------
 
-    def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
-        conn = self._write_connection()
+    @contextmanager
+    def _transaction(self, action: str, bulk: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: the write lock, one writer at a time) on a connection of
+        its own, committed when the block ends and rolled back if it raises; SQLite errors become StoreError."""
         try:
-            conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while building the new table
-            conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: one publisher at a time
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise unreachable(self.url_display, exc) from exc
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if bulk:
+                conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while building a table
+                conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                result = self._load_and_flip(conn, assignments, run)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            return result
         except sqlite3.Error as exc:
-            raise failed(self.url_display, f"publish run {run.run_id}", exc) from exc
+            raise failed(self.url_display, action, exc) from exc
         finally:
             conn.close()
 
-    def _write_connection(self) -> sqlite3.Connection:
-        """A connection of its own for a publish or drop (reads go on while it writes)."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            raise unreachable(self.url_display, exc) from exc
-        return conn
+    def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
+        with self._transaction(f"publish run {run.run_id}", bulk=True) as conn:
+            generation, served = self._pointer(conn)
+            table = f"{self._prefix}{generation + 1}"
+            self._create_rows_table(conn, table)
+            changed, new = self._load(conn, table, assignments, run.as_of, served)
+            self._flip(conn, table, generation + 1, run, assignments.num_rows, served)
+        return changed, new
 
-    def _load_and_flip(self, conn: sqlite3.Connection, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
+    def _pointer(self, conn: sqlite3.Connection) -> tuple[int, str | None]:
+        """(generation, served table) of the pointer, made if missing; tables of the profiles prefix that it
+        does not name (e.g. from an older layout) are dropped."""
         conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{self._meta}" ('
             "id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL, "
@@ -182,61 +201,84 @@ class SqliteStore(ProfileStore):
         )
         pointer = conn.execute(f'SELECT generation, table_name FROM "{self._meta}"').fetchone()
         generation, served = (pointer[0], pointer[1]) if pointer else (0, None)
-
-        # tables no pointer refers to (e.g. from an older layout) are dropped first
-        like = self._prefix.replace("_", r"\_") + "%"
-        for (name,) in conn.execute(
-            r"SELECT name FROM sqlite_master WHERE type = 'table' "
-            r"AND name LIKE ? ESCAPE '\'",
-            (like,),
-        ).fetchall():
+        for name in self._tables(conn, self._prefix):
             if name != served:
                 conn.execute(f'DROP TABLE "{name}"')
+        return generation, served
 
-        # the history is computed in SQL: reading a million rows back into Python costs more than the join
-        table = f"{self._prefix}{generation + 1}"
+    @staticmethod
+    def _create_rows_table(conn: sqlite3.Connection, table: str) -> None:
         conn.execute(
             f'CREATE TABLE "{table}" (customer_id TEXT PRIMARY KEY, segment TEXT NOT NULL, '
             "previous_segment TEXT, segment_since TEXT NOT NULL, recency_days INTEGER NOT NULL, "
             "frequency INTEGER NOT NULL, monetary REAL NOT NULL, distance REAL NOT NULL) "
             "WITHOUT ROWID"
         )
+
+    def _load(
+        self, conn: sqlite3.Connection, table: str, assignments: pa.Table, as_of: date, served: str | None
+    ) -> tuple[int, int]:
+        """Insert ``assignments`` into ``table`` with the history joined from ``served``; (changed, new).
+
+        The history is computed in SQL: reading a million rows back into Python costs more than the join.
+        """
         ordered = assignments.sort_by("customer_id")  # appending in key order keeps the B-tree build cheap
         if served is None:
-            self._insert(conn, f'INSERT INTO "{table}" VALUES (?, ?, NULL, {_quote(run.as_of)}, ?, ?, ?, ?)', ordered)
-            changed, new = 0, ordered.num_rows
-        else:
-            conn.execute(f'DROP TABLE IF EXISTS temp."{self._staging}"')
-            conn.execute(
-                f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT NOT NULL, segment TEXT NOT NULL, '
-                "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL)"
-            )
-            self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?)', ordered)
-            found, changed = conn.execute(
-                f"SELECT count(o.customer_id), coalesce(sum(o.segment <> s.segment), 0) "
-                f'FROM temp."{self._staging}" AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id'
-            ).fetchone()
-            new = ordered.num_rows - found
-            # staging rows are in key order (rowid order), so the new table is appended in key order too
-            conn.execute(
-                f'INSERT INTO "{table}" SELECT s.customer_id, s.segment, '
-                "CASE WHEN o.segment = s.segment THEN o.previous_segment ELSE o.segment END, "
-                "CASE WHEN o.segment = s.segment THEN o.segment_since ELSE ? END, "
-                "s.recency_days, s.frequency, s.monetary, s.distance "
-                f'FROM temp."{self._staging}" AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id',
-                (run.as_of.isoformat(),),
-            )
-            conn.execute(f'DROP TABLE temp."{self._staging}"')
+            self._insert(conn, f'INSERT INTO "{table}" VALUES (?, ?, NULL, {_quote(as_of)}, ?, ?, ?, ?)', ordered)
+            return 0, ordered.num_rows
+        self._fill_staging(conn, ordered)
+        result = self._insert_staging(conn, table, as_of, served)
+        conn.execute(f'DROP TABLE temp."{self._staging}"')
+        return result
 
+    def _fill_staging(self, conn: sqlite3.Connection, ordered: pa.Table) -> None:
+        """The rows of ``ordered`` in this connection's temporary table (in key order, which is rowid order)."""
+        conn.execute(f'DROP TABLE IF EXISTS temp."{self._staging}"')
+        conn.execute(
+            f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT NOT NULL, segment TEXT NOT NULL, '
+            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL)"
+        )
+        self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?)', ordered)
+
+    def _insert_staging(self, conn: sqlite3.Connection, table: str, as_of: date, served: str | None) -> tuple[int, int]:
+        """Copy the temporary table into ``table`` with the history joined from ``served``; (changed, new)."""
+        staging = f'temp."{self._staging}"'
+        if served is None:
+            conn.execute(
+                f'INSERT INTO "{table}" SELECT customer_id, segment, NULL, ?, recency_days, frequency, monetary, '
+                f"distance FROM {staging}",
+                (as_of.isoformat(),),
+            )
+            return 0, conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
+        rows, found, changed = conn.execute(
+            f"SELECT count(*), count(o.customer_id), coalesce(sum(o.segment <> s.segment), 0) "
+            f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id'
+        ).fetchone()
+        # staging rows are in key order (rowid order), so the new table is appended in key order too
+        conn.execute(
+            f'INSERT INTO "{table}" SELECT s.customer_id, s.segment, '
+            "CASE WHEN o.segment = s.segment THEN o.previous_segment ELSE o.segment END, "
+            "CASE WHEN o.segment = s.segment THEN o.segment_since ELSE ? END, "
+            "s.recency_days, s.frequency, s.monetary, s.distance "
+            f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id',
+            (as_of.isoformat(),),
+        )
+        return changed, rows - found
+
+    def _flip(
+        self, conn: sqlite3.Connection, table: str, generation: int, run: RunInfo, customers: int, served: str | None
+    ) -> None:
+        """Point the meta row and the view at ``table``, drop the table served before and the staged
+        publishes that began on an older generation (none of them can commit any more)."""
         conn.execute(
             f'INSERT OR REPLACE INTO "{self._meta}" VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
             (
-                generation + 1,
+                generation,
                 table,
                 run.run_id,
                 run.as_of.isoformat(),
                 run.model_version,
-                ordered.num_rows,
+                customers,
                 datetime.now(UTC).isoformat(timespec="seconds"),
             ),
         )
@@ -248,12 +290,118 @@ class SqliteStore(ProfileStore):
         )
         if served:
             conn.execute(f'DROP TABLE "{served}"')
-        return changed, new
+        self._drop_doomed_stages(conn, generation)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, sql: str, table: pa.Table) -> None:
         for batch in table.to_batches(max_chunksize=INSERT_BATCH):
             conn.executemany(sql, zip(*(column.to_pylist() for column in batch.columns), strict=True))
+
+    # --- staged publish -----------------------------------------------------------------------------------
+
+    def _ensure_stage_tables(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self._stages}" (token TEXT PRIMARY KEY, generation INTEGER NOT NULL, '
+            "run_id TEXT NOT NULL, created TEXT NOT NULL, problem TEXT)"
+        )
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self._batches}" (token TEXT NOT NULL, rows INTEGER NOT NULL, '
+            "changed INTEGER NOT NULL, new INTEGER NOT NULL)"
+        )
+
+    def _drop_doomed_stages(self, conn: sqlite3.Connection, generation: int) -> None:
+        """Drop the staged tables whose publish began on another generation (or is not registered)."""
+        tables = self._tables(conn, self._staged_prefix)
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (self._stages,)).fetchone():
+            live: set[str] = set()
+        else:
+            conn.execute(f'DELETE FROM "{self._stages}" WHERE generation <> ?', (generation,))
+            conn.execute(f'DELETE FROM "{self._batches}" WHERE token NOT IN (SELECT token FROM "{self._stages}")')
+            live = {row[0] for row in conn.execute(f'SELECT token FROM "{self._stages}"')}
+        for name in tables:
+            if name.removeprefix(self._staged_prefix) not in live:
+                conn.execute(f'DROP TABLE "{name}"')
+
+    def _begin(self, run: RunInfo) -> StageToken:
+        stage = uuid.uuid4().hex[:12]
+        with self._transaction(f"begin the publish of run {run.run_id}") as conn:
+            generation, served = self._pointer(conn)
+            self._ensure_stage_tables(conn)
+            self._drop_doomed_stages(conn, generation)
+            self._create_rows_table(conn, f"{self._staged_prefix}{stage}")
+            conn.execute(
+                f'INSERT INTO "{self._stages}" VALUES (?, ?, ?, ?, NULL)',
+                (stage, generation, run.run_id, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+        # an absolute path: workers may run in another folder
+        url = f"sqlite:///{self.path.resolve()}"
+        return StageToken(url, self.namespace, stage, generation, served, run.run_id, run.as_of, run.model_version)
+
+    def _check_stage(self, conn: sqlite3.Connection, token: StageToken) -> None:
+        """Refuse (StoreError) unless ``token``'s publish exists, has no problem and began on the served
+        generation."""
+        try:
+            pointer = conn.execute(f'SELECT generation, run_id FROM "{self._meta}"').fetchone()
+            stage = conn.execute(f'SELECT problem FROM "{self._stages}" WHERE token = ?', (token.stage,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):  # the store was dropped
+                raise stage_gone(token, self.url_display) from None
+            raise
+        generation, current_run = pointer if pointer else (0, None)
+        if generation != token.generation:
+            raise stage_moved(token, self.url_display, current_run)
+        if stage is None:
+            raise stage_gone(token, self.url_display)
+        if stage[0]:
+            raise stage_duplicated(token, self.url_display, stage[0])
+
+    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+        table = f"{self._staged_prefix}{token.stage}"
+        with self._transaction(f"stage a batch of run {token.run_id}", bulk=True) as conn:
+            self._check_stage(conn, token)
+            self._fill_staging(conn, assignments.sort_by("customer_id"))
+            twice = conn.execute(
+                f'SELECT count(*), min(s.customer_id) FROM temp."{self._staging}" AS s '
+                f'JOIN "{table}" AS t ON t.customer_id = s.customer_id'
+            ).fetchone()
+            if twice[0]:
+                # recorded (and committed), so the commit refuses even if the caller goes on
+                problem = f"{twice[0]:,} customer(s) of a batch, e.g. {twice[1]!r}, were staged by an earlier batch"
+                conn.execute(f'UPDATE "{self._stages}" SET problem = ? WHERE token = ?', (problem, token.stage))
+                result = None
+            else:
+                result = self._insert_staging(conn, table, token.as_of, token.served)
+                conn.execute(
+                    f'INSERT INTO "{self._batches}" VALUES (?, ?, ?, ?)', (token.stage, assignments.num_rows, *result)
+                )
+            conn.execute(f'DROP TABLE temp."{self._staging}"')
+        if result is None:
+            raise stage_duplicated(token, self.url_display, problem)
+        return result
+
+    def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
+        with self._transaction(f"publish run {token.run_id}") as conn:
+            generation, served = self._pointer(conn)
+            self._check_stage(conn, token)
+            sums = "coalesce(sum(rows), 0), coalesce(sum(changed), 0), coalesce(sum(new), 0)"
+            rows, changed, new = conn.execute(
+                f'SELECT {sums} FROM "{self._batches}" WHERE token = ?', (token.stage,)
+            ).fetchone()
+            if rows != expected_rows:
+                raise stage_short(token, self.url_display, rows, expected_rows)
+            table = f"{self._prefix}{generation + 1}"
+            conn.execute(f'ALTER TABLE "{self._staged_prefix}{token.stage}" RENAME TO "{table}"')
+            conn.execute(f'DELETE FROM "{self._stages}" WHERE token = ?', (token.stage,))
+            conn.execute(f'DELETE FROM "{self._batches}" WHERE token = ?', (token.stage,))
+            self._flip(conn, table, generation + 1, token.run, rows, served)
+        return rows, changed, new
+
+    def _abort(self, token: StageToken) -> None:
+        with self._transaction(f"abort the publish of run {token.run_id}") as conn:
+            conn.execute(f'DROP TABLE IF EXISTS "{self._staged_prefix}{token.stage}"')
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (self._stages,)).fetchone():
+                conn.execute(f'DELETE FROM "{self._stages}" WHERE token = ?', (token.stage,))
+                conn.execute(f'DELETE FROM "{self._batches}" WHERE token = ?', (token.stage,))
 
 
 def _quote(day: date) -> str:
