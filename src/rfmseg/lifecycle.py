@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import duckdb
 import numpy as np
@@ -35,21 +35,13 @@ import pyarrow.parquet as pq
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, StoreError
+from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy
+from rfmseg.manifest import run_manifest
 from rfmseg.model import SegmentModel
-from rfmseg.model.naming import _reason, name_clusters
-from rfmseg.pipeline import (
-    Timer,
-    _write_run,
-    build_summary,
-    load_rfm,
-    package_versions,
-    provenance,
-    rfm_matrix,
-    rfm_sha256,
-)
+from rfmseg.model.naming import DEFAULT_VOCABULARY, _reason, name_clusters
+from rfmseg.pipeline import Timer, _write_run, build_summary, load_rfm, provenance, rfm_matrix, rfm_sha256
 from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs, new_run_id
 
@@ -502,10 +494,30 @@ def latest_model_run(runs_dir: Path) -> Run | None:
 
 
 def _run_date(run: Run) -> date:
-    m = run.manifest
+    return _manifest_date(run.manifest)
+
+
+def _manifest_date(m: dict[str, Any]) -> date:
+    """The date a run is published as: its as-of date, else the day it was made."""
     if m.get("as_of"):
         return date.fromisoformat(m["as_of"])
     return datetime.fromisoformat(m["created"]).date()
+
+
+def _saved_for_later(exc: RfmsegError, run_id: str, run: Run | None) -> RfmsegError:
+    """``exc`` (of the same class) saying where the unpublished run is kept and how to publish it later."""
+    if run is None:
+        return exc
+    later = f"run {run_id} is saved in {run.path}, publish it later with `rfmseg publish {run_id}`"
+    return type(exc)(f"{exc.message}; {later}")
+
+
+def _publish_table(url: str, table: pa.Table, run_id: str, as_of: date, model_version: str) -> dict[str, Any]:
+    """One-shot publish of ``table`` from this process; the report as a dict, with the store's URL."""
+    from rfmseg.stores import open_store  # the store drivers load only when publishing
+
+    with open_store(url) as s:
+        return {**asdict(s.publish(table, run_id, as_of, model_version)), "store": s.url_display}
 
 
 def publish_run(run: Run | str, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None) -> dict[str, Any]:
@@ -513,36 +525,53 @@ def publish_run(run: Run | str, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: 
 
     A store that cannot be reached raises StoreError naming the URL; the run stays on disk.
     """
-    from rfmseg.stores import open_store  # the store drivers load only when publishing
-
     if isinstance(run, str):
         run = get_run(run, Path(runs_dir))
-    url = store_url(runs_dir, store)
-    manifest = run.manifest
-    model_version = str(manifest.get("model_version") or run.run_id)
-    table = run.table("assignments")
+    model_version = str(run.manifest.get("model_version") or run.run_id)
     try:
-        with open_store(url) as s:
-            report = s.publish(table, run.run_id, _run_date(run), model_version)
-            out = asdict(report)
-            out["store"] = s.url_display
+        return _publish_table(
+            store_url(runs_dir, store), run.table("assignments"), run.run_id, _run_date(run), model_version
+        )
     except StoreError as exc:
-        raise StoreError(
-            f"{exc.message}; run {run.run_id} is saved in {run.path}, publish it later with "
-            f"`rfmseg publish {run.run_id}`"
-        ) from None
-    return out
+        raise _saved_for_later(exc, run.run_id, run) from None
+
+
+def publish_target(
+    runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None, publish: bool | None = None
+) -> str | None:
+    """The publishing rule of `rfmseg run`: the store URL a run is published to, or None. ``publish=True``
+    publishes (to ``store``, $RFMSEG_STORE or the default SQLite store), ``False`` never does, ``None``
+    publishes only when a store is configured (``store`` given or $RFMSEG_STORE set)."""
+    if publish is False or (publish is None and not store and not os.environ.get(STORE_ENV)):
+        return None
+    return store_url(runs_dir, store)
 
 
 def publish_if_configured(
     run: Run, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None, publish: bool | None = None
 ) -> dict[str, Any] | None:
-    """The publishing rule of `rfmseg run`: ``publish=True`` publishes (to ``store``, $RFMSEG_STORE or the
-    default SQLite store), ``False`` never does, ``None`` publishes only when a store is configured
-    (``store`` given or $RFMSEG_STORE set). Returns the publish report, or None when nothing was published."""
-    if publish is False or (publish is None and not store and not os.environ.get(STORE_ENV)):
-        return None
-    return publish_run(run, runs_dir, store)
+    """Publish ``run`` by the rule of :func:`publish_target`. Returns the publish report, or None when
+    nothing was published."""
+    url = publish_target(runs_dir, store, publish)
+    return None if url is None else publish_run(run, runs_dir, url)
+
+
+def publish_from_executors(
+    engine: Any, manifest: dict[str, Any], model: SegmentModel, assignments: pa.Table, url: str, run: Run | None
+) -> dict[str, Any]:
+    """Publish a run the Spark ``engine`` has just computed to the store at ``url``, from its executors
+    (:meth:`rfmseg.engines.spark.SparkEngine.publish`); a SQLite file the executors cannot reach (a
+    cluster) is published from this process instead, from ``assignments``. The report says which
+    (``by``). On failure StoreError or SparkError says where the run is saved and how to publish it later.
+    """
+    run_id = manifest["run_id"]
+    as_of, model_version = _manifest_date(manifest), str(manifest.get("model_version") or run_id)
+    try:
+        if engine.executors_reach(url):
+            return engine.publish(run_id, as_of, model_version, model, url)
+        return {**_publish_table(url, assignments, run_id, as_of, model_version), "by": "driver"}
+    except RfmsegError as exc:
+        raise _saved_for_later(exc, run_id, run) from None
 
 
 def _publish_existing(run: Run, runs_dir: Path, store: str | None) -> dict[str, Any]:
@@ -555,11 +584,138 @@ def _publish_existing(run: Run, runs_dir: Path, store: str | None) -> dict[str, 
             if s.current_run() == run.run_id:
                 return {"run_id": run.run_id, "store": s.url_display, "skipped": "the store already serves this run"}
     except StoreError as exc:
-        raise StoreError(
-            f"{exc.message}; run {run.run_id} is saved in {run.path}, publish it later with "
-            f"`rfmseg publish {run.run_id}`"
-        ) from None
+        raise _saved_for_later(exc, run.run_id, run) from None
     return publish_run(run, runs_dir, store)
+
+
+class JobOptions(TypedDict, total=False):
+    """The keyword arguments :func:`refresh` and :func:`retrain` share, all optional.
+
+    * ``runs_dir``: the run registry (default ``rfmseg-runs``);
+    * ``read``: how to read the input (default: as the model's run read it, with ``preset``, ``policy``,
+      ``bad_rows``, ``returns`` and ``date_format`` given here winning; see :func:`reading`);
+    * ``cold_start``: the cold-start rule (default: 2 orders, 30 days, the preset's segment);
+    * ``publish`` (default True) the run to ``store`` (default: $RFMSEG_STORE, else
+      ``sqlite:///<runs_dir>/profiles.db``);
+    * ``input_label``: the input's name in the manifest (default: its path).
+    """
+
+    runs_dir: str | Path
+    cold_start: ColdStart | None
+    policy: Policy | None
+    read: Reading | None
+    preset: str | None
+    bad_rows: str | None
+    returns: str | None
+    date_format: str | None
+    publish: bool
+    store: str | None
+    input_label: str | None
+
+
+def _job_runs_dir(kind: Kind, options: JobOptions) -> Path:
+    """The run registry of a job; a keyword argument that is no job option is refused as Python would."""
+    unknown = sorted(set(options) - set(JobOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{kind}() got an unexpected keyword argument '{unknown[0]}'")
+    return Path(options.get("runs_dir", DEFAULT_RUNS_DIR))
+
+
+@dataclass
+class _Job:
+    """A refresh or retrain underway: where it writes, how it reads, its cold-start rule, clock and timer."""
+
+    kind: Kind
+    runs_dir: Path
+    started: datetime
+    run_id: str
+    """the id of the run it writes, unless it finds its run already written"""
+    read: Reading
+    cold_start: ColdStart
+    options: JobOptions
+    timer: Timer = field(default_factory=Timer)
+
+    @classmethod
+    def start(cls, kind: Kind, started: datetime, runs_dir: Path, trained: Run | None, options: JobOptions) -> _Job:
+        """The job, reading its input as ``trained`` (the run of the model it starts from) read its own."""
+        o = options
+        read = o.get("read") or reading(
+            trained, o.get("preset"), o.get("policy"), o.get("bad_rows"), o.get("returns"), o.get("date_format")
+        )
+        cold_start = (o.get("cold_start") or ColdStart(segment=None)).resolved(read.preset)
+        return cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)
+
+    def load(
+        self, con: duckdb.DuckDBPyConnection, source: Any, columns: dict[str, str] | None, as_of: Any
+    ) -> tuple[Any, pa.Table, str]:
+        """The prepared input, its RFM table and the table's fingerprint."""
+        prepared, rfm = self.read.load(con, source, columns, as_of, self.timer)
+        return prepared, rfm, rfm_sha256(rfm)
+
+    def find(self, key: str) -> LifeResult | None:
+        """The run written before with idempotency key ``key``, if any (for a refresh, possibly the retrain of
+        the same day whose labels are the ones it would write)."""
+        run = find_run(self.runs_dir, key)
+        if run is None:
+            return None
+        return LifeResult(run.manifest.get("kind", self.kind), run, "existing", run.summary, run.manifest)
+
+    def write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        prepared: Any,
+        rfm: pa.Table,
+        data_sha: str,
+        key: str,
+        model: SegmentModel,
+        model_version: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> LifeResult:
+        """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run;
+        ``summary``, ``params`` and ``manifest`` are what the job's kind adds to the files."""
+        t, read, cold = self.timer, self.read, self.cold_start
+        with t.stage("assign"):
+            assignments = score(model, rfm, prepared.as_of, cold)
+        segments = assignments.column("segment").to_pylist()
+        with t.stage("profile"):
+            summ = build_summary(self.run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
+        summ.update(_life_summary(self.kind, model_version, assignments, cold, prepared, read), **(summary or {}))
+        summ["warnings"] = summ.get("warnings", []) + _cold_warnings(model, cold)
+        man = run_manifest(
+            run_id=self.run_id,
+            kind=self.kind,
+            model_version=model_version,
+            started=self.started,
+            prepared=prepared,
+            rfm=rfm,
+            data_sha256=data_sha,
+            params={
+                "k": model.k,
+                "transform": model.transform,
+                "n_init": model.n_init,
+                "random_state": model.random_state,
+                "bad_rows": read.policy.bad_rows,
+                "returns": read.policy.returns,
+                **read.describe(),
+                **(params or {}),
+            },
+            input_label=self.options.get("input_label"),
+            idempotency_key=key,
+        )
+        man.update(manifest or {})
+        man["cold_start"] = {**cold.to_dict(), "customers": summ["cold_start"]["customers"]}
+        with t.stage("write"):
+            run = _write_run(self.runs_dir, self.run_id, con, prepared, model, rfm, assignments, summ, man, t)
+        return LifeResult(self.kind, run, "created", summ, man)
+
+    def finish(self, result: LifeResult) -> LifeResult:
+        """Publish the job's run (unless ``publish=False``)."""
+        if self.options.get("publish", True):
+            result.publish = _publish_result(result, self.runs_dir, self.options.get("store"))
+        return result
 
 
 def refresh(
@@ -568,22 +724,13 @@ def refresh(
     *,
     as_of: str | date | None = None,
     model: str = "latest",
-    runs_dir: str | Path = DEFAULT_RUNS_DIR,
-    cold_start: ColdStart | None = None,
-    policy: Policy | None = None,
-    read: Reading | None = None,
-    preset: str | None = None,
-    bad_rows: str | None = None,
-    returns: str | None = None,
-    date_format: str | None = None,
-    publish: bool = True,
-    store: str | None = None,
-    input_label: str | None = None,
+    **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The daily job: RFM as of ``as_of`` for every customer, scored with the current model, written as a run
-    of kind 'refresh' and published. ``model='latest'`` is the most recent run that trained a model."""
-    runs_dir = Path(runs_dir)
+    of kind 'refresh' and published. ``model='latest'`` is the most recent run that trained a model.
+    ``options``: see :class:`JobOptions`."""
     started = datetime.now(UTC)
+    runs_dir = _job_runs_dir("refresh", options)
     if model == "latest":
         trained = latest_model_run(runs_dir)
         if trained is None:
@@ -592,50 +739,14 @@ def refresh(
             )
         model = trained.run_id
     ref = load_model(model, runs_dir)
-    read = read or reading(ref.run, preset, policy, bad_rows, returns, date_format)
-    cold_start = (cold_start or ColdStart(segment=None)).resolved(read.preset)
-    timer = Timer()
-    con = duckdb.connect()
-    try:
-        prepared, rfm = read.load(con, source, columns, as_of, timer)
-        data_sha = rfm_sha256(rfm)
-        key = _refresh_key(prepared.as_of, ref.model_version, data_sha, cold_start, read)
-        existing = find_run(runs_dir, key)
-        if existing is not None:
-            kind = existing.manifest.get("kind", "refresh")  # a retrain of the same day may hold these labels
-            result = LifeResult(kind, existing, "existing", existing.summary, existing.manifest)
-        else:
-            with timer.stage("assign"):
-                assignments = score(ref.model, rfm, prepared.as_of, cold_start)
-            run_id = new_run_id(started)
-            segments = assignments.column("segment").to_pylist()
-            with timer.stage("profile"):
-                summary = build_summary(run_id, prepared.as_of, ref.model, rfm, segments, read.currency, read.units)
-            summary.update(_life_summary("refresh", ref.model_version, assignments, cold_start, prepared, read))
-            summary["warnings"] = summary.get("warnings", []) + _cold_warnings(ref.model, cold_start)
-            manifest = _manifest(
-                "refresh",
-                run_id,
-                started,
-                prepared,
-                rfm,
-                data_sha,
-                key,
-                ref.model,
-                ref.model_version,
-                input_label,
-                read,
-            )
-            manifest["source_run"] = ref.run.run_id
-            manifest["cold_start"] = {**cold_start.to_dict(), "customers": summary["cold_start"]["customers"]}
-            with timer.stage("write"):
-                run = _write_run(runs_dir, run_id, con, prepared, ref.model, rfm, assignments, summary, manifest, timer)
-            result = LifeResult("refresh", run, "created", summary, manifest)
-    finally:
-        con.close()
-    if publish:
-        result.publish = _publish_result(result, runs_dir, store)
-    return result
+    job = _Job.start("refresh", started, runs_dir, ref.run, options)
+    with duckdb.connect() as con:
+        prepared, rfm, data_sha = job.load(con, source, columns, as_of)
+        key = _refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read)
+        result = job.find(key) or job.write(
+            con, prepared, rfm, data_sha, key, ref.model, ref.model_version, manifest={"source_run": ref.run.run_id}
+        )
+    return job.finish(result)
 
 
 def retrain(
@@ -649,25 +760,16 @@ def retrain(
     n_init: int | None = None,
     random_state: int | None = None,
     max_name_shift: float = DEFAULT_MAX_NAME_SHIFT,
-    runs_dir: str | Path = DEFAULT_RUNS_DIR,
-    cold_start: ColdStart | None = None,
-    policy: Policy | None = None,
-    read: Reading | None = None,
-    preset: str | None = None,
-    bad_rows: str | None = None,
-    returns: str | None = None,
-    date_format: str | None = None,
-    publish: bool = True,
-    store: str | None = None,
-    input_label: str | None = None,
+    **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The weekly job: refit K-Means as of ``as_of``, carry names over from ``previous`` (the latest trained
     model by default; None = name from the data alone), score with cold start, write a 'retrain' run, publish.
 
     K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
+    ``options``: see :class:`JobOptions`.
     """
-    runs_dir = Path(runs_dir)
     started = datetime.now(UTC)
+    runs_dir = _job_runs_dir("retrain", options)
     prev: ModelRef | None = None
     if previous == "latest":
         trained = latest_model_run(runs_dir)
@@ -675,21 +777,19 @@ def retrain(
     elif previous:
         prev = load_model(previous, runs_dir)
     base = prev.model if prev else None
-    read = read or reading(prev.run if prev else None, preset, policy, bad_rows, returns, date_format)
-    cold_start = (cold_start or ColdStart(segment=None)).resolved(read.preset)
+    job = _Job.start("retrain", started, runs_dir, prev.run if prev else None, options)
+    read, cold_start = job.read, job.cold_start
     params = {
         "k": k if k is not None else (base.k if base else 4),
         "transform": transform or (base.transform if base else (read.preset.transform if read.preset else "minmax")),
         "n_init": n_init if n_init is not None else (base.n_init if base else 10),
         "random_state": random_state if random_state is not None else (base.random_state if base else 42),
     }
-    vocabulary = base.vocabulary if base else (read.preset.vocabulary if read.preset else None)
-    model = SegmentModel(**params, **({"vocabulary": vocabulary} if vocabulary else {}))
-    timer = Timer()
-    con = duckdb.connect()
-    try:
-        prepared, rfm = read.load(con, source, columns, as_of, timer)
-        data_sha = rfm_sha256(rfm)
+    vocabulary = base.vocabulary if base else (read.preset.vocabulary if read.preset else DEFAULT_VOCABULARY)
+    # the reasons speak of the reading's entity (users, leads, ...): model.json does not keep it
+    model = SegmentModel(**params, vocabulary=replace(vocabulary, entity=read.units.entity))
+    with duckdb.connect() as con:
+        prepared, rfm, data_sha = job.load(con, source, columns, as_of)
         key = idempotency_key(
             kind="retrain",
             as_of=prepared.as_of,
@@ -700,47 +800,38 @@ def retrain(
             carry_over=bool(prev),
             reading=read.describe(),
         )
-        existing = find_run(runs_dir, key)
-        if existing is not None:
-            result = LifeResult("retrain", existing, "existing", existing.summary, existing.manifest)
-        else:
+        result = job.find(key)
+        if result is None:
             x = rfm_matrix(rfm)
-            with timer.stage("fit"):
+            with job.timer.stage("fit"):
                 model.fit(x)
-            run_id = new_run_id(started)
             names = (
                 carry_names(prev.model, model, x, max_name_shift, prev.model_version)
                 if prev
                 else {"previous_model": None, "segments": [], "retired": [], "changes": []}
             )
-            model.provenance_ = provenance(run_id, started, prepared.as_of, prepared.source.sha256, rfm)
+            model.provenance_ = provenance(job.run_id, started, prepared.as_of, prepared.source.sha256, rfm)
             model.provenance_["previous_model"] = prev.model_version if prev else None
-            with timer.stage("assign"):
-                assignments = score(model, rfm, prepared.as_of, cold_start)
-            segments = assignments.column("segment").to_pylist()
-            with timer.stage("profile"):
-                summary = build_summary(run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
-            summary.update(_life_summary("retrain", run_id, assignments, cold_start, prepared, read))
-            summary["names"] = names
-            summary["warnings"] = summary.get("warnings", []) + _cold_warnings(model, cold_start)
-            manifest = _manifest(
-                "retrain", run_id, started, prepared, rfm, data_sha, key, model, run_id, input_label, read
+            manifest = {
+                "model": {"inertia": model.inertia_, "n_iter": model.n_iter_},
+                "previous_model": prev.model_version if prev else None,
+                "names": names,
+                # a refresh of the same day, data and rule with this model would write these very labels
+                "scoring_key": _refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read),
+            }
+            result = job.write(
+                con,
+                prepared,
+                rfm,
+                data_sha,
+                key,
+                model,
+                job.run_id,
+                summary={"names": names},
+                params={"max_name_shift": max_name_shift},
+                manifest=manifest,
             )
-            manifest["params"].update(params, max_name_shift=max_name_shift)
-            manifest["model"] = {"inertia": model.inertia_, "n_iter": model.n_iter_}
-            manifest["previous_model"] = prev.model_version if prev else None
-            manifest["names"] = names
-            manifest["cold_start"] = {**cold_start.to_dict(), "customers": summary["cold_start"]["customers"]}
-            # a refresh of the same day, data and rule with this model would write these very labels
-            manifest["scoring_key"] = _refresh_key(prepared.as_of, run_id, data_sha, cold_start, read)
-            with timer.stage("write"):
-                run = _write_run(runs_dir, run_id, con, prepared, model, rfm, assignments, summary, manifest, timer)
-            result = LifeResult("retrain", run, "created", summary, manifest)
-    finally:
-        con.close()
-    if publish:
-        result.publish = _publish_result(result, runs_dir, store)
-    return result
+    return job.finish(result)
 
 
 def _publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dict[str, Any]:
@@ -760,49 +851,6 @@ def _life_summary(
         "model_version": model_version,
         "rows": prepared.rows_summary(),
         "cold_start": {**cold_start.to_dict(), "customers": reasons.get(REASON_COLD, 0)},
-    }
-
-
-def _manifest(
-    kind: str,
-    run_id: str,
-    started: datetime,
-    prepared: Any,
-    rfm: pa.Table,
-    data_sha: str,
-    key: str,
-    model: SegmentModel,
-    model_version: str,
-    input_label: str | None,
-    read: Reading,
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "kind": kind,
-        "model_version": model_version,
-        "idempotency_key": key,
-        "data_sha256": data_sha,
-        "created": started.isoformat(),
-        "input": {
-            "path": input_label or prepared.source.label,
-            "sha256": prepared.source.sha256,
-            "format": prepared.source.format,
-            "kind": prepared.kind,
-            "columns": prepared.mapping,
-        },
-        "as_of": prepared.as_of.isoformat() if prepared.as_of else None,
-        "rows": prepared.rows_summary(),
-        "customers": rfm.num_rows,
-        "params": {
-            "k": model.k,
-            "transform": model.transform,
-            "n_init": model.n_init,
-            "random_state": model.random_state,
-            "bad_rows": read.policy.bad_rows,
-            "returns": read.policy.returns,
-            **read.describe(),
-        },
-        "versions": package_versions(),
     }
 
 

@@ -229,6 +229,7 @@ def segment(
     engine: str = "local",
     spark_master: str | None = None,
     output: str | None = None,
+    store: str | None = None,
 ) -> RunResult:
     """Segment the customers of ``source`` (path, pandas DataFrame or Arrow table).
 
@@ -239,6 +240,9 @@ def segment(
     transform, vocabulary and currency; arguments given explicitly win. ``returns`` is ``net`` or ``exclude``.
     ``feature_set`` (default: the preset's) defines R, F and M; ``source`` may also be a
     :class:`rfmseg.io.sources.SourceSpec` (a file glob, a PostgreSQL query).
+    ``store`` (engine "spark"): the profile store URL the Spark executors publish the run to once it is
+    written (``manifest["publish"]`` is the report); the local engine's runs are published afterwards
+    with :func:`rfmseg.lifecycle.publish_run`, as ``rfmseg run`` does.
     """
     # engine "local": this function does the work; "spark": read, judge, RFM and K-Means run on Spark
     backend = open_engine(engine, spark_master=spark_master, output=output)
@@ -335,6 +339,11 @@ def segment(
                 run = _write_run(
                     Path(runs_dir), run_id, con, prepared, model, rfm, assignments, summary, manifest, timer
                 )
+        if backend is not None and store is not None:
+            from rfmseg.lifecycle import publish_from_executors  # (lifecycle imports this module)
+
+            with timer.stage("publish"):
+                manifest["publish"] = publish_from_executors(backend, manifest, model, assignments, store, run)
         manifest["timings"] = timer.stages
         return RunResult(run_id, run, summary, manifest, model, rfm, assignments)
     except BaseException:

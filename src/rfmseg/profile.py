@@ -89,8 +89,11 @@ def insights(
 ) -> list[dict[str, Any]]:
     """Rules over the segment table; each returns an insight or nothing.
 
-    ``units`` (a preset's) words the texts in the domain's terms; rules over the sum of monetary are left
-    out when that sum means nothing (``units.total`` empty), the AOV rule when ``units.ratio`` is empty."""
+    ``units`` (a preset's) words the texts in the domain's terms, its ``entity`` (users, leads, students)
+    included; rules over the sum of monetary are left out when that sum means nothing (``units.total``
+    empty), the AOV rule when ``units.ratio`` is empty. Such engagement data (sessions, features used,
+    progress) get rules of their own instead: the segment mix, the most active segment, the longest
+    inactive one."""
     u = units or DEFAULT_UNITS
     out: list[dict[str, Any]] = []
     for rule in (_aov_ratio, _pareto, _recoverable, _one_time_buyers, _customer_concentration):
@@ -101,6 +104,11 @@ def insights(
         found = rule(rfm, segments, currency, loyal_name)
         if found:
             out.append(found if u == DEFAULT_UNITS else _in_units(found, u, currency))
+    if not u.total:  # engagement data: no money, rules of their own
+        for engagement_rule in (_segment_mix, _most_active, _longest_inactive):
+            found = engagement_rule(rfm, segments, u)
+            if found:
+                out.append(found)
     return out
 
 
@@ -253,6 +261,79 @@ def _customer_concentration(
         "id": "top_20_percent",
         "text": f"The top 20% of customers by spend ({top_n:,}) bring {share:.0%} of revenue.",
         "values": {"customers": top_n, "share_revenue": share},
+    }
+
+
+def _segment_mix(rfm: pd.DataFrame, segs: list[dict[str, Any]], u: Units) -> dict[str, Any] | None:
+    """How the entities split over the segments, largest first."""
+    if len(segs) < 2:
+        return None
+    shares = sorted(segs, key=lambda s: (-s["customers"], s["name"]))
+    n = sum(s["customers"] for s in segs)
+    parts = ", ".join(f"{s['name']} {s['share_customers']:.0%} ({s['customers']:,})" for s in shares)
+    return {
+        "id": "segment_mix",
+        "text": f"Of {n:,} {u.entity}: {parts}.",
+        "values": {
+            "customers": n,
+            "segments": [
+                {"segment": s["name"], "customers": s["customers"], "share_customers": s["share_customers"]}
+                for s in shares
+            ],
+        },
+    }
+
+
+def _most_active(rfm: pd.DataFrame, segs: list[dict[str, Any]], u: Units) -> dict[str, Any] | None:
+    """The segment with the most activity (frequency) per member, when it stands out (1.5× the mean)."""
+    total = float(rfm["frequency"].sum())
+    overall = float(rfm["frequency"].mean()) if len(rfm) else 0.0
+    if len(segs) < 2 or total <= 0 or overall <= 0:
+        return None
+    top = max(segs, key=lambda s: s["mean_frequency"])
+    ratio = top["mean_frequency"] / overall
+    if ratio < 1.5:
+        return None
+    share = top["mean_frequency"] * top["customers"] / total
+    return {
+        "id": "most_active",
+        "text": (
+            f"{top['name']} are {top['share_customers']:.0%} of {u.entity} and account for {share:.0%} of all "
+            f"{u.frequency}, {top['mean_frequency']:,.1f} each on average against {overall:,.1f} overall "
+            f"({ratio:.1f}×)."
+        ),
+        "values": {
+            "segment": top["name"],
+            "share_customers": top["share_customers"],
+            "share_frequency": share,
+            "mean_frequency": top["mean_frequency"],
+            "mean_frequency_all": overall,
+            "ratio": ratio,
+        },
+    }
+
+
+def _longest_inactive(rfm: pd.DataFrame, segs: list[dict[str, Any]], u: Units) -> dict[str, Any] | None:
+    """The segment silent the longest, when its mean recency is past the overall median."""
+    if len(segs) < 2:
+        return None
+    median = float(rfm["recency_days"].median())
+    s = max(segs, key=lambda x: x["mean_recency_days"])
+    if s["mean_recency_days"] <= median:
+        return None
+    return {
+        "id": "longest_inactive",
+        "text": (
+            f"{s['name']} have been inactive the longest: {s['mean_recency_days']:.0f} {u.recency} on average "
+            f"(overall median {median:.0f}); they are {s['customers']:,} {u.entity} ({s['share_customers']:.0%})."
+        ),
+        "values": {
+            "segment": s["name"],
+            "customers": s["customers"],
+            "share_customers": s["share_customers"],
+            "mean_recency_days": s["mean_recency_days"],
+            "median_recency_days_all": median,
+        },
     }
 
 

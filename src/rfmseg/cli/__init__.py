@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 
+import rfmseg.cli.config  # noqa: F401  (init, config show, presets, --config; first: they head `rfmseg --help`)
 from rfmseg.cli import (
     agent,  # noqa: F401  (touches, ask, context, mcp)
-    config,  # noqa: F401  (init, config show, presets, the root option --config)
     core,  # noqa: F401  (registers demo, run, choose-k, show)
     life,  # noqa: F401  (runs, assign, refresh, retrain, publish, simulate, transitions, watch, history)
     serve,  # noqa: F401  (serve, report)

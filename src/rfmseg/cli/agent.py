@@ -10,33 +10,10 @@ from rich.table import Table
 
 from rfmseg import questions as q
 from rfmseg.cli.common import app, out, print_json
-from rfmseg.cli.config import ConfigOpt
+from rfmseg.cli.options import ConfigOpt, CustomerId, DateFormat, Json, Limit, ReadStore, RunOpt, RunsDirEnv, Segment
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR
-
-RUNS_ENV = "RFMSEG_RUNS_DIR"
-STORE_ENV = "RFMSEG_STORE"
-
-RunsDir = Annotated[
-    Path,
-    typer.Option(
-        "--runs-dir",
-        envvar=RUNS_ENV,
-        help="Folder of the run registry (env RFMSEG_RUNS_DIR; default: runs_dir of rfmseg.toml, else this).",
-    ),
-]
-Store = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar=STORE_ENV,
-        help="Profile store URL (env RFMSEG_STORE; default: store of rfmseg.toml, else <runs-dir>/profiles.db).",
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")]
-RunOpt = Annotated[str, typer.Option("--run", help="Run id, unique prefix, or 'latest'.")]
-Limit = Annotated[int, typer.Option("--limit", help="Most rows to show.")]
 
 touches_app = typer.Typer(
     help="Campaign history: import and list who was contacted, with what, when.", no_args_is_help=True
@@ -130,10 +107,8 @@ def touches_import(
     touches_bad_rows: Annotated[
         str, typer.Option("--bad-rows", help="quarantine: set bad rows aside with their reason; error: stop.")
     ] = "quarantine",
-    touches_date_format: Annotated[
-        str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")
-    ] = None,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    touches_date_format: DateFormat = None,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -172,7 +147,7 @@ def touches_list(
     ctx: typer.Context,
     customer: Annotated[str | None, typer.Option("--customer", help="List this customer's touches.")] = None,
     limit: Limit = 50,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -216,8 +191,6 @@ def touches_list(
 
 # ------------------------------------------------------------------------------------------------ ask
 
-Segment = Annotated[str, typer.Option("--segment", help="Segment name (any case, or a slug like at-risk).")]
-
 
 @ask_app.command("campaign")
 def ask_campaign(
@@ -227,7 +200,7 @@ def ask_campaign(
         list[str] | None, typer.Option("--keyword", help="Match these words instead of the kind's (repeatable).")
     ] = None,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -252,7 +225,7 @@ def ask_discount(
     aov_weight: Annotated[float, typer.Option("--aov-weight")] = 0.5,
     frequency_weight: Annotated[float, typer.Option("--frequency-weight")] = 0.5,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -300,7 +273,7 @@ def ask_not_contacted(
     ] = None,
     limit: Limit = 50,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -318,7 +291,7 @@ def ask_trending(
     runs: Annotated[int, typer.Option("--runs", help="How many recent runs the trend spans.")] = 3,
     limit: Limit = 50,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -346,7 +319,7 @@ def ask_changed(
     days: Annotated[int, typer.Option("--days", help="How far back to compare.")] = 30,
     limit: Limit = 50,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -380,7 +353,7 @@ def ask_recency_jump(
     ] = "either",
     limit: Limit = 100,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -415,13 +388,13 @@ def ask_recency_jump(
 @ask_app.command("tracking")
 def ask_tracking(
     ctx: typer.Context,
-    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    customer_id: CustomerId,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Target segment (repeatable; default Champions, Occasional).")
     ] = None,
     runs: Annotated[int, typer.Option("--runs", help="How many recent runs.")] = 5,
     run: RunOpt = "latest",
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -455,7 +428,7 @@ def ask_intervention(
     to_run: Annotated[str, typer.Option("--to-run", help="End run.")] = "latest",
     min_contacted: Annotated[int, typer.Option("--min-contacted", help="Fewer contacted is too thin.")] = 30,
     min_control: Annotated[int, typer.Option("--min-control", help="Fewer not contacted is too thin.")] = 30,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -499,8 +472,8 @@ def context_cmd(
     target: Annotated[str, typer.Argument(help="A segment name (or slug) or a customer id.")],
     format_: Annotated[str, typer.Option("--format", help="json or markdown.")] = "markdown",
     examples: Annotated[int, typer.Option("--examples", help="Typical customers in a segment pack.")] = 5,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
-    store: Store = None,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
+    store: ReadStore = None,
     config: ConfigOpt = None,
 ) -> None:
     """The context pack an AI system consumes: profile, action, recent movement, example customers."""
@@ -521,8 +494,8 @@ def context_cmd(
 @app.command("mcp")
 def mcp_cmd(
     ctx: typer.Context,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
-    store: Store = None,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
+    store: ReadStore = None,
     http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1 instead of stdio.")] = False,
     port: Annotated[int, typer.Option("--port", help="Port for --http.")] = 8765,
     config: ConfigOpt = None,

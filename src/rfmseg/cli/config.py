@@ -15,17 +15,8 @@ from rich.table import Table
 
 from rfmseg import config as cfg
 from rfmseg.cli.common import app, out, print_json
+from rfmseg.cli.options import ConfigOpt, JsonBrief  # ConfigOpt stays importable from here too
 from rfmseg.errors import InputError, ParameterError
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help=f"Project file to read (default: ${cfg.CONFIG_ENV}, else ./{cfg.CONFIG_FILE} if present).",
-        show_default=False,
-    ),
-]
-"""Add ``config: ConfigOpt = None`` to a command to accept ``--config`` after its name too."""
 
 config_app = typer.Typer(help=f"The project file ({cfg.CONFIG_FILE}): what is in force and where it came from.")
 app.add_typer(config_app, name="config")
@@ -42,7 +33,7 @@ def show_config(
     ctx: typer.Context,
     config: ConfigOpt = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Show with this preset.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")] = False,
+    as_json: JsonBrief = False,
 ) -> None:
     """Print the effective configuration and where each value came from (default, file, env, option)."""
     settings = cfg.resolve(ctx)
@@ -95,7 +86,7 @@ def init(
 
 @app.command("presets")
 def presets_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout, nothing else.")] = False,
+    as_json: JsonBrief = False,
     sample: Annotated[
         str | None, typer.Option("--sample", help="Print only the path of this preset's sample data set.")
     ] = None,

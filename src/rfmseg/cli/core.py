@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
@@ -10,43 +9,31 @@ import pyarrow.compute as pc
 import typer
 
 from rfmseg.cli.common import app, out, parse_ids, print_json, print_summary
-from rfmseg.cli.config import ConfigOpt
+from rfmseg.cli.options import (
+    BARE_COLUMNS,
+    COLUMNS,
+    AsOf,
+    BadRows,
+    ConfigOpt,
+    CustomerIds,
+    Json,
+    K,
+    NInit,
+    Preset,
+    Returns,
+    RunId,
+    RunsDirBrief,
+    Seed,
+    Source,
+    Transform,
+    include,
+)
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
 from rfmseg.model.choose_k import choose_k
 from rfmseg.pipeline import RunResult, load_rfm, rfm_matrix, segment
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
-
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder of the run registry.")]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")]
-K = Annotated[int, typer.Option("--k", "-k", help="Number of segments.")]
-Transform = Annotated[str, typer.Option("--transform", help="minmax, log-minmax or rank.")]
-AsOf = Annotated[
-    str | None,
-    typer.Option("--as-of", help="Date recency is counted to (YYYY-MM-DD); default: the day after the last order."),
-]
-Seed = Annotated[int, typer.Option("--random-state", help="K-Means seed.")]
-NInit = Annotated[int, typer.Option("--n-init", help="K-Means restarts.")]
-
-
-def column_options(
-    customer: str | None,
-    order: str | None,
-    date: str | None,
-    amount: str | None,
-    quantity: str | None,
-    price: str | None,
-) -> dict[str, str]:
-    given = {
-        "customer_id": customer,
-        "order_id": order,
-        "order_date": date,
-        "amount": amount,
-        "quantity": quantity,
-        "unit_price": price,
-    }
-    return {k: v for k, v in given.items() if v}
 
 
 def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
@@ -84,9 +71,11 @@ def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[st
         )
         out.print(f"Open {result.path / 'report.html'} in a browser, or run `rfmseg serve` for the explorer.")
     if published is not None:
+        executors = published.get("by") == "executors"
+        by = f", published by executors in {published['batches']:,} batches" if executors else ""
         out.print(
             f"Published to {published['store']}: {published['customers']:,} customers "
-            f"({published['changed']:,} changed segment, {published['new']:,} new)"
+            f"({published['changed']:,} changed segment, {published['new']:,} new{by})"
         )
 
 
@@ -94,8 +83,8 @@ def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[st
 def demo(
     ctx: typer.Context,
     as_json: Json = False,
-    customers: Annotated[str | None, typer.Option("--customers", help="Comma-separated ids to show.")] = None,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    customers: CustomerIds = None,
+    runs_dir: RunsDirBrief = DEFAULT_RUNS_DIR,
     config: ConfigOpt = None,
 ) -> None:
     """Segment the built-in 200-customer study and print its segment table."""
@@ -110,51 +99,21 @@ def demo(
 
 
 @app.command()
+@include(COLUMNS, after="path")
 def run(
     ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the [source] of rfmseg.toml.",
-            show_default=False,
-        ),
-    ] = None,
-    customer_col: Annotated[str | None, typer.Option("--customer-col", help="Customer id column.")] = None,
-    order_col: Annotated[str | None, typer.Option("--order-col", help="Order id column.")] = None,
-    date_col: Annotated[str | None, typer.Option("--date-col", help="Order date column.")] = None,
-    amount_col: Annotated[str | None, typer.Option("--amount-col", help="Order amount column.")] = None,
-    quantity_col: Annotated[str | None, typer.Option("--quantity-col", help="Quantity (with --price-col).")] = None,
-    price_col: Annotated[str | None, typer.Option("--price-col", help="Unit price (with --quantity-col).")] = None,
-    date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")] = None,
-    bad_rows: Annotated[
-        str | None,
-        typer.Option(
-            "--bad-rows",
-            help="error: stop on the first bad row; quarantine: set bad rows aside with their reason "
-            "(default: the preset's, else error).",
-        ),
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail."),
-    ] = None,
-    returns: Annotated[
-        str | None,
-        typer.Option(
-            "--returns",
-            help="net: subtract returns from monetary (not orders, no recency); exclude: quarantine them.",
-        ),
-    ] = None,
+    path: Source = None,
+    bad_rows: BadRows = None,
+    preset: Preset = None,
+    returns: Returns = None,
     as_of: AsOf = None,
     k: K = 4,
-    transform: Annotated[
-        str | None, typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax).")
-    ] = None,
+    transform: Transform = None,
     n_init: NInit = 10,
     random_state: Seed = 42,
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    runs_dir: RunsDirBrief = DEFAULT_RUNS_DIR,
     as_json: Json = False,
-    customers: Annotated[str | None, typer.Option("--customers", help="Comma-separated ids to show.")] = None,
+    customers: CustomerIds = None,
     col: Annotated[
         list[str] | None,
         typer.Option("--col", help="FIELD=COLUMN for any canonical field, e.g. session_count=sessions (repeatable)."),
@@ -202,44 +161,35 @@ def run(
     """Segment the customers of your own transactions file (or of the source set in rfmseg.toml).
 
     Options override the project file; `rfmseg config show` prints what is in force."""
+    from rfmseg.lifecycle import publish_run, publish_target
+
     settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
     scale = {"engine": engine, "spark_master": spark_master, "output": output, "sample_size": sample_size}
-    result = segment(settings.require_source(), **settings.segment_kwargs(), **scale)
-    published = None
-    if result.run is not None:
-        from rfmseg.lifecycle import publish_if_configured
-
-        published = publish_if_configured(result.run, settings.runs_path, settings.store, publish)
+    target = publish_target(settings.runs_path, settings.store, publish)
+    # a Spark run is published by its executors inside segment(), a local one from here once it is written
+    executors = engine == "spark" and target is not None
+    result = segment(
+        settings.require_source(), **settings.segment_kwargs(), **scale, store=target if executors else None
+    )
+    published = result.manifest.get("publish")
+    if published is None and target is not None and result.run is not None:
+        published = publish_run(result.run, settings.runs_path, target)
     _report(result, as_json, parse_ids(customers), published)
 
 
 @app.command("choose-k")
+@include(BARE_COLUMNS, after="path")
 def choose_k_cmd(
     ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the [source] of rfmseg.toml.",
-            show_default=False,
-        ),
-    ] = None,
-    customer_col: Annotated[str | None, typer.Option("--customer-col")] = None,
-    order_col: Annotated[str | None, typer.Option("--order-col")] = None,
-    date_col: Annotated[str | None, typer.Option("--date-col")] = None,
-    amount_col: Annotated[str | None, typer.Option("--amount-col")] = None,
+    path: Source = None,
     as_of: AsOf = None,
-    transform: Annotated[
-        str | None, typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax).")
-    ] = None,
+    transform: Transform = None,
     k_min: Annotated[int, typer.Option("--k-min")] = 2,
     k_max: Annotated[int, typer.Option("--k-max")] = 10,
     n_init: NInit = 10,
     random_state: Seed = 42,
     sample_size: Annotated[int, typer.Option("--sample-size", help="Customers in the silhouette sample.")] = 10_000,
-    preset: Annotated[
-        str | None,
-        typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail."),
-    ] = None,
+    preset: Preset = None,
     stability: Annotated[
         bool,
         typer.Option(
@@ -290,8 +240,8 @@ def choose_k_cmd(
 @app.command()
 def show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
-    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    run_id: RunId,
+    runs_dir: RunsDirBrief = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:

@@ -13,62 +13,28 @@ from rfmseg import history as hist
 from rfmseg import lifecycle as life
 from rfmseg import simulate as sim
 from rfmseg.cli.common import app, money, out, print_json, print_summary
-from rfmseg.cli.config import ConfigOpt
+from rfmseg.cli.options import (
+    AS_OF,
+    COLD_START,
+    READING,
+    AsOf,
+    ConfigOpt,
+    CustomerId,
+    Input,
+    Json,
+    KOrPrevious,
+    NInitOrPrevious,
+    Publish,
+    RunId,
+    RunsDir,
+    SeedOrPrevious,
+    Store,
+    TransformOrPrevious,
+    include,
+)
 from rfmseg.config import Settings, resolve
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
-
-RunsDir = Annotated[
-    Path, typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this).")
-]
-Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")]
-AsOf = Annotated[
-    str | None,
-    typer.Option("--as-of", help="Date recency is counted to (YYYY-MM-DD); default: the day after the last order."),
-]
-Store = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar=life.STORE_ENV,
-        help="Profile store URL (sqlite:///path, postgresql://..., redis://...); "
-        "default: store of rfmseg.toml, else sqlite:///<runs-dir>/profiles.db.",
-    ),
-]
-CustomerCol = Annotated[str | None, typer.Option("--customer-col", help="Customer id column.")]
-OrderCol = Annotated[str | None, typer.Option("--order-col", help="Order id column.")]
-DateCol = Annotated[str | None, typer.Option("--date-col", help="Order date column.")]
-AmountCol = Annotated[str | None, typer.Option("--amount-col", help="Order amount column.")]
-QuantityCol = Annotated[str | None, typer.Option("--quantity-col", help="Quantity (with --price-col).")]
-PriceCol = Annotated[str | None, typer.Option("--price-col", help="Unit price (with --quantity-col).")]
-DateFormat = Annotated[str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")]
-BadRows = Annotated[
-    str | None,
-    typer.Option("--bad-rows", help="error: stop on the first bad row; quarantine: set bad rows aside with reasons."),
-]
-Preset = Annotated[
-    str | None, typer.Option("--preset", help="Column map and row policy; default: the model's run's preset.")
-]
-Returns = Annotated[str | None, typer.Option("--returns", help="net or exclude (presets that know returns).")]
-ColdOrders = Annotated[
-    int, typer.Option("--cold-start-orders", help="Fewer orders than this → cold start (0 = off).", min=0)
-]
-ColdDays = Annotated[
-    int, typer.Option("--cold-start-days", help="First order fewer days than this before as-of → cold start.", min=0)
-]
-ColdSegment = Annotated[
-    str | None,
-    typer.Option(
-        "--cold-start-segment", help="Segment given to cold-start customers (default: the preset's, else Occasional)."
-    ),
-]
-Input = Annotated[
-    Path | None,
-    typer.Argument(
-        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the source set in rfmseg.toml.",
-        show_default=False,
-    ),
-]
 
 
 def _set(settings: Settings, key: str) -> Any:
@@ -81,6 +47,20 @@ def _cold_start(settings: Settings) -> life.ColdStart:
     """The cold-start rule in force; its segment None (unless set) = the preset of the data's reading."""
     c = settings.cold_start
     return life.ColdStart(c.orders, c.days, c.segment)
+
+
+def _job_options(s: Settings, publish: bool) -> life.JobOptions:
+    """What refresh and retrain share, as in force: the registry, the reading, cold start, the store."""
+    return life.JobOptions(
+        runs_dir=s.runs_path,
+        cold_start=_cold_start(s),
+        preset=_set(s, "preset"),
+        bad_rows=s.bad_rows,
+        returns=s.returns,
+        date_format=s.date_format,
+        publish=publish,
+        store=s.store,
+    )
 
 
 def _publish_line(report: dict[str, Any] | None) -> None:
@@ -109,6 +89,12 @@ runs_app = typer.Typer(help="The run registry: list, show, latest.", no_args_is_
 app.add_typer(runs_app, name="runs")
 
 
+def _runs(ctx: typer.Context, kind: str | None) -> tuple[Path, list[dict[str, Any]]]:
+    """The run registry in force and its runs (of ``kind`` only, when given), oldest first."""
+    runs_dir = resolve(ctx).runs_path
+    return runs_dir, [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+
+
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
@@ -118,8 +104,7 @@ def runs_list(
     config: ConfigOpt = None,
 ) -> None:
     """Every run, oldest first: id, created, kind, as-of, K, customers, input."""
-    runs_dir = resolve(ctx).runs_path
-    rows = [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+    runs_dir, rows = _runs(ctx, kind)
     if as_json:
         print_json(rows)
         return
@@ -146,7 +131,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
+    run_id: RunId,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
@@ -189,8 +174,7 @@ def runs_latest(
     config: ConfigOpt = None,
 ) -> None:
     """The id of the latest run (for scripts: `rfmseg show $(rfmseg runs latest)`)."""
-    runs_dir = resolve(ctx).runs_path
-    rows = [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+    runs_dir, rows = _runs(ctx, kind)
     if not rows:
         what = f"no {kind} runs" if kind else "no runs"
         raise NotFoundError(f"{what} in {runs_dir}; run `rfmseg run FILE` first (or pass --runs-dir)")
@@ -202,24 +186,11 @@ def runs_latest(
 
 # --------------------------------------------------------------------------------------------- assign
 @app.command()
+@include(READING, AS_OF, COLD_START, after="model")
 def assign(
     ctx: typer.Context,
     path: Input = None,
     model: Annotated[str, typer.Option("--model", help="Run whose model scores: id, prefix or 'latest'.")] = "latest",
-    customer_col: CustomerCol = None,
-    order_col: OrderCol = None,
-    date_col: DateCol = None,
-    amount_col: AmountCol = None,
-    quantity_col: QuantityCol = None,
-    price_col: PriceCol = None,
-    date_format: DateFormat = None,
-    bad_rows: BadRows = None,
-    preset: Preset = None,
-    returns: Returns = None,
-    as_of: AsOf = None,
-    cold_start_orders: ColdOrders = 2,
-    cold_start_days: ColdDays = 30,
-    cold_start_segment: ColdSegment = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all rows to .parquet or .csv.")] = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print in the table.", min=0)] = 20,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -323,6 +294,7 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
 
 
 @app.command()
+@include(READING, COLD_START, after="model")
 def refresh(
     ctx: typer.Context,
     path: Input = None,
@@ -330,20 +302,7 @@ def refresh(
     model: Annotated[
         str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
     ] = "latest",
-    customer_col: CustomerCol = None,
-    order_col: OrderCol = None,
-    date_col: DateCol = None,
-    amount_col: AmountCol = None,
-    quantity_col: QuantityCol = None,
-    price_col: PriceCol = None,
-    date_format: DateFormat = None,
-    bad_rows: BadRows = None,
-    preset: Preset = None,
-    returns: Returns = None,
-    cold_start_orders: ColdOrders = 2,
-    cold_start_days: ColdDays = 30,
-    cold_start_segment: ColdSegment = None,
-    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")] = True,
+    publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
@@ -355,24 +314,12 @@ def refresh(
 
     Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
-    result = life.refresh(
-        s.require_source(),
-        dict(s.columns),
-        as_of=s.as_of,
-        model=model,
-        runs_dir=s.runs_path,
-        cold_start=_cold_start(s),
-        preset=_set(s, "preset"),
-        bad_rows=s.bad_rows,
-        returns=s.returns,
-        date_format=s.date_format,
-        publish=publish,
-        store=s.store,
-    )
+    result = life.refresh(s.require_source(), dict(s.columns), as_of=s.as_of, model=model, **_job_options(s, publish))
     _life_report(result, as_json)
 
 
 @app.command()
+@include(READING, COLD_START, after="max_name_shift")
 def retrain(
     ctx: typer.Context,
     path: Input = None,
@@ -383,10 +330,10 @@ def retrain(
     carry_over: Annotated[
         bool, typer.Option("--carry-names/--no-carry-names", help="Carry names over from the previous model.")
     ] = True,
-    k: Annotated[int | None, typer.Option("--k", "-k", help="Segments (default: the previous model's).")] = None,
-    transform: Annotated[str | None, typer.Option("--transform", help="Default: the previous model's.")] = None,
-    n_init: Annotated[int | None, typer.Option("--n-init", help="K-Means restarts.")] = None,
-    random_state: Annotated[int | None, typer.Option("--random-state", help="K-Means seed.")] = None,
+    k: KOrPrevious = None,
+    transform: TransformOrPrevious = None,
+    n_init: NInitOrPrevious = None,
+    random_state: SeedOrPrevious = None,
     max_name_shift: Annotated[
         float,
         typer.Option(
@@ -395,20 +342,7 @@ def retrain(
             "other previous centroid.",
         ),
     ] = life.DEFAULT_MAX_NAME_SHIFT,
-    customer_col: CustomerCol = None,
-    order_col: OrderCol = None,
-    date_col: DateCol = None,
-    amount_col: AmountCol = None,
-    quantity_col: QuantityCol = None,
-    price_col: PriceCol = None,
-    date_format: DateFormat = None,
-    bad_rows: BadRows = None,
-    preset: Preset = None,
-    returns: Returns = None,
-    cold_start_orders: ColdOrders = 2,
-    cold_start_days: ColdDays = 30,
-    cold_start_segment: ColdSegment = None,
-    publish: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")] = True,
+    publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
@@ -433,14 +367,7 @@ def retrain(
         n_init=_set(s, "n_init"),
         random_state=_set(s, "random_state"),
         max_name_shift=max_name_shift,
-        runs_dir=s.runs_path,
-        cold_start=_cold_start(s),
-        preset=_set(s, "preset"),
-        bad_rows=s.bad_rows,
-        returns=s.returns,
-        date_format=s.date_format,
-        publish=publish,
-        store=s.store,
+        **_job_options(s, publish),
     )
     _life_report(result, as_json)
 
@@ -448,7 +375,7 @@ def retrain(
 @app.command()
 def publish(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")],
+    run_id: RunId,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
@@ -645,7 +572,7 @@ def _cell(v: Any) -> str:
 @app.command("history")
 def history_cmd(
     ctx: typer.Context,
-    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    customer_id: CustomerId,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,

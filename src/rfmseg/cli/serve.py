@@ -10,14 +10,10 @@ from typing import Annotated
 import typer
 
 from rfmseg.cli.common import app, err, out
-from rfmseg.cli.config import ConfigOpt
+from rfmseg.cli.options import ConfigOpt, RunId, RunsDir
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
-
-RunsDir = Annotated[
-    Path, typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this).")
-]
 
 
 def is_loopback(host: str) -> bool:
@@ -100,7 +96,7 @@ def serve(
 @app.command()
 def report(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")] = "latest",
+    run_id: RunId = "latest",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report-<run id>.html).")
     ] = None,

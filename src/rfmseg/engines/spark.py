@@ -10,7 +10,10 @@ What runs where:
   a Hadoop path;
 * on the driver: the RFM table per customer, collected as Arrow (about 100 bytes per customer), on which
   the transform is fitted, the clusters are named (the same naming code, on the MLlib centroids) and the
-  profile, insights and run folder are made, exactly as with the local engine.
+  profile, insights and run folder are made, exactly as with the local engine;
+* publishing to the online profile store (:meth:`SparkEngine.publish`): begun and committed on the
+  driver, the customers assigned and staged in batches by the executors (:mod:`rfmseg.stores`' staged
+  publish), so the publish passes no customer rows through the driver.
 
 Session: ``SPARK_REMOTE`` (Spark Connect) when set, else ``spark_master`` (default ``local[*]``), else the
 session already active in the process (tests share one). Dialect differences between the DuckDB text the
@@ -28,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg import features
-from rfmseg.errors import InputError, ParameterError, RfmsegError
+from rfmseg.errors import InputError, ParameterError, RfmsegError, StoreError
 from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
 from rfmseg.io.validate import (
     AFTER_AS_OF,
@@ -67,6 +70,8 @@ URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 KMEANS_MAX_ITER = 50
 KMEANS_TOL = 1e-6
 KMEANS_INIT_STEPS = 2
+PUBLISH_BATCH_ROWS = 50_000
+"""Customers per batch an executor stages when it publishes (one transaction or HSET stream each)."""
 
 _SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
 _SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")
@@ -338,6 +343,7 @@ class SparkEngine:
         self._written: str | None = None
         self._rfm_df: Any = None
         self._rfm_all: Any = None
+        self._customers = 0
 
     # --------------------------------------------------------------------------------------- session
     @property
@@ -479,6 +485,7 @@ class SparkEngine:
             self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
             self._settle_returns_only(spark, prepared, policy)
             rfm = _sorted(_normalise_rfm(self._to_arrow(self._rfm_df)))
+        self._customers = rfm.num_rows  # what a publish from the executors must deliver
         return prepared, rfm
 
     @staticmethod
@@ -645,12 +652,11 @@ class SparkEngine:
         return base.mapInPandas(apply, out_schema)
 
     # --------------------------------------------------------------------------------------- output
-    def write_output(self, run_id: str, model: Any) -> dict[str, str]:
-        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/."""
+    def _assigner(self, model: Any) -> tuple[Callable[[Iterator[Any]], Iterator[Any]], Any]:
+        """(``assign``, its output schema): the executors' assignment of each customer of the RFM table to the
+        nearest centroid of ``model``, with the local engine's code (``nearest``), as a mapInPandas function."""
         from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-        assert self.output is not None and self._rfm_df is not None
-        base = f"{self.output}/{run_id}"
         transform, centers, names = model.transform_, model.centroids_scaled_, list(model.names_)
         out_schema = StructType(
             [
@@ -682,15 +688,106 @@ class SparkEngine:
                     }
                 )
 
-        cols = self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+        return assign, out_schema
+
+    def _customer_rows(self) -> Any:
+        """What ``assign`` reads: the RFM columns of every customer, on Spark."""
+        return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+
+    def write_output(self, run_id: str, model: Any) -> dict[str, str]:
+        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/."""
+        assert self.output is not None and self._rfm_df is not None
+        base = f"{self.output}/{run_id}"
+        assign, out_schema = self._assigner(model)
         self._written = base
         try:
             self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
-            cols.mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(f"{base}/assignments")
+            self._customer_rows().mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(
+                f"{base}/assignments"
+            )
         except Exception as exc:
             first = _why(exc)
             raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
         return {"rfm": f"{base}/rfm", "assignments": f"{base}/assignments"}
+
+    # --------------------------------------------------------------------------------------- publish
+    def executors_reach(self, store_url: str) -> bool:
+        """Whether the executors can publish to ``store_url``: a server always; a SQLite file only when they
+        run on this machine (a local master), since it lives on the driver's disk."""
+        if not store_url.lower().startswith("sqlite:"):
+            return True
+        return str(self.describe().get("master") or "").startswith("local")
+
+    def publish(
+        self,
+        run_id: str,
+        as_of: date,
+        model_version: str,
+        model: Any,
+        store_url: str,
+        batch_rows: int | None = None,
+    ) -> dict[str, Any]:
+        """Publish the run to the profile store at ``store_url`` from the executors, atomically.
+
+        The driver begins a staged publish (:meth:`rfmseg.stores.ProfileStore.begin_publish`); every
+        executor task assigns its customers with ``model`` (the code of :meth:`write_output`) and stages
+        them in batches of ``batch_rows`` (default :data:`PUBLISH_BATCH_ROWS`), each batch's history read
+        from the store for its own ids; the driver then commits, which serves the run only if the store
+        holds exactly the customers of this run's RFM table. On any failure the staged rows are removed
+        and StoreError (a store problem) or SparkError is raised in one line; nothing was changed.
+
+        The run folder is written when this runs, so the tables under ``output`` belong to it whatever
+        happens here. Returns the publish report as a dict (that of ``rfmseg publish``, plus
+        ``by: "executors"`` and ``batches``).
+        """
+        from rfmseg.stores import open_store
+
+        assert self._rfm_df is not None, "publish needs load_rfm and fit first"
+        self._written = None  # the run is committed: its output is kept even if the publish fails
+        size = batch_rows or PUBLISH_BATCH_ROWS
+        with open_store(store_url) as store:
+            staged = store.begin_publish(run_id, as_of, model_version)
+            try:
+                batches = self._stage_on_executors(staged.token, model, size)
+                report = staged.commit(self._customers)
+            except BaseException as exc:
+                # a store that is down keeps what was staged: the next publish removes it
+                with contextlib.suppress(RfmsegError):
+                    staged.abort()
+                if isinstance(exc, RfmsegError) or not isinstance(exc, Exception):
+                    raise
+                raise _executor_error(exc, run_id, store.url_display) from None
+            out: dict[str, Any] = {**asdict(report), "store": store.url_display, "by": "executors", "batches": batches}
+        return out
+
+    def _stage_on_executors(self, token: Any, model: Any, size: int) -> int:
+        """Assign and stage every customer on the executors; the number of batches staged."""
+        assign, _ = self._assigner(model)
+
+        def stage_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from rfmseg.stores import open_stager
+
+            with open_stager(token) as stager:
+                held: pa.Table | None = None
+                for frame in assign(b.to_pandas() for b in batches):
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    held = table if held is None else pa.concat_tables([held, table])
+                    while held.num_rows >= size:
+                        stager.stage(held.slice(0, size))
+                        held = held.slice(size)
+                if held is not None and held.num_rows:
+                    stager.stage(held)
+            yield pa.RecordBatch.from_pydict({"batches": [stager.batches]})
+
+        rows = self._customer_rows()
+        try:  # one task per core at least: a small RFM table may sit in one partition
+            parallel = self.spark.sparkContext.defaultParallelism
+            if rows.rdd.getNumPartitions() < parallel:
+                rows = rows.repartition(parallel)
+        except Exception:  # Spark Connect: no SparkContext; the partitions stay as they are
+            pass
+        done = rows.mapInArrow(stage_partition, "batches long").collect()
+        return sum(int(r["batches"]) for r in done)
 
     def discard_output(self) -> None:
         """Remove what :meth:`write_output` wrote when the run failed after it (best effort)."""
@@ -706,6 +803,25 @@ class SparkEngine:
             hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
         except Exception:  # Spark Connect: no JVM access; the folder stays, named by the failed run id
             pass
+
+
+_EXECUTOR_ERROR = re.compile(r"rfmseg\.errors\.(\w+): (.+)")
+
+
+def _executor_error(exc: BaseException, run_id: str, url_display: str) -> RfmsegError:
+    """One line for a publish that failed on the executors: the rfmseg error an executor raised (StoreError
+    for a store problem), else the Spark error (SparkError)."""
+    raised = _EXECUTOR_ERROR.findall(str(exc))
+    if raised:
+        name, message = raised[-1]
+        message = message.strip()
+        if "nothing was changed" not in message:
+            message += "; nothing was changed"
+        kind = StoreError if name == "StoreError" else SparkError
+        return kind(f"the Spark executors could not publish run {run_id} to {url_display}: {message}")
+    return SparkError(
+        f"the Spark executors could not publish run {run_id} to {url_display} ({_why(exc)}); nothing was changed"
+    )
 
 
 def _why(exc: BaseException) -> str:

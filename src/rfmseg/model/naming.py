@@ -44,6 +44,8 @@ class Vocabulary:
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     labels: tuple[str, str, str] = ("recency", "frequency", "monetary")
     """what R, F and M mean in this domain (for reasons): e.g. 'days since last login'"""
+    entity: str = "customers"
+    """who is segmented, in the plural (for reasons): users, leads, students; a preset sets it from its units"""
 
     @classmethod
     def from_records(
@@ -51,6 +53,7 @@ class Vocabulary:
         records: list[dict[str, Any]],
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         labels: tuple[str, str, str] = ("recency", "frequency", "monetary"),
+        entity: str = "customers",
     ) -> Vocabulary:
         types = []
         for i, rec in enumerate(records):
@@ -76,7 +79,7 @@ class Vocabulary:
         names = [t.name for t in types]
         if len(set(names)) != len(names):
             raise ParameterError("segment vocabulary: names must be unique")
-        return cls(tuple(types), weights, labels)
+        return cls(tuple(types), weights, labels, entity)
 
     def to_records(self) -> list[dict[str, Any]]:
         return [asdict(t) for t in self.types]
@@ -239,7 +242,7 @@ def name_clusters(
 def _reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vocabulary) -> str:
     r_label, f_label, m_label = vocabulary.labels
     parts = (
-        f"{r_label} {centroid[0]:,.0f} days (more recent than {lv[0]:.0%} of customers)",
+        f"{r_label} {centroid[0]:,.0f} days (more recent than {lv[0]:.0%} of {vocabulary.entity})",
         f"{f_label} {centroid[1]:,.1f} (above {lv[1]:.0%})",
         f"{m_label} {centroid[2]:,.0f} (above {lv[2]:.0%})",
     )

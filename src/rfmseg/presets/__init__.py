@@ -39,6 +39,11 @@ class Preset:
     cold_start_segment: str = "Occasional"
     """the segment given to customers with too little history (see rfmseg.lifecycle.ColdStart)"""
 
+    def __post_init__(self) -> None:
+        # the naming reasons speak of the entity the units name ("more recent than 80% of users")
+        if self.vocabulary.entity != self.units.entity:
+            object.__setattr__(self, "vocabulary", replace(self.vocabulary, entity=self.units.entity))
+
     def sample_path(self) -> Path:
         if not self.sample:
             raise ParameterError(f"preset '{self.name}' has no sample data set")

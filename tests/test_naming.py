@@ -1,0 +1,44 @@
+"""The naming reasons speak of the preset's entity: users (saas), leads (crm), students (education), else
+customers. Real runs on the shipped samples."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import rfmseg
+from rfmseg.datasets import study
+from rfmseg.presets import get_preset
+
+
+@pytest.mark.parametrize(("name", "entity"), [("saas", "users"), ("crm", "leads"), ("education", "students")])
+def test_reasons_speak_of_the_presets_entity(name: str, entity: str) -> None:
+    result = rfmseg.segment(get_preset(name).sample_path(), preset=name, runs_dir=None)
+    reasons = [s["reason"] for s in result.summary["segments"]]
+    assert len(reasons) == 4
+    for reason in reasons:
+        assert f"% of {entity})" in reason and "customers" not in reason
+    assert all(f"% of {entity})" in r for r in result.model.reasons_)  # as model.json stores them
+
+
+def test_a_saas_run_says_users_not_customers(cli, runs_dir) -> None:
+    r = cli("run", "--preset", "saas", get_preset("saas").sample_path(), "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err
+    reasons = [s["reason"] for s in r.json()["segments"]]
+    assert all("users" in x and "customers" not in x for x in reasons)
+
+
+def test_the_study_still_says_customers() -> None:
+    result = rfmseg.segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=None)
+    champions = next(s for s in result.summary["segments"] if s["name"] == "Champions")
+    assert "(more recent than" in champions["reason"] and "% of customers)" in champions["reason"]
+
+
+def test_a_preset_with_other_units_names_its_entity_in_reasons() -> None:
+    saas = get_preset("saas")
+    members = replace(saas, name="members", units=replace(saas.units, entity="members"))
+    assert members.vocabulary.entity == "members"
+    assert members.vocabulary.types == saas.vocabulary.types and members.vocabulary.labels == saas.vocabulary.labels
+    result = rfmseg.segment(saas.sample_path(), preset=members, runs_dir=None)
+    assert all("% of members)" in s["reason"] for s in result.summary["segments"])
