@@ -4,6 +4,7 @@ path (used above validate.MATERIALISE_MAX_ROWS rows), the synthetic generator, a
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,7 @@ import pytest
 from sklearn.cluster import KMeans
 
 import rfmseg.io.validate as validate
+from rfmseg import pipeline
 from rfmseg.io import Policy
 from rfmseg.model import SegmentModel
 from rfmseg.model import kmeans as km
@@ -150,6 +152,114 @@ def test_streaming_path_on_generated_lines_with_bad_rows(
     monkeypatch.setattr(validate, "MATERIALISE_MAX_ROWS", 0)
     with pytest.raises(validate.InputError, match=r"row\(s\) with no customer id .*first at row 997"):
         segment(messy, policy=Policy(returns_condition="order_id LIKE 'C%'"), runs_dir=None)
+
+
+def test_unclean_id_condition_is_exactly_what_cleaning_changes() -> None:
+    """The cheap test the RFM pass runs per order agrees with id_expr on every kind of id."""
+    ids = [
+        "536365", "C536365", "", " ", "A1 ", " A1", "17850.0", "17850.00", "12.50", "A.0", ".0", "1.", "x.y",
+        "\u00a0A1", "A1\u3000", "\u2003", "caf\u00e9", "caf\u00e9 ", "\tA1", "A1\n", "A\u00a0B", None,
+    ]  # fmt: skip
+    con = duckdb.connect()
+    con.execute("CREATE TABLE orders (customer_id VARCHAR, order_id VARCHAR)")
+    con.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i) for i in ids])
+    types = {"c": "VARCHAR", "o": "VARCHAR"}
+    test = validate.unclean_id_condition({"customer_id": "c", "order_id": "o"}, types)
+    got = con.execute(f"SELECT order_id, {test} FROM orders").fetchall()
+    want = con.execute(
+        f"SELECT o, ({validate.id_expr('o', 'VARCHAR')}) IS DISTINCT FROM o FROM orders AS t(c, o)"
+    ).fetchall()
+    assert got == want
+    assert [i for i, dirty in got if dirty] == [
+        "",
+        " ",
+        "A1 ",
+        " A1",
+        "17850.0",
+        "17850.00",
+        "\u00a0A1",
+        "A1\u3000",
+        "\u2003",
+        "caf\u00e9 ",
+    ]
+    assert validate.unclean_id_condition({"customer_id": "c"}, {"c": "BIGINT"}) is None
+
+
+def test_streaming_path_cleans_text_ids_only_when_one_needs_it(
+    monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
+) -> None:
+    """Large inputs take text ids as they are when none needs cleaning, and clean them all when one does:
+    either way the same RFM table as the materialised path, which always cleans."""
+    con = duckdb.connect()
+    clean, messy = tmp_path / "clean.parquet", tmp_path / "messy.parquet"
+    con.execute(
+        f"COPY (SELECT 'K' || customer_id AS customer_id, order_id, order_date, amount FROM '{tx}') TO '{clean}'"
+    )
+    con.execute(
+        # the same customers and orders, some ids written with spaces or as '123.0' (a float exported as text)
+        f"COPY (SELECT CASE WHEN n % 7 = 0 THEN ' K' || customer_id || ' ' ELSE 'K' || customer_id END AS customer_id, "
+        f"CASE WHEN n % 11 = 0 AND order_id NOT LIKE 'C%' THEN order_id || '.0' ELSE order_id END AS order_id, "
+        f"order_date, amount FROM (SELECT *, row_number() OVER () AS n FROM '{tx}')) TO '{messy}'"
+    )
+    calls: list[bool] = []
+    prepare = validate.prepare
+
+    def spy(*args, **kwargs):  # records whether each preparation was asked to clean every id
+        calls.append(kwargs.get("clean_ids", False))
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare", spy)
+    kept_clean, streamed_clean = _both_paths(monkeypatch, clean, policy=CANCELLATIONS, runs_dir=None)
+    assert calls == [False, False]  # materialised (cleans anyway), then streamed with the ids as they are
+    assert streamed_clean.rfm.equals(kept_clean.rfm)
+    calls.clear()
+    kept_messy, streamed_messy = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, runs_dir=None)
+    assert calls == [False, False, True]  # the RFM pass found an id to clean: prepared again, cleaning all
+    assert streamed_messy.rfm.equals(kept_messy.rfm)
+    assert streamed_messy.rfm.equals(streamed_clean.rfm)  # cleaning made the messy ids the clean ones
+    # a problem found with the ids as they are is reported as the clean ids have it
+    bad = tmp_path / "bad.parquet"
+    con.execute(
+        f"COPY (SELECT CASE WHEN order_id = (SELECT min(order_id) FROM '{tx}') THEN ' ' ELSE order_id END "
+        f"AS order_id, * EXCLUDE (order_id) FROM '{tx}') TO '{bad}'"
+    )
+    monkeypatch.setattr(validate, "MATERIALISE_MAX_ROWS", 0)
+    with pytest.raises(validate.InputError, match=r"row\(s\) with no order id"):
+        segment(bad, policy=Policy(returns_condition="order_id LIKE 'C%'"), runs_dir=None)
+
+
+def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
+    monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
+) -> None:
+    """A large Parquet input is counted by the RFM pass: with every row used, no counting pass at all; a
+    return dated after the last order (the default as-of date would set it aside) or a given as-of date
+    that leaves rows after it send the input through the counting pass. Every case equals the materialised
+    path, which counts first."""
+    counting = validate._prepare_streaming
+    passes: list[date | None] = []
+
+    def spy(*args, **kwargs):
+        passes.append(args[5])
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(validate, "_prepare_streaming", spy)
+    kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, runs_dir=None)
+    assert passes == [] and streamed.manifest["rows"] == kept.manifest["rows"]
+    assert streamed.rfm.equals(kept.rfm) and streamed.manifest["as_of"] == kept.manifest["as_of"]
+    late = tmp_path / "late.parquet"
+    con = duckdb.connect()
+    con.execute(
+        # a cancellation three days after the last order of the file, by its first customer
+        f"COPY (SELECT * FROM '{tx}' UNION ALL SELECT min(customer_id), 'C999999', "
+        f"max(order_date) + INTERVAL 3 DAY, -10.0 FROM '{tx}') TO '{late}'"
+    )
+    kept, streamed = _both_paths(monkeypatch, late, policy=CANCELLATIONS, runs_dir=None)
+    assert passes == [None] and kept.manifest["rows"]["quarantined"] == {"after_as_of": 1}
+    assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+    passes.clear()
+    kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, as_of="2024-03-31", runs_dir=None)
+    assert passes == [date(2024, 3, 31)] and kept.manifest["rows"]["quarantined"]["after_as_of"] > 0
+    assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
 
 
 def test_empty_quarantine_file_keeps_its_columns(tx: Path, tmp_path: Path) -> None:

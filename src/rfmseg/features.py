@@ -222,12 +222,23 @@ def _level1(fs: FeatureSet) -> tuple[list[str], list[str], list[tuple[str, str]]
     return list(dict.fromkeys(cols)), outer, distinct
 
 
-def rfm_sql(source: str, as_of: date, features: FeatureSet = DEFAULT_FEATURES, dialect: str = "duckdb") -> str:
+def rfm_sql(
+    source: str,
+    as_of: date,
+    features: FeatureSet = DEFAULT_FEATURES,
+    dialect: str = "duckdb",
+    flag: str | None = None,
+    counted: bool = False,
+) -> str:
     """The SQL text of the RFM table over the judged transactions view ``source`` (DuckDB or Spark SQL).
 
     The default FeatureSet gives exactly :data:`RFM_SQL`. Other definitions keep its shape: a first
     aggregation per customer x order, then per customer; a distinct count over another column is a
     two-level aggregation of its own (customer x value, then customer), joined on the customer id.
+    ``flag``: a condition over ``orders.customer_id`` and ``orders.order_id``, evaluated once per order and
+    returned per customer as ``_flag`` (whether any of the customer's orders meets it).
+    ``counted``: also ``_rows``, the customer's rows used, and ``_last_return``, the time of their last
+    return (what settles the counts and the as-of date of an input not counted before; validate.Prepared.count).
     """
     if dialect not in DIALECTS:
         raise ParameterError(f"unknown SQL dialect '{dialect}'; use one of {', '.join(DIALECTS)}")
@@ -235,6 +246,14 @@ def rfm_sql(source: str, as_of: date, features: FeatureSet = DEFAULT_FEATURES, d
         sql = RFM_SQL.format(source=source, as_of=as_of.isoformat())
     else:
         sql = _generated_sql(source, as_of, features)
+    extra = [f"bool_or({flag}) AS _flag"] if flag is not None else []
+    if counted:
+        level1 = f"\n    FROM {source}\n    WHERE _reason IS NULL\n    GROUP BY customer_id, order_id"
+        sql = sql.replace(level1, f", count(*) AS _n{level1}")
+        extra += ["CAST(sum(_n) AS BIGINT) AS _rows", "max(ts) FILTER (WHERE is_return) AS _last_return"]
+    if extra:
+        listed = ", ".join(extra)
+        sql = sql.replace("AS last_order_date\nFROM orders", f"AS last_order_date,\n    {listed}\nFROM orders")
     if dialect == "spark":
         # DuckDB's date_diff('day', a, b) is Spark's datediff(b, a)
         sql = sql.replace(
@@ -272,14 +291,21 @@ def _generated_sql(source: str, as_of: date, fs: FeatureSet) -> str:
 
 
 def compute_rfm(
-    con: duckdb.DuckDBPyConnection, source: str, as_of: date, features: FeatureSet = DEFAULT_FEATURES
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    as_of: date,
+    features: FeatureSet = DEFAULT_FEATURES,
+    flag: str | None = None,
+    counted: bool = False,
 ) -> pa.Table:
-    """RFM table (sorted by customer_id) from the judged transactions view ``source``.
+    """RFM table from the judged transactions view ``source``, in customer id order (numeric order for ids
+    kept as whole numbers, which sort far faster than their text; text order otherwise).
 
-    Ids kept as numbers by the typed rows (see validate.customer_expr) become text here, after the aggregation."""
-    sql = rfm_sql(source, as_of, features)
+    Ids kept as numbers by the typed rows (see validate.customer_expr) become text here, after the aggregation.
+    ``flag``, ``counted``: see :func:`rfm_sql` (the table then has their columns)."""
+    sql = rfm_sql(source, as_of, features, flag=flag, counted=counted)
     return con.sql(
-        f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) ORDER BY customer_id"
+        f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) AS r ORDER BY r.customer_id"
     ).to_arrow_table()
 
 

@@ -6,15 +6,17 @@ profile) take and return tables; this module is the edge that opens files and wr
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy, Prepared, open_source, prepare
 from rfmseg.io.sources import SourceSpec
-from rfmseg.io.validate import net_nonpositive, settle_rfm, sufficiency_warnings
+from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, sufficiency_warnings
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
@@ -74,9 +76,11 @@ class RunResult:
         return self.assignments.column("segment")[ids.index(customer_id)].as_py()
 
 
-DUCKDB_MEMORY_LIMIT = os.environ.get("RFMSEG_DUCKDB_MEMORY", "1500MB")
-"""What DuckDB may hold at once; a larger aggregation spills to a temporary folder instead of growing
-(measured on 100M order lines: the same speed, peak memory 1.7 GiB instead of 3.4; docs/scaling.md)."""
+DUCKDB_MEMORY_LIMIT = os.environ.get("RFMSEG_DUCKDB_MEMORY", "2400MB")
+"""What DuckDB may hold at once; a larger aggregation spills to a temporary folder instead of growing.
+On 100M order lines (9.6M customers) the RFM pass took 15.6 s at 2600MB, 17-18 s at 2200MB and 19-20 s at
+1500MB, and the whole run peaked at 2.7, 2.5 and 2.7 GiB (at 1500MB the peak came later, from the customer
+tables): 2400MB keeps the run under 3 GiB with the least spilling (docs/scaling.md)."""
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -84,7 +88,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     results in any order unless the query says ORDER BY (every query that needs an order says so), and
     memory handed back to the system after each big query."""
     spill = Path(tempfile.gettempdir()) / "rfmseg-duckdb"
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "memory_limit": DUCKDB_MEMORY_LIMIT,
             "temp_directory": str(spill),
@@ -93,6 +97,11 @@ def connect() -> duckdb.DuckDBPyConnection:
             "allocator_bulk_deallocation_flush_threshold": "16MB",
         }
     )
+    # a long query would draw a progress bar on the terminal; in Jupyter without ipywidgets DuckDB refuses
+    # the setting (and draws nothing)
+    with suppress(duckdb.Error):
+        con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def package_versions() -> dict[str, str]:
@@ -105,19 +114,51 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+class _Digest:
+    """A write-only file that feeds what is written to it into a SHA-256."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+HASH_BATCH = 1 << 20
+"""rows per record batch of the fingerprint's stream (a table up to this size is one batch)"""
+
+
 def rfm_sha256(rfm: pa.Table) -> str:
-    """A fingerprint of an RFM table's content (ids and values, in its order): same data, same hash."""
+    """A fingerprint of an RFM table's content (ids and values, in its order): same data, same hash.
+
+    The SHA-256 of the table's Arrow IPC stream in record batches of :data:`HASH_BATCH` rows (however
+    the table happens to be chunked), hashed as it is written: memory for one batch, not a copy of the table."""
     wanted = ("customer_id", "recency_days", "frequency", "monetary", "first_order_date")
-    cols = [c for c in wanted if c in rfm.column_names]
-    sink = pa.BufferOutputStream()
-    table = rfm.select(cols).combine_chunks()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+    table = rfm.select([c for c in wanted if c in rfm.column_names])
+    digest = _Digest()
+    with pa.ipc.new_stream(pa.PythonFile(digest, mode="w"), table.schema) as writer:
+        if table.num_rows <= HASH_BATCH:
+            writer.write_table(table.combine_chunks())
+        for start in range(0, table.num_rows if table.num_rows > HASH_BATCH else 0, HASH_BATCH):
+            writer.write_table(table.slice(start, HASH_BATCH).combine_chunks())
+    return digest.hash.hexdigest()
 
 
 def provenance(
-    run_id: str, created: datetime, as_of: date | None, input_sha256: str | None, rfm: pa.Table
+    run_id: str,
+    created: datetime,
+    as_of: date | None,
+    input_sha256: str | None,
+    rfm: pa.Table,
+    data_sha256: str | None = None,
 ) -> dict[str, Any]:
     """What model.json records about how it was trained (the model version is the id of the training run)."""
     return {
@@ -126,7 +167,7 @@ def provenance(
         "created": created.isoformat(),
         "as_of": as_of.isoformat() if as_of else None,
         "input_sha256": input_sha256,
-        "data_sha256": rfm_sha256(rfm),
+        "data_sha256": data_sha256 or rfm_sha256(rfm),
         "n_customers": rfm.num_rows,
         "versions": package_versions(),
     }
@@ -162,22 +203,97 @@ def load_rfm(
         src = source.register(con) if isinstance(source, SourceSpec) else open_source(con, source)
     if preset is not None:
         columns = preset.columns_for(src.columns, columns)
+    given = parse_as_of(as_of)
     with timer.stage("validate"):
-        prepared = prepare(con, src, columns, policy, parse_as_of(as_of))
+        prepared = prepare(con, src, columns, policy, given)
+    if prepared.kind == "rfm":
+        with timer.stage("rfm"):
+            return prepared, features.rfm_from_table(con, prepared.view)
     with timer.stage("rfm"):
-        if prepared.kind == "rfm":
-            rfm = features.rfm_from_table(con, prepared.view)
-        else:
-            assert prepared.as_of is not None
-            rfm = features.compute_rfm(con, prepared.view, prepared.as_of, fs)
-            rfm = settle_rfm(con, prepared, rfm)
-    return prepared, rfm
+        rfm = _rfm_pass(con, prepared, fs)
+    if prepared.unchecked_ids is not None and pc.any(rfm.column("_flag")).as_py():
+        # an id needs cleaning: both passes again, with every id cleaned
+        with timer.stage("validate"):
+            prepared = prepare(con, src, columns, policy, given, clean_ids=True)
+        with timer.stage("rfm"):
+            rfm = _rfm_pass(con, prepared, fs)
+    if prepared.count is not None:
+        with timer.stage("validate"):
+            prepared, rfm = _settle_counts(con, prepared, rfm, given, fs, timer)
+    with timer.stage("rfm"):
+        rfm = settle_rfm(con, prepared, rfm)
+        return prepared, rfm.drop_columns([c for c in ("_flag", "_rows", "_last_return") if c in rfm.column_names])
+
+
+AS_OF_UNKNOWN = date(1970, 1, 1)
+"""the as-of date an RFM pass runs with before the default one is known (recency is then recomputed)"""
+
+
+def _rfm_pass(con: duckdb.DuckDBPyConnection, prepared: Prepared, fs: FeatureSet) -> pa.Table:
+    """The RFM table of ``canon``, with the checks ``prepared`` still waits for (``_flag``, ``_rows``)."""
+    return features.compute_rfm(
+        con,
+        prepared.view,
+        prepared.as_of or AS_OF_UNKNOWN,
+        fs,
+        flag=prepared.unchecked_ids,
+        counted=prepared.count is not None,
+    )
+
+
+def _settle_counts(
+    con: duckdb.DuckDBPyConnection,
+    prepared: Prepared,
+    rfm: pa.Table,
+    given: date | None,
+    fs: FeatureSet,
+    timer: Timer,
+) -> tuple[Prepared, pa.Table]:
+    """The counts and as-of date of an input the RFM pass counted (validate.Prepared.count).
+
+    When every row read was used and, without a given as-of date, no return is dated after the last order,
+    the RFM pass has settled everything: the as-of date is the day after the last order and recency is
+    counted to it. Otherwise the counting pass runs (it names the rows set aside, by reason, and stops on
+    them in error mode) and, if the as-of date it settles is not the one the RFM pass assumed, the RFM pass
+    runs again."""
+    assert prepared.count is not None
+    count, prepared.count = prepared.count, None
+    used = pc.sum(rfm.column("_rows")).as_py() or 0
+    at = given
+    if at is None:
+        last = pc.max(rfm.column("last_order_date")).as_py()
+        at = last + timedelta(days=1) if last is not None else None
+        late = pc.max(rfm.column("_last_return")).as_py()
+        if at is not None and late is not None and late.date() >= at:
+            at = None  # a return after the last order: the counting pass settles the as-of date
+    if used == prepared.rows_read and at is not None:
+        if given is None:
+            settle_as_of(con, prepared, at)
+            rfm = _recency_to(rfm, at)
+        return prepared, rfm
+    counted = count(given)  # raises on bad rows in error mode, or when no row is usable
+    assert counted.as_of is not None
+    if given is not None:
+        return counted, rfm
+    if counted.as_of != at:
+        with timer.stage("rfm"):
+            return counted, features.compute_rfm(con, counted.view, counted.as_of, fs, counted=True)
+    return counted, _recency_to(rfm, at)
+
+
+def _recency_to(rfm: pa.Table, as_of: date) -> pa.Table:
+    """``rfm`` with recency counted to ``as_of`` (days from the last order, as the RFM SQL counts it)."""
+    recency = pc.days_between(rfm.column("last_order_date"), pa.scalar(as_of, pa.date32()))
+    return rfm.set_column(rfm.column_names.index("recency_days"), "recency_days", recency)
 
 
 def rfm_matrix(rfm: pa.Table) -> np.ndarray:
-    return np.column_stack(
-        [rfm.column(c).to_numpy(zero_copy_only=False).astype(float) for c in ("recency_days", "frequency", "monetary")]
-    )
+    """(n, 3) recency_days, frequency, monetary as floats, column-major: every later step (transform,
+    K-Means passes, naming, profiles) reads it a column at a time."""
+    x = np.empty((rfm.num_rows, 3), order="F")
+    for j, c in enumerate(("recency_days", "frequency", "monetary")):
+        x[:, j] = rfm.column(c).to_numpy(zero_copy_only=False)
+    return x
 
 
 def build_summary(
@@ -188,8 +304,14 @@ def build_summary(
     segments: list[str],
     currency: str = "$",
     units: Units = DEFAULT_UNITS,
+    x: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    df = rfm.select(["recency_days", "frequency", "monetary"]).to_pandas()
+    """The run's summary (segment table, insights); ``x`` is the RFM matrix of ``rfm`` when at hand (read
+    in place instead of copying the three columns again)."""
+    if x is None:
+        df = rfm.select(["recency_days", "frequency", "monetary"]).to_pandas()
+    else:
+        df = pd.DataFrame(x, columns=["recency_days", "frequency", "monetary"], copy=False)
     reasons = dict(zip(model.names_, model.reasons_, strict=True))
     table = segment_table(df, segments, model.vocabulary, reasons)
     return {
@@ -264,39 +386,54 @@ def segment(
         sample_size=sample_size,
     )
     con = connect()
+    run_id = new_run_id(started)
+    writer: RunWriter | None = None
+    background = ThreadPoolExecutor(2)
     try:
         if backend is None:
             prepared, rfm = load_rfm(con, source, columns, as_of, policy, timer, preset, feature_set)
         else:
             prepared, rfm = backend.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+        # the run's fingerprint and its rfm.parquet need only the RFM table: they are computed on threads of
+        # their own (hashing and Parquet encoding release the GIL) while the model is fitted
+        if writer is None and runs_dir is not None:
+            writer = RunWriter(Path(runs_dir), run_id)
+        digest = background.submit(rfm_sha256, rfm)
+        pending = [background.submit(writer.parquet, "rfm.parquet", rfm)] if writer is not None else []
         x = rfm_matrix(rfm)
         # one thread below 100,000 customers: OpenMP threads spin-waiting for a busy core made this stage
         # 0.6-3 s instead of 0.05 s on the Online Retail run (bench/bench_online_retail.py)
         with timer.stage("fit"), threadpool_limits(1 if x.shape[0] < SINGLE_THREAD_BELOW else None):
-            model.fit(x) if backend is None else backend.fit(model, x)
+            if backend is None:
+                assigned = model.fit_predict(x)  # the fit's last pass scores the training customers
+            else:
+                backend.fit(model, x)
         with timer.stage("assign"):
-            assigned = model.predict(x)
-        run_id = new_run_id(started)
+            if backend is not None:
+                assigned = model.predict(x)
+            labels = pa.array(assigned.labels.astype(np.int32, copy=False))
+            assignments = pa.table(
+                {
+                    "customer_id": rfm.column("customer_id"),
+                    "segment": pc.take(pa.array(model.names_, pa.string()), labels),
+                    "recency_days": rfm.column("recency_days"),
+                    "frequency": rfm.column("frequency"),
+                    "monetary": rfm.column("monetary"),
+                    "distance": pa.array(assigned.distance),
+                    "margin": pa.array(assigned.margin),
+                    "cluster": labels,
+                }
+            )
         with timer.stage("profile"):
             segments = pd.Categorical.from_codes(assigned.labels, categories=model.names_)
-            summary = build_summary(run_id, prepared.as_of, model, rfm, segments, currency, units)
+            summary = build_summary(run_id, prepared.as_of, model, rfm, segments, currency, units, x)
             summary["preset"] = preset.name if preset else None
             summary["rows"] = prepared.rows_summary()
             summary["warnings"] = sufficiency_warnings(rfm, k, currency)
             summary["net_nonpositive"] = net_nonpositive(rfm)
-        assignments = pa.table(
-            {
-                "customer_id": rfm.column("customer_id"),
-                "segment": pc.take(pa.array(model.names_, pa.string()), pa.array(assigned.labels)),
-                "recency_days": rfm.column("recency_days"),
-                "frequency": rfm.column("frequency"),
-                "monetary": rfm.column("monetary"),
-                "distance": pa.array(assigned.distance),
-                "margin": pa.array(assigned.margin),
-                "cluster": pa.array(assigned.labels.astype("int32")),
-            }
+        model.provenance_ = provenance(
+            run_id, started, prepared.as_of, prepared.source.sha256, rfm, data_sha256=digest.result()
         )
-        model.provenance_ = provenance(run_id, started, prepared.as_of, prepared.source.sha256, rfm)
         manifest = {
             "run_id": run_id,
             "kind": "run",
@@ -334,10 +471,21 @@ def segment(
             with timer.stage("output"):
                 manifest["output"] = backend.write_output(run_id, model)
         run = None
-        if runs_dir is not None:
+        if writer is not None:
             with timer.stage("write"):
                 run = _write_run(
-                    Path(runs_dir), run_id, con, prepared, model, rfm, assignments, summary, manifest, timer
+                    Path(writer.runs_dir),
+                    run_id,
+                    con,
+                    prepared,
+                    model,
+                    rfm,
+                    assignments,
+                    summary,
+                    manifest,
+                    timer,
+                    writer=writer,
+                    pending=pending,
                 )
         if backend is not None and store is not None:
             from rfmseg.lifecycle import publish_from_executors  # (lifecycle imports this module)
@@ -347,10 +495,14 @@ def segment(
         manifest["timings"] = timer.stages
         return RunResult(run_id, run, summary, manifest, model, rfm, assignments)
     except BaseException:
+        background.shutdown(wait=True)  # nothing may still be writing into the folder removed next
+        if writer is not None:
+            writer.abort()
         if backend is not None:
             backend.discard_output()
         raise
     finally:
+        background.shutdown(wait=True)
         con.close()
         if backend is not None:
             backend.close()
@@ -367,22 +519,37 @@ def _write_run(
     summary: dict[str, Any],
     manifest: dict[str, Any],
     timer: Timer,
+    *,
+    writer: RunWriter | None = None,
+    pending: list[Future[None]] | None = None,
 ) -> Run:
+    """Write the run folder and commit it. ``writer``: the run's folder when it was opened earlier, with the
+    files already being written into it (``pending``: rfm.parquet, started while the model was fitted)."""
     t0 = time.perf_counter()
-    writer = RunWriter(runs_dir, run_id)
+    writer = writer or RunWriter(runs_dir, run_id)
+    started = list(pending or [])
     try:
-        writer.json("model.json", model.to_dict())
-        writer.parquet("rfm.parquet", rfm)
-        writer.parquet("assignments.parquet", assignments)
-        writer.json("summary.json", summary)
-        _write_quarantine(con, prepared, writer.path("quarantine.parquet"))
-        # the HTML report (with the K choice it shows) is part of the run, written before the commit
-        write_run_report(writer.tmp, runs_dir, summary, manifest, assignments)
+        # the big tables are encoded on threads of their own (Arrow releases the GIL) while this one writes
+        # the rest; the pool is left only once they are written or failed
+        with ThreadPoolExecutor(2) as pool:
+            if not started:
+                started.append(pool.submit(writer.parquet, "rfm.parquet", rfm))
+            started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
+            writer.json("model.json", model.to_dict())
+            writer.json("summary.json", summary)
+            _write_quarantine(con, prepared, writer.path("quarantine.parquet"))
+            # the HTML report (with the K choice it shows) is part of the run, written before the commit
+            write_run_report(writer.tmp, runs_dir, summary, manifest, assignments)
+            for written in started:
+                written.result()
         # the manifest is the last file: its write timing covers everything written before it
         manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()
     except BaseException:
+        for written in started:
+            written.cancel()
+        concurrent.futures.wait(started)  # nothing may still be writing into the folder removed next
         writer.abort()
         raise
 

@@ -132,6 +132,17 @@ class Prepared:
     view: str = "canon"
     deferred: Deferred | None = None
     """set on large inputs: the returns-only rule is settled from the RFM table (:func:`settle_rfm`)"""
+    unchecked_ids: str | None = None
+    """set on large inputs with text ids, which ``canon`` then takes as they are (cleaning every id of 100M
+    rows, trim and the '.0' rule, doubled the cost of both passes over the file): the condition, over the
+    RFM pass's ``orders``, of an id that cleaning would change. If any order meets it, the input must be
+    prepared again with ``clean_ids=True`` (:func:`rfmseg.pipeline.load_rfm` does)."""
+    count: Callable[[date | None], Prepared] | None = None
+    """set when the rows were not counted yet (a large Parquet or Arrow input, whose row count is known
+    without reading it): ``canon`` judges the rows, ``as_of`` is None unless given, and the RFM pass counts
+    the rows it uses per customer. If they are fewer than the rows read, or the as-of date cannot be
+    settled from the RFM table, ``count(as_of)`` runs the counting pass and returns the Prepared it gives
+    (:func:`rfmseg.pipeline.load_rfm` decides)."""
 
     @property
     def rows_used(self) -> int:
@@ -366,6 +377,43 @@ class Dialect:
 DUCKDB = Dialect(customer_expr, id_expr, number_expr, date_expr, "VARCHAR")
 
 
+def _text_as_is(col: str, duck_type: str) -> str:
+    return f"CAST({_quote(col)} AS VARCHAR)"
+
+
+DUCKDB_IDS_AS_IS = Dialect(
+    lambda c, t: customer_expr(c, t) if _is_numeric(t) else _text_as_is(c, t),
+    lambda c, t: id_expr(c, t) if _is_numeric(t) else _text_as_is(c, t),
+    number_expr,
+    date_expr,
+    "VARCHAR",
+)
+"""DuckDB with text ids taken as they are: what :data:`DUCKDB` gives whenever no id needs cleaning
+(:func:`unclean_id_condition` finds one that does). Cleaning every id of 100M rows (trim, the '.0' rule)
+doubled the cost of both passes over the file, and almost no large export needs it."""
+
+
+def unclean_id_condition(mapping: dict[str, str], types: dict[str, str], table: str = "orders") -> str | None:
+    """SQL over ``table``'s canonical customer_id and order_id, taken as they are, that is true exactly when
+    :func:`id_expr` would change one (empty; surrounding white space, which DuckDB's trim takes as the space
+    and the non-ASCII spaces; a whole number written as '17850.0'); None when neither id column is text.
+
+    Cheap tests first and the costly ones only where they can matter (CASE evaluates a branch only for the
+    rows that reach it): a quarter of the cost of comparing every id with its trim."""
+    checks = []
+    for name in (schema.CUSTOMER_ID, schema.ORDER_ID):
+        col = mapping.get(name)
+        if col is None or _is_numeric(types[col]):
+            continue
+        t = f"{table}.{name}"
+        checks.append(
+            f"CASE WHEN {t} = '' OR {t} LIKE ' %' OR {t} LIKE '% ' THEN true "
+            f"WHEN strlen({t}) <> length({t}) THEN {t} <> trim({t}) "
+            f"WHEN contains({t}, '.') THEN regexp_full_match({t}, '[0-9]+\\.0+') ELSE false END"
+        )
+    return f"coalesce({' OR '.join(checks)}, false)" if checks else None
+
+
 def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy, d: Dialect) -> str:
     """The canonical columns typed from the source's (customer_id, order_id, ts, amount, quantity,
     unit_price and the policy's fields), as a SELECT list in dialect ``d``: one definition for every engine."""
@@ -401,10 +449,14 @@ def prepare(
     columns: dict[str, str] | None = None,
     policy: Policy | None = None,
     as_of: date | None = None,
+    clean_ids: bool = False,
+    count_now: bool = False,
 ) -> Prepared:
     """Build the ``canon`` view over ``source``, settle the as-of date and count rows per fate.
 
     In ``error`` mode a single broken row raises :class:`InputError` naming the row, the rule and the fix.
+    Large inputs take text ids as they are unless ``clean_ids`` (see :attr:`Prepared.unchecked_ids`), and
+    large Parquet or Arrow inputs are counted by the RFM pass unless ``count_now`` (see :attr:`Prepared.count`).
     """
     policy = policy or Policy()
     kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
@@ -417,17 +469,43 @@ def prepare(
         f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
         for name, sql in policy.extra_columns
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {typed_columns(mapping, types, policy, DUCKDB)}{extra} "
-        f"FROM {source.name}"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW typed_r AS SELECT *, coalesce({policy.returns_condition}, FALSE) "
-        "AS is_return FROM typed"
-    )
     rules, has_returns = row_rules(policy, mapping)
-    if estimated_rows(con, source) > MATERIALISE_MAX_ROWS:
-        return _prepare_streaming(con, source, mapping, policy, rules, as_of, has_returns)
+
+    def typed_views(dialect: Dialect) -> None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {typed_columns(mapping, types, policy, dialect)}"
+            f"{extra} FROM {source.name}"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW typed_r AS SELECT *, coalesce({policy.returns_condition}, FALSE) "
+            "AS is_return FROM typed"
+        )
+
+    rows = estimated_rows(con, source)
+    if rows > MATERIALISE_MAX_ROWS:
+        unclean = None if clean_ids else unclean_id_condition(mapping, types)
+        typed_views(DUCKDB if unclean is None else DUCKDB_IDS_AS_IS)
+
+        def count(at: date | None) -> Prepared:
+            return _prepare_streaming(con, source, mapping, policy, rules, at, has_returns)
+
+        if source.format != "csv" and not count_now:  # the row count is exact: the RFM pass counts the rest
+            prepared = _uncounted(con, source, mapping, policy, rules, as_of, has_returns, rows)
+            prepared.count = count
+        elif unclean is not None:
+            # a problem found with the ids as they are is judged again on clean ids
+            try:
+                prepared = count(as_of)
+            except InputError:
+                typed_views(DUCKDB)
+                return count(as_of)
+        else:
+            return count(as_of)
+        # text ids as they are: the RFM pass checks them per order (``unchecked_ids``), and the caller
+        # prepares again with clean ids if one needs cleaning
+        prepared.unchecked_ids = unclean
+        return prepared
+    typed_views(DUCKDB)
     # the source is read and every row judged once, into a table: the later stages read it, not the file
     con.execute(f"CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
     _check_whole_columns(con, source, mapping)
@@ -616,6 +694,50 @@ def estimated_rows(con: duckdb.DuckDBPyConnection, source: Source) -> int:
     return int(con.execute(f"SELECT count(*) FROM {source.name}").fetchone()[0])
 
 
+def _after(as_of: date) -> Rule:
+    return Rule(
+        AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
+    )
+
+
+def _uncounted(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    mapping: dict[str, str],
+    policy: Policy,
+    rules: tuple[Rule, ...],
+    as_of: date | None,
+    has_returns: bool,
+    rows: int,
+) -> Prepared:
+    """:func:`prepare` for a large input whose row count is known: the views, no pass over the file (the RFM
+    pass counts the rows it uses; see :attr:`Prepared.count`)."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
+    late = (_after(as_of),) if as_of is not None else ()
+    settle_canon(con, late)
+    prepared = Prepared("transactions", source, mapping, as_of, rows, {})
+    if has_returns and policy.returns == "net":
+        prepared.deferred = Deferred((*rules, *late), late, policy.bad_rows)
+    return prepared
+
+
+def settle_canon(con: duckdb.DuckDBPyConnection, late: tuple[Rule, ...]) -> None:
+    """``canon``: ``judged`` with the rules that need the data (after-as-of, returns-only) applied on top."""
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
+        f"coalesce(_reason, {_reason_case(late) if late else 'NULL'}) AS _reason FROM judged"
+    )
+
+
+def settle_as_of(con: duckdb.DuckDBPyConnection, prepared: Prepared, as_of: date) -> None:
+    """The default as-of date found by the RFM pass of an uncounted input (:attr:`Prepared.count`)."""
+    prepared.as_of = as_of
+    late = (_after(as_of),)
+    settle_canon(con, late)
+    if prepared.deferred is not None:
+        prepared.deferred = Deferred((*prepared.deferred.rules, *late), late, prepared.deferred.bad_rows)
+
+
 def _prepare_streaming(
     con: duckdb.DuckDBPyConnection,
     source: Source,
@@ -693,7 +815,10 @@ def settle_rfm(con: duckdb.DuckDBPyConnection, prepared: Prepared, rfm: pa.Table
         "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
         f"coalesce(_reason, {_reason_case(late)}) AS _reason FROM judged"
     )
-    n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
+    if "_rows" in rfm.column_names:  # the RFM pass counted each customer's rows
+        n = pc.sum(rfm.column("_rows").filter(orphan)).as_py()
+    else:
+        n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
     prepared.quarantined[RETURNS_ONLY.reason] = int(n)
     all_rules = (*pending.rules, RETURNS_ONLY)
     if pending.bad_rows == "error":

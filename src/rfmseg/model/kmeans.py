@@ -8,7 +8,10 @@ Two fitting paths, chosen by the number of points:
   ``sample_size`` points, then Lloyd iterations over *all* points started from the sample's centres
   (scikit-learn KMeans with ``init=centres, n_init=1``, at most ``refine_max_iter`` iterations, until the
   centres stop moving). The restarts, which are what makes a full fit slow, run on the sample; the refinement
-  costs a few passes over the data, so the centres, labels and inertia are those of all points.
+  costs a few passes over the data, so the centres, labels and inertia are those of all points. The
+  refinement is our own :func:`lloyd` (scikit-learn's Lloyd loop with its stopping rule) on the blocked,
+  threaded :func:`nearest`: its last pass gives every point's label, distance and margin, which are the
+  training customers' assignment, so scoring them again costs nothing.
   bench/bench_scale.py measures both paths side by side (docs/performance.md): within 0.5 % of the full
   ``KMeans(n_init=10)`` inertia at a small fraction of its time at 1M and 10M customers.
 
@@ -18,11 +21,14 @@ for callers that score many K on a sample (choose-k).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 SCALE_THRESHOLD = 200_000
 """Above this many points ``fit_kmeans`` fits on a sample and refines on all points."""
@@ -30,8 +36,10 @@ DEFAULT_SAMPLE_SIZE = 25_000
 """points the restarts run on: 10 k-means++ restarts on 25,000 points cost about 2 % of a full fit on 1M
 points (docs/performance.md); the refinement on all points then settles the centres"""
 REFINE_MAX_ITER = 50
-CHUNK = 1 << 18
-"""points per block in :func:`nearest` (bounds the temporary arrays to a few MB)"""
+CHUNK = 1 << 16
+"""points per block in :func:`nearest` (its temporary arrays stay in cache)"""
+THREADS = min(4, os.cpu_count() or 1)
+"""threads :func:`nearest` spreads its blocks over"""
 
 Method = Literal["auto", "exact", "sample+refine"]
 
@@ -46,6 +54,10 @@ class KMeansFit:
     sample_size: int | None = None
     """points in the sample the restarts ran on (None for the exact path)"""
     sample_n_iter: int | None = None
+    distance: np.ndarray | None = None
+    """distance of each point to its centre and margin to the second nearest, when the fit computed them
+    (the refinement's last pass does: they are the training points' assignment)"""
+    margin: np.ndarray | None = None
 
     def describe(self) -> dict[str, object]:
         """What the manifest records about the fit."""
@@ -83,16 +95,17 @@ def fit_kmeans(
     if path != "sample+refine":
         raise ValueError(f"unknown K-Means method '{method}'; use auto, exact or sample+refine")
     sample = fit_on_sample(x, k, n_init, random_state, sample_size)
-    km = KMeans(n_clusters=k, init=sample.centers, n_init=1, max_iter=refine_max_iter, random_state=random_state)
-    km.fit(x)
+    refined = lloyd(x, sample.centers, refine_max_iter, tolerance(x))
     return KMeansFit(
-        km.cluster_centers_,
-        km.labels_,
-        float(km.inertia_),
-        int(km.n_iter_),
+        refined.centers,
+        refined.labels,
+        refined.inertia,
+        refined.n_iter,
         "sample+refine",
         sample.sample_size,
         sample.n_iter,
+        refined.distance,
+        refined.margin,
     )
 
 
@@ -107,45 +120,139 @@ def fit_on_sample(
     x: np.ndarray, k: int, n_init: int = 10, random_state: int = 42, sample_size: int | None = None
 ) -> KMeansFit:
     """k-means++ with ``n_init`` restarts on a seeded sample of ``sample_size`` points (labels and inertia
-    are the sample's)."""
+    are the sample's). One thread: on tens of thousands of points OpenMP threads waiting for a busy core cost
+    more than they share (3 s instead of 0.07 s measured at 25,000 points on this 2-core machine)."""
     size = min(sample_size or DEFAULT_SAMPLE_SIZE, x.shape[0])
-    xs = x[sample_rows(x.shape[0], size, random_state)]
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(xs)
+    xs = np.ascontiguousarray(x[sample_rows(x.shape[0], size, random_state)])
+    with threadpool_limits(1):
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(xs)
     return KMeansFit(km.cluster_centers_, km.labels_, float(km.inertia_), int(km.n_iter_), "sample", size)
 
 
-def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tolerance(x: np.ndarray, rel: float = 1e-4) -> float:
+    """scikit-learn's convergence tolerance: ``rel`` times the mean variance of the features."""
+    return float(rel * np.mean([np.var(x[:, j]) for j in range(x.shape[1])]))
+
+
+@dataclass
+class Refined:
+    centers: np.ndarray
+    labels: np.ndarray
+    distance: np.ndarray
+    margin: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, tol: float = 0.0) -> Refined:
+    """Lloyd iterations over all points from ``centers`` until the labels stop changing, the centres move
+    less than ``tol`` (sum of squared shifts, as scikit-learn) or ``max_iter``; the labels, distances and
+    margins returned are those of the final centres (so they serve as the training customers' assignment).
+
+    A centre that loses all its points stays where it was."""
+    c = np.array(centers, dtype=float)
+    labels, best, margin, sums = _assign(x, c, None, with_sums=True)
+    spare = (np.empty_like(labels), best, margin)  # the next pass writes here: no new arrays per pass
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        assert sums is not None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new = sums[:, 1:] / sums[:, :1]
+        empty = sums[:, 0] == 0
+        new[empty] = c[empty]
+        shift = float(((new - c) ** 2).sum())
+        c = new
+        previous = labels
+        labels, best, margin, sums = _assign(x, c, spare, with_sums=True)
+        spare = (previous, best, margin)
+        if shift <= tol or np.array_equal(labels, previous):
+            break
+    inertia = float(np.dot(best, best))
+    return Refined(c, labels, best, margin, inertia, n_iter)
+
+
+def _nearest_block(
+    cols: list[np.ndarray],
+    centers: np.ndarray,
+    labels: np.ndarray,
+    best: np.ndarray,
+    second: np.ndarray,
+    lo: int,
+    hi: int,
+    with_sums: bool = False,
+) -> np.ndarray | None:
+    """:func:`nearest` on rows lo:hi, writing squared distances into ``best`` and ``second``; with
+    ``with_sums`` returns the block's (k, 1 + features) count and coordinate sums per nearest centre."""
+    n = hi - lo
+    d = np.empty(n)
+    tmp = np.empty(n)
+    b, s, lab = best[lo:hi], second[lo:hi], labels[lo:hi]
+    for j in range(centers.shape[0]):
+        target = b if j == 0 else d
+        np.subtract(cols[0][lo:hi], centers[j, 0], out=target)
+        np.multiply(target, target, out=target)
+        for f in range(1, len(cols)):
+            np.subtract(cols[f][lo:hi], centers[j, f], out=tmp)
+            np.multiply(tmp, tmp, out=tmp)
+            np.add(target, tmp, out=target)
+        if j == 0:
+            lab[:] = 0
+            s[:] = np.inf
+            continue
+        closer = d < b  # strict: a tie keeps the lower centre index
+        np.minimum(s, np.where(closer, b, d), out=s)
+        np.copyto(b, d, where=closer)
+        lab[closer] = j
+    if not with_sums:
+        return None
+    k = centers.shape[0]
+    return np.column_stack(
+        [np.bincount(lab, minlength=k), *(np.bincount(lab, weights=c[lo:hi], minlength=k) for c in cols)]
+    ).astype(float)
+
+
+Nearest = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def nearest(x: np.ndarray, centers: np.ndarray, out: Nearest | None = None) -> Nearest:
     """Label of the nearest centre, the distance to it and the margin to the second nearest.
 
-    Ties go to the lower centre index. Works block by block, so memory stays flat at any number of points.
-    """
+    Ties go to the lower centre index. Works on blocks of :data:`CHUNK` points, column by column (numpy
+    releases the GIL, so blocks run on several threads), so memory stays flat at any number of points.
+    ``out``: arrays (int32, float, float) of one entry per point to write into instead of allocating."""
+    labels, best, margin, _ = _assign(x, centers, out, with_sums=False)
+    return labels, best, margin
+
+
+def _assign(
+    x: np.ndarray, centers: np.ndarray, out: Nearest | None, with_sums: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`nearest`, and with ``with_sums`` the (k, 1 + features) count and coordinate sums of the points
+    nearest each centre, gathered in the same pass (the next Lloyd step's means)."""
     x = np.asarray(x, dtype=float)
     centers = np.asarray(centers, dtype=float)
     n, k = x.shape[0], centers.shape[0]
-    labels = np.empty(n, dtype=np.intp)
-    best = np.empty(n)
-    margin = np.empty(n)
-    d2 = np.empty((min(n, CHUNK), k))
-    for start in range(0, n, CHUNK):
-        xb = x[start : start + CHUNK]
-        db = d2[: xb.shape[0]]
-        for j in range(k):
-            diff = xb - centers[j]
-            np.einsum("ij,ij->i", diff, diff, out=db[:, j])
-        lab = np.argmin(db, axis=1)
-        rows = np.arange(xb.shape[0])
-        first = db[rows, lab]
-        labels[start : start + xb.shape[0]] = lab
-        best[start : start + xb.shape[0]] = first
-        if k > 1:
-            db[rows, lab] = np.inf
-            margin[start : start + xb.shape[0]] = np.sqrt(db.min(axis=1))
-        else:
-            margin[start : start + xb.shape[0]] = np.inf
+    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]  # views when x is column-major
+    labels, best, second = out or (np.empty(n, dtype=np.int32), np.empty(n), np.empty(n))
+    blocks = [(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
+
+    def run(block: tuple[int, int]) -> np.ndarray | None:
+        return _nearest_block(cols, centers, labels, best, second, *block, with_sums=with_sums)
+
+    if len(blocks) > 1 and THREADS > 1:
+        with ThreadPoolExecutor(THREADS) as pool:
+            parts = list(pool.map(run, blocks))
+    else:
+        parts = [run(b) for b in blocks]
+    sums = np.sum([p for p in parts if p is not None], axis=0) if with_sums and parts else None
     np.sqrt(best, out=best)
     if k > 1:
-        margin -= best
-    return labels, best, margin
+        np.sqrt(second, out=second)
+        second -= best
+    else:
+        second[:] = np.inf
+    return labels, best, second, sums
 
 
 def cluster_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -194,15 +194,18 @@ DEFAULT_VOCABULARY = Vocabulary.from_records(
 
 
 def levels(centroids_raw: np.ndarray, population: np.ndarray) -> np.ndarray:
-    """(K, 3) levels in [0, 1] of each centroid within the population (columns R, F, M; R inverted)."""
+    """(K, 3) levels in [0, 1] of each centroid within the population (columns R, F, M; R inverted): the
+    share of the population below the centroid's value, counting ties as half. Counted with two comparisons
+    per centroid instead of sorting the population (a sort of millions of values per feature cost seconds)."""
     out = np.empty_like(centroids_raw, dtype=float)
     n = population.shape[0]
     for j in range(3):
-        col = np.sort(population[:, j])
-        below = np.searchsorted(col, centroids_raw[:, j], side="left")
-        upto = np.searchsorted(col, centroids_raw[:, j], side="right")
-        share = (below + (upto - below) / 2) / n
-        out[:, j] = 1.0 - share if j == 0 else share
+        col = population[:, j]
+        for i, c in enumerate(centroids_raw[:, j]):
+            below = np.count_nonzero(col < c)
+            upto = np.count_nonzero(col <= c)
+            share = (below + (upto - below) / 2) / n
+            out[i, j] = 1.0 - share if j == 0 else share
     return out
 
 

@@ -72,6 +72,12 @@ class SegmentModel:
 
     def fit(self, rfm: np.ndarray) -> SegmentModel:
         """Fit on an (n, 3) array of recency_days, frequency, monetary."""
+        self.fit_predict(rfm)
+        return self
+
+    def fit_predict(self, rfm: np.ndarray) -> Assignment:
+        """Fit, and return the training customers' assignment (what :meth:`predict` gives for them, without
+        scoring them again: the fit's last pass over the customers computed it)."""
         x = np.asarray(rfm, dtype=float)
         self._check_params(x.shape[0])
         distinct = _distinct_rows(x, self.k)
@@ -83,10 +89,12 @@ class SegmentModel:
         z = self.transform_.apply(x)
         km = fit_kmeans(z, self.k, self.n_init, self.random_state, sample_size=self.sample_size)
         self.fit_info_ = km.describe()
-        # the exact path recomputes the labels with nearest() (as predict does); on millions of customers the
-        # refinement's own final labels (scikit-learn's, for the same centres) save a pass
-        self._set_clusters(km.centers, x, km.inertia, km.n_iter, z, None if km.method == "exact" else km.labels)
-        return self
+        if km.distance is None or km.margin is None:  # the exact path: labels as predict() computes them
+            labels, distance, margin = nearest(z, km.centers)
+        else:
+            labels, distance, margin = km.labels, km.distance, km.margin
+        self._set_clusters(km.centers, x, km.inertia, km.n_iter, labels=labels)
+        return Assignment(labels, list(self.names_), distance, margin)
 
     def _set_clusters(
         self,

@@ -45,9 +45,12 @@ class Transform:
         return cls(kind, pre.min(axis=0), pre.max(axis=0), quantiles)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x`` in scaled units, in the same memory layout (column-major in, column-major out)."""
         pre = _pre(self.kind, x, self.quantiles)
         span = np.where(self.max_ > self.min_, self.max_ - self.min_, 1.0)
-        return (pre - self.min_) / span
+        out = np.subtract(pre, self.min_)
+        out /= span
+        return out
 
     def invert(self, z: np.ndarray) -> np.ndarray:
         """Scaled units back to original units (for centroids)."""

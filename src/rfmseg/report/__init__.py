@@ -18,7 +18,6 @@ from rfmseg.report.data import (
     build_view,
     earlier_runs,
     k_choice,
-    matrix,
     view_for_run,
 )
 from rfmseg.report.html import render_html, write_html
@@ -61,7 +60,7 @@ def write_run_report(
     params = manifest.get("params") or {}
     ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
     if ks is None:
-        ks = k_choice(matrix(assignments), params)
+        ks = k_choice(assignments, params)
     if ks is not None:
         (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
     run_id = str(summary.get("run_id"))

@@ -56,18 +56,27 @@ def sample_indices(
 ) -> np.ndarray:
     """Row indices of a per-segment sample: every row when there are at most ``max_points``, otherwise
     each segment gets a share proportional to its size, but at least ``MIN_POINTS_PER_SEGMENT`` (or all of
-    it), so small segments stay visible. Seeded, sorted, exactly ``max_points`` rows."""
-    seg = segments if isinstance(segments, pa.Array | pa.ChunkedArray) else pa.array(list(segments), pa.string())
-    n = len(seg)
+    it), so small segments stay visible. Seeded, sorted, exactly ``max_points`` rows.
+
+    ``segments`` are names, or integer codes (the run's ``cluster`` column: no names to encode)."""
+    if isinstance(segments, np.ndarray) and segments.dtype.kind in "iu":
+        codes = segments
+    elif isinstance(segments, pa.Array | pa.ChunkedArray) and pa.types.is_integer(segments.type):
+        codes = segments.to_numpy(zero_copy_only=False) if len(segments) else np.zeros(0, dtype=np.int64)
+    else:
+        seg = segments if isinstance(segments, pa.Array | pa.ChunkedArray) else pa.array(list(segments), pa.string())
+        if len(seg) <= max_points:
+            return np.arange(len(seg))
+        if isinstance(seg, pa.ChunkedArray):
+            seg = seg.combine_chunks()
+        codes = pc.dictionary_encode(seg).indices.to_numpy(zero_copy_only=False)  # far cheaper than sorting
+    n = len(codes)
     if n <= max_points:
         return np.arange(n)
-    if isinstance(seg, pa.ChunkedArray):
-        seg = seg.combine_chunks()
-    encoded = pc.dictionary_encode(seg)  # integer codes: far cheaper than sorting a million strings
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    names = encoded.dictionary
-    sizes = np.bincount(codes, minlength=len(names))
-    floor = np.minimum(sizes, min(MIN_POINTS_PER_SEGMENT, max_points // len(names)))
+    counts = np.bincount(codes)
+    present = np.flatnonzero(counts)  # the segments present, in code order
+    sizes = counts[present]
+    floor = np.minimum(sizes, min(MIN_POINTS_PER_SEGMENT, max_points // len(present)))
     rest = sizes - floor  # n > max_points, so the rest is never empty
     share = (max_points - floor.sum()) * rest / rest.sum()
     extra = np.floor(share).astype(int)
@@ -76,13 +85,18 @@ def sample_indices(
         extra[i] += 1
     quota = floor + np.minimum(extra, rest)
     rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(codes == i), size=int(q), replace=False) for i, q in enumerate(quota) if q]
+    picked = [
+        rng.choice(np.flatnonzero(codes == c), size=int(q), replace=False)
+        for c, q in zip(present, quota, strict=True)
+        if q
+    ]
     return np.sort(np.concatenate(picked))
 
 
 def scatter(assignments: pa.Table, max_points: int = MAX_POINTS, seed: int = 0) -> dict[str, Any]:
     """The customers the scatter draws (columnar), with how they were chosen."""
-    idx = sample_indices(assignments.column("segment"), max_points, seed)
+    by = "cluster" if "cluster" in assignments.column_names else "segment"
+    idx = sample_indices(assignments.column(by), max_points, seed)
     total = assignments.num_rows
     sampled = len(idx) < total
     picked = assignments.take(pa.array(idx)) if sampled else assignments
@@ -113,16 +127,16 @@ def _columns(table: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ K choice
-def k_choice(x: np.ndarray, params: dict[str, Any], sample: int = CHOOSE_K_SAMPLE) -> dict[str, Any] | None:
+def k_choice(table: pa.Table, params: dict[str, Any], sample: int = CHOOSE_K_SAMPLE) -> dict[str, Any] | None:
     """``rfmseg.model.choose_k.choose_k`` for the run's parameters, on at most ``sample`` customers and
     without the bootstrap stability check (it triples the cost; ``rfmseg choose-k`` runs it).
 
     Returns None when there are too few customers to compare two K (choose_k needs K < customers)."""
-    n = x.shape[0]
+    n = table.num_rows
     if n < 4:
         return None
     seed = int(params.get("random_state", 42))
-    data = x[sample_rows(n, sample, seed)]
+    data = matrix(table.take(pa.array(sample_rows(n, sample, seed))))  # only the sampled customers' values
     # K-Means cannot find more clusters than there are distinct customers
     k_max = min(10, data.shape[0] - 1, np.unique(data, axis=0).shape[0])
     if k_max < 2:
@@ -172,7 +186,7 @@ def cached_k_choice(run: Run, params: dict[str, Any]) -> dict[str, Any] | None:
     path = run.path / CHOOSE_K_FILE
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
-    result = k_choice(matrix(run.table("assignments")), params)
+    result = k_choice(run.table("assignments"), params)
     if result is not None:
         write_json_atomic(path, result)
     return result
