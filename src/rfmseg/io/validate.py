@@ -517,9 +517,7 @@ def prepare(
         if last is None:
             raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
         as_of = last.date() + timedelta(days=1)
-    after = Rule(
-        AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
-    )
+    after = _after(as_of)
     late = (after,)
     if has_returns and policy.returns == "net":
         # customers left with returns only, once every row rule has spoken: a (small) table of ids
@@ -530,10 +528,7 @@ def prepare(
             "HAVING NOT bool_or(NOT is_return)"
         )
     all_rules = (*rules, *late)
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
-        f"coalesce(_reason, {_reason_case(late)}) AS _reason FROM judged"
-    )
+    settle_canon(con, late)
     counts = dict(con.execute("SELECT coalesce(_reason, ''), count(*) FROM canon GROUP BY ALL").fetchall())
     used = counts.pop("", 0)
     prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
@@ -765,17 +760,12 @@ def _prepare_streaming(
         if last is None:
             raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
         as_of = last + timedelta(days=1)
-    after = Rule(
-        AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
-    )
+    after = _after(as_of)
     counts: dict[str, int] = {}
     for reason, _, d, n, *_ in groups:
         key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
         counts[key] = counts.get(key, 0) + n
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
-        f"coalesce(_reason, {_reason_case((after,))}) AS _reason FROM judged"
-    )
+    settle_canon(con, (after,))
     used = counts.pop("", 0)
     all_rules = (*rules, after)
     prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
@@ -811,10 +801,7 @@ def settle_rfm(con: duckdb.DuckDBPyConnection, prepared: Prepared, rfm: pa.Table
     finally:
         con.unregister("_returns_only_ids")
     late = (*pending.late, RETURNS_ONLY)
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
-        f"coalesce(_reason, {_reason_case(late)}) AS _reason FROM judged"
-    )
+    settle_canon(con, late)
     if "_rows" in rfm.column_names:  # the RFM pass counted each customer's rows
         n = pc.sum(rfm.column("_rows").filter(orphan)).as_py()
     else:
