@@ -19,7 +19,7 @@ import pytest
 
 from rfmseg import lifecycle as life
 from rfmseg.datasets import study
-from rfmseg.errors import ModelFormatError
+from rfmseg.errors import ModelFormatError, ParameterError
 from rfmseg.model import SegmentModel
 from rfmseg.pipeline import rfm_matrix, segment
 from rfmseg.runs import list_runs
@@ -484,3 +484,15 @@ def test_publish_if_configured_follows_the_run_rule(
     monkeypatch.setenv(life.STORE_ENV, url)
     assert life.publish_if_configured(run, runs)["store"] == url
     assert life.publish_if_configured(run, runs, publish=False) is None
+
+
+def test_segment_with_a_store_publishes_the_local_run(tmp_path: Path) -> None:
+    """segment(store=...) publishes what it wrote on the local engine too, and needs a run folder to do so."""
+    url = f"sqlite:///{tmp_path / 'profiles.db'}"
+    result = segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=tmp_path / "runs", store=url)
+    assert result.manifest["publish"]["customers"] == 200 and result.manifest["publish"]["run_id"] == result.run_id
+    with open_store(url) as s:
+        assert s.current_run() == result.run_id
+        assert s.get("C087")["segment"] == result.segment_of("C087") == "At-Risk"
+    with pytest.raises(ParameterError, match="runs_dir=None writes none; give runs_dir"):
+        segment(study.path(study.ORDERS_FILE), runs_dir=None, store=url)

@@ -362,10 +362,12 @@ def segment(
     transform, vocabulary and currency; arguments given explicitly win. ``returns`` is ``net`` or ``exclude``.
     ``feature_set`` (default: the preset's) defines R, F and M; ``source`` may also be a
     :class:`rfmseg.io.sources.SourceSpec` (a file glob, a PostgreSQL query).
-    ``store`` (engine "spark"): the profile store URL the Spark executors publish the run to once it is
-    written (``manifest["publish"]`` is the report); the local engine's runs are published afterwards
-    with :func:`rfmseg.lifecycle.publish_run`, as ``rfmseg run`` does.
+    ``store``: the profile store URL to publish the run to once it is written (``manifest["publish"]`` is
+    the report): from the Spark executors on engine "spark", with :func:`rfmseg.lifecycle.publish_run`
+    (as ``rfmseg run`` does) on the local engine, which needs ``runs_dir`` for the run it publishes.
     """
+    if store is not None and runs_dir is None and engine == "local":
+        raise ParameterError("store= publishes the run folder, and runs_dir=None writes none; give runs_dir")
     # engine "local": this function does the work; "spark": read, judge, RFM and K-Means run on Spark
     backend = open_engine(engine, spark_master=spark_master, output=output)
     started = datetime.now(UTC)
@@ -487,11 +489,15 @@ def segment(
                     writer=writer,
                     pending=pending,
                 )
-        if backend is not None and store is not None:
-            from rfmseg.lifecycle import publish_from_executors  # (lifecycle imports this module)
+        if store is not None:
+            from rfmseg.lifecycle import publish_from_executors, publish_run  # (lifecycle imports this module)
 
             with timer.stage("publish"):
-                manifest["publish"] = publish_from_executors(backend, manifest, model, assignments, store, run)
+                if backend is not None:
+                    manifest["publish"] = publish_from_executors(backend, manifest, model, assignments, store, run)
+                else:
+                    assert run is not None and runs_dir is not None
+                    manifest["publish"] = publish_run(run, runs_dir, store)
         manifest["timings"] = timer.stages
         return RunResult(run_id, run, summary, manifest, model, rfm, assignments)
     except BaseException:
