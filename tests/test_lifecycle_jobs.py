@@ -82,7 +82,7 @@ def test_a_retrain_manifest_has_the_shared_layout_and_its_own_keys(jobs) -> None
 
 
 def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
-    """What pipeline.segment writes by hand, run_manifest gives key for key (the switch the lead plans)."""
+    """pipeline.segment's manifest is run_manifest's, key for key and in the same order."""
     written = dict(jobs["first"].manifest)
     written.pop("timings")
     con = duckdb.connect()

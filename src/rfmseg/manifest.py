@@ -7,10 +7,23 @@ parameters, whatever the kind adds, and the package versions last.
 
 from __future__ import annotations
 
+import platform
 from datetime import datetime
+from importlib import metadata
 from typing import Any
 
 import pyarrow as pa
+
+
+def package_versions() -> dict[str, str]:
+    """Python's version and those of the packages a run's results depend on."""
+    out = {"python": platform.python_version()}
+    for name in ("rfmseg", "duckdb", "pyarrow", "numpy", "scikit-learn", "pandas"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[name] = "unknown"
+    return out
 
 
 def input_record(prepared: Any, label: str | None = None) -> dict[str, Any]:
@@ -43,8 +56,6 @@ def run_manifest(
     Keys in this order: run_id, kind, model_version, idempotency_key (when given), data_sha256, created,
     input, as_of, rows, customers, params, the ``extra`` keys as given (warnings, model, engine, ...),
     versions."""
-    from rfmseg.pipeline import package_versions  # here, not on top: pipeline.py is to import this module
-
     manifest: dict[str, Any] = {"run_id": run_id, "kind": kind, "model_version": model_version}
     if idempotency_key is not None:
         manifest["idempotency_key"] = idempotency_key

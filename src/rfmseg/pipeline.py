@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy, Prepared, open_source, prepare
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, sufficiency_warnings
+from rfmseg.manifest import package_versions, run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
@@ -102,16 +101,6 @@ def connect() -> duckdb.DuckDBPyConnection:
     with suppress(duckdb.Error):
         con.execute("SET enable_progress_bar = false")
     return con
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("rfmseg", "duckdb", "pyarrow", "numpy", "scikit-learn", "pandas"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
-            out[name] = "unknown"
-    return out
 
 
 class _Digest:
@@ -436,23 +425,16 @@ def segment(
         model.provenance_ = provenance(
             run_id, started, prepared.as_of, prepared.source.sha256, rfm, data_sha256=digest.result()
         )
-        manifest = {
-            "run_id": run_id,
-            "kind": "run",
-            "model_version": run_id,
-            "data_sha256": model.provenance_["data_sha256"],
-            "created": started.isoformat(),
-            "input": {
-                "path": input_label or prepared.source.label,
-                "sha256": prepared.source.sha256,
-                "format": prepared.source.format,
-                "kind": prepared.kind,
-                "columns": prepared.mapping,
-            },
-            "as_of": prepared.as_of.isoformat() if prepared.as_of else None,
-            "rows": prepared.rows_summary(),
-            "customers": rfm.num_rows,
-            "params": {
+        manifest = run_manifest(
+            run_id=run_id,
+            kind="run",
+            model_version=run_id,
+            started=started,
+            prepared=prepared,
+            rfm=rfm,
+            data_sha256=model.provenance_["data_sha256"],
+            input_label=input_label,
+            params={
                 "k": k,
                 "transform": transform,
                 "n_init": n_init,
@@ -463,12 +445,11 @@ def segment(
                 "features": feature_set.to_dict(),
                 "returns": policy.returns,
             },
-            "warnings": summary["warnings"],
-            "net_nonpositive": summary["net_nonpositive"],
-            "model": {"inertia": model.inertia_, "n_iter": model.n_iter_, "fit": model.fit_info_},
-            "engine": "local" if backend is None else backend.describe(),
-            "versions": package_versions(),
-        }
+            warnings=summary["warnings"],
+            net_nonpositive=summary["net_nonpositive"],
+            model={"inertia": model.inertia_, "n_iter": model.n_iter_, "fit": model.fit_info_},
+            engine="local" if backend is None else backend.describe(),
+        )
         if backend is not None and output is not None:
             with timer.stage("output"):
                 manifest["output"] = backend.write_output(run_id, model)
