@@ -134,9 +134,7 @@ def rfm_sha256(rfm: pa.Table) -> str:
     table = rfm.select([c for c in wanted if c in rfm.column_names])
     digest = _Digest()
     with pa.ipc.new_stream(pa.PythonFile(digest, mode="w"), table.schema) as writer:
-        if table.num_rows <= HASH_BATCH:
-            writer.write_table(table.combine_chunks())
-        for start in range(0, table.num_rows if table.num_rows > HASH_BATCH else 0, HASH_BATCH):
+        for start in range(0, max(table.num_rows, 1), HASH_BATCH):  # an empty table is one empty batch
             writer.write_table(table.slice(start, HASH_BATCH).combine_chunks())
     return digest.hash.hexdigest()
 
@@ -387,10 +385,9 @@ def segment(
             prepared, rfm = backend.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
         # the run's fingerprint and its rfm.parquet need only the RFM table: they are computed on threads of
         # their own (hashing and Parquet encoding release the GIL) while the model is fitted
-        if writer is None and runs_dir is not None:
-            writer = RunWriter(Path(runs_dir), run_id)
+        writer = RunWriter(Path(runs_dir), run_id) if runs_dir is not None else None
         digest = background.submit(rfm_sha256, rfm)
-        pending = [background.submit(writer.parquet, "rfm.parquet", rfm)] if writer is not None else []
+        rfm_file = background.submit(writer.parquet, "rfm.parquet", rfm) if writer is not None else None
         x = rfm_matrix(rfm)
         # one thread below 100,000 customers: OpenMP threads spin-waiting for a busy core made this stage
         # 0.6-3 s instead of 0.05 s on the Online Retail run (bench/bench_online_retail.py)
@@ -468,7 +465,7 @@ def segment(
                     manifest,
                     timer,
                     writer=writer,
-                    pending=pending,
+                    rfm_file=rfm_file,
                 )
         if store is not None:
             from rfmseg.lifecycle import publish_from_executors, publish_run  # (lifecycle imports this module)
@@ -508,19 +505,18 @@ def _write_run(
     timer: Timer,
     *,
     writer: RunWriter | None = None,
-    pending: list[Future[None]] | None = None,
+    rfm_file: Future[None] | None = None,
 ) -> Run:
-    """Write the run folder and commit it. ``writer``: the run's folder when it was opened earlier, with the
-    files already being written into it (``pending``: rfm.parquet, started while the model was fitted)."""
+    """Write the run folder and commit it. ``writer``: the run's folder when it was opened earlier, and
+    ``rfm_file`` the writing of its rfm.parquet when that was started already (while the model was fitted)."""
     t0 = time.perf_counter()
     writer = writer or RunWriter(runs_dir, run_id)
-    started = list(pending or [])
+    started: list[Future[None]] = []
     try:
         # the big tables are encoded on threads of their own (Arrow releases the GIL) while this one writes
         # the rest; the pool is left only once they are written or failed
         with ThreadPoolExecutor(2) as pool:
-            if not started:
-                started.append(pool.submit(writer.parquet, "rfm.parquet", rfm))
+            started.append(rfm_file or pool.submit(writer.parquet, "rfm.parquet", rfm))
             started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
             writer.json("model.json", model.to_dict())
             writer.json("summary.json", summary)

@@ -450,13 +450,12 @@ def prepare(
     policy: Policy | None = None,
     as_of: date | None = None,
     clean_ids: bool = False,
-    count_now: bool = False,
 ) -> Prepared:
     """Build the ``canon`` view over ``source``, settle the as-of date and count rows per fate.
 
     In ``error`` mode a single broken row raises :class:`InputError` naming the row, the rule and the fix.
     Large inputs take text ids as they are unless ``clean_ids`` (see :attr:`Prepared.unchecked_ids`), and
-    large Parquet or Arrow inputs are counted by the RFM pass unless ``count_now`` (see :attr:`Prepared.count`).
+    large Parquet or Arrow inputs are counted by the RFM pass (see :attr:`Prepared.count`).
     """
     policy = policy or Policy()
     kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
@@ -489,7 +488,7 @@ def prepare(
         def count(at: date | None) -> Prepared:
             return _prepare_streaming(con, source, mapping, policy, rules, at, has_returns)
 
-        if source.format != "csv" and not count_now:  # the row count is exact: the RFM pass counts the rest
+        if source.format != "csv":  # the row count is exact: the RFM pass counts the rest
             prepared = _uncounted(con, source, mapping, policy, rules, as_of, has_returns, rows)
             prepared.count = count
         elif unclean is not None:
@@ -707,13 +706,18 @@ def _uncounted(
 ) -> Prepared:
     """:func:`prepare` for a large input whose row count is known: the views, no pass over the file (the RFM
     pass counts the rows it uses; see :attr:`Prepared.count`)."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
+    _judge(con, rules)
     late = (_after(as_of),) if as_of is not None else ()
     settle_canon(con, late)
     prepared = Prepared("transactions", source, mapping, as_of, rows, {})
     if has_returns and policy.returns == "net":
         prepared.deferred = Deferred((*rules, *late), late, policy.bad_rows)
     return prepared
+
+
+def _judge(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...]) -> None:
+    """``judged``: the typed rows (a view over the file) with the first row rule each one breaks."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
 
 
 def settle_canon(con: duckdb.DuckDBPyConnection, late: tuple[Rule, ...]) -> None:
@@ -744,7 +748,7 @@ def _prepare_streaming(
 ) -> Prepared:
     """:func:`prepare` for inputs too large to keep: ``judged`` and ``canon`` are views over the file, and
     one pass counts what the checks, the default as-of date and the per-reason counts need."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
+    _judge(con, rules)
     numbers = [f.name for f in policy.fields if f.kind == "number"]
     extra = "".join(f", count({n})" for n in numbers)
     groups = con.execute(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -96,17 +96,7 @@ def fit_kmeans(
         raise ValueError(f"unknown K-Means method '{method}'; use auto, exact or sample+refine")
     sample = fit_on_sample(x, k, n_init, random_state, sample_size)
     refined = lloyd(x, sample.centers, refine_max_iter, tolerance(x))
-    return KMeansFit(
-        refined.centers,
-        refined.labels,
-        refined.inertia,
-        refined.n_iter,
-        "sample+refine",
-        sample.sample_size,
-        sample.n_iter,
-        refined.distance,
-        refined.margin,
-    )
+    return replace(refined, method="sample+refine", sample_size=sample.sample_size, sample_n_iter=sample.n_iter)
 
 
 def sample_rows(n: int, size: int, random_state: int) -> np.ndarray:
@@ -134,17 +124,7 @@ def tolerance(x: np.ndarray, rel: float = 1e-4) -> float:
     return float(rel * np.mean([np.var(x[:, j]) for j in range(x.shape[1])]))
 
 
-@dataclass
-class Refined:
-    centers: np.ndarray
-    labels: np.ndarray
-    distance: np.ndarray
-    margin: np.ndarray
-    inertia: float
-    n_iter: int
-
-
-def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, tol: float = 0.0) -> Refined:
+def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, tol: float = 0.0) -> KMeansFit:
     """Lloyd iterations over all points from ``centers`` until the labels stop changing, the centres move
     less than ``tol`` (sum of squared shifts, as scikit-learn) or ``max_iter``; the labels, distances and
     margins returned are those of the final centres (so they serve as the training customers' assignment).
@@ -169,7 +149,7 @@ def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, t
         if shift <= tol or np.array_equal(labels, previous):
             break
     inertia = float(np.dot(best, best))
-    return Refined(c, labels, best, margin, inertia, n_iter)
+    return KMeansFit(c, labels, inertia, n_iter, "lloyd", distance=best, margin=margin)
 
 
 def _nearest_block(
