@@ -508,6 +508,7 @@ def scale_section(results: list[dict[str, Any]]) -> str:
                 f"| {k['customers']:,} | {s['full_kmeans']:.1f} s | {s['rfmseg_fit']:.2f} s | {k['time_ratio']:.3f} "
                 f"| {k['inertia_gap']:+.4%} | {k['rfmseg']['method']}"
                 + (f", sample {k['rfmseg']['sample_size']:,}" if k["rfmseg"].get("sample_size") else "")
+                + (f", then {k['rfmseg']['pre_refine']['size']:,}" if k["rfmseg"].get("pre_refine") else "")
                 + f" | {s['choose_k']:.1f} s |"
             )
     lines += ["", *target_lines(results)]

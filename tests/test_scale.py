@@ -89,6 +89,15 @@ def test_sample_and_refine_is_chosen_above_the_threshold_and_matches_the_full_fi
     assert np.array_equal(again.centers, fit.centers)
     assert fit.describe() == {"method": "sample+refine", "n_iter": fit.n_iter, "sample_size": 2_000,
                               "sample_n_iter": fit.sample_n_iter}  # fmt: skip
+    # many points: the sample's centres are refined on a larger sample first, then on all points
+    monkeypatch.setattr(km, "PRE_REFINE_FROM", 10_000)
+    monkeypatch.setattr(km, "PRE_REFINE_SIZE", 6_000)
+    staged = km.fit_kmeans(x, 4, n_init=10, random_state=7, sample_size=2_000)
+    assert staged.describe()["pre_refine"] == {"size": 6_000, "n_iter": staged.pre_refine["n_iter"]}
+    assert staged.inertia <= full.inertia_ * 1.005 and staged.labels.shape == (20_000,)
+    _, dist, _ = km.nearest(x, staged.centers)
+    assert staged.inertia == pytest.approx(float((dist**2).sum()), rel=1e-9)
+    assert km.fit_kmeans(x, 4, n_init=10, random_state=7, sample_size=2_000).pre_refine == staged.pre_refine
 
 
 def test_segment_model_records_the_fit_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,8 +240,8 @@ def test_streaming_path_cleans_text_ids_only_when_one_needs_it(
 def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
     monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
 ) -> None:
-    """A large Parquet input is counted by the RFM pass: with every row used, no counting pass at all; a
-    return dated after the last order (the default as-of date would set it aside) or a given as-of date
+    """A large Parquet input is settled by the strict RFM pass: with every row used, no counting pass at all;
+    a return dated after the last order (the default as-of date would set it aside) or a given as-of date
     that leaves rows after it send the input through the counting pass. Every case equals the materialised
     path, which counts first."""
     counting = validate._prepare_streaming
@@ -260,6 +269,34 @@ def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
     kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, as_of="2024-03-31", runs_dir=None)
     assert passes == [date(2024, 3, 31)] and kept.manifest["rows"]["quarantined"]["after_as_of"] > 0
     assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+
+
+def test_strict_pass_stops_at_a_row_set_aside_even_with_ids_to_clean(
+    monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
+) -> None:
+    """Ids that need cleaning and rows to set aside in the same large file: the strict pass stops, the
+    counting pass runs, the pass runs again and finds the ids, and everything is redone on clean ids. The
+    result is the materialised path's, and the strict pass gave up before reading every row."""
+    messy = tmp_path / "messy_and_dirty.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT CASE WHEN n % 7 = 0 THEN ' K' || customer_id ELSE 'K' || customer_id END AS customer_id, "
+        f"order_id, order_date, CASE WHEN n = 5 THEN NULL ELSE amount END AS amount "
+        f"FROM (SELECT *, row_number() OVER () AS n FROM '{tx}')) TO '{messy}'"
+    )
+    outcomes: list[bool] = []
+    rfm_pass = pipeline._rfm_pass
+
+    def spy(con, prepared, fs):
+        table = rfm_pass(con, prepared, fs)
+        outcomes.append(table is not None)
+        return table
+
+    monkeypatch.setattr(pipeline, "_rfm_pass", spy)
+    kept, streamed = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, runs_dir=None)
+    # materialised: one pass; streamed: strict pass stops, pass after counting, then the same on clean ids
+    assert outcomes == [True, False, True, False, True]
+    assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+    assert kept.manifest["rows"]["quarantined"] == {"bad_amount": 1}
 
 
 def test_empty_quarantine_file_keeps_its_columns(tx: Path, tmp_path: Path) -> None:
@@ -323,3 +360,17 @@ def test_cli_scale_options_are_checked(cli, study_orders: Path, runs_dir: Path) 
     assert manifest["params"]["sample_size"] == 50000
     assert manifest["model"]["fit"]["method"] == "exact"  # 200 customers: the exact fit, whatever the option
     assert manifest["engine"] == "local"
+
+
+def test_importing_rfmseg_leaves_scikit_learn_to_the_fit(study_orders: Path) -> None:
+    """scikit-learn takes longer to import than the rest of rfmseg: a run imports it on a thread while the
+    data is read, and `import rfmseg.pipeline` not at all."""
+    import subprocess
+
+    code = (
+        "import sys; import rfmseg.pipeline as p; before = 'sklearn' in sys.modules; "
+        f"r = p.segment({str(study_orders)!r}, runs_dir=None); "
+        "print(before, 'sklearn.cluster' in sys.modules, r.summary['n_customers'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "200"]

@@ -49,6 +49,8 @@ AGG_FNS = ("count", "count_distinct", "sum", "max", "min", "mean")
 CORE_COLUMNS = ("customer_id", "order_id", "ts", "amount", "quantity", "unit_price")
 """canonical columns every transactions source has (quantity and unit_price only for line items)"""
 DIALECTS = ("duckdb", "spark")
+SET_ASIDE = "rfmseg: a row is set aside"
+"""the error a strict RFM pass stops with (:func:`rfm_sql`)"""
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _AGG_TEXT = re.compile(r"^\s*([a-z_]+)\s*\(\s*(\*|[A-Za-z_][A-Za-z0-9_]*)?\s*\)\s*$")
 
@@ -228,7 +230,7 @@ def rfm_sql(
     features: FeatureSet = DEFAULT_FEATURES,
     dialect: str = "duckdb",
     flag: str | None = None,
-    counted: bool = False,
+    strict: bool = False,
 ) -> str:
     """The SQL text of the RFM table over the judged transactions view ``source`` (DuckDB or Spark SQL).
 
@@ -237,8 +239,9 @@ def rfm_sql(
     two-level aggregation of its own (customer x value, then customer), joined on the customer id.
     ``flag``: a condition over ``orders.customer_id`` and ``orders.order_id``, evaluated once per order and
     returned per customer as ``_flag`` (whether any of the customer's orders meets it).
-    ``counted``: also ``_rows``, the customer's rows used, and ``_last_return``, the time of their last
-    return (what settles the counts and the as-of date of an input not counted before; validate.Prepared.count).
+    ``strict``: the query fails (a DuckDB error naming :data:`SET_ASIDE`) at the first row a rule sets
+    aside, instead of leaving it out: when it succeeds, every row of ``source`` was used (what settles the
+    counts of an input not counted before, without counting; validate.Prepared.count).
     """
     if dialect not in DIALECTS:
         raise ParameterError(f"unknown SQL dialect '{dialect}'; use one of {', '.join(DIALECTS)}")
@@ -246,14 +249,12 @@ def rfm_sql(
         sql = RFM_SQL.format(source=source, as_of=as_of.isoformat())
     else:
         sql = _generated_sql(source, as_of, features)
-    extra = [f"bool_or({flag}) AS _flag"] if flag is not None else []
-    if counted:
-        level1 = f"\n    FROM {source}\n    WHERE _reason IS NULL\n    GROUP BY customer_id, order_id"
-        sql = sql.replace(level1, f", count(*) AS _n{level1}")
-        extra += ["CAST(sum(_n) AS BIGINT) AS _rows", "max(ts) FILTER (WHERE is_return) AS _last_return"]
-    if extra:
-        listed = ", ".join(extra)
-        sql = sql.replace("AS last_order_date\nFROM orders", f"AS last_order_date,\n    {listed}\nFROM orders")
+    if strict:
+        used = f"CASE WHEN _reason IS NULL THEN TRUE ELSE error('{SET_ASIDE}') END"
+        sql = sql.replace("WHERE _reason IS NULL", f"WHERE {used}")
+    if flag is not None:
+        flagged = f"AS last_order_date,\n    bool_or({flag}) AS _flag\nFROM orders"
+        sql = sql.replace("AS last_order_date\nFROM orders", flagged)
     if dialect == "spark":
         # DuckDB's date_diff('day', a, b) is Spark's datediff(b, a)
         sql = sql.replace(
@@ -296,14 +297,14 @@ def compute_rfm(
     as_of: date,
     features: FeatureSet = DEFAULT_FEATURES,
     flag: str | None = None,
-    counted: bool = False,
+    strict: bool = False,
 ) -> pa.Table:
     """RFM table from the judged transactions view ``source``, in customer id order (numeric order for ids
     kept as whole numbers, which sort far faster than their text; text order otherwise).
 
     Ids kept as numbers by the typed rows (see validate.customer_expr) become text here, after the aggregation.
-    ``flag``, ``counted``: see :func:`rfm_sql` (the table then has their columns)."""
-    sql = rfm_sql(source, as_of, features, flag=flag, counted=counted)
+    ``flag``, ``strict``: see :func:`rfm_sql`."""
+    sql = rfm_sql(source, as_of, features, flag=flag, strict=strict)
     return con.sql(
         f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) AS r ORDER BY r.customer_id"
     ).to_arrow_table()

@@ -36,9 +36,10 @@ from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, suffic
 from rfmseg.manifest import package_versions, run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
+from rfmseg.model.kmeans import preload_sklearn
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.presets import Preset, build_policy, get_preset, with_features
-from rfmseg.profile import insights, segment_table
+from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 
@@ -196,76 +197,86 @@ def load_rfm(
     if prepared.kind == "rfm":
         with timer.stage("rfm"):
             return prepared, features.rfm_from_table(con, prepared.view)
-    with timer.stage("rfm"):
-        rfm = _rfm_pass(con, prepared, fs)
+    prepared, rfm = _rfm_settled(con, prepared, given, fs, timer)
     if prepared.unchecked_ids is not None and pc.any(rfm.column("_flag")).as_py():
         # an id needs cleaning: both passes again, with every id cleaned
         with timer.stage("validate"):
             prepared = prepare(con, src, columns, policy, given, clean_ids=True)
-        with timer.stage("rfm"):
-            rfm = _rfm_pass(con, prepared, fs)
-    if prepared.count is not None:
-        with timer.stage("validate"):
-            prepared, rfm = _settle_counts(con, prepared, rfm, given, fs, timer)
+        prepared, rfm = _rfm_settled(con, prepared, given, fs, timer)
     with timer.stage("rfm"):
         rfm = settle_rfm(con, prepared, rfm)
-        return prepared, rfm.drop_columns([c for c in ("_flag", "_rows", "_last_return") if c in rfm.column_names])
+        return prepared, rfm.drop_columns([c for c in ("_flag",) if c in rfm.column_names])
+
+
+def _rfm_settled(
+    con: duckdb.DuckDBPyConnection, prepared: Prepared, given: date | None, fs: FeatureSet, timer: Timer
+) -> tuple[Prepared, pa.Table]:
+    """The RFM pass over ``prepared``, and the counting pass when it leaves the counts unsettled."""
+    with timer.stage("rfm"):
+        rfm = _rfm_pass(con, prepared, fs)
+    if prepared.count is None:
+        assert rfm is not None  # only a strict pass gives up
+        return prepared, rfm
+    with timer.stage("validate"):
+        return _settle_counts(con, prepared, rfm, given, fs, timer)
 
 
 AS_OF_UNKNOWN = date(1970, 1, 1)
 """the as-of date an RFM pass runs with before the default one is known (recency is then recomputed)"""
 
 
-def _rfm_pass(con: duckdb.DuckDBPyConnection, prepared: Prepared, fs: FeatureSet) -> pa.Table:
-    """The RFM table of ``canon``, with the checks ``prepared`` still waits for (``_flag``, ``_rows``)."""
-    return features.compute_rfm(
-        con,
-        prepared.view,
-        prepared.as_of or AS_OF_UNKNOWN,
-        fs,
-        flag=prepared.unchecked_ids,
-        counted=prepared.count is not None,
-    )
+def _rfm_pass(con: duckdb.DuckDBPyConnection, prepared: Prepared, fs: FeatureSet) -> pa.Table | None:
+    """The RFM table of ``canon``, with the id check ``prepared`` still waits for (``_flag``).
+
+    On an input not counted yet (``prepared.count``) the pass is strict: it stops at the first row a rule
+    sets aside and returns None (the counting pass then names the rows, and the pass runs again)."""
+    strict = prepared.count is not None
+    try:
+        return features.compute_rfm(
+            con, prepared.view, prepared.as_of or AS_OF_UNKNOWN, fs, flag=prepared.unchecked_ids, strict=strict
+        )
+    except duckdb.InvalidInputException as e:
+        if strict and features.SET_ASIDE in str(e):
+            return None
+        raise
 
 
 def _settle_counts(
     con: duckdb.DuckDBPyConnection,
     prepared: Prepared,
-    rfm: pa.Table,
+    rfm: pa.Table | None,
     given: date | None,
     fs: FeatureSet,
     timer: Timer,
 ) -> tuple[Prepared, pa.Table]:
-    """The counts and as-of date of an input the RFM pass counted (validate.Prepared.count).
+    """The counts and as-of date of an input the strict RFM pass read (validate.Prepared.count).
 
-    When every row read was used and, without a given as-of date, no return is dated after the last order,
-    the RFM pass has settled everything: the as-of date is the day after the last order and recency is
-    counted to it. Otherwise the counting pass runs (it names the rows set aside, by reason, and stops on
-    them in error mode) and, if the as-of date it settles is not the one the RFM pass assumed, the RFM pass
-    runs again."""
+    When that pass used every row (``rfm`` is not None) and, without a given as-of date, no row is dated on
+    or after the day after the last order (DuckDB answers the latest date from the Parquet statistics,
+    without reading the rows), the pass has settled everything: every row read is used, the as-of date is
+    the day after the last order and recency is counted to it. Otherwise (a row set aside, or a return
+    after the last order) the counting pass runs, which names the rows set aside by reason and stops on
+    them in error mode, and the RFM pass runs again without them."""
     assert prepared.count is not None
     count, prepared.count = prepared.count, None
-    used = pc.sum(rfm.column("_rows")).as_py() or 0
     at = given
-    if at is None:
+    if rfm is not None and at is None:
         last = pc.max(rfm.column("last_order_date")).as_py()
         at = last + timedelta(days=1) if last is not None else None
-        late = pc.max(rfm.column("_last_return")).as_py()
-        if at is not None and late is not None and late.date() >= at:
+        latest = con.execute("SELECT max(ts) FROM typed").fetchone()[0] if at is not None else None
+        if latest is not None and latest.date() >= at:
             at = None  # a return after the last order: the counting pass settles the as-of date
-    if used == prepared.rows_read and at is not None:
+    if rfm is not None and at is not None:
         if given is None:
             settle_as_of(con, prepared, at)
             rfm = _recency_to(rfm, at)
         return prepared, rfm
     counted = count(given)  # raises on bad rows in error mode, or when no row is usable
-    assert counted.as_of is not None
-    if given is not None:
-        return counted, rfm
-    if counted.as_of != at:
-        with timer.stage("rfm"):
-            return counted, features.compute_rfm(con, counted.view, counted.as_of, fs, counted=True)
-    return counted, _recency_to(rfm, at)
+    counted.unchecked_ids = prepared.unchecked_ids
+    with timer.stage("rfm"):
+        again = _rfm_pass(con, counted, fs)
+    assert again is not None  # counted: not strict
+    return counted, again
 
 
 def _recency_to(rfm: pa.Table, as_of: date) -> pa.Table:
@@ -301,6 +312,7 @@ def build_summary(
         df = pd.DataFrame(x, columns=["recency_days", "frequency", "monetary"], copy=False)
     reasons = dict(zip(model.names_, model.reasons_, strict=True))
     table = segment_table(df, segments, model.vocabulary, reasons)
+    curve = pareto_curve(df["monetary"].to_numpy(dtype=float))
     return {
         "run_id": run_id,
         "as_of": as_of.isoformat() if as_of else None,
@@ -310,8 +322,9 @@ def build_summary(
         "total_revenue": round(float(df["monetary"].sum()), 2),
         "currency": currency,
         "segments": table,
-        "insights": insights(df, table, currency, units=units),
+        "insights": insights(df, table, currency, units=units, curve=curve),
         "units": units.to_dict(),
+        "pareto": curve,
     }
 
 
@@ -378,6 +391,7 @@ def segment(
     run_id = new_run_id(started)
     writer: RunWriter | None = None
     background = ThreadPoolExecutor(2)
+    background.submit(preload_sklearn)  # while the data is read: the fit and the report's K chart use it
     try:
         if backend is None:
             prepared, rfm = load_rfm(con, source, columns, as_of, policy, timer, preset, feature_set)
@@ -412,6 +426,10 @@ def segment(
                     "cluster": labels,
                 }
             )
+        # encoding 9.6M assignments takes seconds on one core: it runs while the profile and report are made
+        assignments_file = (
+            background.submit(writer.parquet, "assignments.parquet", assignments) if writer is not None else None
+        )
         with timer.stage("profile"):
             segments = pd.Categorical.from_codes(assigned.labels, categories=model.names_)
             summary = build_summary(run_id, prepared.as_of, model, rfm, segments, currency, units, x)
@@ -465,7 +483,7 @@ def segment(
                     manifest,
                     timer,
                     writer=writer,
-                    rfm_file=rfm_file,
+                    files=[f for f in (rfm_file, assignments_file) if f is not None],
                 )
         if store is not None:
             from rfmseg.lifecycle import publish_from_executors, publish_run  # (lifecycle imports this module)
@@ -505,19 +523,21 @@ def _write_run(
     timer: Timer,
     *,
     writer: RunWriter | None = None,
-    rfm_file: Future[None] | None = None,
+    files: list[Future[None]] | None = None,
 ) -> Run:
     """Write the run folder and commit it. ``writer``: the run's folder when it was opened earlier, and
-    ``rfm_file`` the writing of its rfm.parquet when that was started already (while the model was fitted)."""
+    ``files`` the writing of rfm.parquet and assignments.parquet into it when that was started already (on
+    other threads, while the model was fitted and the profile made)."""
     t0 = time.perf_counter()
     writer = writer or RunWriter(runs_dir, run_id)
-    started: list[Future[None]] = []
+    started: list[Future[None]] = list(files or [])
     try:
         # the big tables are encoded on threads of their own (Arrow releases the GIL) while this one writes
         # the rest; the pool is left only once they are written or failed
         with ThreadPoolExecutor(2) as pool:
-            started.append(rfm_file or pool.submit(writer.parquet, "rfm.parquet", rfm))
-            started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
+            if not started:
+                started.append(pool.submit(writer.parquet, "rfm.parquet", rfm))
+                started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
             writer.json("model.json", model.to_dict())
             writer.json("summary.json", summary)
             _write_quarantine(con, prepared, writer.path("quarantine.parquet"))
@@ -525,7 +545,6 @@ def _write_run(
             write_run_report(writer.tmp, runs_dir, summary, manifest, assignments)
             for written in started:
                 written.result()
-        # the manifest is the last file: its write timing covers everything written before it
         manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()

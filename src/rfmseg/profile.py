@@ -6,6 +6,7 @@ Every insight carries the values it was computed from and is left out when the d
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,9 @@ import pandas as pd
 
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.model.naming import Vocabulary
+
+THREADED_MEDIANS_FROM = 100_000
+"""customers from which the segments' medians are computed on two threads (below, threads cost more)"""
 
 
 def money(x: float, currency: str = "$") -> str:
@@ -30,10 +34,11 @@ def segment_table(
     Aggregates on integer codes with numpy (bincount; a mask per segment for the medians): at millions of
     customers a pandas groupby on segment names cost seconds and a copy of the table."""
     if isinstance(segments, pd.Categorical):
-        codes, names = np.asarray(segments.codes), [str(c) for c in segments.categories]
+        codes, names = segments.codes, [str(c) for c in segments.categories]
     else:
         codes, uniques = pd.factorize(np.asarray(segments))
         names = [str(c) for c in uniques]
+    codes = np.asarray(codes, dtype=np.intp)  # bincount's index type: converted once, not per call
     r = rfm["recency_days"].to_numpy(dtype=float)
     f = rfm["frequency"].to_numpy(dtype=float)
     m = rfm["monetary"].to_numpy(dtype=float)
@@ -43,12 +48,21 @@ def segment_table(
     sums = {key: np.bincount(codes, weights=v, minlength=k) for key, v in (("r", r), ("f", f), ("m", m), ("aov", aov))}
     n = len(codes)
     total = float(m.sum())
-    rows = []
-    for c, name in enumerate(names):
-        size = int(counts[c])
-        if size == 0:
-            continue
+
+    def medians(c: int) -> list[float]:
         members = codes == c  # one comparison per segment: cheaper than sorting millions of codes
+        return [float(np.median(v[members], overwrite_input=True)) for v in (r, f, m)]
+
+    present = [c for c in range(k) if counts[c]]
+    if n >= THREADED_MEDIANS_FROM:  # numpy selects and copies without the GIL: one segment per thread
+        with ThreadPoolExecutor(2) as pool:
+            median = dict(zip(present, pool.map(medians, present), strict=True))
+    else:
+        median = {c: medians(c) for c in present}
+    rows = []
+    for c in present:
+        name = names[c]
+        size = int(counts[c])
         t = vocabulary.get(name)
         revenue = float(sums["m"][c])
         rows.append(
@@ -61,9 +75,9 @@ def segment_table(
                 "mean_recency_days": float(sums["r"][c] / size),
                 "mean_frequency": float(sums["f"][c] / size),
                 "mean_monetary": revenue / size,
-                "median_recency_days": float(np.median(r[members], overwrite_input=True)),
-                "median_frequency": float(np.median(f[members], overwrite_input=True)),
-                "median_monetary": float(np.median(m[members], overwrite_input=True)),
+                "median_recency_days": median[c][0],
+                "median_frequency": median[c][1],
+                "median_monetary": median[c][2],
                 "aov": float(sums["aov"][c] / size),
                 "action": t.action if t else "",
                 "description": t.description if t else "",
@@ -84,6 +98,7 @@ def insights(
     currency: str = "$",
     loyal_name: str = "Loyal Buyers",
     units: Units | None = None,
+    curve: dict[str, list[float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Rules over the segment table; each returns an insight or nothing.
 
@@ -91,17 +106,21 @@ def insights(
     included; rules over the sum of monetary are left out when that sum means nothing (``units.total``
     empty), the AOV rule when ``units.ratio`` is empty. Such engagement data (sessions, features used,
     progress) get rules of their own instead: the segment mix, the most active segment, the longest
-    inactive one."""
+    inactive one.
+    ``curve``: the :func:`pareto_curve` of ``rfm``'s monetary when already computed (the top-20% rule
+    reads its 20% point)."""
     u = units or DEFAULT_UNITS
     out: list[dict[str, Any]] = []
-    for rule in (_aov_ratio, _pareto, _recoverable, _one_time_buyers, _customer_concentration):
-        if (rule is _aov_ratio and not u.ratio) or (
-            rule in (_pareto, _recoverable, _customer_concentration) and not u.total
-        ):
+    found: dict[str, Any] | None
+    for rule in (_aov_ratio, _pareto, _recoverable, _one_time_buyers):
+        if (rule is _aov_ratio and not u.ratio) or (rule in (_pareto, _recoverable) and not u.total):
             continue
         found = rule(rfm, segments, currency, loyal_name)
         if found:
             out.append(found if u == DEFAULT_UNITS else _in_units(found, u, currency))
+    found = _customer_concentration(rfm, curve) if u.total else None
+    if found:
+        out.append(found if u == DEFAULT_UNITS else _in_units(found, u, currency))
     if not u.total:  # engagement data: no money, rules of their own
         for engagement_rule in (_segment_mix, _most_active, _longest_inactive):
             found = engagement_rule(rfm, segments, u)
@@ -260,15 +279,15 @@ def top_sums(values: np.ndarray, counts: list[int]) -> list[float]:
     return [0.0 if c <= 0 else total if c >= n else tail[n - c] for c in counts]
 
 
-def _customer_concentration(
-    rfm: pd.DataFrame, segs: list[dict[str, Any]], cur: str, loyal_name: str
-) -> dict[str, Any] | None:
+def _customer_concentration(rfm: pd.DataFrame, curve: dict[str, list[float]] | None) -> dict[str, Any] | None:
+    """The top 20% of customers by spend: the 20% point of the Pareto curve."""
     m = rfm["monetary"].to_numpy(dtype=float)
-    total = float(m.sum())
-    if total <= 0 or len(m) < 10:
+    if len(m) < 10 or float(m.sum()) <= 0:
         return None
-    top_n = max(1, round(len(m) * 0.2))
-    share = top_sums(m, [top_n])[0] / total
+    curve = curve or pareto_curve(m)
+    at = curve["share_customers"].index(0.2)
+    top_n = int(np.rint(curve["share_customers"][at] * len(m)))
+    share = curve["share_revenue"][at]
     if share < 0.5:
         return None
     return {

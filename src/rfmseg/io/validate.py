@@ -139,10 +139,11 @@ class Prepared:
     prepared again with ``clean_ids=True`` (:func:`rfmseg.pipeline.load_rfm` does)."""
     count: Callable[[date | None], Prepared] | None = None
     """set when the rows were not counted yet (a large Parquet or Arrow input, whose row count is known
-    without reading it): ``canon`` judges the rows, ``as_of`` is None unless given, and the RFM pass counts
-    the rows it uses per customer. If they are fewer than the rows read, or the as-of date cannot be
-    settled from the RFM table, ``count(as_of)`` runs the counting pass and returns the Prepared it gives
-    (:func:`rfmseg.pipeline.load_rfm` decides)."""
+    without reading it): ``canon`` judges the rows, ``as_of`` is None unless given, and the RFM pass is
+    strict: it stops at the first row a rule sets aside. If it stops, or the as-of date cannot be settled
+    from the RFM table, ``count(as_of)`` runs the counting pass and returns the Prepared it gives
+    (:func:`rfmseg.pipeline.load_rfm` decides). Counting in the RFM pass instead (a row count per order
+    and per customer) made its hash tables spill to disk at 100M rows: 28 s instead of 20 s."""
 
     @property
     def rows_used(self) -> int:
@@ -455,7 +456,8 @@ def prepare(
 
     In ``error`` mode a single broken row raises :class:`InputError` naming the row, the rule and the fix.
     Large inputs take text ids as they are unless ``clean_ids`` (see :attr:`Prepared.unchecked_ids`), and
-    large Parquet or Arrow inputs are counted by the RFM pass (see :attr:`Prepared.count`).
+    large Parquet or Arrow inputs are counted only when the strict RFM pass finds a row to set aside
+    (see :attr:`Prepared.count`).
     """
     policy = policy or Policy()
     kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
@@ -806,10 +808,7 @@ def settle_rfm(con: duckdb.DuckDBPyConnection, prepared: Prepared, rfm: pa.Table
         con.unregister("_returns_only_ids")
     late = (*pending.late, RETURNS_ONLY)
     settle_canon(con, late)
-    if "_rows" in rfm.column_names:  # the RFM pass counted each customer's rows
-        n = pc.sum(rfm.column("_rows").filter(orphan)).as_py()
-    else:
-        n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
     prepared.quarantined[RETURNS_ONLY.reason] = int(n)
     all_rules = (*pending.rules, RETURNS_ONLY)
     if pending.bad_rows == "error":

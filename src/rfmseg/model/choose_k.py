@@ -19,13 +19,6 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    adjusted_rand_score,
-    calinski_harabasz_score,
-    davies_bouldin_score,
-    pairwise_distances,
-    silhouette_score,
-)
 from threadpoolctl import threadpool_limits
 
 from rfmseg.errors import ParameterError
@@ -98,6 +91,13 @@ def _metrics(
     resamples: int,
     stability_n_init: int,
 ) -> list[dict[str, Any]]:
+    from sklearn.metrics import (  # imported where used: see kmeans.SKLEARN_MODULES
+        calinski_harabasz_score,
+        davies_bouldin_score,
+        pairwise_distances,
+        silhouette_score,
+    )
+
     rows = []
     if len(sample) <= PRECOMPUTE_BELOW:
         between, metric = pairwise_distances(z[sample]), "precomputed"
@@ -139,6 +139,8 @@ def bootstrap_stability(
                 idx = np.concatenate([idx, np.arange(m)])
             fit = fit_kmeans(z[idx], k, n_init, seed + b, method="exact")
             labelings.append(nearest(z, fit.centers)[0])
+    from sklearn.metrics import adjusted_rand_score  # imported where used: see kmeans.SKLEARN_MODULES
+
     scores = [adjusted_rand_score(a, b) for a, b in combinations(labelings, 2)]
     return {"stability": float(np.mean(scores)), "stability_min": float(np.min(scores))}
 

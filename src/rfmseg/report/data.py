@@ -347,7 +347,6 @@ def build_view(
     """
     run_id = str(summary.get("run_id"))
     earlier = earlier or Earlier([], None)
-    monetary = assignments.column("monetary").to_numpy(zero_copy_only=False).astype(float)
     points = scatter(assignments, max_points)
     view: dict[str, Any] = {
         "format": 1,
@@ -356,7 +355,8 @@ def build_view(
         "summary": summary,
         "scatter": points,
         "choose_k": k_choice_result,
-        "pareto": pareto_curve(monetary),
+        # the summary carries the curve; runs written before it did get it computed here
+        "pareto": summary.get("pareto") or pareto_curve(assignments.column("monetary").to_numpy(zero_copy_only=False)),
         "quality": quality(summary, manifest),
         "transitions": None,
         "search": None,
