@@ -363,12 +363,13 @@ def test_cli_scale_options_are_checked(cli, study_orders: Path, runs_dir: Path) 
 
 
 def test_importing_rfmseg_leaves_scikit_learn_to_the_fit(study_orders: Path) -> None:
-    """scikit-learn takes longer to import than the rest of rfmseg: a run imports it on a thread while the
-    data is read, and `import rfmseg.pipeline` not at all."""
+    """scikit-learn and scipy.optimize take longer to import than the rest of rfmseg: the commands and the
+    pipeline import them where they fit and name (a run on a large file on a thread while it is read)."""
     import subprocess
 
     code = (
-        "import sys; import rfmseg.pipeline as p; before = 'sklearn' in sys.modules; "
+        "import sys; import rfmseg.cli, rfmseg.pipeline as p; "
+        "before = any(m in sys.modules for m in ('sklearn', 'scipy.optimize')); "
         f"r = p.segment({str(study_orders)!r}, runs_dir=None); "
         "print(before, 'sklearn.cluster' in sys.modules, r.summary['n_customers'])"
     )

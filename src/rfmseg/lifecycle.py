@@ -32,8 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 
 from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
@@ -349,6 +347,9 @@ def carry_names(
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)
     zp = new.transform_.apply(previous.centroids_raw_)
+    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.SKLEARN_MODULES
+    from scipy.spatial.distance import cdist
+
     cost = cdist(zn, zp)
     spacing = cdist(zp, zp)
     np.fill_diagonal(spacing, np.inf)

@@ -391,7 +391,9 @@ def segment(
     run_id = new_run_id(started)
     writer: RunWriter | None = None
     background = ThreadPoolExecutor(2)
-    background.submit(preload_sklearn)  # while the data is read: the fit and the report's K chart use it
+    # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
+    # K chart use are imported meanwhile
+    background.submit(preload_sklearn)
     try:
         if backend is None:
             prepared, rfm = load_rfm(con, source, columns, as_of, policy, timer, preset, feature_set)

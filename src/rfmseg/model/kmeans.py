@@ -53,10 +53,11 @@ THREADS = min(4, os.cpu_count() or 1)
 """threads :func:`nearest` spreads its blocks over"""
 
 Method = Literal["auto", "exact", "sample+refine"]
-SKLEARN_MODULES = ("sklearn.cluster", "sklearn.metrics")
-"""What fitting and choosing K import from scikit-learn. They are imported where they are used, not when
-rfmseg is: importing them takes 1.3 s, more than the rest of rfmseg's imports together, and a run that
-reads a large file imports them on a thread while DuckDB reads it (:func:`preload_sklearn`)."""
+SKLEARN_MODULES = ("sklearn.cluster", "sklearn.metrics", "scipy.optimize")
+"""What fitting, naming and choosing K import from scikit-learn and SciPy. They are imported where they are
+used, not when rfmseg is: importing them takes about 1.9 s, more than the rest of rfmseg's imports together
+(commands that do not fit start that much sooner), and a run imports them on a thread while DuckDB reads
+and judges the data (:func:`preload_sklearn`)."""
 
 
 def preload_sklearn() -> None:

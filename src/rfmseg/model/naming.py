@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from rfmseg.errors import ParameterError
 
@@ -232,6 +231,8 @@ def name_clusters(
     protos = np.array([[t.recency, t.frequency, t.monetary] for t in vocabulary.types])
     w = np.asarray(vocabulary.weights)
     cost = (((lv[:, None, :] - protos[None, :, :]) ** 2) * w).sum(axis=2)
+    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.SKLEARN_MODULES
+
     rows, cols = linear_sum_assignment(cost)
     out: list[Named | None] = [None] * k
     for r, c in zip(rows, cols, strict=True):
