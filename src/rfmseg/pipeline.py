@@ -547,6 +547,7 @@ def _write_run(
             write_run_report(writer.tmp, runs_dir, summary, manifest, assignments)
             for written in started:
                 written.result()
+        # the manifest is the last file: its write timing covers everything written before it
         manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()
