@@ -347,7 +347,7 @@ def carry_names(
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)
     zp = new.transform_.apply(previous.centroids_raw_)
-    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.SKLEARN_MODULES
+    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
     from scipy.spatial.distance import cdist
 
     cost = cdist(zn, zp)

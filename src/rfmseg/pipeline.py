@@ -36,7 +36,7 @@ from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, suffic
 from rfmseg.manifest import package_versions, run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
-from rfmseg.model.kmeans import preload_sklearn
+from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.presets import Preset, build_policy, get_preset, with_features
 from rfmseg.profile import insights, pareto_curve, segment_table
@@ -263,7 +263,7 @@ def _settle_counts(
     if rfm is not None and at is None:
         last = pc.max(rfm.column("last_order_date")).as_py()
         at = last + timedelta(days=1) if last is not None else None
-        latest = con.execute("SELECT max(ts) FROM typed").fetchone()[0] if at is not None else None
+        latest = con.execute(f"SELECT max(ts) FROM {prepared.view}").fetchone()[0] if at is not None else None
         if latest is not None and latest.date() >= at:
             at = None  # a return after the last order: the counting pass settles the as-of date
     if rfm is not None and at is not None:
@@ -393,7 +393,7 @@ def segment(
     background = ThreadPoolExecutor(2)
     # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
     # K chart use are imported meanwhile
-    background.submit(preload_sklearn)
+    background.submit(preload_fit_modules)
     try:
         if backend is None:
             prepared, rfm = load_rfm(con, source, columns, as_of, policy, timer, preset, feature_set)

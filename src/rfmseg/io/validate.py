@@ -706,8 +706,8 @@ def _uncounted(
     has_returns: bool,
     rows: int,
 ) -> Prepared:
-    """:func:`prepare` for a large input whose row count is known: the views, no pass over the file (the RFM
-    pass counts the rows it uses; see :attr:`Prepared.count`)."""
+    """:func:`prepare` for a large input whose row count is known: the views, no pass over the file (the
+    strict RFM pass shows whether every row is used; see :attr:`Prepared.count`)."""
     _judge(con, rules)
     late = (_after(as_of),) if as_of is not None else ()
     settle_canon(con, late)

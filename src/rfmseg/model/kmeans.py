@@ -53,19 +53,19 @@ THREADS = min(4, os.cpu_count() or 1)
 """threads :func:`nearest` spreads its blocks over"""
 
 Method = Literal["auto", "exact", "sample+refine"]
-SKLEARN_MODULES = ("sklearn.cluster", "sklearn.metrics", "scipy.optimize")
+FIT_MODULES = ("sklearn.cluster", "sklearn.metrics", "scipy.optimize")
 """What fitting, naming and choosing K import from scikit-learn and SciPy. They are imported where they are
 used, not when rfmseg is: importing them takes about 1.9 s, more than the rest of rfmseg's imports together
 (commands that do not fit start that much sooner), and a run imports them on a thread while DuckDB reads
-and judges the data (:func:`preload_sklearn`)."""
+and judges the data (:func:`preload_fit_modules`)."""
 
 
-def preload_sklearn() -> None:
-    """Import :data:`SKLEARN_MODULES` (to run on a thread while something else works; an import error is
+def preload_fit_modules() -> None:
+    """Import :data:`FIT_MODULES` (to run on a thread while something else works; an import error is
     left for the code that uses them to raise)."""
     import importlib
 
-    for name in SKLEARN_MODULES:
+    for name in FIT_MODULES:
         with suppress(ImportError):
             importlib.import_module(name)
 
@@ -120,7 +120,7 @@ def fit_kmeans(
     Lloyd refinement on all points (see the module docstring). No input validation (callers check)."""
     path = choose_method(x.shape[0], method, sample_size)
     if path == "exact":
-        from sklearn.cluster import KMeans  # imported where used: see SKLEARN_MODULES
+        from sklearn.cluster import KMeans  # imported where used: see FIT_MODULES
 
         km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(x)
         return KMeansFit(km.cluster_centers_, km.labels_, float(km.inertia_), int(km.n_iter_))
@@ -157,7 +157,7 @@ def fit_on_sample(
     more than they share (3 s instead of 0.07 s measured at 25,000 points on this 2-core machine)."""
     size = min(sample_size or DEFAULT_SAMPLE_SIZE, x.shape[0])
     xs = np.ascontiguousarray(x[sample_rows(x.shape[0], size, random_state)])
-    from sklearn.cluster import KMeans  # imported where used: see SKLEARN_MODULES
+    from sklearn.cluster import KMeans  # imported where used: see FIT_MODULES
 
     with threadpool_limits(1):
         km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(xs)

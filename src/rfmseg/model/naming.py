@@ -231,7 +231,7 @@ def name_clusters(
     protos = np.array([[t.recency, t.frequency, t.monetary] for t in vocabulary.types])
     w = np.asarray(vocabulary.weights)
     cost = (((lv[:, None, :] - protos[None, :, :]) ** 2) * w).sum(axis=2)
-    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.SKLEARN_MODULES
+    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
 
     rows, cols = linear_sum_assignment(cost)
     out: list[Named | None] = [None] * k
