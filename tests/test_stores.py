@@ -487,6 +487,34 @@ def test_a_sqlite_file_that_cannot_be_created_is_a_store_error(tmp_path: Path) -
         open_store(f"sqlite:///{tmp_path / 'a-file' / 'profiles.db'}")
 
 
+def test_stores_opened_together_on_a_new_sqlite_file_all_open(tmp_path: Path) -> None:
+    # the first opener switches the new file to WAL; SQLite refuses a concurrent switch at once, busy timeout
+    # or not, and the store must wait its turn (CI once failed a concurrent publish on this)
+    for attempt in range(40):
+        url = f"sqlite:///{tmp_path / f'p{attempt}.db'}"
+        ready = threading.Barrier(3)
+        errors: list[BaseException] = []
+
+        def open_and_write(
+            run_id: str, url: str = url, ready: threading.Barrier = ready, errors: list[BaseException] = errors
+        ) -> None:
+            try:
+                ready.wait()
+                with open_store(url, namespace="together") as own:
+                    own.publish(assignments({"A": run_id}), run_id, D1, "m1")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_write, args=(f"run-{n}",)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, f"attempt {attempt}: {errors}"
+        with open_store(url, namespace="together") as store:
+            assert store.current_run() in {"run-0", "run-1", "run-2"}
+
+
 @pytest.mark.parametrize("bad", ["mysql://db/profiles", "profiles.db", "http://user:secret@host/x"])
 def test_an_unsupported_scheme_lists_the_supported_ones(bad: str) -> None:
     with pytest.raises(StoreError) as caught:

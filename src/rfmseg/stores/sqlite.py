@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,23 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def _use_wal(conn: sqlite3.Connection) -> str:
+    """Switch ``conn``'s file to WAL mode; the journal mode it is in afterwards.
+
+    Switching a new file needs its exclusive lock, and SQLite answers "database is locked" at once, without
+    the busy timeout, when another connection switches the same file at the same moment (two stores opened
+    together on a file nobody has written yet): retry until the busy timeout is spent.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _missing_table(exc: sqlite3.OperationalError) -> bool:
     return str(exc).startswith("no such table")
 
@@ -88,7 +106,7 @@ class SqliteStore(ProfileStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise unreachable(self.url_display, exc) from exc
