@@ -153,6 +153,47 @@ def test_a_stager_stages_many_batches_on_one_connection(store: ProfileStore) -> 
     assert staged.state == "committed" and store.current_run() == "r1"
 
 
+def test_a_batch_sent_again_under_its_key_is_staged_once(
+    pool: Pool, store: ProfileStore, backend: str, url: str, other: str
+) -> None:
+    # what a retried worker does: its first attempt staged some batches and died, the next sends them all again
+    first, second = run_table(1_200, 0), run_table(1_200, 1)
+    store.publish(first, "r1", D1, "m1")
+    batches = parts(second, 4)
+    with open_store(url, namespace=other) as reference:
+        reference.publish(first, "r1", D1, "m1")
+        expected = reference.publish(second, "r2", D2, "m1")
+        with store.begin_publish("r2", D2, "m1") as staged:
+            died = [stage_batch(staged.token, batch, key=f"0:{n}") for n, batch in enumerate(batches[:2])]
+            with open_stager(staged.token) as retry:
+                again = [retry.stage(batch, key=f"0:{n}") for n, batch in enumerate(batches)]
+                assert (retry.batches, retry.repeated, retry.rows) == (2, 2, 600)
+            assert [b.repeated for b in again] == [True, True, False, False]
+            assert again[:2] == [StagedBatch(b.rows, b.changed, b.new, repeated=True) for b in died]
+            # two attempts of one batch at the same moment (speculative execution): one writes it, the other not
+            late = run_table(1_500, 1).slice(1_200)
+            raced = pool.starmap(stage_batch, [(staged.token, late, "1:0"), (staged.token, late, "1:0")])
+            assert sorted(b.repeated for b in raced) == [False, True] and raced[0].rows == raced[1].rows == 300
+            report = staged.commit(1_500)
+        assert (report.customers, report.changed, report.new) == (1_500, expected.changed, expected.new + 300)
+        ids = second["customer_id"].to_pylist()
+        assert store.get_many(ids) == reference.get_many(ids)
+    assert store.current_run() == "r2" and store.count() == 1_500
+
+
+def test_a_batch_key_sent_with_other_customers_is_refused(store: ProfileStore) -> None:
+    with store.begin_publish("r1", D1, "m1") as staged:
+        stage_batch(staged.token, assignments({"A": "X", "B": "Y"}), key="p0:0")
+        with pytest.raises(StoreError, match="got batch 'p0:0' again with 3 customers where it had 2") as caught:
+            stage_batch(staged.token, assignments({"A": "X", "B": "Y", "C": "Z"}), key="p0:0")
+        assert "\n" not in str(caught.value)
+        with pytest.raises(StoreError, match="holds 2 customers where 3 were expected"):
+            staged.commit(3)
+        with pytest.raises(ParameterError, match="batch key"):
+            stage_batch(staged.token, assignments({"C": "Z"}), key="")
+    assert store.current_run() is None
+
+
 # --- what a staged publish refuses ----------------------------------------------------------------------------
 
 

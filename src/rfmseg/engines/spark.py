@@ -738,7 +738,8 @@ class SparkEngine:
 
         The run folder is written when this runs, so the tables under ``output`` belong to it whatever
         happens here. Returns the publish report as a dict (that of ``rfmseg publish``, plus
-        ``by: "executors"`` and ``batches``).
+        ``by: "executors"``, ``batches`` and ``batches_resent``: batches a retried task attempt sent again,
+        which the store skipped because an earlier attempt had staged them).
         """
         from rfmseg.stores import open_store
 
@@ -748,7 +749,7 @@ class SparkEngine:
         with open_store(store_url) as store:
             staged = store.begin_publish(run_id, as_of, model_version)
             try:
-                batches = self._stage_on_executors(staged.token, model, size)
+                batches, resent = self._stage_on_executors(staged.token, model, size)
                 report = staged.commit(self._customers)
             except BaseException as exc:
                 # a store that is down keeps what was staged: the next publish removes it
@@ -757,27 +758,41 @@ class SparkEngine:
                 if isinstance(exc, RfmsegError) or not isinstance(exc, Exception):
                     raise
                 raise _executor_error(exc, run_id, store.url_display) from None
-            out: dict[str, Any] = {**asdict(report), "store": store.url_display, "by": "executors", "batches": batches}
+            out: dict[str, Any] = {
+                **asdict(report),
+                "store": store.url_display,
+                "by": "executors",
+                "batches": batches,
+                "batches_resent": resent,
+            }
         return out
 
-    def _stage_on_executors(self, token: Any, model: Any, size: int) -> int:
-        """Assign and stage every customer on the executors; the number of batches staged."""
+    def _stage_on_executors(self, token: Any, model: Any, size: int) -> tuple[int, int]:
+        """Assign and stage every customer on the executors; the number of batches staged, and how many of
+        them a task attempt sent again after an earlier attempt of its task had staged them."""
         assign, _ = self._assigner(model)
 
         def stage_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from pyspark import TaskContext
+
             from rfmseg.stores import open_stager
 
+            # a retried or speculative attempt of this task sends the same batches under the same keys (the
+            # partition is sorted by customer id), and the store skips those an earlier attempt staged
+            context = TaskContext.get()
+            part = context.partitionId() if context is not None else 0
             with open_stager(token) as stager:
                 held: pa.Table | None = None
+                sent = 0
                 for frame in assign(b.to_pandas() for b in batches):
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     held = table if held is None else pa.concat_tables([held, table])
                     while held.num_rows >= size:
-                        stager.stage(held.slice(0, size))
-                        held = held.slice(size)
+                        stager.stage(held.slice(0, size), key=f"{part}:{sent}")
+                        held, sent = held.slice(size), sent + 1
                 if held is not None and held.num_rows:
-                    stager.stage(held)
-            yield pa.RecordBatch.from_pydict({"batches": [stager.batches]})
+                    stager.stage(held, key=f"{part}:{sent}")
+            yield pa.RecordBatch.from_pydict({"batches": [stager.batches], "repeated": [stager.repeated]})
 
         rows = self._customer_rows()
         try:  # one task per core at least: a small RFM table may sit in one partition
@@ -786,8 +801,10 @@ class SparkEngine:
                 rows = rows.repartition(parallel)
         except Exception:  # Spark Connect: no SparkContext; the partitions stay as they are
             pass
-        done = rows.mapInArrow(stage_partition, "batches long").collect()
-        return sum(int(r["batches"]) for r in done)
+        done = rows.sortWithinPartitions("customer_id").mapInArrow(stage_partition, "batches long, repeated long")
+        rows_done = done.collect()
+        resent = sum(int(r["repeated"]) for r in rows_done)
+        return sum(int(r["batches"]) for r in rows_done) + resent, resent
 
     def discard_output(self) -> None:
         """Remove what :meth:`write_output` wrote when the run failed after it (best effort)."""

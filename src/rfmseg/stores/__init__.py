@@ -105,14 +105,18 @@ class Stager:
         if not isinstance(token, StageToken):
             raise StoreError(f"a stager needs the StageToken of a staged publish, got {type(token).__name__}")
         self.token = token
-        self.rows = self.changed = self.new = self.batches = 0
+        self.rows = self.changed = self.new = self.batches = self.repeated = 0
         self._store: ProfileStore | None = None
 
-    def stage(self, assignments: pa.Table) -> StagedBatch:
-        """Stage one batch (see :meth:`ProfileStore.stage`)."""
+    def stage(self, assignments: pa.Table, key: str | None = None) -> StagedBatch:
+        """Stage one batch (see :meth:`ProfileStore.stage`); a batch sent again under its ``key`` counts in
+        ``repeated``, not in the totals."""
         if self._store is None:
             self._store = open_store(self.token.url, namespace=self.token.namespace)
-        batch = self._store.stage(self.token, assignments)
+        batch = self._store.stage(self.token, assignments, key)
+        if batch.repeated:
+            self.repeated += 1
+            return batch
         self.rows += batch.rows
         self.changed += batch.changed
         self.new += batch.new
@@ -138,8 +142,8 @@ def open_stager(token: StageToken) -> Stager:
     return Stager(token)
 
 
-def stage_batch(token: StageToken, assignments: pa.Table) -> StagedBatch:
+def stage_batch(token: StageToken, assignments: pa.Table, key: str | None = None) -> StagedBatch:
     """Stage one batch of ``assignments`` for the staged publish of ``token``, from any process: connect,
     compute the batch's history against the run served when the publish began, write it, disconnect."""
     with open_stager(token) as stager:
-        return stager.stage(assignments)
+        return stager.stage(assignments, key)

@@ -104,6 +104,10 @@ class RunInfo:
     model_version: str
 
 
+MAX_BATCH_KEY = 200
+"""Longest key a staged batch may have (:meth:`ProfileStore.stage`)."""
+
+
 @dataclass(frozen=True)
 class StageToken:
     """What a worker needs to add batches to a staged publish: small and picklable (it travels to Spark
@@ -137,6 +141,9 @@ class StagedBatch:
     rows: int
     changed: int
     new: int
+    repeated: bool = False
+    """True when a batch of the same key had been staged already (a retried worker sending it again):
+    nothing was written, and the figures are those of the first time."""
 
 
 class ProfileStore(ABC):
@@ -188,28 +195,45 @@ class ProfileStore(ABC):
         self._ensure_open()
         return StagedPublish(self, self._begin(run))
 
-    def stage(self, token: StageToken, assignments: pa.Table) -> StagedBatch:
+    def stage(self, token: StageToken, assignments: pa.Table, key: str | None = None) -> StagedBatch:
         """Add one batch of customers to the staged publish of ``token``, with their segment history
-        computed against the run served when it began. Each customer must be staged once."""
+        computed against the run served when it began. Each customer must be staged once.
+
+        ``key`` names the batch so that sending it again is harmless: a batch whose key was staged already
+        writes nothing and returns the first staging's figures with ``repeated=True``. A worker that may
+        be retried (a Spark task, a queue job) keys each batch by what it covers, e.g. partition and
+        batch number, and a retry re-sends the same batches; the same key with other customers is refused.
+        """
         if not isinstance(token, StageToken):
             raise ParameterError(f"token must be a StageToken (StagedPublish.token), got {type(token).__name__}")
         if token.namespace != self.namespace:
             raise ParameterError(
                 f"the token belongs to namespace {token.namespace!r}, this store is namespace {self.namespace!r}"
             )
+        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_BATCH_KEY):
+            raise ParameterError(
+                f"a batch key is a non-empty string of at most {MAX_BATCH_KEY} characters, got {key!r}"
+            )
         table = prepare_assignments(assignments)
         self._ensure_open()
-        changed, new = self._stage(token, table)
-        return StagedBatch(table.num_rows, changed, new)
+        batch = self._stage(token, table, key)
+        if batch.repeated and batch.rows != table.num_rows:
+            raise StoreError(
+                f"the staged publish of run {token.run_id} at {self.url_display} got batch {key!r} again with "
+                f"{table.num_rows:,} customers where it had {batch.rows:,}; it was not staged again: a batch key "
+                "must name the same customers each time it is sent"
+            )
+        return batch
 
     @abstractmethod
     def _begin(self, run: RunInfo) -> StageToken:
         """Make the staging area and record the generation served now."""
 
     @abstractmethod
-    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+    def _stage(self, token: StageToken, assignments: pa.Table, key: str | None) -> StagedBatch:
         """Compute one batch's history against ``token.served`` and write it to the staging area, in one
-        step that either happens whole or not at all. Returns (changed, new)."""
+        step that either happens whole or not at all; a batch of a ``key`` recorded already writes nothing
+        and returns the recorded figures with ``repeated=True``."""
 
     @abstractmethod
     def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
@@ -302,10 +326,10 @@ class StagedPublish:
     def run_id(self) -> str:
         return self.token.run_id
 
-    def stage(self, assignments: pa.Table) -> StagedBatch:
+    def stage(self, assignments: pa.Table, key: str | None = None) -> StagedBatch:
         """Stage a batch from this process (workers use :func:`rfmseg.stores.stage_batch` with the token)."""
         self._check_open("stage a batch")
-        return self.store.stage(self.token, assignments)
+        return self.store.stage(self.token, assignments, key)
 
     def commit(self, expected_rows: int) -> PublishReport:
         """Serve the staged customers, in one atomic step, if the store holds exactly ``expected_rows`` of

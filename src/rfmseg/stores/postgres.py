@@ -52,6 +52,7 @@ from rfmseg.stores.base import (
     STATE_SCHEMA,
     ProfileStore,
     RunInfo,
+    StagedBatch,
     StageToken,
     apply_history,
     describe_failure,
@@ -90,6 +91,7 @@ class PostgresStore(ProfileStore):
         self._prefix = f"{ns}_profiles_"
         self._stages = sql.Identifier(f"{ns}_stages")
         self._batches = sql.Identifier(f"{ns}_stage_batches")
+        self._batch_keys = sql.Identifier(f"{ns}_stage_batches_key")
         self._staged_prefix = f"{ns}_staged_"
         digest = hashlib.blake2b(f"rfmseg-store:{ns}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
@@ -349,8 +351,15 @@ class PostgresStore(ProfileStore):
                     sql.SQL(
                         "CREATE TABLE IF NOT EXISTS {} (token text NOT NULL, batch bigint GENERATED ALWAYS AS "
                         "IDENTITY, rows bigint NOT NULL, changed bigint NOT NULL, new bigint NOT NULL, "
-                        "state bytea NOT NULL, PRIMARY KEY (token, batch))"
+                        "state bytea NOT NULL, batch_key text, PRIMARY KEY (token, batch))"
                     ).format(self._batches)
+                )
+                # a table made by a version without batch keys gets the column; NULL keys never collide
+                cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS batch_key text").format(self._batches))
+                cur.execute(
+                    sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (token, batch_key)").format(
+                        self._batch_keys, self._batches
+                    )
                 )
                 self._create_rows_table(cur, f"{self._staged_prefix}{stage}")
                 cur.execute(
@@ -376,28 +385,50 @@ class PostgresStore(ProfileStore):
         if found.fetchone() is None:
             raise stage_gone(token, self.url_display)
 
-    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
-        conn = self._connect(autocommit=False)
+    def _stage(self, token: StageToken, assignments: pa.Table, key: str | None) -> StagedBatch:
         try:
-            with conn:
-                cur = conn.cursor()
-                if conn.info.server_version >= 140000:
-                    cur.execute("SET client_connection_check_interval = '1s'")
-                self._check_stage(cur, token)
-                state = self._served_state(cur, token.served, assignments) if token.served else empty_state()
-                rows, changed, new = apply_history(assignments, state, token.as_of)
-                self._copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
-                cur.execute(
-                    sql.SQL("INSERT INTO {} (token, rows, changed, new, state) VALUES (%s, %s, %s, %s, %b)").format(
-                        self._batches
-                    ),
-                    (token.stage, rows.num_rows, changed, new, b"".join(state_parts(rows))),
-                )
+            try:
+                return self._stage_once(token, assignments, key)
+            except psycopg.errors.UniqueViolation:
+                if key is None:
+                    raise
+                # another attempt of this batch committed it meanwhile (this one's rows were rolled back)
+                return self._stage_once(token, assignments, key)
         except psycopg.errors.UndefinedTable:  # the store was dropped, or the stage removed under the batch
             raise stage_gone(token, self.url_display) from None
         except psycopg.Error as exc:
             raise failed(self.url_display, f"stage a batch of run {token.run_id}", exc, self._secrets) from exc
-        return changed, new
+
+    def _stage_once(self, token: StageToken, assignments: pa.Table, key: str | None) -> StagedBatch:
+        """One transaction: the recorded figures of ``key``'s batch, or the batch written and recorded."""
+        with self._connect(autocommit=False) as conn:
+            cur = conn.cursor()
+            if conn.info.server_version >= 140000:
+                cur.execute("SET client_connection_check_interval = '1s'")
+            self._check_stage(cur, token)
+            done = self._staged_batch(cur, token, key)
+            if done is not None:
+                return done
+            state = self._served_state(cur, token.served, assignments) if token.served else empty_state()
+            rows, changed, new = apply_history(assignments, state, token.as_of)
+            self._copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} (token, rows, changed, new, state, batch_key) VALUES (%s, %s, %s, %s, %b, %s)"
+                ).format(self._batches),
+                (token.stage, rows.num_rows, changed, new, b"".join(state_parts(rows)), key),
+            )
+        return StagedBatch(rows.num_rows, changed, new)
+
+    def _staged_batch(self, cur: psycopg.Cursor[Any], token: StageToken, key: str | None) -> StagedBatch | None:
+        """The figures of the batch staged under ``key`` (``repeated``), or None if there is none."""
+        if key is None:
+            return None
+        found = cur.execute(
+            sql.SQL("SELECT rows, changed, new FROM {} WHERE token = %s AND batch_key = %s").format(self._batches),
+            (token.stage, key),
+        ).fetchone()
+        return None if found is None else StagedBatch(int(found[0]), int(found[1]), int(found[2]), repeated=True)
 
     @staticmethod
     def _served_state(cur: psycopg.Cursor[Any], served: str, assignments: pa.Table) -> pa.Table:

@@ -17,16 +17,19 @@ lost), then UNLINKs the old version. Readers run a small Lua script that reads t
 in one atomic step, so a batch always comes from one run and there is no window between the two reads.
 A publish killed half way leaves its version unreferenced; the next publish deletes it.
 
-A staged publish writes a version the same way from several processes. Begin (under the lock): take a
-version number and register it with ``ns:v:<n>:stage``, a hash of the version served at begin and the
-running totals (customers, changed, new, batches, and the first problem found). Each batch, from any
-process: one Lua script checks that the pointer still names the version served at begin and that the stage
-exists, and HMGETs the served profiles of the batch's ids; the history is computed in Arrow, the HSETs are
-streamed into ``ns:v:<n>`` as by a publish (an HSET that adds fewer fields than it sent means a customer was
-staged twice: recorded as the stage's problem), and a second script appends the batch's Arrow history to
-``ns:v:<n>:state`` and adds its counts. Commit (under the lock): check the pointer, the totals and HLEN
-against the expected count, then the same pointer swap as a publish. A stage that can no longer commit
-(the pointer moved on) is removed by the next flip or begin, with any keys a late batch wrote.
+A staged publish writes a version the same way from several processes. Begin (under the lock): take a version
+number and register it with ``ns:v:<n>:stage``, a hash of the version served at begin and the running totals
+(customers, changed, new, batches, and the first problem found). Each batch, from any process: one Lua script
+checks that the pointer still names the version served at begin and that the stage exists, and HMGETs the
+served profiles of the batch's ids; the history is computed in Arrow, the HSETs are streamed into ``ns:v:<n>``
+as by a publish (an HSET that adds fewer fields than it sent means a customer was staged twice: recorded as
+the stage's problem), and a second script appends the batch's Arrow history to ``ns:v:<n>:state`` and adds its
+counts. A keyed batch is recorded once, as the field ``batch:<key>`` of the stage hash (set by that script
+only if absent): sent again, it writes nothing; its HSETs may rewrite fields a dead attempt of the same batch
+left, so an HSET adding fewer fields is no problem there, and a customer staged twice under two keys is caught
+by the HLEN check of the commit. Commit (under the lock): check the pointer, the totals and HLEN against the
+expected count, then the same pointer swap as a publish. A stage that can no longer commit (the pointer moved
+on) is removed by the next flip or begin, with any keys a late batch wrote.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from rfmseg.stores.base import (
     STATE_SCHEMA,
     ProfileStore,
     RunInfo,
+    StagedBatch,
     StageToken,
     apply_history,
     empty_state,
@@ -120,7 +124,8 @@ end
 return out
 """
 # KEYS[1] = stage, KEYS[2] = versions, KEYS[3] = state list; ARGV[1] = version, ARGV[2..4] = rows, changed,
-# new, ARGV[5] = problem ('' = none), ARGV[6..] = Arrow history parts -> 1 if recorded, 0 if the stage is gone
+# new, ARGV[5] = problem ('' = none), ARGV[6] = batch key ('' = none), ARGV[7..] = Arrow history parts -> 1 if
+# recorded, 0 if the stage is gone, 2 if a batch of that key was recorded already (nothing is added)
 _STAGE_RECORD_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SADD', KEYS[2], ARGV[1])  -- what the batch wrote stays findable: the next publish removes it
@@ -130,7 +135,11 @@ if ARGV[5] ~= '' then
   redis.call('HSETNX', KEYS[1], 'problem', ARGV[5])
   return 1
 end
-for i = 6, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if ARGV[6] ~= '' then
+  local figures = ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4]
+  if redis.call('HSETNX', KEYS[1], 'batch:' .. ARGV[6], figures) == 0 then return 2 end
+end
+for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 redis.call('HINCRBY', KEYS[1], 'rows', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'changed', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'new', ARGV[4])
@@ -524,22 +533,35 @@ class RedisStore(ProfileStore):
     def _began_on(self, token: StageToken) -> str:
         return str(token.generation) if token.served else ""
 
-    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+    def _stage(self, token: StageToken, assignments: pa.Table, key: str | None) -> StagedBatch:
         holder = self._connect(single=True)
         try:
+            done = self._staged_batch(holder, token, key)
+            if done is not None:
+                return done
             state = self._staged_state(holder, token, assignments["customer_id"].to_pylist())
             rows, changed, new = apply_history(assignments, state, token.as_of)
-            key = self._version_key(token.stage)
-            written = self._write_hash(holder, key, rows, keep_lock=False)
+            version = self._version_key(token.stage)
+            written = self._write_hash(holder, version, rows, keep_lock=False)
             problem = ""
-            if written != rows.num_rows:
+            if written != rows.num_rows and key is None:
                 twice = rows.num_rows - written
                 problem = f"{twice:,} customer(s) of a batch were staged by an earlier batch"
             recorded = self._stage_record_script(
-                keys=[self._stage_key(token), self._versions, f"{key}:state"],
-                args=[token.stage, rows.num_rows, changed, new, problem, *([] if problem else state_parts(rows))],
+                keys=[self._stage_key(token), self._versions, f"{version}:state"],
+                args=[
+                    token.stage,
+                    rows.num_rows,
+                    changed,
+                    new,
+                    problem,
+                    key or "",
+                    *([] if problem else state_parts(rows)),
+                ],
                 client=holder,
             )
+            if recorded == 2:  # another attempt of this batch recorded it meanwhile
+                done = self._staged_batch(holder, token, key)
         except redis.RedisError as exc:
             raise failed(self.url_display, f"stage a batch of run {token.run_id}", exc, self._secrets) from exc
         finally:
@@ -548,7 +570,17 @@ class RedisStore(ProfileStore):
             raise stage_gone(token, self.url_display)
         if problem:
             raise stage_duplicated(token, self.url_display, problem)
-        return changed, new
+        return done or StagedBatch(rows.num_rows, changed, new)
+
+    def _staged_batch(self, client: redis.Redis, token: StageToken, key: str | None) -> StagedBatch | None:
+        """The figures of the batch staged under ``key`` (``repeated``), or None if there is none."""
+        if key is None:
+            return None
+        found = client.hget(self._stage_key(token), f"batch:{key}")
+        if found is None:
+            return None
+        rows, changed, new = (int(part) for part in found.decode().split(","))
+        return StagedBatch(rows, changed, new, repeated=True)
 
     def _staged_state(self, client: redis.Redis, token: StageToken, ids: list[str]) -> pa.Table:
         """The served history of ``ids``, read with the check that the stage may still commit."""

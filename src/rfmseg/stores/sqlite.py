@@ -39,6 +39,7 @@ from rfmseg.stores.base import (
     PROFILE_FIELDS,
     ProfileStore,
     RunInfo,
+    StagedBatch,
     StageToken,
     failed,
     stage_duplicated,
@@ -324,8 +325,12 @@ class SqliteStore(ProfileStore):
         )
         conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{self._batches}" (token TEXT NOT NULL, rows INTEGER NOT NULL, '
-            "changed INTEGER NOT NULL, new INTEGER NOT NULL)"
+            "changed INTEGER NOT NULL, new INTEGER NOT NULL, batch_key TEXT)"
         )
+        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{self._batches}")')}
+        if "batch_key" not in columns:  # made by a version without batch keys
+            conn.execute(f'ALTER TABLE "{self._batches}" ADD COLUMN batch_key TEXT')
+        conn.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{self._batches}_key" ON "{self._batches}" (token, batch_key)')
 
     def _drop_doomed_stages(self, conn: sqlite3.Connection, generation: int) -> None:
         """Drop the staged tables whose publish began on another generation (or is not registered)."""
@@ -373,10 +378,17 @@ class SqliteStore(ProfileStore):
         if stage[0]:
             raise stage_duplicated(token, self.url_display, stage[0])
 
-    def _stage(self, token: StageToken, assignments: pa.Table) -> tuple[int, int]:
+    def _stage(self, token: StageToken, assignments: pa.Table, key: str | None) -> StagedBatch:
         table = f"{self._staged_prefix}{token.stage}"
         with self._transaction(f"stage a batch of run {token.run_id}", bulk=True) as conn:
             self._check_stage(conn, token)
+            if key is not None:  # writers take turns, so the answer holds until this batch commits
+                done = conn.execute(
+                    f'SELECT rows, changed, new FROM "{self._batches}" WHERE token = ? AND batch_key = ?',
+                    (token.stage, key),
+                ).fetchone()
+                if done:
+                    return StagedBatch(*done, repeated=True)
             self._fill_staging(conn, assignments.sort_by("customer_id"))
             twice = conn.execute(
                 f'SELECT count(*), min(s.customer_id) FROM temp."{self._staging}" AS s '
@@ -390,12 +402,13 @@ class SqliteStore(ProfileStore):
             else:
                 result = self._insert_staging(conn, table, token.as_of, token.served)
                 conn.execute(
-                    f'INSERT INTO "{self._batches}" VALUES (?, ?, ?, ?)', (token.stage, assignments.num_rows, *result)
+                    f'INSERT INTO "{self._batches}" (token, rows, changed, new, batch_key) VALUES (?, ?, ?, ?, ?)',
+                    (token.stage, assignments.num_rows, *result, key),
                 )
             conn.execute(f'DROP TABLE temp."{self._staging}"')
         if result is None:
             raise stage_duplicated(token, self.url_display, problem)
-        return result
+        return StagedBatch(assignments.num_rows, *result)
 
     def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
         with self._transaction(f"publish run {token.run_id}") as conn:
