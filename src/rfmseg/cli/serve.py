@@ -50,6 +50,14 @@ def serve(
             "else sqlite:///<runs-dir>/profiles.db).",
         ),
     ] = None,
+    store_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--store-timeout",
+            help="Seconds a profile store read may wait before the request answers 503 "
+            "(default: $RFMSEG_STORE_TIMEOUT, else 2).",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.", min=1)] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
     log_level: Annotated[str, typer.Option("--log-level", help="critical, error, warning, info, debug.")] = "info",
@@ -57,7 +65,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the explorer (at /) with uvicorn; OpenAPI docs at /docs."""
     try:
-        from rfmseg.service.deps import ENV_API_KEY, ENV_RUNS_DIR, ENV_STORE
+        from rfmseg.service.deps import ENV_API_KEY, ENV_RUNS_DIR, ENV_STORE, ENV_STORE_TIMEOUT, Settings
     except ImportError as exc:  # the core install has no FastAPI
         raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
 
@@ -72,6 +80,11 @@ def serve(
         import rfmseg.service.app  # noqa: F401  (fails early when FastAPI is missing)
     except ImportError as exc:
         raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
+    if store_timeout is not None:
+        if not 0 < store_timeout <= 3600:
+            raise ParameterError(f"--store-timeout {store_timeout:g} is not a number of seconds in (0, 3600]; e.g. 2")
+        os.environ[ENV_STORE_TIMEOUT] = repr(store_timeout)
+    Settings.from_env()  # a bad RFMSEG_STORE_TIMEOUT stops here, not in every worker
     # uvicorn workers build the app from the environment (rfmseg.service.app:app_from_env)
     os.environ[ENV_RUNS_DIR] = str(runs_dir.resolve())
     if settings.store:

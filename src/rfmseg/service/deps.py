@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
 from rfmseg.stores import ProfileStore, open_store
+from rfmseg.stores.base import check_read_timeout
 
 try:  # orjson is 3-10x faster on the hot path; the stdlib is the fallback
     import orjson
@@ -36,6 +37,8 @@ except ImportError:  # pragma: no cover - orjson is in the serve extra
 ENV_RUNS_DIR = "RFMSEG_RUNS_DIR"
 ENV_STORE = "RFMSEG_STORE"
 ENV_API_KEY = "RFMSEG_API_KEY"
+ENV_STORE_TIMEOUT = "RFMSEG_STORE_TIMEOUT"
+DEFAULT_STORE_TIMEOUT_S = 2.0
 MAX_ID_LENGTH = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -59,6 +62,8 @@ class Settings:
     runs_dir: Path = DEFAULT_RUNS_DIR
     store_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    store_timeout: float = DEFAULT_STORE_TIMEOUT_S
+    """Seconds a store read may wait before the request gets 503 (rfmseg.stores.open_store's read_timeout)."""
     max_lookup: int = 1_000
     max_page_size: int = 1_000
     max_score_rows: int = 10_000
@@ -69,13 +74,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE and RFMSEG_API_KEY; ``overrides`` win when not None."""
+        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_STORE_TIMEOUT and RFMSEG_API_KEY; ``overrides``
+        win when not None."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "runs_dir": Path(env.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR),
             "store_url": env.get(ENV_STORE) or None,
             "api_key": env.get(ENV_API_KEY) or None,
         }
+        timeout = env.get(ENV_STORE_TIMEOUT)
+        if timeout:
+            try:
+                values["store_timeout"] = check_read_timeout(float(timeout))
+            except (ValueError, ParameterError):
+                raise ParameterError(
+                    f"{ENV_STORE_TIMEOUT}={timeout!r} is not a number of seconds above 0; e.g. {ENV_STORE_TIMEOUT}=2"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["runs_dir"] = Path(values["runs_dir"])
         return cls(**values)
@@ -102,7 +116,7 @@ class AppState:
         if store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = open_store(self.settings.store)
+                    self._store = open_store(self.settings.store, read_timeout=self.settings.store_timeout)
                 store = self._store
         return store
 

@@ -67,11 +67,14 @@ SCHEMES = tuple(_BACKENDS)
 _EXAMPLES = "sqlite:///path/to/profiles.db, postgresql://user@host:5432/db or redis://host:6379/0"
 
 
-def open_store(url: str, namespace: str | None = None) -> ProfileStore:
+def open_store(url: str, namespace: str | None = None, read_timeout: float | None = None) -> ProfileStore:
     """Connect to the profile store at ``url``; raise StoreError if it is unknown or unreachable.
 
     ``namespace`` (or the URL parameter ``?namespace=``) isolates one store from others in the same
-    database or Redis; the default is ``rfmseg``.
+    database or Redis; the default is ``rfmseg``. ``read_timeout`` (seconds) bounds how long a read waits
+    for a PostgreSQL or Redis server that does not answer (a SQLite file has nothing to wait for): the read
+    raises StoreError "did not answer a read within N s", and reads fail at once for a few seconds after.
+    Publishing is not bounded by it.
     """
     if not isinstance(url, str) or "://" not in url:
         raise StoreError(
@@ -94,7 +97,7 @@ def open_store(url: str, namespace: str | None = None) -> ProfileStore:
             ) from exc
         raise
     store_class: type[ProfileStore] = getattr(module, class_name)
-    return store_class(url, namespace=namespace)
+    return store_class(url, namespace=namespace, read_timeout=read_timeout)
 
 
 class Stager:

@@ -104,6 +104,10 @@ class RunInfo:
     model_version: str
 
 
+SILENT_PAUSE_S = 5.0
+"""After a read timed out, how long reads fail at once before the store is tried again."""
+MAX_READ_TIMEOUT_S = 3600.0
+
 MAX_BATCH_KEY = 200
 """Longest key a staged batch may have (:meth:`ProfileStore.stage`)."""
 
@@ -157,11 +161,14 @@ class ProfileStore(ABC):
     url_display: str
     namespace: str
 
-    def __init__(self, url: str, namespace: str | None = None) -> None:
+    def __init__(self, url: str, namespace: str | None = None, read_timeout: float | None = None) -> None:
         self._url, self.namespace = split_namespace(url, namespace)
         self.url_display = redact_url(url)
         self._secrets = url_secrets(url)
         self._closed = False
+        self.read_timeout = check_read_timeout(read_timeout)
+        """Seconds a read may wait for the store (None: the driver's own limits); see :meth:`_silent`."""
+        self._silent_until = 0.0
 
     def publish(self, assignments: pa.Table, run_id: str, as_of: dt.date, model_version: str) -> PublishReport:
         """Replace the served run by ``assignments`` atomically and report what changed."""
@@ -281,6 +288,28 @@ class ProfileStore(ABC):
     def _ensure_open(self) -> None:
         if self._closed:
             raise StoreError(f"the profile store at {self.url_display} is closed")
+
+    def _ensure_answering(self) -> None:
+        """Before a read: refuse at once while the store is taken for silent (see :meth:`_silent`)."""
+        self._ensure_open()
+        if self._silent_until and time.monotonic() < self._silent_until:
+            raise StoreError(
+                f"the profile store at {self.url_display} did not answer a read within {self.read_timeout:g} s "
+                f"a moment ago (reads fail at once for {SILENT_PAUSE_S:g} s, then try it again); check that it is "
+                "up and not overloaded"
+            )
+
+    def _silent(self, exc: BaseException) -> StoreError:
+        """The StoreError for a read that got no answer within :attr:`read_timeout` (to raise ``from exc``).
+
+        For :data:`SILENT_PAUSE_S` afterwards, reads fail at once instead of each waiting the whole timeout:
+        an API worker that reads on its event loop stays free to answer (503) while the store is silent.
+        """
+        self._silent_until = time.monotonic() + SILENT_PAUSE_S
+        return StoreError(
+            f"the profile store at {self.url_display} did not answer a read within {self.read_timeout:g} s "
+            f"(timed out); check that it is up and not overloaded"
+        )
 
     def health(self) -> dict[str, Any]:
         """Whether the store answers, and what it serves. Never raises for a store that is down."""
@@ -494,6 +523,18 @@ def state_from_parts(parts: list[bytes]) -> pa.Table:
 
 _AUTHORITY_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
 _PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def check_read_timeout(value: float | None) -> float | None:
+    """A read timeout as the stores take it: None, or a positive number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_READ_TIMEOUT_S:
+        raise ParameterError(
+            f"the store read timeout must be a number of seconds above 0 and at most {MAX_READ_TIMEOUT_S:g}, "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 def redact_url(url: str) -> str:

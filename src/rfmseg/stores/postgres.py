@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import socket
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -82,8 +85,8 @@ class PostgresStore(ProfileStore):
 
     backend = "postgresql"
 
-    def __init__(self, url: str, namespace: str | None = None) -> None:
-        super().__init__(url, namespace)
+    def __init__(self, url: str, namespace: str | None = None, read_timeout: float | None = None) -> None:
+        super().__init__(url, namespace, read_timeout)
         ns = self.namespace
         self._meta = sql.Identifier(f"{ns}_meta")
         self._state = sql.Identifier(f"{ns}_state")
@@ -96,7 +99,8 @@ class PostgresStore(ProfileStore):
         digest = hashlib.blake2b(f"rfmseg-store:{ns}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
         self._lock = threading.Lock()
-        self._conn = self._connect(autocommit=True)
+        self._watchdog = _Watchdog() if self.read_timeout is not None else None
+        self._conn = self._reader()
         fields = sql.SQL(", ").join(map(sql.Identifier, PROFILE_FIELDS))
         self._select = sql.SQL("SELECT {} FROM {}").format(fields, self._view)
 
@@ -113,22 +117,44 @@ class PostgresStore(ProfileStore):
 
     # --- reads --------------------------------------------------------------------------------------------
 
+    def _reader(self) -> psycopg.Connection[Any]:
+        """The connection reads share; with ``read_timeout``, the server cancels a read that waits longer
+        (a lock, an overloaded server) and the watchdog cuts one the server never answers."""
+        conn = self._connect(autocommit=True)
+        if self.read_timeout is not None:
+            try:
+                conn.execute(sql.SQL("SET statement_timeout = {}").format(int(self.read_timeout * 1000)))
+            except psycopg.Error as exc:
+                conn.close()
+                raise unreachable(self.url_display, exc, self._secrets) from exc
+        return conn
+
     def _read(self, run: Callable[[psycopg.Connection[Any]], _T], default: _T) -> _T:
         """Run a read; ``default`` if nothing was ever published; one reconnect if the connection broke."""
-        self._ensure_open()
+        self._ensure_answering()
         with self._lock:
             for attempt in (1, 2):
                 if self._conn.closed:
-                    self._conn = self._connect(autocommit=True)
+                    self._conn = self._reader()
+                if self._watchdog is not None:
+                    self._watchdog.arm(self._conn, (self.read_timeout or 0) + WATCHDOG_GRACE_S)
                 try:
                     return run(self._conn)
                 except psycopg.errors.UndefinedTable:
                     return default
+                except psycopg.errors.QueryCanceled as exc:  # statement_timeout
+                    raise self._silent(exc) from exc
                 except psycopg.OperationalError as exc:
+                    if self._watchdog is not None and self._watchdog.fired:
+                        self._conn.close()
+                        raise self._silent(exc) from exc
                     if attempt == 2 or not self._conn.closed:
                         raise failed(self.url_display, "read", exc, self._secrets) from exc
                 except psycopg.Error as exc:
                     raise failed(self.url_display, "read", exc, self._secrets) from exc
+                finally:
+                    if self._watchdog is not None:
+                        self._watchdog.disarm()
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -184,6 +210,8 @@ class PostgresStore(ProfileStore):
     def _close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._watchdog is not None:
+                self._watchdog.stop()
 
     # --- publish ------------------------------------------------------------------------------------------
 
@@ -601,3 +629,68 @@ def _binary_rows(batch: pa.RecordBatch) -> memoryview:
     _validity, offsets, data = tuples.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64, count=len(tuples) + 1, offset=8 * tuples.offset)
     return memoryview(data)[int(bounds[0]) : int(bounds[-1])]
+
+
+WATCHDOG_GRACE_S = 1.0
+"""How long after ``read_timeout`` the watchdog cuts a read the server has not cancelled itself."""
+
+
+class _Watchdog:
+    """Cuts the connection of a read that outlives its deadline: a server that stopped answering (a hung
+    host, a stopped process) also cannot run its statement_timeout, and libpq waits for it without a limit.
+
+    One thread per store, started at the first read and parked between reads; a read arms it with its
+    connection and deadline and disarms it when done. Cutting is a shutdown of the socket (on a duplicate of
+    its descriptor), which makes the blocked read fail at once with a connection error.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: tuple[psycopg.Connection[Any], float] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self.fired = False
+
+    def arm(self, conn: psycopg.Connection[Any], seconds: float) -> None:
+        with self._cond:
+            self._armed, self.fired = (conn, time.monotonic() + seconds), False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="rfmseg-pg-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._armed = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped, self._armed = True, None
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._armed is None:
+                    self._cond.wait()
+                    continue
+                conn, deadline = self._armed
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._armed, self.fired = None, True
+                _cut(conn)
+
+
+def _cut(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down under the read blocked on it."""
+    try:
+        fd = os.dup(conn.pgconn.socket)
+    except (OSError, psycopg.Error):
+        return  # closed meanwhile
+    try:
+        with socket.socket(fileno=fd) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

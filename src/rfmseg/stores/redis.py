@@ -48,6 +48,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rfmseg.errors import StoreError
 from rfmseg.stores.base import (
@@ -189,8 +191,8 @@ class RedisStore(ProfileStore):
 
     backend = "redis"
 
-    def __init__(self, url: str, namespace: str | None = None) -> None:
-        super().__init__(url, namespace)
+    def __init__(self, url: str, namespace: str | None = None, read_timeout: float | None = None) -> None:
+        super().__init__(url, namespace, read_timeout)
         ns = self.namespace
         self._pointer, self._seq, self._versions, self._lock_key = (
             f"{ns}:current",
@@ -209,12 +211,21 @@ class RedisStore(ProfileStore):
         self._cached_pointer: dict[str, Any] = {}
 
     def _connect(self, single: bool = False) -> redis.Redis:
+        """A client: the shared pool (reads; ``read_timeout`` bounds its replies) or, with ``single``, one
+        connection of its own for a publish or a batch.
+
+        The pool retries a read once after a broken connection (a restarted server) and never after a
+        timeout: redis-py's default, ten retries, made a read of a silent server wait eleven timeouts."""
+        options: dict[str, Any] = {}
+        if not single:
+            options["retry"] = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         try:
             client = redis.Redis.from_url(
                 self._url,
                 socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S,
+                socket_timeout=SOCKET_TIMEOUT_S if single or self.read_timeout is None else self.read_timeout,
                 single_connection_client=single,
+                **options,
             )
             client.ping()
         except (redis.RedisError, ValueError) as exc:
@@ -234,9 +245,11 @@ class RedisStore(ProfileStore):
 
     def _lookup(self, customer_ids: list[str]) -> tuple[dict[str, Any] | None, list[bytes | None]]:
         """(pointer, packed values) read atomically; (None, []) if nothing was ever published."""
-        self._ensure_open()
+        self._ensure_answering()
         try:
             reply = self._read_script(keys=[self._pointer], args=customer_ids)
+        except redis.TimeoutError as exc:
+            raise self._silent(exc) from exc
         except redis.RedisError as exc:
             raise failed(self.url_display, "read", exc, self._secrets) from exc
         if reply is None:
@@ -288,9 +301,11 @@ class RedisStore(ProfileStore):
         }
 
     def _current(self) -> dict[str, Any] | None:
-        self._ensure_open()
+        self._ensure_answering()
         try:
             raw = self._client.get(self._pointer)
+        except redis.TimeoutError as exc:
+            raise self._silent(exc) from exc
         except redis.RedisError as exc:
             raise failed(self.url_display, "read", exc, self._secrets) from exc
         return None if raw is None else self._parse_pointer(raw)

@@ -92,8 +92,8 @@ class SqliteStore(ProfileStore):
 
     backend = "sqlite"
 
-    def __init__(self, url: str, namespace: str | None = None) -> None:
-        super().__init__(url, namespace)
+    def __init__(self, url: str, namespace: str | None = None, read_timeout: float | None = None) -> None:
+        super().__init__(url, namespace, read_timeout)
         self.path = sqlite_path(self._url)
         ns = self.namespace
         self._meta, self._view, self._prefix = f"{ns}_meta", f"{ns}_current", f"{ns}_profiles_"
