@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -304,3 +305,39 @@ def test_generated_sql_gives_the_same_rfm_on_spark(tmp_path: Path) -> None:
                 np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), err_msg=name)
     finally:
         spark.stop()
+
+
+def test_every_cli_line_speaks_of_the_presets_entity(cli, tmp_path: Path, runs_dir: Path) -> None:
+    # users, sessions and features used (no money) for the saas preset, in the lines outside the segment
+    # table too: publish, cold start, assign, runs show, history, transitions and choose-k
+    path = get_preset("saas").sample_path()
+    store = f"sqlite:///{tmp_path / 'profiles.db'}"
+    earlier = ("--as-of", "2025-05-31", "--bad-rows", "quarantine")  # a month before the sample's end
+    first = cli("run", "--preset", "saas", path, *earlier, "--runs-dir", runs_dir)
+    second = cli("run", "--preset", "saas", path, "--runs-dir", runs_dir, "--store", store, "--customers", "U0001")
+    assert first.code == second.code == 0, first.err + second.err
+    assert "Published to " + store + ": 400 users (0 changed segment, 400 new)" in second.out
+    assert "U0001: " in second.out and " sessions, " in second.out and " features used" in second.out
+    outputs = {
+        "publish": cli("publish", "latest", "--runs-dir", runs_dir, "--store", store),
+        "assign": cli("assign", path, "--model", "latest", "--runs-dir", runs_dir, "--show", "3"),
+        "runs show": cli("runs", "show", "latest", "--runs-dir", runs_dir),
+        "history": cli("history", "U0001", "--runs-dir", runs_dir),
+        "transitions": cli("transitions", "--runs-dir", runs_dir, "--limit", "3"),
+        "choose-k": cli("choose-k", "--preset", "saas", path, "--k-max", "4", "--no-stability"),
+    }
+    for name, res in outputs.items():
+        assert res.code == 0, (name, res.err)
+        text = res.out + res.err
+        assert "users" in text or "sessions" in text, (name, text)
+        wrong = re.findall(r"\bcustomers?\b(?! success)|(?<!priority )\borders?\b", text)  # "customer success": a team
+        assert not wrong, (name, wrong, text)
+        assert "$" not in text and "revenue" not in text, (name, text)
+    assert "Published " in outputs["publish"].out and ": 400 users, " in outputs["publish"].out
+    assert "Scored 400 users with model" in outputs["assign"].out
+    assert "users with a thin history get it anyway" in outputs["assign"].out
+    assert "Cold start: 1 users with fewer than 2 sessions or a first session" in outputs["assign"].out
+    assert ", 400 users, input " in outputs["runs show"].out
+    assert "Transitions in users" in outputs["transitions"].out
+    assert "Transitions in revenue" not in outputs["transitions"].out  # a sum of features used means nothing
+    assert "Choosing K — 400 users" in outputs["choose-k"].out

@@ -269,18 +269,19 @@ def assign(
     finally:
         con.close()
     table = score(ref.model, rfm, prepared.as_of, cold_start)
-    warnings = _cold_warnings(ref.model, cold_start)
+    warnings = _cold_warnings(ref.model, cold_start, read.units.entity)
     return AssignResult(ref, prepared.as_of, table, prepared.rows_summary(), warnings, cold_start)
 
 
-def _cold_warnings(model: SegmentModel, cold_start: ColdStart) -> list[str]:
+def _cold_warnings(model: SegmentModel, cold_start: ColdStart, entity: str) -> list[str]:
     if cold_start.orders == 0 and cold_start.days == 0:
         return []
     if cold_start.name in model.names_:
         return []
     return [
         f"the cold-start segment '{cold_start.name}' is not one of this model's segments "
-        f"({', '.join(model.names_)}); customers with a thin history get it anyway (--cold-start-segment)"
+        f"({', '.join(model.names_)}); {entity} with a thin history get it anyway "
+        "(--cold-start-segment)"
     ]
 
 
@@ -684,7 +685,7 @@ class _Job:
         with t.stage("profile"):
             summ = build_summary(self.run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
         summ.update(_life_summary(self.kind, model_version, assignments, cold, prepared, read), **(summary or {}))
-        summ["warnings"] = summ.get("warnings", []) + _cold_warnings(model, cold)
+        summ["warnings"] = summ.get("warnings", []) + _cold_warnings(model, cold, read.units.entity)
         man = run_manifest(
             run_id=self.run_id,
             kind=self.kind,

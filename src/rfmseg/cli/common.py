@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from rfmseg.errors import RfmsegError
+
+if TYPE_CHECKING:
+    from rfmseg.features import Units
 
 app = typer.Typer(
     name="rfmseg",
@@ -31,6 +34,13 @@ def print_json(data: Any) -> None:
 
 def money(x: float, currency: str = "$") -> str:
     return f"{'-' if x < 0 else ''}{currency}{abs(x):,.0f}"
+
+
+def units_of(summary: dict[str, Any] | None) -> Units:
+    """The words of a run (customers/orders/spend, users/sessions/features, ...) from its summary."""
+    from rfmseg.features import Units
+
+    return Units.from_dict((summary or {}).get("units"))
 
 
 def segment_rich_table(summary: dict[str, Any]) -> Table:

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow.compute as pc
 import typer
 
-from rfmseg.cli.common import app, out, parse_ids, print_json, print_summary
+from rfmseg.cli.common import app, out, parse_ids, print_json, print_summary, units_of
 from rfmseg.cli.options import (
     BARE_COLUMNS,
     COLUMNS,
@@ -59,10 +59,11 @@ def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[st
         print_json(summary)
         return
     print_summary(summary)
+    u = units_of(summary)
     for c in summary.get("customers", []):
         out.print(
-            f"{c['customer_id']}: {c['segment']} — {c['recency_days']} days, {c['frequency']} orders, "
-            f"{c['monetary']:,.2f}"
+            f"{c['customer_id']}: {c['segment']} — {c['recency_days']} days, {c['frequency']} {u.frequency}, "
+            f"{c['monetary']:,.2f}{'' if u.money else ' ' + u.monetary}"
         )
     if result.path:
         out.print(
@@ -74,7 +75,7 @@ def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[st
         executors = published.get("by") == "executors"
         by = f", published by executors in {published['batches']:,} batches" if executors else ""
         out.print(
-            f"Published to {published['store']}: {published['customers']:,} customers "
+            f"Published to {published['store']}: {published['customers']:,} {u.entity} "
             f"({published['changed']:,} changed segment, {published['new']:,} new{by})"
         )
 
@@ -215,7 +216,8 @@ def choose_k_cmd(
         return
     from rich.table import Table
 
-    t = Table(title=f"Choosing K — {result['n_customers']:,} customers, transform {transform}")
+    entity = preset_.units.entity
+    t = Table(title=f"Choosing K — {result['n_customers']:,} {entity}, transform {transform}")
     columns = ["K", "inertia", "silhouette", "Calinski-Harabasz", "Davies-Bouldin"]
     for c in [*columns, *(["stability (ARI)"] if stability else []), "segment sizes"]:
         t.add_column(c, justify="right")
@@ -231,7 +233,7 @@ def choose_k_cmd(
             " ".join(map(str, r["sizes"])),
         )
     out.print(t)
-    where = f"silhouette on {result['silhouette_sample']:,} customers"
+    where = f"silhouette on {result['silhouette_sample']:,} {entity}"
     if stability:
         where += f", stability over {resamples} bootstrap resamples of them"
     out.print(f"Recommended: {result['reason']} ({where})")

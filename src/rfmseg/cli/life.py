@@ -4,7 +4,7 @@ transitions, watch, history."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -12,7 +12,7 @@ from rich.table import Table
 from rfmseg import history as hist
 from rfmseg import lifecycle as life
 from rfmseg import simulate as sim
-from rfmseg.cli.common import app, money, out, print_json, print_summary
+from rfmseg.cli.common import app, out, print_json, print_summary, units_of
 from rfmseg.cli.options import (
     AS_OF,
     COLD_START,
@@ -35,6 +35,9 @@ from rfmseg.cli.options import (
 from rfmseg.config import Settings, resolve
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+
+if TYPE_CHECKING:
+    from rfmseg.features import Units
 
 
 def _set(settings: Settings, key: str) -> Any:
@@ -63,24 +66,25 @@ def _job_options(s: Settings, publish: bool) -> life.JobOptions:
     )
 
 
-def _publish_line(report: dict[str, Any] | None) -> None:
+def _publish_line(report: dict[str, Any] | None, units: Units) -> None:
     if not report:
         return
     if report.get("skipped"):
         out.print(f"Store {report['store']}: {report['skipped']} ({report['run_id']})")
         return
     out.print(
-        f"Published {report['run_id']} to {report['store']}: {report['customers']:,} customers, "
+        f"Published {report['run_id']} to {report['store']}: {report['customers']:,} {units.entity}, "
         f"{report['changed']:,} changed segment, {report['new']:,} new ({report['seconds']:.2f} s)"
     )
 
 
-def _cold_line(summary: dict[str, Any]) -> None:
+def _cold_line(summary: dict[str, Any], units: Units | None = None) -> None:
     cs = summary.get("cold_start") or {}
+    u = units or units_of(summary)
     if cs.get("orders") or cs.get("days"):
         out.print(
-            f"Cold start: {cs.get('customers', 0):,} customers with fewer than {cs['orders']} orders or a first "
-            f"order less than {cs['days']} days before as-of → {cs['segment']} (segment_reason cold_start)"
+            f"Cold start: {cs.get('customers', 0):,} {u.entity} with fewer than {cs['orders']} {u.frequency} or a "
+            f"first {u.event} less than {cs['days']} days before as-of → {cs['segment']} (segment_reason cold_start)"
         )
 
 
@@ -144,7 +148,8 @@ def runs_show(
     m = info["manifest"]
     out.print(f"[bold]Run {info['run_id']}[/bold] ({info['kind']}) in {info['path']}/")
     out.print(
-        f"Created {info['created']}, as of {info['as_of']}, {info['customers']:,} customers, input {info['input']}"
+        f"Created {info['created']}, as of {info['as_of']}, {info['customers']:,} {units_of(info['summary']).entity}, "
+        f"input {info['input']}"
     )
     model = info["model"]
     if "error" in model:
@@ -223,22 +228,23 @@ def assign(
         return
     data = result.to_dict(rows=False)
     n = data["n_customers"]
+    u, currency = read.units, ref.run.summary.get("currency", "$")
     out.print(
-        f"Scored {n:,} customers with model {data['model_version']} (run {data['model_run']}), as of {data['as_of']}"
+        f"Scored {n:,} {u.entity} with model {data['model_version']} (run {data['model_run']}), as of {data['as_of']}"
     )
     t = Table(title="Segments")
-    for c in ("segment", "customers", "share"):
+    for c in ("segment", u.entity, "share"):
         t.add_column(c, justify="left" if c == "segment" else "right")
     for name, count in data["segments"].items():
         t.add_row(name, f"{count:,}", f"{count / n:.0%}" if n else "")
     out.print(t)
-    _cold_line({"cold_start": {**data["cold_start_rule"], "customers": data["cold_start"]}})
+    _cold_line({"cold_start": {**data["cold_start_rule"], "customers": data["cold_start"]}}, u)
     for w in data["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}")
     if show:
-        t = Table(title=f"First {min(show, n):,} of {n:,} customers")
-        for c in ("customer", "segment", "reason", "recency", "orders", "spend", "distance", "margin"):
-            t.add_column(c, justify="left" if c in ("customer", "segment", "reason") else "right")
+        t = Table(title=f"First {min(show, n):,} of {n:,} {u.entity}")
+        for c in ("id", "segment", "reason", "recency", u.frequency, u.monetary, "distance", "margin"):
+            t.add_column(c, justify="left" if c in ("id", "segment", "reason") else "right")
         for r in result.assignments.slice(0, show).to_pylist():
             t.add_row(
                 str(r["customer_id"]),
@@ -246,7 +252,7 @@ def assign(
                 r["segment_reason"],
                 f"{r['recency_days']}d",
                 str(r["frequency"]),
-                money(r["monetary"]),
+                u.value(r["monetary"], currency),
                 f"{r['distance']:.3f}",
                 f"{r['margin']:.3f}",
             )
@@ -266,7 +272,7 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
             f"Already done: run {result.run_id} holds the {result.kind} as of {s.get('as_of')} on the same data "
             f"(model {m.get('model_version')}); nothing new written."
         )
-        _publish_line(result.publish)
+        _publish_line(result.publish, units_of(s))
         return
     print_summary(s)
     _cold_line(s)
@@ -290,7 +296,7 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
         else:
             out.print("No earlier model: names come from the naming rules alone.")
     out.print(f"Run {result.run_id} ({result.kind}) written to {result.run.path}/")
-    _publish_line(result.publish)
+    _publish_line(result.publish, units_of(s))
 
 
 @app.command()
@@ -388,7 +394,7 @@ def publish(
     if as_json:
         print_json(report)
         return
-    _publish_line(report)
+    _publish_line(report, units_of(run.summary))
 
 
 # --------------------------------------------------------------------------------------------- simulate
@@ -440,19 +446,22 @@ def transitions_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """How customers moved between two runs: matrix in customers and revenue, and who moved."""
-    t = hist.transitions(resolve(ctx).runs_path, from_run, to_run, from_segment, to_segment)
+    runs_path = resolve(ctx).runs_path
+    t = hist.transitions(runs_path, from_run, to_run, from_segment, to_segment)
     if as_json:
         print_json(t)
         return
+    to_summary = get_run(t["to_run"], runs_path).summary
+    u, currency = units_of(to_summary), to_summary.get("currency", "$")
     tot = t["totals"]
     out.print(
         f"From {t['from_run']} ({t['from_as_of']}) to {t['to_run']} ({t['to_as_of']}): {tot['stayed']:,} stayed, "
         f"{tot['moved']:,} moved, {tot['new']:,} new, {tot['gone']:,} gone"
     )
-    for what, matrix, fmt in (
-        ("customers", t["customers"], lambda v: f"{v:,}" if v else "·"),
-        ("revenue (to-run)", t["revenue"], lambda v: money(v) if v else "·"),
-    ):
+    matrices: list[tuple[str, list[list[Any]], Any]] = [(u.entity, t["customers"], lambda v: f"{v:,}" if v else "·")]
+    if u.total:  # a sum of monetary that means something (revenue, not distinct features)
+        matrices.append((f"{u.total} (to-run)", t["revenue"], lambda v: u.value(v, currency) if v else "·"))
+    for what, matrix, fmt in matrices:
         table = Table(title=f"Transitions in {what}: rows = from, columns = to")
         table.add_column("from \\ to")
         for c in t["columns"]:
@@ -465,9 +474,9 @@ def transitions_cmd(
         title = (
             "Moves" + (f" from {from_segment}" if from_segment else "") + (f" to {to_segment}" if to_segment else "")
         )
-        table = Table(title=f"{title}: {len(moves):,} customers (first {min(limit, len(moves))})")
-        for c in ("customer", "from", "to", "recency", "orders", "spend"):
-            table.add_column(c, justify="left" if c in ("customer", "from", "to") else "right")
+        table = Table(title=f"{title}: {len(moves):,} {u.entity} (first {min(limit, len(moves))})")
+        for c in ("id", "from", "to", "recency", u.frequency, u.monetary):
+            table.add_column(c, justify="left" if c in ("id", "from", "to") else "right")
         for mv in moves[:limit]:
             table.add_row(
                 str(mv["customer_id"]),
@@ -475,7 +484,7 @@ def transitions_cmd(
                 mv["to"],
                 f"{_num(mv['recency_days_from'])} → {_num(mv['recency_days_to'])}",
                 f"{_num(mv['frequency_from'])} → {_num(mv['frequency_to'])}",
-                money(mv["monetary_to"] if mv["monetary_to"] is not None else mv["monetary_from"]),
+                u.value(mv["monetary_to"] if mv["monetary_to"] is not None else mv["monetary_from"], currency),
             )
         out.print(table)
 
@@ -578,13 +587,16 @@ def history_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """One customer's segment and RFM values across every run."""
-    rows = hist.history(resolve(ctx).runs_path, customer_id)
+    runs_path = resolve(ctx).runs_path
+    rows = hist.history(runs_path, customer_id)
     if as_json:
         print_json(rows)
         return
-    t = Table(title=f"Customer {customer_id} across {len(rows)} runs")
-    for c in ("as-of", "run", "kind", "segment", "reason", "recency", "orders", "spend", "distance"):
-        t.add_column(c, justify="right" if c in ("recency", "orders", "spend", "distance") else "left")
+    latest = get_run(rows[-1]["run_id"], runs_path).summary if rows else {}
+    u, currency = units_of(latest), latest.get("currency", "$")
+    t = Table(title=f"{customer_id} across {len(rows)} runs")
+    for c in ("as-of", "run", "kind", "segment", "reason", "recency", u.frequency, u.monetary, "distance"):
+        t.add_column(c, justify="right" if c in ("recency", u.frequency, u.monetary, "distance") else "left")
     for r in rows:
         t.add_row(
             r["as_of"],
@@ -594,7 +606,7 @@ def history_cmd(
             r["segment_reason"] or "",
             f"{r['recency_days']}d",
             str(r["frequency"]),
-            money(r["monetary"]),
+            u.value(r["monetary"], currency),
             f"{r['distance']:.3f}" if r["distance"] is not None else "",
         )
     out.print(t)

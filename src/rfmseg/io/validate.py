@@ -338,7 +338,7 @@ GENERIC_RULES = (
 AFTER_AS_OF = Rule(
     "after_as_of",
     "CAST(ts AS DATE) > DATE '{as_of}'",
-    "order dated after the as-of date",
+    "row dated after the as-of date",
     "set a later --as-of or remove the future-dated rows",
 )
 RETURNS_ONLY = Rule(
