@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import duckdb
 import pytest
@@ -115,6 +115,8 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
             assert {t.name for t in (await s.list_tools()).tools} == TOOLS
             for t in (await s.list_tools()).tools:
                 assert t.annotations.read_only_hint is True and t.description
+            finder = next(t for t in (await s.list_tools()).tools if t.name == "find_customers")
+            assert finder.input_schema["properties"]["sort_by"]["enum"] == list(get_args(q.SortField))
 
             c = await call(s, "get_customer_segment", customer_id="C087")
             assert (c["segment"], c["recency_days"], c["frequency"], c["monetary"]) == ("At-Risk", 130, 8, 3800.0)

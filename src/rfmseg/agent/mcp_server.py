@@ -132,7 +132,7 @@ def build_server(runs_dir: str | Path | None = None, store: str | None = None) -
         frequency_max: float | None = None,
         monetary_min: float | None = None,
         monetary_max: float | None = None,
-        sort_by: Literal["recency_days", "frequency", "monetary", "aov", "distance", "customer_id"] = "monetary",
+        sort_by: q.SortField = "monetary",
         descending: bool = True,
         limit: Limit = 20,
         run: Run = "latest",
