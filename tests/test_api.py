@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from rfmseg.pipeline import RunResult, segment
 from rfmseg.runs import list_runs
 from rfmseg.service import Settings, create_app
 from rfmseg.stores import open_store
+from servers import free_port
 
 BEFORE_AS_OF = "2024-11-30"
 
@@ -525,12 +525,6 @@ def test_api_key_is_required_on_every_endpoint_when_set(runs: StudyRuns) -> None
         assert c.get("/static/explorer.js").status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_refuses_a_public_address_without_a_key(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RFMSEG_API_KEY", raising=False)
     result = cli("serve", "--host", "0.0.0.0")
@@ -542,7 +536,7 @@ def test_serve_refuses_a_public_address_without_a_key(cli, monkeypatch: pytest.M
 
 
 def test_rfmseg_serve_runs_uvicorn_with_the_key(runs: StudyRuns) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RFMSEG_API_KEY": "k-123"}
     env.pop("RFMSEG_STORE", None)
     cmd = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from mcp.client.stdio import stdio_client
 from rfmseg import config
 from rfmseg.datasets import study
 from rfmseg.runs import list_runs
+from servers import free_port
 
 COLD = {"orders": 3, "days": 45, "segment": "At-Risk"}  # not the defaults (2, 30, Occasional)
 
@@ -196,15 +196,9 @@ def test_options_and_environment_override_the_file(
     assert ok(cli("runs", "list", "--json")).json() == []  # no rfmseg.toml here: the default folder
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_takes_runs_and_store_from_the_file(cli, project: Project) -> None:
     run_id = ok(cli("run", "--json")).json()["run_id"]  # published to the file's store
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFMSEG_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rfmseg", "serve", "--port", str(port), "--no-access-log"],

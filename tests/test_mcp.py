@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
@@ -25,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 from rfmseg import questions as q
 from rfmseg.datasets import study
 from rfmseg.pipeline import segment
+from servers import free_port, wait_until_listening
 
 TOOLS = {
     "get_customer_segment",
@@ -301,33 +300,17 @@ def test_runs_dir_from_the_environment(study_runs: Path) -> None:
     run(go)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_streamable_http_on_localhost(study_runs: Path) -> None:
     from mcp.client.streamable_http import streamable_http_client
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rfmseg", "mcp", "--http", "--port", str(port), "--runs-dir", str(study_runs)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        proc.stderr.read().decode() if proc.stderr else "server did not start"
-                    ) from None
-                time.sleep(0.2)
+        wait_until_listening(port, proc, 60, lambda: proc.stderr.read().decode() if proc.stderr else "")
 
         async def go() -> None:
             async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (r, w), ClientSession(r, w) as s:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from rfmseg.engines.spark import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.pipeline import segment
 from rfmseg.presets import get_preset
+from servers import free_port, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[1]
 ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
@@ -224,9 +223,7 @@ def test_bad_input_gives_the_local_engines_messages(spark, tmp_path: Path) -> No
 @pytest.fixture
 def connect_server(tmp_path: Path) -> Iterator[str]:
     """A Spark Connect server of its own (local[2], a free port), as a cluster would run one; its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     submit = Path(sys.executable).with_name("spark-submit")
     args = [str(submit), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]"]
     for conf in (f"spark.connect.grpc.binding.port={port}", "spark.ui.enabled=false", "spark.sql.session.timeZone=UTC"):
@@ -237,16 +234,7 @@ def connect_server(tmp_path: Path) -> Iterator[str]:
         [*args, "--driver-memory", "1g", "spark-internal"], env=env, stdout=log, stderr=log, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    said = (tmp_path / "connect-server.log").read_text()[-2000:]
-                    pytest.fail(f"the Spark Connect server did not start: {said}")
-                time.sleep(0.5)
+        wait_until_listening(port, server, 180, lambda: (tmp_path / "connect-server.log").read_text()[-2000:])
         yield f"sc://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)

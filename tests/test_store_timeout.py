@@ -26,6 +26,7 @@ import pytest
 
 from rfmseg.errors import ParameterError, StoreError
 from rfmseg.stores import ProfileStore, open_store
+from servers import free_port, wait_until_listening
 from test_stores import D1, PG_URL, assignments, purge
 
 pytestmark = pytest.mark.services
@@ -36,12 +37,6 @@ PAUSE_S = 0.3
 @pytest.fixture(autouse=True)
 def short_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rfmseg.stores.base.SILENT_PAUSE_S", PAUSE_S)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -56,12 +51,7 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_until_listening(port, proc, 30)
         yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         proc.send_signal(signal.SIGCONT)
