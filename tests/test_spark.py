@@ -267,3 +267,24 @@ def test_spark_connect_through_spark_remote(connect_server: str, tmp_path: Path)
     manifest = json.loads((Path(summary["run_dir"]) / "manifest.json").read_text())
     assert manifest["engine"]["name"] == "spark" and manifest["model"]["fit"]["method"] == "mllib k-means||"
     assert manifest["engine"]["master"] == connect_server  # the run says where it ran
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
+    # a cluster's 200 shuffle partitions made every K-Means pass run 200 Python tasks for 200 customers
+    from rfmseg.engines.spark import SparkEngine
+    from rfmseg.io.validate import Policy
+    from rfmseg.pipeline import Timer
+
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "50")
+    engine = SparkEngine(spark=spark)
+    try:
+        _, rfm = engine.load_rfm(study.path(study.ORDERS_FILE), None, study.AS_OF, Policy(), Timer(), None, None)
+        assert rfm.num_rows == 200
+        assert engine._rfm_all.rdd.getNumPartitions() == 50  # as the aggregation left it
+        assert engine._rfm_df.rdd.getNumPartitions() == 1  # what the fit, the assignment and a publish read
+    finally:
+        engine.close()
+        spark.conf.set("spark.sql.shuffle.partitions", before)
