@@ -32,10 +32,6 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def money(x: float, currency: str = "$") -> str:
-    return f"{'-' if x < 0 else ''}{currency}{abs(x):,.0f}"
-
-
 def units_of(summary: dict[str, Any] | None) -> Units:
     """The words of a run (customers/orders/spend, users/sessions/features, ...) from its summary."""
     from rfmseg.features import Units
@@ -45,10 +41,8 @@ def units_of(summary: dict[str, Any] | None) -> Units:
 
 def segment_rich_table(summary: dict[str, Any]) -> Table:
     """The segment table, worded in the run's units (customers/orders/spend, users/sessions/features, ...)."""
-    from rfmseg.features import Units
-
     cur = summary.get("currency", "$")
-    u = Units.from_dict(summary.get("units"))
+    u = units_of(summary)
     total = f", {u.total} {u.value(summary['total_revenue'], cur)}" if u.total else ""
     t = Table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, as of {summary.get('as_of')}")
     cols = ["#", "segment", u.entity, "share"]

@@ -14,6 +14,7 @@ from rfmseg.cli.options import ConfigOpt, RunId, RunsDir
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+from rfmseg.stores.base import MAX_READ_TIMEOUT_S
 
 
 def is_loopback(host: str) -> bool:
@@ -81,8 +82,10 @@ def serve(
     except ImportError as exc:
         raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
     if store_timeout is not None:
-        if not 0 < store_timeout <= 3600:
-            raise ParameterError(f"--store-timeout {store_timeout:g} is not a number of seconds in (0, 3600]; e.g. 2")
+        if not 0 < store_timeout <= MAX_READ_TIMEOUT_S:
+            raise ParameterError(
+                f"--store-timeout {store_timeout:g} is not a number of seconds in (0, {MAX_READ_TIMEOUT_S:g}]; e.g. 2"
+            )
         os.environ[ENV_STORE_TIMEOUT] = repr(store_timeout)
     Settings.from_env()  # a bad RFMSEG_STORE_TIMEOUT stops here, not in every worker
     # uvicorn workers build the app from the environment (rfmseg.service.app:app_from_env)

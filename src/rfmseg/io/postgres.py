@@ -171,9 +171,7 @@ class PostgresSource(SourceSpec):
                 f"cannot read the rows of source.query on {safe} ({str(exc).splitlines()[0]}); cast that column "
                 "to text or to a plain type in the query"
             ) from None
-        yield pa.RecordBatch.from_arrays(
-            [table.column(i).combine_chunks() for i in range(table.num_columns)], schema=table.schema
-        )
+        yield from table.combine_chunks().to_batches()
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
         table = self.read_arrow()
