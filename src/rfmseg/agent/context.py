@@ -191,9 +191,9 @@ def _segment_sentence(p: dict[str, Any]) -> str:
     pr = p["profile"]
     text = (
         f"{p['segment']} ({p['description']}): {pr['customers']:,} customers ({pr['share_customers']:.0%}), "
-        f"{q._money(pr['revenue'])} revenue ({pr['share_revenue']:.0%}); on average {pr['mean_recency_days']:.0f} "
-        f"days since the last order, {pr['mean_frequency']:.1f} orders, {q._money(pr['mean_monetary'])} spent, "
-        f"AOV {q._money(pr['aov'])}. Recommended: {p['action']} (priority {pr['priority']})."
+        f"{q.money(pr['revenue'])} revenue ({pr['share_revenue']:.0%}); on average {pr['mean_recency_days']:.0f} "
+        f"days since the last order, {pr['mean_frequency']:.1f} orders, {q.money(pr['mean_monetary'])} spent, "
+        f"AOV {q.money(pr['aov'])}. Recommended: {p['action']} (priority {pr['priority']})."
     )
     mv = p.get("movement")
     if mv:
@@ -219,7 +219,7 @@ def customer_pack(
     ][-history_runs:]
     model = h.model(snap)
     x = np.array([[run_row["recency_days"], run_row["frequency"], run_row["monetary"]]], dtype=float)
-    dist = dict(zip(model.names_, (q._r(v) for v in model.distances(x)[0]), strict=True))
+    dist = dict(zip(model.names_, (q.rounded(v) for v in model.distances(x)[0]), strict=True))
     others = sorted((d, n) for n, d in dist.items() if n != seg)
     t = load_touches(runs_dir, customer_id).to_pylist()[-touches:]
     recent_touches = [
@@ -243,9 +243,9 @@ def customer_pack(
         "recency_days": run_row["recency_days"],
         "frequency": run_row["frequency"],
         "monetary": run_row["monetary"],
-        "aov": q._r(run_row["monetary"] / freq, 2),
-        "distance": q._r(run_row["distance"]),
-        "margin": q._r(run_row["margin"]) if run_row.get("margin") is not None else None,
+        "aov": q.rounded(run_row["monetary"] / freq, 2),
+        "distance": q.rounded(run_row["distance"]),
+        "margin": q.rounded(run_row["margin"]) if run_row.get("margin") is not None else None,
         "action": prof.get("action", ""),
         "segment_profile": {k: prof[k] for k in PROFILE_KEYS if k in prof},
         "segment_description": prof.get("description", ""),
@@ -264,8 +264,8 @@ def _customer_sentence(p: dict[str, Any]) -> str:
     sp = p["segment_profile"]
     text = (
         f"{p['customer_id']} is {p['segment']}: last order {p['recency_days']} days before {p['as_of']}, "
-        f"{p['frequency']} orders, {q._money(p['monetary'])} spent (AOV {q._money(p['aov'])}); the segment averages "
-        f"{sp['mean_recency_days']:.0f} days, {sp['mean_frequency']:.1f} orders, {q._money(sp['mean_monetary'])}. "
+        f"{p['frequency']} orders, {q.money(p['monetary'])} spent (AOV {q.money(p['aov'])}); the segment averages "
+        f"{sp['mean_recency_days']:.0f} days, {sp['mean_frequency']:.1f} orders, {q.money(sp['mean_monetary'])}. "
         f"Recommended: {p['action']}."
     )
     if p.get("next_nearest_segment"):

@@ -1,0 +1,86 @@
+"""The marketer's questions, answered from the runs (the history) and the campaign touches.
+
+Each question is one typed function ``question(runs_dir, ...)`` returning a JSON-able dict: ``question``
+(what was asked, with the parameters filled in), ``answer`` (one plain sentence), ``params``, and the numbers
+and rows the answer was computed from. Numbers, thresholds and segment names are parameters; nothing about
+the study is assumed. A question's signature (its annotated parameters) and docstring are also its MCP tool's
+definition (:mod:`rfmseg.agent.mcp_server`).
+
+By theme: :mod:`~rfmseg.questions.lookups` (segments, one customer, customers by RFM range),
+:mod:`~rfmseg.questions.campaigns` (campaign fit, responders, not contacted, intervention effect),
+:mod:`~rfmseg.questions.trends` (trends, recent changes, recency jumps, one customer's trajectory,
+transitions, warnings); what they share is in :mod:`~rfmseg.questions.common`.
+"""
+
+from rfmseg.questions.campaigns import (
+    KIND_KEYWORDS,
+    campaign_segments,
+    discount_candidates,
+    intervention_effect,
+    keyword_hits,
+    not_contacted,
+)
+from rfmseg.questions.common import (
+    RFM,
+    CustomerId,
+    History,
+    Snapshot,
+    match_segment,
+    money,
+    no_runs_error,
+    rounded,
+    slug,
+)
+from rfmseg.questions.lookups import SortField, customer_segment, find_customers, list_segments, segment_profile
+from rfmseg.questions.trends import (
+    Membership,
+    customer_tracking,
+    recency_jump,
+    recent_changes,
+    transitions,
+    trending_toward,
+    warnings,
+)
+
+QUESTIONS = {
+    "campaign": campaign_segments,
+    "discount": discount_candidates,
+    "not-contacted": not_contacted,
+    "trending": trending_toward,
+    "changed": recent_changes,
+    "recency-jump": recency_jump,
+    "tracking": customer_tracking,
+    "intervention": intervention_effect,
+}
+"""CLI name -> question function."""
+
+__all__ = [
+    "KIND_KEYWORDS",
+    "QUESTIONS",
+    "RFM",
+    "CustomerId",
+    "History",
+    "Membership",
+    "Snapshot",
+    "SortField",
+    "campaign_segments",
+    "customer_segment",
+    "customer_tracking",
+    "discount_candidates",
+    "find_customers",
+    "intervention_effect",
+    "keyword_hits",
+    "list_segments",
+    "match_segment",
+    "money",
+    "no_runs_error",
+    "not_contacted",
+    "recency_jump",
+    "recent_changes",
+    "rounded",
+    "segment_profile",
+    "slug",
+    "transitions",
+    "trending_toward",
+    "warnings",
+]
