@@ -11,8 +11,16 @@
    process does it.
 4. Prints throughput and p50/p99 latency and writes ``bench/results/api.json``.
 
+With ``--compare-fast-path``, step 3 instead starts two servers side by side on the same store, one worker
+each, under the same uvicorn settings: the app as built (``create_app``: ``GET /customers/{id}`` answered
+from ASGI by its route class, ``RawLookupRoute``) and the same app with that route's class set back to
+FastAPI's ``APIRoute`` (the same endpoint and lookup, ``customer_json``, through FastAPI's request parsing,
+validation and dependencies), and drives them in turn at each connection count (``--repeat`` rounds),
+writing ``bench/results/api_fast_path.json``.
+
     .venv/bin/python bench/bench_api.py                         # 1M customers, sqlite + redis
     .venv/bin/python bench/bench_api.py --customers 100000 --backends sqlite --duration 5
+    .venv/bin/python bench/bench_api.py --customers 100000 --backends sqlite --compare-fast-path
 
 Target on the 2-core machine (reported, not asserted): >= 3,000 requests/s with p99 < 25 ms.
 Every request goes to 127.0.0.1 only, and every load is bounded in requests and time.
@@ -55,6 +63,7 @@ TARGET_RPS = 3_000
 TARGET_P99_MS = 25.0
 DATA = REPO / "bench" / "data" / "api"
 RESULTS = REPO / "bench" / "results" / "api.json"
+FAST_PATH_RESULTS = REPO / "bench" / "results" / "api_fast_path.json"
 ID_WIDTH = 7
 
 WRK_SCRIPT = textwrap.dedent(
@@ -125,6 +134,29 @@ PY_LOAD = textwrap.dedent(
 )
 
 
+SERVE = textwrap.dedent(
+    """
+    # one uvicorn worker serving create_app(...) on host:port; with layer=route, GET /customers/{id} goes through
+    # FastAPI's request handling (its route class set back to APIRoute), with layer=raw it is served as built
+    import sys
+    from pathlib import Path
+
+    import uvicorn
+    from fastapi.routing import APIRoute
+
+    from rfmseg.service import Settings, create_app
+    from rfmseg.service.routes.customers import RawLookupRoute, router
+
+    host, port, runs_dir, store, layer = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    app = create_app(Settings(runs_dir=Path(runs_dir), store_url=store))
+    for route in router.routes:
+        if layer == "route" and isinstance(route, RawLookupRoute):
+            route.__class__ = APIRoute
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    """
+)
+
+
 # ------------------------------------------------------------------------------------------------ data
 def synthetic_rfm(n: int, seed: int) -> pa.Table:
     """A seeded customer base with four behaviours (recent heavy buyers, regulars, lapsed big spenders and
@@ -189,11 +221,12 @@ def free_port() -> int:
 class Server:
     """`rfmseg serve` as a subprocess on a free loopback port."""
 
-    def __init__(self, runs_dir: Path, store: str, workers: int) -> None:
+    def __init__(self, runs_dir: Path, store: str, workers: int, layer: str | None = None) -> None:
+        """``layer`` None: `rfmseg serve`; "route" or "raw": one worker of the SERVE script."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("RFMSEG_API_KEY", "RFMSEG_STORE")}
-        cmd = [
+        serve_cmd = [
             sys.executable,
             "-m",
             "rfmseg",
@@ -212,6 +245,8 @@ class Server:
             "--log-level",
             "warning",
         ]
+        script_cmd = [sys.executable, "-c", SERVE, "127.0.0.1", str(self.port), str(runs_dir), store, str(layer)]
+        cmd = serve_cmd if layer is None else script_cmd
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while True:
@@ -291,6 +326,34 @@ def drive(base: str, n: int, connections: int, seconds: float, threads: int) -> 
     }
 
 
+def compare_fast_path(
+    run: Run, url: str, n: int, assignments: pa.Table, args: argparse.Namespace, duration: float
+) -> list[dict[str, Any]]:
+    """The route through FastAPI against the same route answered from ASGI, one worker each, driven in turn."""
+    servers = {layer: Server(run.path.parent, url, 1, layer) for layer in ("route", "raw")}
+    rows: list[dict[str, Any]] = []
+    try:
+        for server in servers.values():
+            check_answers(server.base, assignments)
+            drive(server.base, n, 16, args.warmup, args.threads)
+        for round_ in range(1, args.repeat + 1):
+            for conns in [int(c) for c in args.connections.split(",")]:
+                got = {layer: drive(server.base, n, conns, duration, args.threads) for layer, server in servers.items()}
+                ratio = round(got["raw"]["rps"] / got["route"]["rps"], 2)
+                rows.append({"round": round_, "connections": conns, **got, "raw_over_route": ratio})
+                print(
+                    f"  round {round_} conns={conns:<3} route {got['route']['rps']:>6,} req/s "
+                    f"(p50 {got['route']['p50_ms']:5.2f} ms, p99 {got['route']['p99_ms']:6.2f} ms)  raw "
+                    f"{got['raw']['rps']:>6,} req/s (p50 {got['raw']['p50_ms']:5.2f} ms, p99 "
+                    f"{got['raw']['p99_ms']:6.2f} ms)  raw/route {ratio}",
+                    flush=True,
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------ main
 def versions() -> dict[str, str]:
     out = {}
@@ -316,9 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fresh", action="store_true", help="rebuild the run instead of reusing it")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS} ({FAST_PATH_RESULTS})")
+    parser.add_argument("--compare-fast-path", action="store_true", help="the route against the raw ASGI layer")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of --compare-fast-path")
     args = parser.parse_args(argv)
     duration = min(args.duration, 120.0)
+    out_file = args.out or (FAST_PATH_RESULTS if args.compare_fast_path else RESULTS)
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     run, run_info = the_run(args.customers, args.seed, args.fresh)
@@ -330,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: list[dict[str, Any]] = []
     publishes: dict[str, Any] = {}
+    comparisons: dict[str, list[dict[str, Any]]] = {}
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         url = urls[backend]
         started = time.perf_counter()
@@ -339,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{backend}: published {report['customers']:,} customers in {publishes[backend]['seconds']} s", flush=True
         )
         try:
+            if args.compare_fast_path:
+                comparisons[backend] = compare_fast_path(run, url, args.customers, assignments, args, duration)
+                continue
             for workers in [int(w) for w in args.workers.split(",")]:
                 server = Server(run.path.parent, url, workers)
                 try:
@@ -388,8 +458,16 @@ def main(argv: list[str] | None = None) -> int:
         "best": best,
         "target_met": {b: bool(r and r["target_met"]) for b, r in best.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    if args.compare_fast_path:
+        out["benchmark"] = "GET /customers/{id} on loopback: through FastAPI (APIRoute) and from ASGI (RawLookupRoute)"
+        for key in ("results", "best", "target_met"):
+            del out[key]
+        out["fast_path"] = comparisons
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    if args.compare_fast_path:
+        print(f"wrote {out_file}")
+        return 0
     print(f"\nbest per store (target >= {TARGET_RPS:,} req/s, p99 < {TARGET_P99_MS:g} ms):")
     for backend, r in best.items():
         if r:
@@ -397,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {backend:<6} {r['rps']:>7,} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
                 f"(workers={r['workers']}, connections={r['connections']})  target met: {r['target_met']}"
             )
-    print(f"wrote {args.out}")
+    print(f"wrote {out_file}")
     return 0
 
 

@@ -175,8 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_docs(app)
     for module in (customers, segments, score, runs, system):
         app.include_router(module.router)
-    app.add_middleware(customers.CustomerFastPath, state=app.state.rfmseg)
-    if settings.api_key:  # added last: the outermost layer, so it guards the fast path too
+    if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
         _document_bearer(app)
     return app

@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from rfmseg import history as run_history
-from rfmseg.errors import NotFoundError, RfmsegError
+from rfmseg.errors import NotFoundError
 from rfmseg.service.deps import (
     AppState,
     InvalidError,
@@ -79,38 +80,38 @@ def customer_json(state: AppState, customer_id: str) -> bytes:
     return dumps(_profile(state, found))
 
 
-@router.get("/customers/{customer_id}", response_model=Profile, summary="One customer's segment (online store)")
-def get_customer(customer_id: str, state: StateDep) -> Response:
+class RawLookupRoute(APIRoute):
+    """The route class of ``GET /customers/{id}``, the call systems make per customer: declared like any route
+    (its response model and errors are in the OpenAPI schema), but a GET is answered straight from ASGI with
+    :func:`customer_json`, without FastAPI's request parsing, validation and dependency resolution, which cost
+    several times the lookup itself (bench/bench_api.py --compare-fast-path; figures in docs/api.md). User errors
+    go to the app's handlers like any route's. The store call runs on the event loop: a lookup takes well under
+    a millisecond, less than a thread hand-off."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            await super().handle(scope, receive, send)  # 405, as for any route
+            return
+        body = customer_json(scope["app"].state.rfmseg, scope["path_params"]["customer_id"])
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def get_customer(customer_id: str, state: StateDep) -> Response:
     """The customer's profile in the run the profile store serves: segment, previous segment, segment since,
     RFM values, distance, the segment's action, run id and as-of date."""
     return Response(customer_json(state, customer_id), media_type="application/json")
 
 
-class CustomerFastPath:
-    """``GET /customers/{id}`` answered in a few lines of ASGI, before FastAPI's routing, validation and
-    dependency machinery, which cost several times the lookup itself; this is the route systems call per
-    customer and the one the load benchmark drives. Same body and same errors as the FastAPI route above
-    (which documents it in the OpenAPI schema); unexpected errors go to the app's 500 handler. The store
-    call runs on the event loop: a lookup takes well under a millisecond, less than a thread hand-off."""
-
-    PREFIX = "/customers/"
-
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if scope.get("method") != "GET" or not path.startswith(self.PREFIX) or "/" in path[len(self.PREFIX) :]:
-            await self.app(scope, receive, send)
-            return
-        try:
-            status, body = 200, customer_json(self.state, path[len(self.PREFIX) :])
-        except RfmsegError as exc:
-            status, body = exc.http_status, dumps({"detail": exc.message})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+router.add_api_route(
+    "/customers/{customer_id}",
+    get_customer,
+    methods=["GET"],
+    response_model=Profile,
+    summary="One customer's segment (online store)",
+    route_class_override=RawLookupRoute,
+)
 
 
 @router.post(
