@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pandas as pd
 import plotly
 import pyarrow.compute as pc
@@ -462,6 +463,55 @@ def test_openapi_and_offline_docs(client: TestClient) -> None:
     assert docs.status_code == 200
     assert "docs-static/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+
+
+def test_every_json_route_declares_its_payload_and_real_responses_match_it(client: TestClient, runs: StudyRuns) -> None:
+    """Each JSON route's 200 response in /openapi.json is a declared model, and a real answer of every one of
+    them validates against that published schema (jsonschema, with the schema's own components)."""
+    spec = client.get("/openapi.json").json()
+    rfm = [{"customer_id": "N1", "recency_days": 5, "frequency": 30, "monetary": 8000}]
+    calls = {
+        ("get", "/customers/{customer_id}"): lambda: client.get("/customers/C087"),
+        ("post", "/customers/lookup"): lambda: client.post("/customers/lookup", json={"ids": ["C001", "C999"]}),
+        ("get", "/customers/{customer_id}/history"): lambda: client.get("/customers/C087/history"),
+        ("get", "/segments"): lambda: client.get("/segments"),
+        ("get", "/segments/{name}/customers"): lambda: client.get("/segments/at-risk/customers?min_monetary=3000"),
+        ("post", "/score"): lambda: client.post("/score", json={"rfm": rfm}),
+        ("get", "/runs"): lambda: client.get("/runs"),
+        ("get", "/runs/{run_id}"): lambda: client.get("/runs/latest"),
+        ("get", "/runs/{run_id}/view"): lambda: client.get("/runs/latest/view"),
+        ("get", "/transitions"): lambda: client.get("/transitions"),
+        ("get", "/warnings"): lambda: client.get("/warnings?recency_jump=0"),
+        ("get", "/health"): lambda: client.get("/health"),
+    }
+    rows = {
+        "/customers/lookup": "customers",
+        "/customers/{customer_id}/history": "history",
+        "/segments": "segments",
+        "/segments/{name}/customers": "customers",
+        "/score": "customers",
+        "/runs": "runs",
+        "/transitions": "moves",
+        "/warnings": "warnings",
+    }
+    json_routes = {
+        (method, path)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if "application/json" in op["responses"].get("200", {}).get("content", {})
+    }
+    assert json_routes == set(calls)
+    for (method, path), call in calls.items():
+        schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema.get("$ref", "").startswith("#/components/schemas/"), (method, path, schema)
+        r = call()
+        assert r.status_code == 200, (path, r.text)
+        body = r.json()
+        jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
+        if path in rows:
+            assert body[rows[path]], path  # the rows themselves were checked, not an empty list
+    report = spec["paths"]["/runs/{run_id}/report"]["get"]["responses"]["200"]["content"]
+    assert list(report) == ["text/html"]
 
 
 def test_explorer_page_and_plotly_come_from_this_server(client: TestClient) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
 from rfmseg import history as run_history
@@ -23,35 +22,9 @@ from rfmseg.service.deps import (
     json_response,
     not_served,
 )
+from rfmseg.service.models import CustomerHistoryPublic, CustomerPublic, CustomersLookupPublic, LookupRequest
 
 router = APIRouter(tags=["customers"])
-
-
-class Profile(BaseModel):
-    customer_id: str
-    segment: str
-    previous_segment: str | None = Field(description="The segment before the last change; null if it never changed")
-    segment_since: str = Field(description="As-of date of the run where the customer entered this segment")
-    recency_days: int | float
-    frequency: int
-    monetary: float
-    aov: float = Field(description="Average order value: monetary / frequency")
-    distance: float = Field(description="Distance to the segment's centroid, in scaled units")
-    action: str | None = Field(description="The recommended action for the segment")
-    priority: int | None = Field(description="1 = act first")
-    run_id: str
-    as_of: str
-    model_version: str
-
-
-class LookupRequest(BaseModel):
-    ids: list[str] = Field(description="Customer ids (at most 1,000)", examples=[["C001", "C087"]])
-
-
-class LookupResult(BaseModel):
-    run_id: str | None
-    customers: list[Profile] = Field(description="The profiles found, in the order asked")
-    missing: list[str] = Field(description="Ids the served run does not have")
 
 
 def _profile(state: AppState, p: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +81,7 @@ router.add_api_route(
     "/customers/{customer_id}",
     get_customer,
     methods=["GET"],
-    response_model=Profile,
+    response_model=CustomerPublic,
     summary="One customer's segment (online store)",
     route_class_override=RawLookupRoute,
 )
@@ -116,7 +89,7 @@ router.add_api_route(
 
 @router.post(
     "/customers/lookup",
-    response_model=LookupResult,
+    response_model=CustomersLookupPublic,
     summary="Many customers in one call",
     responses={413: {"description": "More ids than one call may ask for"}},
 )
@@ -142,7 +115,9 @@ def lookup(body: LookupRequest, state: StateDep) -> Response:
     )
 
 
-@router.get("/customers/{customer_id}/history", summary="One customer across the runs")
+@router.get(
+    "/customers/{customer_id}/history", response_model=CustomerHistoryPublic, summary="One customer across the runs"
+)
 def customer_history(customer_id: str, state: StateDep) -> Response:
     """The customer's segment and RFM values in every run of the registry (oldest first)."""
     rows = run_history.history(state.settings.runs_dir, check_id(customer_id))

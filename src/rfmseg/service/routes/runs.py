@@ -15,6 +15,7 @@ from rfmseg.errors import RfmsegError
 from rfmseg.lifecycle import describe_run, runs_table
 from rfmseg.report import REPORT_FILE, render_html, view_for_run
 from rfmseg.service.deps import StateDep, json_response
+from rfmseg.service.models import RunPublic, RunsPublic, RunViewPublic, TransitionsPublic, WarningsPublic
 
 router = APIRouter(tags=["runs"])
 T = TypeVar("T")
@@ -35,19 +36,19 @@ def _public(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k != "path"}
 
 
-@router.get("/runs", summary="Every run of the registry")
+@router.get("/runs", response_model=RunsPublic, summary="Every run of the registry")
 def runs(state: StateDep) -> Response:
     """Runs oldest first: id, created, kind (run, refresh, retrain), as-of, K, customers, input, model version."""
     table = [_public(r) for r in runs_table(state.settings.runs_dir)]
     return json_response({"runs": table, "latest": table[-1]["run_id"] if table else None})
 
 
-@router.get("/runs/{run_id}", summary="One run: manifest, summary, model")
+@router.get("/runs/{run_id}", response_model=RunPublic, summary="One run: manifest, summary, model")
 def run(run_id: str, state: StateDep) -> Response:
     return json_response(_public(describe_run(state.run(run_id).run_id, state.settings.runs_dir)))
 
 
-@router.get("/runs/{run_id}/view", summary="What the explorer draws for a run")
+@router.get("/runs/{run_id}/view", response_model=RunViewPublic, summary="What the explorer draws for a run")
 def view(run_id: str, state: StateDep) -> Response:
     """The run's summary, a per-segment sample of its customers for the scatter, the K choice (computed once
     and cached in the run folder), the Pareto curve, transitions from the previous run and data quality."""
@@ -65,7 +66,7 @@ def report(run_id: str, state: StateDep) -> Response:
     return HTMLResponse(render_html(view_for_run(run_, state.settings.runs_dir, searchable=True)))
 
 
-@router.get("/transitions", summary="How customers moved between two runs")
+@router.get("/transitions", response_model=TransitionsPublic, summary="How customers moved between two runs")
 def transitions(
     state: StateDep,
     from_run: Annotated[str | None, Query(alias="from", description="Run id (default: the one before `to`)")] = None,
@@ -79,7 +80,7 @@ def transitions(
     return json_response(api_words(lambda: history.transitions(runs_dir, from_run, to_run, from_segment, to_segment)))
 
 
-@router.get("/warnings", summary="Early warnings for a run")
+@router.get("/warnings", response_model=WarningsPublic, summary="Early warnings for a run")
 def warnings(
     state: StateDep,
     run: Annotated[str | None, Query(description="Run id (default: the latest of the timeline)")] = None,

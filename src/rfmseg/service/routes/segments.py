@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from rfmseg.errors import NotFoundError
 from rfmseg.runs import Run
 from rfmseg.service.deps import InvalidError, StateDep, json_response
+from rfmseg.service.models import SegmentCustomersPublic, SegmentsPublic
 
 router = APIRouter(tags=["segments"])
 
@@ -23,30 +23,9 @@ _RANGE_COLUMN = {"recency": "recency_days", "frequency": "frequency", "monetary"
 RunQuery = Annotated[str, Query(description="Run id, unique prefix or 'latest'")]
 
 
-class SegmentCustomer(BaseModel):
-    customer_id: str
-    recency_days: int | float
-    frequency: int
-    monetary: float
-    aov: float
-    distance: float | None
-    margin: float | None
-
-
-class CustomersPage(BaseModel):
-    run_id: str
-    segment: str
-    total: int
-    page: int
-    page_size: int
-    pages: int
-    sort: str
-    order: str
-    filters: dict[str, float]
-    customers: list[SegmentCustomer]
-
-
-@router.get("/segments", summary="The latest run's segments (the --json of `rfmseg run`)")
+@router.get(
+    "/segments", response_model=SegmentsPublic, summary="The latest run's segments (the --json of `rfmseg run`)"
+)
 def segments(state: StateDep, run: RunQuery = "latest") -> Response:
     """The run's summary: run_id, as_of, k, n_customers, total_revenue, segments (customers, shares, revenue,
     means, medians, AOV, action, priority, reason) and insights."""
@@ -69,7 +48,7 @@ def resolve_segment(summary: dict[str, Any], run: Run, name: str) -> str:
 
 @router.get(
     "/segments/{name}/customers",
-    response_model=CustomersPage,
+    response_model=SegmentCustomersPublic,
     summary="The customers of one segment: paged, filtered, sorted; JSON or CSV",
     responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv / Accept: text/csv"}},
 )

@@ -14,6 +14,7 @@ from rfmseg.errors import NotFoundError, RfmsegError
 from rfmseg.report.html import plotly_js_path
 from rfmseg.runs import list_runs
 from rfmseg.service.deps import StateDep, json_response
+from rfmseg.service.models import HealthPublic
 
 router = APIRouter()
 STATIC = Path(str(resources.files("rfmseg.service").joinpath("static")))
@@ -33,7 +34,13 @@ def latest_run_info(runs_dir: Path) -> dict[str, Any] | None:
     return {"run_id": run.run_id, "as_of": manifest.get("as_of"), "created": created, "age_seconds": age}
 
 
-@router.get("/health", tags=["system"], summary="Is the store reachable; which run is the latest")
+@router.get(
+    "/health",
+    tags=["system"],
+    response_model=HealthPublic,
+    summary="Is the store reachable; which run is the latest",
+    responses={503: {"model": HealthPublic, "description": "The profile store does not answer"}},
+)
 def health(state: StateDep) -> Response:
     """200 when the profile store answers, 503 when it does not (the body says why). Also: the run the store
     serves, and the latest run of the registry with its age in seconds."""
