@@ -15,8 +15,9 @@ With ``--compare-fast-path``, step 3 instead starts two servers side by side on 
 each, under the same uvicorn settings: the app as built (``create_app``: ``GET /customers/{id}`` answered
 from ASGI by its route class, ``RawLookupRoute``) and the same app with that route's class set back to
 FastAPI's ``APIRoute`` (the same endpoint and lookup, ``customer_json``, through FastAPI's request parsing,
-validation and dependencies), and drives them in turn at each connection count (``--repeat`` rounds),
-writing ``bench/results/api_fast_path.json``.
+validation and dependencies), and drives them in turn at each connection count (``--repeat`` rounds), with
+the server process's CPU time per request next to the throughput (the machine is shared: requests/s follow
+the other work on it, CPU per request much less), writing ``bench/results/api_fast_path.json``.
 
     .venv/bin/python bench/bench_api.py                         # 1M customers, sqlite + redis
     .venv/bin/python bench/bench_api.py --customers 100000 --backends sqlite --duration 5
@@ -260,6 +261,11 @@ class Server:
                 raise RuntimeError(f"rfmseg serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
             time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux /proc; one worker, no children)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -326,6 +332,14 @@ def drive(base: str, n: int, connections: int, seconds: float, threads: int) -> 
     }
 
 
+def measured(server: Server, n: int, connections: int, seconds: float, threads: int) -> dict[str, Any]:
+    """:func:`drive`, plus the server's CPU time per request (what the machine's other work does not change)."""
+    before = server.cpu_seconds()
+    r = drive(server.base, n, connections, seconds, threads)
+    r["server_cpu_us"] = round((server.cpu_seconds() - before) / max(1, r["requests"]) * 1e6)
+    return r
+
+
 def compare_fast_path(
     run: Run, url: str, n: int, assignments: pa.Table, args: argparse.Namespace, duration: float
 ) -> list[dict[str, Any]]:
@@ -338,14 +352,16 @@ def compare_fast_path(
             drive(server.base, n, 16, args.warmup, args.threads)
         for round_ in range(1, args.repeat + 1):
             for conns in [int(c) for c in args.connections.split(",")]:
-                got = {layer: drive(server.base, n, conns, duration, args.threads) for layer, server in servers.items()}
+                got = {layer: measured(server, n, conns, duration, args.threads) for layer, server in servers.items()}
                 ratio = round(got["raw"]["rps"] / got["route"]["rps"], 2)
-                rows.append({"round": round_, "connections": conns, **got, "raw_over_route": ratio})
+                cpu_ratio = round(got["route"]["server_cpu_us"] / got["raw"]["server_cpu_us"], 2)
+                row = {"round": round_, "connections": conns, **got}
+                rows.append({**row, "raw_over_route": ratio, "route_cpu_over_raw": cpu_ratio})
                 print(
                     f"  round {round_} conns={conns:<3} route {got['route']['rps']:>6,} req/s "
-                    f"(p50 {got['route']['p50_ms']:5.2f} ms, p99 {got['route']['p99_ms']:6.2f} ms)  raw "
-                    f"{got['raw']['rps']:>6,} req/s (p50 {got['raw']['p50_ms']:5.2f} ms, p99 "
-                    f"{got['raw']['p99_ms']:6.2f} ms)  raw/route {ratio}",
+                    f"(p50 {got['route']['p50_ms']:5.2f} ms, server CPU {got['route']['server_cpu_us']:4} us/req)  "
+                    f"raw {got['raw']['rps']:>6,} req/s (p50 {got['raw']['p50_ms']:5.2f} ms, server CPU "
+                    f"{got['raw']['server_cpu_us']:4} us/req)  raw/route {ratio} req/s, {cpu_ratio} CPU",
                     flush=True,
                 )
     finally:
