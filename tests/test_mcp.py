@@ -4,6 +4,7 @@ client, every tool, resource and prompt called against the study runs and the si
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
 from rfmseg import questions as q
+from rfmseg.agent.mcp_server import QUESTION_TOOLS, build_server
 from rfmseg.datasets import study
 from rfmseg.pipeline import segment
 from servers import free_port, wait_until_listening
@@ -206,6 +208,25 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
             assert (await call(s, "get_customer_segment", customer_id="C001"))["segment"] == "Champions"
 
     run(go)
+
+
+def test_question_tools_are_the_questions_own_signatures_and_docstrings(tmp_path: Path) -> None:
+    """Each question tool publishes its question's parameters (without runs_dir; renamed where the server says),
+    defaults and docstring: nothing is declared twice."""
+    tools = {t.name: t for t in asyncio.run(build_server(tmp_path).list_tools())}
+    assert set(QUESTION_TOOLS) | {"get_customer_segment", "get_context"} == set(tools) == TOOLS
+    for name, (question, rename) in QUESTION_TOOLS.items():
+        params = {p.name: p for p in inspect.signature(question).parameters.values() if p.name != "runs_dir"}
+        schema = tools[name].input_schema
+        assert list(schema["properties"]) == [rename.get(p, p) for p in params], name
+        for p in params.values():
+            prop = schema["properties"][rename.get(p.name, p.name)]
+            if p.default is inspect.Parameter.empty:
+                assert rename.get(p.name, p.name) in schema["required"], (name, p.name)
+            else:
+                assert prop.get("default") == jsonable(p.default), (name, p.name)
+        assert tools[name].description == " ".join(inspect.getdoc(question).split()), name
+    assert tools["find_customers"].input_schema["properties"]["limit"]["maximum"] == 1000
 
 
 # ------------------------------------------------------------------------------------------------ 12 weeks
