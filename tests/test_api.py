@@ -512,6 +512,16 @@ def test_every_json_route_declares_its_payload_and_real_responses_match_it(clien
             assert body[rows[path]], path  # the rows themselves were checked, not an empty list
     report = spec["paths"]["/runs/{run_id}/report"]["get"]["responses"]["200"]["content"]
     assert list(report) == ["text/html"]
+    errors = [
+        ("/customers/{customer_id}", client.get("/customers/C999")),
+        ("/segments/{name}/customers", client.get("/segments/at-risk/customers?sort=name")),
+        ("/score", client.post("/score", json={})),
+    ]
+    for path, r in errors:
+        method = "post" if path == "/score" else "get"
+        schema = spec["paths"][path][method]["responses"]["4XX"]["content"]["application/json"]["schema"]
+        assert r.status_code in (404, 422), r.text
+        jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(r.json())
 
 
 def test_explorer_page_and_plotly_come_from_this_server(client: TestClient) -> None:

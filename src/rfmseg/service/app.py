@@ -26,11 +26,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rfmseg import __version__
 from rfmseg.errors import RfmsegError
 from rfmseg.service.deps import AppState, Settings, dumps, json_response
+from rfmseg.service.models import ErrorPublic
 from rfmseg.service.routes import customers, runs, score, segments, system
 
 log = logging.getLogger("rfmseg.service")
 PUBLIC_PATHS = ("/", "/static/", "/docs-static/")
 """Paths served without the API key: the explorer's page and assets and the docs' assets (no data)."""
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorPublic, "description": "What was asked cannot be answered; `detail` says why and how"},
+    "5XX": {"model": ErrorPublic, "description": "The profile store is down (503) or a bug (500)"},
+}
+"""The error responses of every route: one-line JSON (invalid input also lists its problems in `errors`)."""
 
 DESCRIPTION = """Customer segments over HTTP: one customer's segment from the online profile store in
 milliseconds, the segments and their customers from the run registry, scoring with a stored model, runs,
@@ -174,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if offline_docs:
         install_docs(app)
     for module in (customers, segments, score, runs, system):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERRORS)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
         _document_bearer(app)
