@@ -353,9 +353,9 @@ class RedisStore(ProfileStore):
         """HSET every packed profile into ``key``, FIELDS_PER_HSET fields per command; the number of
         fields added (fewer than the rows if some were in ``key`` already).
 
-        The commands are encoded to the Redis protocol by Arrow, a batch at a time, and streamed on the
-        holder's connection with the replies of one batch read while Redis works on the next: redis-py
-        pipelines would spend most of the publish encoding two million arguments in Python. With
+        The commands are encoded to the Redis protocol by Arrow (:func:`~rfmseg.stores.wire.hset_commands`,
+        4-7x faster than redis-py pipelines with hiredis: docs/stores.md), a batch at a time, and streamed on
+        the holder's connection with the replies of one batch read while Redis works on the next. With
         ``keep_lock`` each batch also renews the publisher lock.
         """
         conn = holder.connection
