@@ -186,10 +186,3 @@ def state_from_parts(parts: list[bytes]) -> pa.Table:
     while source.tell() < data.size:
         tables.append(pa.ipc.open_stream(source).read_all())
     return pa.concat_tables(tables) if tables else empty_state()
-
-
-def iso(value: dt.date | str | None) -> str | None:
-    """An ISO date string from a date (or the string itself)."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.isoformat()
