@@ -31,15 +31,9 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from rfmseg.errors import StoreError
-from rfmseg.stores.base import (
-    PROFILE_FIELDS,
-    ProfileStore,
-    PublishReport,
-    StagedBatch,
-    StagedPublish,
-    StageToken,
-    redact_url,
-)
+from rfmseg.stores.base import ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
+from rfmseg.stores.rows import PROFILE_FIELDS
+from rfmseg.stores.urls import redact_url
 
 __all__ = [
     "PROFILE_FIELDS",

@@ -1,11 +1,10 @@
-"""What every profile store shares: the stored fields, the publish report, the abstract interface,
-and the backend-independent parts of a publish (input checks, segment history, URL redaction).
+"""What every profile store shares: the publish report, the abstract interface with the
+backend-independent parts of a publish and a staged publish (checks, read timeouts), and the refusals
+of a staged publish, in the same words on every backend. What is written lives in
+:mod:`rfmseg.stores.rows`, URLs and driver failures in :mod:`rfmseg.stores.urls`.
 
-A publish computes each customer's segment history against the run currently served, then hands a
-table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step.
-
-A staged publish does the same in three steps that may run in different processes: the driver begins it
-(:meth:`ProfileStore.begin_publish`), any number of workers add batches of customers to it with the
+A staged publish does the same as a publish in three steps that may run in different processes: the driver
+begins it (:meth:`ProfileStore.begin_publish`), any number of workers add batches of customers to it with the
 picklable :class:`StageToken` it hands out (:func:`rfmseg.stores.stage_batch`), and the driver commits it
 (:meth:`StagedPublish.commit`: the same one atomic step) or aborts it.
 """
@@ -13,75 +12,17 @@ picklable :class:`StageToken` it hands out (:func:`rfmseg.stores.stage_batch`), 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from rfmseg.errors import ColumnError, InputError, ParameterError, StoreError
-
-PROFILE_FIELDS = (
-    "customer_id",
-    "segment",
-    "previous_segment",
-    "segment_since",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "distance",
-    "run_id",
-    "as_of",
-    "model_version",
-)
-"""The keys of every profile returned by :meth:`ProfileStore.get`, in this order."""
-
-ASSIGNMENT_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("segment", pa.string()),
-        ("recency_days", pa.int64()),
-        ("frequency", pa.int64()),
-        ("monetary", pa.float64()),
-        ("distance", pa.float64()),
-    ]
-)
-"""The columns :meth:`ProfileStore.publish` needs in ``assignments`` (others are ignored)."""
-
-STATE_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("segment", pa.string()),
-        ("previous_segment", pa.string()),
-        ("segment_since", pa.date32()),
-    ]
-)
-"""The part of the served run a publish reads back to carry segment history forward."""
-
-ROW_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("segment", pa.string()),
-        ("previous_segment", pa.string()),
-        ("segment_since", pa.date32()),
-        ("recency_days", pa.int64()),
-        ("frequency", pa.int64()),
-        ("monetary", pa.float64()),
-        ("distance", pa.float64()),
-    ]
-)
-"""What a backend stores per customer; run_id, as_of and model_version are stored once per run."""
-
-DEFAULT_NAMESPACE = "rfmseg"
-STATE_PART_BYTES = 64 << 20
-SEPARATOR = "\x1f"
-"""The field separator of packed values (ASCII unit separator); ids and segments may not contain it."""
-_NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+from rfmseg.errors import ParameterError, StoreError
+from rfmseg.stores.rows import RunInfo, prepare_assignments, run_info
+from rfmseg.stores.urls import redact_url, split_namespace, url_secrets
 
 
 @dataclass(frozen=True)
@@ -93,15 +34,6 @@ class PublishReport:
     changed: int
     new: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """The run-level fields stored once per published run."""
-
-    run_id: str
-    as_of: dt.date
-    model_version: str
 
 
 SILENT_PAUSE_S = 5.0
@@ -187,7 +119,7 @@ class ProfileStore(ABC):
 
     @abstractmethod
     def _publish(self, assignments: pa.Table, run: RunInfo) -> tuple[int, int]:
-        """Load and flip; ``assignments`` has :data:`ASSIGNMENT_SCHEMA`. Returns (changed, new)."""
+        """Load and flip; ``assignments`` has :data:`~rfmseg.stores.rows.ASSIGNMENT_SCHEMA`. Returns (changed, new)."""
 
     # --- staged publish ---------------------------------------------------------------------------------
 
@@ -252,7 +184,7 @@ class ProfileStore(ABC):
 
     @abstractmethod
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        """One profile (keys = :data:`PROFILE_FIELDS`), or None when the id is not served."""
+        """One profile (keys = :data:`~rfmseg.stores.rows.PROFILE_FIELDS`), or None when the id is not served."""
 
     @abstractmethod
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -409,120 +341,7 @@ class StagedPublish:
         return f"StagedPublish(run_id={self.token.run_id!r}, store={self.store.url_display!r}, state={self.state!r})"
 
 
-# --- input and history ----------------------------------------------------------------------------------
-
-
-def run_info(run_id: str, as_of: dt.date, model_version: str) -> RunInfo:
-    """The checked run-level fields of a publish (a datetime ``as_of`` counts as its date)."""
-    if not isinstance(run_id, str) or not run_id:
-        raise ParameterError("run_id must be a non-empty string")
-    if not isinstance(model_version, str):
-        raise ParameterError("model_version must be a string")
-    if not isinstance(as_of, dt.date):
-        raise ParameterError(f"as_of must be a date, got {type(as_of).__name__}")
-    if isinstance(as_of, dt.datetime):
-        as_of = as_of.date()
-    return RunInfo(run_id, as_of, model_version)
-
-
-def prepare_assignments(assignments: pa.Table) -> pa.Table:
-    """Select and cast the needed columns; reject null or duplicate ids and null or empty segments."""
-    if not isinstance(assignments, pa.Table):
-        raise InputError(f"assignments must be a pyarrow.Table, got {type(assignments).__name__}")
-    missing = [name for name in ASSIGNMENT_SCHEMA.names if name not in assignments.column_names]
-    if missing:
-        raise ColumnError(
-            f"assignments lack the column(s) {', '.join(missing)}; a publish needs {', '.join(ASSIGNMENT_SCHEMA.names)}"
-        )
-    try:
-        table = assignments.select(ASSIGNMENT_SCHEMA.names).cast(ASSIGNMENT_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise InputError(f"assignments have a column of the wrong type ({exc}); expected {ASSIGNMENT_SCHEMA}") from exc
-    if not table.num_rows:
-        raise InputError("assignments are empty; publishing them would unpublish every customer")
-    table = table.combine_chunks()
-    for name in ASSIGNMENT_SCHEMA.names:
-        if table[name].null_count:
-            raise InputError(f"assignments have {table[name].null_count} null value(s) in {name}")
-    if len(pc.unique(table["customer_id"])) != table.num_rows:
-        raise InputError("assignments have duplicate customer ids; each customer must appear once")
-    if pc.min(pc.utf8_length(table["segment"])).as_py() == 0:
-        raise InputError("assignments have an empty segment name")
-    for name in ("customer_id", "segment"):
-        if pc.any(pc.match_substring(table[name], SEPARATOR)).as_py():
-            raise InputError(f"assignments have a {name} containing the control character \\x1f")
-    return table
-
-
-def empty_state() -> pa.Table:
-    return STATE_SCHEMA.empty_table()
-
-
-def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tuple[pa.Table, int, int]:
-    """Carry ``previous_segment`` and ``segment_since`` forward from the served run.
-
-    Same segment as served: both are kept. Different segment: previous_segment is the served one and
-    segment_since is ``as_of``. New customer: previous_segment is null and segment_since is ``as_of``.
-    Returns the :data:`ROW_SCHEMA` table (in the order of ``assignments``), the number changed and new.
-    """
-    served = served.combine_chunks()
-    if served.num_rows:
-        positions = pc.index_in(assignments["customer_id"], value_set=served["customer_id"])
-    else:
-        positions = pa.nulls(assignments.num_rows, pa.int32())
-    old_segment = pc.take(served["segment"], positions)
-    found = pc.is_valid(positions)
-    same = pc.fill_null(pc.equal(assignments["segment"], old_segment), False)
-    previous = pc.if_else(same, pc.take(served["previous_segment"], positions), old_segment)
-    since = pc.if_else(same, pc.take(served["segment_since"], positions), pa.scalar(as_of, pa.date32()))
-    rows = pa.table(
-        [
-            assignments["customer_id"],
-            assignments["segment"],
-            previous,
-            since,
-            assignments["recency_days"],
-            assignments["frequency"],
-            assignments["monetary"],
-            assignments["distance"],
-        ],
-        schema=ROW_SCHEMA,
-    )
-    new = assignments.num_rows - _count_true(found)
-    changed = _count_true(pc.and_(found, pc.invert(same)))
-    return rows, changed, new
-
-
-def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
-    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
-
-
-def state_parts(rows: pa.Table) -> list[bytes]:
-    """The :data:`STATE_SCHEMA` columns of ``rows`` as an Arrow IPC stream (LZ4 when available), cut in
-    parts of at most :data:`STATE_PART_BYTES`: what the next publish reads back instead of every row."""
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4_frame") else None)
-    with pa.ipc.new_stream(sink, STATE_SCHEMA, options=options) as writer:
-        writer.write_table(rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), max_chunksize=256_000)
-    data = memoryview(sink.getvalue())
-    return [bytes(data[i : i + STATE_PART_BYTES]) for i in range(0, len(data), STATE_PART_BYTES)]
-
-
-def state_from_parts(parts: list[bytes]) -> pa.Table:
-    """The table written by :func:`state_parts`, or by several calls of it one after the other (a staged
-    publish stores the parts of each batch)."""
-    data = pa.py_buffer(b"".join(parts))
-    source = pa.BufferReader(data)
-    tables = []
-    while source.tell() < data.size:
-        tables.append(pa.ipc.open_stream(source).read_all())
-    return pa.concat_tables(tables) if tables else empty_state()
-
-
-# --- URLs and errors ------------------------------------------------------------------------------------
-
-_AUTHORITY_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
-_PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+# --- read timeouts and the refusals of a staged publish -------------------------------------------------
 
 
 def check_read_timeout(value: float | None) -> float | None:
@@ -535,104 +354,6 @@ def check_read_timeout(value: float | None) -> float | None:
             f"got {value!r}"
         )
     return float(value)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the authority or a ``password=`` parameter) replaced by ``***``."""
-
-    def hide(match: re.Match[str]) -> str:
-        userinfo, at, hostport = match.group(2).rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        return match.group(1) + (f"{user}:***@{hostport}" if at and colon else match.group(2))
-
-    return _PASSWORD_PARAM_RE.sub(r"\1***", _AUTHORITY_RE.sub(hide, url, count=1))
-
-
-def url_secrets(url: str) -> list[str]:
-    """The passwords in ``url``, to scrub from driver messages."""
-    try:
-        parts = urlsplit(url)
-        secrets = [parts.password] if parts.password else []
-        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
-    except ValueError:
-        return []
-    return secrets
-
-
-def split_namespace(url: str, namespace: str | None) -> tuple[str, str]:
-    """Remove the ``namespace`` query parameter from ``url``; return (url, namespace) with the
-    explicit argument winning over the parameter and :data:`DEFAULT_NAMESPACE` as the fallback."""
-    head, _, tail = url.partition("?")
-    query, hash_, fragment = tail.partition("#")
-    pairs = parse_qsl(query, keep_blank_values=True)
-    from_url = [v for k, v in pairs if k == "namespace"]
-    rest = [(k, v) for k, v in pairs if k != "namespace"]
-    # rebuilt by hand: urlunsplit would turn sqlite:////abs/path into sqlite://abs/path
-    clean = head + (f"?{urlencode(rest)}" if rest else "") + hash_ + fragment
-    chosen = namespace or (from_url[-1] if from_url else DEFAULT_NAMESPACE)
-    if not _NAMESPACE_RE.fullmatch(chosen):
-        raise ParameterError(
-            f"store namespace {chosen!r} is not allowed; use 1-40 characters of a-z, 0-9 and _, starting with a letter"
-        )
-    return clean, chosen
-
-
-_REASONS = (
-    (("connection refused", "error 111"), "connection refused"),
-    (("timed out", "timeout expired", "timeout"), "timed out"),
-    (
-        (
-            "could not translate host name",
-            "name or service not known",
-            "nodename nor servname",
-            "temporary failure in name resolution",
-            "error -2 connecting",
-            "error -3 connecting",
-        ),
-        "unknown host",
-    ),
-    (
-        (
-            "password authentication failed",
-            "authentication failed",
-            "invalid password",
-            "wrongpass",
-            "noauth",
-            "authentication required",
-            "no password supplied",
-        ),
-        "authentication failed",
-    ),
-    (("no route to host",), "no route to host"),
-    (("network is unreachable",), "network unreachable"),
-    (("connection reset", "server closed the connection", "connection closed"), "connection lost"),
-)
-
-
-def describe_failure(exc: BaseException, secrets: list[str] | None = None) -> str:
-    """A short, one-line, password-free reason for a driver error."""
-    text = str(exc).strip()
-    low = text.lower()
-    for needles, reason in _REASONS:
-        if any(needle in low for needle in needles):
-            return reason
-    line = text.splitlines()[0].strip() if text else type(exc).__name__
-    line = line.removeprefix("connection failed:").strip()
-    for secret in secrets or []:
-        line = line.replace(secret, "***")
-    return line[:200]
-
-
-def unreachable(url_display: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
-    """The StoreError for a store that cannot be reached (to raise ``from exc``)."""
-    return StoreError(
-        f"cannot reach the profile store at {url_display} ({describe_failure(exc, secrets)}); start it or fix --store"
-    )
-
-
-def failed(url_display: str, action: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
-    """The StoreError for an operation the store refused or lost half way."""
-    return StoreError(f"the profile store at {url_display} failed to {action} ({describe_failure(exc, secrets)})")
 
 
 # the refusals of a staged publish, the same words on every backend
@@ -666,10 +387,3 @@ def stage_duplicated(token: StageToken, url_display: str, detail: str) -> StoreE
         f"the staged publish of run {token.run_id} at {url_display} got customers from more than one batch "
         f"({detail}); nothing was changed, stage each customer once and publish again"
     )
-
-
-def iso(value: dt.date | str | None) -> str | None:
-    """An ISO date string from a date (or the string itself)."""
-    if value is None or isinstance(value, str):
-        return value
-    return value.isoformat()

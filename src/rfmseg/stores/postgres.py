@@ -31,44 +31,41 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import socket
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.copy import QueuedLibpqWriter
 
 from rfmseg.stores.base import (
-    PROFILE_FIELDS,
-    STATE_SCHEMA,
     ProfileStore,
-    RunInfo,
     StagedBatch,
     StageToken,
-    apply_history,
-    describe_failure,
-    empty_state,
-    failed,
     stage_duplicated,
     stage_gone,
     stage_moved,
     stage_short,
+)
+from rfmseg.stores.rows import (
+    PROFILE_FIELDS,
+    STATE_SCHEMA,
+    RunInfo,
+    apply_history,
+    empty_state,
     state_from_parts,
     state_parts,
-    unreachable,
 )
+from rfmseg.stores.urls import describe_failure, failed, unreachable
+from rfmseg.stores.watchdog import WATCHDOG_GRACE_S, Watchdog
+from rfmseg.stores.wire import PGCOPY_HEADER, PGCOPY_TRAILER, pgcopy_tuples
 
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "rfmseg-store"
@@ -99,7 +96,7 @@ class PostgresStore(ProfileStore):
         digest = hashlib.blake2b(f"rfmseg-store:{ns}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
         self._lock = threading.Lock()
-        self._watchdog = _Watchdog() if self.read_timeout is not None else None
+        self._watchdog = Watchdog() if self.read_timeout is not None else None
         self._conn = self._reader()
         fields = sql.SQL(", ").join(map(sql.Identifier, PROFILE_FIELDS))
         self._select = sql.SQL("SELECT {} FROM {}").format(fields, self._view)
@@ -571,126 +568,7 @@ class PostgresStore(ProfileStore):
         options = sql.SQL("FORMAT binary, FREEZE true" if freeze else "FORMAT binary")
         query = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(table, columns, options)
         with cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
-            copy.write(_COPY_HEADER)
+            copy.write(PGCOPY_HEADER)
             for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                copy.write(_binary_rows(batch))
-            copy.write(_COPY_TRAILER)
-
-
-# --- COPY binary encoding -------------------------------------------------------------------------------
-# A tuple is an int16 field count, then per field an int32 byte length (-1 for NULL) and the value in
-# network byte order: text as UTF-8, date as int32 days since 2000-01-01, bigint and float8 as 8 bytes.
-
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
-_COPY_TRAILER = b"\xff\xff"
-_PG_EPOCH_DAYS = (date(2000, 1, 1) - date(1970, 1, 1)).days
-
-
-def _fixed_width(values: np.ndarray, dtype: str, with_length: bool = True) -> pa.Array:
-    """Each value big-endian, after its int32 length when ``with_length``."""
-    size = np.dtype(dtype).itemsize
-    if with_length:
-        record = np.empty(len(values), dtype=[("length", ">i4"), ("value", dtype)])
-        record["length"], record["value"] = size, values
-    else:
-        record = np.ascontiguousarray(values, dtype=dtype)
-    width = record.dtype.itemsize
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(record)])
-    return fixed.cast(pa.large_binary())
-
-
-def _text_field(column: pa.Array) -> pa.Array:
-    data = pc.cast(column, pa.large_binary())
-    lengths = pc.fill_null(pc.binary_length(data), 0).to_numpy(zero_copy_only=False)
-    separator = pa.scalar(b"", pa.large_binary())
-    field = pc.binary_join_element_wise(
-        _fixed_width(lengths, ">i4", with_length=False), pc.fill_null(data, separator), separator
-    )
-    if data.null_count:
-        field = pc.if_else(pc.is_valid(data), field, pa.scalar(b"\xff\xff\xff\xff", pa.large_binary()))
-    return field
-
-
-def _binary_rows(batch: pa.RecordBatch) -> memoryview:
-    """The COPY binary tuples of a :data:`~rfmseg.stores.base.ROW_SCHEMA` batch, as one buffer."""
-    days = pc.cast(batch["segment_since"], pa.int32()).to_numpy(zero_copy_only=False) - _PG_EPOCH_DAYS
-    tuples = pc.binary_join_element_wise(
-        pa.scalar(len(batch.schema).to_bytes(2, "big"), pa.large_binary()),
-        _text_field(batch["customer_id"]),
-        _text_field(batch["segment"]),
-        _text_field(batch["previous_segment"]),
-        _fixed_width(days, ">i4"),
-        _fixed_width(batch["recency_days"].to_numpy(zero_copy_only=False), ">i8"),
-        _fixed_width(batch["frequency"].to_numpy(zero_copy_only=False), ">i8"),
-        _fixed_width(batch["monetary"].to_numpy(zero_copy_only=False), ">f8"),
-        _fixed_width(batch["distance"].to_numpy(zero_copy_only=False), ">f8"),
-        pa.scalar(b"", pa.large_binary()),
-    )
-    _validity, offsets, data = tuples.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64, count=len(tuples) + 1, offset=8 * tuples.offset)
-    return memoryview(data)[int(bounds[0]) : int(bounds[-1])]
-
-
-WATCHDOG_GRACE_S = 1.0
-"""How long after ``read_timeout`` the watchdog cuts a read the server has not cancelled itself."""
-
-
-class _Watchdog:
-    """Cuts the connection of a read that outlives its deadline: a server that stopped answering (a hung
-    host, a stopped process) also cannot run its statement_timeout, and libpq waits for it without a limit.
-
-    One thread per store, started at the first read and parked between reads; a read arms it with its
-    connection and deadline and disarms it when done. Cutting is a shutdown of the socket (on a duplicate of
-    its descriptor), which makes the blocked read fail at once with a connection error.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._armed: tuple[psycopg.Connection[Any], float] | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self.fired = False
-
-    def arm(self, conn: psycopg.Connection[Any], seconds: float) -> None:
-        with self._cond:
-            self._armed, self.fired = (conn, time.monotonic() + seconds), False
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="rfmseg-pg-watchdog", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._armed = None
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped, self._armed = True, None
-            self._cond.notify()
-
-    def _watch(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._armed is None:
-                    self._cond.wait()
-                    continue
-                conn, deadline = self._armed
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                self._armed, self.fired = None, True
-                _cut(conn)
-
-
-def _cut(conn: psycopg.Connection[Any]) -> None:
-    """Shut the connection's socket down under the read blocked on it."""
-    try:
-        fd = os.dup(conn.pgconn.socket)
-    except (OSError, psycopg.Error):
-        return  # closed meanwhile
-    try:
-        with socket.socket(fileno=fd) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+                copy.write(pgcopy_tuples(batch))
+            copy.write(PGCOPY_TRAILER)

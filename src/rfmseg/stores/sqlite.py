@@ -36,18 +36,16 @@ import pyarrow as pa
 
 from rfmseg.errors import StoreError
 from rfmseg.stores.base import (
-    PROFILE_FIELDS,
     ProfileStore,
-    RunInfo,
     StagedBatch,
     StageToken,
-    failed,
     stage_duplicated,
     stage_gone,
     stage_moved,
     stage_short,
-    unreachable,
 )
+from rfmseg.stores.rows import PROFILE_FIELDS, RunInfo
+from rfmseg.stores.urls import failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
 INSERT_BATCH = 50_000

@@ -1,0 +1,72 @@
+"""The Lua scripts the Redis store runs on the server: each is one atomic step (a read of the pointer and
+the hash together, the pointer swap under the lock, the lock's release, and a staged batch's check and
+record). The key layout they work on is described in :mod:`rfmseg.stores.redis`."""
+
+# KEYS[1] = pointer; ARGV = customer ids -> {pointer, value or false per id}, or nil if never published
+READ_LUA = """
+local ptr = redis.call('GET', KEYS[1])
+if not ptr then return false end
+local key = cjson.decode(ptr)['key']
+local out = {ptr}
+for i = 1, #ARGV, 1000 do
+  local vals = redis.call('HMGET', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for j = 1, #vals do out[#out + 1] = vals[j] end
+end
+return out
+"""
+# KEYS[1] = lock, KEYS[2] = pointer; ARGV[1] = lock token, ARGV[2] = new pointer -> 1 if swapped
+FLIP_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+# KEYS[1] = lock; ARGV[1] = token -> delete the lock only if it still holds that token
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS[1] = pointer, KEYS[2] = stage; ARGV[1] = version served at begin ('' = none), ARGV[2] = its hash key
+# ('' = none), ARGV[3..] = customer ids -> {'ok', value or false per id} | {'moved', run id} | {'gone'} |
+# {'problem', text}
+STAGE_READ_LUA = """
+local ptr = redis.call('GET', KEYS[1])
+local served, run = '', ''
+if ptr then
+  local p = cjson.decode(ptr)
+  served, run = tostring(p['version']), p['run_id']
+end
+if served ~= ARGV[1] then return {'moved', run} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+local problem = redis.call('HGET', KEYS[2], 'problem')
+if problem then return {'problem', problem} end
+local out = {'ok'}
+if ARGV[2] == '' then return out end
+for i = 3, #ARGV, 1000 do
+  local vals = redis.call('HMGET', ARGV[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for j = 1, #vals do out[#out + 1] = vals[j] end
+end
+return out
+"""
+# KEYS[1] = stage, KEYS[2] = versions, KEYS[3] = state list; ARGV[1] = version, ARGV[2..4] = rows, changed,
+# new, ARGV[5] = problem ('' = none), ARGV[6] = batch key ('' = none), ARGV[7..] = Arrow history parts -> 1 if
+# recorded, 0 if the stage is gone, 2 if a batch of that key was recorded already (nothing is added)
+STAGE_RECORD_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[2], ARGV[1])  -- what the batch wrote stays findable: the next publish removes it
+  return 0
+end
+if ARGV[5] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'problem', ARGV[5])
+  return 1
+end
+if ARGV[6] ~= '' then
+  local figures = ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4]
+  if redis.call('HSETNX', KEYS[1], 'batch:' .. ARGV[6], figures) == 0 then return 2 end
+end
+for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('HINCRBY', KEYS[1], 'rows', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'changed', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'new', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'batches', 1)
+return 1
+"""

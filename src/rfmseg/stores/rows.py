@@ -1,0 +1,188 @@
+"""What a publish writes, on every backend: the profile fields and the Arrow schemas of the rows, the
+checked input, the segment history carried forward from the served run, and the Arrow snapshot of that
+history which the next publish reads back.
+
+A publish computes each customer's segment history against the run currently served, then hands a
+table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfmseg.errors import ColumnError, InputError, ParameterError
+
+PROFILE_FIELDS = (
+    "customer_id",
+    "segment",
+    "previous_segment",
+    "segment_since",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "distance",
+    "run_id",
+    "as_of",
+    "model_version",
+)
+"""The keys of every profile returned by :meth:`~rfmseg.stores.base.ProfileStore.get`, in this order."""
+
+ASSIGNMENT_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+    ]
+)
+"""The columns :meth:`~rfmseg.stores.base.ProfileStore.publish` needs in ``assignments`` (others are ignored)."""
+
+STATE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("previous_segment", pa.string()),
+        ("segment_since", pa.date32()),
+    ]
+)
+"""The part of the served run a publish reads back to carry segment history forward."""
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("previous_segment", pa.string()),
+        ("segment_since", pa.date32()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+    ]
+)
+"""What a backend stores per customer; run_id, as_of and model_version are stored once per run."""
+
+STATE_PART_BYTES = 64 << 20
+SEPARATOR = "\x1f"
+"""The field separator of packed values (ASCII unit separator); ids and segments may not contain it."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run-level fields stored once per published run."""
+
+    run_id: str
+    as_of: dt.date
+    model_version: str
+
+
+def run_info(run_id: str, as_of: dt.date, model_version: str) -> RunInfo:
+    """The checked run-level fields of a publish (a datetime ``as_of`` counts as its date)."""
+    if not isinstance(run_id, str) or not run_id:
+        raise ParameterError("run_id must be a non-empty string")
+    if not isinstance(model_version, str):
+        raise ParameterError("model_version must be a string")
+    if not isinstance(as_of, dt.date):
+        raise ParameterError(f"as_of must be a date, got {type(as_of).__name__}")
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.date()
+    return RunInfo(run_id, as_of, model_version)
+
+
+def prepare_assignments(assignments: pa.Table) -> pa.Table:
+    """Select and cast the needed columns; reject null or duplicate ids and null or empty segments."""
+    if not isinstance(assignments, pa.Table):
+        raise InputError(f"assignments must be a pyarrow.Table, got {type(assignments).__name__}")
+    missing = [name for name in ASSIGNMENT_SCHEMA.names if name not in assignments.column_names]
+    if missing:
+        raise ColumnError(
+            f"assignments lack the column(s) {', '.join(missing)}; a publish needs {', '.join(ASSIGNMENT_SCHEMA.names)}"
+        )
+    try:
+        table = assignments.select(ASSIGNMENT_SCHEMA.names).cast(ASSIGNMENT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"assignments have a column of the wrong type ({exc}); expected {ASSIGNMENT_SCHEMA}") from exc
+    if not table.num_rows:
+        raise InputError("assignments are empty; publishing them would unpublish every customer")
+    table = table.combine_chunks()
+    for name in ASSIGNMENT_SCHEMA.names:
+        if table[name].null_count:
+            raise InputError(f"assignments have {table[name].null_count} null value(s) in {name}")
+    if len(pc.unique(table["customer_id"])) != table.num_rows:
+        raise InputError("assignments have duplicate customer ids; each customer must appear once")
+    if pc.min(pc.utf8_length(table["segment"])).as_py() == 0:
+        raise InputError("assignments have an empty segment name")
+    for name in ("customer_id", "segment"):
+        if pc.any(pc.match_substring(table[name], SEPARATOR)).as_py():
+            raise InputError(f"assignments have a {name} containing the control character \\x1f")
+    return table
+
+
+def empty_state() -> pa.Table:
+    return STATE_SCHEMA.empty_table()
+
+
+def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tuple[pa.Table, int, int]:
+    """Carry ``previous_segment`` and ``segment_since`` forward from the served run.
+
+    Same segment as served: both are kept. Different segment: previous_segment is the served one and
+    segment_since is ``as_of``. New customer: previous_segment is null and segment_since is ``as_of``.
+    Returns the :data:`ROW_SCHEMA` table (in the order of ``assignments``), the number changed and new.
+    """
+    served = served.combine_chunks()
+    if served.num_rows:
+        positions = pc.index_in(assignments["customer_id"], value_set=served["customer_id"])
+    else:
+        positions = pa.nulls(assignments.num_rows, pa.int32())
+    old_segment = pc.take(served["segment"], positions)
+    found = pc.is_valid(positions)
+    same = pc.fill_null(pc.equal(assignments["segment"], old_segment), False)
+    previous = pc.if_else(same, pc.take(served["previous_segment"], positions), old_segment)
+    since = pc.if_else(same, pc.take(served["segment_since"], positions), pa.scalar(as_of, pa.date32()))
+    rows = pa.table(
+        [
+            assignments["customer_id"],
+            assignments["segment"],
+            previous,
+            since,
+            assignments["recency_days"],
+            assignments["frequency"],
+            assignments["monetary"],
+            assignments["distance"],
+        ],
+        schema=ROW_SCHEMA,
+    )
+    new = assignments.num_rows - _count_true(found)
+    changed = _count_true(pc.and_(found, pc.invert(same)))
+    return rows, changed, new
+
+
+def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def state_parts(rows: pa.Table) -> list[bytes]:
+    """The :data:`STATE_SCHEMA` columns of ``rows`` as an Arrow IPC stream (LZ4 when available), cut in
+    parts of at most :data:`STATE_PART_BYTES`: what the next publish reads back instead of every row."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4_frame") else None)
+    with pa.ipc.new_stream(sink, STATE_SCHEMA, options=options) as writer:
+        writer.write_table(rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), max_chunksize=256_000)
+    data = memoryview(sink.getvalue())
+    return [bytes(data[i : i + STATE_PART_BYTES]) for i in range(0, len(data), STATE_PART_BYTES)]
+
+
+def state_from_parts(parts: list[bytes]) -> pa.Table:
+    """The table written by :func:`state_parts`, or by several calls of it one after the other (a staged
+    publish stores the parts of each batch)."""
+    data = pa.py_buffer(b"".join(parts))
+    source = pa.BufferReader(data)
+    tables = []
+    while source.tell() < data.size:
+        tables.append(pa.ipc.open_stream(source).read_all())
+    return pa.concat_tables(tables) if tables else empty_state()
