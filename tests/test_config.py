@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rfmseg import config
 from rfmseg.presets import get_preset
-from rfmseg.presets.samples import generators
+from rfmseg.presets.generators import generators
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from rfmseg.datasets import study
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, Agg, FeatureSet
 from rfmseg.presets import get_preset
-from rfmseg.presets.samples import generators
+from rfmseg.presets.generators import generators
 
 PRESET_NAMES = ("ecommerce", "saas", "crm", "education")
 

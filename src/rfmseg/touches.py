@@ -289,7 +289,7 @@ def import_touches(
     import with a one-line message). When no row is usable nothing is written and :class:`InputError` says why.
     """
     if bad_rows not in ("error", "quarantine"):
-        raise ParameterError(f"--bad-rows '{bad_rows}' is not allowed; use quarantine or error")
+        raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use quarantine or error", param="bad_rows")
     kinds = sorted({*KINDS, *(normalise_kind(k) for k in extra_kinds if normalise_kind(k))})
     runs_dir = Path(runs_dir)
     con = duckdb.connect()

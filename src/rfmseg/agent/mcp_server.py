@@ -25,7 +25,7 @@ from rfmseg import history as run_history
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
-from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.settings import STORE_ENV, runs_path
 
 try:
     from mcp.server.mcpserver import MCPServer
@@ -37,7 +37,6 @@ except ImportError as exc:  # pragma: no cover - the mcp extra is installed with
         f"the MCP server needs the MCP Python SDK 2.x ({exc}); install it with: pip install 'rfmseg[mcp]'"
     ) from None
 
-RUNS_ENV = "RFMSEG_RUNS_DIR"
 DEFAULT_PORT = 8765
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -56,7 +55,7 @@ Days = Annotated[int, Field(ge=1, le=3650)]
 
 
 def resolve_runs_dir(runs_dir: str | Path | None = None) -> Path:
-    return Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
+    return runs_path(runs_dir)
 
 
 @contextmanager
@@ -93,7 +92,7 @@ def _trim(rows: list[Any], limit: int) -> tuple[list[Any], int]:
 def build_server(runs_dir: str | Path | None = None, store: str | None = None) -> MCPServer:
     """The MCP server over ``runs_dir`` (and the profile store ``store``); nothing is read until a call."""
     runs = resolve_runs_dir(runs_dir)
-    store = store or os.environ.get("RFMSEG_STORE") or None
+    store = store or os.environ.get(STORE_ENV) or None
     mcp = MCPServer("rfmseg", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def tool(description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
