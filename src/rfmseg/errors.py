@@ -36,13 +36,15 @@ class RfmsegError(Exception):
     def __init__(self, message: str, *, param: str | Iterable[str] = ()) -> None:
         self.template = message
         self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param)
+        self.message = message
+        """the message Python callers read (parameters by their names)"""
         self.message = self.render(python_name)
         super().__init__(self.message)
 
     def render(self, name_of: Namer) -> str:
         """The message with each parameter named by ``name_of`` (the CLI: a flag; the API: a JSON field)."""
-        if not self.params:
-            return self.template
+        if not self.params:  # nothing to name: the message as it is
+            return self.message
         names = {p: name_of(p) for p in self.params}
         return _FIELD.sub(lambda m: names.get(m[1], m[0]), self.template)
 
