@@ -340,3 +340,28 @@ def test_python_refresh_after_a_run_with_a_project_file_preset(cli, project: Pat
     columns = {"customer_id": "member", "order_date": "seen_at", "visits": "checkins", "class_name": "class"}
     result = lifecycle.refresh(project / "visits.csv", columns, runs_dir=runs, publish=False)
     assert result.run.manifest["params"]["preset"] == "members"
+
+
+def test_the_runs_folder_and_the_store_are_resolved_in_one_place(tmp_path: Path) -> None:
+    from rfmseg import settings as s
+    from rfmseg.agent.context import default_store_url
+    from rfmseg.runs import DEFAULT_RUNS_DIR
+    from rfmseg.service.deps import Settings as ApiSettings
+
+    assert s.DEFAULT_RUNS_DIR is DEFAULT_RUNS_DIR and isinstance(DEFAULT_RUNS_DIR, Path)
+    assert s.runs_path(None, env={}) == DEFAULT_RUNS_DIR
+    assert s.runs_path(None, env={"RFMSEG_RUNS_DIR": "r"}) == Path("r")
+    assert s.runs_path("given", env={"RFMSEG_RUNS_DIR": "r"}) == Path("given")
+    assert s.store_url("r", None, env={}) == f"sqlite:///{Path('r') / 'profiles.db'}"
+    assert s.store_url("r", None, env={"RFMSEG_STORE": "redis://h:6379/0"}) == "redis://h:6379/0"
+    assert s.store_url("r", "sqlite:///x.db", env={"RFMSEG_STORE": "redis://h:6379/0"}) == "sqlite:///x.db"
+    # readers: the default store only when its file exists (reading must not create one)
+    assert s.existing_store_url(tmp_path, None, env={}) is None
+    (tmp_path / "profiles.db").touch()
+    assert s.existing_store_url(tmp_path, None, env={}) == f"sqlite:///{tmp_path / 'profiles.db'}"
+    assert default_store_url(tmp_path) == f"sqlite:///{tmp_path / 'profiles.db'}"
+    # the API's settings: a view over the same resolution
+    api = ApiSettings.from_env({"RFMSEG_RUNS_DIR": str(tmp_path)})
+    assert (api.runs_dir, api.store) == (tmp_path, f"sqlite:///{tmp_path / 'profiles.db'}")
+    assert ApiSettings.from_env({"RFMSEG_STORE": "redis://h:6379/0"}).store == "redis://h:6379/0"
+    assert config.Settings().store_url == s.store_url(DEFAULT_RUNS_DIR, None, env={})

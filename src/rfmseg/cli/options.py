@@ -245,8 +245,8 @@ ColdSegment = Annotated[
 
 
 # --------------------------------------------------------------------------------------------- errors
-FLAGS = {f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()}
-"""parameter -> flag, where the flag is not the parameter with dashes (the column map's fields)"""
+FLAGS = {**{f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()}, "extra_kinds": "--kind"}
+"""parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
 
 
 def flag_of(param: str) -> str:
