@@ -1,12 +1,14 @@
 """The project file ``rfmseg.toml``: where the data is, what it means, and how to segment it.
 
-Every command calls :func:`resolve` and gets one :class:`Settings`, merged from four layers (later wins):
+Every command calls :func:`resolve` and gets one :class:`rfmseg.settings.Settings` (the one settings model;
+this module reads the file and layers the sources), merged from four layers (later wins):
 
 1. defaults (those of ``rfmseg run``; the preset's for transform, bad_rows and the cold-start segment);
 2. the project file: ``--config PATH``, else ``$RFMSEG_CONFIG``, else ``./rfmseg.toml`` when it exists;
 3. environment variables: ``RFMSEG_RUNS_DIR``, ``RFMSEG_STORE``, ``RFMSEG_PRESET``, ``RFMSEG_TRANSFORM``,
    ``RFMSEG_BAD_ROWS``, ``RFMSEG_AS_OF``;
-4. command-line options the user actually typed (a default left alone never overrides the file).
+4. command-line options the user actually typed (a default left alone never overrides the file); an option
+   counts when its declaration binds it to a key (:class:`rfmseg.settings.SettingKey`, see :func:`bindings`).
 
 The file is strict: an unknown key, a wrong type or a value out of range stops with one line naming the
 file, the key, what was given and what is allowed (exit code 2). Validation uses pydantic models with
