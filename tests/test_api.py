@@ -662,3 +662,21 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     assert (s.runs_dir, s.api_key, s.store) == (tmp_path, "abc", f"sqlite:///{tmp_path / 'profiles.db'}")
     assert "abc" not in repr(s)
     assert Settings.from_env({"RFMSEG_STORE": "redis://h:6379/0"}, runs_dir=tmp_path).store == "redis://h:6379/0"
+
+
+def test_a_core_parameter_error_names_the_json_field(runs: StudyRuns) -> None:
+    import numpy as np
+
+    from rfmseg.model.segment_model import SegmentModel
+
+    app = create_app(Settings(runs_dir=runs.runs_dir, store_url=runs.store_url))
+
+    @app.get("/fit-tiny")  # a route that fits a model on 3 customers: the core's own error reaches the handler
+    def fit_tiny(k: int) -> dict:
+        SegmentModel(k=k).fit(np.array([[1.0, 1, 1], [2, 2, 2], [3, 3, 3]]))
+        return {}
+
+    with TestClient(app) as c:
+        r = c.get("/fit-tiny", params={"k": 4})
+    assert r.status_code == 400
+    assert r.json() == {"detail": "k=4 is larger than the number of customers (3); use a smaller k"}

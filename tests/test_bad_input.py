@@ -127,3 +127,57 @@ def test_a_failure_while_writing_leaves_no_run(tmp_path: Path, study_orders: Pat
     with pytest.raises(OSError):
         rfmseg.segment(study_orders, as_of="2024-12-31", runs_dir=runs)
     assert list(runs.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ errors name parameters
+TINY = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-02-01,20\nC,3,2024-03-01,30\nA,4,2024-03-05,15\n"
+
+
+def test_a_core_error_names_the_python_parameter() -> None:
+    import numpy as np
+
+    from rfmseg.errors import ParameterError
+    from rfmseg.model.segment_model import SegmentModel
+
+    with pytest.raises(ParameterError) as caught:
+        SegmentModel(k=4).fit(np.array([[1.0, 1, 1], [2, 2, 2], [3, 3, 3]]))
+    assert str(caught.value) == "k=4 is larger than the number of customers (3); use a smaller k"
+    assert caught.value.params == ("k",)
+
+
+def test_the_same_error_through_the_cli_names_the_flag(cli, tmp_path: Path, runs_dir: Path) -> None:
+    r = cli("run", write(tmp_path, "o.csv", TINY), "--k", "4", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir)
+    assert r.err.strip() == "error: k=4 is larger than the number of customers (3); use a smaller --k"
+
+
+def test_a_python_caller_reads_parameter_names_where_the_cli_reads_flags(tmp_path: Path) -> None:
+    from rfmseg.cli.options import flag_of
+    from rfmseg.errors import ParameterError
+    from rfmseg.presets import build_policy, get_preset
+
+    with pytest.raises(ParameterError) as caught:
+        build_policy(get_preset("ecommerce"), returns="net")
+    err = caught.value
+    assert str(err) == (
+        "returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
+        "e.g. preset online-retail"
+    )
+    assert err.render(flag_of) == (
+        "--returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
+        "e.g. --preset online-retail"
+    )
+    # other braces in a message are text, not parameters
+    assert ParameterError("{path = 'x'}: see {k}", param="k").render(flag_of) == "{path = 'x'}: see --k"
+
+
+def test_the_cli_names_column_parameters_by_their_flags() -> None:
+    from rfmseg.cli.options import flag_of
+
+    assert [flag_of(p) for p in ("k", "as_of", "columns.customer_id", "columns.unit_price", "new_per_week")] == [
+        "--k",
+        "--as-of",
+        "--customer-col",
+        "--price-col",
+        "--new-per-week",
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rfmseg.cli.options import flag_of
 from rfmseg.errors import ParameterError
 from rfmseg.model.choose_k import STABLE_ARI, bootstrap_stability, choose_k, recommend
 
@@ -104,8 +105,9 @@ def test_bad_settings_are_parameter_errors() -> None:
     x = blobs(2, 10)
     with pytest.raises(ParameterError, match="resamples"):
         choose_k(x, resamples=1)
-    with pytest.raises(ParameterError, match="sample-size"):
-        choose_k(x, sample_size=1)
+    with pytest.raises(ParameterError, match=r"^sample_size 1 should be at least 2 customers$") as caught:
+        choose_k(x, sample_size=1)  # the Python parameter; the CLI names its flag
+    assert caught.value.render(flag_of) == "--sample-size 1 should be at least 2 customers"
     with pytest.raises(ParameterError, match="needs more customers"):
         choose_k(x[:2])
 

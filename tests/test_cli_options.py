@@ -12,8 +12,9 @@ import typer.main
 from typer.testing import CliRunner
 
 from rfmseg.cli import app
-from rfmseg.cli.options import COLD_START, READING, Json, include
-from rfmseg.config import resolve
+from rfmseg.cli.options import COLD_START, READING, Json, K, Seed, include
+from rfmseg.config import bindings, resolve
+from rfmseg.settings import SettingKey
 
 
 def _params(*path: str) -> list[str]:
@@ -83,3 +84,106 @@ def test_the_life_commands_keep_their_option_order() -> None:
     ]
     assert _params("run")[:9] == ["path", *reading[:7], "bad_rows"]  # the columns and --date-format first
     assert _params("choose-k")[:6] == ["path", "customer_col", "order_col", "date_col", "amount_col", "as_of"]
+
+
+# ------------------------------------------------------------------------------------- option -> setting bindings
+def _commands() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found[" ".join(path)] = cmd
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def _flag(param: Any) -> str:
+    long = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    return long[0] if long else param.name
+
+
+NOT_SETTINGS = {
+    ("init", "--preset"): "the preset of the file init writes, not a setting in force",
+    ("init", "source"): "the data init detects columns from",
+    ("touches import", "--bad-rows"): "the campaign file's row policy, not the transactions' bad_rows",
+    ("touches import", "--date-format"): "the campaign file's date format, not the transactions' date_format",
+}
+"""options spelled like a setting's flag that deliberately set no setting"""
+
+
+def test_an_option_spelled_like_a_settings_flag_is_bound_to_that_setting() -> None:
+    commands = _commands()
+    key_of_flag: dict[str, str] = {}
+    for cmd in commands.values():
+        bound = bindings(cmd)
+        for p in cmd.params:
+            if p.name in bound:
+                assert key_of_flag.setdefault(_flag(p), bound[p.name]) == bound[p.name], _flag(p)
+    assert {"--k", "--store", "--runs-dir", "--as-of", "--customer-col", "--cold-start-days"} <= set(key_of_flag)
+    unbound = [
+        (name, _flag(p))
+        for name, cmd in commands.items()
+        for p in cmd.params
+        if _flag(p) in key_of_flag and p.name not in bindings(cmd) and (name, _flag(p)) not in NOT_SETTINGS
+    ]
+    assert unbound == []
+    for name, flag in NOT_SETTINGS:  # each exception names an option that exists and really is unbound
+        param = next(p for p in commands[name].params if _flag(p) == flag)
+        assert param.name not in bindings(commands[name])
+
+
+COLUMN_KEYS = [f"columns.{f}" for f in ("customer_id", "order_id", "order_date", "amount", "quantity", "unit_price")]
+READING_KEYS = {"source", "as_of", "bad_rows", "preset", "returns", "date_format", "runs_dir", *COLUMN_KEYS}
+COLD_KEYS = {"cold_start.orders", "cold_start.days", "cold_start.segment"}
+MODEL_KEYS = {"k", "transform", "n_init", "random_state"}
+USED = {
+    "run": READING_KEYS | MODEL_KEYS | {"store", "columns.*"},
+    "choose-k": {"source", "as_of", "preset", "transform", "n_init", "random_state", *COLUMN_KEYS[:4]},
+    "assign": READING_KEYS | COLD_KEYS,
+    "refresh": READING_KEYS | COLD_KEYS | {"store"},
+    "retrain": READING_KEYS | COLD_KEYS | MODEL_KEYS | {"store"},
+    "publish": {"runs_dir", "store"},
+    "serve": {"runs_dir", "store"},
+    "context": {"runs_dir", "store"},
+    "mcp": {"runs_dir", "store"},
+    "config show": {"preset"},
+}
+"""the settings each command reads from its own options (besides the project file and the environment)"""
+
+
+@pytest.mark.parametrize("command", sorted(USED))
+def test_each_setting_a_command_uses_has_its_option(command: str) -> None:
+    assert set(bindings(_commands()[command]).values()) == USED[command]
+
+
+def test_every_command_with_a_runs_folder_option_binds_it() -> None:
+    for name, cmd in _commands().items():
+        if any(_flag(p) == "--runs-dir" for p in cmd.params):
+            assert "runs_dir" in bindings(cmd).values(), name
+
+
+def test_a_binding_names_a_real_setting() -> None:
+    assert SettingKey("cold_start.days").key == "cold_start.days"
+    for wrong in ("kk", "cold_start.weeks", "presets", "columns", "columns.a.b"):
+        with pytest.raises(ValueError, match="no such setting"):
+            SettingKey(wrong)
+
+
+def test_the_binding_does_not_depend_on_the_parameter_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RFMSEG_CONFIG", raising=False)
+    seen: dict[str, Any] = {}
+    one = typer.Typer(add_completion=False)
+
+    @one.command()
+    def cmd(ctx: typer.Context, segments: K = 4, seed_of_kmeans: Seed = 42) -> None:
+        s = resolve(ctx)
+        seen["k"], seen["random_state"] = s.k, s.random_state
+
+    r = CliRunner().invoke(one, ["--k", "6", "--random-state", "7"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"k": 6, "random_state": 7}

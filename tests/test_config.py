@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from rfmseg import config
 from rfmseg.presets import get_preset
-from rfmseg.presets.samples import generators
+from rfmseg.presets.generators import generators
 
 
 @pytest.fixture
@@ -292,3 +292,76 @@ def test_a_user_preset_in_the_file_defines_features_vocabulary_and_columns(cli, 
     r = cli("run", "--bad-rows", "quarantine", "--json")
     assert r.code == 0, r.err
     assert r.json()["rows"]["quarantined"] == {"out_of_range_visits": 1}
+
+
+def _members_project(project: Path) -> None:
+    df = pd.read_csv(get_preset("saas").sample_path(), dtype=str).rename(
+        columns={"user_id": "member", "last_used": "seen_at", "session_count": "checkins", "feature_name": "class"}
+    )
+    df.to_csv(project / "visits.csv", index=False)
+    write(project / "rfmseg.toml", USER_PRESET)
+
+
+def test_a_project_file_preset_is_a_value_of_the_settings_not_a_global(project: Path) -> None:
+    from rfmseg.presets import PRESETS, Preset
+
+    _members_project(project)
+    before = dict(PRESETS)
+    settings = config.resolve()
+    p = settings.preset_obj()
+    assert (p.name, p.units.entity, p.cold_start_segment) == ("members", "members", "Newcomers")
+    assert before == PRESETS and "members" not in PRESETS
+    assert Preset.from_dict(json.loads(json.dumps(p.to_dict()))) == p  # the full definition, JSON and back
+
+
+def test_cli_refresh_and_retrain_read_with_the_project_file_preset(cli, project: Path) -> None:
+    _members_project(project)
+    assert cli("run", "--json").code == 0
+    r = cli("refresh", "--no-publish", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["kind"] == "refresh" and r.json()["units"]["entity"] == "members"
+    t = cli("retrain", "--no-publish", "--json")
+    assert t.code == 0, t.err
+    assert t.json()["kind"] == "retrain"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="wired at merge: the run's manifest records preset.to_dict() and reading() "
+    "rebuilds it with Preset.from_dict",
+)
+def test_python_refresh_after_a_run_with_a_project_file_preset(cli, project: Path) -> None:
+    from rfmseg import lifecycle
+
+    _members_project(project)
+    r = cli("run", "--json")
+    assert r.code == 0, r.err
+    runs = Path(r.json()["run_dir"]).parent
+    columns = {"customer_id": "member", "order_date": "seen_at", "visits": "checkins", "class_name": "class"}
+    result = lifecycle.refresh(project / "visits.csv", columns, runs_dir=runs, publish=False)
+    assert result.run.manifest["params"]["preset"] == "members"
+
+
+def test_the_runs_folder_and_the_store_are_resolved_in_one_place(tmp_path: Path) -> None:
+    from rfmseg import settings as s
+    from rfmseg.agent.context import default_store_url
+    from rfmseg.runs import DEFAULT_RUNS_DIR
+    from rfmseg.service.deps import Settings as ApiSettings
+
+    assert s.DEFAULT_RUNS_DIR is DEFAULT_RUNS_DIR and isinstance(DEFAULT_RUNS_DIR, Path)
+    assert s.runs_path(None, env={}) == DEFAULT_RUNS_DIR
+    assert s.runs_path(None, env={"RFMSEG_RUNS_DIR": "r"}) == Path("r")
+    assert s.runs_path("given", env={"RFMSEG_RUNS_DIR": "r"}) == Path("given")
+    assert s.store_url("r", None, env={}) == f"sqlite:///{Path('r') / 'profiles.db'}"
+    assert s.store_url("r", None, env={"RFMSEG_STORE": "redis://h:6379/0"}) == "redis://h:6379/0"
+    assert s.store_url("r", "sqlite:///x.db", env={"RFMSEG_STORE": "redis://h:6379/0"}) == "sqlite:///x.db"
+    # readers: the default store only when its file exists (reading must not create one)
+    assert s.existing_store_url(tmp_path, None, env={}) is None
+    (tmp_path / "profiles.db").touch()
+    assert s.existing_store_url(tmp_path, None, env={}) == f"sqlite:///{tmp_path / 'profiles.db'}"
+    assert default_store_url(tmp_path) == f"sqlite:///{tmp_path / 'profiles.db'}"
+    # the API's settings: a view over the same resolution
+    api = ApiSettings.from_env({"RFMSEG_RUNS_DIR": str(tmp_path)})
+    assert (api.runs_dir, api.store) == (tmp_path, f"sqlite:///{tmp_path / 'profiles.db'}")
+    assert ApiSettings.from_env({"RFMSEG_STORE": "redis://h:6379/0"}).store == "redis://h:6379/0"
+    assert config.Settings().store_url == s.store_url(DEFAULT_RUNS_DIR, None, env={})

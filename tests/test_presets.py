@@ -18,8 +18,8 @@ from rfmseg import features
 from rfmseg.datasets import study
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, Agg, FeatureSet
-from rfmseg.presets import get_preset
-from rfmseg.presets.samples import generators
+from rfmseg.presets import PRESETS, get_preset
+from rfmseg.presets.generators import generators
 
 PRESET_NAMES = ("ecommerce", "saas", "crm", "education")
 
@@ -341,3 +341,24 @@ def test_every_cli_line_speaks_of_the_presets_entity(cli, tmp_path: Path, runs_d
     assert "Transitions in users" in outputs["transitions"].out
     assert "Transitions in revenue" not in outputs["transitions"].out  # a sum of features used means nothing
     assert "Choosing K — 400 users" in outputs["choose-k"].out
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_built_in_preset_round_trips_through_its_json_definition(name: str) -> None:
+    from rfmseg.presets import Preset
+
+    p = get_preset(name)
+    d = json.loads(json.dumps(p.to_dict()))  # JSON-able, all of it
+    assert Preset.from_dict(d) == p
+    assert d["name"] == name and d["features"] == p.features.to_dict()
+    assert len(d["vocabulary"]["types"]) == len(p.vocabulary.types)
+
+
+def test_the_sample_helpers_import_no_preset_module() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, rfmseg.presets.samples; "
+    code += "print(sorted(m for m in sys.modules if m.startswith('rfmseg.presets.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['rfmseg.presets.samples']"  # the registry, presets.generators, imports them instead

@@ -1,7 +1,30 @@
 """The errors a user can see. Each carries a one-line message naming the problem and the fix,
-the process exit code of the CLI, and the HTTP status of the API."""
+the process exit code of the CLI, and the HTTP status of the API.
+
+An error about a parameter knows which one: its message is a template whose ``{name}`` fields are the
+parameters it is about::
+
+    ParameterError("k=3 is larger than the number of customers (2); use a smaller {k}", param="k")
+
+``str(err)`` and ``err.message`` speak Python (``use a smaller k``); each adapter renders the same error in
+its own words with :meth:`RfmsegError.render`: the CLI names the flag (``use a smaller --k``), the API the
+JSON field. The core never names a command-line flag. Only ``{name}`` for a name in ``param`` is replaced;
+other braces (a path, a TOML example) are left as they are.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+_FIELD = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+Namer = Callable[[str], str]
+"""parameter name -> how an adapter calls it (a flag, a JSON field)"""
+
+
+def python_name(param: str) -> str:
+    """How Python callers know a parameter: by its name."""
+    return param
 
 
 class RfmsegError(Exception):
@@ -10,9 +33,20 @@ class RfmsegError(Exception):
     exit_code = 2
     http_status = 400
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, param: str | Iterable[str] = ()) -> None:
+        self.template = message
+        self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param)
         self.message = message
+        """the message Python callers read (parameters by their names)"""
+        self.message = self.render(python_name)
+        super().__init__(self.message)
+
+    def render(self, name_of: Namer) -> str:
+        """The message with each parameter named by ``name_of`` (the CLI: a flag; the API: a JSON field)."""
+        if not self.params:  # nothing to name: the message as it is
+            return self.message
+        names = {p: name_of(p) for p in self.params}
+        return _FIELD.sub(lambda m: names.get(m[1], m[0]), self.template)
 
     def __str__(self) -> str:
         return self.message
@@ -27,7 +61,7 @@ class ColumnError(InputError):
 
 
 class ParameterError(RfmsegError):
-    """An option has a value that is not allowed."""
+    """A parameter has a value that is not allowed; ``param`` names it (``param="k"``, or several)."""
 
 
 class NotFoundError(RfmsegError):

@@ -146,7 +146,7 @@ class Reading:
 
 def reading(
     trained: Run | None = None,
-    preset: str | None = None,
+    preset: str | Preset | None = None,
     policy: Policy | None = None,
     bad_rows: str | None = None,
     returns: str | None = None,
@@ -155,7 +155,7 @@ def reading(
     """The reading of the run that trained the model (its preset and features), with the options given."""
     params = (trained.manifest.get("params") or {}) if trained else {}
     name = preset or params.get("preset")
-    p = get_preset(name) if name else None
+    p = name if isinstance(name, Preset) else get_preset(name) if name else None
     features = (
         FeatureSet.from_dict(params["features"]) if params.get("features") else (p.features if p else DEFAULT_FEATURES)
     )
@@ -606,7 +606,7 @@ class JobOptions(TypedDict, total=False):
     cold_start: ColdStart | None
     policy: Policy | None
     read: Reading | None
-    preset: str | None
+    preset: str | Preset | None
     bad_rows: str | None
     returns: str | None
     date_format: str | None

@@ -73,14 +73,14 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.customers < 20:
-            raise ParameterError(f"--customers {self.customers} should be at least 20")
+            raise ParameterError(f"{{customers}} {self.customers} should be at least 20", param="customers")
         if not 1 <= self.weeks <= 104:
-            raise ParameterError(f"--weeks {self.weeks} should be between 1 and 104")
+            raise ParameterError(f"{{weeks}} {self.weeks} should be between 1 and 104", param="weeks")
         for name in ("champion_slowing", "loyal_lapsing", "occasional_returning", "new_repeat"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ParameterError(f"{name}={getattr(self, name)} should be a share between 0 and 1")
         if self.new_per_week < 0:
-            raise ParameterError(f"--new-per-week {self.new_per_week} should be >= 0")
+            raise ParameterError(f"{{new_per_week}} {self.new_per_week} should be >= 0", param="new_per_week")
 
     @property
     def end(self) -> date:

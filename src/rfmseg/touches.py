@@ -86,14 +86,14 @@ RULES: tuple[Rule, ...] = (
         "unknown_kind",
         "NOT list_contains(_kinds, kind)",
         "a campaign kind that is not known",
-        "use one of the known kinds or add yours with --kind NAME",
+        "use one of the known kinds or add yours with {extra_kinds} NAME",
     ),
     Rule("missing_channel", "channel IS NULL", "no channel", "fill the channel (e.g. email, sms)"),
     Rule(
         "bad_sent_at",
         "sent_at IS NULL",
         "sent date missing or not a date",
-        "fix the date or set --date-format (e.g. '%d/%m/%Y')",
+        "fix the date or set {date_format} (e.g. '%d/%m/%Y')",
     ),
     Rule(
         "bad_responded_at",
@@ -289,7 +289,7 @@ def import_touches(
     import with a one-line message). When no row is usable nothing is written and :class:`InputError` says why.
     """
     if bad_rows not in ("error", "quarantine"):
-        raise ParameterError(f"--bad-rows '{bad_rows}' is not allowed; use quarantine or error")
+        raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use quarantine or error", param="bad_rows")
     kinds = sorted({*KINDS, *(normalise_kind(k) for k in extra_kinds if normalise_kind(k))})
     runs_dir = Path(runs_dir)
     con = duckdb.connect()
@@ -338,11 +338,12 @@ def import_touches(
         quarantined = {k: int(v) for k, v in sorted(counts.items())}
         read = used + sum(quarantined.values())
         if quarantined and bad_rows == "error":
-            raise InputError(f"{label}: {_problem(con, kinds, largest=False, hint_quarantine=True)}")
+            raise InputError(f"{label}: {_problem(con, kinds, largest=False, hint_quarantine=True)}", param=_NAMED)
         if used == 0:
             raise InputError(
                 f"{label}: no usable touch rows, nothing imported; "
-                f"{_problem(con, kinds, largest=True, hint_quarantine=False)}"
+                f"{_problem(con, kinds, largest=True, hint_quarantine=False)}",
+                param=_NAMED,
             )
 
         import_id = new_import_id()
@@ -384,6 +385,10 @@ def import_touches(
         con.close()
 
 
+_NAMED = ("extra_kinds", "date_format", "bad_rows")
+"""the parameters a row problem's fix may name (see :func:`_problem`)"""
+
+
 def _problem(con: duckdb.DuckDBPyConnection, kinds: list[str], *, largest: bool, hint_quarantine: bool) -> str:
     """The first broken rule (in RULES order), or the one most rows broke, as one line with its fix."""
     rows = {
@@ -399,10 +404,10 @@ def _problem(con: duckdb.DuckDBPyConnection, kinds: list[str], *, largest: bool,
     n, first = rows[rule.reason]
     fix = rule.fix
     if rule.reason == "unknown_kind":
-        fix = f"use one of {', '.join(kinds)} or add yours with --kind NAME"
+        fix = f"use one of {', '.join(kinds)} or add yours with {{extra_kinds}} NAME"
     hint = hint_quarantine and rule.reason != "already_imported"
     return f"{n} row(s) with {rule.meaning} (reason {rule.reason}, first at row {first}); {fix}" + (
-        ", or pass --bad-rows quarantine to set such rows aside" if hint else ""
+        ", or pass {bad_rows} quarantine to set such rows aside" if hint else ""
     )
 
 

@@ -12,7 +12,6 @@ a customer id.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from rfmseg import history as run_history
 from rfmseg import questions as q
 from rfmseg.errors import NotFoundError, StoreError
-from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.settings import DEFAULT_RUNS_DIR, existing_store_url
 from rfmseg.touches import load_touches
 
 PROFILE_KEYS = (
@@ -46,14 +45,8 @@ PROFILE_KEYS = (
 def default_store_url(runs_dir: str | Path, store: str | None = None) -> str | None:
     """The store to read: ``store``, else $RFMSEG_STORE, else ``<runs_dir>/profiles.db`` if that file exists.
 
-    None when no store is configured and the default file does not exist (reading must not create one).
-    """
-    from rfmseg.lifecycle import STORE_ENV, store_url
-
-    if store or os.environ.get(STORE_ENV):
-        return store_url(runs_dir, store)
-    default = Path(runs_dir) / "profiles.db"
-    return store_url(runs_dir, None) if default.exists() else None
+    None when no store is configured and the default file does not exist (reading must not create one)."""
+    return existing_store_url(runs_dir, store)
 
 
 def store_profile(runs_dir: str | Path, customer_id: str, store: str | None = None) -> dict[str, Any] | None:

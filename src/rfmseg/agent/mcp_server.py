@@ -25,7 +25,7 @@ from rfmseg import __version__
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
-from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.settings import STORE_ENV, runs_path
 
 try:
     from mcp.server.mcpserver import MCPServer
@@ -37,7 +37,6 @@ except ImportError as exc:  # pragma: no cover - the mcp extra is installed with
         f"the MCP server needs the MCP Python SDK 2.x ({exc}); install it with: pip install 'rfmseg[mcp]'"
     ) from None
 
-RUNS_ENV = "RFMSEG_RUNS_DIR"
 DEFAULT_PORT = 8765
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -49,7 +48,7 @@ behind the answer. Segment names are matched case-insensitively (slugs such as l
 
 
 def resolve_runs_dir(runs_dir: str | Path | None = None) -> Path:
-    return Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
+    return runs_path(runs_dir)
 
 
 @contextmanager
@@ -128,7 +127,7 @@ def describe(fn: Callable[..., Any]) -> str:
 def build_server(runs_dir: str | Path | None = None, store: str | None = None) -> MCPServer:
     """The MCP server over ``runs_dir`` (and the profile store ``store``); nothing is read until a call."""
     runs = resolve_runs_dir(runs_dir)
-    store = store or os.environ.get("RFMSEG_STORE") or None
+    store = store or os.environ.get(STORE_ENV) or None
     mcp = MCPServer("rfmseg", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def get_customer_segment(customer_id: q.CustomerId) -> dict[str, Any]:

@@ -10,7 +10,17 @@ from rich.table import Table
 
 from rfmseg import questions as q
 from rfmseg.cli.common import app, out, print_json
-from rfmseg.cli.options import ConfigOpt, CustomerId, DateFormat, Json, Limit, ReadStore, RunOpt, RunsDirEnv, Segment
+from rfmseg.cli.options import (
+    ConfigOpt,
+    CustomerId,
+    Json,
+    Limit,
+    ReadStore,
+    RunOpt,
+    RunsDirEnv,
+    Segment,
+    TouchesDateFormat,
+)
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR
@@ -107,7 +117,7 @@ def touches_import(
     touches_bad_rows: Annotated[
         str, typer.Option("--bad-rows", help="quarantine: set bad rows aside with their reason; error: stop.")
     ] = "quarantine",
-    touches_date_format: DateFormat = None,
+    touches_date_format: TouchesDateFormat = None,
     runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
+from rfmseg.cli.options import flag_of
 from rfmseg.errors import RfmsegError
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def run_app(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except RfmsegError as exc:
-        err.print(f"error: {exc.message}", markup=False)
+        err.print(f"error: {exc.render(flag_of)}", markup=False)
         return exc.exit_code
     except typer.Abort:
         err.print("aborted", markup=False)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from rfmseg import config as cfg
 from rfmseg.cli.common import app, out, print_json
-from rfmseg.cli.options import ConfigOpt, JsonBrief  # ConfigOpt stays importable from here too
+from rfmseg.cli.options import ConfigOpt, JsonBrief, ShowPreset  # ConfigOpt stays importable from here too
 from rfmseg.errors import InputError, ParameterError
 
 config_app = typer.Typer(help=f"The project file ({cfg.CONFIG_FILE}): what is in force and where it came from.")
@@ -32,7 +32,7 @@ def _root(ctx: typer.Context, config: ConfigOpt = None) -> None:
 def show_config(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Show with this preset.")] = None,
+    preset: ShowPreset = None,
     as_json: JsonBrief = False,
 ) -> None:
     """Print the effective configuration and where each value came from (default, file, env, option)."""

@@ -14,6 +14,7 @@ from rfmseg.cli.options import (
     COLUMNS,
     AsOf,
     BadRows,
+    ColumnPairs,
     ConfigOpt,
     CustomerIds,
     Json,
@@ -23,6 +24,7 @@ from rfmseg.cli.options import (
     Returns,
     RunId,
     RunsDirBrief,
+    RunStore,
     Seed,
     Source,
     Transform,
@@ -115,10 +117,7 @@ def run(
     runs_dir: RunsDirBrief = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     customers: CustomerIds = None,
-    col: Annotated[
-        list[str] | None,
-        typer.Option("--col", help="FIELD=COLUMN for any canonical field, e.g. session_count=sessions (repeatable)."),
-    ] = None,
+    col: ColumnPairs = None,
     config: ConfigOpt = None,
     engine: Annotated[
         str, typer.Option("--engine", help="local (DuckDB + scikit-learn) or spark (Spark SQL + MLlib).")
@@ -144,12 +143,7 @@ def run(
             help="Customers the K-Means restarts run on when there are more than 200,000 (default 25,000).",
         ),
     ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store", help="Profile store URL to publish the labels to (sqlite:///, postgresql://, redis://)."
-        ),
-    ] = None,
+    store: RunStore = None,
     publish: Annotated[
         bool | None,
         typer.Option(

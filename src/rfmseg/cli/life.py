@@ -38,12 +38,19 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
+    from rfmseg.presets import Preset
 
 
 def _set(settings: Settings, key: str) -> Any:
     """``key`` when the project file, the environment or a typed option set it, else None: the life-cycle
     commands then keep their own default (the model's run's preset, K, transform, seed, restarts)."""
     return None if settings.origin(key) == "default" else getattr(settings, key)
+
+
+def _preset(settings: Settings) -> Preset | None:
+    """The preset set by the project file, the environment or an option (a value: a preset defined in the
+    project file is passed as it is, never looked up by name), else None: the model's run's."""
+    return settings.preset_obj() if _set(settings, "preset") else None
 
 
 def _cold_start(settings: Settings) -> life.ColdStart:
@@ -57,7 +64,7 @@ def _job_options(s: Settings, publish: bool) -> life.JobOptions:
     return life.JobOptions(
         runs_dir=s.runs_path,
         cold_start=_cold_start(s),
-        preset=_set(s, "preset"),
+        preset=_preset(s),
         bad_rows=s.bad_rows,
         returns=s.returns,
         date_format=s.date_format,
@@ -209,7 +216,7 @@ def assign(
     Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
     ref = life.load_model(model, s.runs_path)
-    read = life.reading(ref.run, _set(s, "preset"), None, s.bad_rows, s.returns, s.date_format)
+    read = life.reading(ref.run, _preset(s), None, s.bad_rows, s.returns, s.date_format)
     result = life.assign(
         s.require_source(),
         dict(s.columns),

@@ -5,9 +5,10 @@ command has stay with that command. Where commands word the same flag differentl
 say where the runs folder defaults from, the agent commands also take it from $RFMSEG_RUNS_DIR), each wording
 is its own alias, side by side here.
 
-Options a command never reads itself, because ``config.resolve(ctx)`` picks them up by parameter name (the
-column map, the row policy, the cold-start rule), come in groups that :func:`include` adds to the command's
-signature::
+An option that overrides a setting says which, where it is declared: ``SettingKey("k")`` in its ``Annotated``
+(checked when declared; ``config.resolve(ctx)`` reads these bindings, never the parameter's name, so renaming
+a parameter cannot drop an option). Options a command never reads itself (the column map, the row policy,
+the cold-start rule) come in groups that :func:`include` adds to the command's signature::
 
     @app.command()
     @include(READING, COLD_START, after="model")
@@ -25,10 +26,9 @@ from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
-from rfmseg import config as cfg
-from rfmseg.lifecycle import STORE_ENV
-
-RUNS_ENV = "RFMSEG_RUNS_DIR"
+from rfmseg import schema
+from rfmseg import settings as cfg
+from rfmseg.settings import RUNS_ENV, STORE_ENV, SettingKey
 
 # --------------------------------------------------------------------------------------------- project file
 ConfigOpt = Annotated[
@@ -47,10 +47,13 @@ JsonBrief = Annotated[bool, typer.Option("--json", help="Print JSON on stdout, n
 """the wording of `rfmseg config show` and `rfmseg presets`"""
 
 # --------------------------------------------------------------------------------------------- runs and store
+_RUNS_DIR = SettingKey("runs_dir")
 RunsDir = Annotated[
-    Path, typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this).")
+    Path,
+    typer.Option("--runs-dir", help="Folder of the run registry (default: runs_dir of rfmseg.toml, else this)."),
+    _RUNS_DIR,
 ]
-RunsDirBrief = Annotated[Path, typer.Option("--runs-dir", help="Folder of the run registry.")]
+RunsDirBrief = Annotated[Path, typer.Option("--runs-dir", help="Folder of the run registry."), _RUNS_DIR]
 """the wording of demo, run and show"""
 RunsDirEnv = Annotated[
     Path,
@@ -59,8 +62,10 @@ RunsDirEnv = Annotated[
         envvar=RUNS_ENV,
         help=f"Folder of the run registry (env {RUNS_ENV}; default: runs_dir of rfmseg.toml, else this).",
     ),
+    _RUNS_DIR,
 ]
 """the agent commands' (touches, ask, context, mcp): the option itself reads $RFMSEG_RUNS_DIR"""
+_STORE = SettingKey("store")
 Store = Annotated[
     str | None,
     typer.Option(
@@ -69,8 +74,15 @@ Store = Annotated[
         help="Profile store URL (sqlite:///path, postgresql://..., redis://...); "
         "default: store of rfmseg.toml, else sqlite:///<runs-dir>/profiles.db.",
     ),
+    _STORE,
 ]
 """where refresh, retrain and publish publish to"""
+RunStore = Annotated[
+    str | None,
+    typer.Option("--store", help="Profile store URL to publish the labels to (sqlite:///, postgresql://, redis://)."),
+    _STORE,
+]
+"""where run publishes to"""
 ReadStore = Annotated[
     str | None,
     typer.Option(
@@ -78,8 +90,19 @@ ReadStore = Annotated[
         envvar=STORE_ENV,
         help=f"Profile store URL (env {STORE_ENV}; default: store of rfmseg.toml, else <runs-dir>/profiles.db).",
     ),
+    _STORE,
 ]
 """where context and mcp read profiles from"""
+ServeStore = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Profile store URL (default: $RFMSEG_STORE, else store of rfmseg.toml, "
+        "else sqlite:///<runs-dir>/profiles.db).",
+    ),
+    _STORE,
+]
+"""where serve reads profiles from"""
 Publish = Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")]
 
 _RUN_REF = "Run id, unique prefix, or 'latest'."
@@ -94,9 +117,10 @@ Limit = Annotated[int, typer.Option("--limit", help="Most rows to show.")]
 Source = Annotated[
     Path | None,
     typer.Argument(
-        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the [source] of rfmseg.toml.",
+        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the \\[source] of rfmseg.toml.",
         show_default=False,
     ),
+    SettingKey("source"),
 ]
 """the data of run and choose-k"""
 Input = Annotated[
@@ -105,13 +129,19 @@ Input = Annotated[
         help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the source set in rfmseg.toml.",
         show_default=False,
     ),
+    SettingKey("source"),
 ]
 """the data of assign, refresh and retrain"""
 AsOf = Annotated[
     str | None,
     typer.Option("--as-of", help="Date recency is counted to (YYYY-MM-DD); default: the day after the last order."),
+    SettingKey("as_of"),
 ]
-DateFormat = Annotated[str | None, typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")]
+_DATE_FORMAT = typer.Option("--date-format", help="strptime format, e.g. %d/%m/%Y.")
+DateFormat = Annotated[str | None, _DATE_FORMAT, SettingKey("date_format")]
+TouchesDateFormat = Annotated[str | None, _DATE_FORMAT]
+"""the date format of a campaign file (touches import): not the transactions' date_format setting"""
+_BAD_ROWS = SettingKey("bad_rows")
 BadRows = Annotated[
     str | None,
     typer.Option(
@@ -119,70 +149,110 @@ BadRows = Annotated[
         help="error: stop on the first bad row; quarantine: set bad rows aside with their reason "
         "(default: the preset's, else error).",
     ),
+    _BAD_ROWS,
 ]
 """the wording of run"""
 ModelBadRows = Annotated[
     str | None,
     typer.Option("--bad-rows", help="error: stop on the first bad row; quarantine: set bad rows aside with reasons."),
+    _BAD_ROWS,
 ]
 """the wording of assign, refresh and retrain (and of Preset, Returns below: Model*)"""
+_PRESET = SettingKey("preset")
 Preset = Annotated[
-    str | None, typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail.")
+    str | None,
+    typer.Option("--preset", help="Column map and row policy of a known layout, e.g. online-retail."),
+    _PRESET,
 ]
 ModelPreset = Annotated[
-    str | None, typer.Option("--preset", help="Column map and row policy; default: the model's run's preset.")
+    str | None, typer.Option("--preset", help="Column map and row policy; default: the model's run's preset."), _PRESET
 ]
+ShowPreset = Annotated[str | None, typer.Option("--preset", help="Show with this preset."), _PRESET]
+"""the wording of `rfmseg config show`"""
+_RETURNS = SettingKey("returns")
 Returns = Annotated[
     str | None,
     typer.Option(
         "--returns", help="net: subtract returns from monetary (not orders, no recency); exclude: quarantine them."
     ),
+    _RETURNS,
 ]
-ModelReturns = Annotated[str | None, typer.Option("--returns", help="net or exclude (presets that know returns).")]
+ModelReturns = Annotated[
+    str | None, typer.Option("--returns", help="net or exclude (presets that know returns)."), _RETURNS
+]
 
-_COLUMNS = {  # parameter: (option, help)
-    "customer_col": ("--customer-col", "Customer id column."),
-    "order_col": ("--order-col", "Order id column."),
-    "date_col": ("--date-col", "Order date column."),
-    "amount_col": ("--amount-col", "Order amount column."),
-    "quantity_col": ("--quantity-col", "Quantity (with --price-col)."),
-    "price_col": ("--price-col", "Unit price (with --quantity-col)."),
+_COLUMNS = {  # parameter: (canonical field, option, help)
+    "customer_col": (schema.CUSTOMER_ID, "--customer-col", "Customer id column."),
+    "order_col": (schema.ORDER_ID, "--order-col", "Order id column."),
+    "date_col": (schema.ORDER_DATE, "--date-col", "Order date column."),
+    "amount_col": (schema.AMOUNT, "--amount-col", "Order amount column."),
+    "quantity_col": (schema.QUANTITY, "--quantity-col", "Quantity (with --price-col)."),
+    "price_col": (schema.UNIT_PRICE, "--price-col", "Unit price (with --quantity-col)."),
 }
 
 
 def _column(name: str, explained: bool = True) -> Any:
-    flag, text = _COLUMNS[name]
-    return Annotated[str | None, typer.Option(flag, help=text if explained else None)]
+    field, flag, text = _COLUMNS[name]
+    return Annotated[str | None, typer.Option(flag, help=text if explained else None), SettingKey(f"columns.{field}")]
+
+
+ColumnPairs = Annotated[
+    list[str] | None,
+    typer.Option("--col", help="FIELD=COLUMN for any canonical field, e.g. session_count=sessions (repeatable)."),
+    SettingKey(SettingKey.COLUMN_PAIRS),
+]
+"""--col FIELD=COLUMN, repeatable: any canonical field (run)"""
 
 
 # --------------------------------------------------------------------------------------------- K-Means
 _N_INIT = typer.Option("--n-init", help="K-Means restarts.")
 _SEED = typer.Option("--random-state", help="K-Means seed.")
-K = Annotated[int, typer.Option("--k", "-k", help="Number of segments.")]
+_K, _TRANSFORM = SettingKey("k"), SettingKey("transform")
+K = Annotated[int, typer.Option("--k", "-k", help="Number of segments."), _K]
 Transform = Annotated[
-    str | None, typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax).")
+    str | None,
+    typer.Option("--transform", help="minmax, log-minmax or rank (default: the preset's, else minmax)."),
+    _TRANSFORM,
 ]
-NInit = Annotated[int, _N_INIT]
-Seed = Annotated[int, _SEED]
+NInit = Annotated[int, _N_INIT, SettingKey("n_init")]
+Seed = Annotated[int, _SEED, SettingKey("random_state")]
 # retrain: unset = the previous model's
-KOrPrevious = Annotated[int | None, typer.Option("--k", "-k", help="Segments (default: the previous model's).")]
-TransformOrPrevious = Annotated[str | None, typer.Option("--transform", help="Default: the previous model's.")]
-NInitOrPrevious = Annotated[int | None, _N_INIT]
-SeedOrPrevious = Annotated[int | None, _SEED]
+KOrPrevious = Annotated[int | None, typer.Option("--k", "-k", help="Segments (default: the previous model's)."), _K]
+TransformOrPrevious = Annotated[
+    str | None, typer.Option("--transform", help="Default: the previous model's."), _TRANSFORM
+]
+NInitOrPrevious = Annotated[int | None, _N_INIT, SettingKey("n_init")]
+SeedOrPrevious = Annotated[int | None, _SEED, SettingKey("random_state")]
 
 # --------------------------------------------------------------------------------------------- cold start
 ColdOrders = Annotated[
-    int, typer.Option("--cold-start-orders", help="Fewer orders than this → cold start (0 = off).", min=0)
+    int,
+    typer.Option("--cold-start-orders", help="Fewer orders than this → cold start (0 = off).", min=0),
+    SettingKey("cold_start.orders"),
 ]
 ColdDays = Annotated[
-    int, typer.Option("--cold-start-days", help="First order fewer days than this before as-of → cold start.", min=0)
+    int,
+    typer.Option("--cold-start-days", help="First order fewer days than this before as-of → cold start.", min=0),
+    SettingKey("cold_start.days"),
 ]
 ColdSegment = Annotated[
     str | None,
     typer.Option(
         "--cold-start-segment", help="Segment given to cold-start customers (default: the preset's, else Occasional)."
     ),
+    SettingKey("cold_start.segment"),
 ]
+
+
+# --------------------------------------------------------------------------------------------- errors
+FLAGS = {**{f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()}, "extra_kinds": "--kind"}
+"""parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
+
+
+def flag_of(param: str) -> str:
+    """How the CLI names a core parameter in an error message: ``k`` -> ``--k``, ``as_of`` -> ``--as-of``,
+    ``columns.customer_id`` -> ``--customer-col``."""
+    return FLAGS.get(param) or "--" + param.replace("_", "-").replace(".", "-")
 
 
 # --------------------------------------------------------------------------------------------- groups

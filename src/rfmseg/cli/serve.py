@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rfmseg.cli.common import app, err, out
-from rfmseg.cli.options import ConfigOpt, RunId, RunsDir
+from rfmseg.cli.options import ConfigOpt, RunId, RunsDir, ServeStore
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
@@ -43,14 +43,7 @@ def serve(
     ),
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="Profile store URL (default: $RFMSEG_STORE, else store of rfmseg.toml, "
-            "else sqlite:///<runs-dir>/profiles.db).",
-        ),
-    ] = None,
+    store: ServeStore = None,
     store_timeout: Annotated[
         float | None,
         typer.Option(

@@ -57,9 +57,11 @@ def choose_k(
     if k_max < k_min:
         raise ParameterError(f"choosing K needs more customers: {n} customers allow no K in {k_min}..{k_max}")
     if sample_size < 2:
-        raise ParameterError(f"--sample-size {sample_size} should be at least 2 customers")
+        raise ParameterError(f"{{sample_size}} {sample_size} should be at least 2 customers", param="sample_size")
     if stability and resamples < 2:
-        raise ParameterError(f"--resamples {resamples} should be at least 2 (stability compares fits)")
+        raise ParameterError(
+            f"{{resamples}} {resamples} should be at least 2 (stability compares fits)", param="resamples"
+        )
     z = Transform.fit(transform, x).apply(x)
     sample = sample_rows(n, sample_size, random_state)
     with threadpool_limits(1 if n < SINGLE_THREAD_BELOW else None):

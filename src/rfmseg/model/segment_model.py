@@ -60,14 +60,15 @@ class SegmentModel:
             raise ParameterError(f"k={self.k} should be a whole number >= 2")
         if self.k > n_customers:
             raise ParameterError(
-                f"k={self.k} is larger than the number of customers ({n_customers}); use a smaller --k"
+                f"k={self.k} is larger than the number of customers ({n_customers}); use a smaller {{k}}", param="k"
             )
         if self.n_init < 1:
             raise ParameterError(f"n_init={self.n_init} should be >= 1")
         if self.sample_size is not None and (not isinstance(self.sample_size, int) or self.sample_size < self.k):
             raise ParameterError(
                 f"sample_size={self.sample_size} should be a whole number >= k={self.k}; "
-                "omit --sample-size for the default"
+                "omit {sample_size} for the default",
+                param="sample_size",
             )
 
     def fit(self, rfm: np.ndarray) -> SegmentModel:

@@ -1,21 +1,24 @@
 """Presets: a domain's column map, row policy, segment vocabulary and currency, chosen by name.
 
-``get_preset(name)`` looks a preset up in :data:`PRESETS` (name -> factory). A preset module registers
-itself by adding one entry there.
+``get_preset(name)`` looks a built-in preset up in :data:`PRESETS` (name -> factory); a built-in preset
+module is registered by one entry there. A preset is a value: one defined in a project file is built by
+:mod:`rfmseg.settings` and passed down, never added to :data:`PRESETS`. :meth:`Preset.to_dict` is its full
+definition as JSON (what a run records), :meth:`Preset.from_dict` rebuilds it without any registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rfmseg import schema
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io.validate import ExtraField, Policy
-from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
+from rfmseg.io.validate import ExtraField, Policy, Rule
+from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,53 @@ class Preset:
         if self.vocabulary.entity != self.units.entity:
             object.__setattr__(self, "vocabulary", replace(self.vocabulary, entity=self.units.entity))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The full definition, JSON-able (lists for tuples): what a run records of the preset it used."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "columns": dict(self.columns),
+            "policy": _policy_to_dict(self.policy),
+            "vocabulary": {
+                "types": [asdict(t) for t in self.vocabulary.types],
+                "weights": list(self.vocabulary.weights),
+                "labels": list(self.vocabulary.labels),
+                "entity": self.vocabulary.entity,
+            },
+            "currency": self.currency,
+            "transform": self.transform,
+            "alternatives": {k: list(v) for k, v in self.alternatives.items()},
+            "features": self.features.to_dict(),
+            "units": self.units.to_dict(),
+            "sample": self.sample,
+            "cold_start_segment": self.cold_start_segment,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preset:
+        """The preset :meth:`to_dict` wrote (no registry involved: a project-file preset comes back too)."""
+        v = d["vocabulary"]
+        vocabulary = Vocabulary(
+            tuple(SegmentType(**t) for t in v["types"]), tuple(v["weights"]), tuple(v["labels"]), v["entity"]
+        )
+        return cls(
+            name=d["name"],
+            description=d["description"],
+            columns=dict(d["columns"]),
+            policy=_policy_from_dict(d["policy"]),
+            vocabulary=vocabulary,
+            currency=d["currency"],
+            transform=d["transform"],
+            alternatives={k: tuple(v) for k, v in d["alternatives"].items()},
+            features=FeatureSet.from_dict(d["features"]),
+            units=Units.from_dict(d["units"]),
+            sample=d["sample"],
+            cold_start_segment=d["cold_start_segment"],
+        )
+
     def sample_path(self) -> Path:
         if not self.sample:
-            raise ParameterError(f"preset '{self.name}' has no sample data set")
+            raise ParameterError(f"preset '{self.name}' has no sample data set", param="sample")
         return Path(str(resources.files("rfmseg.presets").joinpath("data", self.sample)))
 
     def columns_for(self, found: Iterable[str], given: dict[str, str] | None = None) -> dict[str, str]:
@@ -71,6 +118,26 @@ class Preset:
         if schema.QUANTITY in given or schema.UNIT_PRICE in given:
             out.pop(schema.AMOUNT, None)
         return {**out, **given}
+
+
+def _policy_to_dict(policy: Policy) -> dict[str, Any]:
+    return {
+        **asdict(policy),
+        "rules_before": [asdict(r) for r in policy.rules_before],
+        "extra_columns": [list(c) for c in policy.extra_columns],
+        "fields": [{**asdict(f), "aliases": list(f.aliases)} for f in policy.fields],
+    }
+
+
+def _policy_from_dict(d: Mapping[str, Any]) -> Policy:
+    return Policy(
+        **{
+            **d,
+            "rules_before": tuple(Rule(**r) for r in d["rules_before"]),
+            "extra_columns": tuple((name, sql) for name, sql in d["extra_columns"]),
+            "fields": tuple(ExtraField(**{**f, "aliases": tuple(f["aliases"])}) for f in d["fields"]),
+        }
+    )
 
 
 def _ecommerce() -> Preset:
@@ -128,14 +195,15 @@ def build_policy(
 ) -> Policy:
     """The row policy of a run: ``policy``, else the preset's, else the default, with the options given."""
     if bad_rows is not None and bad_rows not in ("error", "quarantine"):
-        raise ParameterError(f"--bad-rows '{bad_rows}' is not allowed; use error or quarantine")
+        raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use error or quarantine", param="bad_rows")
     if returns is not None and returns not in ("net", "exclude"):
-        raise ParameterError(f"--returns '{returns}' is not allowed; use net or exclude")
+        raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
     base = policy or (preset.policy if preset else Policy())
     if returns is not None and base.returns_condition.strip().upper() == "FALSE":
         raise ParameterError(
-            "--returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
-            "e.g. --preset online-retail"
+            "{returns} needs data whose returns rfmseg can recognise; use a preset that defines them, "
+            "e.g. {preset} online-retail",
+            param=("returns", "preset"),
         )
     given = {"bad_rows": bad_rows, "returns": returns, "date_format": date_format}
     return replace(base, **{k: v for k, v in given.items() if v is not None})
@@ -145,4 +213,6 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]()
     except KeyError:
-        raise ParameterError(f"unknown preset '{name}'; choose one of {', '.join(sorted(PRESETS))}") from None
+        raise ParameterError(
+            f"unknown preset '{name}'; choose one of {', '.join(sorted(PRESETS))}", param="preset"
+        ) from None

@@ -1,19 +1,16 @@
 """Seeded generators of the presets' sample data sets, with the truth they were built from.
 
 Each preset module describes its groups (what K-Means should rediscover and what the vocabulary should
-call them) and how one entity's targets become rows in its layout; this module draws the entities,
-renders the CSV deterministically and writes the files shipped in ``rfmseg/presets/data/``.
-
-Rebuild the shipped files (a test checks they are byte-identical to what the generators give)::
-
-    python -m rfmseg.presets.samples
+call them) and how one entity's targets become rows in its layout; this module draws the entities and
+renders the CSV deterministically. It imports no preset: the registry of the shipped samples is
+:mod:`rfmseg.presets.generators`, which imports the preset modules (one direction).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib import resources
@@ -105,25 +102,3 @@ def stamp(as_of: date, days_ago: int, rng: np.random.Generator) -> str:
 
 def data_path(file_name: str) -> Path:
     return Path(str(resources.files("rfmseg.presets").joinpath("data", file_name)))
-
-
-def generators() -> dict[str, tuple[str, Callable[[], Sample]]]:
-    """preset name -> (file name, generator) of every shipped sample."""
-    from rfmseg.presets import crm, ecommerce, education, saas
-
-    return {m.NAME: (m.SAMPLE, m.generate) for m in (ecommerce, saas, crm, education)}
-
-
-def write_all(folder: Path | None = None) -> list[Path]:
-    written = []
-    for file_name, generate in generators().values():
-        path = (folder / file_name) if folder else data_path(file_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(generate().csv_text(), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":  # pragma: no cover - the maintainers' command
-    for p in write_all():
-        print(p)

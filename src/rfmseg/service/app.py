@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rfmseg import __version__
 from rfmseg.errors import RfmsegError
-from rfmseg.service.deps import AppState, Settings, dumps, json_response
+from rfmseg.service.deps import AppState, Settings, dumps, field_of, json_response
 from rfmseg.service.models import ErrorPublic
 from rfmseg.service.routes import customers, runs, score, segments, system
 
@@ -103,7 +103,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RfmsegError)
     async def user_error(request: Request, exc: RfmsegError) -> Response:
-        return json_response({"detail": exc.message}, status_code=exc.http_status)
+        return json_response({"detail": exc.render(field_of)}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -18,7 +18,8 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
+from rfmseg.runs import Run, get_run
+from rfmseg.settings import DEFAULT_RUNS_DIR, RUNS_ENV, STORE_ENV, runs_path, store_url
 from rfmseg.stores import ProfileStore, open_store
 from rfmseg.stores.base import check_read_timeout
 
@@ -34,8 +35,8 @@ except ImportError:  # pragma: no cover - orjson is in the serve extra
         return json.dumps(data, default=str, separators=(",", ":"), allow_nan=False).encode()
 
 
-ENV_RUNS_DIR = "RFMSEG_RUNS_DIR"
-ENV_STORE = "RFMSEG_STORE"
+ENV_RUNS_DIR = RUNS_ENV
+ENV_STORE = STORE_ENV
 ENV_API_KEY = "RFMSEG_API_KEY"
 ENV_STORE_TIMEOUT = "RFMSEG_STORE_TIMEOUT"
 DEFAULT_STORE_TIMEOUT_S = 2.0
@@ -57,7 +58,8 @@ class InvalidError(ParameterError):
 
 @dataclass(frozen=True)
 class Settings:
-    """How the API is set up. ``store_url`` None means ``sqlite:///<runs_dir>/profiles.db``."""
+    """How the API is set up: a view of what it needs, the runs folder and the store resolved by
+    :mod:`rfmseg.settings` (``store_url`` None means ``sqlite:///<runs_dir>/profiles.db``)."""
 
     runs_dir: Path = DEFAULT_RUNS_DIR
     store_url: str | None = None
@@ -70,7 +72,7 @@ class Settings:
 
     @property
     def store(self) -> str:
-        return self.store_url or f"sqlite:///{Path(self.runs_dir) / 'profiles.db'}"
+        return store_url(self.runs_dir, self.store_url, env={})  # from_env has read $RFMSEG_STORE already
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,7 +80,7 @@ class Settings:
         win when not None."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
-            "runs_dir": Path(env.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR),
+            "runs_dir": runs_path(None, env),
             "store_url": env.get(ENV_STORE) or None,
             "api_key": env.get(ENV_API_KEY) or None,
         }
@@ -165,6 +167,12 @@ class AppState:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB cursor for one request (cursors of one connection may run in different threads)."""
         return self._duckdb.cursor()
+
+
+def field_of(param: str) -> str:
+    """How the API names a core parameter in an error's ``detail``: the JSON field (``as_of``, ``k``); a column
+    of the input rows by its field (``columns.customer_id`` -> ``customer_id``)."""
+    return param.removeprefix("columns.")
 
 
 def get_state(request: Request) -> AppState:
