@@ -12,9 +12,9 @@ import pytest
 
 from rfmseg import lifecycle as life
 from rfmseg.datasets import study
-from rfmseg.manifest import run_manifest
 from rfmseg.pipeline import load_rfm, segment
 from rfmseg.presets import get_preset
+from rfmseg.runs.manifest import run_manifest
 
 LAYOUT = [
     "run_id",

@@ -81,7 +81,7 @@ def test_report_search_history_covers_the_runs_before(runs: StudyRuns) -> None:
 
 
 def test_report_transitions_match_the_registry(runs: StudyRuns) -> None:
-    from rfmseg.history import transitions
+    from rfmseg.runs.history import transitions
 
     view = embedded_view((runs.latest.path / REPORT_FILE).read_text(encoding="utf-8"))
     t = transitions(runs.runs_dir, runs.before.run_id, runs.latest.run_id)

@@ -33,15 +33,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, RfmsegError, StoreError
+from rfmseg.errors import NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy
-from rfmseg.manifest import run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_VOCABULARY, _reason, name_clusters
 from rfmseg.pipeline import Timer, _write_run, build_summary, load_rfm, provenance, rfm_matrix, rfm_sha256
 from rfmseg.presets import Preset, build_policy, get_preset
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs, new_run_id
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, new_run_id
+from rfmseg.runs.manifest import run_manifest
+from rfmseg.runs.registry import find_run, latest_model_run
 
 STORE_ENV = "RFMSEG_STORE"
 DEFAULT_MAX_NAME_SHIFT = 0.5
@@ -474,27 +475,6 @@ def _refresh_key(as_of: date | None, model_version: str, data_sha: str, cold_sta
     )
 
 
-def find_run(runs_dir: Path, key: str) -> Run | None:
-    """The run written with idempotency key ``key`` (or, for a refresh, the retrain whose labels are the ones
-    this refresh would write: same as-of, data, model and cold-start rule), if any."""
-    for run in reversed(list_runs(runs_dir)):
-        try:
-            m = run.manifest
-            if key in (m.get("idempotency_key"), m.get("scoring_key")):
-                return run
-        except (OSError, json.JSONDecodeError):
-            continue
-    return None
-
-
-def latest_model_run(runs_dir: Path) -> Run | None:
-    """The most recent run that trained a model (kind run or retrain), None if there is none."""
-    for run in reversed(list_runs(runs_dir)):
-        if run.manifest.get("kind", "run") in ("run", "retrain"):
-            return run
-    return None
-
-
 def _run_date(run: Run) -> date:
     return _manifest_date(run.manifest)
 
@@ -853,49 +833,4 @@ def _life_summary(
         "model_version": model_version,
         "rows": prepared.rows_summary(),
         "cold_start": {**cold_start.to_dict(), "customers": reasons.get(REASON_COLD, 0)},
-    }
-
-
-# --------------------------------------------------------------------------------------------- registry
-def run_info(run: Run) -> dict[str, Any]:
-    """One line of `rfmseg runs list`: id, created, kind, as-of, K, customers, input, model version."""
-    m = run.manifest
-    params = m.get("params") or {}
-    return {
-        "run_id": run.run_id,
-        "created": m.get("created"),
-        "kind": m.get("kind", "run"),
-        "as_of": m.get("as_of"),
-        "k": params.get("k"),
-        "customers": m.get("customers"),
-        "input": (m.get("input") or {}).get("path"),
-        "model_version": m.get("model_version") or run.run_id,
-        "path": str(run.path),
-    }
-
-
-def runs_table(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[dict[str, Any]]:
-    return [run_info(r) for r in list_runs(Path(runs_dir))]
-
-
-def describe_run(run_id: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> dict[str, Any]:
-    """Everything about one run: its registry line, manifest, summary and model (without the big arrays)."""
-    run = get_run(run_id, Path(runs_dir))
-    try:
-        model = SegmentModel.load(run.path / "model.json")
-        model_info: dict[str, Any] = {
-            "k": model.k,
-            "transform": model.transform,
-            "names": model.names_,
-            "centroids_raw": model.centroids_raw_.tolist(),
-            "provenance": getattr(model, "provenance_", {}),
-        }
-    except ModelFormatError as exc:
-        model_info = {"error": exc.message}
-    return {
-        **run_info(run),
-        "files": sorted(p.name for p in run.path.iterdir()),
-        "manifest": run.manifest,
-        "summary": run.summary,
-        "model": model_info,
     }

@@ -33,7 +33,6 @@ from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy, Prepared, open_source, prepare
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, sufficiency_warnings
-from rfmseg.manifest import package_versions, run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.kmeans import preload_fit_modules
@@ -42,6 +41,7 @@ from rfmseg.presets import Preset, build_policy, get_preset, with_features
 from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
+from rfmseg.runs.manifest import package_versions, run_manifest
 
 
 @dataclass

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from rfmseg import history as run_history
 from rfmseg import questions as q
 from rfmseg.errors import NotFoundError, StoreError
 from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.runs import history as run_history
 from rfmseg.touches import load_touches
 
 PROFILE_KEYS = (

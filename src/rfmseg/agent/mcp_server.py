@@ -21,11 +21,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from rfmseg import __version__
-from rfmseg import history as run_history
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.runs import history as run_history
 
 try:
     from mcp.server.mcpserver import MCPServer

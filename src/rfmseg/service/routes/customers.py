@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rfmseg import history as run_history
 from rfmseg.errors import NotFoundError, RfmsegError
+from rfmseg.runs import history as run_history
 from rfmseg.service.deps import (
     AppState,
     InvalidError,

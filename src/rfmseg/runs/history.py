@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs
+from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
 NEW, GONE = "(new)", "(gone)"
 COLUMNS = (
