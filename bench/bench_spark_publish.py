@@ -39,7 +39,8 @@ from rfmseg.datasets import study  # noqa: E402
 from rfmseg.engines.spark import PUBLISH_BATCH_ROWS, SparkEngine  # noqa: E402
 from rfmseg.io import Policy  # noqa: E402
 from rfmseg.model import SegmentModel  # noqa: E402
-from rfmseg.pipeline import Timer, rfm_matrix  # noqa: E402
+from rfmseg.model.scoring import rfm_matrix  # noqa: E402
+from rfmseg.pipeline import Timer  # noqa: E402
 from rfmseg.stores import open_store  # noqa: E402
 
 INPUTS = {"study": str(study.path(study.ORDERS_FILE)), "10M": str(REPO / "bench/data/tx_10M.parquet")}

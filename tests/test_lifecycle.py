@@ -21,7 +21,8 @@ from rfmseg import lifecycle as life
 from rfmseg.datasets import study
 from rfmseg.errors import ModelFormatError, ParameterError
 from rfmseg.model import SegmentModel
-from rfmseg.pipeline import rfm_matrix, segment
+from rfmseg.model.scoring import rfm_matrix
+from rfmseg.pipeline import segment
 from rfmseg.runs import list_runs
 from rfmseg.stores import open_store
 

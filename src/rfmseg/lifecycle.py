@@ -29,7 +29,6 @@ from typing import Any, Literal, TypedDict, Unpack
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -37,21 +36,15 @@ from rfmseg.errors import NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy
 from rfmseg.model import SegmentModel
-from rfmseg.model.naming import DEFAULT_VOCABULARY, _reason, name_clusters
-from rfmseg.pipeline import Timer, _write_run, build_summary, load_rfm, provenance, rfm_matrix, rfm_sha256
+from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
+from rfmseg.model.scoring import OFF, REASON_COLD, ColdStart, cold_warnings, rfm_matrix, score
+from rfmseg.pipeline import Timer, _write_run, build_summary, load_rfm, provenance, rfm_sha256
 from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, new_run_id
 from rfmseg.runs.manifest import run_manifest
 from rfmseg.runs.registry import find_run, latest_model_run
 
 STORE_ENV = "RFMSEG_STORE"
-DEFAULT_MAX_NAME_SHIFT = 0.5
-"""A matched centroid keeps its previous name while it moved less than this fraction of the distance from
-its previous position to the nearest other previous centroid (measured in the new model's scaled space)."""
-
-DEFAULT_COLD_SEGMENT = "Occasional"
-REASON_MODEL = "nearest_centroid"
-REASON_COLD = "cold_start"
 Kind = Literal["run", "refresh", "retrain"]
 
 
@@ -67,42 +60,6 @@ def store_url(runs_dir: str | Path = DEFAULT_RUNS_DIR, url: str | None = None) -
 
 
 # --------------------------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class ColdStart:
-    """Customers with too little history to score: fewer than ``orders`` orders, or a first order less than
-    ``days`` days before the as-of date. They get ``segment`` with reason ``cold_start``.
-    ``orders=0, days=0`` switches the rule off. ``segment=None`` means the preset's cold-start segment
-    (:attr:`rfmseg.presets.Preset.cold_start_segment`), else Occasional."""
-
-    orders: int = 2
-    days: int = 30
-    segment: str | None = "Occasional"
-
-    def __post_init__(self) -> None:
-        if self.orders < 0:
-            raise ParameterError(f"--cold-start-orders {self.orders} should be >= 0 (0 switches the rule off)")
-        if self.days < 0:
-            raise ParameterError(f"--cold-start-days {self.days} should be >= 0 (0 switches the rule off)")
-        if self.segment is not None and not self.segment.strip():
-            raise ParameterError("--cold-start-segment is empty; give a segment name, e.g. Occasional")
-
-    @property
-    def name(self) -> str:
-        return self.segment or DEFAULT_COLD_SEGMENT
-
-    def resolved(self, preset: Preset | None) -> ColdStart:
-        """This rule with its segment settled (the preset's when none was given)."""
-        if self.segment is not None:
-            return self
-        return replace(self, segment=preset.cold_start_segment if preset else DEFAULT_COLD_SEGMENT)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"orders": self.orders, "days": self.days, "segment": self.name}
-
-
-OFF = ColdStart(orders=0, days=0)
-
-
 @dataclass(frozen=True)
 class ModelRef:
     """A stored model, the run it was read from and its version (the id of the run that trained it)."""
@@ -169,51 +126,6 @@ def reading(
     )
 
 
-def score(model: SegmentModel, rfm: pa.Table, as_of: date | None = None, cold_start: ColdStart = OFF) -> pa.Table:
-    """Assign each row of an RFM table to a segment of ``model`` (no refit).
-
-    Columns: customer_id, segment, segment_reason, recency_days, frequency, monetary, distance (to the
-    centroid of the segment given; for a cold-start segment the model lacks, to the nearest centroid),
-    margin (second-nearest minus nearest distance), model_segment (the nearest centroid's name),
-    cluster (its index), first_order_date.
-    """
-    x = rfm_matrix(rfm)
-    predicted = model.predict(x)
-    dist = model.distances(x) if x.shape[0] else np.zeros((0, model.k))
-    freq = x[:, 1]
-    cold = np.zeros(x.shape[0], dtype=bool)
-    if cold_start.orders > 0:
-        cold |= freq < cold_start.orders
-    first = rfm.column("first_order_date") if "first_order_date" in rfm.column_names else None
-    if cold_start.days > 0 and as_of is not None and first is not None:
-        tenure = pc.days_between(first, pa.scalar(as_of, pa.date32()))
-        young = pc.fill_null(pc.less(tenure, cold_start.days), False).to_numpy(zero_copy_only=False)
-        cold |= young
-    cold |= np.isnan(x[:, 0])  # no dated order at all (only returns): nothing to score
-    segments = np.array(predicted.segments, dtype=object)
-    distance = np.asarray(predicted.distance, float).copy()
-    if cold.any():
-        segments[cold] = cold_start.name
-        if cold_start.name in model.names_:
-            distance[cold] = dist[cold, model.names_.index(cold_start.name)]
-    reason = np.where(cold, REASON_COLD, REASON_MODEL)
-    return pa.table(
-        {
-            "customer_id": rfm.column("customer_id"),
-            "segment": pa.array(segments.tolist(), pa.string()),
-            "segment_reason": pa.array(reason.tolist(), pa.string()),
-            "recency_days": rfm.column("recency_days"),
-            "frequency": rfm.column("frequency"),
-            "monetary": rfm.column("monetary"),
-            "distance": pa.array(distance),
-            "margin": pa.array(np.asarray(predicted.margin, float)),
-            "model_segment": pa.array(predicted.segments, pa.string()),
-            "cluster": pa.array(np.asarray(predicted.labels).astype("int32")),
-            "first_order_date": first if first is not None else pa.nulls(rfm.num_rows, pa.date32()),
-        }
-    )
-
-
 @dataclass
 class AssignResult:
     model: ModelRef
@@ -270,20 +182,8 @@ def assign(
     finally:
         con.close()
     table = score(ref.model, rfm, prepared.as_of, cold_start)
-    warnings = _cold_warnings(ref.model, cold_start, read.units.entity)
+    warnings = cold_warnings(ref.model, cold_start, read.units.entity)
     return AssignResult(ref, prepared.as_of, table, prepared.rows_summary(), warnings, cold_start)
-
-
-def _cold_warnings(model: SegmentModel, cold_start: ColdStart, entity: str) -> list[str]:
-    if cold_start.orders == 0 and cold_start.days == 0:
-        return []
-    if cold_start.name in model.names_:
-        return []
-    return [
-        f"the cold-start segment '{cold_start.name}' is not one of this model's segments "
-        f"({', '.join(model.names_)}); {entity} with a thin history get it anyway "
-        "(--cold-start-segment)"
-    ]
 
 
 def write_table(table: pa.Table, path: Path) -> Path:
@@ -313,124 +213,6 @@ def jsonable_rows(table: pa.Table) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- names
-@dataclass
-class NameDecision:
-    cluster: int
-    name: str
-    data_driven_name: str
-    previous_name: str | None
-    distance: float | None
-    limit: float | None
-    decision: Literal["kept", "renamed", "new"]
-    why: str
-
-
-def carry_names(
-    previous: SegmentModel,
-    new: SegmentModel,
-    population: np.ndarray,
-    max_shift: float = DEFAULT_MAX_NAME_SHIFT,
-    previous_version: str | None = None,
-) -> dict[str, Any]:
-    """Give ``new`` (freshly fitted, named by the rules) the names of ``previous`` where the profile held.
-
-    Centroids are compared in the *new* model's scaled space: both models' centroids in original units
-    (the mean RFM of their members: days, orders, money — comparable across models) go through the new
-    transform, the one fitted on today's customers and used by K-Means to tell clusters apart. The
-    Hungarian algorithm pairs new and previous centroids with the smallest total distance. A pair keeps the
-    previous name when the new centroid lies within ``max_shift`` × (distance from the previous centroid
-    to its nearest other previous centroid): at 0.5 the centroid has not crossed half way towards another
-    segment, so it is still that segment. Otherwise — or when K grew and a centroid has no partner — the
-    cluster keeps the name the rules give it from its data, chosen among the names not carried over.
-    Sets ``new.names_`` and ``new.reasons_``; returns the report stored in the summary and the manifest.
-    """
-    if max_shift < 0:
-        raise ParameterError(f"--max-name-shift {max_shift} should be >= 0 (0 never carries a name over)")
-    data_driven = list(new.names_)
-    zn = new.transform_.apply(new.centroids_raw_)
-    zp = new.transform_.apply(previous.centroids_raw_)
-    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
-    from scipy.spatial.distance import cdist
-
-    cost = cdist(zn, zp)
-    spacing = cdist(zp, zp)
-    np.fill_diagonal(spacing, np.inf)
-    nearest_other = spacing.min(axis=1) if zp.shape[0] > 1 else np.full(zp.shape[0], np.inf)
-    rows, cols = linear_sum_assignment(cost)
-    pair = {int(i): int(j) for i, j in zip(rows, cols, strict=True)}
-    carried = {i: j for i, j in pair.items() if cost[i, j] <= max_shift * nearest_other[j]}
-    names: list[str | None] = [None] * new.k
-    for i, j in carried.items():
-        names[i] = previous.names_[j]
-    rest = [i for i in range(new.k) if i not in carried]
-    if rest:
-        taken = {previous.names_[j] for j in carried.values()}
-        voc = replace(new.vocabulary, types=tuple(t for t in new.vocabulary.types if t.name not in taken))
-        if len(voc.types) < len(rest):  # vocabulary changed since the previous model: name from scratch
-            voc = new.vocabulary
-        for i, n in zip(rest, name_clusters(new.centroids_raw_[rest], population, voc), strict=True):
-            names[i] = n.name
-    final = [str(n) for n in names]
-    reasons = []
-    for i, name in enumerate(final):
-        t = new.vocabulary.get(name)
-        reasons.append(
-            _reason(t, new.centroids_raw_[i], np.asarray(new.levels_[i]), new.vocabulary) if t else new.reasons_[i]
-        )
-    new.names_, new.reasons_ = final, reasons
-
-    decisions: list[NameDecision] = []
-    for i in range(new.k):
-        cr = new.centroids_raw_[i]
-        if i not in pair:
-            decisions.append(
-                NameDecision(
-                    i,
-                    final[i],
-                    data_driven[i],
-                    None,
-                    None,
-                    None,
-                    "new",
-                    f"new segment '{final[i]}': no previous centroid to match (K went from {previous.k} to {new.k})",
-                )
-            )
-            continue
-        j = pair[i]
-        d, limit = float(cost[i, j]), float(max_shift * nearest_other[j])
-        old = previous.names_[j]
-        pr = previous.centroids_raw_[j]
-        moved = (
-            f"recency {pr[0]:,.0f}→{cr[0]:,.0f} days, frequency {pr[1]:,.1f}→{cr[1]:,.1f}, "
-            f"monetary {pr[2]:,.0f}→{cr[2]:,.0f}"
-        )
-        lim = "no limit" if not np.isfinite(limit) else f"limit {limit:.3f}"
-        if i in carried:
-            note = "" if data_driven[i] == old else f"; the naming rules alone would say '{data_driven[i]}'"
-            why = f"'{old}' kept: centroid moved {d:.3f} ({lim}): {moved}{note}"
-            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "kept", why))
-        elif final[i] == old:
-            why = f"'{old}' kept by the naming rules although the centroid moved {d:.3f} ({lim}): {moved}"
-            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "kept", why))
-        else:
-            why = f"'{old}' → '{final[i]}': the profile changed, centroid moved {d:.3f} > {lim}: {moved}"
-            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "renamed", why))
-    retired = [n for n in previous.names_ if n not in final]
-    changes = [x.why for x in decisions if x.decision != "kept"]
-    changes += [f"segment '{n}' retired: no centroid of the new model carries it" for n in retired]
-    return {
-        "previous_model": previous_version,
-        "rule": (
-            f"Hungarian matching of centroids in the new model's scaled space; a match keeps its name within "
-            f"{max_shift} × the distance to the nearest other previous centroid"
-        ),
-        "max_name_shift": max_shift,
-        "segments": [asdict(x) for x in decisions],
-        "retired": retired,
-        "changes": changes,
-    }
-
-
 # --------------------------------------------------------------------------------------------- runs
 @dataclass
 class LifeResult:
@@ -665,7 +447,7 @@ class _Job:
         with t.stage("profile"):
             summ = build_summary(self.run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
         summ.update(_life_summary(self.kind, model_version, assignments, cold, prepared, read), **(summary or {}))
-        summ["warnings"] = summ.get("warnings", []) + _cold_warnings(model, cold, read.units.entity)
+        summ["warnings"] = summ.get("warnings", []) + cold_warnings(model, cold, read.units.entity)
         man = run_manifest(
             run_id=self.run_id,
             kind=self.kind,

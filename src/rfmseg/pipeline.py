@@ -37,6 +37,7 @@ from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
+from rfmseg.model.scoring import rfm_matrix
 from rfmseg.presets import Preset, build_policy, get_preset, with_features
 from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
@@ -283,15 +284,6 @@ def _recency_to(rfm: pa.Table, as_of: date) -> pa.Table:
     """``rfm`` with recency counted to ``as_of`` (days from the last order, as the RFM SQL counts it)."""
     recency = pc.days_between(rfm.column("last_order_date"), pa.scalar(as_of, pa.date32()))
     return rfm.set_column(rfm.column_names.index("recency_days"), "recency_days", recency)
-
-
-def rfm_matrix(rfm: pa.Table) -> np.ndarray:
-    """(n, 3) recency_days, frequency, monetary as floats, column-major: every later step (transform,
-    K-Means passes, naming, profiles) reads it a column at a time."""
-    x = np.empty((rfm.num_rows, 3), order="F")
-    for j, c in enumerate(("recency_days", "frequency", "monetary")):
-        x[:, j] = rfm.column(c).to_numpy(zero_copy_only=False)
-    return x
 
 
 def build_summary(

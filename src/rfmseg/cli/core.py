@@ -32,7 +32,8 @@ from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
 from rfmseg.model.choose_k import choose_k
-from rfmseg.pipeline import RunResult, load_rfm, rfm_matrix, segment
+from rfmseg.model.scoring import rfm_matrix
+from rfmseg.pipeline import RunResult, load_rfm, segment
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 

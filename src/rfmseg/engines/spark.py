@@ -606,10 +606,10 @@ class SparkEngine:
         from pyspark.ml.clustering import KMeans
         from pyspark.ml.feature import VectorAssembler
 
-        from rfmseg.model.segment_model import _distinct_rows
+        from rfmseg.model.segment_model import distinct_rows
 
         model._check_params(x.shape[0])
-        distinct = _distinct_rows(x, model.k)
+        distinct = distinct_rows(x, model.k)
         if distinct < model.k:
             raise ParameterError(
                 f"k={model.k} needs at least {model.k} customers with different RFM values; the data has {distinct}"
@@ -636,7 +636,7 @@ class SparkEngine:
             "tol": KMEANS_TOL,
             "seed": model.random_state,
         }
-        model._set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
+        model.set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
 
     def _scaled(self, transform: Transform) -> Any:
         """(customer_id, recency_days, frequency, monetary, z0, z1, z2) on Spark: ``transform`` applied by
