@@ -17,12 +17,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg.datasets import study
 from rfmseg.errors import ModelFormatError, ParameterError
+from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
+from rfmseg.model.naming import carry_names
 from rfmseg.model.scoring import rfm_matrix
-from rfmseg.pipeline import segment
 from rfmseg.runs import list_runs
 from rfmseg.stores import open_store
 
@@ -403,7 +404,7 @@ def test_carry_names_keeps_a_name_the_rules_alone_would_change(trained: tuple[Pa
     new = SegmentModel(k=4).fit(x)
     rules = list(new.names_)
     new.names_ = rules[1:] + rules[:1]  # as if the naming rules named every cluster differently today
-    report = life.carry_names(previous, new, x, previous_version=run_id)
+    report = carry_names(previous, new, x, previous_version=run_id)
     by_centroid = {tuple(np.round(c, 6)): n for c, n in zip(previous.centroids_raw_, previous.names_, strict=True)}
     assert [by_centroid[tuple(np.round(c, 6))] for c in new.centroids_raw_] == new.names_
     assert report["changes"] == []

@@ -1,4 +1,4 @@
-"""What refresh and retrain share (rfmseg.lifecycle.JobOptions, one manifest builder) and the manifest layout
+"""What refresh and retrain share (rfmseg.jobs.JobOptions, one manifest builder) and the manifest layout
 every kind of run has. Real runs of the study and of the saas sample, on disk."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg.datasets import study
-from rfmseg.pipeline import load_rfm, segment
+from rfmseg.jobs.run import segment
+from rfmseg.pipeline import load_rfm
 from rfmseg.presets import get_preset
 from rfmseg.runs.manifest import run_manifest
 

@@ -22,7 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 from rfmseg.datasets import study
 from rfmseg.engines.spark import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 from rfmseg.presets import get_preset
 from servers import free_port, wait_until_listening
 
@@ -275,7 +275,7 @@ def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
     # a cluster's 200 shuffle partitions made every K-Means pass run 200 Python tasks for 200 customers
     from rfmseg.engines.spark import SparkEngine
     from rfmseg.io.validate import Policy
-    from rfmseg.pipeline import Timer
+    from rfmseg.timing import Timer
 
     before = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "50")

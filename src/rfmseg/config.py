@@ -395,8 +395,8 @@ class Settings(_Strict):
         return self.cold_start.segment or self.preset_obj().cold_start_segment
 
     def cold_start_rule(self) -> Any:
-        """The cold-start rule as :class:`rfmseg.lifecycle.ColdStart`."""
-        from rfmseg.lifecycle import ColdStart
+        """The cold-start rule as :class:`rfmseg.model.scoring.ColdStart`."""
+        from rfmseg.model.scoring import ColdStart
 
         return ColdStart(self.cold_start.orders, self.cold_start.days, self.cold_start_segment)
 
@@ -404,7 +404,7 @@ class Settings(_Strict):
         return self.transform or self.preset_obj().transform
 
     def segment_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`rfmseg.pipeline.segment` (all but the source)."""
+        """Keyword arguments of :func:`rfmseg.segment` (all but the source)."""
         return {
             "columns": dict(self.columns),
             "as_of": self.as_of,

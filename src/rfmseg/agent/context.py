@@ -48,7 +48,7 @@ def default_store_url(runs_dir: str | Path, store: str | None = None) -> str | N
 
     None when no store is configured and the default file does not exist (reading must not create one).
     """
-    from rfmseg.lifecycle import STORE_ENV, store_url
+    from rfmseg.jobs.publish import STORE_ENV, store_url
 
     if store or os.environ.get(STORE_ENV):
         return store_url(runs_dir, store)

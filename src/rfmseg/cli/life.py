@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg import simulate as sim
 from rfmseg.cli.common import app, out, print_json, print_summary, units_of
 from rfmseg.cli.options import (

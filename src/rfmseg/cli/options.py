@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 
 from rfmseg import config as cfg
-from rfmseg.lifecycle import STORE_ENV
+from rfmseg.jobs.publish import STORE_ENV
 
 RUNS_ENV = "RFMSEG_RUNS_DIR"
 

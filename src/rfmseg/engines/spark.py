@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg import features
+from rfmseg.engines.base import publish_table
 from rfmseg.errors import InputError, ParameterError, RfmsegError, StoreError
 from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
 from rfmseg.io.validate import (
@@ -63,7 +64,9 @@ from rfmseg.io.validate import (
     typed_columns,
 )
 from rfmseg.model.kmeans import nearest
+from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
+from rfmseg.timing import Timer
 
 INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -335,7 +338,8 @@ def _quarantine_schema(schema_: pa.Schema) -> pa.Schema:
 
 
 class SparkEngine:
-    """``rfmseg.pipeline.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark."""
+    """``rfmseg.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark (an
+    :class:`rfmseg.engines.base.Engine`)."""
 
     def __init__(self, spark_master: str | None = None, output: str | None = None, spark: Any = None) -> None:
         self.master = spark_master
@@ -365,6 +369,9 @@ class SparkEngine:
             "master": sc.master if sc is not None else os.environ.get("SPARK_REMOTE", self.master),
             "spark_version": self.spark.version,
         }
+
+    def check_publish(self, writes_folder: bool) -> None:
+        """Nothing to refuse: the executors publish what they compute, with or without a run folder."""
 
     def close(self) -> None:
         if self._rfm_all is not None:
@@ -457,7 +464,7 @@ class SparkEngine:
     ) -> tuple[Prepared, pa.Table]:
         """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow."""
         from rfmseg.io.sources import SourceSpec
-        from rfmseg.pipeline import parse_as_of
+        from rfmseg.pipeline import parse_as_of  # (H1a moves it to io/)
         from rfmseg.presets import with_features
 
         if isinstance(source, SourceSpec):
@@ -599,16 +606,14 @@ class SparkEngine:
             raise InputError(f"{prepared.source.label}: no usable order rows; {_problem(spark, rules)}")
 
     # --------------------------------------------------------------------------------------- K-Means
-    def fit(self, model: Any, x: np.ndarray) -> None:
+    def fit(self, model: Any, x: np.ndarray) -> Assignment:
         """Fit ``model`` (a SegmentModel): transform fitted on the collected RFM (the same code as the local
         engine), applied to every customer on the executors, MLlib K-Means (k-means||, seeded) on Spark, the
-        names from the same naming code on the MLlib centroids."""
+        names from the same naming code on the MLlib centroids. Returns the customers' assignment to it."""
         from pyspark.ml.clustering import KMeans
         from pyspark.ml.feature import VectorAssembler
 
-        from rfmseg.model.segment_model import distinct_rows
-
-        model._check_params(x.shape[0])
+        model.check_params(x.shape[0])
         distinct = distinct_rows(x, model.k)
         if distinct < model.k:
             raise ParameterError(
@@ -637,6 +642,12 @@ class SparkEngine:
             "seed": model.random_state,
         }
         model.set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
+        return model.predict(x)
+
+    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
+        """The quarantined rows, judged on Spark (:meth:`SparkPrepared.write_quarantine`)."""
+        assert isinstance(prepared, SparkPrepared), "the Spark engine writes the quarantine of what it judged"
+        prepared.write_quarantine(path)
 
     def _scaled(self, transform: Transform) -> Any:
         """(customer_id, recency_days, frequency, monetary, z0, z1, z2) on Spark: ``transform`` applied by
@@ -700,17 +711,21 @@ class SparkEngine:
         """What ``assign`` reads: the RFM columns of every customer, on Spark."""
         return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
 
-    def write_output(self, run_id: str, model: Any) -> dict[str, str]:
-        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/."""
-        assert self.output is not None and self._rfm_df is not None
+    def write_output(self, run_id: str, model: Any, timer: Timer) -> dict[str, str] | None:
+        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/ (stage
+        ``output`` of ``timer``); None without an ``output``."""
+        if self.output is None:
+            return None
+        assert self._rfm_df is not None
         base = f"{self.output}/{run_id}"
         assign, out_schema = self._assigner(model)
         self._written = base
         try:
-            self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
-            self._customer_rows().mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(
-                f"{base}/assignments"
-            )
+            with timer.stage("output"):
+                self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
+                self._customer_rows().mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(
+                    f"{base}/assignments"
+                )
         except Exception as exc:
             first = _why(exc)
             raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
@@ -725,6 +740,16 @@ class SparkEngine:
         return str(self.describe().get("master") or "").startswith("local")
 
     def publish(
+        self, url: str, run_id: str, as_of: date, model_version: str, model: Any, assignments: pa.Table
+    ) -> dict[str, Any]:
+        """Publish the run just computed to the store at ``url``: from the executors
+        (:meth:`publish_from_executors`) when they can reach it, else (a SQLite file on the driver's disk
+        under a cluster) from this process, from ``assignments``. The report says which (``by``)."""
+        if self.executors_reach(url):
+            return self.publish_from_executors(run_id, as_of, model_version, model, url)
+        return {**publish_table(url, assignments, run_id, as_of, model_version), "by": "driver"}
+
+    def publish_from_executors(
         self,
         run_id: str,
         as_of: date,

@@ -54,7 +54,8 @@ class SegmentModel:
         """points the K-Means restarts run on above kmeans.SCALE_THRESHOLD customers (None: the default)"""
 
     # ----------------------------------------------------------------------------------------- fitting
-    def _check_params(self, n_customers: int) -> None:
+    def check_params(self, n_customers: int) -> None:
+        """Refuse hyper-parameters no fit on ``n_customers`` customers can honour (any engine checks them)."""
         check_transform(self.transform)
         if not isinstance(self.k, int) or self.k < 2:
             raise ParameterError(f"k={self.k} should be a whole number >= 2")
@@ -79,7 +80,7 @@ class SegmentModel:
         """Fit, and return the training customers' assignment (what :meth:`predict` gives for them, without
         scoring them again: the fit's last pass over the customers computed it)."""
         x = np.asarray(rfm, dtype=float)
-        self._check_params(x.shape[0])
+        self.check_params(x.shape[0])
         distinct = distinct_rows(x, self.k)
         if distinct < self.k:
             raise ParameterError(

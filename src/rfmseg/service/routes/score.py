@@ -10,7 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, model_validator
 
-from rfmseg.lifecycle import OFF, ColdStart, assign
+from rfmseg.jobs.assign import assign
+from rfmseg.model.scoring import OFF, ColdStart
 from rfmseg.service.deps import InvalidError, StateDep, TooLargeError, json_response
 
 router = APIRouter(tags=["score"])
