@@ -1,7 +1,7 @@
 """Scoring customers with a fitted model: the nearest centroid, after the cold-start rule.
 
 :func:`score` is the one place an assignments table is made, for every kind of run (run, refresh,
-retrain) and for ``rfmseg assign``: the same columns (:data:`ASSIGNMENT_COLUMNS`), in the same order.
+retrain) and for ``rfmseg assign``: the same columns (:data:`ASSIGNMENTS_SCHEMA`), in the same order.
 A customer with fewer than ``orders`` orders, or whose first order is less than ``days`` days before the
 as-of date, gets the cold-start segment with reason ``cold_start`` (:class:`ColdStart`); the rule
 :data:`OFF` scores everyone by the nearest centroid (reason ``nearest_centroid``).
@@ -26,19 +26,24 @@ if TYPE_CHECKING:
 DEFAULT_COLD_SEGMENT = "Occasional"
 REASON_MODEL = "nearest_centroid"
 REASON_COLD = "cold_start"
-ASSIGNMENT_COLUMNS = (
-    "customer_id",
-    "segment",
-    "segment_reason",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "distance",
-    "margin",
-    "model_segment",
-    "cluster",
-    "first_order_date",
+ASSIGNMENTS_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("segment_reason", pa.string()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+        ("margin", pa.float64()),
+        ("model_segment", pa.string()),
+        ("cluster", pa.int32()),
+        ("first_order_date", pa.date32()),
+    ]
 )
+"""every assignments.parquet, as :func:`score` makes it from an RFM of transactions (an RFM table read as
+it is may hold other number types)"""
+ASSIGNMENT_COLUMNS = tuple(ASSIGNMENTS_SCHEMA.names)
 """the columns of every assignments.parquet, in this order"""
 
 
