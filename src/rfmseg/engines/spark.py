@@ -11,7 +11,7 @@ What runs where:
 * on the driver: the RFM table per customer, collected as Arrow (about 100 bytes per customer), on which
   the transform is fitted, the clusters are named (the same naming code, on the MLlib centroids) and the
   profile, insights and run folder are made, exactly as with the local engine;
-* publishing to the online profile store (:meth:`SparkEngine.publish`): begun and committed on the
+* publishing to the online profile store (:meth:`SparkEngine.publish_from_executors`): begun and committed on the
   driver, the customers assigned and staged in batches by the executors (:mod:`rfmseg.stores`' staged
   publish), so the publish passes no customer rows through the driver.
 
@@ -64,6 +64,7 @@ from rfmseg.io.validate import (
     typed_columns,
 )
 from rfmseg.model.kmeans import nearest
+from rfmseg.model.scoring import REASON_MODEL
 from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
 from rfmseg.timing import Timer
@@ -671,18 +672,24 @@ class SparkEngine:
     # --------------------------------------------------------------------------------------- output
     def _assigner(self, model: Any) -> tuple[Callable[[Iterator[Any]], Iterator[Any]], Any]:
         """(``assign``, its output schema): the executors' assignment of each customer of the RFM table to the
-        nearest centroid of ``model``, with the local engine's code (``nearest``), as a mapInPandas function."""
+        nearest centroid of ``model``, with the local engine's code (``nearest``), as a mapInPandas function.
+        The columns are those of every run's assignments (:data:`rfmseg.model.scoring.ASSIGNMENTS_SCHEMA`),
+        scored as ``rfmseg run`` scores: by the nearest centroid, without the cold-start rule."""
         from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
         transform, centers, names = model.transform_, model.centroids_scaled_, list(model.names_)
+        rfm_fields = {f.name: f for f in self._rfm_df.schema.fields}
         out_schema = StructType(
             [
                 StructField("customer_id", StringType()),
                 StructField("segment", StringType()),
-                *[f for f in self._rfm_df.schema.fields if f.name in ("recency_days", "frequency", "monetary")],
+                StructField("segment_reason", StringType()),
+                *[rfm_fields[c] for c in ("recency_days", "frequency", "monetary")],
                 StructField("distance", DoubleType()),
                 StructField("margin", DoubleType()),
+                StructField("model_segment", StringType()),
                 StructField("cluster", IntegerType()),
+                rfm_fields["first_order_date"],
             ]
         )
 
@@ -692,24 +699,28 @@ class SparkEngine:
             for b in batches:
                 x = b[["recency_days", "frequency", "monetary"]].to_numpy(dtype=float)
                 labels, dist, margin = nearest(transform.apply(x), centers)
+                segment = np.asarray(names, dtype=object)[labels]
                 yield pd.DataFrame(
                     {
                         "customer_id": b["customer_id"],
-                        "segment": np.asarray(names, dtype=object)[labels],
+                        "segment": segment,
+                        "segment_reason": REASON_MODEL,
                         "recency_days": b["recency_days"],
                         "frequency": b["frequency"],
                         "monetary": b["monetary"],
                         "distance": dist,
                         "margin": margin,
+                        "model_segment": segment,
                         "cluster": labels.astype("int32"),
+                        "first_order_date": b["first_order_date"],
                     }
                 )
 
         return assign, out_schema
 
     def _customer_rows(self) -> Any:
-        """What ``assign`` reads: the RFM columns of every customer, on Spark."""
-        return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+        """What ``assign`` reads: the RFM columns and first order of every customer, on Spark."""
+        return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary", "first_order_date")
 
     def write_output(self, run_id: str, model: Any, timer: Timer) -> dict[str, str] | None:
         """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/ (stage

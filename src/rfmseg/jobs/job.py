@@ -25,6 +25,7 @@ from rfmseg.jobs.writer import build_summary, write_run
 from rfmseg.model import SegmentModel
 from rfmseg.model.scoring import REASON_COLD, ColdStart, cold_warnings, score
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
+from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import rfm_sha256, run_manifest
 from rfmseg.runs.registry import find_run
 from rfmseg.timing import Timer
@@ -39,8 +40,8 @@ class LifeResult:
     kind: Kind
     run: Run
     status: Literal["created", "existing"]
-    summary: dict[str, Any]
-    manifest: dict[str, Any]
+    summary: Summary
+    manifest: Manifest
     publish: dict[str, Any] | None = None
 
     @property

@@ -30,6 +30,7 @@ from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.scoring import OFF, rfm_matrix, score
 from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
+from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import provenance, rfm_sha256, run_manifest
 from rfmseg.timing import Timer
 
@@ -38,8 +39,8 @@ from rfmseg.timing import Timer
 class RunResult:
     run_id: str
     run: Run | None
-    summary: dict[str, Any]
-    manifest: dict[str, Any]
+    summary: Summary
+    manifest: Manifest
     model: SegmentModel
     rfm: pa.Table
     assignments: pa.Table
