@@ -3,7 +3,7 @@
 1. Segments a seeded synthetic base of ``--customers`` customers (an RFM table) with the real pipeline, into
    ``bench/data/api/runs`` (reused on the next run; ``--fresh`` rebuilds it), and reports how long the run
    took and what its report.html cost.
-2. Publishes the run to a SQLite store and to a Redis store (``rfmseg.lifecycle.publish_run``).
+2. Publishes the run to a SQLite store and to a Redis store (``rfmseg.jobs.publish.publish_run``).
 3. For each store and each ``--workers`` setting, starts ``rfmseg serve`` (uvicorn, a subprocess bound to
    127.0.0.1), checks a few answers against the run's assignments, then drives it with wrk (Debian package
    ``wrk``; a Lua script asks for random customer ids) for ``--duration`` seconds per connection count,
@@ -55,8 +55,8 @@ try:
     import rfmseg  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
-from rfmseg.lifecycle import publish_run  # noqa: E402
-from rfmseg.pipeline import segment  # noqa: E402
+from rfmseg.jobs.publish import publish_run  # noqa: E402
+from rfmseg.jobs.run import segment  # noqa: E402
 from rfmseg.runs import Run, list_runs  # noqa: E402
 from rfmseg.stores import open_store  # noqa: E402
 

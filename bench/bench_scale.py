@@ -74,7 +74,7 @@ def _stamp(t0: float) -> float:
 def child_local(path: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     from rfmseg.io import Policy
-    from rfmseg.pipeline import segment
+    from rfmseg.jobs.run import segment
 
     imports = _stamp(t0)
     result = segment(
@@ -218,7 +218,7 @@ def child_kmeans(path: Path, work: Path, args: argparse.Namespace) -> dict[str, 
 def child_spark(path: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     from rfmseg.io import Policy
-    from rfmseg.pipeline import segment
+    from rfmseg.jobs.run import segment
 
     imports = _stamp(t0)
     result = segment(

@@ -39,8 +39,9 @@ from rfmseg.datasets import study  # noqa: E402
 from rfmseg.engines.spark import PUBLISH_BATCH_ROWS, SparkEngine  # noqa: E402
 from rfmseg.io import Policy  # noqa: E402
 from rfmseg.model import SegmentModel  # noqa: E402
-from rfmseg.pipeline import Timer, rfm_matrix  # noqa: E402
+from rfmseg.model.scoring import rfm_matrix  # noqa: E402
 from rfmseg.stores import open_store  # noqa: E402
+from rfmseg.timing import Timer  # noqa: E402
 
 INPUTS = {"study": str(study.path(study.ORDERS_FILE)), "10M": str(REPO / "bench/data/tx_10M.parquet")}
 POLICIES = {
@@ -108,7 +109,7 @@ def main() -> None:
                 try:
                     for label, run_id in (("executors_empty", "run-1"), ("executors_history", "run-2")):
                         started = time.perf_counter()
-                        report = engine.publish(run_id, as_of, run_id, model, target, args.batch_rows)
+                        report = engine.publish_from_executors(run_id, as_of, run_id, model, target, args.batch_rows)
                         row[label] = round(time.perf_counter() - started, 3)
                         row["batches"] = report["batches"]
                         assert report["customers"] == table.num_rows, report

@@ -48,7 +48,7 @@ import rfmseg
 from rfmseg.datasets import study
 from rfmseg.model.choose_k import bootstrap_stability, choose_k
 from rfmseg.model.transform import TRANSFORMS, Transform
-from rfmseg.pipeline import rfm_matrix
+from rfmseg.model.scoring import rfm_matrix
 
 %matplotlib inline
 pd.set_option("display.width", 140)

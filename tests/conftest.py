@@ -59,7 +59,7 @@ def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     publish the last, campaign touches imported; the truth table is beside the runs (truth.parquet)."""
     import pyarrow.parquet as pq
 
-    from rfmseg.lifecycle import refresh, retrain
+    from rfmseg.jobs import refresh, retrain
     from rfmseg.simulate import SimConfig, simulate
     from rfmseg.touches import import_touches, simulate_touches
 

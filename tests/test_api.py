@@ -24,8 +24,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rfmseg.datasets import study
-from rfmseg.lifecycle import publish_run
-from rfmseg.pipeline import RunResult, segment
+from rfmseg.jobs.publish import publish_run
+from rfmseg.jobs.run import RunResult, segment
 from rfmseg.runs import list_runs
 from rfmseg.service import Settings, create_app
 from rfmseg.stores import open_store

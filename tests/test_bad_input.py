@@ -117,12 +117,12 @@ def test_bad_as_of_and_bad_transform(cli, study_orders: Path, runs_dir: Path) ->
 
 def test_a_failure_while_writing_leaves_no_run(tmp_path: Path, study_orders: Path, monkeypatch) -> None:
     import rfmseg
-    from rfmseg import pipeline
+    from rfmseg.engines.local import LocalEngine
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "_write_quarantine", boom)
+    monkeypatch.setattr(LocalEngine, "write_quarantine", boom)
     runs = tmp_path / "runs"
     with pytest.raises(OSError):
         rfmseg.segment(study_orders, as_of="2024-12-31", runs_dir=runs)

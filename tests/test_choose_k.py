@@ -42,7 +42,7 @@ def test_stability_is_seeded() -> None:
 def test_study_recommends_four_and_says_why(study_orders: Path) -> None:
     import rfmseg
     from rfmseg.datasets import study
-    from rfmseg.pipeline import rfm_matrix
+    from rfmseg.model.scoring import rfm_matrix
 
     result = rfmseg.segment(study_orders, as_of=study.AS_OF, runs_dir=None)
     out = choose_k(rfm_matrix(result.rfm))

@@ -325,21 +325,19 @@ def test_cli_refresh_and_retrain_read_with_the_project_file_preset(cli, project:
     assert t.json()["kind"] == "retrain"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wired at merge: the run's manifest records preset.to_dict() and reading() "
-    "rebuilds it with Preset.from_dict",
-)
 def test_python_refresh_after_a_run_with_a_project_file_preset(cli, project: Path) -> None:
-    from rfmseg import lifecycle
+    from rfmseg import jobs
 
     _members_project(project)
     r = cli("run", "--json")
     assert r.code == 0, r.err
     runs = Path(r.json()["run_dir"]).parent
     columns = {"customer_id": "member", "order_date": "seen_at", "visits": "checkins", "class_name": "class"}
-    result = lifecycle.refresh(project / "visits.csv", columns, runs_dir=runs, publish=False)
+    result = jobs.refresh(project / "visits.csv", columns, runs_dir=runs, publish=False)
     assert result.run.manifest["params"]["preset"] == "members"
+    # the full definition the run recorded, not a registered name, is what the refresh read with
+    assert result.run.manifest["params"]["preset_definition"]["units"]["entity"] == "members"
+    assert result.summary["units"]["entity"] == "members"
 
 
 def test_the_runs_folder_and_the_store_are_resolved_in_one_place(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from rfmseg import history as hist
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 from rfmseg.runs import RunWriter
+from rfmseg.runs import history as hist
 
 D0 = date(2024, 1, 1)
 C, L, A, OC = "Champions", "Loyal Buyers", "At-Risk", "Occasional"

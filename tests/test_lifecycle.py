@@ -17,11 +17,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
+from rfmseg import settings
 from rfmseg.datasets import study
 from rfmseg.errors import ModelFormatError, ParameterError
+from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
-from rfmseg.pipeline import rfm_matrix, segment
+from rfmseg.model.naming import carry_names
+from rfmseg.model.scoring import rfm_matrix
 from rfmseg.runs import list_runs
 from rfmseg.stores import open_store
 
@@ -258,7 +261,7 @@ def test_refresh_writes_a_run_from_the_current_model_and_is_idempotent(runs: Pat
     after = {x["customer_id"]: x for x in first.table("assignments").to_pylist()}
     assert after["C001"]["recency_days"] == before["C001"]["recency_days"] + 7
     assert after["C090"]["recency_days"] == 2 and after["C090"]["frequency"] == before["C090"]["frequency"] + 1
-    with open_store(life.store_url(runs)) as store:
+    with open_store(settings.store_url(runs)) as store:
         assert store.current_run() == first.run_id and store.count() == 200
         assert store.get("C001")["model_version"] == source.run_id
     # the same job again: the run already written is found, nothing new, the store left as it is
@@ -297,7 +300,7 @@ def test_a_store_that_is_down_keeps_the_run_to_publish_later(runs: Path, cli) ->
     assert ok.code == 0, ok.err
     report = ok.json()
     assert report["run_id"] == run.run_id and report["customers"] == 200
-    with open_store(life.store_url(runs)) as store:
+    with open_store(settings.store_url(runs)) as store:
         assert store.current_run() == run.run_id
         assert store.get("C087")["segment"] == labels(run.path)["C087"]
         assert store.get("C087")["as_of"] == "2025-01-03"
@@ -305,7 +308,7 @@ def test_a_store_that_is_down_keeps_the_run_to_publish_later(runs: Path, cli) ->
 
 def test_the_store_comes_from_the_environment(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    monkeypatch.setenv(life.STORE_ENV, url)
+    monkeypatch.setenv(settings.STORE_ENV, url)
     r = cli("refresh", study.path(study.ORDERS_FILE), "--runs-dir", runs)
     assert r.code == 0, r.err
     assert (tmp_path / "elsewhere.db").exists() and not (runs / "profiles.db").exists()
@@ -402,7 +405,7 @@ def test_carry_names_keeps_a_name_the_rules_alone_would_change(trained: tuple[Pa
     new = SegmentModel(k=4).fit(x)
     rules = list(new.names_)
     new.names_ = rules[1:] + rules[:1]  # as if the naming rules named every cluster differently today
-    report = life.carry_names(previous, new, x, previous_version=run_id)
+    report = carry_names(previous, new, x, previous_version=run_id)
     by_centroid = {tuple(np.round(c, 6)): n for c, n in zip(previous.centroids_raw_, previous.names_, strict=True)}
     assert [by_centroid[tuple(np.round(c, 6))] for c in new.centroids_raw_] == new.names_
     assert report["changes"] == []
@@ -477,11 +480,11 @@ def test_publish_if_configured_follows_the_run_rule(
     runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = list_runs(runs)[0]
-    monkeypatch.delenv(life.STORE_ENV, raising=False)
+    monkeypatch.delenv(settings.STORE_ENV, raising=False)
     assert life.publish_if_configured(run, runs) is None and not (runs / "profiles.db").exists()
     assert life.publish_if_configured(run, runs, publish=True)["customers"] == 200
     url = f"sqlite:///{tmp_path / 'env.db'}"
-    monkeypatch.setenv(life.STORE_ENV, url)
+    monkeypatch.setenv(settings.STORE_ENV, url)
     assert life.publish_if_configured(run, runs)["store"] == url
     assert life.publish_if_configured(run, runs, publish=False) is None
 

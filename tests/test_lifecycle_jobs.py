@@ -1,4 +1,4 @@
-"""What refresh and retrain share (rfmseg.lifecycle.JobOptions, one manifest builder) and the manifest layout
+"""What refresh and retrain share (rfmseg.jobs.JobOptions, one manifest builder) and the manifest layout
 every kind of run has. Real runs of the study and of the saas sample, on disk."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg.datasets import study
-from rfmseg.manifest import run_manifest
-from rfmseg.pipeline import load_rfm, segment
+from rfmseg.jobs.run import segment
+from rfmseg.pipeline import load_rfm
 from rfmseg.presets import get_preset
+from rfmseg.runs.manifest import run_manifest
 
 LAYOUT = [
     "run_id",
@@ -58,7 +59,10 @@ def test_a_refresh_manifest_has_the_shared_layout(jobs) -> None:
     assert (m["kind"], m["model_version"], m["source_run"]) == ("refresh", first.run_id, first.run_id)
     assert m["input"]["path"] == "orders" and m["as_of"] == "2024-12-31" and m["customers"] == 200
     # the model's parameters and the reading of its run
-    model_params, reading = ["k", "transform", "n_init", "random_state"], ["bad_rows", "returns", "preset", "features"]
+    model_params, reading = (
+        ["k", "transform", "n_init", "random_state"],
+        ["bad_rows", "returns", "preset", "preset_definition", "features"],
+    )
     assert list(m["params"]) == model_params + reading
     assert m["params"] == {k: first.manifest["params"][k] for k in m["params"]}
     reasons = jobs["refresh"].run.table("assignments").column("segment_reason").to_pylist()

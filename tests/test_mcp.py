@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 from rfmseg import questions as q
 from rfmseg.agent.mcp_server import QUESTION_TOOLS, build_server
 from rfmseg.datasets import study
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 from servers import free_port, wait_until_listening
 
 TOOLS = {

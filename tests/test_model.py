@@ -13,7 +13,7 @@ from rfmseg.datasets import study
 from rfmseg.errors import ModelFormatError, ParameterError
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary, levels, name_clusters
-from rfmseg.pipeline import rfm_matrix
+from rfmseg.model.scoring import rfm_matrix
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ import pytest
 import rfmseg
 from rfmseg.cli.common import run_app
 from rfmseg.model.choose_k import STABLE_ARI, choose_k
+from rfmseg.model.scoring import rfm_matrix
 from rfmseg.model.segment_model import SegmentModel
-from rfmseg.pipeline import rfm_matrix
 from rfmseg.presets import get_preset
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/online_retail/online_retail.parquet"

@@ -17,7 +17,7 @@ import pytest
 from rfmseg import questions as q
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 
 STUDY_DATES = ("2024-12-01", "2024-12-16", "2024-12-31")
 

@@ -81,7 +81,7 @@ def test_report_search_history_covers_the_runs_before(runs: StudyRuns) -> None:
 
 
 def test_report_transitions_match_the_registry(runs: StudyRuns) -> None:
-    from rfmseg.history import transitions
+    from rfmseg.runs.history import transitions
 
     view = embedded_view((runs.latest.path / REPORT_FILE).read_text(encoding="utf-8"))
     t = transitions(runs.runs_dir, runs.before.run_id, runs.latest.run_id)
@@ -177,7 +177,7 @@ def test_big_runs_are_sampled_per_segment() -> None:
 def test_k_choice_stops_at_the_number_of_distinct_customers(tmp_path: Path) -> None:
     import warnings
 
-    from rfmseg.pipeline import segment
+    from rfmseg.jobs.run import segment
 
     rfm = pa.table(
         {
@@ -197,7 +197,7 @@ def test_k_choice_stops_at_the_number_of_distinct_customers(tmp_path: Path) -> N
 
 def test_a_refresh_reuses_the_k_choice_of_the_model_it_scores_with(tmp_path: Path) -> None:
     import rfmseg
-    from rfmseg import lifecycle
+    from rfmseg import jobs as lifecycle
     from rfmseg.datasets import study
 
     runs_dir = tmp_path / "runs"

@@ -16,9 +16,9 @@ from sklearn.cluster import KMeans
 import rfmseg.io.validate as validate
 from rfmseg import pipeline
 from rfmseg.io import Policy
+from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
 from rfmseg.model import kmeans as km
-from rfmseg.pipeline import segment
 
 REPO = Path(__file__).resolve().parents[1]
 ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
@@ -368,7 +368,7 @@ def test_importing_rfmseg_leaves_scikit_learn_to_the_fit(study_orders: Path) -> 
     import subprocess
 
     code = (
-        "import sys; import rfmseg.cli, rfmseg.pipeline as p; "
+        "import sys; import rfmseg.cli, rfmseg.jobs.run as p; "
         "before = any(m in sys.modules for m in ('sklearn', 'scipy.optimize')); "
         f"r = p.segment({str(study_orders)!r}, runs_dir=None); "
         "print(before, 'sklearn.cluster' in sys.modules, r.summary['n_customers'])"

@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from rfmseg import history as hist
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
+from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
-from rfmseg.pipeline import segment
 from rfmseg.runs import Run
+from rfmseg.runs import history as hist
 from rfmseg.simulate import GROUPS, SimConfig, Simulation, simulate, snapshot
 from rfmseg.stores import open_store
 

@@ -22,7 +22,8 @@ from sklearn.metrics import adjusted_rand_score
 from rfmseg.datasets import study
 from rfmseg.engines.spark import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
+from rfmseg.model.scoring import ASSIGNMENT_COLUMNS
 from rfmseg.presets import get_preset
 from servers import free_port, wait_until_listening
 
@@ -143,6 +144,7 @@ def test_study_on_spark_matches_local_and_recovers_the_four_groups(spark, cli, t
     # the executors wrote the same assignments under the Hadoop path
     lake = pq.read_table(out / summary["run_id"] / "assignments")
     assert lake.num_rows == 200
+    assert tuple(lake.column_names) == ASSIGNMENT_COLUMNS  # the schema of every run's assignments
     assert dict(zip(lake["customer_id"].to_pylist(), lake["segment"].to_pylist(), strict=True)) == study.truth()
     assert manifest["output"]["assignments"] == f"file://{out}/{summary['run_id']}/assignments"
     assert pq.read_table(out / summary["run_id"] / "rfm").num_rows == 200
@@ -275,7 +277,7 @@ def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
     # a cluster's 200 shuffle partitions made every K-Means pass run 200 Python tasks for 200 customers
     from rfmseg.engines.spark import SparkEngine
     from rfmseg.io.validate import Policy
-    from rfmseg.pipeline import Timer
+    from rfmseg.timing import Timer
 
     before = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "50")

@@ -16,7 +16,7 @@ import test_stores
 from rfmseg.datasets import study
 from rfmseg.engines.spark import SparkEngine, SparkError, _executor_error
 from rfmseg.errors import StoreError
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 from rfmseg.stores import open_store
 from rfmseg.stores.base import redact_url
 from test_stores import purge

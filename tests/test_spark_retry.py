@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from rfmseg.datasets import study
-from rfmseg.pipeline import segment
+from rfmseg.jobs.run import segment
 from rfmseg.stores import open_store
 from test_stores import PG_URL, purge
 

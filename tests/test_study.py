@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 import rfmseg
 from rfmseg.datasets import study
 from rfmseg.model.choose_k import choose_k
-from rfmseg.pipeline import rfm_matrix
+from rfmseg.model.scoring import rfm_matrix
 
 
 @pytest.fixture(scope="module")

@@ -394,8 +394,8 @@ class Settings(_Strict):
         return self.cold_start.segment or self.preset_obj().cold_start_segment
 
     def cold_start_rule(self) -> Any:
-        """The cold-start rule as :class:`rfmseg.lifecycle.ColdStart`."""
-        from rfmseg.lifecycle import ColdStart
+        """The cold-start rule as :class:`rfmseg.model.scoring.ColdStart`."""
+        from rfmseg.model.scoring import ColdStart
 
         return ColdStart(self.cold_start.orders, self.cold_start.days, self.cold_start_segment)
 

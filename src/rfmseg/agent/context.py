@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from rfmseg import history as run_history
 from rfmseg import questions as q
 from rfmseg.errors import NotFoundError, StoreError
+from rfmseg.runs import history as run_history
 from rfmseg.settings import DEFAULT_RUNS_DIR, existing_store_url
 from rfmseg.touches import load_touches
 

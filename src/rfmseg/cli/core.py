@@ -33,8 +33,10 @@ from rfmseg.cli.options import (
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
+from rfmseg.jobs.run import RunResult, segment
 from rfmseg.model.choose_k import choose_k
-from rfmseg.pipeline import RunResult, load_rfm, rfm_matrix, segment
+from rfmseg.model.scoring import rfm_matrix
+from rfmseg.pipeline import load_rfm
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 
@@ -156,7 +158,7 @@ def run(
     """Segment the customers of your own transactions file (or of the source set in rfmseg.toml).
 
     Options override the project file; `rfmseg config show` prints what is in force."""
-    from rfmseg.lifecycle import publish_run, publish_target
+    from rfmseg.jobs.publish import publish_run, publish_target
 
     settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
     scale = {"engine": engine, "spark_master": spark_master, "output": output, "sample_size": sample_size}

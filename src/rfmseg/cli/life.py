@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from rfmseg import history as hist
-from rfmseg import lifecycle as life
+from rfmseg import jobs as life
 from rfmseg import simulate as sim
 from rfmseg.cli.common import app, out, print_json, print_summary, units_of
 from rfmseg.cli.options import (
@@ -35,6 +34,8 @@ from rfmseg.cli.options import (
 from rfmseg.config import Settings, resolve
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+from rfmseg.runs import history as hist
+from rfmseg.runs.registry import describe_run, runs_table
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
@@ -103,7 +104,7 @@ app.add_typer(runs_app, name="runs")
 def _runs(ctx: typer.Context, kind: str | None) -> tuple[Path, list[dict[str, Any]]]:
     """The run registry in force and its runs (of ``kind`` only, when given), oldest first."""
     runs_dir = resolve(ctx).runs_path
-    return runs_dir, [r for r in life.runs_table(runs_dir) if kind is None or r["kind"] == kind]
+    return runs_dir, [r for r in runs_table(runs_dir) if kind is None or r["kind"] == kind]
 
 
 @runs_app.command("list")
@@ -148,7 +149,7 @@ def runs_show(
     config: ConfigOpt = None,
 ) -> None:
     """One run: what it is, which model, how it was made, its segment table."""
-    info = life.describe_run(run_id, resolve(ctx).runs_path)
+    info = describe_run(run_id, resolve(ctx).runs_path)
     if as_json:
         print_json(info)
         return

@@ -11,7 +11,7 @@ What runs where:
 * on the driver: the RFM table per customer, collected as Arrow (about 100 bytes per customer), on which
   the transform is fitted, the clusters are named (the same naming code, on the MLlib centroids) and the
   profile, insights and run folder are made, exactly as with the local engine;
-* publishing to the online profile store (:meth:`SparkEngine.publish`): begun and committed on the
+* publishing to the online profile store (:meth:`SparkEngine.publish_from_executors`): begun and committed on the
   driver, the customers assigned and staged in batches by the executors (:mod:`rfmseg.stores`' staged
   publish), so the publish passes no customer rows through the driver.
 
@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg import features
+from rfmseg.engines.base import publish_table
 from rfmseg.errors import InputError, ParameterError, RfmsegError, StoreError
 from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
 from rfmseg.io.validate import (
@@ -63,7 +64,10 @@ from rfmseg.io.validate import (
     typed_columns,
 )
 from rfmseg.model.kmeans import nearest
+from rfmseg.model.scoring import REASON_MODEL
+from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
+from rfmseg.timing import Timer
 
 INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -335,7 +339,8 @@ def _quarantine_schema(schema_: pa.Schema) -> pa.Schema:
 
 
 class SparkEngine:
-    """``rfmseg.pipeline.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark."""
+    """``rfmseg.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark (an
+    :class:`rfmseg.engines.base.Engine`)."""
 
     def __init__(self, spark_master: str | None = None, output: str | None = None, spark: Any = None) -> None:
         self.master = spark_master
@@ -365,6 +370,9 @@ class SparkEngine:
             "master": sc.master if sc is not None else os.environ.get("SPARK_REMOTE", self.master),
             "spark_version": self.spark.version,
         }
+
+    def check_publish(self, writes_folder: bool) -> None:
+        """Nothing to refuse: the executors publish what they compute, with or without a run folder."""
 
     def close(self) -> None:
         if self._rfm_all is not None:
@@ -457,7 +465,7 @@ class SparkEngine:
     ) -> tuple[Prepared, pa.Table]:
         """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow."""
         from rfmseg.io.sources import SourceSpec
-        from rfmseg.pipeline import parse_as_of
+        from rfmseg.pipeline import parse_as_of  # (H1a moves it to io/)
         from rfmseg.presets import with_features
 
         if isinstance(source, SourceSpec):
@@ -599,17 +607,15 @@ class SparkEngine:
             raise InputError(f"{prepared.source.label}: no usable order rows; {_problem(spark, rules)}")
 
     # --------------------------------------------------------------------------------------- K-Means
-    def fit(self, model: Any, x: np.ndarray) -> None:
+    def fit(self, model: Any, x: np.ndarray) -> Assignment:
         """Fit ``model`` (a SegmentModel): transform fitted on the collected RFM (the same code as the local
         engine), applied to every customer on the executors, MLlib K-Means (k-means||, seeded) on Spark, the
-        names from the same naming code on the MLlib centroids."""
+        names from the same naming code on the MLlib centroids. Returns the customers' assignment to it."""
         from pyspark.ml.clustering import KMeans
         from pyspark.ml.feature import VectorAssembler
 
-        from rfmseg.model.segment_model import _distinct_rows
-
-        model._check_params(x.shape[0])
-        distinct = _distinct_rows(x, model.k)
+        model.check_params(x.shape[0])
+        distinct = distinct_rows(x, model.k)
         if distinct < model.k:
             raise ParameterError(
                 f"k={model.k} needs at least {model.k} customers with different RFM values; the data has {distinct}"
@@ -636,7 +642,13 @@ class SparkEngine:
             "tol": KMEANS_TOL,
             "seed": model.random_state,
         }
-        model._set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
+        model.set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
+        return model.predict(x)
+
+    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
+        """The quarantined rows, judged on Spark (:meth:`SparkPrepared.write_quarantine`)."""
+        assert isinstance(prepared, SparkPrepared), "the Spark engine writes the quarantine of what it judged"
+        prepared.write_quarantine(path)
 
     def _scaled(self, transform: Transform) -> Any:
         """(customer_id, recency_days, frequency, monetary, z0, z1, z2) on Spark: ``transform`` applied by
@@ -660,18 +672,24 @@ class SparkEngine:
     # --------------------------------------------------------------------------------------- output
     def _assigner(self, model: Any) -> tuple[Callable[[Iterator[Any]], Iterator[Any]], Any]:
         """(``assign``, its output schema): the executors' assignment of each customer of the RFM table to the
-        nearest centroid of ``model``, with the local engine's code (``nearest``), as a mapInPandas function."""
+        nearest centroid of ``model``, with the local engine's code (``nearest``), as a mapInPandas function.
+        The columns are those of every run's assignments (:data:`rfmseg.model.scoring.ASSIGNMENTS_SCHEMA`),
+        scored as ``rfmseg run`` scores: by the nearest centroid, without the cold-start rule."""
         from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
         transform, centers, names = model.transform_, model.centroids_scaled_, list(model.names_)
+        rfm_fields = {f.name: f for f in self._rfm_df.schema.fields}
         out_schema = StructType(
             [
                 StructField("customer_id", StringType()),
                 StructField("segment", StringType()),
-                *[f for f in self._rfm_df.schema.fields if f.name in ("recency_days", "frequency", "monetary")],
+                StructField("segment_reason", StringType()),
+                *[rfm_fields[c] for c in ("recency_days", "frequency", "monetary")],
                 StructField("distance", DoubleType()),
                 StructField("margin", DoubleType()),
+                StructField("model_segment", StringType()),
                 StructField("cluster", IntegerType()),
+                rfm_fields["first_order_date"],
             ]
         )
 
@@ -681,36 +699,44 @@ class SparkEngine:
             for b in batches:
                 x = b[["recency_days", "frequency", "monetary"]].to_numpy(dtype=float)
                 labels, dist, margin = nearest(transform.apply(x), centers)
+                segment = np.asarray(names, dtype=object)[labels]
                 yield pd.DataFrame(
                     {
                         "customer_id": b["customer_id"],
-                        "segment": np.asarray(names, dtype=object)[labels],
+                        "segment": segment,
+                        "segment_reason": REASON_MODEL,
                         "recency_days": b["recency_days"],
                         "frequency": b["frequency"],
                         "monetary": b["monetary"],
                         "distance": dist,
                         "margin": margin,
+                        "model_segment": segment,
                         "cluster": labels.astype("int32"),
+                        "first_order_date": b["first_order_date"],
                     }
                 )
 
         return assign, out_schema
 
     def _customer_rows(self) -> Any:
-        """What ``assign`` reads: the RFM columns of every customer, on Spark."""
-        return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary")
+        """What ``assign`` reads: the RFM columns and first order of every customer, on Spark."""
+        return self._rfm_df.select("customer_id", "recency_days", "frequency", "monetary", "first_order_date")
 
-    def write_output(self, run_id: str, model: Any) -> dict[str, str]:
-        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/."""
-        assert self.output is not None and self._rfm_df is not None
+    def write_output(self, run_id: str, model: Any, timer: Timer) -> dict[str, str] | None:
+        """The run's rfm and assignments tables, written by the executors under ``output``/<run_id>/ (stage
+        ``output`` of ``timer``); None without an ``output``."""
+        if self.output is None:
+            return None
+        assert self._rfm_df is not None
         base = f"{self.output}/{run_id}"
         assign, out_schema = self._assigner(model)
         self._written = base
         try:
-            self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
-            self._customer_rows().mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(
-                f"{base}/assignments"
-            )
+            with timer.stage("output"):
+                self._rfm_df.write.mode("errorifexists").parquet(f"{base}/rfm")
+                self._customer_rows().mapInPandas(assign, out_schema).write.mode("errorifexists").parquet(
+                    f"{base}/assignments"
+                )
         except Exception as exc:
             first = _why(exc)
             raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
@@ -725,6 +751,16 @@ class SparkEngine:
         return str(self.describe().get("master") or "").startswith("local")
 
     def publish(
+        self, url: str, run_id: str, as_of: date, model_version: str, model: Any, assignments: pa.Table
+    ) -> dict[str, Any]:
+        """Publish the run just computed to the store at ``url``: from the executors
+        (:meth:`publish_from_executors`) when they can reach it, else (a SQLite file on the driver's disk
+        under a cluster) from this process, from ``assignments``. The report says which (``by``)."""
+        if self.executors_reach(url):
+            return self.publish_from_executors(run_id, as_of, model_version, model, url)
+        return {**publish_table(url, assignments, run_id, as_of, model_version), "by": "driver"}
+
+    def publish_from_executors(
         self,
         run_id: str,
         as_of: date,

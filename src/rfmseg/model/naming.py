@@ -13,16 +13,25 @@ once with the Hungarian algorithm so names are unique and the total misfit is sm
 K up to the vocabulary's size, is deterministic, and each name carries the levels that earned it.
 
 A user or a preset replaces the vocabulary (see ``Vocabulary.from_records``) without touching code.
+
+A retrained model carries the previous model's names over where the profile held (:func:`carry_names`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rfmseg.errors import ParameterError
+
+if TYPE_CHECKING:
+    from rfmseg.model.segment_model import SegmentModel
+
+DEFAULT_MAX_NAME_SHIFT = 0.5
+"""A matched centroid keeps its previous name while it moved less than this fraction of the distance from
+its previous position to the nearest other previous centroid (measured in the new model's scaled space)."""
 
 
 @dataclass(frozen=True)
@@ -238,12 +247,14 @@ def name_clusters(
     for r, c in zip(rows, cols, strict=True):
         t = vocabulary.types[c]
         out[r] = Named(
-            t.name, _reason(t, centroids_raw[r], lv[r], vocabulary), tuple(map(float, lv[r])), float(cost[r, c])
+            t.name, reason(t, centroids_raw[r], lv[r], vocabulary), tuple(map(float, lv[r])), float(cost[r, c])
         )
     return [n for n in out if n is not None]
 
 
-def _reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vocabulary) -> str:
+def reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vocabulary) -> str:
+    """Why a cluster with ``centroid`` (at levels ``lv``) is named ``t``: its typical member, in the
+    vocabulary's words."""
     r_label, f_label, m_label = vocabulary.labels
     parts = (
         f"{r_label} {centroid[0]:,.0f} days (more recent than {lv[0]:.0%} of {vocabulary.entity})",
@@ -252,3 +263,122 @@ def _reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vo
     )
     what = f" — {t.description}" if t.description else ""
     return f"typical member: {'; '.join(parts)}{what}"
+
+
+@dataclass
+class NameDecision:
+    cluster: int
+    name: str
+    data_driven_name: str
+    previous_name: str | None
+    distance: float | None
+    limit: float | None
+    decision: Literal["kept", "renamed", "new"]
+    why: str
+
+
+def carry_names(
+    previous: SegmentModel,
+    new: SegmentModel,
+    population: np.ndarray,
+    max_shift: float = DEFAULT_MAX_NAME_SHIFT,
+    previous_version: str | None = None,
+) -> dict[str, Any]:
+    """Give ``new`` (freshly fitted, named by the rules) the names of ``previous`` where the profile held.
+
+    Centroids are compared in the *new* model's scaled space: both models' centroids in original units
+    (the mean RFM of their members: days, orders, money — comparable across models) go through the new
+    transform, the one fitted on today's customers and used by K-Means to tell clusters apart. The
+    Hungarian algorithm pairs new and previous centroids with the smallest total distance. A pair keeps the
+    previous name when the new centroid lies within ``max_shift`` × (distance from the previous centroid
+    to its nearest other previous centroid): at 0.5 the centroid has not crossed half way towards another
+    segment, so it is still that segment. Otherwise — or when K grew and a centroid has no partner — the
+    cluster keeps the name the rules give it from its data, chosen among the names not carried over.
+    Sets the names and reasons of ``new`` (:meth:`SegmentModel.set_names`); returns the report stored in the
+    summary and the manifest.
+    """
+    if max_shift < 0:
+        raise ParameterError(f"--max-name-shift {max_shift} should be >= 0 (0 never carries a name over)")
+    data_driven = list(new.names_)
+    zn = new.transform_.apply(new.centroids_raw_)
+    zp = new.transform_.apply(previous.centroids_raw_)
+    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
+    from scipy.spatial.distance import cdist
+
+    cost = cdist(zn, zp)
+    spacing = cdist(zp, zp)
+    np.fill_diagonal(spacing, np.inf)
+    nearest_other = spacing.min(axis=1) if zp.shape[0] > 1 else np.full(zp.shape[0], np.inf)
+    rows, cols = linear_sum_assignment(cost)
+    pair = {int(i): int(j) for i, j in zip(rows, cols, strict=True)}
+    carried = {i: j for i, j in pair.items() if cost[i, j] <= max_shift * nearest_other[j]}
+    names: list[str | None] = [None] * new.k
+    for i, j in carried.items():
+        names[i] = previous.names_[j]
+    rest = [i for i in range(new.k) if i not in carried]
+    if rest:
+        taken = {previous.names_[j] for j in carried.values()}
+        voc = replace(new.vocabulary, types=tuple(t for t in new.vocabulary.types if t.name not in taken))
+        if len(voc.types) < len(rest):  # vocabulary changed since the previous model: name from scratch
+            voc = new.vocabulary
+        for i, n in zip(rest, name_clusters(new.centroids_raw_[rest], population, voc), strict=True):
+            names[i] = n.name
+    final = [str(n) for n in names]
+    reasons = []
+    for i, name in enumerate(final):
+        t = new.vocabulary.get(name)
+        reasons.append(
+            reason(t, new.centroids_raw_[i], np.asarray(new.levels_[i]), new.vocabulary) if t else new.reasons_[i]
+        )
+    new.set_names(final, reasons)
+
+    decisions: list[NameDecision] = []
+    for i in range(new.k):
+        cr = new.centroids_raw_[i]
+        if i not in pair:
+            decisions.append(
+                NameDecision(
+                    i,
+                    final[i],
+                    data_driven[i],
+                    None,
+                    None,
+                    None,
+                    "new",
+                    f"new segment '{final[i]}': no previous centroid to match (K went from {previous.k} to {new.k})",
+                )
+            )
+            continue
+        j = pair[i]
+        d, limit = float(cost[i, j]), float(max_shift * nearest_other[j])
+        old = previous.names_[j]
+        pr = previous.centroids_raw_[j]
+        moved = (
+            f"recency {pr[0]:,.0f}→{cr[0]:,.0f} days, frequency {pr[1]:,.1f}→{cr[1]:,.1f}, "
+            f"monetary {pr[2]:,.0f}→{cr[2]:,.0f}"
+        )
+        lim = "no limit" if not np.isfinite(limit) else f"limit {limit:.3f}"
+        if i in carried:
+            note = "" if data_driven[i] == old else f"; the naming rules alone would say '{data_driven[i]}'"
+            why = f"'{old}' kept: centroid moved {d:.3f} ({lim}): {moved}{note}"
+            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "kept", why))
+        elif final[i] == old:
+            why = f"'{old}' kept by the naming rules although the centroid moved {d:.3f} ({lim}): {moved}"
+            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "kept", why))
+        else:
+            why = f"'{old}' → '{final[i]}': the profile changed, centroid moved {d:.3f} > {lim}: {moved}"
+            decisions.append(NameDecision(i, final[i], data_driven[i], old, d, limit, "renamed", why))
+    retired = [n for n in previous.names_ if n not in final]
+    changes = [x.why for x in decisions if x.decision != "kept"]
+    changes += [f"segment '{n}' retired: no centroid of the new model carries it" for n in retired]
+    return {
+        "previous_model": previous_version,
+        "rule": (
+            f"Hungarian matching of centroids in the new model's scaled space; a match keeps its name within "
+            f"{max_shift} × the distance to the nearest other previous centroid"
+        ),
+        "max_name_shift": max_shift,
+        "segments": [asdict(x) for x in decisions],
+        "retired": retired,
+        "changes": changes,
+    }

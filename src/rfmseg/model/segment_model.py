@@ -54,7 +54,8 @@ class SegmentModel:
         """points the K-Means restarts run on above kmeans.SCALE_THRESHOLD customers (None: the default)"""
 
     # ----------------------------------------------------------------------------------------- fitting
-    def _check_params(self, n_customers: int) -> None:
+    def check_params(self, n_customers: int) -> None:
+        """Refuse hyper-parameters no fit on ``n_customers`` customers can honour (any engine checks them)."""
         check_transform(self.transform)
         if not isinstance(self.k, int) or self.k < 2:
             raise ParameterError(f"k={self.k} should be a whole number >= 2")
@@ -80,8 +81,8 @@ class SegmentModel:
         """Fit, and return the training customers' assignment (what :meth:`predict` gives for them, without
         scoring them again: the fit's last pass over the customers computed it)."""
         x = np.asarray(rfm, dtype=float)
-        self._check_params(x.shape[0])
-        distinct = _distinct_rows(x, self.k)
+        self.check_params(x.shape[0])
+        distinct = distinct_rows(x, self.k)
         if distinct < self.k:
             raise ParameterError(
                 f"k={self.k} needs at least {self.k} customers with different RFM values; the data has {distinct}"
@@ -94,10 +95,10 @@ class SegmentModel:
             labels, distance, margin = nearest(z, km.centers)
         else:
             labels, distance, margin = km.labels, km.distance, km.margin
-        self._set_clusters(km.centers, x, km.inertia, km.n_iter, labels=labels)
+        self.set_clusters(km.centers, x, km.inertia, km.n_iter, labels=labels)
         return Assignment(labels, list(self.names_), distance, margin)
 
-    def _set_clusters(
+    def set_clusters(
         self,
         centers_scaled: np.ndarray,
         x: np.ndarray,
@@ -106,8 +107,8 @@ class SegmentModel:
         z: np.ndarray | None = None,
         labels: np.ndarray | None = None,
     ) -> None:
-        """Centres, names and metrics from fitted centres; ``z`` (``x`` transformed) and ``labels`` (each
-        customer's nearest centre) when already at hand."""
+        """Centres, names and metrics from centres fitted on ``x`` (here or by another engine's K-Means);
+        ``z`` (``x`` transformed) and ``labels`` (each customer's nearest centre) when already at hand."""
         self.centroids_scaled_ = np.asarray(centers_scaled, float)
         if labels is None:
             z = self.transform_.apply(x) if z is None else z
@@ -116,12 +117,19 @@ class SegmentModel:
         # which for min-max equals the inverse transform of the centre
         self.centroids_raw_ = cluster_means(x, labels, self.k)
         named = name_clusters(self.centroids_raw_, x, self.vocabulary)
-        self.names_ = [n.name for n in named]
-        self.reasons_ = [n.reason for n in named]
         self.levels_ = [list(n.levels) for n in named]
+        self.set_names([n.name for n in named], [n.reason for n in named])
         self.inertia_ = float(inertia)
         self.n_iter_ = int(n_iter)
         self.n_customers_ = int(x.shape[0])
+
+    def set_names(self, names: list[str], reasons: list[str]) -> None:
+        """The clusters' names and the reasons for them, by cluster index: the one place they are set (from
+        the naming rules by :meth:`set_clusters`, or carried over by :func:`rfmseg.model.naming.carry_names`)."""
+        if len(names) != self.k or len(reasons) != self.k:
+            raise ParameterError(f"a model of k={self.k} needs {self.k} names and reasons, got {names}")
+        self.names_ = list(names)
+        self.reasons_ = list(reasons)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "centroids_scaled_"):
@@ -220,7 +228,7 @@ class SegmentModel:
         return cls.from_dict(d, str(path))
 
 
-def _distinct_rows(x: np.ndarray, at_least: int, head: int = 10_000) -> int:
+def distinct_rows(x: np.ndarray, at_least: int, head: int = 10_000) -> int:
     """Distinct rows of ``x``, or a count >= ``at_least`` found in its first ``head`` rows (enough to know
     K-Means can find ``at_least`` clusters without sorting millions of rows)."""
     found = np.unique(x[:head], axis=0).shape[0]

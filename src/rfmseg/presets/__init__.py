@@ -40,7 +40,7 @@ class Preset:
     sample: str | None = None
     """file name of the preset's generated sample data set in rfmseg/presets/data/"""
     cold_start_segment: str = "Occasional"
-    """the segment given to customers with too little history (see rfmseg.lifecycle.ColdStart)"""
+    """the segment given to customers with too little history (see rfmseg.model.scoring.ColdStart)"""
 
     def __post_init__(self) -> None:
         # the naming reasons speak of the entity the units name ("more recent than 80% of users")

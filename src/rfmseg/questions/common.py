@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from rfmseg import history as run_history
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.history import RunMeta
 from rfmseg.io.readers import sql_string
 from rfmseg.model import SegmentModel
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run
+from rfmseg.runs import history as run_history
+from rfmseg.runs.history import RunMeta
 
 RFM = ("recency_days", "frequency", "monetary")
 
@@ -76,7 +76,7 @@ def no_runs_error(runs_dir: Path) -> NotFoundError:
 
 
 class History:
-    """The runs of one runs folder as an ordered history (the timeline of :mod:`rfmseg.history`: one run per
+    """The runs of one runs folder as an ordered history (the timeline of :mod:`rfmseg.runs.history`: one run per
     as-of date, the last written), with cached reads of their files."""
 
     def __init__(self, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> None:

@@ -1,6 +1,6 @@
 """Trend questions over the history of runs: who is trending toward another segment, what changed for a
 segment's customers, whose recency jumped, where one customer is heading, and the transitions and early
-warnings of :mod:`rfmseg.history` with their customer lists limited.
+warnings of :mod:`rfmseg.runs.history` with their customer lists limited.
 
 Distances for trends ("tracking toward", "trending toward") are measured with ONE yardstick: the latest
 run's model (its transform and centroids) applied to the customer's RFM values in each snapshot, so that a
@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from rfmseg import history as run_history
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.model import SegmentModel
 from rfmseg.questions.common import (
@@ -34,6 +33,7 @@ from rfmseg.questions.common import (
     rounded,
 )
 from rfmseg.questions.lookups import customer_segment
+from rfmseg.runs import history as run_history
 
 Membership = Literal["now", "start", "either"]
 _MEMBERSHIP = {

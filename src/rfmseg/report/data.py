@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from rfmseg.errors import RfmsegError
-from rfmseg.history import GONE, NEW, RunMeta, run_metas, timeline
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
 from rfmseg.profile import pareto_curve
 from rfmseg.runs import Run
+from rfmseg.runs.history import GONE, NEW, RunMeta, run_metas, timeline
 
 CHOOSE_K_FILE = "choose_k.json"
 MAX_POINTS = 5_000

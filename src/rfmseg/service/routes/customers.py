@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from rfmseg import history as run_history
 from rfmseg.errors import NotFoundError
+from rfmseg.runs import history as run_history
 from rfmseg.service.deps import (
     AppState,
     InvalidError,

@@ -10,10 +10,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from rfmseg import history
 from rfmseg.errors import RfmsegError
-from rfmseg.lifecycle import describe_run, runs_table
 from rfmseg.report import REPORT_FILE, render_html, view_for_run
+from rfmseg.runs import history
+from rfmseg.runs.registry import describe_run, runs_table
 from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import RunPublic, RunsPublic, RunViewPublic, TransitionsPublic, WarningsPublic
 

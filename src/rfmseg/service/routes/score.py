@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from rfmseg.lifecycle import OFF, ColdStart, assign
+from rfmseg.jobs.assign import assign
+from rfmseg.model.scoring import OFF, ColdStart
 from rfmseg.service.deps import InvalidError, StateDep, TooLargeError, json_response
 from rfmseg.service.models import ScorePublic, ScoreRequest
 

@@ -15,12 +15,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfmseg.errors import NotFoundError
+from rfmseg.errors import ModelFormatError, NotFoundError
+from rfmseg.model import SegmentModel
+from rfmseg.runs.artifacts import Manifest, ModelFile, Summary
 
 DEFAULT_RUNS_DIR = Path("rfmseg-runs")
 FILES = (
@@ -50,12 +52,16 @@ class Run:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
     @property
-    def manifest(self) -> dict[str, Any]:
-        return self.read_json("manifest.json")
+    def manifest(self) -> Manifest:
+        return cast(Manifest, self.read_json("manifest.json"))
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return self.read_json("summary.json")
+    def summary(self) -> Summary:
+        return cast(Summary, self.read_json("summary.json"))
+
+    @property
+    def model(self) -> ModelFile:
+        return cast(ModelFile, self.read_json("model.json"))
 
     def table(self, name: str) -> pa.Table:
         return pq.read_table(self.path / f"{name}.parquet")
@@ -71,7 +77,7 @@ class RunWriter:
         self.tmp = self.runs_dir / f".tmp-{run_id}"
         self.tmp.mkdir()
 
-    def json(self, name: str, data: Any) -> None:
+    def json(self, name: str, data: Summary | Manifest | ModelFile | Any) -> None:
         (self.tmp / name).write_text(json.dumps(data, indent=1, default=_json_default) + "\n", encoding="utf-8")
 
     def parquet(self, name: str, table: pa.Table) -> None:
@@ -125,3 +131,68 @@ def get_run(run_id: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run:
     known = ", ".join(r.run_id for r in runs[-5:]) or "none"
     what = "several runs start with" if prefixed else "no run"
     raise NotFoundError(f"{what} '{run_id}' in {runs_dir}; recent runs: {known} (see `rfmseg runs list`)")
+
+
+def find_run(runs_dir: Path, key: str) -> Run | None:
+    """The run written with idempotency key ``key`` (or, for a refresh, the retrain whose labels are the ones
+    this refresh would write: same as-of, data, model and cold-start rule), if any."""
+    for run in reversed(list_runs(runs_dir)):
+        try:
+            m = run.manifest
+            if key in (m.get("idempotency_key"), m.get("scoring_key")):
+                return run
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def latest_model_run(runs_dir: Path) -> Run | None:
+    """The most recent run that trained a model (kind run or retrain), None if there is none."""
+    for run in reversed(list_runs(runs_dir)):
+        if run.manifest.get("kind", "run") in ("run", "retrain"):
+            return run
+    return None
+
+
+def run_info(run: Run) -> dict[str, Any]:
+    """One line of `rfmseg runs list`: id, created, kind, as-of, K, customers, input, model version."""
+    m = run.manifest
+    params = m.get("params") or {}
+    return {
+        "run_id": run.run_id,
+        "created": m.get("created"),
+        "kind": m.get("kind", "run"),
+        "as_of": m.get("as_of"),
+        "k": params.get("k"),
+        "customers": m.get("customers"),
+        "input": (m.get("input") or {}).get("path"),
+        "model_version": m.get("model_version") or run.run_id,
+        "path": str(run.path),
+    }
+
+
+def runs_table(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[dict[str, Any]]:
+    return [run_info(r) for r in list_runs(Path(runs_dir))]
+
+
+def describe_run(run_id: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> dict[str, Any]:
+    """Everything about one run: its registry line, manifest, summary and model (without the big arrays)."""
+    run = get_run(run_id, Path(runs_dir))
+    try:
+        model = SegmentModel.load(run.path / "model.json")
+        model_info: dict[str, Any] = {
+            "k": model.k,
+            "transform": model.transform,
+            "names": model.names_,
+            "centroids_raw": model.centroids_raw_.tolist(),
+            "provenance": getattr(model, "provenance_", {}),
+        }
+    except ModelFormatError as exc:
+        model_info = {"error": exc.message}
+    return {
+        **run_info(run),
+        "files": sorted(p.name for p in run.path.iterdir()),
+        "manifest": run.manifest,
+        "summary": run.summary,
+        "model": model_info,
+    }

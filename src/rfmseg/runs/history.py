@@ -24,19 +24,12 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs
+from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
+from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
 NEW, GONE = "(new)", "(gone)"
-COLUMNS = (
-    ("customer_id", "VARCHAR"),
-    ("segment", "VARCHAR"),
-    ("segment_reason", "VARCHAR"),
-    ("recency_days", "BIGINT"),
-    ("frequency", "BIGINT"),
-    ("monetary", "DOUBLE"),
-    ("distance", "DOUBLE"),
-    ("margin", "DOUBLE"),
-)
+COLUMNS = ("customer_id", "segment", "segment_reason", "recency_days", "frequency", "monetary", "distance", "margin")
+"""the columns of assignments.parquet (:data:`rfmseg.model.scoring.ASSIGNMENTS_SCHEMA`) the history reads"""
 
 
 @dataclass(frozen=True)
@@ -118,18 +111,15 @@ def _lit(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def _present(con: duckdb.DuckDBPyConnection, files: list[str]) -> set[str]:
-    listing = ", ".join(_lit(f) for f in files)
-    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet([{listing}], union_by_name = true)").fetchall()
-    return {r[0] for r in rows}
-
-
 def _scan(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
-    """A SELECT over ``files`` with every column of :data:`COLUMNS` (NULL where a run lacks it) + filename."""
-    present = _present(con, files)
+    """A SELECT of :data:`COLUMNS` and the file name over ``files``, read by column name against the one
+    assignments schema. Every run writes all its columns; a run folder written by an earlier version (whose
+    'run' kind wrote 8 columns, without segment_reason) reads NULL for the columns it lacks."""
+    con.register("rfmseg_assignments_schema", ASSIGNMENTS_SCHEMA.empty_table())
     listing = ", ".join(_lit(f) for f in files)
-    cols = ", ".join(c if c in present else f"CAST(NULL AS {t}) AS {c}" for c, t in COLUMNS)
-    return f"SELECT {cols}, filename FROM read_parquet([{listing}], union_by_name = true, filename = true)"
+    files_sql = f"read_parquet([{listing}], union_by_name = true, filename = true)"
+    rows = f"SELECT * FROM rfmseg_assignments_schema UNION ALL BY NAME SELECT * FROM {files_sql}"
+    return f"SELECT {', '.join(COLUMNS)}, filename FROM ({rows})"
 
 
 def _one(con: duckdb.DuckDBPyConnection, meta: RunMeta) -> str:

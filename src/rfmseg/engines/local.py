@@ -1,0 +1,87 @@
+"""The local engine: DuckDB reads, judges and aggregates; scikit-learn fits; all in this process."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from rfmseg.engines.base import publish_table
+from rfmseg.errors import ParameterError
+from rfmseg.features import FeatureSet
+from rfmseg.io import Policy, Prepared
+from rfmseg.model import SegmentModel
+from rfmseg.model.segment_model import Assignment
+from rfmseg.pipeline import connect, load_rfm
+from rfmseg.presets import Preset
+from rfmseg.timing import Timer
+
+
+class LocalEngine:
+    """The engine of ``--engine local`` (the default), computing with one DuckDB connection (``con``,
+    default :func:`rfmseg.pipeline.connect`) that it closes with :meth:`close`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.con = con if con is not None else connect()
+
+    def describe(self) -> str:
+        return "local"
+
+    def check_publish(self, writes_folder: bool) -> None:
+        """The local engine publishes the run folder it wrote (as ``rfmseg publish`` would later)."""
+        if not writes_folder:
+            raise ParameterError("store= publishes the run folder, and runs_dir=None writes none; give runs_dir")
+
+    def load_rfm(
+        self,
+        source: Any,
+        columns: dict[str, str] | None,
+        as_of: str | date | None,
+        policy: Policy,
+        timer: Timer,
+        preset: Preset | None,
+        feature_set: FeatureSet | None,
+    ) -> tuple[Prepared, pa.Table]:
+        return load_rfm(self.con, source, columns, as_of, policy, timer, preset, feature_set)
+
+    def fit(self, model: SegmentModel, x: np.ndarray) -> Assignment:
+        return model.fit_predict(x)  # the fit's last pass scores the training customers
+
+    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
+        """Every quarantined row with its reason and its original values (as text), straight from DuckDB."""
+        originals = ", ".join(
+            'CAST(s."{0}" AS VARCHAR) AS "{0}"'.format(c.replace('"', '""')) for c in prepared.source.columns
+        )
+        target = str(path).replace("'", "''")
+        rows = (
+            f"(SELECT _row, _reason FROM {prepared.view} WHERE _reason IS NOT NULL) q "
+            f"JOIN {prepared.source.name} s USING (_row)"
+        )
+        if not any(prepared.quarantined.values()):
+            # nothing quarantined (the counts say so): the same columns, no rows, without reading the input again
+            rows = (
+                f"(SELECT CAST(NULL AS BIGINT) AS _row, CAST(NULL AS VARCHAR) AS _reason) q, {prepared.source.name} s"
+            )
+            rows += " WHERE false"
+        self.con.execute(
+            f"COPY (SELECT q._row AS row_number, q._reason AS reason, {originals} FROM {rows} ORDER BY q._row) "
+            f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+
+    def write_output(self, run_id: str, model: SegmentModel, timer: Timer) -> None:
+        return None  # the run folder holds the customer tables
+
+    def publish(
+        self, url: str, run_id: str, as_of: date, model_version: str, model: SegmentModel, assignments: pa.Table
+    ) -> dict[str, Any]:
+        return publish_table(url, assignments, run_id, as_of, model_version)
+
+    def discard_output(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,236 @@
+"""What the lifecycle jobs share (:func:`rfmseg.jobs.refresh.refresh`, :func:`rfmseg.jobs.retrain.retrain`):
+their options, the job underway (reading, cold-start rule, the one run writer), idempotency and the result.
+
+Both jobs are idempotent: the same kind, as-of date, data and parameters (and, for a refresh, model) find
+the run already written instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import pyarrow as pa
+
+from rfmseg.engines.local import LocalEngine
+from rfmseg.io import Policy, Prepared
+from rfmseg.jobs.publish import publish_existing, publish_run
+from rfmseg.jobs.reading import Reading, reading
+from rfmseg.jobs.writer import build_summary, write_run
+from rfmseg.model import SegmentModel
+from rfmseg.model.scoring import REASON_COLD, ColdStart, cold_warnings, score
+from rfmseg.presets import Preset
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
+from rfmseg.runs.artifacts import Manifest, Summary
+from rfmseg.runs.manifest import rfm_sha256, run_manifest
+from rfmseg.runs.registry import find_run
+from rfmseg.timing import Timer
+
+Kind = Literal["run", "refresh", "retrain"]
+
+
+@dataclass
+class LifeResult:
+    """The outcome of a refresh or retrain: the run (new or found), and what the store said."""
+
+    kind: Kind
+    run: Run
+    status: Literal["created", "existing"]
+    summary: Summary
+    manifest: Manifest
+    publish: dict[str, Any] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.summary)
+        out.update(
+            kind=self.kind,
+            status=self.status,
+            run_dir=str(self.run.path),
+            model_version=self.manifest.get("model_version"),
+            publish=self.publish,
+        )
+        return out
+
+
+def idempotency_key(**parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def refresh_key(as_of: date | None, model_version: str, data_sha: str, cold_start: ColdStart, read: Reading) -> str:
+    return idempotency_key(
+        kind="refresh",
+        as_of=as_of,
+        model_version=model_version,
+        data=data_sha,
+        cold_start=cold_start.to_dict(),
+        reading=read.describe(),
+    )
+
+
+class JobOptions(TypedDict, total=False):
+    """The keyword arguments :func:`refresh` and :func:`retrain` share, all optional.
+
+    * ``runs_dir``: the run registry (default ``rfmseg-runs``);
+    * ``read``: how to read the input (default: as the model's run read it, with ``preset``, ``policy``,
+      ``bad_rows``, ``returns`` and ``date_format`` given here winning; see :func:`reading`);
+    * ``cold_start``: the cold-start rule (default: 2 orders, 30 days, the preset's segment);
+    * ``publish`` (default True) the run to ``store`` (default: $RFMSEG_STORE, else
+      ``sqlite:///<runs_dir>/profiles.db``);
+    * ``input_label``: the input's name in the manifest (default: its path).
+    """
+
+    runs_dir: str | Path
+    cold_start: ColdStart | None
+    policy: Policy | None
+    read: Reading | None
+    preset: str | Preset | None
+    bad_rows: str | None
+    returns: str | None
+    date_format: str | None
+    publish: bool
+    store: str | None
+    input_label: str | None
+
+
+def job_runs_dir(kind: Kind, options: JobOptions) -> Path:
+    """The run registry of a job; a keyword argument that is no job option is refused as Python would."""
+    unknown = sorted(set(options) - set(JobOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{kind}() got an unexpected keyword argument '{unknown[0]}'")
+    return Path(options.get("runs_dir", DEFAULT_RUNS_DIR))
+
+
+@dataclass
+class Job:
+    """A refresh or retrain underway: where it writes, how it reads (with the local engine), its cold-start
+    rule, clock and timer. Used as a context manager (``with Job.start(...) as job``): the engine closes
+    at the end."""
+
+    kind: Kind
+    runs_dir: Path
+    started: datetime
+    run_id: str
+    """the id of the run it writes, unless it finds its run already written"""
+    read: Reading
+    cold_start: ColdStart
+    options: JobOptions
+    engine: LocalEngine = field(default_factory=LocalEngine)
+    timer: Timer = field(default_factory=Timer)
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.close()
+
+    @classmethod
+    def start(cls, kind: Kind, started: datetime, runs_dir: Path, trained: Run | None, options: JobOptions) -> Job:
+        """The job, reading its input as ``trained`` (the run of the model it starts from) read its own."""
+        o = options
+        read = o.get("read") or reading(
+            trained, o.get("preset"), o.get("policy"), o.get("bad_rows"), o.get("returns"), o.get("date_format")
+        )
+        cold_start = (o.get("cold_start") or ColdStart(segment=None)).resolved(read.preset)
+        return cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)
+
+    def load(self, source: Any, columns: dict[str, str] | None, as_of: Any) -> tuple[Prepared, pa.Table, str]:
+        """The prepared input, its RFM table and the table's fingerprint."""
+        prepared, rfm = self.read.load(self.engine, source, columns, as_of, self.timer)
+        return prepared, rfm, rfm_sha256(rfm)
+
+    def find(self, key: str) -> LifeResult | None:
+        """The run written before with idempotency key ``key``, if any (for a refresh, possibly the retrain of
+        the same day whose labels are the ones it would write)."""
+        run = find_run(self.runs_dir, key)
+        if run is None:
+            return None
+        return LifeResult(run.manifest.get("kind", self.kind), run, "existing", run.summary, run.manifest)
+
+    def write(
+        self,
+        prepared: Prepared,
+        rfm: pa.Table,
+        data_sha: str,
+        key: str,
+        model: SegmentModel,
+        model_version: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> LifeResult:
+        """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run
+        (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``summary``, ``params`` and ``manifest``
+        are what the job's kind adds to the files."""
+        t, read, cold = self.timer, self.read, self.cold_start
+        with t.stage("assign"):
+            assignments = score(model, rfm, prepared.as_of, cold)
+        segments = assignments.column("segment").to_pylist()
+        with t.stage("profile"):
+            summ = build_summary(self.run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
+        summ.update(life_summary(self.kind, model_version, assignments, cold, prepared, read), **(summary or {}))
+        summ["warnings"] = summ.get("warnings", []) + cold_warnings(model, cold, read.units.entity)
+        man = run_manifest(
+            run_id=self.run_id,
+            kind=self.kind,
+            model_version=model_version,
+            started=self.started,
+            prepared=prepared,
+            rfm=rfm,
+            data_sha256=data_sha,
+            params={
+                "k": model.k,
+                "transform": model.transform,
+                "n_init": model.n_init,
+                "random_state": model.random_state,
+                "bad_rows": read.policy.bad_rows,
+                "returns": read.policy.returns,
+                **read.describe(),
+                **(params or {}),
+            },
+            input_label=self.options.get("input_label"),
+            idempotency_key=key,
+        )
+        man.update(manifest or {})
+        man["cold_start"] = {**cold.to_dict(), "customers": summ["cold_start"]["customers"]}
+        with t.stage("write"):
+            writer = RunWriter(self.runs_dir, self.run_id)
+            run = write_run(writer, self.engine, prepared, model, rfm, assignments, summ, man, t)
+        return LifeResult(self.kind, run, "created", summ, man)
+
+    def finish(self, result: LifeResult) -> LifeResult:
+        """Publish the job's run (unless ``publish=False``)."""
+        if self.options.get("publish", True):
+            result.publish = publish_result(result, self.runs_dir, self.options.get("store"))
+        return result
+
+
+def publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dict[str, Any]:
+    """Publish a job's run: a run found again (same job, same day) only when the store does not serve it yet."""
+    if result.status == "existing":
+        return publish_existing(result.run, runs_dir, store)
+    return publish_run(result.run, runs_dir, store)
+
+
+def life_summary(
+    kind: str, model_version: str, assignments: pa.Table, cold_start: ColdStart, prepared: Prepared, read: Reading
+) -> dict[str, Any]:
+    """What a refresh or retrain adds to the summary: its kind, reading, model version, rows, cold start."""
+    reasons = Counter(assignments.column("segment_reason").to_pylist())
+    return {
+        "kind": kind,
+        "preset": read.preset.name if read.preset else None,
+        "model_version": model_version,
+        "rows": prepared.rows_summary(),
+        "cold_start": {**cold_start.to_dict(), "customers": reasons.get(REASON_COLD, 0)},
+    }

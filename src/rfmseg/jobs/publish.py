@@ -1,0 +1,102 @@
+"""Publishing runs to the online profile store, and which store: ``rfmseg publish``, the publishing rule of
+``rfmseg run`` (:func:`publish_target`), a job's run (:func:`publish_computed` for the run just computed
+by an engine, :func:`publish_run` for a run folder). When the store is down the run stays on disk and the
+error says how to publish it later.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from rfmseg.engines.base import Engine, publish_table
+from rfmseg.errors import RfmsegError, StoreError
+from rfmseg.model import SegmentModel
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
+from rfmseg.settings import store_configured, store_url
+
+
+def run_date(run: Run) -> date:
+    return manifest_date(run.manifest)
+
+
+def manifest_date(m: dict[str, Any]) -> date:
+    """The date a run is published as: its as-of date, else the day it was made."""
+    if m.get("as_of"):
+        return date.fromisoformat(m["as_of"])
+    return datetime.fromisoformat(m["created"]).date()
+
+
+def saved_for_later(exc: RfmsegError, run_id: str, run: Run | None) -> RfmsegError:
+    """``exc`` (of the same class) saying where the unpublished run is kept and how to publish it later."""
+    if run is None:
+        return exc
+    later = f"run {run_id} is saved in {run.path}, publish it later with `rfmseg publish {run_id}`"
+    return type(exc)(f"{exc.message}; {later}")
+
+
+def publish_run(run: Run | str, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None) -> dict[str, Any]:
+    """Publish a run's assignments to the profile store (atomic there). Returns the publish report as a dict.
+
+    A store that cannot be reached raises StoreError naming the URL; the run stays on disk.
+    """
+    if isinstance(run, str):
+        run = get_run(run, Path(runs_dir))
+    model_version = str(run.manifest.get("model_version") or run.run_id)
+    try:
+        return publish_table(
+            store_url(runs_dir, store), run.table("assignments"), run.run_id, run_date(run), model_version
+        )
+    except StoreError as exc:
+        raise saved_for_later(exc, run.run_id, run) from None
+
+
+def publish_target(
+    runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None, publish: bool | None = None
+) -> str | None:
+    """The publishing rule of `rfmseg run`: the store URL a run is published to, or None. ``publish=True``
+    publishes (to ``store``, $RFMSEG_STORE or the default SQLite store), ``False`` never does, ``None``
+    publishes only when a store is configured (``store`` given or $RFMSEG_STORE set)."""
+    if publish is False or (publish is None and not store_configured(store)):
+        return None
+    return store_url(runs_dir, store)
+
+
+def publish_if_configured(
+    run: Run, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None, publish: bool | None = None
+) -> dict[str, Any] | None:
+    """Publish ``run`` by the rule of :func:`publish_target`. Returns the publish report, or None when
+    nothing was published."""
+    url = publish_target(runs_dir, store, publish)
+    return None if url is None else publish_run(run, runs_dir, url)
+
+
+def publish_computed(
+    engine: Engine, manifest: dict[str, Any], model: SegmentModel, assignments: pa.Table, url: str, run: Run | None
+) -> dict[str, Any]:
+    """Publish a run ``engine`` has just computed to the store at ``url`` (:meth:`Engine.publish`: the
+    Spark engine from its executors when they reach the store). On failure the error (StoreError,
+    SparkError) says where the run is saved and how to publish it later."""
+    run_id = manifest["run_id"]
+    as_of, model_version = manifest_date(manifest), str(manifest.get("model_version") or run_id)
+    try:
+        return engine.publish(url, run_id, as_of, model_version, model, assignments)
+    except RfmsegError as exc:
+        raise saved_for_later(exc, run_id, run) from None
+
+
+def publish_existing(run: Run, runs_dir: Path, store: str | None) -> dict[str, Any]:
+    """Publish a run found again (a re-run of the same job) unless the store already serves it."""
+    from rfmseg.stores import open_store  # the store drivers load only when publishing
+
+    url = store_url(runs_dir, store)
+    try:
+        with open_store(url) as s:
+            if s.current_run() == run.run_id:
+                return {"run_id": run.run_id, "store": s.url_display, "skipped": "the store already serves this run"}
+    except StoreError as exc:
+        raise saved_for_later(exc, run.run_id, run) from None
+    return publish_run(run, runs_dir, store)

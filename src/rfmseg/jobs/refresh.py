@@ -1,0 +1,42 @@
+"""``rfmseg refresh``, the daily job: today's RFM scored with the current model (no refit), written as a run
+of kind 'refresh' and published."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, Unpack
+
+from rfmseg.errors import NotFoundError
+from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, refresh_key
+from rfmseg.jobs.reading import load_model
+from rfmseg.runs.registry import latest_model_run
+
+
+def refresh(
+    source: Any,
+    columns: dict[str, str] | None = None,
+    *,
+    as_of: str | date | None = None,
+    model: str = "latest",
+    **options: Unpack[JobOptions],
+) -> LifeResult:
+    """The daily job: RFM as of ``as_of`` for every customer, scored with the current model, written as a run
+    of kind 'refresh' and published. ``model='latest'`` is the most recent run that trained a model.
+    ``options``: see :class:`JobOptions`."""
+    started = datetime.now(UTC)
+    runs_dir = job_runs_dir("refresh", options)
+    if model == "latest":
+        trained = latest_model_run(runs_dir)
+        if trained is None:
+            raise NotFoundError(
+                f"no trained model in {runs_dir}; train one first with `rfmseg run FILE` or `rfmseg retrain FILE`"
+            )
+        model = trained.run_id
+    ref = load_model(model, runs_dir)
+    with Job.start("refresh", started, runs_dir, ref.run, options) as job:
+        prepared, rfm, data_sha = job.load(source, columns, as_of)
+        key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read)
+        result = job.find(key) or job.write(
+            prepared, rfm, data_sha, key, ref.model, ref.model_version, manifest={"source_run": ref.run.run_id}
+        )
+    return job.finish(result)

@@ -1,0 +1,101 @@
+"""``rfmseg retrain``, the weekly job: K-Means refitted on today's RFM, the previous model's names carried
+over where the profile held (:func:`rfmseg.model.naming.carry_names`), scored with the cold-start rule,
+written as a run of kind 'retrain' and published."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any, Unpack
+
+from rfmseg.jobs.job import Job, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
+from rfmseg.jobs.reading import ModelRef, load_model
+from rfmseg.model import SegmentModel
+from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
+from rfmseg.model.scoring import rfm_matrix
+from rfmseg.runs.manifest import provenance
+from rfmseg.runs.registry import latest_model_run
+
+
+def retrain(
+    source: Any,
+    columns: dict[str, str] | None = None,
+    *,
+    as_of: str | date | None = None,
+    previous: str | None = "latest",
+    k: int | None = None,
+    transform: str | None = None,
+    n_init: int | None = None,
+    random_state: int | None = None,
+    max_name_shift: float = DEFAULT_MAX_NAME_SHIFT,
+    **options: Unpack[JobOptions],
+) -> LifeResult:
+    """The weekly job: refit K-Means as of ``as_of``, carry names over from ``previous`` (the latest trained
+    model by default; None = name from the data alone), score with cold start, write a 'retrain' run, publish.
+
+    K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
+    ``options``: see :class:`JobOptions`.
+    """
+    started = datetime.now(UTC)
+    runs_dir = job_runs_dir("retrain", options)
+    prev: ModelRef | None = None
+    if previous == "latest":
+        trained = latest_model_run(runs_dir)
+        prev = load_model(trained.run_id, runs_dir) if trained else None
+    elif previous:
+        prev = load_model(previous, runs_dir)
+    base = prev.model if prev else None
+    job = Job.start("retrain", started, runs_dir, prev.run if prev else None, options)
+    read, cold_start = job.read, job.cold_start
+    params = {
+        "k": k if k is not None else (base.k if base else 4),
+        "transform": transform or (base.transform if base else (read.preset.transform if read.preset else "minmax")),
+        "n_init": n_init if n_init is not None else (base.n_init if base else 10),
+        "random_state": random_state if random_state is not None else (base.random_state if base else 42),
+    }
+    vocabulary = base.vocabulary if base else (read.preset.vocabulary if read.preset else DEFAULT_VOCABULARY)
+    # the reasons speak of the reading's entity (users, leads, ...): model.json does not keep it
+    model = SegmentModel(**params, vocabulary=replace(vocabulary, entity=read.units.entity))
+    with job:
+        prepared, rfm, data_sha = job.load(source, columns, as_of)
+        key = idempotency_key(
+            kind="retrain",
+            as_of=prepared.as_of,
+            data=data_sha,
+            params=params,
+            max_name_shift=max_name_shift,
+            cold_start=cold_start.to_dict(),
+            carry_over=bool(prev),
+            reading=read.describe(),
+        )
+        result = job.find(key)
+        if result is None:
+            x = rfm_matrix(rfm)
+            with job.timer.stage("fit"):
+                job.engine.fit(model, x)
+            names = (
+                carry_names(prev.model, model, x, max_name_shift, prev.model_version)
+                if prev
+                else {"previous_model": None, "segments": [], "retired": [], "changes": []}
+            )
+            model.provenance_ = provenance(job.run_id, started, prepared.as_of, prepared.source.sha256, rfm)
+            model.provenance_["previous_model"] = prev.model_version if prev else None
+            manifest = {
+                "model": {"inertia": model.inertia_, "n_iter": model.n_iter_},
+                "previous_model": prev.model_version if prev else None,
+                "names": names,
+                # a refresh of the same day, data and rule with this model would write these very labels
+                "scoring_key": refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read),
+            }
+            result = job.write(
+                prepared,
+                rfm,
+                data_sha,
+                key,
+                model,
+                job.run_id,
+                summary={"names": names},
+                params={"max_name_shift": max_name_shift},
+                manifest=manifest,
+            )
+    return job.finish(result)

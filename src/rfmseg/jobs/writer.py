@@ -1,0 +1,112 @@
+"""The one run writer: every kind of run (run, refresh, retrain) writes its folder with :func:`write_run`,
+its assignments made by :func:`rfmseg.model.scoring.score` (one schema, ``ASSIGNMENT_COLUMNS``) and its
+summary by :func:`build_summary`.
+
+The cold-start rule is a parameter of the scoring, not of the writer: a refresh and a retrain apply the rule
+they are given (default 2 orders, 30 days); ``rfmseg run`` scores with the rule off
+(:data:`rfmseg.model.scoring.OFF`), so a first segmentation's segments are its clusters (see
+docs/production.md, "Cold start").
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from rfmseg.engines.base import Engine
+from rfmseg.features import DEFAULT_UNITS, Units
+from rfmseg.io import Prepared
+from rfmseg.model import SegmentModel
+from rfmseg.profile import insights, pareto_curve, segment_table
+from rfmseg.report import write_run_report
+from rfmseg.runs import Run, RunWriter
+from rfmseg.runs.artifacts import Manifest, Summary
+from rfmseg.timing import Timer
+
+
+def build_summary(
+    run_id: str,
+    as_of: date | None,
+    model: SegmentModel,
+    rfm: pa.Table,
+    segments: Any,
+    currency: str = "$",
+    units: Units = DEFAULT_UNITS,
+    x: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The run's summary (segment table, insights) for the customers of ``rfm`` in ``segments`` (a name per
+    customer); ``x`` is the RFM matrix of ``rfm`` when at hand (read in place instead of copying the three
+    columns again). The kind of run adds its own keys (:class:`rfmseg.runs.artifacts.Summary`)."""
+    if x is None:
+        df = rfm.select(["recency_days", "frequency", "monetary"]).to_pandas()
+    else:
+        df = pd.DataFrame(x, columns=["recency_days", "frequency", "monetary"], copy=False)
+    reasons = dict(zip(model.names_, model.reasons_, strict=True))
+    table = segment_table(df, segments, model.vocabulary, reasons)
+    curve = pareto_curve(df["monetary"].to_numpy(dtype=float))
+    return {
+        "run_id": run_id,
+        "as_of": as_of.isoformat() if as_of else None,
+        "k": model.k,
+        "transform": model.transform,
+        "n_customers": rfm.num_rows,
+        "total_revenue": round(float(df["monetary"].sum()), 2),
+        "currency": currency,
+        "segments": table,
+        "insights": insights(df, table, currency, units=units, curve=curve),
+        "units": units.to_dict(),
+        "pareto": curve,
+    }
+
+
+def write_run(
+    writer: RunWriter,
+    engine: Engine,
+    prepared: Prepared,
+    model: SegmentModel,
+    rfm: pa.Table,
+    assignments: pa.Table,
+    summary: Summary | dict[str, Any],
+    manifest: Manifest | dict[str, Any],
+    timer: Timer,
+    *,
+    files: list[Future[None]] | None = None,
+) -> Run:
+    """Write the run folder opened by ``writer`` and commit it: rfm.parquet, assignments.parquet, model.json,
+    summary.json, quarantine.parquet (by ``engine``), report.html, and manifest.json last (its ``timings``
+    cover the writing). ``files``: the writing of rfm.parquet and assignments.parquet when it was started
+    already (on other threads, while the model was fitted and the profile made). On failure nothing is
+    left behind."""
+    t0 = time.perf_counter()
+    started: list[Future[None]] = list(files or [])
+    try:
+        # the big tables are encoded on threads of their own (Arrow releases the GIL) while this one writes
+        # the rest; the pool is left only once they are written or failed
+        with ThreadPoolExecutor(2) as pool:
+            if not started:
+                started.append(pool.submit(writer.parquet, "rfm.parquet", rfm))
+                started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
+            writer.json("model.json", model.to_dict())
+            writer.json("summary.json", summary)
+            engine.write_quarantine(prepared, writer.path("quarantine.parquet"))
+            # the HTML report (with the K choice it shows) is part of the run, written before the commit
+            write_run_report(writer.tmp, writer.runs_dir, summary, manifest, assignments)
+            for written in started:
+                written.result()
+        # the manifest is the last file: its write timing covers everything written before it
+        manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
+        writer.json("manifest.json", manifest)
+        return writer.commit()
+    except BaseException:
+        for written in started:
+            written.cancel()
+        concurrent.futures.wait(started)  # nothing may still be writing into the folder removed next
+        writer.abort()
+        raise

@@ -1,0 +1,160 @@
+"""Scoring customers with a fitted model: the nearest centroid, after the cold-start rule.
+
+:func:`score` is the one place an assignments table is made, for every kind of run (run, refresh,
+retrain) and for ``rfmseg assign``: the same columns (:data:`ASSIGNMENTS_SCHEMA`), in the same order.
+A customer with fewer than ``orders`` orders, or whose first order is less than ``days`` days before the
+as-of date, gets the cold-start segment with reason ``cold_start`` (:class:`ColdStart`); the rule
+:data:`OFF` scores everyone by the nearest centroid (reason ``nearest_centroid``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfmseg.errors import ParameterError
+from rfmseg.model.segment_model import Assignment, SegmentModel
+
+if TYPE_CHECKING:
+    from rfmseg.presets import Preset
+
+DEFAULT_COLD_SEGMENT = "Occasional"
+REASON_MODEL = "nearest_centroid"
+REASON_COLD = "cold_start"
+ASSIGNMENTS_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("segment", pa.string()),
+        ("segment_reason", pa.string()),
+        ("recency_days", pa.int64()),
+        ("frequency", pa.int64()),
+        ("monetary", pa.float64()),
+        ("distance", pa.float64()),
+        ("margin", pa.float64()),
+        ("model_segment", pa.string()),
+        ("cluster", pa.int32()),
+        ("first_order_date", pa.date32()),
+    ]
+)
+"""every assignments.parquet, as :func:`score` makes it from an RFM of transactions (an RFM table read as
+it is may hold other number types)"""
+ASSIGNMENT_COLUMNS = tuple(ASSIGNMENTS_SCHEMA.names)
+"""the columns of every assignments.parquet, in this order"""
+
+
+def rfm_matrix(rfm: pa.Table) -> np.ndarray:
+    """(n, 3) recency_days, frequency, monetary as floats, column-major: every later step (transform,
+    K-Means passes, naming, profiles) reads it a column at a time."""
+    x = np.empty((rfm.num_rows, 3), order="F")
+    for j, c in enumerate(("recency_days", "frequency", "monetary")):
+        x[:, j] = rfm.column(c).to_numpy(zero_copy_only=False)
+    return x
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Customers with too little history to score: fewer than ``orders`` orders, or a first order less than
+    ``days`` days before the as-of date. They get ``segment`` with reason ``cold_start``.
+    ``orders=0, days=0`` switches the rule off. ``segment=None`` means the preset's cold-start segment
+    (:attr:`rfmseg.presets.Preset.cold_start_segment`), else Occasional."""
+
+    orders: int = 2
+    days: int = 30
+    segment: str | None = "Occasional"
+
+    def __post_init__(self) -> None:
+        if self.orders < 0:
+            raise ParameterError(f"--cold-start-orders {self.orders} should be >= 0 (0 switches the rule off)")
+        if self.days < 0:
+            raise ParameterError(f"--cold-start-days {self.days} should be >= 0 (0 switches the rule off)")
+        if self.segment is not None and not self.segment.strip():
+            raise ParameterError("--cold-start-segment is empty; give a segment name, e.g. Occasional")
+
+    @property
+    def name(self) -> str:
+        return self.segment or DEFAULT_COLD_SEGMENT
+
+    def resolved(self, preset: Preset | None) -> ColdStart:
+        """This rule with its segment settled (the preset's when none was given)."""
+        if self.segment is not None:
+            return self
+        return replace(self, segment=preset.cold_start_segment if preset else DEFAULT_COLD_SEGMENT)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"orders": self.orders, "days": self.days, "segment": self.name}
+
+
+OFF = ColdStart(orders=0, days=0)
+
+
+def score(
+    model: SegmentModel,
+    rfm: pa.Table,
+    as_of: date | None = None,
+    cold_start: ColdStart = OFF,
+    *,
+    x: np.ndarray | None = None,
+    assigned: Assignment | None = None,
+) -> pa.Table:
+    """Assign each row of an RFM table to a segment of ``model`` (no refit).
+
+    Columns (:data:`ASSIGNMENT_COLUMNS`): customer_id, segment, segment_reason, recency_days, frequency,
+    monetary, distance (to the centroid of the segment given; for a cold-start segment the model lacks, to
+    the nearest centroid), margin (second-nearest minus nearest distance), model_segment (the nearest
+    centroid's name), cluster (its index), first_order_date.
+    ``x`` is ``rfm_matrix(rfm)`` and ``assigned`` the model's assignment of it, when at hand (a fit's last
+    pass computed it: the customers are not scored again).
+    """
+    x = rfm_matrix(rfm) if x is None else x
+    predicted = model.predict(x) if assigned is None else assigned
+    cold = np.zeros(x.shape[0], dtype=bool)
+    if cold_start.orders > 0:
+        cold |= x[:, 1] < cold_start.orders
+    first = rfm.column("first_order_date") if "first_order_date" in rfm.column_names else None
+    if cold_start.days > 0 and as_of is not None and first is not None:
+        tenure = pc.days_between(first, pa.scalar(as_of, pa.date32()))
+        cold |= pc.fill_null(pc.less(tenure, cold_start.days), False).to_numpy(zero_copy_only=False)
+    cold |= np.isnan(x[:, 0])  # no dated order at all (only returns): nothing to score
+    labels = pa.array(np.asarray(predicted.labels).astype(np.int32, copy=False))
+    model_segment = pc.take(pa.array(model.names_, pa.string()), labels)
+    distance = np.asarray(predicted.distance, float)
+    is_cold = pa.array(cold)
+    segment = model_segment
+    if cold.any():
+        segment = pc.if_else(is_cold, pa.scalar(cold_start.name, pa.string()), model_segment)
+        if cold_start.name in model.names_:
+            distance = distance.copy()
+            distance[cold] = model.distances(x[cold])[:, model.names_.index(cold_start.name)]
+    return pa.table(
+        {
+            "customer_id": rfm.column("customer_id"),
+            "segment": segment,
+            "segment_reason": pc.if_else(is_cold, REASON_COLD, REASON_MODEL),
+            "recency_days": rfm.column("recency_days"),
+            "frequency": rfm.column("frequency"),
+            "monetary": rfm.column("monetary"),
+            "distance": pa.array(distance),
+            "margin": pa.array(np.asarray(predicted.margin, float)),
+            "model_segment": model_segment,
+            "cluster": labels,
+            "first_order_date": first if first is not None else pa.nulls(rfm.num_rows, pa.date32()),
+        }
+    )
+
+
+def cold_warnings(model: SegmentModel, cold_start: ColdStart, entity: str) -> list[str]:
+    """The warning of a cold-start rule whose segment is not one of the model's."""
+    if cold_start.orders == 0 and cold_start.days == 0:
+        return []
+    if cold_start.name in model.names_:
+        return []
+    return [
+        f"the cold-start segment '{cold_start.name}' is not one of this model's segments "
+        f"({', '.join(model.names_)}); {entity} with a thin history get it anyway "
+        "(--cold-start-segment)"
+    ]
