@@ -36,10 +36,11 @@ import pyarrow.parquet as pq
 from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy
+from rfmseg.io.intake import read_rfm
 from rfmseg.manifest import run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_VOCABULARY, _reason, name_clusters
-from rfmseg.pipeline import Timer, _write_run, build_summary, load_rfm, provenance, rfm_matrix, rfm_sha256
+from rfmseg.pipeline import Timer, _write_run, build_summary, provenance, rfm_matrix, rfm_sha256
 from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs, new_run_id
 
@@ -138,7 +139,8 @@ class Reading:
     def load(
         self, con: duckdb.DuckDBPyConnection, source: Any, columns: dict[str, str] | None, as_of: Any, timer: Timer
     ) -> tuple[Any, pa.Table]:
-        return load_rfm(con, source, columns, as_of, self.policy, timer, self.preset, self.features)
+        intake = read_rfm(con, source, columns, as_of, self.policy, self.preset, self.features, timer)
+        return intake, intake.rfm
 
     def describe(self) -> dict[str, Any]:
         return {"preset": self.preset.name if self.preset else None, "features": self.features.to_dict()}

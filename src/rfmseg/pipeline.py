@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
-from rfmseg import features
 from rfmseg.engines import open_engine
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io import Policy, Prepared, open_source, prepare
-from rfmseg.io.sources import SourceSpec
-from rfmseg.io.validate import net_nonpositive, settle_as_of, settle_rfm, sufficiency_warnings
+from rfmseg.io import Policy
+from rfmseg.io.intake import Intake, connect, read_rfm
+from rfmseg.io.validate import net_nonpositive, sufficiency_warnings
 from rfmseg.manifest import package_versions, run_manifest
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
-from rfmseg.presets import Preset, build_policy, get_preset, with_features
+from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
@@ -74,34 +71,6 @@ class RunResult:
     def segment_of(self, customer_id: str) -> str:
         ids = self.assignments.column("customer_id").to_pylist()
         return self.assignments.column("segment")[ids.index(customer_id)].as_py()
-
-
-DUCKDB_MEMORY_LIMIT = os.environ.get("RFMSEG_DUCKDB_MEMORY", "2400MB")
-"""What DuckDB may hold at once; a larger aggregation spills to a temporary folder instead of growing.
-On 100M order lines (9.6M customers) the RFM pass took 15.6 s at 2600MB, 17-18 s at 2200MB and 19-20 s at
-1500MB, and the whole run peaked at 2.7, 2.5 and 2.7 GiB (at 1500MB the peak came later, from the customer
-tables): 2400MB keeps the run under 3 GiB with the least spilling (docs/scaling.md)."""
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    """The DuckDB connection a run computes with: a memory limit (with a temporary folder to spill to),
-    results in any order unless the query says ORDER BY (every query that needs an order says so), and
-    memory handed back to the system after each big query."""
-    spill = Path(tempfile.gettempdir()) / "rfmseg-duckdb"
-    con = duckdb.connect(
-        config={
-            "memory_limit": DUCKDB_MEMORY_LIMIT,
-            "temp_directory": str(spill),
-            "preserve_insertion_order": False,
-            "allocator_flush_threshold": "16MB",
-            "allocator_bulk_deallocation_flush_threshold": "16MB",
-        }
-    )
-    # a long query would draw a progress bar on the terminal; in Jupyter without ipywidgets DuckDB refuses
-    # the setting (and draws nothing)
-    with suppress(duckdb.Error):
-        con.execute("SET enable_progress_bar = false")
-    return con
 
 
 class _Digest:
@@ -159,130 +128,6 @@ def provenance(
         "n_customers": rfm.num_rows,
         "versions": package_versions(),
     }
-
-
-def parse_as_of(value: str | date | None) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ParameterError(f"--as-of '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31") from None
-
-
-def load_rfm(
-    con: duckdb.DuckDBPyConnection,
-    source: Any,
-    columns: dict[str, str] | None = None,
-    as_of: str | date | None = None,
-    policy: Policy | None = None,
-    timer: Timer | None = None,
-    preset: Preset | None = None,
-    feature_set: FeatureSet | None = None,
-) -> tuple[Prepared, pa.Table]:
-    """Read and judge ``source`` and compute its RFM table (or take a ready RFM table as it is).
-
-    ``feature_set`` (default: the preset's, else distinct orders and summed amounts) says what R, F and M
-    are; the extra columns it reads are looked for, typed and judged with the rest."""
-    timer = timer or Timer()
-    fs = feature_set or (preset.features if preset else DEFAULT_FEATURES)
-    policy = with_features(policy or (preset.policy if preset else Policy()), fs)
-    with timer.stage("read"):
-        src = source.register(con) if isinstance(source, SourceSpec) else open_source(con, source)
-    if preset is not None:
-        columns = preset.columns_for(src.columns, columns)
-    given = parse_as_of(as_of)
-    with timer.stage("validate"):
-        prepared = prepare(con, src, columns, policy, given)
-    if prepared.kind == "rfm":
-        with timer.stage("rfm"):
-            return prepared, features.rfm_from_table(con, prepared.view)
-    prepared, rfm = _rfm_settled(con, prepared, given, fs, timer)
-    if prepared.unchecked_ids is not None and pc.any(rfm.column("_flag")).as_py():
-        # an id needs cleaning: both passes again, with every id cleaned
-        with timer.stage("validate"):
-            prepared = prepare(con, src, columns, policy, given, clean_ids=True)
-        prepared, rfm = _rfm_settled(con, prepared, given, fs, timer)
-    with timer.stage("rfm"):
-        rfm = settle_rfm(con, prepared, rfm)
-        return prepared, rfm.drop_columns([c for c in ("_flag",) if c in rfm.column_names])
-
-
-def _rfm_settled(
-    con: duckdb.DuckDBPyConnection, prepared: Prepared, given: date | None, fs: FeatureSet, timer: Timer
-) -> tuple[Prepared, pa.Table]:
-    """The RFM pass over ``prepared``, and the counting pass when it leaves the counts unsettled."""
-    with timer.stage("rfm"):
-        rfm = _rfm_pass(con, prepared, fs)
-    if prepared.count is None:
-        assert rfm is not None  # only a strict pass gives up
-        return prepared, rfm
-    with timer.stage("validate"):
-        return _settle_counts(con, prepared, rfm, given, fs, timer)
-
-
-AS_OF_UNKNOWN = date(1970, 1, 1)
-"""the as-of date an RFM pass runs with before the default one is known (recency is then recomputed)"""
-
-
-def _rfm_pass(con: duckdb.DuckDBPyConnection, prepared: Prepared, fs: FeatureSet) -> pa.Table | None:
-    """The RFM table of ``canon``, with the id check ``prepared`` still waits for (``_flag``).
-
-    On an input not counted yet (``prepared.count``) the pass is strict: it stops at the first row a rule
-    sets aside and returns None (the counting pass then names the rows, and the pass runs again)."""
-    strict = prepared.count is not None
-    try:
-        return features.compute_rfm(
-            con, prepared.view, prepared.as_of or AS_OF_UNKNOWN, fs, flag=prepared.unchecked_ids, strict=strict
-        )
-    except duckdb.InvalidInputException as e:
-        if strict and features.SET_ASIDE in str(e):
-            return None
-        raise
-
-
-def _settle_counts(
-    con: duckdb.DuckDBPyConnection,
-    prepared: Prepared,
-    rfm: pa.Table | None,
-    given: date | None,
-    fs: FeatureSet,
-    timer: Timer,
-) -> tuple[Prepared, pa.Table]:
-    """The counts and as-of date of an input the strict RFM pass read (validate.Prepared.count).
-
-    When that pass used every row (``rfm`` is not None) and, without a given as-of date, no row is dated on
-    or after the day after the last order (DuckDB answers the latest date from the Parquet statistics,
-    without reading the rows), the pass has settled everything: every row read is used, the as-of date is
-    the day after the last order and recency is counted to it. Otherwise (a row set aside, or a return
-    after the last order) the counting pass runs, which names the rows set aside by reason and stops on
-    them in error mode, and the RFM pass runs again without them."""
-    assert prepared.count is not None
-    count, prepared.count = prepared.count, None
-    at = given
-    if rfm is not None and at is None:
-        last = pc.max(rfm.column("last_order_date")).as_py()
-        at = last + timedelta(days=1) if last is not None else None
-        latest = con.execute(f"SELECT max(ts) FROM {prepared.view}").fetchone()[0] if at is not None else None
-        if latest is not None and latest.date() >= at:
-            at = None  # a return after the last order: the counting pass settles the as-of date
-    if rfm is not None and at is not None:
-        if given is None:
-            settle_as_of(con, prepared, at)
-            rfm = _recency_to(rfm, at)
-        return prepared, rfm
-    counted = count(given)  # raises on bad rows in error mode, or when no row is usable
-    counted.unchecked_ids = prepared.unchecked_ids
-    with timer.stage("rfm"):
-        again = _rfm_pass(con, counted, fs)
-    assert again is not None  # counted: not strict
-    return counted, again
-
-
-def _recency_to(rfm: pa.Table, as_of: date) -> pa.Table:
-    """``rfm`` with recency counted to ``as_of`` (days from the last order, as the RFM SQL counts it)."""
-    recency = pc.days_between(rfm.column("last_order_date"), pa.scalar(as_of, pa.date32()))
-    return rfm.set_column(rfm.column_names.index("recency_days"), "recency_days", recency)
 
 
 def rfm_matrix(rfm: pa.Table) -> np.ndarray:
@@ -396,9 +241,10 @@ def segment(
     background.submit(preload_fit_modules)
     try:
         if backend is None:
-            prepared, rfm = load_rfm(con, source, columns, as_of, policy, timer, preset, feature_set)
+            prepared = read_rfm(con, source, columns, as_of, policy, preset, feature_set, timer)
         else:
-            prepared, rfm = backend.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+            prepared = backend.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+        rfm = prepared.rfm
         # the run's fingerprint and its rfm.parquet need only the RFM table: they are computed on threads of
         # their own (hashing and Parquet encoding release the GIL) while the model is fitted
         writer = RunWriter(Path(runs_dir), run_id) if runs_dir is not None else None
@@ -516,7 +362,7 @@ def _write_run(
     runs_dir: Path,
     run_id: str,
     con: duckdb.DuckDBPyConnection,
-    prepared: Prepared,
+    prepared: Intake,
     model: SegmentModel,
     rfm: pa.Table,
     assignments: pa.Table,
@@ -559,7 +405,7 @@ def _write_run(
         raise
 
 
-def _write_quarantine(con: duckdb.DuckDBPyConnection, prepared: Prepared, path: Path) -> None:
+def _write_quarantine(con: duckdb.DuckDBPyConnection, prepared: Intake, path: Path) -> None:
     """Every quarantined row with its reason and its original values (as text), straight from DuckDB."""
     if hasattr(prepared, "write_quarantine"):  # judged by another engine, which writes them itself
         prepared.write_quarantine(path)

@@ -31,8 +31,9 @@ from rfmseg.cli.options import (
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
+from rfmseg.io.intake import read_rfm
 from rfmseg.model.choose_k import choose_k
-from rfmseg.pipeline import RunResult, load_rfm, rfm_matrix, segment
+from rfmseg.pipeline import RunResult, rfm_matrix, segment
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 
@@ -207,7 +208,7 @@ def choose_k_cmd(
     transform, n_init, random_state = settings.effective_transform(), settings.n_init, settings.random_state
     con = duckdb.connect()
     try:
-        _, rfm = load_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_)
+        rfm = read_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_).rfm
     finally:
         con.close()
     result = choose_k(rfm_matrix(rfm), transform, k_min, k_max, n_init, random_state, sample_size, stability, resamples)
