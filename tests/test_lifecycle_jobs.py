@@ -12,8 +12,9 @@ import pytest
 
 from rfmseg import lifecycle as life
 from rfmseg.datasets import study
+from rfmseg.io.intake import read_rfm
 from rfmseg.manifest import run_manifest
-from rfmseg.pipeline import load_rfm, segment
+from rfmseg.pipeline import segment
 from rfmseg.presets import get_preset
 
 LAYOUT = [
@@ -87,7 +88,7 @@ def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
     written.pop("timings")
     con = duckdb.connect()
     try:
-        prepared, rfm = load_rfm(con, study.path(study.ORDERS_FILE), None, study.AS_OF)
+        prepared = read_rfm(con, study.path(study.ORDERS_FILE), None, study.AS_OF)
     finally:
         con.close()
     rebuilt = run_manifest(
@@ -96,7 +97,7 @@ def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
         model_version=written["model_version"],
         started=datetime.fromisoformat(written["created"]),
         prepared=prepared,
-        rfm=rfm,
+        rfm=prepared.rfm,
         data_sha256=written["data_sha256"],
         params=written["params"],
         **{k: written[k] for k in ("warnings", "net_nonpositive", "model", "engine")},
