@@ -215,6 +215,8 @@ class Prepared:
     """the row rules, in the order they are checked (before the as-of and returns-only rules)"""
     views: Views
     as_of: date | None
+    nets_returns: bool = False
+    """the policy recognises returns and nets them: a customer's used rows can then all be returns"""
     rows_read: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     counted: bool = True
@@ -230,11 +232,6 @@ class Prepared:
     @property
     def rows_used(self) -> int:
         return self.rows_read - sum(self.quarantined.values())
-
-    @property
-    def nets_returns(self) -> bool:
-        """Whether the policy recognises returns and nets them (then a customer can have returns only)."""
-        return self.policy.returns == "net" and self.policy.returns_condition.strip().upper() != "FALSE"
 
     def intake(self, rfm: pa.Table) -> Intake:
         return Intake(
@@ -256,8 +253,10 @@ def _prepare(
     kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
     if kind == "rfm":
         return _prepare_rfm(con, source, mapping, policy, views)
-    rules, _ = row_rules(policy, mapping)
-    base = Prepared("transactions", source, mapping, policy, rules, views, as_of)
+    rules, has_returns = row_rules(policy, mapping)
+    base = Prepared(
+        "transactions", source, mapping, policy, rules, views, as_of, has_returns and policy.returns == "net"
+    )
     rows = _estimated_rows(con, source)
     if rows <= MATERIALISE_MAX_ROWS:
         _typed_views(con, base, DUCKDB)
@@ -486,7 +485,7 @@ def _prepare_rfm(
     used = counts.pop("", 0)
     if (counts and policy.bad_rows == "error") or used == 0:
         raise InputError(f"{source.label}: {_first_problem(con, RFM_RULES, views.canon)}")
-    return Prepared("rfm", source, mapping, policy, RFM_RULES, views, None, used + sum(counts.values()), counts)
+    return Prepared("rfm", source, mapping, policy, RFM_RULES, views, None, False, used + sum(counts.values()), counts)
 
 
 # ------------------------------------------------------------------------------------ the views
