@@ -62,6 +62,7 @@ from rfmseg.io.validate import (
     row_rules,
     typed_columns,
 )
+from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.transform import Transform
 
@@ -577,7 +578,7 @@ class SparkEngine:
         if orphans.isEmpty():
             return quarantined
         # cut the lineage (it goes through the canon view, which is redefined on these ids just below)
-        orphans.localCheckpoint().createOrReplaceTempView("returns_only")
+        orphans.localCheckpoint().createOrReplaceTempView(VIEWS.returns_only)  # the name RETURNS_ONLY reads
         self._late = (*self._late, RETURNS_ONLY)
         self._create_canon(spark, self._late)
         n = spark.sql(f"SELECT count(*) FROM rfmseg_canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}")
