@@ -55,7 +55,7 @@ URLS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "redis": "redis
 
 def prepare(engine: SparkEngine, name: str) -> tuple[SegmentModel, pa.Table, dict[str, float]]:
     timer = Timer()
-    _prepared, rfm = engine.load_rfm(INPUTS[name], None, AS_OF[name], POLICIES[name], timer, None, None)
+    rfm = engine.load_rfm(INPUTS[name], None, AS_OF[name], POLICIES[name], timer, None, None).rfm
     x = rfm_matrix(rfm)
     model = SegmentModel(k=4, random_state=42)
     with timer.stage("fit"):

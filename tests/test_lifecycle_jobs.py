@@ -12,8 +12,8 @@ import pytest
 
 from rfmseg import jobs as life
 from rfmseg.datasets import study
+from rfmseg.io.intake import read_rfm
 from rfmseg.jobs.run import segment
-from rfmseg.pipeline import load_rfm
 from rfmseg.presets import get_preset
 from rfmseg.runs.manifest import run_manifest
 
@@ -86,12 +86,12 @@ def test_a_retrain_manifest_has_the_shared_layout_and_its_own_keys(jobs) -> None
 
 
 def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
-    """pipeline.segment's manifest is run_manifest's, key for key and in the same order."""
+    """jobs.run.segment's manifest is run_manifest's, key for key and in the same order."""
     written = dict(jobs["first"].manifest)
     written.pop("timings")
     con = duckdb.connect()
     try:
-        prepared, rfm = load_rfm(con, study.path(study.ORDERS_FILE), None, study.AS_OF)
+        prepared = read_rfm(con, study.path(study.ORDERS_FILE), None, study.AS_OF)
     finally:
         con.close()
     rebuilt = run_manifest(
@@ -100,7 +100,7 @@ def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
         model_version=written["model_version"],
         started=datetime.fromisoformat(written["created"]),
         prepared=prepared,
-        rfm=rfm,
+        rfm=prepared.rfm,
         data_sha256=written["data_sha256"],
         params=written["params"],
         **{k: written[k] for k in ("warnings", "net_nonpositive", "model", "engine")},

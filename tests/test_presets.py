@@ -279,8 +279,7 @@ def test_presets_command_lists_every_preset_with_its_sample(cli) -> None:
 def test_generated_sql_gives_the_same_rfm_on_spark(tmp_path: Path) -> None:
     """The Spark engine runs the same SQL text (dialect 'spark'): same RFM as DuckDB for every preset."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
-    from rfmseg.io import open_source, prepare
-    from rfmseg.presets import with_features
+    from rfmseg.io.intake import read_rfm
 
     spark = (
         pyspark_sql.SparkSession.builder.master("local[1]")
@@ -293,11 +292,10 @@ def test_generated_sql_gives_the_same_rfm_on_spark(tmp_path: Path) -> None:
         for name in ("saas", "education"):  # a distinct count joined in, and a max
             p = get_preset(name)
             con = duckdb.connect()
-            src = open_source(con, p.sample_path())
-            prepared = prepare(con, src, p.columns_for(src.columns), with_features(p.policy, p.features), None)
+            prepared = read_rfm(con, p.sample_path(), preset=p)
             canon = tmp_path / f"{name}.parquet"
-            con.execute(f"COPY (SELECT * FROM canon) TO '{canon}' (FORMAT parquet)")
-            want = features.compute_rfm(con, "canon", prepared.as_of, p.features).to_pandas()
+            con.execute(f"COPY (SELECT * FROM {prepared.view}) TO '{canon}' (FORMAT parquet)")
+            want = features.compute_rfm(con, prepared.view, prepared.as_of, p.features).to_pandas()
             spark.read.parquet(str(canon)).createOrReplaceTempView("canon")
             sql = features.rfm_sql("canon", prepared.as_of, p.features, dialect="spark")
             got = spark.sql(sql).toPandas().sort_values("customer_id").reset_index(drop=True)

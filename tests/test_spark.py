@@ -283,7 +283,7 @@ def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
     spark.conf.set("spark.sql.shuffle.partitions", "50")
     engine = SparkEngine(spark=spark)
     try:
-        _, rfm = engine.load_rfm(study.path(study.ORDERS_FILE), None, study.AS_OF, Policy(), Timer(), None, None)
+        rfm = engine.load_rfm(study.path(study.ORDERS_FILE), None, study.AS_OF, Policy(), Timer(), None, None).rfm
         assert rfm.num_rows == 200
         assert engine._rfm_all.rdd.getNumPartitions() == 50  # as the aggregation left it
         assert engine._rfm_df.rdd.getNumPartitions() == 1  # what the fit, the assignment and a publish read

@@ -241,7 +241,7 @@ def rfm_sql(
     returned per customer as ``_flag`` (whether any of the customer's orders meets it).
     ``strict``: the query fails (a DuckDB error naming :data:`SET_ASIDE`) at the first row a rule sets
     aside, instead of leaving it out: when it succeeds, every row of ``source`` was used (what settles the
-    counts of an input not counted before, without counting; validate.Prepared.count).
+    counts of an input not counted before, without counting; rfmseg.io.intake._rfm_settled).
     """
     if dialect not in DIALECTS:
         raise ParameterError(f"unknown SQL dialect '{dialect}'; use one of {', '.join(DIALECTS)}")

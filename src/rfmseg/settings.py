@@ -403,7 +403,7 @@ class Settings(_Strict):
         return self.transform or self.preset_obj().transform
 
     def segment_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`rfmseg.pipeline.segment` (all but the source)."""
+        """Keyword arguments of :func:`rfmseg.jobs.run.segment` (all but the source)."""
         return {
             "columns": dict(self.columns),
             "as_of": self.as_of,

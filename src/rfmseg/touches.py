@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from rfmseg import schema
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.io import open_source
-from rfmseg.io.readers import Source, _quote, sql_string
-from rfmseg.io.validate import Rule, _reason_case, date_expr, id_expr
+from rfmseg.io.readers import Source, sql_identifier, sql_string
+from rfmseg.io.validate import Rule, date_expr, id_expr, reason_case
 from rfmseg.runs import DEFAULT_RUNS_DIR, RunWriter
 
 TOUCHES_DIR = "touches"
@@ -259,7 +259,7 @@ def _resolve(source: Source, columns: dict[str, str] | None) -> dict[str, str]:
 
 
 def _text(col: str, duck_type: str) -> str:
-    return f"NULLIF(trim(CAST({_quote(col)} AS VARCHAR)), '')"
+    return f"NULLIF(trim(CAST({sql_identifier(col)} AS VARCHAR)), '')"
 
 
 def _slug(expr: str) -> str:
@@ -300,7 +300,7 @@ def import_touches(
         types = src.columns
         cust = id_expr(mapping["customer_id"], types[mapping["customer_id"]])
         campaign = _text(mapping["campaign"], types[mapping["campaign"]])
-        kind = _slug(f"CAST({_quote(mapping['kind'])} AS VARCHAR)")
+        kind = _slug(f"CAST({sql_identifier(mapping['kind'])} AS VARCHAR)")
         channel = f"lower({_text(mapping['channel'], types[mapping['channel']])})"
         sent = date_expr(mapping["sent_at"], types[mapping["sent_at"]], date_format)
         optional = []
@@ -332,7 +332,7 @@ def import_touches(
             f"FROM ttyped t LEFT JOIN ({stored_keys}) s "
             "ON s.customer_id = t.customer_id AND s.campaign = t.campaign AND s.sent_at = t.sent_at"
         )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE tjudged AS SELECT *, {_reason_case(RULES)} AS _reason FROM tkeyed")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE tjudged AS SELECT *, {reason_case(RULES)} AS _reason FROM tkeyed")
         counts = dict(con.execute("SELECT coalesce(_reason, ''), count(*) FROM tjudged GROUP BY ALL").fetchall())
         used = int(counts.pop("", 0))
         quarantined = {k: int(v) for k, v in sorted(counts.items())}
@@ -430,7 +430,7 @@ def _unknown_customers(con: duckdb.DuckDBPyConnection, runs_dir: Path) -> int | 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, src: Source, path: Path) -> None:
     """Every quarantined row with its reason and original values as text."""
-    originals = ", ".join(f"CAST(s.{_quote(c)} AS VARCHAR) AS {_quote(c)}" for c in src.columns)
+    originals = ", ".join(f"CAST(s.{sql_identifier(c)} AS VARCHAR) AS {sql_identifier(c)}" for c in src.columns)
     target = sql_string(str(path))
     con.execute(
         f"COPY (SELECT q._row AS row_number, q._reason AS reason, {originals} "

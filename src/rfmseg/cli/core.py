@@ -33,10 +33,10 @@ from rfmseg.cli.options import (
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
+from rfmseg.io.intake import read_rfm
 from rfmseg.jobs.run import RunResult, segment
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.scoring import rfm_matrix
-from rfmseg.pipeline import load_rfm
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 
@@ -203,7 +203,7 @@ def choose_k_cmd(
     transform, n_init, random_state = settings.effective_transform(), settings.n_init, settings.random_state
     con = duckdb.connect()
     try:
-        _, rfm = load_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_)
+        rfm = read_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_).rfm
     finally:
         con.close()
     result = choose_k(rfm_matrix(rfm), transform, k_min, k_max, n_init, random_state, sample_size, stability, resamples)

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 if TYPE_CHECKING:
     from rfmseg.features import FeatureSet
-    from rfmseg.io import Policy, Prepared
+    from rfmseg.io import Policy
+    from rfmseg.io.intake import Intake
     from rfmseg.model import SegmentModel
     from rfmseg.model.segment_model import Assignment
     from rfmseg.presets import Preset
@@ -42,15 +43,16 @@ class Engine(Protocol):
         timer: Timer,
         preset: Preset | None,
         feature_set: FeatureSet | None,
-    ) -> tuple[Prepared, pa.Table]:
-        """Read and judge ``source`` and compute its RFM table (one row per customer, on this machine)."""
+    ) -> Intake:
+        """Read and judge ``source`` and compute its RFM table (one row per customer, on this machine; the
+        result's ``rfm``), with the facts of the reading (mapping, as-of date, row counts by reason)."""
         ...
 
     def fit(self, model: SegmentModel, x: np.ndarray) -> Assignment:
         """Fit ``model`` on the RFM matrix ``x`` and return the customers' assignment to its clusters."""
         ...
 
-    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
+    def write_quarantine(self, prepared: Intake, path: Path) -> None:
         """Every quarantined row of ``prepared``, with its reason and original values, to a Parquet file."""
         ...
 

@@ -13,17 +13,17 @@ import pyarrow as pa
 from rfmseg.engines.base import publish_table
 from rfmseg.errors import ParameterError
 from rfmseg.features import FeatureSet
-from rfmseg.io import Policy, Prepared
+from rfmseg.io import Policy
+from rfmseg.io.intake import Intake, connect, read_rfm
 from rfmseg.model import SegmentModel
 from rfmseg.model.segment_model import Assignment
-from rfmseg.pipeline import connect, load_rfm
 from rfmseg.presets import Preset
 from rfmseg.timing import Timer
 
 
 class LocalEngine:
     """The engine of ``--engine local`` (the default), computing with one DuckDB connection (``con``,
-    default :func:`rfmseg.pipeline.connect`) that it closes with :meth:`close`."""
+    default :func:`rfmseg.io.intake.connect`) that it closes with :meth:`close`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.con = con if con is not None else connect()
@@ -45,13 +45,13 @@ class LocalEngine:
         timer: Timer,
         preset: Preset | None,
         feature_set: FeatureSet | None,
-    ) -> tuple[Prepared, pa.Table]:
-        return load_rfm(self.con, source, columns, as_of, policy, timer, preset, feature_set)
+    ) -> Intake:
+        return read_rfm(self.con, source, columns, as_of, policy, preset, feature_set, timer)
 
     def fit(self, model: SegmentModel, x: np.ndarray) -> Assignment:
         return model.fit_predict(x)  # the fit's last pass scores the training customers
 
-    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
+    def write_quarantine(self, prepared: Intake, path: Path) -> None:
         """Every quarantined row with its reason and its original values (as text), straight from DuckDB."""
         originals = ", ".join(
             'CAST(s."{0}" AS VARCHAR) AS "{0}"'.format(c.replace('"', '""')) for c in prepared.source.columns

@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ import pyarrow.parquet as pq
 from rfmseg import features
 from rfmseg.engines.base import publish_table
 from rfmseg.errors import InputError, ParameterError, RfmsegError, StoreError
-from rfmseg.io.readers import FORMATS, Source, _check_file, file_sha256, read_xlsx, sql_string
+from rfmseg.io.intake import Intake, parse_as_of
+from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.validate import (
     AFTER_AS_OF,
     DEFAULT_DATE_FORMATS,
@@ -53,16 +54,16 @@ from rfmseg.io.validate import (
     SOURCE_VIEW,
     Dialect,
     Policy,
-    Prepared,
     Rule,
-    _check_field_columns,
-    _check_whole_columns,
-    _reason_case,
+    check_field_columns,
+    check_whole_columns,
     problem_text,
+    reason_case,
     resolve_columns,
     row_rules,
     typed_columns,
 )
+from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL
 from rfmseg.model.segment_model import Assignment, distinct_rows
@@ -312,13 +313,12 @@ def _uri(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ engine
-@dataclass
-class SparkPrepared(Prepared):
-    """Prepared whose rows were judged on Spark: it writes its own quarantine file."""
+@dataclass(frozen=True)
+class SparkIntake(Intake):
+    """A source read and judged on Spark: it writes its own quarantine file."""
 
     spark: Any = None
-    canon: Any = None
-    source_columns: list[str] = field(default_factory=list)
+    source_columns: tuple[str, ...] = ()
 
     def write_quarantine(self, path: Path) -> None:
         cols = ", ".join(f"CAST(s.{_q(c)} AS STRING) AS {_q(c)}" for c in self.source_columns)
@@ -400,7 +400,7 @@ class SparkEngine:
                     if not any(local.glob("*.parquet")):
                         raise InputError(f"{local}: a folder without .parquet files; give a file or a Parquet folder")
                 else:
-                    _check_file(local, fmt)
+                    check_file(local, fmt)
                     sha = file_sha256(local)
             if fmt == "xlsx":
                 if local is None:
@@ -419,9 +419,7 @@ class SparkEngine:
                 hint = "; for s3a:// and gs:// Spark needs the file system's jars (e.g. hadoop-aws)" if remote else ""
                 raise InputError(f"{text}: cannot be read as {fmt} by Spark ({first}); check the path{hint}") from None
             return df, text if remote else str(local), sha, fmt
-        from rfmseg.io.readers import _to_arrow
-
-        table = _to_arrow(source)
+        table = to_arrow(source)
         if table.num_rows == 0:
             raise InputError("DataFrame: has no rows; give transactions to segment")
         return self._from_arrow(table), "DataFrame", None, "dataframe"
@@ -462,10 +460,9 @@ class SparkEngine:
         timer: Any,
         preset: Any,
         feature_set: Any,
-    ) -> tuple[Prepared, pa.Table]:
+    ) -> SparkIntake:
         """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow."""
         from rfmseg.io.sources import SourceSpec
-        from rfmseg.pipeline import parse_as_of  # (H1a moves it to io/)
         from rfmseg.presets import with_features
 
         if isinstance(source, SourceSpec):
@@ -488,19 +485,21 @@ class SparkEngine:
             df = self._with_row_numbers(df)
             df.createOrReplaceTempView("rfmseg_src")
         with timer.stage("validate"):
-            prepared = self._judge(spark, src, mapping, policy, parse_as_of(as_of))
+            at, rows_read, quarantined = self._judge(spark, src, mapping, policy, parse_as_of(as_of))
         with timer.stage("rfm"):
-            sql = features.rfm_sql("rfmseg_canon", prepared.as_of, fs, dialect="spark")  # type: ignore[arg-type]
+            sql = features.rfm_sql("rfmseg_canon", at, fs, dialect="spark")
             self._rfm_all = spark.sql(spark_sql(sql)).persist()
             self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
-            self._settle_returns_only(spark, prepared, policy)
+            quarantined = self._settle_returns_only(spark, src, rows_read, quarantined, policy)
             rfm = _sorted(_normalise_rfm(self._to_arrow(self._rfm_df)))
         self._customers = rfm.num_rows  # what a publish from the executors must deliver
         # the customer-level stages (transform, K-Means iterations, assignment, publish) need a few partitions,
         # not the shuffle's: a cluster's default 200 made a 200-customer fit over Spark Connect take 40 s
         # (200 Python tasks per K-Means pass); coalescing never adds partitions
         self._rfm_df = self._rfm_df.coalesce(max(1, -(-rfm.num_rows // CUSTOMERS_PER_PARTITION)))
-        return prepared, rfm
+        return SparkIntake(
+            "transactions", src, mapping, at, rows_read, quarantined, "rfmseg_canon", rfm, spark, tuple(src.columns)
+        )
 
     @staticmethod
     def _to_arrow(df: Any) -> pa.Table:
@@ -510,7 +509,8 @@ class SparkEngine:
 
     def _judge(
         self, spark: Any, src: Source, mapping: dict[str, str], policy: Policy, as_of: date | None
-    ) -> SparkPrepared:
+    ) -> tuple[date, int, dict[str, int]]:
+        """Judge every row on Spark: the as-of date, the rows read and the rows set aside per reason."""
         t = src.columns
         originals = ", ".join(_q(c) for c in src.columns)
         extra = "".join(
@@ -538,9 +538,9 @@ class SparkEngine:
         ).collect()
         rows = [tuple(g) for g in groups]
         sums = [sum(int(g[i]) for g in rows) for i in (3, 4, 5)]
-        _check_whole_columns(None, src, mapping, (sums[0], sums[1], sums[2]))  # type: ignore[arg-type]
+        check_whole_columns(src, mapping, (sums[0], sums[1], sums[2]))
         known = tuple(sum(int(g[6 + i]) for g in rows) for i in range(len(numbers)))
-        _check_field_columns(None, src, mapping, policy.fields, known or None)  # type: ignore[arg-type]
+        check_field_columns(src, mapping, policy.fields, known)
         if as_of is None:
             used = [(g[1], g[2]) for g in rows if g[0] is None and g[2] is not None]
             last = max((d for ret, d in used if not ret), default=None) or max((d for _, d in used), default=None)
@@ -562,22 +562,11 @@ class SparkEngine:
         self._has_returns = has_returns
         self._create_canon(spark, self._late)
         used_rows = counts.pop("", 0)
-        prepared = SparkPrepared(
-            "transactions",
-            src,
-            mapping,
-            as_of,
-            used_rows + sum(counts.values()),
-            counts,
-            view="rfmseg_canon",
-            spark=spark,
-            source_columns=list(src.columns),
-        )
         if counts and policy.bad_rows == "error":
             raise InputError(f"{src.label}: {_problem(spark, self._rules)}")
         if used_rows == 0:
             raise InputError(f"{src.label}: no usable order rows; {_problem(spark, self._rules)}")
-        return prepared
+        return as_of, used_rows + sum(counts.values()), counts
 
     def _create_canon(self, spark: Any, late: tuple[Rule, ...]) -> None:
         cols = ", ".join(_q(c) for c in spark.table("rfmseg_judged").columns if c != "_reason")
@@ -586,25 +575,28 @@ class SparkEngine:
             f"coalesce(_reason, {_spark_case(late)}) AS _reason FROM rfmseg_judged"
         )
 
-    def _settle_returns_only(self, spark: Any, prepared: SparkPrepared, policy: Policy) -> None:
-        """The returns-only rule (see validate.settle_rfm): the customers the RFM pass found without an order
-        are left out of the table (the query above) and their rows quarantined here."""
+    def _settle_returns_only(
+        self, spark: Any, src: Source, rows_read: int, quarantined: dict[str, int], policy: Policy
+    ) -> dict[str, int]:
+        """The returns-only rule (see rfmseg.io.intake): the customers the RFM pass found without an order
+        are left out of the table (the query above) and their rows quarantined here; the counts with them."""
         if not (self._has_returns and policy.returns == "net"):
-            return
+            return quarantined
         orphans = self._rfm_all.filter("last_order_date IS NULL").select("customer_id")
         if orphans.isEmpty():
-            return
+            return quarantined
         # cut the lineage (it goes through the canon view, which is redefined on these ids just below)
-        orphans.localCheckpoint().createOrReplaceTempView("returns_only")
+        orphans.localCheckpoint().createOrReplaceTempView(VIEWS.returns_only)  # the name RETURNS_ONLY reads
         self._late = (*self._late, RETURNS_ONLY)
         self._create_canon(spark, self._late)
         n = spark.sql(f"SELECT count(*) FROM rfmseg_canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}")
-        prepared.quarantined[RETURNS_ONLY.reason] = int(n.collect()[0][0])
+        quarantined = {**quarantined, RETURNS_ONLY.reason: int(n.collect()[0][0])}
         rules = (*self._rules, RETURNS_ONLY)
         if policy.bad_rows == "error":
-            raise InputError(f"{prepared.source.label}: {_problem(spark, rules)}")
-        if prepared.rows_used == 0:
-            raise InputError(f"{prepared.source.label}: no usable order rows; {_problem(spark, rules)}")
+            raise InputError(f"{src.label}: {_problem(spark, rules)}")
+        if rows_read - sum(quarantined.values()) == 0:
+            raise InputError(f"{src.label}: no usable order rows; {_problem(spark, rules)}")
+        return quarantined
 
     # --------------------------------------------------------------------------------------- K-Means
     def fit(self, model: Any, x: np.ndarray) -> Assignment:
@@ -645,9 +637,9 @@ class SparkEngine:
         model.set_clusters(centers, x, float(summary.trainingCost), int(summary.numIter))
         return model.predict(x)
 
-    def write_quarantine(self, prepared: Prepared, path: Path) -> None:
-        """The quarantined rows, judged on Spark (:meth:`SparkPrepared.write_quarantine`)."""
-        assert isinstance(prepared, SparkPrepared), "the Spark engine writes the quarantine of what it judged"
+    def write_quarantine(self, prepared: Intake, path: Path) -> None:
+        """The quarantined rows, judged on Spark (:meth:`SparkIntake.write_quarantine`)."""
+        assert isinstance(prepared, SparkIntake), "the Spark engine writes the quarantine of what it judged"
         prepared.write_quarantine(path)
 
     def _scaled(self, transform: Transform) -> Any:
@@ -902,7 +894,7 @@ def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") ->
 
 
 def _spark_case(rules: tuple[Rule, ...]) -> str:
-    return _reason_case(tuple(Rule(r.reason, spark_sql(r.condition), r.meaning, r.fix) for r in rules))
+    return reason_case(tuple(Rule(r.reason, spark_sql(r.condition), r.meaning, r.fix) for r in rules))
 
 
 RFM_TYPES = {

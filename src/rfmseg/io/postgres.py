@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from rfmseg.errors import InputError
-from rfmseg.io.readers import Source, _register_arrow
+from rfmseg.io.readers import Source, register_arrow
 from rfmseg.io.sources import SourceSpec
+from rfmseg.io.views import VIEWS
 from rfmseg.stores.base import redact_url, url_secrets
 
 BLOCK_BYTES = 4 << 20
@@ -173,11 +174,11 @@ class PostgresSource(SourceSpec):
             ) from None
         yield from table.combine_chunks().to_batches()
 
-    def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = VIEWS.source) -> Source:
         table = self.read_arrow()
         if table.num_rows == 0:
             raise InputError(f"source.query on {redact_url(self.url)} returned no rows; check its WHERE clause")
-        return _register_arrow(con, table, name, self.label, _table_sha256(table), "postgres")
+        return register_arrow(con, table, name, self.label, _table_sha256(table), "postgres")
 
 
 def _table_sha256(table: pa.Table) -> str:

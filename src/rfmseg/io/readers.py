@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from rfmseg.errors import InputError
+from rfmseg.io.views import VIEWS
 
 FORMATS = {
     ".csv": "csv",
@@ -68,15 +69,18 @@ def file_sha256_soon(path: Path) -> Future[str]:
     return _hasher.submit(file_sha256, path)
 
 
-def _quote(name: str) -> str:
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a column name with spaces or quotes in it)."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
-def _check_file(path: Path, fmt: str) -> None:
+def check_file(path: Path, fmt: str) -> None:
+    """Refuse, with one line naming the fix, a path that is missing, a folder, empty, or not of format ``fmt``."""
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path")
     if path.is_dir():
@@ -94,15 +98,18 @@ def _check_file(path: Path, fmt: str) -> None:
             )
 
 
-def open_source(con: duckdb.DuckDBPyConnection, source: Any, name: str = "src", fmt: str | None = None) -> Source:
+def open_source(
+    con: duckdb.DuckDBPyConnection, source: Any, name: str = VIEWS.source, fmt: str | None = None
+) -> Source:
     """Register ``source`` (path, pandas DataFrame or pyarrow Table) as the view ``name``."""
     if isinstance(source, (str, Path)):
         return _open_path(con, Path(source), name, fmt)
-    table = _to_arrow(source)
-    return _register_arrow(con, table, name, "DataFrame", None, "dataframe")
+    table = to_arrow(source)
+    return register_arrow(con, table, name, "DataFrame", None, "dataframe")
 
 
-def _to_arrow(obj: Any) -> pa.Table:
+def to_arrow(obj: Any) -> pa.Table:
+    """An in-memory table (pyarrow Table, pandas DataFrame, anything with the Arrow stream interface) as Arrow."""
     if isinstance(obj, pa.Table):
         return obj
     if hasattr(obj, "__arrow_c_stream__") or hasattr(obj, "to_arrow"):
@@ -119,9 +126,10 @@ def _to_arrow(obj: Any) -> pa.Table:
     raise InputError(f"cannot read a {type(obj).__name__}; pass a file path, a pandas DataFrame or a pyarrow Table")
 
 
-def _register_arrow(
+def register_arrow(
     con: duckdb.DuckDBPyConnection, table: pa.Table, name: str, label: str, sha: str | Future[str] | None, fmt: str
 ) -> Source:
+    """Register ``table`` as the view ``name`` with a 1-based ``_row`` column (``label`` names it to a user)."""
     if table.num_rows == 0:
         raise InputError(f"{label}: has no rows; give transactions to segment")
     if "_row" in table.column_names:
@@ -129,10 +137,11 @@ def _register_arrow(
     table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
     con.register(f"{name}_arrow", table)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_arrow")
-    return Source(name, _columns(con, name), label, sha, fmt)
+    return Source(name, view_columns(con, name), label, sha, fmt)
 
 
-def _columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+def view_columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+    """The columns of the DuckDB view ``view`` and their types, ``_row`` left out."""
     rows = con.execute(f"DESCRIBE {view}").fetchall()
     return {r[0]: r[1] for r in rows if r[0] != "_row"}
 
@@ -141,9 +150,9 @@ def _open_path(con: duckdb.DuckDBPyConnection, path: Path, name: str, fmt: str |
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv, .parquet or .xlsx (or pass --format)")
-    _check_file(path, fmt)
+    check_file(path, fmt)
     if fmt == "xlsx":
-        return _register_arrow(con, read_xlsx(path), name, str(path), file_sha256(path), fmt)
+        return register_arrow(con, read_xlsx(path), name, str(path), file_sha256(path), fmt)
     sha = file_sha256_soon(path)
     lit = sql_string(str(path))
     try:
@@ -156,7 +165,7 @@ def _open_path(con: duckdb.DuckDBPyConnection, path: Path, name: str, fmt: str |
         else:
             reader = f"read_csv({lit}, all_varchar = true, header = true)"
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *, row_number() OVER () AS _row FROM {reader}")
-        columns = _columns(con, name)
+        columns = view_columns(con, name)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"{path}: cannot be read as {fmt} ({first}); check the file and its format") from None

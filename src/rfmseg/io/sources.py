@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 
 from rfmseg.errors import InputError
-from rfmseg.io.readers import FORMATS, Source, _check_file, _columns, file_sha256, sql_string
+from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, sql_string, view_columns
+from rfmseg.io.views import VIEWS
 
 
 class SourceSpec(ABC):
@@ -28,7 +29,7 @@ class SourceSpec(ABC):
         """How to name the source to a user (no secrets)."""
 
     @abstractmethod
-    def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = VIEWS.source) -> Source:
         """Register the rows as the view ``name`` (originals plus ``_row``) and describe them."""
 
 
@@ -52,7 +53,7 @@ class FileGlob(SourceSpec):
             raise InputError(f"{self.pattern}: no file matches this glob; check the pattern in source.glob")
         return found
 
-    def register(self, con: duckdb.DuckDBPyConnection, name: str = "src") -> Source:
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = VIEWS.source) -> Source:
         files = self.files()
         formats = {FORMATS.get(p.suffix.lower()) for p in files}
         if len(formats) != 1 or None in formats or "xlsx" in formats:
@@ -65,7 +66,7 @@ class FileGlob(SourceSpec):
         assert fmt is not None
         digest = hashlib.sha256()
         for p in files:
-            _check_file(p, fmt)
+            check_file(p, fmt)
             digest.update(f"{p.name}\0{file_sha256(p)}\n".encode())
         paths = "[" + ", ".join(sql_string(str(p)) for p in files) + "]"
         if fmt == "parquet":
@@ -75,7 +76,7 @@ class FileGlob(SourceSpec):
         try:
             # files are read in the listed order and DuckDB keeps insertion order: row numbers run across files
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *, row_number() OVER () AS _row FROM {reader}")
-            columns = _columns(con, name)
+            columns = view_columns(con, name)
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0]
             raise InputError(f"{self.pattern}: cannot be read as {fmt} ({first}); check the files") from None

@@ -11,19 +11,17 @@ sets them aside and goes on (the default for line-item data such as Online Retai
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
 from typing import Literal
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg import schema
 from rfmseg.errors import ColumnError, InputError, ParameterError
-from rfmseg.io.readers import Source, _quote, sql_string
+from rfmseg.io.readers import Source, sql_identifier, sql_string
+from rfmseg.io.views import VIEWS
 
 BadRows = Literal["error", "quarantine"]
 Returns = Literal["net", "exclude"]
@@ -106,51 +104,6 @@ class Policy:
     """extra canonical columns the features read (typed and judged like the core ones)"""
     needs_amount: bool = True
     """False when the features read no amount (e.g. SaaS usage): then no amount column is looked for"""
-
-
-@dataclass
-class Deferred:
-    """What :func:`settle_rfm` needs to apply the returns-only rule after the RFM pass (streaming path)."""
-
-    rules: tuple[Rule, ...]
-    """every row rule, the after-as-of rule included"""
-    late: tuple[Rule, ...]
-    """the rules that ``canon`` applies on top of the row rules (after-as-of)"""
-    bad_rows: BadRows
-
-
-@dataclass
-class Prepared:
-    """The typed, judged input: the view ``canon`` with _row, the canonical columns and _reason."""
-
-    kind: Literal["transactions", "rfm"]
-    source: Source
-    mapping: dict[str, str]
-    as_of: date | None
-    rows_read: int
-    quarantined: dict[str, int] = field(default_factory=dict)
-    view: str = "canon"
-    deferred: Deferred | None = None
-    """set on large inputs: the returns-only rule is settled from the RFM table (:func:`settle_rfm`)"""
-    unchecked_ids: str | None = None
-    """set on large inputs with text ids, which ``canon`` then takes as they are (cleaning every id of 100M
-    rows, trim and the '.0' rule, doubled the cost of both passes over the file): the condition, over the
-    RFM pass's ``orders``, of an id that cleaning would change. If any order meets it, the input must be
-    prepared again with ``clean_ids=True`` (:func:`rfmseg.pipeline.load_rfm` does)."""
-    count: Callable[[date | None], Prepared] | None = None
-    """set when the rows were not counted yet (a large Parquet or Arrow input, whose row count is known
-    without reading it): ``canon`` judges the rows, ``as_of`` is None unless given, and the RFM pass is
-    strict: it stops at the first row a rule sets aside. If it stops, or the as-of date cannot be settled
-    from the RFM table, ``count(as_of)`` runs the counting pass and returns the Prepared it gives
-    (:func:`rfmseg.pipeline.load_rfm` decides). Counting in the RFM pass instead (a row count per order
-    and per customer) made its hash tables spill to disk at 100M rows: 28 s instead of 20 s."""
-
-    @property
-    def rows_used(self) -> int:
-        return self.rows_read - sum(self.quarantined.values())
-
-    def rows_summary(self) -> dict[str, object]:
-        return {"read": self.rows_read, "used": self.rows_used, "quarantined": dict(self.quarantined)}
 
 
 def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[str, ...]) -> str | None:
@@ -263,7 +216,7 @@ def id_expr(col: str, duck_type: str) -> str:
 
     Text that is a whole number written as a float ('17850.0', as a float column exported to CSV) loses its
     '.0' too, so the same customer has the same id in the Parquet, the .xlsx and the CSV of one table."""
-    q = _quote(col)
+    q = sql_identifier(col)
     if _is_numeric(duck_type):
         return (
             f"CASE WHEN {q} IS NULL OR isnan(CAST({q} AS DOUBLE)) THEN NULL "
@@ -282,19 +235,19 @@ def customer_expr(col: str, duck_type: str) -> str:
     number is far cheaper than by text; :func:`rfmseg.features.compute_rfm` makes the ids text after the
     aggregation, the same text :func:`id_expr` gives), any other column goes through :func:`id_expr`."""
     if duck_type.upper().startswith(_INTEGER_TYPES):
-        return _quote(col)
+        return sql_identifier(col)
     return id_expr(col, duck_type)
 
 
 def number_expr(col: str, duck_type: str) -> str:
-    q = _quote(col)
+    q = sql_identifier(col)
     if _is_numeric(duck_type):
         return f"CAST({q} AS DOUBLE)"
     return f"TRY_CAST(replace(trim(CAST({q} AS VARCHAR)), ',', '') AS DOUBLE)"
 
 
 def date_expr(col: str, duck_type: str, date_format: str | None) -> str:
-    q = _quote(col)
+    q = sql_identifier(col)
     if _is_temporal(duck_type):
         return f"CAST({q} AS TIMESTAMP)"
     if _is_numeric(duck_type):
@@ -343,7 +296,7 @@ AFTER_AS_OF = Rule(
 )
 RETURNS_ONLY = Rule(
     "returns_only_customer",
-    "customer_id IN (SELECT customer_id FROM returns_only)",
+    f"customer_id IN (SELECT customer_id FROM {VIEWS.returns_only})",
     "usable rows of a customer who has only returns (no order to give recency or frequency)",
     "nothing to fix if the purchases predate the file; otherwise export the history that holds them",
 )
@@ -355,11 +308,40 @@ EXCLUDED_RETURN = Rule(
     "return or cancellation, excluded (--returns exclude)",
     "use --returns net to subtract returns from monetary instead",
 )
+RFM_RULES = (
+    Rule("missing_customer_id", "customer_id IS NULL", "no customer id", "fill the customer id"),
+    Rule(
+        "bad_recency",
+        "recency_days IS NULL OR recency_days < 0",
+        "recency missing or negative",
+        "recency_days must be a whole number of days >= 0",
+    ),
+    Rule(
+        "bad_frequency",
+        "frequency IS NULL OR frequency < 1",
+        "frequency missing or below 1",
+        "frequency must be a count of orders >= 1",
+    ),
+    Rule(
+        "bad_monetary",
+        "monetary IS NULL OR isnan(monetary) OR monetary < 0",
+        "monetary missing, not a number or negative",
+        "monetary must be a number >= 0",
+    ),
+    Rule(
+        "duplicate_customer_id",
+        "count(*) OVER (PARTITION BY customer_id) > 1 AND customer_id IS NOT NULL",
+        "customer id listed more than once",
+        "keep one row per customer",
+    ),
+)
+"""The rules a ready RFM table's rows are judged by, in order."""
 SOURCE_COLUMNS = "{source_columns}"
 SOURCE_VIEW = "{source}"
 
 
-def _reason_case(rules: tuple[Rule, ...]) -> str:
+def reason_case(rules: tuple[Rule, ...]) -> str:
+    """The SQL CASE giving a row the reason of the first rule in ``rules`` it breaks (NULL: it breaks none)."""
     whens = " ".join(f"WHEN {r.condition} THEN {sql_string(r.reason)}" for r in rules)
     return f"CASE {whens} ELSE NULL END"
 
@@ -379,7 +361,7 @@ DUCKDB = Dialect(customer_expr, id_expr, number_expr, date_expr, "VARCHAR")
 
 
 def _text_as_is(col: str, duck_type: str) -> str:
-    return f"CAST({_quote(col)} AS VARCHAR)"
+    return f"CAST({sql_identifier(col)} AS VARCHAR)"
 
 
 DUCKDB_IDS_AS_IS = Dialect(
@@ -444,102 +426,6 @@ def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy
     )
 
 
-def prepare(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    columns: dict[str, str] | None = None,
-    policy: Policy | None = None,
-    as_of: date | None = None,
-    clean_ids: bool = False,
-) -> Prepared:
-    """Build the ``canon`` view over ``source``, settle the as-of date and count rows per fate.
-
-    In ``error`` mode a single broken row raises :class:`InputError` naming the row, the rule and the fix.
-    Large inputs take text ids as they are unless ``clean_ids`` (see :attr:`Prepared.unchecked_ids`), and
-    large Parquet or Arrow inputs are counted only when the strict RFM pass finds a row to set aside
-    (see :attr:`Prepared.count`).
-    """
-    policy = policy or Policy()
-    kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
-    types = source.columns
-    if kind == "rfm":
-        return _prepare_rfm(con, source, mapping, policy)
-
-    originals = ", ".join(_quote(c) for c in source.columns)
-    extra = "".join(
-        f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
-        for name, sql in policy.extra_columns
-    )
-    rules, has_returns = row_rules(policy, mapping)
-
-    def typed_views(dialect: Dialect) -> None:
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW typed AS SELECT _row, {typed_columns(mapping, types, policy, dialect)}"
-            f"{extra} FROM {source.name}"
-        )
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW typed_r AS SELECT *, coalesce({policy.returns_condition}, FALSE) "
-            "AS is_return FROM typed"
-        )
-
-    rows = estimated_rows(con, source)
-    if rows > MATERIALISE_MAX_ROWS:
-        unclean = None if clean_ids else unclean_id_condition(mapping, types)
-        typed_views(DUCKDB if unclean is None else DUCKDB_IDS_AS_IS)
-
-        def count(at: date | None) -> Prepared:
-            return _prepare_streaming(con, source, mapping, policy, rules, at, has_returns)
-
-        if source.format != "csv":  # the row count is exact: the RFM pass counts the rest
-            prepared = _uncounted(con, source, mapping, policy, rules, as_of, has_returns, rows)
-            prepared.count = count
-        elif unclean is not None:
-            # a problem found with the ids as they are is judged again on clean ids
-            try:
-                prepared = count(as_of)
-            except InputError:
-                typed_views(DUCKDB)
-                return count(as_of)
-        else:
-            return count(as_of)
-        # text ids as they are: the RFM pass checks them per order (``unchecked_ids``), and the caller
-        # prepares again with clean ids if one needs cleaning
-        prepared.unchecked_ids = unclean
-        return prepared
-    typed_views(DUCKDB)
-    # the source is read and every row judged once, into a table: the later stages read it, not the file
-    con.execute(f"CREATE OR REPLACE TEMP TABLE judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
-    _check_whole_columns(con, source, mapping)
-    _check_field_columns(con, source, mapping, policy.fields)
-    if as_of is None:
-        last = con.execute("SELECT max(ts) FROM judged WHERE _reason IS NULL AND NOT is_return").fetchone()[0]
-        if last is None:
-            last = con.execute("SELECT max(ts) FROM judged WHERE _reason IS NULL").fetchone()[0]
-        if last is None:
-            raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
-        as_of = last.date() + timedelta(days=1)
-    after = _after(as_of)
-    late = (after,)
-    if has_returns and policy.returns == "net":
-        # customers left with returns only, once every row rule has spoken: a (small) table of ids
-        late = (after, RETURNS_ONLY)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE returns_only AS SELECT customer_id FROM judged "
-            f"WHERE coalesce(_reason, {_reason_case((after,))}) IS NULL GROUP BY customer_id "
-            "HAVING NOT bool_or(NOT is_return)"
-        )
-    all_rules = (*rules, *late)
-    settle_canon(con, late)
-    counts = dict(con.execute("SELECT coalesce(_reason, ''), count(*) FROM canon GROUP BY ALL").fetchall())
-    used = counts.pop("", 0)
-    prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
-    if counts and policy.bad_rows == "error":
-        raise InputError(f"{source.label}: {_first_problem(con, all_rules, view='canon')}")
-    if used == 0:
-        raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, all_rules, view='canon')}")
-    return prepared
-
-
 def row_rules(policy: Policy, mapping: dict[str, str]) -> tuple[tuple[Rule, ...], bool]:
     """The row rules of ``policy`` in the order they are checked (before the as-of and returns-only rules,
     which need the data), and whether the policy recognises returns. Shared with the Spark engine."""
@@ -567,16 +453,11 @@ def problem_text(rules: tuple[Rule, ...], found: dict[str, tuple[int, int]]) -> 
     return "check the file"
 
 
-def _check_whole_columns(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    mapping: dict[str, str],
-    counts: tuple[int, int, int] | None = None,
-) -> None:
+def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[int, int, int]) -> None:
     """A column that holds no value of its type at all is a wrong mapping, not bad rows.
 
-    ``counts`` (rows, dates, amounts) when already known; else they are counted over ``judged``."""
-    total, dates, amounts = counts or con.execute("SELECT count(*), count(ts), count(amount) FROM judged").fetchone()
+    ``counts``: the typed rows' count, and the count of their dates and of their amounts."""
+    total, dates, amounts = counts
     if total == 0:
         raise InputError(f"{source.label}: has no rows; give transactions to segment")
     if dates == 0:
@@ -593,231 +474,23 @@ def _check_whole_columns(
         )
 
 
-def _check_field_columns(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    mapping: dict[str, str],
-    fields: tuple[ExtraField, ...],
-    known: tuple[int, ...] | None = None,
+def number_fields(fields: tuple[ExtraField, ...]) -> list[str]:
+    """The names of the extra fields that hold numbers, in order (what :func:`check_field_columns` counts)."""
+    return [f.name for f in fields if f.kind == "number"]
+
+
+def check_field_columns(
+    source: Source, mapping: dict[str, str], fields: tuple[ExtraField, ...], counts: tuple[int, ...]
 ) -> None:
     """An extra number column without a single number is a wrong mapping, not bad rows.
 
-    ``known``: the counts of the number fields, in order, when already counted."""
-    numbers = [f.name for f in fields if f.kind == "number"]
-    if not numbers:
-        return
-    counts = known or con.execute(f"SELECT {', '.join(f'count({n})' for n in numbers)} FROM judged").fetchone()
-    for name, n in zip(numbers, counts, strict=True):
+    ``counts``: the count of each of :func:`number_fields`' values over the typed rows, in order."""
+    for name, n in zip(number_fields(fields), counts, strict=True):
         if n == 0:
             raise InputError(
                 f"{source.label}: column '{mapping[name]}' holds no numbers for {name}; "
                 f"map {name} with --col {name}=COLUMN"
             )
-
-
-def _first_problem(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...], view: str = "judged") -> str:
-    """The first broken rule, as 'N row(s) with <meaning> (first at row R); <fix>'."""
-    counts = dict(
-        con.execute(
-            f"SELECT _reason, (count(*), min(_row)) FROM {view} WHERE _reason IS NOT NULL GROUP BY ALL"
-        ).fetchall()
-    )
-    found = {r: tuple(v.values()) if isinstance(v, dict) else tuple(v) for r, v in counts.items()}
-    return problem_text(rules, found)  # type: ignore[arg-type]
-
-
-def _prepare_rfm(con: duckdb.DuckDBPyConnection, source: Source, mapping: dict[str, str], policy: Policy) -> Prepared:
-    t = source.columns
-    cust = id_expr(mapping[schema.CUSTOMER_ID], t[mapping[schema.CUSTOMER_ID]])
-    r, f, m = (number_expr(mapping[x], t[mapping[x]]) for x in schema.RFM_FIELDS)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW typed_r AS SELECT _row, {cust} AS customer_id, {r} AS recency_days, "
-        f"{f} AS frequency, {m} AS monetary FROM {source.name}"
-    )
-    rules = (
-        Rule("missing_customer_id", "customer_id IS NULL", "no customer id", "fill the customer id"),
-        Rule(
-            "bad_recency",
-            "recency_days IS NULL OR recency_days < 0",
-            "recency missing or negative",
-            "recency_days must be a whole number of days >= 0",
-        ),
-        Rule(
-            "bad_frequency",
-            "frequency IS NULL OR frequency < 1",
-            "frequency missing or below 1",
-            "frequency must be a count of orders >= 1",
-        ),
-        Rule(
-            "bad_monetary",
-            "monetary IS NULL OR isnan(monetary) OR monetary < 0",
-            "monetary missing, not a number or negative",
-            "monetary must be a number >= 0",
-        ),
-        Rule(
-            "duplicate_customer_id",
-            "count(*) OVER (PARTITION BY customer_id) > 1 AND customer_id IS NOT NULL",
-            "customer id listed more than once",
-            "keep one row per customer",
-        ),
-    )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW canon AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
-    counts = dict(con.execute("SELECT coalesce(_reason, ''), count(*) FROM canon GROUP BY ALL").fetchall())
-    used = counts.pop("", 0)
-    prepared = Prepared("rfm", source, mapping, None, used + sum(counts.values()), counts)
-    if (counts and policy.bad_rows == "error") or used == 0:
-        raise InputError(f"{source.label}: {_first_problem(con, rules, view='canon')}")
-    return prepared
-
-
-# ------------------------------------------------------------------------------------ large inputs
-MATERIALISE_MAX_ROWS = 5_000_000
-"""Up to this many rows the judged rows are kept in a DuckDB table that the later stages read; above it the
-file is streamed instead (a table of 100M judged rows would need gigabytes): one pass counts the rows per
-fate and finds the default as-of date, the RFM pass reads the file again, and the returns-only rule, which
-needs to see each customer's rows, is settled from the RFM table (:func:`settle_rfm`)."""
-CSV_BYTES_PER_ROW = 32
-"""to estimate a CSV's rows from its size without reading it (a CSV export of order lines: 40-100 bytes)"""
-
-
-def estimated_rows(con: duckdb.DuckDBPyConnection, source: Source) -> int:
-    """Rows of ``source``: exact for Parquet (metadata), Arrow and workbooks; a size estimate for CSV."""
-    if source.format == "csv":
-        try:
-            return os.path.getsize(source.label) // CSV_BYTES_PER_ROW
-        except OSError:
-            return 0
-    return int(con.execute(f"SELECT count(*) FROM {source.name}").fetchone()[0])
-
-
-def _after(as_of: date) -> Rule:
-    return Rule(
-        AFTER_AS_OF.reason, AFTER_AS_OF.condition.format(as_of=as_of.isoformat()), AFTER_AS_OF.meaning, AFTER_AS_OF.fix
-    )
-
-
-def _uncounted(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    mapping: dict[str, str],
-    policy: Policy,
-    rules: tuple[Rule, ...],
-    as_of: date | None,
-    has_returns: bool,
-    rows: int,
-) -> Prepared:
-    """:func:`prepare` for a large input whose row count is known: the views, no pass over the file (the
-    strict RFM pass shows whether every row is used; see :attr:`Prepared.count`)."""
-    _judge(con, rules)
-    late = (_after(as_of),) if as_of is not None else ()
-    settle_canon(con, late)
-    prepared = Prepared("transactions", source, mapping, as_of, rows, {})
-    if has_returns and policy.returns == "net":
-        prepared.deferred = Deferred((*rules, *late), late, policy.bad_rows)
-    return prepared
-
-
-def _judge(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...]) -> None:
-    """``judged``: the typed rows (a view over the file) with the first row rule each one breaks."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW judged AS SELECT *, {_reason_case(rules)} AS _reason FROM typed_r")
-
-
-def settle_canon(con: duckdb.DuckDBPyConnection, late: tuple[Rule, ...]) -> None:
-    """``canon``: ``judged`` with the rules that need the data (after-as-of, returns-only) applied on top."""
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW canon AS SELECT * EXCLUDE (_reason), "
-        f"coalesce(_reason, {_reason_case(late) if late else 'NULL'}) AS _reason FROM judged"
-    )
-
-
-def settle_as_of(con: duckdb.DuckDBPyConnection, prepared: Prepared, as_of: date) -> None:
-    """The default as-of date found by the RFM pass of an uncounted input (:attr:`Prepared.count`)."""
-    prepared.as_of = as_of
-    late = (_after(as_of),)
-    settle_canon(con, late)
-    if prepared.deferred is not None:
-        prepared.deferred = Deferred((*prepared.deferred.rules, *late), late, prepared.deferred.bad_rows)
-
-
-def _prepare_streaming(
-    con: duckdb.DuckDBPyConnection,
-    source: Source,
-    mapping: dict[str, str],
-    policy: Policy,
-    rules: tuple[Rule, ...],
-    as_of: date | None,
-    has_returns: bool,
-) -> Prepared:
-    """:func:`prepare` for inputs too large to keep: ``judged`` and ``canon`` are views over the file, and
-    one pass counts what the checks, the default as-of date and the per-reason counts need."""
-    _judge(con, rules)
-    numbers = [f.name for f in policy.fields if f.kind == "number"]
-    extra = "".join(f", count({n})" for n in numbers)
-    groups = con.execute(
-        "SELECT _reason, is_return, CASE WHEN _reason IS NULL THEN CAST(ts AS DATE) END AS d, "
-        f"count(*), count(ts), count(amount){extra} FROM judged GROUP BY ALL"
-    ).fetchall()
-    sums = [sum(g[i] for g in groups) for i in range(3, 6 + len(numbers))]
-    _check_whole_columns(con, source, mapping, (sums[0], sums[1], sums[2]))
-    _check_field_columns(con, source, mapping, policy.fields, tuple(sums[3:]) or None)
-    if as_of is None:
-        used_days = [(g[1], g[2]) for g in groups if g[0] is None and g[2] is not None]
-        last = max((d for ret, d in used_days if not ret), default=None) or max((d for _, d in used_days), default=None)
-        if last is None:
-            raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, rules)}")
-        as_of = last + timedelta(days=1)
-    after = _after(as_of)
-    counts: dict[str, int] = {}
-    for reason, _, d, n, *_ in groups:
-        key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
-        counts[key] = counts.get(key, 0) + n
-    settle_canon(con, (after,))
-    used = counts.pop("", 0)
-    all_rules = (*rules, after)
-    prepared = Prepared("transactions", source, mapping, as_of, used + sum(counts.values()), counts)
-    if counts and policy.bad_rows == "error":
-        raise InputError(f"{source.label}: {_first_problem(con, all_rules, view='canon')}")
-    if used == 0:
-        raise InputError(f"{source.label}: no usable order rows; {_first_problem(con, all_rules, view='canon')}")
-    if has_returns and policy.returns == "net":
-        prepared.deferred = Deferred(all_rules, (after,), policy.bad_rows)
-    return prepared
-
-
-def settle_rfm(con: duckdb.DuckDBPyConnection, prepared: Prepared, rfm: pa.Table) -> pa.Table:
-    """The RFM table with the returns-only rule applied, when :func:`prepare` left it to the RFM pass.
-
-    A customer whose used rows are all returns is the customer the RFM pass finds with no last order date;
-    their rows are quarantined as ``returns_only_customer`` (``canon`` and the counts say so) and they leave
-    the table. Nothing happens when there is no such customer or the rule was applied before.
-    """
-    pending, prepared.deferred = prepared.deferred, None
-    if pending is None or "last_order_date" not in rfm.column_names:
-        return rfm
-    orphan = pc.is_null(rfm.column("last_order_date"))
-    if not pc.any(orphan).as_py():
-        return rfm
-    con.register("_returns_only_ids", rfm.filter(orphan).select(["customer_id"]))
-    kept_as = dict((r[0], r[1]) for r in con.execute("DESCRIBE judged").fetchall())["customer_id"]
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE returns_only AS SELECT CAST(customer_id AS {kept_as}) AS customer_id "
-            "FROM _returns_only_ids"
-        )
-    finally:
-        con.unregister("_returns_only_ids")
-    late = (*pending.late, RETURNS_ONLY)
-    settle_canon(con, late)
-    n = con.execute(f"SELECT count(*) FROM canon WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
-    prepared.quarantined[RETURNS_ONLY.reason] = int(n)
-    all_rules = (*pending.rules, RETURNS_ONLY)
-    if pending.bad_rows == "error":
-        raise InputError(f"{prepared.source.label}: {_first_problem(con, all_rules, view='canon')}")
-    if prepared.rows_used == 0:
-        raise InputError(
-            f"{prepared.source.label}: no usable order rows; {_first_problem(con, all_rules, view='canon')}"
-        )
-    return rfm.filter(pc.invert(orphan))
 
 
 # ------------------------------------------------------------------------------------ data sufficiency

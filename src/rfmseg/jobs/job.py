@@ -18,7 +18,8 @@ from typing import Any, Literal, TypedDict
 import pyarrow as pa
 
 from rfmseg.engines.local import LocalEngine
-from rfmseg.io import Policy, Prepared
+from rfmseg.io import Policy
+from rfmseg.io.intake import Intake
 from rfmseg.jobs.publish import publish_existing, publish_run
 from rfmseg.jobs.reading import Reading, reading
 from rfmseg.jobs.writer import build_summary, write_run
@@ -143,7 +144,7 @@ class Job:
         cold_start = (o.get("cold_start") or ColdStart(segment=None)).resolved(read.preset)
         return cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)
 
-    def load(self, source: Any, columns: dict[str, str] | None, as_of: Any) -> tuple[Prepared, pa.Table, str]:
+    def load(self, source: Any, columns: dict[str, str] | None, as_of: Any) -> tuple[Intake, pa.Table, str]:
         """The prepared input, its RFM table and the table's fingerprint."""
         prepared, rfm = self.read.load(self.engine, source, columns, as_of, self.timer)
         return prepared, rfm, rfm_sha256(rfm)
@@ -158,7 +159,7 @@ class Job:
 
     def write(
         self,
-        prepared: Prepared,
+        prepared: Intake,
         rfm: pa.Table,
         data_sha: str,
         key: str,
@@ -223,7 +224,7 @@ def publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dic
 
 
 def life_summary(
-    kind: str, model_version: str, assignments: pa.Table, cold_start: ColdStart, prepared: Prepared, read: Reading
+    kind: str, model_version: str, assignments: pa.Table, cold_start: ColdStart, prepared: Intake, read: Reading
 ) -> dict[str, Any]:
     """What a refresh or retrain adds to the summary: its kind, reading, model version, rows, cold start."""
     reasons = Counter(assignments.column("segment_reason").to_pylist())

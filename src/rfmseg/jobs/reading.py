@@ -13,7 +13,8 @@ import pyarrow as pa
 
 from rfmseg.engines.base import Engine
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io import Policy, Prepared
+from rfmseg.io import Policy
+from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
 from rfmseg.presets import Preset, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
@@ -55,9 +56,10 @@ class Reading:
 
     def load(
         self, engine: Engine, source: Any, columns: dict[str, str] | None, as_of: Any, timer: Timer
-    ) -> tuple[Prepared, pa.Table]:
+    ) -> tuple[Intake, pa.Table]:
         """The prepared input and its RFM table, read by ``engine`` this way."""
-        return engine.load_rfm(source, columns, as_of, self.policy, timer, self.preset, self.features)
+        intake = engine.load_rfm(source, columns, as_of, self.policy, timer, self.preset, self.features)
+        return intake, intake.rfm
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -119,7 +119,8 @@ def segment(
     # K chart use are imported meanwhile
     background.submit(preload_fit_modules)
     try:
-        prepared, rfm = engine_.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+        prepared = engine_.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+        rfm = prepared.rfm
         # the run's fingerprint and its rfm.parquet need only the RFM table: they are computed on threads of
         # their own (hashing and Parquet encoding release the GIL) while the model is fitted
         writer = RunWriter(Path(runs_dir), run_id) if runs_dir is not None else None

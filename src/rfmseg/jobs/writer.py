@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from rfmseg.engines.base import Engine
 from rfmseg.features import DEFAULT_UNITS, Units
-from rfmseg.io import Prepared
+from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
 from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
@@ -69,7 +69,7 @@ def build_summary(
 def write_run(
     writer: RunWriter,
     engine: Engine,
-    prepared: Prepared,
+    prepared: Intake,
     model: SegmentModel,
     rfm: pa.Table,
     assignments: pa.Table,

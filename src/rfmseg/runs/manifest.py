@@ -55,7 +55,7 @@ def run_manifest(
     idempotency_key: str | None = None,
     **extra: Any,
 ) -> Manifest:
-    """The manifest of run ``run_id``, read from ``prepared`` (a :class:`rfmseg.io.Prepared`) into ``rfm``.
+    """The manifest of run ``run_id``, read from ``prepared`` (a :class:`rfmseg.io.intake.Intake`) into ``rfm``.
 
     Keys in this order: run_id, kind, model_version, idempotency_key (when given), data_sha256, created,
     input, as_of, rows, customers, params, the ``extra`` keys as given (warnings, model, engine, ...),
