@@ -359,4 +359,6 @@ def test_the_sample_helpers_import_no_preset_module() -> None:
     code = "import sys, rfmseg.presets.samples; "
     code += "print(sorted(m for m in sys.modules if m.startswith('rfmseg.presets.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['rfmseg.presets.samples']"  # the registry, presets.generators, imports them instead
+    # the package loads the Preset value (presets.preset) and no domain module: the registry of generators,
+    # presets.generators, imports them instead
+    assert out.strip() == "['rfmseg.presets.preset', 'rfmseg.presets.samples']"

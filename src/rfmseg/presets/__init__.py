@@ -8,136 +8,12 @@ definition as JSON (what a run records), :meth:`Preset.from_dict` rebuilds it wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-from rfmseg import schema
 from rfmseg.errors import ParameterError
-from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io.validate import ExtraField, Policy, Rule
-from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
+from rfmseg.presets.preset import Preset, build_policy, with_features
 
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    columns: dict[str, str] = field(default_factory=dict)
-    """canonical field -> the column name this domain's files use (user options override)"""
-    policy: Policy = field(default_factory=Policy)
-    vocabulary: Vocabulary = DEFAULT_VOCABULARY
-    currency: str = "$"
-    transform: str = "minmax"
-    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """canonical field -> other names of the same column in variants of the layout (e.g. Online Retail II)"""
-    features: FeatureSet = DEFAULT_FEATURES
-    """what R, F and M are in this domain, as aggregations over the canonical columns"""
-    units: Units = DEFAULT_UNITS
-    """how tables and insights speak of R, F, M and their sum (orders/spend/revenue, sessions/features, ...)"""
-    sample: str | None = None
-    """file name of the preset's generated sample data set in rfmseg/presets/data/"""
-    cold_start_segment: str = "Occasional"
-    """the segment given to customers with too little history (see rfmseg.model.scoring.ColdStart)"""
-
-    def __post_init__(self) -> None:
-        # the naming reasons speak of the entity the units name ("more recent than 80% of users")
-        if self.vocabulary.entity != self.units.entity:
-            object.__setattr__(self, "vocabulary", replace(self.vocabulary, entity=self.units.entity))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The full definition, JSON-able (lists for tuples): what a run records of the preset it used."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "columns": dict(self.columns),
-            "policy": _policy_to_dict(self.policy),
-            "vocabulary": {
-                "types": [asdict(t) for t in self.vocabulary.types],
-                "weights": list(self.vocabulary.weights),
-                "labels": list(self.vocabulary.labels),
-                "entity": self.vocabulary.entity,
-            },
-            "currency": self.currency,
-            "transform": self.transform,
-            "alternatives": {k: list(v) for k, v in self.alternatives.items()},
-            "features": self.features.to_dict(),
-            "units": self.units.to_dict(),
-            "sample": self.sample,
-            "cold_start_segment": self.cold_start_segment,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Preset:
-        """The preset :meth:`to_dict` wrote (no registry involved: a project-file preset comes back too)."""
-        v = d["vocabulary"]
-        vocabulary = Vocabulary(
-            tuple(SegmentType(**t) for t in v["types"]), tuple(v["weights"]), tuple(v["labels"]), v["entity"]
-        )
-        return cls(
-            name=d["name"],
-            description=d["description"],
-            columns=dict(d["columns"]),
-            policy=_policy_from_dict(d["policy"]),
-            vocabulary=vocabulary,
-            currency=d["currency"],
-            transform=d["transform"],
-            alternatives={k: tuple(v) for k, v in d["alternatives"].items()},
-            features=FeatureSet.from_dict(d["features"]),
-            units=Units.from_dict(d["units"]),
-            sample=d["sample"],
-            cold_start_segment=d["cold_start_segment"],
-        )
-
-    def sample_path(self) -> Path:
-        if not self.sample:
-            raise ParameterError(f"preset '{self.name}' has no sample data set", param="sample")
-        return Path(str(resources.files("rfmseg.presets").joinpath("data", self.sample)))
-
-    def columns_for(self, found: Iterable[str], given: dict[str, str] | None = None) -> dict[str, str]:
-        """The column map for a source whose columns are ``found``, the user's ``given`` map winning.
-
-        For each field the first of its names present in the source is taken (compared without case, spaces
-        or underscores); a field none of whose names is present is left to the generic detection, so a
-        missing column gets the usual message. An amount given by the user replaces the preset's quantity
-        and unit price (and the other way round).
-        """
-        given = {k: v for k, v in (given or {}).items() if v}
-        by_norm = {schema.normalise(c): c for c in found}
-        out: dict[str, str] = {}
-        for f, primary in self.columns.items():
-            for name in (primary, *self.alternatives.get(f, ())):
-                if schema.normalise(name) in by_norm:
-                    out[f] = by_norm[schema.normalise(name)]
-                    break
-        if schema.AMOUNT in given:
-            out.pop(schema.QUANTITY, None)
-            out.pop(schema.UNIT_PRICE, None)
-        if schema.QUANTITY in given or schema.UNIT_PRICE in given:
-            out.pop(schema.AMOUNT, None)
-        return {**out, **given}
-
-
-def _policy_to_dict(policy: Policy) -> dict[str, Any]:
-    return {
-        **asdict(policy),
-        "rules_before": [asdict(r) for r in policy.rules_before],
-        "extra_columns": [list(c) for c in policy.extra_columns],
-        "fields": [{**asdict(f), "aliases": list(f.aliases)} for f in policy.fields],
-    }
-
-
-def _policy_from_dict(d: Mapping[str, Any]) -> Policy:
-    return Policy(
-        **{
-            **d,
-            "rules_before": tuple(Rule(**r) for r in d["rules_before"]),
-            "extra_columns": tuple((name, sql) for name, sql in d["extra_columns"]),
-            "fields": tuple(ExtraField(**{**f, "aliases": tuple(f["aliases"])}) for f in d["fields"]),
-        }
-    )
+__all__ = ["PRESETS", "Preset", "build_policy", "get_preset", "with_features"]
 
 
 def _ecommerce() -> Preset:
@@ -172,41 +48,6 @@ def _online_retail() -> Preset:
 
 PRESETS: dict[str, Callable[[], Preset]] = {"ecommerce": _ecommerce, "online-retail": _online_retail}
 PRESETS.update({"saas": _saas, "crm": _crm, "education": _education})
-
-
-def with_features(policy: Policy, features: FeatureSet) -> Policy:
-    """``policy`` with the extra columns ``features`` read: the ones it declares keep their bounds and
-    aliases, the others are added as plain numbers or text; no amount is looked for if none is read."""
-    declared = {f.name for f in policy.fields}
-    added = tuple(
-        ExtraField(name, "number" if kind == "number" else "text")
-        for name, kind in features.extra_columns().items()
-        if name not in declared
-    )
-    return replace(policy, fields=(*policy.fields, *added), needs_amount=features.needs_amount)
-
-
-def build_policy(
-    preset: Preset | None,
-    policy: Policy | None = None,
-    bad_rows: str | None = None,
-    returns: str | None = None,
-    date_format: str | None = None,
-) -> Policy:
-    """The row policy of a run: ``policy``, else the preset's, else the default, with the options given."""
-    if bad_rows is not None and bad_rows not in ("error", "quarantine"):
-        raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use error or quarantine", param="bad_rows")
-    if returns is not None and returns not in ("net", "exclude"):
-        raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
-    base = policy or (preset.policy if preset else Policy())
-    if returns is not None and base.returns_condition.strip().upper() == "FALSE":
-        raise ParameterError(
-            "{returns} needs data whose returns rfmseg can recognise; use a preset that defines them, "
-            "e.g. {preset} online-retail",
-            param=("returns", "preset"),
-        )
-    given = {"bad_rows": bad_rows, "returns": returns, "date_format": date_format}
-    return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
 def get_preset(name: str) -> Preset:

@@ -19,7 +19,7 @@ import numpy as np
 
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS
 from rfmseg.model.naming import DEFAULT_VOCABULARY
-from rfmseg.presets import Preset
+from rfmseg.presets.preset import Preset
 from rfmseg.presets.samples import Group, Sample, draw_entities, event_days, split_total, stamp
 
 NAME = "ecommerce"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from rfmseg import schema
 from rfmseg.io.validate import GENERIC_RULES, Policy, Returns, Rule
-from rfmseg.presets import Preset
+from rfmseg.presets.preset import Preset
 
 NAME = "online-retail"
 CURRENCY = "£"
