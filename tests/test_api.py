@@ -327,6 +327,30 @@ def test_the_csv_stream_comes_in_chunks_of_record_batches(big_run, monkeypatch: 
     assert sum(c.count(b"\n") for c in chunks) == size + 1
 
 
+@pytest.mark.parametrize(
+    "base",
+    [
+        os.environ.get("RFMSEG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        os.environ.get("RFMSEG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ],
+    ids=["postgres", "redis"],
+)
+def test_the_whole_segment_csv_with_a_postgres_or_redis_store(big_run, base: str) -> None:
+    result, _ = big_run
+    url = f"{base}?namespace=apitest_{uuid.uuid4().hex[:10]}"
+    publish_run(result.run_id, result.path.parent, url)
+    try:
+        with TestClient(create_app(Settings(runs_dir=result.path.parent, store_url=url))) as c:
+            assert c.get("/health").json()["served_run"] == result.run_id
+            for name, size in result.assignments.to_pandas().segment.value_counts().items():
+                r = c.get(f"/segments/{name}/customers", params={"format": "csv"})
+                assert r.headers["x-csv-scope"] == "segment"
+                assert len(list(csv.DictReader(io.StringIO(r.text)))) == size > 1_000
+    finally:
+        with open_store(url) as store:
+            store.drop()
+
+
 def test_a_paged_csv_is_asked_for_and_says_so(big_run) -> None:
     result, client = big_run
     name = result.assignments.to_pandas().segment.value_counts().index[0]
