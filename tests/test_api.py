@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+import numpy as np
 import pandas as pd
 import plotly
 import pyarrow.compute as pc
@@ -262,6 +263,108 @@ def test_segment_customers_as_csv(client: TestClient, runs: StudyRuns, how: str)
     assert [x["customer_id"] for x in rows] == [c["customer_id"] for c in as_json["customers"]]
     assert list(rows[0]) == ["customer_id", "recency_days", "frequency", "monetary", "aov", "distance", "margin"]
     assert all(float(x["monetary"]) >= 4000 for x in rows)
+
+
+def big_orders(n_customers: int = 3_000) -> pd.DataFrame:
+    """Orders of ``n_customers`` customers (1-12 orders each over 2024), seeded."""
+    rng = np.random.default_rng(7)
+    counts = rng.integers(1, 13, n_customers)
+    ids = np.repeat([f"B{i:05d}" for i in range(n_customers)], counts)
+    days = rng.integers(0, 366, len(ids))
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "order_id": [f"O{i}" for i in range(len(ids))],
+            "order_date": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D"),
+            "amount": np.round(rng.lognormal(4, 1, len(ids)), 2),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def big_run(runs: StudyRuns, tmp_path_factory: pytest.TempPathFactory):
+    """A 3,000-customer run with K=2 (both segments far beyond a page of 100 and the 1,000 page limit)."""
+    runs_dir = tmp_path_factory.mktemp("big") / "runs"
+    result = segment(big_orders(), as_of="2024-12-31", k=2, runs_dir=runs_dir)
+    with TestClient(create_app(Settings(runs_dir=runs_dir, store_url=runs.store_url))) as c:
+        yield result, c
+
+
+def test_csv_of_a_segment_is_the_whole_segment_streamed(big_run) -> None:
+    result, client = big_run
+    a = result.assignments.to_pandas()
+    sizes = a.segment.value_counts()
+    assert sizes.min() > 1_000
+    for name, size in sizes.items():
+        with client.stream("GET", f"/segments/{name}/customers", params={"format": "csv", "sort": "recency_days"}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/csv")
+            assert r.headers["x-csv-scope"] == "segment" and r.headers["x-total-count"] == str(size)
+            assert r.headers["content-disposition"].startswith(f'attachment; filename="{result.run_id}-')
+            text = b"".join(r.iter_bytes()).decode()
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == size
+        assert list(rows[0]) == ["customer_id", "recency_days", "frequency", "monetary", "aov", "distance", "margin"]
+        assert {x["customer_id"] for x in rows} == set(a.customer_id[a.segment == name])
+        want = a[a.segment == name].sort_values(["recency_days", "customer_id"], ascending=[False, True])
+        assert [x["customer_id"] for x in rows] == want.customer_id.tolist()
+    by_accept = client.get(f"/segments/{sizes.index[0]}/customers", headers={"Accept": "text/csv"})
+    assert by_accept.text.count("\n") == sizes.iloc[0] + 1
+    json_page = client.get(f"/segments/{sizes.index[0]}/customers").json()
+    assert len(json_page["customers"]) == 100 and json_page["pages"] == -(-sizes.iloc[0] // 100)
+
+
+def test_the_csv_stream_comes_in_chunks_of_record_batches(big_run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfmseg.service.routes import segments as segments_route
+
+    result, client = big_run
+    monkeypatch.setattr(segments_route, "CSV_BATCH_ROWS", 500)
+    name = result.assignments.to_pandas().segment.value_counts().index[0]
+    size = int(result.assignments.to_pandas().segment.value_counts().iloc[0])
+    with client.stream("GET", f"/segments/{name}/customers", params={"format": "csv"}) as r:
+        chunks = list(r.iter_raw())
+    assert len(chunks) == 1 + -(-size // 500)  # the header row, then one chunk per batch
+    assert sum(c.count(b"\n") for c in chunks) == size + 1
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        os.environ.get("RFMSEG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        os.environ.get("RFMSEG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ],
+    ids=["postgres", "redis"],
+)
+def test_the_whole_segment_csv_with_a_postgres_or_redis_store(big_run, base: str) -> None:
+    result, _ = big_run
+    url = f"{base}?namespace=apitest_{uuid.uuid4().hex[:10]}"
+    publish_run(result.run_id, result.path.parent, url)
+    try:
+        with TestClient(create_app(Settings(runs_dir=result.path.parent, store_url=url))) as c:
+            assert c.get("/health").json()["served_run"] == result.run_id
+            for name, size in result.assignments.to_pandas().segment.value_counts().items():
+                r = c.get(f"/segments/{name}/customers", params={"format": "csv"})
+                assert r.headers["x-csv-scope"] == "segment"
+                assert len(list(csv.DictReader(io.StringIO(r.text)))) == size > 1_000
+    finally:
+        with open_store(url) as store:
+            store.drop()
+
+
+def test_a_paged_csv_is_asked_for_and_says_so(big_run) -> None:
+    result, client = big_run
+    name = result.assignments.to_pandas().segment.value_counts().index[0]
+    whole = client.get(f"/segments/{name}/customers", params={"format": "csv"}).text.splitlines()
+    r = client.get(f"/segments/{name}/customers", params={"format": "csv", "page": 3, "page_size": 50})
+    assert r.headers["x-csv-scope"] == "page"
+    assert (r.headers["x-page"], r.headers["x-page-size"]) == ("3", "50")
+    assert r.headers["x-pages"] == str(-(-(len(whole) - 1) // 50))
+    lines = r.text.splitlines()
+    assert lines[0] == whole[0] and lines[1:] == whole[1 + 100 : 1 + 150]
+    only_size = client.get(f"/segments/{name}/customers", params={"format": "csv", "page_size": 7})
+    assert only_size.headers["x-csv-scope"] == "page" and len(only_size.text.splitlines()) == 8
+    over = client.get(f"/segments/{name}/customers", params={"format": "csv", "page_size": 1001})
+    assert over.status_code == 422
 
 
 def test_segment_customer_errors(client: TestClient, runs: StudyRuns) -> None:

@@ -1,5 +1,6 @@
 """The explorer and the report in a real headless Chromium (Debian's /usr/bin/chromium via Playwright), against
-a real `rfmseg serve` on a free loopback port. Screenshots go to test-artifacts/."""
+a real `rfmseg serve` on a free loopback port: the study, and the UCI Online Retail file (../shared/data) as two
+runs. Screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
+from rfmseg.cli.common import segment_rich_table
+from rfmseg.lifecycle import publish_run
+from rfmseg.pipeline import segment
 from rfmseg.report import REPORT_FILE
 from test_api import StudyRuns, build_study_runs
+from test_online_retail import DATA as ONLINE_RETAIL
 
 pytestmark = pytest.mark.browser
 playwright = pytest.importorskip("playwright.sync_api")
@@ -82,6 +89,29 @@ def serve(runs: StudyRuns, api_key: str | None = None) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def retail_runs(tmp_path_factory: pytest.TempPathFactory) -> StudyRuns:
+    """Online Retail as two runs (the invoices before 20 November 2011, then the whole file: few new customers,
+    so "(new)" would be a hairline at its true size), both published."""
+    if not ONLINE_RETAIL.exists():
+        pytest.fail(f"the UCI Online Retail file is missing: expected {ONLINE_RETAIL}")
+    root = tmp_path_factory.mktemp("retail")
+    lines = pd.read_parquet(ONLINE_RETAIL)
+    early = root / "before-20-november.parquet"
+    lines[pd.to_datetime(lines["InvoiceDate"]) < "2011-11-20"].to_parquet(early)
+    runs_dir, store_url = root / "runs", f"sqlite:///{root / 'profiles.db'}"
+    before = segment(early, preset="online-retail", runs_dir=runs_dir)
+    latest = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=runs_dir)
+    for r in (before, latest):
+        publish_run(r.run_id, runs_dir, store_url)
+    return StudyRuns(root, runs_dir, store_url, before, latest)
+
+
+@pytest.fixture(scope="module")
+def retail_server(retail_runs: StudyRuns) -> Iterator[str]:
+    yield from serve(retail_runs)
 
 
 @pytest.fixture(scope="module")
@@ -251,4 +281,173 @@ def test_the_run_picker_switches_runs(page: Page, server: str, runs: StudyRuns) 
     for s in runs.before.summary["segments"]:
         assert card_values(pg, s["name"]) == (f"{s['customers']:,}", f"${s['revenue']:,.0f}")
     assert pg.locator("#transitions-panel .note").inner_text().startswith("A Sankey of how customers moved")
+    assert page.errors == []
+
+
+# ----------------------------------------------------------------------------------------------- charts
+def overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and (b["y"] < a["y"] + a["height"])
+    )
+
+
+def check_titles_clear_of_the_mode_bar(pg: object, expected: set[str]) -> None:
+    """Every chart on the page has a title and a visible mode bar, and their boxes do not meet."""
+    figures = pg.locator("figure.chart:visible")  # type: ignore[attr-defined]
+    seen = set()
+    for i in range(figures.count()):
+        fig = figures.nth(i)
+        plot = fig.locator(".js-plotly-plot")
+        seen.add(plot.get_attribute("id"))
+        bar = fig.locator(".modebar").bounding_box()
+        title = fig.locator(".chart-title").bounding_box()
+        assert bar and bar["width"] > 20 and title and title["width"] > 20, plot.get_attribute("id")
+        assert not overlap(bar, title), (plot.get_attribute("id"), bar, title)
+        assert fig.locator(".chart-title").inner_text().strip()
+    assert seen == expected
+
+
+def test_the_mode_bar_never_covers_a_chart_title(page: Page, server: str) -> None:
+    pg = page.open(server + "/")
+    check_titles_clear_of_the_mode_bar(pg, {"scatter", "elbow", "silhouette", "pareto", "sankey"})
+    assert pg.locator("#elbow-title").inner_text().startswith("Elbow: inertia by K")
+    pg.click("#view3d")
+    pg.wait_for_function("document.getElementById('scatter3d').data !== undefined")
+    check_titles_clear_of_the_mode_bar(pg, {"scatter3d", "elbow", "silhouette", "pareto", "sankey"})
+    pg.locator("#elbow-title").scroll_into_view_if_needed()
+    pg.locator("#k-panel").screenshot(path=str(ARTIFACTS / "explorer-k-titles.png"))
+    assert page.errors == []
+
+
+def y_spread(pg: object) -> float:
+    """The interquartile range of the drawn points' y pixel positions, as a share of the plot area's height."""
+    ys = pg.evaluate(  # type: ignore[attr-defined]
+        "Array.from(document.querySelectorAll('#scatter .scatterlayer .point'), p => {"
+        " const r = p.getBoundingClientRect(); return r.height ? r.top + r.height / 2 : null; })"
+        ".filter(y => y !== null)"
+    )
+    height = pg.locator("#scatter .nsewdrag").bounding_box()["height"]  # type: ignore[attr-defined]
+    q1, q3 = np.percentile(ys, [25, 75])
+    return float(q3 - q1) / height
+
+
+def test_online_retail_spend_starts_on_a_log_scale_and_the_points_spread(page: Page, retail_server: str) -> None:
+    pg = page.open(retail_server + "/")
+    toggle = pg.locator("#log-toggle")
+    assert toggle.get_attribute("aria-pressed") == "true" and toggle.get_attribute("data-auto") == "true"
+    assert pg.evaluate("document.getElementById('scatter').layout.yaxis.type") == "log"
+    note = pg.locator("#log-note").inner_text()
+    assert note.startswith("Spend is heavy-tailed (the 99th percentile is ") and "over 10×" in note
+    page.shot("explorer-online-retail.png")
+    spread = y_spread(pg)
+    assert spread > 0.1, spread
+    check_titles_clear_of_the_mode_bar(pg, {"scatter", "elbow", "silhouette", "pareto", "sankey"})
+    toggle.click()  # the user can still have it linear: then 4,338 customers squash onto a line
+    pg.wait_for_function("document.getElementById('scatter').layout.yaxis.type === 'linear'")
+    page.shot("explorer-online-retail-linear.png")
+    assert y_spread(pg) < spread / 10
+    assert page.errors == []
+    assert page.outside == []
+
+
+def test_the_study_spend_is_not_heavy_tailed_so_it_starts_linear(page: Page, server: str) -> None:
+    pg = page.open(server + "/")
+    assert pg.locator("#log-toggle").get_attribute("aria-pressed") == "false"
+    assert pg.evaluate("document.getElementById('scatter').layout.yaxis.type") == "linear"
+    assert pg.locator("#log-note").inner_text().startswith("Spend is not heavy-tailed")
+
+
+def test_the_new_and_gone_flows_are_readable(page: Page, retail_server: str, retail_runs: StudyRuns) -> None:
+    pg = page.open(retail_server + "/")
+    nodes = pg.locator("#sankey .sankey-node")
+    labels = [nodes.nth(i).text_content() for i in range(nodes.count())]
+    new = next(i for i, text in enumerate(labels) if text.startswith("(new)"))
+    transitions = httpx.get(f"{retail_server}/runs/latest/view").json()["transitions"]
+    assert transitions["new"] > 0 and labels[new] == f"(new): {transitions['new']:,} customers"
+    height = nodes.nth(new).locator("rect.node-rect").bounding_box()["height"]
+    sankey = pg.locator("#sankey .nsewdrag, #sankey .main-svg").first.bounding_box()["height"]
+    flow = sum(transitions[k] for k in ("customers", "new", "gone"))
+    assert transitions["new"] / flow < 0.04  # at its true size "(new)" would be a hairline; the floor applies
+    assert height >= 12 and height >= 0.025 * sankey, (height, sankey)
+    pg.locator("#transitions-panel").screenshot(path=str(ARTIFACTS / "explorer-online-retail-sankey.png"))
+    assert page.errors == []
+
+
+# ----------------------------------------------------------------------------------------------- rounding
+def test_the_cards_round_as_the_cli_does(page: Page, server: str, runs: StudyRuns) -> None:
+    pg = page.open(server + "/")
+    summary = runs.latest.summary
+    table = segment_rich_table(summary)
+    cells = {c.header: list(c._cells) for c in table.columns}
+    for i, s in enumerate(summary["segments"]):
+        card = pg.locator(f'.card[data-segment="{s["name"]}"]')
+        recency = cells["recency"][i].removesuffix("d")
+        want = f"{recency} days · {cells['orders'][i]} orders · {cells['spend'][i]}"
+        assert card.locator(".profile").inner_text() == want
+        assert card.locator(".v-customers").inner_text() == cells["customers"][i]
+        assert card.locator(".v-revenue").inner_text() == cells["revenue"][i]
+    at_risk = pg.locator('.card[data-segment="At-Risk"] .profile').inner_text()
+    assert " 8.2 orders " in f" {at_risk} "  # mean 8.25: Python rounds the binary value half to even
+    values = [8.25, 0.125, 2.675, 1.005, 2.5, 3.5, -0.04, 1234567.5, 0.5, 9.995, 1e-20, 279489.02, 99.95]
+    for d in (0, 1, 2):
+        got = pg.evaluate(f"{values}.map(x => window.rfmsegFormat.pyFixed(x, {d}))")
+        assert got == [format(x, f",.{d}f") for x in values]
+
+
+# ----------------------------------------------------------------------------------------------- customer table
+def table_ids(pg: object) -> list[str]:
+    rows = pg.locator("#segment-table tbody tr")  # type: ignore[attr-defined]
+    return [rows.nth(i).get_attribute("data-customer") for i in range(rows.count())]
+
+
+def test_the_customer_table_shows_sorts_and_pages(page: Page, server: str, runs: StudyRuns) -> None:
+    pg = page.open(server + "/")
+    name = max(runs.latest.summary["segments"], key=lambda s: s["customers"])["name"]
+    size = next(s["customers"] for s in runs.latest.summary["segments"] if s["name"] == name)
+    pg.locator(f'.card[data-segment="{name}"] button.show-customers').click()
+    pg.wait_for_selector(f'#segment-table[data-segment="{name}"]')
+
+    def api(**params: object) -> list[str]:
+        body = httpx.get(f"{server}/segments/{name}/customers", params={"page_size": 25, **params}).json()
+        return [c["customer_id"] for c in body["customers"]]
+
+    assert table_ids(pg) == api(sort="monetary", order="desc")
+    assert pg.locator("#table-count").inner_text() == f"{size} customers"
+    assert pg.locator("#page-info").inner_text() == f"page 1 of {-(-size // 25)}"
+    pg.locator('#segment-table th[data-key="recency_days"] button').click()
+    pg.wait_for_selector('#segment-table[data-sort="recency_days"][data-order="asc"]')
+    assert table_ids(pg) == api(sort="recency_days", order="asc")
+    days = [int(x) for x in pg.locator('#segment-table td[data-key="recency_days"]').all_inner_texts()]
+    assert days == sorted(days)
+    assert pg.locator('#segment-table th[data-key="recency_days"]').get_attribute("aria-sort") == "ascending"
+    pg.click("#page-next")
+    pg.wait_for_selector('#segment-table[data-page="2"]')
+    assert table_ids(pg) == api(sort="recency_days", order="asc", page=2)
+    page.shot("explorer-customer-table.png")
+    pg.click("#page-prev")
+    pg.wait_for_selector('#segment-table[data-page="1"]')
+    pg.locator('#segment-table th[data-key="recency_days"] button').click()
+    pg.wait_for_selector('#segment-table[data-sort="recency_days"][data-order="desc"]')
+    assert table_ids(pg) == api(sort="recency_days", order="desc")
+    assert page.errors == []
+
+
+def test_the_csv_link_downloads_the_whole_segment(page: Page, retail_server: str, retail_runs: StudyRuns) -> None:
+    pg = page.open(retail_server + "/")
+    a = retail_runs.latest.assignments.to_pandas()
+    name = a.segment.value_counts().index[0]
+    pg.select_option("#table-segment", name)
+    pg.wait_for_selector(f'#segment-table[data-segment="{name}"]')
+    with pg.expect_download() as info:
+        pg.click("#csv-link")
+    path = info.value.path()
+    got = pd.read_csv(path, dtype={"customer_id": str})
+    want = a[a.segment == name]
+    assert len(got) == len(want) > 1_000
+    assert set(got.customer_id) == set(want.customer_id.astype(str))
+    assert got.monetary.is_monotonic_decreasing  # the table's order: spend, highest first
+    assert info.value.suggested_filename == f"{retail_runs.latest.run_id}-{name.lower().replace(' ', '-')}.csv"
     assert page.errors == []

@@ -1,15 +1,18 @@
-"""Segments: a run's summary, and the customers of one segment (paged, filtered, sorted; JSON or CSV),
-queried with DuckDB over the run's assignments.parquet."""
+"""Segments: a run's summary, and the customers of one segment (filtered, sorted; JSON paged, CSV the whole
+segment streamed, or one page when a page is asked for), queried with DuckDB over the run's assignments.parquet."""
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import duckdb
+import pyarrow as pa
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from rfmseg.errors import NotFoundError
 from rfmseg.runs import Run
@@ -20,6 +23,9 @@ router = APIRouter(tags=["segments"])
 
 COLUMNS = ("customer_id", "recency_days", "frequency", "monetary", "aov", "distance", "margin")
 _RANGE_COLUMN = {"recency": "recency_days", "frequency": "frequency", "monetary": "monetary"}
+CSV_BATCH_ROWS = 10_000
+"""Rows per chunk of a streamed CSV: DuckDB hands over one record batch at a time, so memory stays flat."""
+DEFAULT_PAGE_SIZE = 100
 RunQuery = Annotated[str, Query(description="Run id, unique prefix or 'latest'")]
 
 
@@ -49,15 +55,27 @@ def resolve_segment(summary: dict[str, Any], run: Run, name: str) -> str:
 @router.get(
     "/segments/{name}/customers",
     response_model=SegmentCustomersPublic,
-    summary="The customers of one segment: paged, filtered, sorted; JSON or CSV",
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv / Accept: text/csv"}},
+    summary="The customers of one segment: filtered, sorted; JSON paged, CSV the whole segment",
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "JSON (one page), or CSV with format=csv / Accept: text/csv: every customer of the "
+            "segment (after the filters), streamed, unless page or page_size is given (then that page only, "
+            "and the X-CSV-Scope header says 'page')",
+        }
+    },
 )
 def segment_customers(
     name: str,
     state: StateDep,
     run: RunQuery = "latest",
-    page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
-    page_size: Annotated[int, Query(ge=1, description="Customers per page (at most 1,000)")] = 100,
+    page: Annotated[
+        int | None, Query(ge=1, description="Page number, from 1 (default 1); given with CSV: that page only")
+    ] = None,
+    page_size: Annotated[
+        int | None,
+        Query(ge=1, description="Customers per page (default 100, at most 1,000); given with CSV: that page only"),
+    ] = None,
     min_recency: Annotated[float | None, Query(description="recency_days >= this")] = None,
     max_recency: Annotated[float | None, Query(description="recency_days <= this")] = None,
     min_frequency: Annotated[float | None, Query(description="frequency >= this")] = None,
@@ -70,7 +88,12 @@ def segment_customers(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """E.g. the At-Risk customers who spent at least $3,000, highest average order value first:
-    ``/segments/At-Risk/customers?min_monetary=3000&sort=aov&order=desc``."""
+    ``/segments/At-Risk/customers?min_monetary=3000&sort=aov&order=desc``. With ``format=csv`` (or
+    ``Accept: text/csv``) and no ``page``/``page_size``: every such customer, streamed."""
+    as_csv = format == "csv" or (format is None and accept is not None and "text/csv" in accept)
+    whole = as_csv and page is None and page_size is None
+    page = page or 1
+    page_size = page_size or DEFAULT_PAGE_SIZE
     limit = state.settings.max_page_size
     if page_size > limit:
         raise InvalidError(f"page_size {page_size:,} is over the limit of {limit:,}; ask for the next page instead")
@@ -98,18 +121,28 @@ def segment_customers(
     )
     file = str(run_.path / "assignments.parquet")
     cond = " AND ".join(where)
+    order_by = f"ORDER BY {sort} {order.upper()}, customer_id"
+    select = f"SELECT {', '.join(COLUMNS)} FROM {source} WHERE {cond} {order_by}"
     cur = state.cursor()
     try:
         total = cur.execute(f"SELECT count(*) FROM {source} WHERE {cond}", [file, *params]).fetchall()[0][0]
-        table = cur.sql(
-            f"SELECT {', '.join(COLUMNS)} FROM {source} WHERE {cond} "
-            f"ORDER BY {sort} {order.upper()}, customer_id LIMIT ? OFFSET ?",
-            params=[file, *params, page_size, (page - 1) * page_size],
-        ).to_arrow_table()
-    finally:
+        if whole:
+            reader = cur.sql(select, params=[file, *params]).to_arrow_reader(CSV_BATCH_ROWS)
+        else:
+            table = cur.sql(f"{select} LIMIT ? OFFSET ?", params=[file, *params, page_size, (page - 1) * page_size])
+            table = table.to_arrow_table()
+    except BaseException:
         cur.close()
+        raise
     meta = {"X-Total-Count": str(total), "X-Run-Id": run_.run_id}
-    if format == "csv" or (format is None and accept is not None and "text/csv" in accept):
+    if whole:
+        filename = f"{run_.run_id}-{_slug(segment)}.csv"
+        meta |= {"X-CSV-Scope": "segment", "Content-Disposition": f'attachment; filename="{filename}"'}
+        return StreamingResponse(_csv_chunks(cur, reader), media_type="text/csv; charset=utf-8", headers=meta)
+    cur.close()
+    pages = -(-total // page_size)
+    if as_csv:
+        meta |= {"X-CSV-Scope": "page", "X-Page": str(page), "X-Page-Size": str(page_size), "X-Pages": str(pages)}
         buf = io.BytesIO()
         pacsv.write_csv(table, buf)
         return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=meta)
@@ -123,7 +156,7 @@ def segment_customers(
             "total": total,
             "page": page,
             "page_size": page_size,
-            "pages": -(-total // page_size),
+            "pages": pages,
             "sort": sort,
             "order": order,
             "filters": filters,
@@ -131,3 +164,21 @@ def segment_customers(
         },
         headers=meta,
     )
+
+
+def _csv_chunks(cur: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> Iterator[bytes]:
+    """The CSV of a query, one chunk per record batch (the header row first, even for no rows); the cursor is
+    closed when the stream ends or the client goes away."""
+    try:
+        buf = io.BytesIO()
+        pacsv.write_csv(reader.schema.empty_table(), buf)
+        yield buf.getvalue()
+        options = pacsv.WriteOptions(include_header=False)
+        for batch in reader:
+            if batch.num_rows:
+                buf = io.BytesIO()
+                pacsv.write_csv(batch, buf, options)
+                yield buf.getvalue()
+    finally:
+        reader.close()
+        cur.close()

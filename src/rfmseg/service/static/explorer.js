@@ -1,7 +1,11 @@
 /* rfmseg explorer and report.
  *
  * One script draws a run's "view" (see rfmseg/report/data.py): segment cards, insights, the customer scatter
- * (2-D and 3-D), customer search, the K choice, the Pareto curve, transitions and data quality.
+ * (2-D and 3-D), the customers of a segment (a sortable, paged table and its whole-segment CSV), customer search,
+ * the K choice, the Pareto curve, transitions and data quality.
+ * Numbers are rounded as the CLI rounds them (Python's format(): the exact binary value, ties to even), chart
+ * titles are HTML headings above each plot and Plotly's mode bar sits in the plot's top margin, so the two never
+ * meet.
  * In a report the view is embedded in the page (<script id="rfmseg-data">) and everything works from disk;
  * served at / by `rfmseg serve`, the view and the searches come from the HTTP API.
  */
@@ -23,8 +27,13 @@
     "Lost": "#8c564b",
   };
   const PALETTE = ["#e7298a", "#a6761d", "#1f77b4", "#bcbd22", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
-  const PLOT_CONFIG = { displaylogo: false, responsive: true };
-  const state = { view: null, colors: {}, segments: [], servedRun: null };
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: true };
+  const TOP = 34; // the plots' top margin: the mode bar lives there, above the plot area and below the title
+  const LOG_RULE = 10; // spend is heavy-tailed (log axis by default) when its 99th percentile / median exceeds this
+  const MIN_FLOW_SHARE = 0.04; // "(new)"/"(gone)" drawn at least this share of the customers tall
+  const TABLE_PAGE = 25;
+  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null,
+    table: { segment: null, page: 1, sort: "monetary", order: "desc" } };
 
   // ------------------------------------------------------------------------------------------- helpers
   function el(tag, attrs, ...children) {
@@ -43,10 +52,37 @@
     return node;
   }
   const cur = () => (state.view && state.view.summary.currency) || "$";
-  const int = (x) => Math.round(Number(x)).toLocaleString("en-US");
-  const num = (x, d) => Number(x).toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+
+  /* Python's format(x, f",.{d}f"): the double's exact decimal expansion (toFixed(100) is exact for |x| >= 2^-48;
+   * anything smaller rounds to zero anyway), rounded half to even, with thousands separators. So 8.25 is "8.2"
+   * here as in the CLI's segment table, where toFixed and toLocaleString say "8.3". */
+  function pyFixed(x, d) {
+    x = Number(x);
+    if (!Number.isFinite(x)) return String(x);
+    const neg = x < 0 || Object.is(x, -0);
+    const [whole, frac] = Math.abs(x).toFixed(100).split(".");
+    let digits = whole + frac.slice(0, d);
+    const rest = frac.slice(d);
+    const last = Number(digits[digits.length - 1]);
+    const up = rest[0] > "5" || (rest[0] === "5" && (/[1-9]/.test(rest.slice(1)) || last % 2 === 1));
+    if (up) {
+      const a = digits.split("");
+      let i = a.length - 1;
+      while (i >= 0 && a[i] === "9") a[i--] = "0";
+      if (i < 0) a.unshift("1");
+      else a[i] = String(Number(a[i]) + 1);
+      digits = a.join("");
+    }
+    const intPart = digits.slice(0, digits.length - d).replace(/^0+(?=\d)/, "");
+    const grouped = intPart.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    return (neg ? "-" : "") + grouped + (d > 0 ? "." + digits.slice(digits.length - d) : "");
+  }
+  const int = (x) => pyFixed(x, 0);
+  const num = (x, d) => pyFixed(x, d);
   const money = (x) => (x < 0 ? "-" : "") + cur() + int(Math.abs(x));
-  const pct = (x) => Math.round(Number(x) * 100) + "%";
+  const pct = (x) => pyFixed(Number(x) * 100, 0) + "%";
+  const chart = (id, title, cls) => el("figure", { class: "chart" },
+    el("h3", { class: "chart-title", id: id + "-title" }, title), el("div", { class: cls || "plot", id }));
   const colorOf = (name) => state.colors[name] || "#888";
   const segStyle = (name) => "--seg:" + colorOf(name);
 
@@ -117,6 +153,7 @@
       ...notices,
       el("section", { class: "cards", id: "cards" }, s.segments.map(card)),
       insightsPanel(s),
+      tablePanel(s),
       scatterPanel(view),
       searchPanel(view),
       kPanel(view.choose_k),
@@ -129,6 +166,8 @@
           : el("span", {}, "Data from the rfmseg API — ", el("a", { href: "docs" }, "API docs"), ".")),
     );
     drawScatter();
+    openTable(state.table.segment && state.segments.includes(state.table.segment) ? state.table.segment
+      : state.segments[0], false);
     drawK(view.choose_k);
     drawPareto(view);
     drawSankey(view.transitions);
@@ -157,7 +196,9 @@
         el("div", {}, el("dt", {}, "Profile (means)"), el("dd", { class: "profile" },
           `${int(seg.mean_recency_days)} days · ${num(seg.mean_frequency, 1)} orders · ${money(seg.mean_monetary)}`))),
       el("p", { class: "action" }, el("strong", {}, "Action: "), seg.action || "—"),
-      seg.reason ? el("p", { class: "reason" }, seg.reason) : null);
+      seg.reason ? el("p", { class: "reason" }, seg.reason) : null,
+      el("button", { type: "button", class: "show-customers", "data-segment": seg.name,
+        onclick: () => openTable(seg.name, true) }, "Customers ▸"));
   }
 
   function insightsPanel(s) {
@@ -170,7 +211,25 @@
   }
 
   // ------------------------------------------------------------------------------------------- scatter
+  /* The log rule: spend is heavy-tailed when the 99th percentile of the positive spends drawn is more than LOG_RULE
+   * times their median; then the y axis starts on a log scale (the "log spend" button still toggles it). */
+  function heavyTail(values) {
+    const v = values.filter((x) => x > 0).sort((a, b) => a - b);
+    if (v.length < 2) return { heavy: false, ratio: 1, nonPositive: values.length - v.length };
+    const q = (p) => v[Math.min(v.length - 1, Math.floor(p * (v.length - 1)))];
+    const ratio = q(0.99) / ((v[Math.floor((v.length - 1) / 2)] + v[Math.ceil((v.length - 1) / 2)]) / 2);
+    return { heavy: ratio > LOG_RULE, ratio, nonPositive: values.length - v.length };
+  }
+
   function scatterPanel(view) {
+    const tail = heavyTail(view.scatter.points.monetary);
+    state.autoLog = tail;
+    const logNote = tail.heavy
+      ? `Spend is heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, over ${LOG_RULE}×), so ` +
+        "the spend axis starts on a log scale" + (tail.nonPositive ? `; the ${int(tail.nonPositive)} customers with ` +
+        "spend of zero or less are not drawn on it" : "") + "."
+      : `Spend is not heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, at most ${LOG_RULE}×), ` +
+        "so the spend axis starts linear.";
     const toggles = state.segments.map((name, i) =>
       el("label", { style: segStyle(name) },
         el("input", { type: "checkbox", checked: true, "data-segment": name, "data-trace": i, onchange: onToggle }),
@@ -178,13 +237,17 @@
     return el("section", { class: "panel", id: "scatter-panel" },
       el("h2", {}, "Customers: recency against spend"),
       el("div", { class: "toolbar", id: "segment-toggles" }, toggles,
-        el("button", { type: "button", id: "log-toggle", "aria-pressed": "false", onclick: onLog }, "log spend"),
+        el("button", { type: "button", id: "log-toggle", "aria-pressed": String(tail.heavy), "data-auto": String(tail.heavy),
+          onclick: onLog }, "log spend"),
         el("button", { type: "button", id: "view3d", "aria-pressed": "false", onclick: on3d }, "3-D RFM view"),
         el("span", { class: "count", id: "points-drawn" })),
       el("p", { class: "note", id: "scatter-note" },
         view.scatter.note + ". Marker size: orders. Hover a point for the customer; click a segment to hide it."),
-      el("div", { class: "plot", id: "scatter" }),
-      el("div", { class: "plot", id: "scatter3d", hidden: true }));
+      el("p", { class: "note", id: "log-note" }, logNote),
+      chart("scatter", `Recency against spend: ${view.scatter.note}`),
+      el("figure", { class: "chart", id: "scatter3d-figure", hidden: true },
+        el("h3", { class: "chart-title", id: "scatter3d-title" }, `Recency, orders and spend: ${view.scatter.note}`),
+        el("div", { class: "plot", id: "scatter3d" })));
   }
 
   function pointsBySegment() {
@@ -224,8 +287,7 @@
       };
     });
     const layout = {
-      title: { text: state.view.scatter.note, font: { size: 13 } },
-      margin: { t: 40, r: 10, b: 50, l: 70 },
+      margin: { t: TOP, r: 10, b: 50, l: 70 },
       xaxis: { title: { text: "Recency (days since last order)" }, zeroline: false },
       yaxis: { title: { text: `Monetary (${c})` }, type: logOn() ? "log" : "linear" },
       legend: { orientation: "h", y: -0.18 },
@@ -283,8 +345,8 @@
     e.target.setAttribute("aria-pressed", String(on));
     const gd2 = document.getElementById("scatter");
     const gd3 = document.getElementById("scatter3d");
-    gd2.hidden = on;
-    gd3.hidden = !on;
+    gd2.parentNode.hidden = on;
+    gd3.parentNode.hidden = !on;
     if (on && !gd3.data) draw3d(gd3);
   }
 
@@ -299,8 +361,7 @@
         "<extra></extra>",
     }));
     const layout = {
-      title: { text: state.view.scatter.note, font: { size: 13 } },
-      margin: { t: 40, r: 0, b: 0, l: 0 },
+      margin: { t: TOP, r: 0, b: 0, l: 0 },
       height: 620,
       scene: {
         xaxis: { title: { text: "recency (days)" } },
@@ -311,6 +372,110 @@
     Plotly.newPlot(gd3, traces, layout, PLOT_CONFIG).catch((err) => {
       gd3.replaceChildren(el("p", { class: "error" }, "The 3-D view needs WebGL, which this browser lacks: " + err));
     });
+  }
+
+  // ------------------------------------------------------------------------------------------- customer table
+  const TABLE_COLUMNS = [
+    ["customer_id", "customer", null],
+    ["recency_days", "recency (days)", (v) => int(v)],
+    ["frequency", "orders", (v) => int(v)],
+    ["monetary", "spend", (v) => money(v)],
+    ["aov", "AOV", (v) => money(v)],
+    ["distance", "distance to centroid", (v) => num(v, 3)],
+  ];
+  const SORTABLE = new Set(["recency_days", "frequency", "monetary", "aov", "distance"]);
+
+  function tablePanel(s) {
+    const select = el("select", { id: "table-segment", onchange: (e) => openTable(e.target.value, false) },
+      s.segments.map((x) => el("option", { value: x.name }, x.name)));
+    return el("section", { class: "panel", id: "customers-panel" }, el("h2", {}, "Customers of a segment"),
+      el("div", { class: "toolbar" }, el("label", {}, "Segment ", select),
+        el("span", { class: "count", id: "table-count" }),
+        MODE === "server" ? el("a", { id: "csv-link", class: "button", href: "#", download: "",
+          onclick: onCsv }, "Download CSV") : null),
+      MODE === "server"
+        ? el("p", { class: "note" }, "Click a column heading to sort by it (again to reverse); Download CSV gives " +
+          "every customer of the segment, in this order.")
+        : el("p", { class: "note" }, "The customer table needs the explorer (rfmseg serve): it pages through the API."),
+      el("div", { id: "segment-table-box" }));
+  }
+
+  function tableQuery(extra) {
+    const t = state.table;
+    const q = new URLSearchParams({ run: state.view.run.run_id, sort: t.sort, order: t.order });
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    return `segments/${encodeURIComponent(t.segment)}/customers?${q}`;
+  }
+
+  async function openTable(name, scroll) {
+    if (!name) return;
+    const t = state.table;
+    if (t.segment !== name) t.page = 1;
+    t.segment = name;
+    const select = document.getElementById("table-segment");
+    select.value = name;
+    select.parentNode.setAttribute("style", segStyle(name));
+    if (scroll) document.getElementById("customers-panel").scrollIntoView({ block: "start" });
+    if (MODE !== "server") return;
+    document.getElementById("csv-link").href = tableQuery({ format: "csv" });
+    const box = document.getElementById("segment-table-box");
+    try {
+      const body = await api(tableQuery({ page: t.page, page_size: TABLE_PAGE }));
+      if (body.segment !== t.segment || body.page !== t.page) return; // a newer request took over
+      box.replaceChildren(customerTable(body));
+      document.getElementById("table-count").textContent = `${int(body.total)} customers`;
+    } catch (err) {
+      if (err.status !== 401) box.replaceChildren(el("p", { class: "error", id: "table-error" }, err.message));
+    }
+  }
+
+  function sortBy(key) {
+    const t = state.table;
+    if (t.sort === key) t.order = t.order === "desc" ? "asc" : "desc";
+    else [t.sort, t.order] = [key, key === "recency_days" ? "asc" : "desc"];
+    t.page = 1;
+    openTable(t.segment, false);
+  }
+
+  function customerTable(body) {
+    const t = state.table;
+    const head = TABLE_COLUMNS.map(([key, label]) => {
+      const sorted = t.sort === key;
+      const aria = sorted ? (t.order === "asc" ? "ascending" : "descending") : "none";
+      return el("th", { "data-key": key, "aria-sort": SORTABLE.has(key) ? aria : null },
+        SORTABLE.has(key) ? el("button", { type: "button", class: "sort", onclick: () => sortBy(key) },
+          label, sorted ? (t.order === "asc" ? " ▲" : " ▼") : "") : label);
+    });
+    const rows = body.customers.map((c) => el("tr", { "data-customer": c.customer_id },
+      TABLE_COLUMNS.map(([key, , fmt]) => el("td", { "data-key": key }, fmt ? fmt(c[key]) : c[key]))));
+    const go = (page) => () => {
+      t.page = page;
+      openTable(t.segment, false);
+    };
+    const pages = Math.max(1, body.pages);
+    return el("div", { id: "segment-table", "data-segment": body.segment, "data-page": body.page,
+      "data-sort": body.sort, "data-order": body.order },
+      el("table", { class: "data customers" }, el("thead", {}, el("tr", {}, head)), el("tbody", {}, rows)),
+      el("div", { class: "toolbar pager" },
+        el("button", { type: "button", id: "page-prev", disabled: body.page <= 1, onclick: go(body.page - 1) }, "◂ Previous"),
+        el("span", { id: "page-info" }, `page ${int(body.page)} of ${int(pages)}`),
+        el("button", { type: "button", id: "page-next", disabled: body.page >= pages, onclick: go(body.page + 1) },
+          "Next ▸")));
+  }
+
+  async function onCsv(e) {
+    // the link works as it is; with an API key the key has to go in a header, so fetch it and hand over a blob
+    const key = sessionStorage.getItem(KEY);
+    if (!key) return;
+    e.preventDefault();
+    const res = await fetch(e.currentTarget.href, { headers: { Authorization: "Bearer " + key } });
+    const name = (/filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "") || [])[1] || "segment.csv";
+    const url = URL.createObjectURL(await res.blob());
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
   }
 
   // ------------------------------------------------------------------------------------------- search
@@ -402,8 +567,10 @@
     return el("section", { class: "panel", id: "k-panel" }, el("h2", {}, "Choosing K"),
       el("p", {}, `Recommended: ${ck.reason}. This run uses K=${ck.chosen_k}.`),
       el("p", { class: "note" }, `Metrics ${ck.note}; transform ${ck.transform}.`),
-      el("div", { class: "grid2" }, el("div", { class: "plot small", id: "elbow" }),
-        el("div", { class: "plot small", id: "silhouette" })));
+      el("div", { class: "grid2" },
+        chart("elbow", "Elbow: inertia by K" + (ck.votes["elbow (inertia knee)"]
+          ? ` (knee at K=${ck.votes["elbow (inertia knee)"]})` : ""), "plot small"),
+        chart("silhouette", `Silhouette by K (recommended K=${ck.recommended_k})`, "plot small")));
   }
 
   function drawK(ck) {
@@ -419,16 +586,14 @@
         marker: { size: 16, symbol: "star", color: "#e6550d" }, hovertemplate: "knee K=%{x}<extra></extra>" });
     }
     Plotly.newPlot("elbow", elbow, {
-      title: { text: "Elbow: inertia by K" + (knee ? ` (knee at K=${knee})` : ""), font: { size: 13 } },
-      margin: { t: 40, r: 10, b: 45, l: 60 }, showlegend: false,
+      margin: { t: TOP, r: 10, b: 45, l: 60 }, showlegend: false,
       xaxis: { title: { text: "K" }, dtick: 1 }, yaxis: { title: { text: "inertia (within-cluster SS)" } },
       annotations: kneeRow ? [{ x: knee, y: kneeRow.inertia, text: `knee: K=${knee}`, ax: 40, ay: -40 }] : [],
     }, PLOT_CONFIG);
     Plotly.newPlot("silhouette", [{ type: "bar", x: ks, y: ck.metrics.map((m) => m.silhouette),
       marker: { color: ks.map((k) => (k === best ? "#1b9e77" : "#b8c2d6")) },
       hovertemplate: "K=%{x}<br>silhouette %{y:.3f}<extra></extra>" }], {
-      title: { text: `Silhouette by K (recommended K=${best})`, font: { size: 13 } },
-      margin: { t: 40, r: 10, b: 45, l: 60 }, xaxis: { title: { text: "K" }, dtick: 1 },
+      margin: { t: TOP, r: 10, b: 45, l: 60 }, xaxis: { title: { text: "K" }, dtick: 1 },
       yaxis: { title: { text: "silhouette (higher is better)" } },
     }, PLOT_CONFIG);
   }
@@ -440,7 +605,7 @@
     return el("section", { class: "panel", id: "pareto-panel" }, el("h2", {}, "Revenue concentration"),
       el("p", { class: "note", id: "pareto-note" }, `The top 20% of customers by spend bring ${pct(at(0.2))} of ` +
         `revenue; the top 50% bring ${pct(at(0.5))}.`),
-      el("div", { class: "plot small", id: "pareto" }));
+      chart("pareto", "Cumulative share of revenue against share of customers", "plot small"));
   }
 
   function drawPareto(view) {
@@ -453,8 +618,7 @@
       { type: "scatter", mode: "lines", x: [0, 100], y: [0, 100], name: "equal spend",
         line: { color: "#aaa", dash: "dot" }, hoverinfo: "skip" },
     ], {
-      title: { text: "Cumulative share of revenue against share of customers", font: { size: 13 } },
-      margin: { t: 40, r: 10, b: 45, l: 60 }, legend: { x: 0.6, y: 0.1 },
+      margin: { t: TOP, r: 10, b: 45, l: 60 }, legend: { x: 0.6, y: 0.1 },
       xaxis: { title: { text: "share of customers, biggest spenders first (%)" }, range: [0, 100] },
       yaxis: { title: { text: "share of revenue (%)" }, range: [0, 100] },
     }, PLOT_CONFIG);
@@ -469,8 +633,10 @@
     return el("section", { class: "panel", id: "transitions-panel" }, el("h2", {}, "Transitions"),
       el("p", { class: "note", id: "transitions-note" }, `From run ${t.from_run} (as of ${t.from_as_of}) to run ` +
         `${t.to_run} (as of ${t.to_as_of}): ${int(t.moved)} of the ${int(t.customers)} customers in both runs changed ` +
-        `segment; ${int(t.new)} are new and ${int(t.gone)} are gone. Link width: customers.`),
-      el("div", { class: "plot", id: "sankey" }));
+        `segment; ${int(t.new)} are new and ${int(t.gone)} are gone. Link width: customers; "(new)" and "(gone)" ` +
+        `are drawn at least ${pct(MIN_FLOW_SHARE)} of the customers tall so they stay readable (their labels and ` +
+        "hover give the true counts)."),
+      chart("sankey", `Customers from run ${t.from_run} (left) to run ${t.to_run} (right)`));
   }
 
   function drawSankey(t) {
@@ -478,20 +644,37 @@
     const left = [...new Set(t.links.map((l) => l.source))];
     const right = [...new Set(t.links.map((l) => l.target))];
     const side = (n, when) => (n.startsWith("(") ? n : `${n} (${when})`);
-    const labels = left.map((n) => side(n, t.from_as_of)).concat(right.map((n) => side(n, t.to_as_of)));
-    const colors = left.concat(right).map(colorOf);
+    const total = t.links.reduce((acc, l) => acc + l.customers, 0);
+    const sum = (pick) => t.links.reduce((acc, l) => {
+      acc[pick(l)] = (acc[pick(l)] || 0) + l.customers;
+      return acc;
+    }, {});
+    const out = sum((l) => l.source);
+    const into = sum((l) => l.target);
+    // a small "(new)" or "(gone)" is scaled up to MIN_FLOW_SHARE of the customers: otherwise a hairline
+    const floor = MIN_FLOW_SHARE * total;
+    const scale = (l) => {
+      const n = l.source === "(new)" ? out["(new)"] : l.target === "(gone)" ? into["(gone)"] : 0;
+      return n && n < floor ? floor / n : 1;
+    };
+    const label = (n, when, totals) => (n.startsWith("(") ? `${n}: ${int(totals[n])} customers` : side(n, when));
+    const labels = left.map((n) => label(n, t.from_as_of, out)).concat(right.map((n) => label(n, t.to_as_of, into)));
+    const colors = left.concat(right).map((n) => (n.startsWith("(") ? "#6b7385" : colorOf(n)));
     Plotly.newPlot("sankey", [{
       type: "sankey", arrangement: "snap",
-      node: { label: labels, color: colors, pad: 18, thickness: 16 },
+      node: { label: labels, color: colors, pad: 18, thickness: 16,
+        customdata: left.map((n) => int(out[n])).concat(right.map((n) => int(into[n]))),
+        hovertemplate: "%{label}<br>%{customdata} customers<extra></extra>" },
       link: {
         source: t.links.map((l) => left.indexOf(l.source)),
         target: t.links.map((l) => left.length + right.indexOf(l.target)),
-        value: t.links.map((l) => l.customers),
-        customdata: t.links.map((l) => money(l.revenue)),
+        value: t.links.map((l) => l.customers * scale(l)),
+        customdata: t.links.map((l) => [int(l.customers), money(l.revenue)]),
         color: t.links.map((l) => (l.source === l.target ? "rgba(160,170,190,0.35)" : "rgba(230,85,13,0.45)")),
-        hovertemplate: "%{source.label} → %{target.label}<br>%{value} customers, %{customdata} revenue<extra></extra>",
+        hovertemplate: "%{source.label} → %{target.label}<br>%{customdata[0]} customers, %{customdata[1]} revenue" +
+          "<extra></extra>",
       },
-    }], { margin: { t: 10, r: 10, b: 10, l: 10 } }, PLOT_CONFIG);
+    }], { margin: { t: TOP, r: 10, b: 10, l: 10 }, font: { size: 12 } }, PLOT_CONFIG);
   }
 
   // ------------------------------------------------------------------------------------------- quality
@@ -528,5 +711,6 @@
     else loadRun(new URLSearchParams(location.search).get("run") || "latest");
   }
 
+  window.rfmsegFormat = { pyFixed }; // for the browser tests: the rounding the page uses
   start();
 })();
