@@ -27,11 +27,14 @@ services:
 
 test: $(VENV)/.dev services
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# mypy reads its settings and the files to check (src/) from pyproject.toml's [tool.mypy]
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run_all.py

@@ -15,8 +15,10 @@ The aggregation is two-level (customer x order, then customer): it streams, unli
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -183,9 +185,10 @@ class Units:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, object] | None) -> Units:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Units:
+        """The units stored in a summary or a preset file (JSON values, taken as they are)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in known})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
 
 
 DEFAULT_UNITS = Units()

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypedDict
 
 from pydantic import (
     BaseModel,
@@ -41,6 +41,24 @@ if TYPE_CHECKING:
     from rfmseg.presets import Preset
 
 CONFIG_FILE = "rfmseg.toml"
+
+
+class SegmentKwargs(TypedDict):
+    """Keyword arguments of :func:`rfmseg.jobs.run.segment` that the settings decide (all but the source)."""
+
+    columns: dict[str, str]
+    as_of: date | None
+    k: int
+    transform: str | None
+    n_init: int
+    random_state: int
+    bad_rows: Literal["error", "quarantine"] | None
+    returns: Literal["net", "exclude"] | None
+    date_format: str | None
+    preset: Preset
+    runs_dir: Path
+
+
 CONFIG_ENV = "RFMSEG_CONFIG"
 RUNS_ENV = "RFMSEG_RUNS_DIR"
 STORE_ENV = "RFMSEG_STORE"
@@ -402,7 +420,7 @@ class Settings(_Strict):
     def effective_transform(self) -> str:
         return self.transform or self.preset_obj().transform
 
-    def segment_kwargs(self) -> dict[str, Any]:
+    def segment_kwargs(self) -> SegmentKwargs:
         """Keyword arguments of :func:`rfmseg.jobs.run.segment` (all but the source)."""
         return {
             "columns": dict(self.columns),

@@ -166,9 +166,10 @@ def simulate(config: SimConfig | None = None) -> Simulation:
                 behaviour = behaviour_of.get(group.name, "occasional_returning")
             future = np.zeros(0)
             next_order = last + rng.gamma(GAP_SHAPE, group.mean_gap_days / GAP_SHAPE)
-            if behaviour in ("champion_slowing", "loyal_lapsing"):
+            # a behaviour other than "stable" comes with its change day
+            if change is not None and behaviour in ("champion_slowing", "loyal_lapsing"):
                 future = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), min(change, horizon), group.mean_gap_days)
-            elif behaviour == "occasional_returning":
+            elif change is not None and behaviour == "occasional_returning":
                 future = _rhythm(rng, change + rng.uniform(0, 4), horizon, 9.0)
             elif group.name in ("Champions", "Loyal Buyers"):
                 future = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), horizon, group.mean_gap_days)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -24,6 +25,10 @@ from rfmseg.cli.options import (
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR
+
+if TYPE_CHECKING:
+    from rfmseg.questions.trends import Membership
+    from rfmseg.touches import BadRows
 
 touches_app = typer.Typer(
     help="Campaign history: import and list who was contacted, with what, when.", no_args_is_help=True
@@ -54,7 +59,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-Columns = list[str | tuple[str, str]]
+Columns = Sequence[str | tuple[str, str]]
 
 
 def rows_table(rows: list[dict[str, Any]], title: str | None = None, columns: Columns | None = None) -> Table:
@@ -69,9 +74,7 @@ def rows_table(rows: list[dict[str, Any]], title: str | None = None, columns: Co
     return t
 
 
-def report(
-    result: dict[str, Any], as_json: bool, rows_key: str | None = None, columns: list[str] | None = None
-) -> None:
+def report(result: dict[str, Any], as_json: bool, rows_key: str | None = None, columns: Columns | None = None) -> None:
     if as_json:
         print_json(result)
         return
@@ -130,7 +133,7 @@ def touches_import(
         touches_file,
         runs_dir,
         _parse_map(map_),
-        bad_rows=touches_bad_rows,  # type: ignore[arg-type]
+        bad_rows=cast("BadRows", touches_bad_rows),  # import_touches refuses any other value, naming the option
         date_format=touches_date_format,
         extra_kinds=kind or (),
     )
@@ -144,6 +147,7 @@ def touches_import(
     out.print(
         f"Rows: {r.rows_read:,} read, {r.rows_used:,} used, {sum(q_.values()):,} quarantined ({detail})", markup=False
     )
+    assert r.sent_from is not None and r.sent_to is not None  # set by every import that stored rows
     out.print(
         f"Kinds: {', '.join(f'{k} {v:,}' for k, v in r.kinds.items())}; sent {r.sent_from[:10]} to {r.sent_to[:10]}",
         markup=False,
@@ -374,7 +378,7 @@ def ask_recency_jump(
         segment=segment,
         more_than_days=more_than,
         period_days=period,
-        membership=membership,  # type: ignore[arg-type]
+        membership=cast("Membership", membership),  # recency_jump refuses any other value
         limit=limit,
         run=run,
     )

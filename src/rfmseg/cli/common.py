@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -33,14 +34,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def units_of(summary: dict[str, Any] | None) -> Units:
+def units_of(summary: Mapping[str, Any] | None) -> Units:
     """The words of a run (customers/orders/spend, users/sessions/features, ...) from its summary."""
     from rfmseg.features import Units
 
     return Units.from_dict((summary or {}).get("units"))
 
 
-def segment_rich_table(summary: dict[str, Any]) -> Table:
+def segment_rich_table(summary: Mapping[str, Any]) -> Table:
     """The segment table, worded in the run's units (customers/orders/spend, users/sessions/features, ...)."""
     cur = summary.get("currency", "$")
     u = units_of(summary)
@@ -60,7 +61,7 @@ def segment_rich_table(summary: dict[str, Any]) -> Table:
     return t
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: Mapping[str, Any]) -> None:
     out.print(segment_rich_table(summary))
     out.print("[bold]Actions, in priority order[/bold]")
     for s in summary["segments"]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import typer
 from rich.table import Table
@@ -84,6 +84,17 @@ def init(
     out.print(f"Wrote {output} (preset {p.name}). Check it with `rfmseg config show`, then run `rfmseg run`.")
 
 
+class _PresetItem(TypedDict):
+    """One preset as ``rfmseg presets --json`` lists it."""
+
+    name: str
+    description: str
+    features: dict[str, str]
+    units: dict[str, object]
+    segments: list[str]
+    sample: str | None
+
+
 @app.command("presets")
 def presets_cmd(
     as_json: JsonBrief = False,
@@ -98,7 +109,7 @@ def presets_cmd(
         print(get_preset(sample).sample_path())
         return
 
-    items = []
+    items: list[_PresetItem] = []
     for name in PRESETS:
         p = get_preset(name)
         items.append(

@@ -53,7 +53,7 @@ def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
 
 
 def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[str, Any] | None = None) -> None:
-    summary = dict(result.summary)
+    summary: dict[str, Any] = dict(result.summary)
     if ids:
         summary["customers"] = customers_of(result, ids)
     if as_json:
@@ -161,12 +161,17 @@ def run(
     from rfmseg.jobs.publish import publish_run, publish_target
 
     settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
-    scale = {"engine": engine, "spark_master": spark_master, "output": output, "sample_size": sample_size}
     target = publish_target(settings.runs_path, settings.store, publish)
     # a Spark run is published by its executors inside segment(), a local one from here once it is written
     executors = engine == "spark" and target is not None
     result = segment(
-        settings.require_source(), **settings.segment_kwargs(), **scale, store=target if executors else None
+        settings.require_source(),
+        **settings.segment_kwargs(),
+        engine=engine,
+        spark_master=spark_master,
+        output=output,
+        sample_size=sample_size,
+        store=target if executors else None,
     )
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:

@@ -58,7 +58,9 @@ def generate() -> Sample:
         for j in range(e.frequency):
             rows.append((e.entity_id, stamp(AS_OF, days[j], rng)[:10], cents[j] / 100))
     rows.sort(key=lambda r: (str(r[1]), str(r[0])))
-    numbered = [(cid, f"O{i:06d}", day, f"{total:.2f}") for i, (cid, day, total) in enumerate(rows, start=1)]
+    numbered: list[tuple[object, ...]] = [
+        (cid, f"O{i:06d}", day, f"{total:.2f}") for i, (cid, day, total) in enumerate(rows, start=1)
+    ]
     return Sample(
         ("customer_id", "order_id", "order_date", "order_total"),
         numbered,

@@ -14,7 +14,7 @@ from typing import Any
 from rfmseg import schema
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io.validate import ExtraField, Policy, Rule
+from rfmseg.io.validate import BadRows, ExtraField, Policy, Returns, Rule
 from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
 
 
@@ -157,16 +157,28 @@ def build_policy(
     date_format: str | None = None,
 ) -> Policy:
     """The row policy of a run: ``policy``, else the preset's, else the default, with the options given."""
-    if bad_rows is not None and bad_rows not in ("error", "quarantine"):
-        raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use error or quarantine", param="bad_rows")
-    if returns is not None and returns not in ("net", "exclude"):
-        raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
+    chosen_rows: BadRows | None
+    match bad_rows:
+        case None | "error" | "quarantine":
+            chosen_rows = bad_rows
+        case _:
+            raise ParameterError(f"{{bad_rows}} '{bad_rows}' is not allowed; use error or quarantine", param="bad_rows")
+    chosen_returns: Returns | None
+    match returns:
+        case None | "net" | "exclude":
+            chosen_returns = returns
+        case _:
+            raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
     base = policy or (preset.policy if preset else Policy())
-    if returns is not None and base.returns_condition.strip().upper() == "FALSE":
+    if chosen_returns is not None and base.returns_condition.strip().upper() == "FALSE":
         raise ParameterError(
             "{returns} needs data whose returns rfmseg can recognise; use a preset that defines them, "
             "e.g. {preset} online-retail",
             param=("returns", "preset"),
         )
-    given = {"bad_rows": bad_rows, "returns": returns, "date_format": date_format}
-    return replace(base, **{k: v for k, v in given.items() if v is not None})
+    return replace(
+        base,
+        bad_rows=base.bad_rows if chosen_rows is None else chosen_rows,
+        returns=base.returns if chosen_returns is None else chosen_returns,
+        date_format=base.date_format if date_format is None else date_format,
+    )

@@ -8,6 +8,7 @@ Every run also gets ``report.html`` in its folder, written by the pipeline befor
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ def write_report(run_id: str, output: Path, runs_dir: Path = DEFAULT_RUNS_DIR) -
 def write_run_report(
     folder: Path,
     runs_dir: Path | None,
-    summary: dict[str, Any],
-    manifest: dict[str, Any],
+    summary: Mapping[str, Any],
+    manifest: Mapping[str, Any],
     assignments: pa.Table,
 ) -> None:
     """Write ``choose_k.json`` and ``report.html`` into a run folder that is being written (the pipeline's
@@ -75,7 +76,7 @@ def write_run_report(
     (folder / REPORT_FILE).write_text(render_html(view), encoding="utf-8")
 
 
-def _model_k_choice(runs_dir: Path | None, manifest: dict[str, Any]) -> dict[str, Any] | None:
+def _model_k_choice(runs_dir: Path | None, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """A refresh scores with a model fitted earlier and chooses no K: show the K choice of the run that
     trained the model (its choose_k.json) instead of recomputing it every day."""
     source = manifest.get("model_version")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -208,7 +208,7 @@ def matrix(table: pa.Table) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_meta(summary: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
+def run_meta(summary: Mapping[str, Any], manifest: Mapping[str, Any] | None) -> dict[str, Any]:
     manifest = manifest or {}
     return {
         "run_id": summary.get("run_id") or manifest.get("run_id"),
@@ -224,7 +224,7 @@ def run_meta(summary: dict[str, Any], manifest: dict[str, Any] | None) -> dict[s
     }
 
 
-def quality(summary: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+def quality(summary: Mapping[str, Any], manifest: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Rows read, used and quarantined per reason, when the run read transactions (None otherwise)."""
     rows = summary.get("rows") or (manifest or {}).get("rows")
     if not isinstance(rows, dict) or "read" not in rows:
@@ -247,7 +247,7 @@ class Earlier:
     previous: RunMeta | None
 
 
-def earlier_runs(runs_dir: Path | None, run_id: str, manifest: dict[str, Any]) -> Earlier:
+def earlier_runs(runs_dir: Path | None, run_id: str, manifest: Mapping[str, Any]) -> Earlier:
     """The runs of ``runs_dir`` before the run ``run_id`` (which need not be committed yet)."""
     if runs_dir is None or not Path(runs_dir).is_dir():
         return Earlier([], None)
@@ -304,7 +304,7 @@ def history(
     """Segment and RFM values of the customers ``ids`` in the last runs up to ``current``, for the report's
     customer search: ``{"runs": [{run_id, as_of}], "customers": {id: [[run index, segment, r, f, m], ...]}}``."""
     runs = earlier[-(HISTORY_RUNS - 1) :]
-    meta = [{"run_id": r.run_id, "as_of": r.date.isoformat()} for r in runs]
+    meta: list[dict[str, str | None]] = [{"run_id": r.run_id, "as_of": r.date.isoformat()} for r in runs]
     meta.append({"run_id": current_id, "as_of": current_as_of})
     con.register("_ids", pa.table({"customer_id": ids}))
     con.register("_current_assignments", current.select(["customer_id", "segment", *FEATURES]))
@@ -330,8 +330,8 @@ def history(
 
 # ------------------------------------------------------------------------------------------------ the view
 def build_view(
-    summary: dict[str, Any],
-    manifest: dict[str, Any] | None,
+    summary: Mapping[str, Any],
+    manifest: Mapping[str, Any] | None,
     assignments: pa.Table,
     *,
     k_choice_result: dict[str, Any] | None,
