@@ -105,7 +105,7 @@ class PostgresStore(ProfileStore):
         try:
             given = conninfo_to_dict(self._url)
             defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": APPLICATION_NAME}
-            extra = {key: value for key, value in defaults.items() if key not in given}  # the URL wins
+            extra: dict[str, Any] = {key: value for key, value in defaults.items() if key not in given}  # URL wins
             conn = psycopg.connect(self._url, autocommit=autocommit, **extra)
             conn.execute("SET DateStyle TO ISO")
         except psycopg.Error as exc:
@@ -170,7 +170,7 @@ class PostgresStore(ProfileStore):
         if not customer_ids:
             return {}
         query = sql.SQL("{} WHERE customer_id = ANY(%s)").format(self._select)
-        rows = self._read(lambda conn: conn.execute(query, (list(customer_ids),)).fetchall(), [])
+        rows: list[tuple[Any, ...]] = self._read(lambda conn: conn.execute(query, (list(customer_ids),)).fetchall(), [])
         return {row[0]: self._profile(row) for row in rows}
 
     def current_run(self) -> str | None:
@@ -339,7 +339,7 @@ class PostgresStore(ProfileStore):
         (``conn`` is in autocommit); one whose table a worker still holds is left to the next publish."""
         doomed: list[tuple[str]] = []
         try:
-            if conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",)).fetchone()[0] is None:
+            if _one(conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is None:
                 return
             doomed = conn.execute(
                 sql.SQL("SELECT token FROM {} WHERE generation <> %s").format(self._stages), (generation,)
@@ -483,13 +483,15 @@ class PostgresStore(ProfileStore):
                 except psycopg.errors.UniqueViolation as exc:
                     detail = (exc.diag.message_detail or "a customer id is duplicated").removesuffix(".")
                     raise stage_duplicated(token, self.url_display, detail) from None
-                rows, changed, new = cur.execute(
+                totals = cur.execute(
                     sql.SQL(
                         "SELECT coalesce(sum(rows), 0), coalesce(sum(changed), 0), coalesce(sum(new), 0) FROM {} "
                         "WHERE token = %s"
                     ).format(self._batches),
                     (token.stage,),
                 ).fetchone()
+                assert totals is not None  # an aggregate without GROUP BY always answers one row
+                rows, changed, new = totals
                 if rows != expected_rows:
                     raise stage_short(token, self.url_display, int(rows), expected_rows)
                 # the snapshot is the batches' parts, one Arrow stream each, in the order they were staged
@@ -517,7 +519,7 @@ class PostgresStore(ProfileStore):
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
                 cur.execute("SET lock_timeout = '30s'")
-                if cur.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",)).fetchone()[0] is not None:
+                if _one(cur.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is not None:
                     self._remove_stage(cur, token.stage)
         except psycopg.Error as exc:
             raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc
@@ -572,3 +574,10 @@ class PostgresStore(ProfileStore):
             for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
                 copy.write(pgcopy_tuples(batch))
             copy.write(PGCOPY_TRAILER)
+
+
+def _one(cur: psycopg.Cursor[Any]) -> Any:
+    """The first value of the one row a query such as ``SELECT to_regclass(...)`` always answers."""
+    row = cur.fetchone()
+    assert row is not None  # a SELECT without FROM answers exactly one row
+    return row[0]

@@ -205,7 +205,7 @@ class RedisStore(ProfileStore):
             raise self._silent(exc) from exc
         except redis.RedisError as exc:
             raise failed(self.url_display, "read", exc, self._secrets) from exc
-        return None if raw is None else self._parse_pointer(raw)
+        return None if raw is None else self._parse_pointer(_raw(raw))
 
     def current_run(self) -> str | None:
         pointer = self._current()
@@ -217,7 +217,7 @@ class RedisStore(ProfileStore):
 
     def _drop(self) -> None:
         with self._locked("drop the store") as (holder, _lock):
-            self._drop_versions(holder, {v.decode() for v in holder.smembers(self._versions)})
+            self._drop_versions(holder, {_text(v) for v in holder.smembers(self._versions)})
             served = self._served_version(holder)
             if served is not None:
                 self._drop_versions(holder, {served})
@@ -257,7 +257,7 @@ class RedisStore(ProfileStore):
             if holder.set(self._lock_key, token, nx=True, px=LOCK_TTL_MS):
                 return token
             current = holder.get(self._lock_key)
-            if current is not None and not self._holder_alive(holder, current.decode()):
+            if current is not None and not self._holder_alive(holder, _text(current)):
                 self._release_script(keys=[self._lock_key], args=[current], client=holder)
                 continue
             if time.monotonic() > deadline:
@@ -332,7 +332,7 @@ class RedisStore(ProfileStore):
 
     def _drop_leftovers(self, client: redis.Redis, served: str | None) -> None:
         """UNLINK every version but the served one and the stages begun on it (which may still commit)."""
-        versions = sorted({v.decode() for v in client.smembers(self._versions)} - {served})
+        versions = sorted({_text(v) for v in client.smembers(self._versions)} - {served})
         if not versions:
             return
         with client.pipeline(transaction=False) as pipe:
@@ -400,7 +400,7 @@ class RedisStore(ProfileStore):
                 f"the profile store at {self.url_display} serves version {version} without its "
                 "state; it was changed by hand - publish into a new namespace"
             )
-        return state_from_parts(parts)
+        return state_from_parts([_raw(part) for part in parts])
 
     # --- staged publish -----------------------------------------------------------------------------------
 
@@ -481,7 +481,7 @@ class RedisStore(ProfileStore):
         found = client.hget(self._stage_key(token), f"batch:{key}")
         if found is None:
             return None
-        rows, changed, new = (int(part) for part in found.decode().split(","))
+        rows, changed, new = (int(part) for part in _text(found).split(","))
         return StagedBatch(rows, changed, new, repeated=True)
 
     def _staged_state(self, client: redis.Redis, token: StageToken, ids: list[str]) -> pa.Table:
@@ -527,7 +527,7 @@ class RedisStore(ProfileStore):
             pointer = None if raw is None else json.loads(raw)
             if (str(pointer["version"]) if pointer else "") != self._began_on(token):
                 raise stage_moved(token, self.url_display, pointer["run_id"] if pointer else None)
-            stage = {k.decode(): v.decode() for k, v in holder.hgetall(self._stage_key(token)).items()}
+            stage = {_text(k): _text(v) for k, v in holder.hgetall(self._stage_key(token)).items()}
             if not stage or not holder.sismember(self._versions, token.stage):
                 raise stage_gone(token, self.url_display)
             if stage.get("problem"):
@@ -550,3 +550,14 @@ class RedisStore(ProfileStore):
                 self._drop_versions(self._client, {token.stage})
         except redis.RedisError as exc:
             raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc
+
+
+def _text(value: bytes | str) -> str:
+    """A reply as text: the store's clients answer bytes (``decode_responses`` is off, so that the state's
+    Parquet parts stay bytes); redis-py's types also allow str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw(value: bytes | str) -> bytes:
+    """A reply as the bytes it is (see :func:`_text`)."""
+    return value if isinstance(value, bytes) else value.encode()

@@ -386,7 +386,8 @@ class SqliteStore(ProfileStore):
                     (token.stage, key),
                 ).fetchone()
                 if done:
-                    return StagedBatch(*done, repeated=True)
+                    rows, changed, new = done
+                    return StagedBatch(rows, changed, new, repeated=True)
             self._fill_staging(conn, assignments.sort_by("customer_id"))
             twice = conn.execute(
                 f'SELECT count(*), min(s.customer_id) FROM temp."{self._staging}" AS s '
