@@ -37,7 +37,6 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from rfmseg.settings import (
-    ALLOWED,
     CONFIG_ENV,
     CONFIG_FILE,
     ColdStartConfig,
@@ -75,6 +74,53 @@ OPTION_NAMES = {
 
 
 # ------------------------------------------------------------------------------------------------ loading
+
+# what each key of the project file takes, named in the errors that explain a bad key or value
+ALLOWED = {
+    "source": 'a path, or a table: {path = "orders.csv"}, {glob = "exports/*.parquet"} or '
+    '{type = "postgres", url = "postgresql://user@host:5432/db", query = "SELECT ..."}',
+    "source.type": "file or postgres",
+    "source.path": "the path of a CSV, Parquet or .xlsx file (text)",
+    "source.glob": 'a glob pattern of CSV or Parquet files, e.g. "exports/*.parquet"',
+    "source.url": "a PostgreSQL URL, postgresql://user:password@host:5432/database",
+    "source.query": "a SELECT query (text)",
+    "columns": 'a table: canonical field = your column name, e.g. customer_id = "cust"',
+    "columns.*": "a column name (text)",
+    "preset": "the name of a built-in preset or of one defined under [presets.NAME]",
+    "as_of": 'a date, as_of = 2024-12-31 (or "2024-12-31")',
+    "transform": "minmax, log-minmax or rank",
+    "k": "a whole number from 2 to 10",
+    "random_state": "a whole number >= 0",
+    "n_init": "a whole number >= 1",
+    "bad_rows": "error or quarantine",
+    "returns": "net or exclude",
+    "date_format": 'a strptime format, e.g. "%d/%m/%Y"',
+    "cold_start": "a table with orders, days and segment",
+    "cold_start.orders": "a whole number >= 0 (0 switches this part of the rule off)",
+    "cold_start.days": "a whole number >= 0 (0 switches this part of the rule off)",
+    "cold_start.segment": "a segment name (text)",
+    "runs_dir": "a folder path (text)",
+    "store": "a store URL: sqlite:///path.db, postgresql://user@host:5432/db or redis://host:6379/0",
+    "presets": "tables [presets.NAME] defining your own presets",
+    "presets.*": "a table with description, extends, columns, features, units, labels, vocabulary, fields, "
+    "currency, transform, cold_start_segment",
+    "presets.*.description": "text",
+    "presets.*.extends": "the name of a built-in preset to start from",
+    "presets.*.columns": "a table: canonical field = your column name",
+    "presets.*.features": 'a table: frequency = "count_distinct(order_id)", monetary = "sum(amount)" '
+    '(aggregations count(*), count_distinct, sum, max, min, mean of a canonical column; recency = "max(ts)")',
+    "presets.*.units": "a table with entity, recency, frequency, event, monetary, total, ratio (text), "
+    "money (true/false), suffix (text)",
+    "presets.*.labels": 'three texts naming R, F and M in reasons, e.g. ["last login", "sessions", "features"]',
+    "presets.*.vocabulary": "an array of tables [[presets.NAME.vocabulary]] with name, recency, frequency, "
+    "monetary (levels from 0 to 1), action, priority (whole number >= 1), description",
+    "presets.*.fields": 'a table: column = {kind = "number" or "text", min = N, max = N}',
+    "presets.*.currency": 'text, e.g. "$" (empty for no currency)',
+    "presets.*.transform": "minmax, log-minmax or rank",
+    "presets.*.cold_start_segment": "a segment name of the preset's vocabulary",
+}
+
+
 def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
     """``explicit``, else $RFMSEG_CONFIG, else ./rfmseg.toml if it exists, else None."""
     env = os.environ if env is None else env
