@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from rfmseg.datasets import study
-from rfmseg.engines.spark import spark_pattern, spark_sql
+from rfmseg.engines.spark_dialect import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.jobs.run import segment
 from rfmseg.model.scoring import ASSIGNMENT_COLUMNS
@@ -60,7 +60,7 @@ def test_spark_sql_refuses_duckdb_only_text() -> None:
 
 
 def test_hadoop_paths_survive_path_handling() -> None:
-    from rfmseg.engines.spark import _uri
+    from rfmseg.engines.spark_session import _uri
 
     assert _uri(str(Path("s3a://lake/orders"))) == "s3a://lake/orders"
     assert _uri("/work/runs/hdfs:/nn/data/tx.parquet") == "hdfs://nn/data/tx.parquet"  # joined to a folder
