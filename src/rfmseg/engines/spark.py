@@ -19,9 +19,7 @@ Session: ``SPARK_REMOTE`` (Spark Connect) when set, else ``spark_master`` (defau
 session already active in the process (tests share one). Dialect differences between the DuckDB text the
 rules and features are written in and Spark SQL are translated in one place, :func:`spark_sql`.
 
-Modules: this one (the engine: reading, judging, the fit, writing and the executor publish),
-:mod:`rfmseg.engines.spark_dialect` (Spark SQL text, column typing, judging helpers) and
-:mod:`rfmseg.engines.spark_session` (the session, Hadoop URIs, Spark errors in one line).
+Beside it: ``spark_dialect`` (Spark SQL text, typing, judging) and ``spark_session`` (session, URIs, errors).
 """
 
 from __future__ import annotations
