@@ -46,6 +46,7 @@ from rfmseg.engines.spark_dialect import (
     _q,
     _sorted,
     _spark_case,
+    _to_arrow,
     spark_sql,
 )
 from rfmseg.engines.spark_session import URI, SparkError, _executor_error, _uri, _why, get_session
@@ -223,7 +224,8 @@ class SparkEngine:
             kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)
             if kind == "rfm":
                 raise ParameterError(
-                    f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use --engine local"
+                    f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use {{engine}} local",
+                    param="engine",
                 )
             df = self._with_row_numbers(df)
             df.createOrReplaceTempView("rfmseg_src")
@@ -234,7 +236,7 @@ class SparkEngine:
             self._rfm_all = spark.sql(spark_sql(sql)).persist()
             self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
             quarantined = self._settle_returns_only(spark, src, rows_read, quarantined, policy)
-            rfm = _sorted(_normalise_rfm(self._to_arrow(self._rfm_df)))
+            rfm = _sorted(_normalise_rfm(_to_arrow(self._rfm_df)))
         self._customers = rfm.num_rows  # what a publish from the executors must deliver
         # the customer-level stages (transform, K-Means iterations, assignment, publish) need a few partitions,
         # not the shuffle's: a cluster's default 200 made a 200-customer fit over Spark Connect take 40 s
@@ -243,12 +245,6 @@ class SparkEngine:
         return SparkIntake(
             "transactions", src, mapping, at, rows_read, quarantined, "rfmseg_canon", rfm, spark, tuple(src.columns)
         )
-
-    @staticmethod
-    def _to_arrow(df: Any) -> pa.Table:
-        if hasattr(df, "toArrow"):
-            return df.toArrow()
-        return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover - pyspark < 4
 
     def _judge(
         self, spark: Any, src: Source, mapping: dict[str, str], policy: Policy, as_of: date | None
@@ -474,7 +470,9 @@ class SparkEngine:
                 )
         except Exception as exc:
             first = _why(exc)
-            raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
+            raise SparkError(
+                f"cannot write the run's tables under {base} ({first}); check {{output}}", param="output"
+            ) from None
         return {"rfm": f"{base}/rfm", "assignments": f"{base}/assignments"}
 
     # --------------------------------------------------------------------------------------- publish

@@ -91,7 +91,8 @@ def spark_sql(sql: str) -> str:
     bad = [f for f in DUCKDB_ONLY if f in lowered]
     if bad:
         raise ParameterError(
-            f"this rule has no Spark SQL form yet ({bad[0].rstrip('(')} in '{sql[:80]}'); run it with --engine local"
+            f"this rule has no Spark SQL form yet ({bad[0].rstrip('(')} in '{sql[:80]}'); run it with {{engine}} local",
+            param="engine",
         )
     sql = _rewrite(sql, "isinf", lambda a: f"(abs({a[0]}) = CAST('Infinity' AS DOUBLE))")
     sql = _rewrite(sql, "starts_with", lambda a: f"startswith({a[0]}, {a[1]})")
@@ -160,7 +161,8 @@ def spark_pattern(fmt: str) -> str:
             token = fmt[i : i + 2]
             if token not in _STRPTIME:
                 raise ParameterError(
-                    f"--date-format '{fmt}': {token} has no Spark equivalent here; use %Y %m %d %H %M %S %b %p"
+                    f"{{date_format}} '{fmt}': {token} has no Spark equivalent here; use %Y %m %d %H %M %S %b %p",
+                    param="date_format",
                 )
             out.append(_STRPTIME[token])
             i += 2
@@ -178,7 +180,9 @@ def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
         return f"CAST({q} AS TIMESTAMP_NTZ)"
     if _is_numeric(t):
         raise InputError(
-            f"column '{col}' holds numbers ({spark_type}), not dates; map the order date with --date-col NAME"
+            f"column '{col}' holds numbers ({spark_type}), not dates; "
+            "map the order date with {columns.order_date} NAME",
+            param="columns.order_date",
         )
     text = f"trim(CAST({q} AS STRING))"
     if date_format:
@@ -212,6 +216,13 @@ RFM_TYPES = {
     "first_order_date": pa.date32(),
     "last_order_date": pa.date32(),
 }
+
+
+def _to_arrow(df: Any) -> pa.Table:
+    """A Spark DataFrame as an Arrow table."""
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover - pyspark < 4
 
 
 def _normalise_rfm(table: pa.Table) -> pa.Table:

@@ -62,8 +62,9 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
     except Exception as exc:  # Java missing, bad master URL, cluster unreachable
         first = _why(exc)
         raise SparkError(
-            f"cannot start Spark with master {master or remote!r} ({first}); check --spark-master / SPARK_REMOTE "
-            f"and that {INSTALL_HINT} are installed"
+            f"cannot start Spark with master {master or remote!r} ({first}); check {{spark_master}} / SPARK_REMOTE "
+            f"and that {INSTALL_HINT} are installed",
+            param="spark_master",
         ) from None
 
 

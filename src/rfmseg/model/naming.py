@@ -19,15 +19,14 @@ A retrained model carries the previous model's names over where the profile held
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from rfmseg.errors import ParameterError
-
-if TYPE_CHECKING:
-    from rfmseg.model.segment_model import SegmentModel
+from rfmseg.model.transform import Transform
 
 DEFAULT_MAX_NAME_SHIFT = 0.5
 """A matched centroid keeps its previous name while it moved less than this fraction of the distance from
@@ -277,9 +276,31 @@ class NameDecision:
     why: str
 
 
+class NamedModel(Protocol):
+    """What :func:`carry_names` reads of a fitted model (a :class:`~rfmseg.model.segment_model.SegmentModel`)
+    and the one thing it changes (its names and reasons)."""
+
+    @property
+    def k(self) -> int: ...
+    @property
+    def transform_(self) -> Transform: ...
+    @property
+    def centroids_raw_(self) -> np.ndarray: ...
+    @property
+    def names_(self) -> Sequence[str]: ...
+    @property
+    def reasons_(self) -> Sequence[str]: ...
+    @property
+    def levels_(self) -> Sequence[Sequence[float]]: ...
+    @property
+    def vocabulary(self) -> Vocabulary: ...
+
+    def set_names(self, names: list[str], reasons: list[str]) -> None: ...
+
+
 def carry_names(
-    previous: SegmentModel,
-    new: SegmentModel,
+    previous: NamedModel,
+    new: NamedModel,
     population: np.ndarray,
     max_shift: float = DEFAULT_MAX_NAME_SHIFT,
     previous_version: str | None = None,
@@ -298,7 +319,9 @@ def carry_names(
     summary and the manifest.
     """
     if max_shift < 0:
-        raise ParameterError(f"--max-name-shift {max_shift} should be >= 0 (0 never carries a name over)")
+        raise ParameterError(
+            f"{{max_name_shift}} {max_shift} should be >= 0 (0 never carries a name over)", param="max_name_shift"
+        )
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)
     zp = new.transform_.apply(previous.centroids_raw_)
