@@ -54,5 +54,5 @@ def test_a_cold_start_error_read_from_python_names_the_python_parameter() -> Non
     assert str(err.value) == "cold_start_days -1 should be >= 0 (0 switches the rule off)"
     assert err.value.params == ("cold_start_days",)
     assert err.value.render(flag_of) == "--cold-start-days -1 should be >= 0 (0 switches the rule off)"
-    with pytest.raises(ParameterError, match="^cold_start_segment is empty"):
+    with pytest.raises(ParameterError, match=r"^cold_start_segment is empty"):
         ColdStart(segment=" ")

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from rfmseg.datasets import study
 from rfmseg.cli.options import flag_of
+from rfmseg.datasets import study
 from rfmseg.engines.spark_dialect import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.jobs.run import segment
@@ -76,7 +76,7 @@ def test_hadoop_paths_survive_path_handling() -> None:
 def test_strptime_formats_become_spark_patterns() -> None:
     assert spark_pattern("%d/%m/%Y %H:%M") == "d/M/yyyy H:m"
     assert spark_pattern("%Y-%m-%dT%H:%M:%S") == "yyyy-M-d'T'H:m:s"
-    with pytest.raises(ParameterError, match="^date_format '%Y-%j': %j has no Spark equivalent") as err:
+    with pytest.raises(ParameterError, match=r"^date_format '%Y-%j': %j has no Spark equivalent") as err:
         spark_pattern("%Y-%j")
     assert err.value.render(flag_of).startswith("--date-format '%Y-%j': %j has no Spark equivalent")
 
