@@ -296,7 +296,7 @@ class SparkEngine:
         for reason, _, d, n, *_ in rows:
             key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
             counts[key] = counts.get(key, 0) + int(n)
-        self._late = (after,)
+        self._late: tuple[Rule, ...] = (after,)
         self._rules = (*rules, after)
         self._has_returns = has_returns
         self._create_canon(spark, self._late)

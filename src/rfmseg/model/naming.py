@@ -245,9 +245,8 @@ def name_clusters(
     out: list[Named | None] = [None] * k
     for r, c in zip(rows, cols, strict=True):
         t = vocabulary.types[c]
-        out[r] = Named(
-            t.name, reason(t, centroids_raw[r], lv[r], vocabulary), tuple(map(float, lv[r])), float(cost[r, c])
-        )
+        lvl = (float(lv[r][0]), float(lv[r][1]), float(lv[r][2]))
+        out[r] = Named(t.name, reason(t, centroids_raw[r], lv[r], vocabulary), lvl, float(cost[r, c]))
     return [n for n in out if n is not None]
 
 
