@@ -48,9 +48,11 @@ def simulate_cmd(
         f"Simulated {info['customers']:,} customers and {info['orders']:,} orders from {info['start']} "
         f"to {info['end']} ({weeks} weeks, seed {seed}) in {out_dir}/"
     )
-    out.print("Behaviours: " + ", ".join(f"{k} {v:,}" for k, v in info["behaviours"].items()))
+    behaviours, weekly = info["behaviours"], info["weekly"]
+    assert isinstance(behaviours, dict) and isinstance(weekly, list)  # what sim.write returns under these keys
+    out.print("Behaviours: " + ", ".join(f"{k} {v:,}" for k, v in behaviours.items()))
     if snapshots:
-        out.print(f"Weekly exports: {out_dir}/weekly/<as-of>.parquet ({len(info['weekly'])} files)")
+        out.print(f"Weekly exports: {out_dir}/weekly/<as-of>.parquet ({len(weekly)} files)")
 
 
 # --------------------------------------------------------------------------------------------- history
