@@ -42,3 +42,17 @@ def test_a_preset_with_other_units_names_its_entity_in_reasons() -> None:
     assert members.vocabulary.types == saas.vocabulary.types and members.vocabulary.labels == saas.vocabulary.labels
     result = rfmseg.segment(saas.sample_path(), preset=members, runs_dir=None)
     assert all("% of members)" in s["reason"] for s in result.summary["segments"])
+
+
+def test_a_cold_start_error_read_from_python_names_the_python_parameter() -> None:
+    from rfmseg.cli.options import flag_of
+    from rfmseg.errors import ParameterError
+    from rfmseg.model.scoring import ColdStart
+
+    with pytest.raises(ParameterError) as err:
+        ColdStart(orders=2, days=-1)
+    assert str(err.value) == "cold_start_days -1 should be >= 0 (0 switches the rule off)"
+    assert err.value.params == ("cold_start_days",)
+    assert err.value.render(flag_of) == "--cold-start-days -1 should be >= 0 (0 switches the rule off)"
+    with pytest.raises(ParameterError, match=r"^cold_start_segment is empty"):
+        ColdStart(segment=" ")

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from rfmseg.cli.options import flag_of
 from rfmseg.datasets import study
-from rfmseg.engines.spark import spark_pattern, spark_sql
+from rfmseg.engines.spark_dialect import spark_pattern, spark_sql
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.jobs.run import segment
 from rfmseg.model.scoring import ASSIGNMENT_COLUMNS
@@ -55,12 +56,15 @@ def test_spark_sql_translates_duckdb_functions() -> None:
 
 
 def test_spark_sql_refuses_duckdb_only_text() -> None:
-    with pytest.raises(ParameterError, match=r"no Spark SQL form yet .*--engine local"):
+    with pytest.raises(ParameterError, match=r"no Spark SQL form yet .*; run it with engine local$") as err:
         spark_sql("_row IN (SELECT unnest(list(_row)) FROM src)")
+    # Python reads the parameter's name; the CLI its flag
+    assert err.value.params == ("engine",)
+    assert err.value.render(flag_of).endswith("; run it with --engine local")
 
 
 def test_hadoop_paths_survive_path_handling() -> None:
-    from rfmseg.engines.spark import _uri
+    from rfmseg.engines.spark_session import _uri
 
     assert _uri(str(Path("s3a://lake/orders"))) == "s3a://lake/orders"
     assert _uri("/work/runs/hdfs:/nn/data/tx.parquet") == "hdfs://nn/data/tx.parquet"  # joined to a folder
@@ -72,8 +76,9 @@ def test_hadoop_paths_survive_path_handling() -> None:
 def test_strptime_formats_become_spark_patterns() -> None:
     assert spark_pattern("%d/%m/%Y %H:%M") == "d/M/yyyy H:m"
     assert spark_pattern("%Y-%m-%dT%H:%M:%S") == "yyyy-M-d'T'H:m:s"
-    with pytest.raises(ParameterError, match="%j has no Spark equivalent"):
+    with pytest.raises(ParameterError, match=r"^date_format '%Y-%j': %j has no Spark equivalent") as err:
         spark_pattern("%Y-%j")
+    assert err.value.render(flag_of).startswith("--date-format '%Y-%j': %j has no Spark equivalent")
 
 
 # ------------------------------------------------------------------------------------------- on Spark

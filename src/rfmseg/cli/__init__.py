@@ -9,7 +9,8 @@ import rfmseg.cli.config  # noqa: F401  (init, config show, presets, --config; f
 from rfmseg.cli import (
     agent,  # noqa: F401  (touches, ask, context, mcp)
     core,  # noqa: F401  (registers demo, run, choose-k, show)
-    life,  # noqa: F401  (runs, assign, refresh, retrain, publish, simulate, transitions, watch, history)
+    life,  # noqa: F401  (runs, assign, refresh, retrain, publish)
+    life_history,  # noqa: F401  (simulate, transitions, watch, history)
     serve,  # noqa: F401  (serve, report)
 )
 from rfmseg.cli.common import app, run_app

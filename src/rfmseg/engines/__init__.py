@@ -21,9 +21,12 @@ ENGINES = ("local", "spark")
 def open_engine(name: str, **options: Any) -> Engine:
     """The engine called ``name``, with its options (``spark_master`` and ``output`` for Spark)."""
     if name == "local":
-        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        given = [k for k, v in options.items() if v is not None]
         if given:
-            raise ParameterError(f"{', '.join(given)} go(es) with --engine spark; add --engine spark or drop them")
+            fields = ", ".join(f"{{{k}}}" for k in given)
+            raise ParameterError(
+                f"{fields} go(es) with {{engine}} spark; add {{engine}} spark or drop them", param=(*given, "engine")
+            )
         from rfmseg.engines.local import LocalEngine
 
         return LocalEngine()
@@ -31,4 +34,4 @@ def open_engine(name: str, **options: Any) -> Engine:
         from rfmseg.engines.spark import SparkEngine
 
         return SparkEngine(**options)
-    raise ParameterError(f"--engine '{name}' is not known; use {' or '.join(ENGINES)}")
+    raise ParameterError(f"{{engine}} '{name}' is not known; use {' or '.join(ENGINES)}", param="engine")

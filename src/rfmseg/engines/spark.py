@@ -18,47 +18,50 @@ What runs where:
 Session: ``SPARK_REMOTE`` (Spark Connect) when set, else ``spark_master`` (default ``local[*]``), else the
 session already active in the process (tests share one). Dialect differences between the DuckDB text the
 rules and features are written in and Spark SQL are translated in one place, :func:`spark_sql`.
+
+Beside it: ``spark_dialect`` (Spark SQL text, typing, judging) and ``spark_session`` (session, URIs, errors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
-import sys
-import tempfile
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rfmseg import features
 from rfmseg.engines.base import publish_table
-from rfmseg.errors import InputError, ParameterError, RfmsegError, StoreError
+from rfmseg.engines.spark_dialect import (
+    SPARK,
+    SparkIntake,
+    _normalise_rfm,
+    _problem,
+    _q,
+    _sorted,
+    _spark_case,
+    _to_arrow,
+    spark_sql,
+)
+from rfmseg.engines.spark_session import URI, SparkError, _executor_error, _uri, _why, get_session
+from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.validate import (
     AFTER_AS_OF,
-    DEFAULT_DATE_FORMATS,
     RETURNS_ONLY,
     SOURCE_COLUMNS,
     SOURCE_VIEW,
-    Dialect,
     Policy,
     Rule,
     check_field_columns,
     check_whole_columns,
-    problem_text,
-    reason_case,
     resolve_columns,
     row_rules,
     typed_columns,
@@ -70,8 +73,6 @@ from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
 from rfmseg.timing import Timer
 
-INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
-URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 KMEANS_MAX_ITER = 50
 KMEANS_TOL = 1e-6
 KMEANS_INIT_STEPS = 2
@@ -79,263 +80,6 @@ CUSTOMERS_PER_PARTITION = 250_000
 """Customers per partition of the RFM table once it is computed (at most the partitions it had)."""
 PUBLISH_BATCH_ROWS = 50_000
 """Customers per batch an executor stages when it publishes (one transaction or HSET stream each)."""
-
-_SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
-_SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")
-
-
-class SparkError(RfmsegError):
-    """Spark is missing, cannot start, or failed on the data."""
-
-
-# ------------------------------------------------------------------------------------------------ dialect
-def _calls(sql: str, name: str) -> Iterator[tuple[int, int, list[str]]]:
-    """(start, end, top-level arguments) of each call ``name(...)`` in ``sql`` (quotes and nesting aware)."""
-    pattern = re.compile(rf"\b{re.escape(name)}\s*\(", re.I)
-    pos = 0
-    while True:
-        m = pattern.search(sql, pos)
-        if not m:
-            return
-        depth, i, quote, args, start_arg = 1, m.end(), "", [], m.end()
-        while i < len(sql) and depth:
-            ch = sql[i]
-            if quote:
-                quote = "" if ch == quote else quote
-            elif ch in "'\"":
-                quote = ch
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            elif ch == "," and depth == 1:
-                args.append(sql[start_arg:i].strip())
-                start_arg = i + 1
-            i += 1
-        args.append(sql[start_arg : i - 1].strip())
-        yield m.start(), i, args
-        pos = i
-
-
-def _rewrite(sql: str, name: str, build: Callable[[list[str]], str]) -> str:
-    out, last = [], 0
-    for start, end, args in _calls(sql, name):
-        out += [sql[last:start], build([spark_sql(a) for a in args])]
-        last = end
-    return "".join(out) + sql[last:]
-
-
-DUCKDB_ONLY = ("unnest(", "list(", "strptime(", "try_strptime(", "regexp_full_match(", "epoch_ms(", "hugeint")
-"""DuckDB functions and types without a translation here: a rule using them cannot run on Spark."""
-
-KNOWN_FORMS = {
-    # the Online Retail preset's duplicate-line flag: every copy of a line but the first (lowest _row)
-    "_row IN (SELECT unnest(list(_row ORDER BY _row)[2:]) FROM {source} GROUP BY {source_columns} "
-    "HAVING count(*) > 1)": "row_number() OVER (PARTITION BY {source_columns} ORDER BY _row) > 1",
-}
-"""Whole DuckDB expressions (preset SQL) and their Spark SQL equivalents."""
-
-
-def spark_sql(sql: str) -> str:
-    """DuckDB SQL text (rules, features, preset columns) in Spark SQL's dialect.
-
-    Translated: ``isinf(x)``, ``starts_with(s, p)``, ``date_diff('day', a, b)``, and the whole expressions in
-    :data:`KNOWN_FORMS`; the rest of the text the rules use (CASE, IS NULL, LIKE, upper, CAST ... AS DATE,
-    DATE literals, count(*) FILTER, bool_and, round) means the same in both. Raises ParameterError for text
-    with DuckDB-only functions.
-    """
-    if sql in KNOWN_FORMS:
-        return KNOWN_FORMS[sql]
-    lowered = sql.lower()
-    bad = [f for f in DUCKDB_ONLY if f in lowered]
-    if bad:
-        raise ParameterError(
-            f"this rule has no Spark SQL form yet ({bad[0].rstrip('(')} in '{sql[:80]}'); run it with --engine local"
-        )
-    sql = _rewrite(sql, "isinf", lambda a: f"(abs({a[0]}) = CAST('Infinity' AS DOUBLE))")
-    sql = _rewrite(sql, "starts_with", lambda a: f"startswith({a[0]}, {a[1]})")
-
-    def _date_diff(a: list[str]) -> str:
-        if len(a) != 3 or a[0].strip("'\"").lower() != "day":
-            raise ParameterError(f"date_diff({', '.join(a)}) has no Spark SQL form here; use date_diff('day', a, b)")
-        return f"datediff({a[2]}, {a[1]})"
-
-    return _rewrite(sql, "date_diff", _date_diff)
-
-
-def _is_numeric(spark_type: str) -> bool:
-    return spark_type.lower().startswith(_SPARK_NUMERIC)
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def id_expr(col: str, spark_type: str) -> str:
-    """validate.id_expr in Spark SQL: 17850.0 -> '17850', '  C1 ' -> 'C1', '17850.0' -> '17850', '' -> NULL."""
-    q = _q(col)
-    t = spark_type.lower()
-    if t.startswith(_SPARK_INTEGER):
-        return f"CAST({q} AS STRING)"
-    if _is_numeric(t):
-        return (
-            f"CASE WHEN {q} IS NULL OR isnan(CAST({q} AS DOUBLE)) THEN NULL "
-            f"WHEN {q} = floor({q}) THEN CAST(CAST({q} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({q} AS STRING) END"
-        )
-    text = f"trim(CAST({q} AS STRING))"
-    whole = f"regexp_replace({text}, '^([0-9]+)\\\\.0+$', '$1')"
-    return f"NULLIF(CASE WHEN contains({text}, '.') THEN {whole} ELSE {text} END, '')"
-
-
-def number_expr(col: str, spark_type: str) -> str:
-    q = _q(col)
-    if _is_numeric(spark_type):
-        return f"CAST({q} AS DOUBLE)"
-    return f"try_cast(replace(trim(CAST({q} AS STRING)), ',', '') AS DOUBLE)"
-
-
-_STRPTIME = {
-    "%Y": "yyyy",
-    "%y": "yy",
-    "%m": "M",
-    "%d": "d",
-    "%H": "H",
-    "%I": "h",
-    "%M": "m",
-    "%S": "s",
-    "%p": "a",
-    "%b": "MMM",
-    "%B": "MMMM",
-    "%f": "SSSSSS",
-    "%%": "%",
-}
-
-
-def spark_pattern(fmt: str) -> str:
-    """A strptime format (what --date-format takes) as a Spark datetime pattern."""
-    out, i = [], 0
-    while i < len(fmt):
-        if fmt[i] == "%":
-            token = fmt[i : i + 2]
-            if token not in _STRPTIME:
-                raise ParameterError(
-                    f"--date-format '{fmt}': {token} has no Spark equivalent here; use %Y %m %d %H %M %S %b %p"
-                )
-            out.append(_STRPTIME[token])
-            i += 2
-        else:
-            ch = fmt[i]
-            out.append(f"'{ch}'" if ch.isalpha() else ch)
-            i += 1
-    return "".join(out)
-
-
-def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
-    q = _q(col)
-    t = spark_type.lower()
-    if t.startswith(("timestamp", "date")):
-        return f"CAST({q} AS TIMESTAMP_NTZ)"
-    if _is_numeric(t):
-        raise InputError(
-            f"column '{col}' holds numbers ({spark_type}), not dates; map the order date with --date-col NAME"
-        )
-    text = f"trim(CAST({q} AS STRING))"
-    if date_format:
-        return f"try_to_timestamp({text}, {sql_string(spark_pattern(date_format))})"
-    tries = ", ".join(f"try_to_timestamp({text}, {sql_string(spark_pattern(f))})" for f in DEFAULT_DATE_FORMATS)
-    return f"CAST(coalesce(try_cast({text} AS TIMESTAMP_NTZ), {tries}) AS TIMESTAMP_NTZ)"
-
-
-# ------------------------------------------------------------------------------------------------ session
-SPARK = Dialect(id_expr, id_expr, number_expr, date_expr, "STRING")
-"""Spark SQL's typing of source columns (customer ids are text from the start: no numeric grouping trick)."""
-
-
-def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[Any, bool]:
-    """(SparkSession, whether this call started it). Spark Connect when ``SPARK_REMOTE`` is set."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise SparkError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
-    remote = os.environ.get("SPARK_REMOTE")
-    if master is None and not remote:
-        active = SparkSession.getActiveSession()
-        if active is not None:
-            return active, False
-    try:
-        if remote and master is None:
-            return SparkSession.builder.remote(remote).appName(app_name).getOrCreate(), True
-        builder = (
-            SparkSession.builder.appName(app_name)
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-        )
-        if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
-            # started by spark-submit: its --master and --conf are in force
-            spark = builder.getOrCreate()
-            return spark, True
-        master = master or "local[*]"
-        builder = builder.master(master)
-        if master.startswith("local"):
-            cores = os.cpu_count() or 2
-            # the Python workers run this interpreter (and so find rfmseg), unless the user chose one
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            builder = (
-                builder.config("spark.sql.shuffle.partitions", str(max(4, 4 * cores)))
-                .config("spark.driver.memory", os.environ.get("RFMSEG_SPARK_DRIVER_MEMORY", "4g"))
-                .config("spark.ui.enabled", "false")
-            )
-        spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
-        return spark, True
-    except Exception as exc:  # Java missing, bad master URL, cluster unreachable
-        first = _why(exc)
-        raise SparkError(
-            f"cannot start Spark with master {master or remote!r} ({first}); check --spark-master / SPARK_REMOTE "
-            f"and that {INSTALL_HINT} are installed"
-        ) from None
-
-
-HADOOP_SCHEMES = ("s3a", "s3", "s3n", "hdfs", "gs", "abfs", "abfss", "wasb", "wasbs", "viewfs", "oss", "file")
-
-
-def _uri(path: str) -> str:
-    """A Hadoop URI back from what a Path made of it: 's3a:/bucket/x' (or '/cwd/s3a:/bucket/x', once joined
-    to a folder) -> 's3a://bucket/x'; whole URIs and other paths are left as they are."""
-    schemes = "|".join(HADOOP_SCHEMES)
-    if re.match(rf"^({schemes})://", path, re.I):
-        return path
-    m = re.search(rf"(?:^|/)({schemes}):/+(.*)$", path, re.I)
-    if not m:
-        return path
-    scheme, rest = m.group(1).lower(), m.group(2)
-    return f"file:/{rest}" if scheme == "file" else f"{scheme}://{rest}"
-
-
-# ------------------------------------------------------------------------------------------------ engine
-@dataclass(frozen=True)
-class SparkIntake(Intake):
-    """A source read and judged on Spark: it writes its own quarantine file."""
-
-    spark: Any = None
-    source_columns: tuple[str, ...] = ()
-
-    def write_quarantine(self, path: Path) -> None:
-        cols = ", ".join(f"CAST(s.{_q(c)} AS STRING) AS {_q(c)}" for c in self.source_columns)
-        rows = self.spark.sql(
-            f"SELECT q._row AS row_number, q._reason AS reason, {cols} FROM (SELECT _row, _reason FROM "
-            f"rfmseg_canon WHERE _reason IS NOT NULL) q JOIN rfmseg_src s ON q._row = s._row ORDER BY q._row"
-        )
-        table = rows.toArrow() if any(self.quarantined.values()) else None
-        if table is None:
-            names = ["row_number", "reason", *self.source_columns]
-            types = [pa.int64(), pa.string(), *[pa.string()] * len(self.source_columns)]
-            table = pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
-        pq.write_table(table.cast(_quarantine_schema(table.schema)), path, compression="zstd")
-
-
-def _quarantine_schema(schema_: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, pa.int64() if f.name == "row_number" else pa.string()) for f in schema_])
 
 
 class SparkEngine:
@@ -480,7 +224,8 @@ class SparkEngine:
             kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)
             if kind == "rfm":
                 raise ParameterError(
-                    f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use --engine local"
+                    f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use {{engine}} local",
+                    param="engine",
                 )
             df = self._with_row_numbers(df)
             df.createOrReplaceTempView("rfmseg_src")
@@ -491,7 +236,7 @@ class SparkEngine:
             self._rfm_all = spark.sql(spark_sql(sql)).persist()
             self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
             quarantined = self._settle_returns_only(spark, src, rows_read, quarantined, policy)
-            rfm = _sorted(_normalise_rfm(self._to_arrow(self._rfm_df)))
+            rfm = _sorted(_normalise_rfm(_to_arrow(self._rfm_df)))
         self._customers = rfm.num_rows  # what a publish from the executors must deliver
         # the customer-level stages (transform, K-Means iterations, assignment, publish) need a few partitions,
         # not the shuffle's: a cluster's default 200 made a 200-customer fit over Spark Connect take 40 s
@@ -500,12 +245,6 @@ class SparkEngine:
         return SparkIntake(
             "transactions", src, mapping, at, rows_read, quarantined, "rfmseg_canon", rfm, spark, tuple(src.columns)
         )
-
-    @staticmethod
-    def _to_arrow(df: Any) -> pa.Table:
-        if hasattr(df, "toArrow"):
-            return df.toArrow()
-        return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover - pyspark < 4
 
     def _judge(
         self, spark: Any, src: Source, mapping: dict[str, str], policy: Policy, as_of: date | None
@@ -557,7 +296,7 @@ class SparkEngine:
         for reason, _, d, n, *_ in rows:
             key = reason if reason is not None else (after.reason if d is not None and d > as_of else "")
             counts[key] = counts.get(key, 0) + int(n)
-        self._late = (after,)
+        self._late: tuple[Rule, ...] = (after,)
         self._rules = (*rules, after)
         self._has_returns = has_returns
         self._create_canon(spark, self._late)
@@ -731,7 +470,9 @@ class SparkEngine:
                 )
         except Exception as exc:
             first = _why(exc)
-            raise SparkError(f"cannot write the run's tables under {base} ({first}); check --output") from None
+            raise SparkError(
+                f"cannot write the run's tables under {base} ({first}); check {{output}}", param="output"
+            ) from None
         return {"rfm": f"{base}/rfm", "assignments": f"{base}/assignments"}
 
     # --------------------------------------------------------------------------------------- publish
@@ -854,72 +595,3 @@ class SparkEngine:
             hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
         except Exception:  # Spark Connect: no JVM access; the folder stays, named by the failed run id
             pass
-
-
-_EXECUTOR_ERROR = re.compile(r"rfmseg\.errors\.(\w+): (.+)")
-
-
-def _executor_error(exc: BaseException, run_id: str, url_display: str) -> RfmsegError:
-    """One line for a publish that failed on the executors: the rfmseg error an executor raised (StoreError
-    for a store problem), else the Spark error (SparkError)."""
-    raised = _EXECUTOR_ERROR.findall(str(exc))
-    if raised:
-        name, message = raised[-1]
-        message = message.strip()
-        if "nothing was changed" not in message:
-            message += "; nothing was changed"
-        kind = StoreError if name == "StoreError" else SparkError
-        return kind(f"the Spark executors could not publish run {run_id} to {url_display}: {message}")
-    return SparkError(
-        f"the Spark executors could not publish run {run_id} to {url_display} ({_why(exc)}); nothing was changed"
-    )
-
-
-def _why(exc: BaseException) -> str:
-    """The informative line of a Spark/Py4J error (the Java exception, not 'An error occurred while calling')."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    for ln in lines:
-        if ln.startswith(": "):
-            return ln[2:].split("\n")[0][:200]
-    useful = [ln for ln in lines if not ln.startswith("An error occurred while calling")]
-    return (useful or [type(exc).__name__])[0][:200]
-
-
-def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") -> str:
-    """validate's 'N row(s) with <meaning> (reason R, first at row N); <fix>' for the first broken rule."""
-    rows = spark.sql(
-        f"SELECT _reason, count(*), min(_row) FROM {view} WHERE _reason IS NOT NULL GROUP BY _reason"
-    ).collect()
-    return problem_text(rules, {r[0]: (int(r[1]), int(r[2])) for r in rows})
-
-
-def _spark_case(rules: tuple[Rule, ...]) -> str:
-    return reason_case(tuple(Rule(r.reason, spark_sql(r.condition), r.meaning, r.fix) for r in rules))
-
-
-RFM_TYPES = {
-    "customer_id": pa.string(),
-    "recency_days": pa.int64(),
-    "frequency": pa.int64(),
-    "monetary": pa.float64(),
-    "first_order_date": pa.date32(),
-    "last_order_date": pa.date32(),
-}
-
-
-def _normalise_rfm(table: pa.Table) -> pa.Table:
-    """The RFM table as the local engine types it (Spark's Arrow export may differ in widths)."""
-    return pa.table({name: table.column(name).cast(t) for name, t in RFM_TYPES.items() if name in table.column_names})
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    return table.take(pc.sort_indices(table, [("customer_id", "ascending")]))
-
-
-def temp_output_dir(prefix: str = "rfmseg-spark-") -> str:
-    """A fresh local folder for Spark output (tests, examples)."""
-    return str(Path(tempfile.gettempdir()) / f"{prefix}{uuid.uuid4().hex[:8]}")
-
-
-def elapsed(t0: float) -> float:
-    return round(time.perf_counter() - t0, 4)

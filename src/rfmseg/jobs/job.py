@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 import pyarrow as pa
 
@@ -155,7 +155,8 @@ class Job:
         run = find_run(self.runs_dir, key)
         if run is None:
             return None
-        return LifeResult(run.manifest.get("kind", self.kind), run, "existing", run.summary, run.manifest)
+        kind = cast(Kind, run.manifest.get("kind", self.kind))  # a run folder this package wrote: one of Kind
+        return LifeResult(kind, run, "existing", run.summary, run.manifest)
 
     def write(
         self,

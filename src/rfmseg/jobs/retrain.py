@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any, Unpack
+from typing import Any, TypedDict, Unpack
 
 from rfmseg.jobs.job import Job, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
 from rfmseg.jobs.reading import ModelRef, load_model
@@ -15,6 +15,15 @@ from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carr
 from rfmseg.model.scoring import rfm_matrix
 from rfmseg.runs.manifest import provenance
 from rfmseg.runs.registry import latest_model_run
+
+
+class FitParams(TypedDict):
+    """The hyper-parameters a retrain fits with (given, else the previous model's, else the defaults)."""
+
+    k: int
+    transform: str
+    n_init: int
+    random_state: int
 
 
 def retrain(
@@ -47,7 +56,7 @@ def retrain(
     base = prev.model if prev else None
     job = Job.start("retrain", started, runs_dir, prev.run if prev else None, options)
     read, cold_start = job.read, job.cold_start
-    params = {
+    params: FitParams = {
         "k": k if k is not None else (base.k if base else 4),
         "transform": transform or (base.transform if base else (read.preset.transform if read.preset else "minmax")),
         "n_init": n_init if n_init is not None else (base.n_init if base else 10),

@@ -136,7 +136,7 @@ def bootstrap_stability(
     labelings = []
     with threadpool_limits(1 if m < SINGLE_THREAD_BELOW else None):
         for b in range(resamples):
-            idx = rng.integers(0, m, size=m)
+            idx = np.asarray(rng.integers(0, m, size=m))
             if np.unique(z[idx], axis=0).shape[0] < k:  # too few distinct customers drawn for K centres
                 idx = np.concatenate([idx, np.arange(m)])
             fit = fit_kmeans(z[idx], k, n_init, seed + b, method="exact")

@@ -19,15 +19,14 @@ A retrained model carries the previous model's names over where the profile held
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from rfmseg.errors import ParameterError
-
-if TYPE_CHECKING:
-    from rfmseg.model.segment_model import SegmentModel
+from rfmseg.model.transform import Transform
 
 DEFAULT_MAX_NAME_SHIFT = 0.5
 """A matched centroid keeps its previous name while it moved less than this fraction of the distance from
@@ -246,9 +245,8 @@ def name_clusters(
     out: list[Named | None] = [None] * k
     for r, c in zip(rows, cols, strict=True):
         t = vocabulary.types[c]
-        out[r] = Named(
-            t.name, reason(t, centroids_raw[r], lv[r], vocabulary), tuple(map(float, lv[r])), float(cost[r, c])
-        )
+        lvl = (float(lv[r][0]), float(lv[r][1]), float(lv[r][2]))
+        out[r] = Named(t.name, reason(t, centroids_raw[r], lv[r], vocabulary), lvl, float(cost[r, c]))
     return [n for n in out if n is not None]
 
 
@@ -277,9 +275,31 @@ class NameDecision:
     why: str
 
 
+class NamedModel(Protocol):
+    """What :func:`carry_names` reads of a fitted model (a :class:`~rfmseg.model.segment_model.SegmentModel`)
+    and the one thing it changes (its names and reasons)."""
+
+    @property
+    def k(self) -> int: ...
+    @property
+    def transform_(self) -> Transform: ...
+    @property
+    def centroids_raw_(self) -> np.ndarray: ...
+    @property
+    def names_(self) -> Sequence[str]: ...
+    @property
+    def reasons_(self) -> Sequence[str]: ...
+    @property
+    def levels_(self) -> Sequence[Sequence[float]]: ...
+    @property
+    def vocabulary(self) -> Vocabulary: ...
+
+    def set_names(self, names: list[str], reasons: list[str]) -> None: ...
+
+
 def carry_names(
-    previous: SegmentModel,
-    new: SegmentModel,
+    previous: NamedModel,
+    new: NamedModel,
     population: np.ndarray,
     max_shift: float = DEFAULT_MAX_NAME_SHIFT,
     previous_version: str | None = None,
@@ -298,7 +318,9 @@ def carry_names(
     summary and the manifest.
     """
     if max_shift < 0:
-        raise ParameterError(f"--max-name-shift {max_shift} should be >= 0 (0 never carries a name over)")
+        raise ParameterError(
+            f"{{max_name_shift}} {max_shift} should be >= 0 (0 never carries a name over)", param="max_name_shift"
+        )
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)
     zp = new.transform_.apply(previous.centroids_raw_)

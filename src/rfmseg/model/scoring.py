@@ -69,11 +69,18 @@ class ColdStart:
 
     def __post_init__(self) -> None:
         if self.orders < 0:
-            raise ParameterError(f"--cold-start-orders {self.orders} should be >= 0 (0 switches the rule off)")
+            raise ParameterError(
+                f"{{cold_start_orders}} {self.orders} should be >= 0 (0 switches the rule off)",
+                param="cold_start_orders",
+            )
         if self.days < 0:
-            raise ParameterError(f"--cold-start-days {self.days} should be >= 0 (0 switches the rule off)")
+            raise ParameterError(
+                f"{{cold_start_days}} {self.days} should be >= 0 (0 switches the rule off)", param="cold_start_days"
+            )
         if self.segment is not None and not self.segment.strip():
-            raise ParameterError("--cold-start-segment is empty; give a segment name, e.g. Occasional")
+            raise ParameterError(
+                "{cold_start_segment} is empty; give a segment name, e.g. Occasional", param="cold_start_segment"
+            )
 
     @property
     def name(self) -> str:

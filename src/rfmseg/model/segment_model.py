@@ -36,6 +36,9 @@ class Assignment:
 
 
 class SegmentModel:
+    provenance_: dict[str, Any]
+    """where the model came from (run id, as-of, data hash...): set by the job that fits or loads it"""
+
     def __init__(
         self,
         k: int = 4,

@@ -1,0 +1,122 @@
+"""The Spark engine's session: starting or joining a SparkSession, Hadoop URIs, and the one-line
+reading of a Spark/Py4J error (see :mod:`rfmseg.engines.spark`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rfmseg.errors import RfmsegError, StoreError
+
+INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+class SparkError(RfmsegError):
+    """Spark is missing, cannot start, or failed on the data."""
+
+
+def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[Any, bool]:
+    """(SparkSession, whether this call started it). Spark Connect when ``SPARK_REMOTE`` is set."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+    remote = os.environ.get("SPARK_REMOTE")
+    if master is None and not remote:
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            return active, False
+    try:
+        if remote and master is None:
+            return SparkSession.builder.remote(remote).appName(app_name).getOrCreate(), True
+        builder = (
+            SparkSession.builder.appName(app_name)
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+        )
+        if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+            # started by spark-submit: its --master and --conf are in force
+            spark = builder.getOrCreate()
+            return spark, True
+        master = master or "local[*]"
+        builder = builder.master(master)
+        if master.startswith("local"):
+            cores = os.cpu_count() or 2
+            # the Python workers run this interpreter (and so find rfmseg), unless the user chose one
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            builder = (
+                builder.config("spark.sql.shuffle.partitions", str(max(4, 4 * cores)))
+                .config("spark.driver.memory", os.environ.get("RFMSEG_SPARK_DRIVER_MEMORY", "4g"))
+                .config("spark.ui.enabled", "false")
+            )
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        return spark, True
+    except Exception as exc:  # Java missing, bad master URL, cluster unreachable
+        first = _why(exc)
+        raise SparkError(
+            f"cannot start Spark with master {master or remote!r} ({first}); check {{spark_master}} / SPARK_REMOTE "
+            f"and that {INSTALL_HINT} are installed",
+            param="spark_master",
+        ) from None
+
+
+HADOOP_SCHEMES = ("s3a", "s3", "s3n", "hdfs", "gs", "abfs", "abfss", "wasb", "wasbs", "viewfs", "oss", "file")
+
+
+def _uri(path: str) -> str:
+    """A Hadoop URI back from what a Path made of it: 's3a:/bucket/x' (or '/cwd/s3a:/bucket/x', once joined
+    to a folder) -> 's3a://bucket/x'; whole URIs and other paths are left as they are."""
+    schemes = "|".join(HADOOP_SCHEMES)
+    if re.match(rf"^({schemes})://", path, re.I):
+        return path
+    m = re.search(rf"(?:^|/)({schemes}):/+(.*)$", path, re.I)
+    if not m:
+        return path
+    scheme, rest = m.group(1).lower(), m.group(2)
+    return f"file:/{rest}" if scheme == "file" else f"{scheme}://{rest}"
+
+
+def _why(exc: BaseException) -> str:
+    """The informative line of a Spark/Py4J error (the Java exception, not 'An error occurred while calling')."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(": "):
+            return ln[2:].split("\n")[0][:200]
+    useful = [ln for ln in lines if not ln.startswith("An error occurred while calling")]
+    return (useful or [type(exc).__name__])[0][:200]
+
+
+_EXECUTOR_ERROR = re.compile(r"rfmseg\.errors\.(\w+): (.+)")
+
+
+def _executor_error(exc: BaseException, run_id: str, url_display: str) -> RfmsegError:
+    """One line for a publish that failed on the executors: the rfmseg error an executor raised (StoreError
+    for a store problem), else the Spark error (SparkError)."""
+    raised = _EXECUTOR_ERROR.findall(str(exc))
+    if raised:
+        name, message = raised[-1]
+        message = message.strip()
+        if "nothing was changed" not in message:
+            message += "; nothing was changed"
+        kind = StoreError if name == "StoreError" else SparkError
+        return kind(f"the Spark executors could not publish run {run_id} to {url_display}: {message}")
+    return SparkError(
+        f"the Spark executors could not publish run {run_id} to {url_display} ({_why(exc)}); nothing was changed"
+    )
+
+
+def temp_output_dir(prefix: str = "rfmseg-spark-") -> str:
+    """A fresh local folder for Spark output (tests, examples)."""
+    return str(Path(tempfile.gettempdir()) / f"{prefix}{uuid.uuid4().hex[:8]}")
+
+
+def elapsed(t0: float) -> float:
+    return round(time.perf_counter() - t0, 4)
