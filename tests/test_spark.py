@@ -64,13 +64,13 @@ def test_spark_sql_refuses_duckdb_only_text() -> None:
 
 
 def test_hadoop_paths_survive_path_handling() -> None:
-    from rfmseg.engines.spark_session import _uri
+    from rfmseg.engines.spark_session import hadoop_uri
 
-    assert _uri(str(Path("s3a://lake/orders"))) == "s3a://lake/orders"
-    assert _uri("/work/runs/hdfs:/nn/data/tx.parquet") == "hdfs://nn/data/tx.parquet"  # joined to a folder
-    assert _uri("file:///tmp/x.parquet") == "file:///tmp/x.parquet"
-    assert _uri("/work/file:/tmp/x.parquet") == "file:/tmp/x.parquet"
-    assert _uri("/tmp/orders.parquet") == "/tmp/orders.parquet"
+    assert hadoop_uri(str(Path("s3a://lake/orders"))) == "s3a://lake/orders"
+    assert hadoop_uri("/work/runs/hdfs:/nn/data/tx.parquet") == "hdfs://nn/data/tx.parquet"  # joined to a folder
+    assert hadoop_uri("file:///tmp/x.parquet") == "file:///tmp/x.parquet"
+    assert hadoop_uri("/work/file:/tmp/x.parquet") == "file:/tmp/x.parquet"
+    assert hadoop_uri("/tmp/orders.parquet") == "/tmp/orders.parquet"
 
 
 def test_strptime_formats_become_spark_patterns() -> None:

@@ -14,7 +14,7 @@ import pytest
 import test_spark
 import test_stores
 from rfmseg.datasets import study
-from rfmseg.engines.spark import SparkEngine, SparkError, _executor_error
+from rfmseg.engines.spark import SparkEngine, SparkError, executor_error
 from rfmseg.errors import StoreError
 from rfmseg.jobs.run import segment
 from rfmseg.stores import open_store
@@ -133,7 +133,7 @@ def test_an_executor_error_becomes_one_line(spark) -> None:
 
     with pytest.raises(Exception) as raised:
         spark.range(4).mapInArrow(fail, "id long").collect()
-    error = _executor_error(raised.value, "R1", "redis://:***@cache:6379/0")
+    error = executor_error(raised.value, "R1", "redis://:***@cache:6379/0")
     assert isinstance(error, StoreError)
     assert error.message == (
         "the Spark executors could not publish run R1 to redis://:***@cache:6379/0: the profile store at "
@@ -146,7 +146,7 @@ def test_an_executor_error_becomes_one_line(spark) -> None:
 
     with pytest.raises(Exception) as raised:
         spark.range(4).mapInArrow(crash, "id long").collect()
-    error = _executor_error(raised.value, "R1", "sqlite:////tmp/p.db")
+    error = executor_error(raised.value, "R1", "sqlite:////tmp/p.db")
     assert isinstance(error, SparkError) and "\n" not in error.message
     assert error.message.startswith("the Spark executors could not publish run R1 to sqlite:////tmp/p.db (")
     assert error.message.endswith("); nothing was changed")

@@ -3,6 +3,7 @@ transitions, watch and history: :mod:`rfmseg.cli.life_history`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -83,7 +84,7 @@ def _publish_line(report: dict[str, Any] | None, units: Units) -> None:
     )
 
 
-def _cold_line(summary: dict[str, Any], units: Units | None = None) -> None:
+def _cold_line(summary: Mapping[str, Any], units: Units | None = None) -> None:
     cs = summary.get("cold_start") or {}
     u = units or units_of(summary)
     if cs.get("orders") or cs.get("days"):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -215,7 +216,7 @@ def history_cmd(
     if as_json:
         print_json(rows)
         return
-    latest = get_run(rows[-1]["run_id"], runs_path).summary if rows else {}
+    latest: Mapping[str, Any] = get_run(rows[-1]["run_id"], runs_path).summary if rows else {}
     u, currency = units_of(latest), latest.get("currency", "$")
     t = Table(title=f"{customer_id} across {len(rows)} runs")
     for c in ("as-of", "run", "kind", "segment", "reason", "recency", u.frequency, u.monetary, "distance"):

@@ -41,15 +41,15 @@ from rfmseg.engines.base import publish_table
 from rfmseg.engines.spark_dialect import (
     SPARK,
     SparkIntake,
-    _normalise_rfm,
-    _problem,
-    _q,
-    _sorted,
-    _spark_case,
-    _to_arrow,
+    first_problem,
+    normalise_rfm,
+    sorted_by_customer,
+    spark_case,
+    spark_ident,
     spark_sql,
+    spark_to_arrow,
 )
-from rfmseg.engines.spark_session import URI, SparkError, _executor_error, _uri, _why, get_session
+from rfmseg.engines.spark_session import URI, SparkError, executor_error, get_session, hadoop_uri, spark_why
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
@@ -88,7 +88,7 @@ class SparkEngine:
 
     def __init__(self, spark_master: str | None = None, output: str | None = None, spark: Any = None) -> None:
         self.master = spark_master
-        self.output = _uri(output.rstrip("/")) if output else None
+        self.output = hadoop_uri(output.rstrip("/")) if output else None
         self._spark = spark
         self._owned = False
         self._written: str | None = None
@@ -131,7 +131,7 @@ class SparkEngine:
         """(DataFrame, label, sha256, format) for a path, URI, pandas DataFrame or Arrow table."""
         spark = self.spark
         if isinstance(source, (str, Path)):
-            text = _uri(str(source))
+            text = hadoop_uri(str(source))
             remote = bool(URI.match(text)) and not text.startswith("file:")
             local = None if remote else Path(text.removeprefix("file:"))
             suffix = Path(text).suffix.lower()
@@ -159,7 +159,7 @@ class SparkEngine:
                     df = spark.read.csv(target, header=True, inferSchema=False, sep=sep)
                 df.schema  # noqa: B018  (reads the footer / header now, so a bad file fails here)
             except Exception as exc:
-                first = _why(exc)
+                first = spark_why(exc)
                 hint = "; for s3a:// and gs:// Spark needs the file system's jars (e.g. hadoop-aws)" if remote else ""
                 raise InputError(f"{text}: cannot be read as {fmt} by Spark ({first}); check the path{hint}") from None
             return df, text if remote else str(local), sha, fmt
@@ -236,7 +236,7 @@ class SparkEngine:
             self._rfm_all = spark.sql(spark_sql(sql)).persist()
             self._rfm_df = self._rfm_all.filter("last_order_date IS NOT NULL")
             quarantined = self._settle_returns_only(spark, src, rows_read, quarantined, policy)
-            rfm = _sorted(_normalise_rfm(_to_arrow(self._rfm_df)))
+            rfm = sorted_by_customer(normalise_rfm(spark_to_arrow(self._rfm_df)))
         self._customers = rfm.num_rows  # what a publish from the executors must deliver
         # the customer-level stages (transform, K-Means iterations, assignment, publish) need a few partitions,
         # not the shuffle's: a cluster's default 200 made a 200-customer fit over Spark Connect take 40 s
@@ -251,7 +251,7 @@ class SparkEngine:
     ) -> tuple[date, int, dict[str, int]]:
         """Judge every row on Spark: the as-of date, the rows read and the rows set aside per reason."""
         t = src.columns
-        originals = ", ".join(_q(c) for c in src.columns)
+        originals = ", ".join(spark_ident(c) for c in src.columns)
         extra = "".join(
             f", {spark_sql(sql).replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, src.name)} AS {name}"
             for name, sql in policy.extra_columns
@@ -266,8 +266,7 @@ class SparkEngine:
         )
         rules, has_returns = row_rules(policy, mapping)
         spark.sql(
-            f"CREATE OR REPLACE TEMP VIEW rfmseg_judged AS SELECT *, {_spark_case(rules)} AS _reason "
-            "FROM rfmseg_typed_r"
+            f"CREATE OR REPLACE TEMP VIEW rfmseg_judged AS SELECT *, {spark_case(rules)} AS _reason FROM rfmseg_typed_r"
         )
         numbers = [f.name for f in policy.fields if f.kind == "number"]
         extra_counts = "".join(f", count({n})" for n in numbers)
@@ -284,7 +283,7 @@ class SparkEngine:
             used = [(g[1], g[2]) for g in rows if g[0] is None and g[2] is not None]
             last = max((d for ret, d in used if not ret), default=None) or max((d for _, d in used), default=None)
             if last is None:
-                raise InputError(f"{src.label}: no usable order rows; {_problem(spark, rules, 'rfmseg_judged')}")
+                raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, rules, 'rfmseg_judged')}")
             as_of = last + timedelta(days=1)
         after = Rule(
             AFTER_AS_OF.reason,
@@ -302,16 +301,16 @@ class SparkEngine:
         self._create_canon(spark, self._late)
         used_rows = counts.pop("", 0)
         if counts and policy.bad_rows == "error":
-            raise InputError(f"{src.label}: {_problem(spark, self._rules)}")
+            raise InputError(f"{src.label}: {first_problem(spark, self._rules)}")
         if used_rows == 0:
-            raise InputError(f"{src.label}: no usable order rows; {_problem(spark, self._rules)}")
+            raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, self._rules)}")
         return as_of, used_rows + sum(counts.values()), counts
 
     def _create_canon(self, spark: Any, late: tuple[Rule, ...]) -> None:
-        cols = ", ".join(_q(c) for c in spark.table("rfmseg_judged").columns if c != "_reason")
+        cols = ", ".join(spark_ident(c) for c in spark.table("rfmseg_judged").columns if c != "_reason")
         spark.sql(
             f"CREATE OR REPLACE TEMP VIEW rfmseg_canon AS SELECT {cols}, "
-            f"coalesce(_reason, {_spark_case(late)}) AS _reason FROM rfmseg_judged"
+            f"coalesce(_reason, {spark_case(late)}) AS _reason FROM rfmseg_judged"
         )
 
     def _settle_returns_only(
@@ -332,9 +331,9 @@ class SparkEngine:
         quarantined = {**quarantined, RETURNS_ONLY.reason: int(n.collect()[0][0])}
         rules = (*self._rules, RETURNS_ONLY)
         if policy.bad_rows == "error":
-            raise InputError(f"{src.label}: {_problem(spark, rules)}")
+            raise InputError(f"{src.label}: {first_problem(spark, rules)}")
         if rows_read - sum(quarantined.values()) == 0:
-            raise InputError(f"{src.label}: no usable order rows; {_problem(spark, rules)}")
+            raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, rules)}")
         return quarantined
 
     # --------------------------------------------------------------------------------------- K-Means
@@ -469,7 +468,7 @@ class SparkEngine:
                     f"{base}/assignments"
                 )
         except Exception as exc:
-            first = _why(exc)
+            first = spark_why(exc)
             raise SparkError(
                 f"cannot write the run's tables under {base} ({first}); check {{output}}", param="output"
             ) from None
@@ -532,7 +531,7 @@ class SparkEngine:
                     staged.abort()
                 if isinstance(exc, RfmsegError) or not isinstance(exc, Exception):
                     raise
-                raise _executor_error(exc, run_id, store.url_display) from None
+                raise executor_error(exc, run_id, store.url_display) from None
             out: dict[str, Any] = {
                 **asdict(report),
                 "store": store.url_display,

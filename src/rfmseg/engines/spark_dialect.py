@@ -109,13 +109,13 @@ def _is_numeric(spark_type: str) -> bool:
     return spark_type.lower().startswith(_SPARK_NUMERIC)
 
 
-def _q(name: str) -> str:
+def spark_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
 def id_expr(col: str, spark_type: str) -> str:
     """validate.id_expr in Spark SQL: 17850.0 -> '17850', '  C1 ' -> 'C1', '17850.0' -> '17850', '' -> NULL."""
-    q = _q(col)
+    q = spark_ident(col)
     t = spark_type.lower()
     if t.startswith(_SPARK_INTEGER):
         return f"CAST({q} AS STRING)"
@@ -130,7 +130,7 @@ def id_expr(col: str, spark_type: str) -> str:
 
 
 def number_expr(col: str, spark_type: str) -> str:
-    q = _q(col)
+    q = spark_ident(col)
     if _is_numeric(spark_type):
         return f"CAST({q} AS DOUBLE)"
     return f"try_cast(replace(trim(CAST({q} AS STRING)), ',', '') AS DOUBLE)"
@@ -174,7 +174,7 @@ def spark_pattern(fmt: str) -> str:
 
 
 def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
-    q = _q(col)
+    q = spark_ident(col)
     t = spark_type.lower()
     if t.startswith(("timestamp", "date")):
         return f"CAST({q} AS TIMESTAMP_NTZ)"
@@ -196,7 +196,7 @@ SPARK = Dialect(id_expr, id_expr, number_expr, date_expr, "STRING")
 """Spark SQL's typing of source columns (customer ids are text from the start: no numeric grouping trick)."""
 
 
-def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") -> str:
+def first_problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") -> str:
     """validate's 'N row(s) with <meaning> (reason R, first at row N); <fix>' for the first broken rule."""
     rows = spark.sql(
         f"SELECT _reason, count(*), min(_row) FROM {view} WHERE _reason IS NOT NULL GROUP BY _reason"
@@ -204,7 +204,7 @@ def _problem(spark: Any, rules: tuple[Rule, ...], view: str = "rfmseg_canon") ->
     return problem_text(rules, {r[0]: (int(r[1]), int(r[2])) for r in rows})
 
 
-def _spark_case(rules: tuple[Rule, ...]) -> str:
+def spark_case(rules: tuple[Rule, ...]) -> str:
     return reason_case(tuple(Rule(r.reason, spark_sql(r.condition), r.meaning, r.fix) for r in rules))
 
 
@@ -218,19 +218,19 @@ RFM_TYPES = {
 }
 
 
-def _to_arrow(df: Any) -> pa.Table:
+def spark_to_arrow(df: Any) -> pa.Table:
     """A Spark DataFrame as an Arrow table."""
     if hasattr(df, "toArrow"):
         return df.toArrow()
     return pa.Table.from_pandas(df.toPandas(), preserve_index=False)  # pragma: no cover - pyspark < 4
 
 
-def _normalise_rfm(table: pa.Table) -> pa.Table:
+def normalise_rfm(table: pa.Table) -> pa.Table:
     """The RFM table as the local engine types it (Spark's Arrow export may differ in widths)."""
     return pa.table({name: table.column(name).cast(t) for name, t in RFM_TYPES.items() if name in table.column_names})
 
 
-def _sorted(table: pa.Table) -> pa.Table:
+def sorted_by_customer(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(table, [("customer_id", "ascending")]))
 
 
@@ -242,7 +242,7 @@ class SparkIntake(Intake):
     source_columns: tuple[str, ...] = ()
 
     def write_quarantine(self, path: Path) -> None:
-        cols = ", ".join(f"CAST(s.{_q(c)} AS STRING) AS {_q(c)}" for c in self.source_columns)
+        cols = ", ".join(f"CAST(s.{spark_ident(c)} AS STRING) AS {spark_ident(c)}" for c in self.source_columns)
         rows = self.spark.sql(
             f"SELECT q._row AS row_number, q._reason AS reason, {cols} FROM (SELECT _row, _reason FROM "
             f"rfmseg_canon WHERE _reason IS NOT NULL) q JOIN rfmseg_src s ON q._row = s._row ORDER BY q._row"

@@ -60,7 +60,7 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
         spark.sparkContext.setLogLevel("ERROR")
         return spark, True
     except Exception as exc:  # Java missing, bad master URL, cluster unreachable
-        first = _why(exc)
+        first = spark_why(exc)
         raise SparkError(
             f"cannot start Spark with master {master or remote!r} ({first}); check {{spark_master}} / SPARK_REMOTE "
             f"and that {INSTALL_HINT} are installed",
@@ -71,7 +71,7 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
 HADOOP_SCHEMES = ("s3a", "s3", "s3n", "hdfs", "gs", "abfs", "abfss", "wasb", "wasbs", "viewfs", "oss", "file")
 
 
-def _uri(path: str) -> str:
+def hadoop_uri(path: str) -> str:
     """A Hadoop URI back from what a Path made of it: 's3a:/bucket/x' (or '/cwd/s3a:/bucket/x', once joined
     to a folder) -> 's3a://bucket/x'; whole URIs and other paths are left as they are."""
     schemes = "|".join(HADOOP_SCHEMES)
@@ -84,7 +84,7 @@ def _uri(path: str) -> str:
     return f"file:/{rest}" if scheme == "file" else f"{scheme}://{rest}"
 
 
-def _why(exc: BaseException) -> str:
+def spark_why(exc: BaseException) -> str:
     """The informative line of a Spark/Py4J error (the Java exception, not 'An error occurred while calling')."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     for ln in lines:
@@ -97,7 +97,7 @@ def _why(exc: BaseException) -> str:
 _EXECUTOR_ERROR = re.compile(r"rfmseg\.errors\.(\w+): (.+)")
 
 
-def _executor_error(exc: BaseException, run_id: str, url_display: str) -> RfmsegError:
+def executor_error(exc: BaseException, run_id: str, url_display: str) -> RfmsegError:
     """One line for a publish that failed on the executors: the rfmseg error an executor raised (StoreError
     for a store problem), else the Spark error (SparkError)."""
     raised = _EXECUTOR_ERROR.findall(str(exc))
@@ -109,7 +109,7 @@ def _executor_error(exc: BaseException, run_id: str, url_display: str) -> Rfmseg
         kind = StoreError if name == "StoreError" else SparkError
         return kind(f"the Spark executors could not publish run {run_id} to {url_display}: {message}")
     return SparkError(
-        f"the Spark executors could not publish run {run_id} to {url_display} ({_why(exc)}); nothing was changed"
+        f"the Spark executors could not publish run {run_id} to {url_display} ({spark_why(exc)}); nothing was changed"
     )
 
 

@@ -78,6 +78,18 @@ def refresh_key(as_of: date | None, model_version: str, data_sha: str, cold_star
     )
 
 
+class JobManifest(TypedDict, total=False):
+    """What a kind of job adds to its run's manifest, after the shared layout (:func:`run_manifest`)."""
+
+    source_run: str
+    """refresh: the run whose model scored"""
+    model: dict[str, Any]
+    previous_model: str | None
+    names: dict[str, Any]
+    scoring_key: str
+    """retrain: the fit, the model it follows, the names carried over, and the key a same-day refresh has"""
+
+
 class JobOptions(TypedDict, total=False):
     """The keyword arguments :func:`refresh` and :func:`retrain` share, all optional.
 
@@ -169,7 +181,7 @@ class Job:
         *,
         summary: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
-        manifest: dict[str, Any] | None = None,
+        manifest: JobManifest | None = None,
     ) -> LifeResult:
         """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run
         (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``summary``, ``params`` and ``manifest``
@@ -204,11 +216,17 @@ class Job:
             idempotency_key=key,
         )
         man.update(manifest or {})
-        man["cold_start"] = {**cold.to_dict(), "customers": summ["cold_start"]["customers"]}
+        man["cold_start"] = {
+            "orders": cold.orders,
+            "days": cold.days,
+            "segment": cold.name,
+            "customers": summ["cold_start"]["customers"],
+        }
         with t.stage("write"):
             writer = RunWriter(self.runs_dir, self.run_id)
             run = write_run(writer, self.engine, prepared, model, rfm, assignments, summ, man, t)
-        return LifeResult(self.kind, run, "created", summ, man)
+        # complete: build_summary's keys plus what the job added (its kind, reading, rows, cold start, warnings)
+        return LifeResult(self.kind, run, "created", cast(Summary, summ), man)
 
     def finish(self, result: LifeResult) -> LifeResult:
         """Publish the job's run (unless ``publish=False``)."""

@@ -6,6 +6,7 @@ error says how to publish it later.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def run_date(run: Run) -> date:
     return manifest_date(run.manifest)
 
 
-def manifest_date(m: dict[str, Any]) -> date:
+def manifest_date(m: Mapping[str, Any]) -> date:
     """The date a run is published as: its as-of date, else the day it was made."""
     if m.get("as_of"):
         return date.fromisoformat(m["as_of"])
@@ -75,7 +76,7 @@ def publish_if_configured(
 
 
 def publish_computed(
-    engine: Engine, manifest: dict[str, Any], model: SegmentModel, assignments: pa.Table, url: str, run: Run | None
+    engine: Engine, manifest: Mapping[str, Any], model: SegmentModel, assignments: pa.Table, url: str, run: Run | None
 ) -> dict[str, Any]:
     """Publish a run ``engine`` has just computed to the store at ``url`` (:meth:`Engine.publish`: the
     Spark engine from its executors when they reach the store). On failure the error (StoreError,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
 
-from rfmseg.jobs.job import Job, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
+from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
 from rfmseg.jobs.reading import ModelRef, load_model
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
@@ -87,9 +87,10 @@ def retrain(
                 if prev
                 else {"previous_model": None, "segments": [], "retired": [], "changes": []}
             )
-            model.provenance_ = provenance(job.run_id, started, prepared.as_of, prepared.source.sha256, rfm)
-            model.provenance_["previous_model"] = prev.model_version if prev else None
-            manifest = {
+            prov = provenance(job.run_id, started, prepared.as_of, prepared.source.sha256, rfm)
+            prov["previous_model"] = prev.model_version if prev else None
+            model.provenance_ = prov
+            manifest: JobManifest = {
                 "model": {"inertia": model.inertia_, "n_iter": model.n_iter_},
                 "previous_model": prev.model_version if prev else None,
                 "names": names,

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -188,7 +188,8 @@ def segment(
             with timer.stage("publish"):
                 manifest["publish"] = publish_computed(engine_, manifest, model, assignments, store, run)
         manifest["timings"] = timer.stages
-        return RunResult(run_id, run, summary, manifest, model, rfm, assignments)
+        # complete: build_summary's keys plus the preset, rows, warnings and net_nonpositive set above
+        return RunResult(run_id, run, cast(Summary, summary), manifest, model, rfm, assignments)
     except BaseException:
         background.shutdown(wait=True)  # nothing may still be writing into the folder removed next
         if writer is not None:

@@ -7,6 +7,7 @@ fitted state ends in ``_``, ``fit`` returns self, ``predict`` checks the model i
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ class Assignment:
 
 
 class SegmentModel:
-    provenance_: dict[str, Any]
+    provenance_: Mapping[str, Any]
     """where the model came from (run id, as-of, data hash...): set by the job that fits or loads it"""
 
     def __init__(
