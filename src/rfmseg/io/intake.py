@@ -115,7 +115,9 @@ def parse_as_of(value: str | date | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ParameterError(f"--as-of '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31") from None
+        raise ParameterError(
+            f"{{as_of}} '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31", param="as_of"
+        ) from None
 
 
 class Stages(Protocol):

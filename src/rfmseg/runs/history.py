@@ -171,7 +171,9 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
 def _previous(runs_dir: str | Path, to: RunMeta) -> RunMeta:
     tl = timeline(runs_dir, until=to)
     if len(tl) < 2:
-        raise NotFoundError(f"run {to.run_id} has no earlier run to compare with; give --from RUN")
+        raise NotFoundError(
+            f"run {to.run_id} has no earlier run to compare with; give {{from_run}} RUN", param="from_run"
+        )
     return tl[-2]
 
 
@@ -218,10 +220,11 @@ def transitions(
         seen = {c[0] for c in cells} | {c[1] for c in cells}
         segments = _segment_order(fr, to, seen - {NEW, GONE})
         rows, columns = [*segments, NEW], [*segments, GONE]
-        for given, allowed, what in ((from_segment, rows, "--from-segment"), (to_segment, columns, "--to-segment")):
+        for given, allowed, what in ((from_segment, rows, "from_segment"), (to_segment, columns, "to_segment")):
             if given is not None and given not in allowed:
                 raise ParameterError(
-                    f"{what} '{given}' is not a segment of these runs; use one of {', '.join(allowed)}"
+                    f"{{{what}}} '{given}' is not a segment of these runs; use one of {', '.join(allowed)}",
+                    param=what,
                 )
         n_r, n_c = len(rows), len(columns)
         customers = [[0] * n_c for _ in range(n_r)]
@@ -301,11 +304,13 @@ def warnings(
     triggered it), customers sorted by monetary, largest first.
     """
     if recency_jump_days < 0:
-        raise ParameterError(f"--recency-jump {recency_jump_days} should be >= 0 days")
+        raise ParameterError(
+            f"{{recency_jump_days}} {recency_jump_days} should be >= 0 days", param="recency_jump_days"
+        )
     if period_days < 1:
-        raise ParameterError(f"--period {period_days} should be >= 1 day")
+        raise ParameterError(f"{{period_days}} {period_days} should be >= 1 day", param="period_days")
     if trend_runs < 2:
-        raise ParameterError(f"--trend-runs {trend_runs} should be >= 2 (a trend needs two runs)")
+        raise ParameterError(f"{{trend_runs}} {trend_runs} should be >= 2 (a trend needs two runs)", param="trend_runs")
     now = resolve(runs_dir, run)
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None
