@@ -249,6 +249,7 @@ FLAGS = {
     **{f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()},
     "columns": "--col",
     "extra_kinds": "--kind",
+    "keywords": "--keyword",
     "from_run": "--from",
     "recency_jump_days": "--recency-jump",
     "period_days": "--period",

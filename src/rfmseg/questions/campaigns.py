@@ -85,7 +85,8 @@ def campaign_segments(
         if k not in KIND_KEYWORDS:
             raise NotFoundError(
                 f"unknown campaign kind '{kind}'; known kinds: {', '.join(KIND_KEYWORDS)} "
-                "(or pass your own keywords with --keyword)"
+                "(or pass your own keywords with {keywords})",
+                param="keywords",
             )
         keywords = KIND_KEYWORDS[k]
     keywords = [w for w in keywords if w and w.strip()]
@@ -341,7 +342,7 @@ def intervention_effect(
     name = h.segment(start, segment)
     targets = [match_segment(t, h.segments(end), end.run_id) for t in to]
     if not targets:
-        raise ParameterError("give at least one target segment (--to)")
+        raise ParameterError("give at least one target segment ({to})", param="to")
     pop = h.assignments(start)
     pop = pop[pop["segment"] == name][["customer_id"]]
     after = h.assignments(end)[["customer_id", "segment"]].rename(columns={"segment": "segment_end"})
