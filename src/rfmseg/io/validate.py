@@ -180,11 +180,11 @@ def resolve_columns(
         mapping[schema.UNIT_PRICE] = found[schema.UNIT_PRICE]
     else:
         raise _missing(source, schema.AMOUNT, " (nor quantity and unit price)")
-    for f in fields:
-        col = _find(source, f.name, columns.get(f.name), f.aliases)
+    for wanted in fields:
+        col = _find(source, wanted.name, columns.get(wanted.name), wanted.aliases)
         if col is None:
-            raise _missing(source, f.name)
-        mapping[f.name] = col
+            raise _missing(source, wanted.name)
+        mapping[wanted.name] = col
     return "transactions", mapping
 
 
@@ -472,9 +472,9 @@ def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[i
             param=("columns.order_date", "date_format"),
         )
     if amounts == 0 and (schema.AMOUNT in mapping or schema.QUANTITY in mapping):
-        col = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
+        numbers = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
         raise InputError(
-            f"{source.label}: column '{col}' holds no numbers; map the amount with {{columns.amount}} NAME "
+            f"{source.label}: column '{numbers}' holds no numbers; map the amount with {{columns.amount}} NAME "
             "(or {columns.quantity} and {columns.unit_price})",
             param=("columns.amount", "columns.quantity", "columns.unit_price"),
         )

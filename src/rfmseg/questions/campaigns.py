@@ -379,6 +379,7 @@ def intervention_effect(
                 f"too thin to say: {nc} contacted (need {min_contacted}) and {nn} not contacted (need {min_control})"
             )
         else:
+            assert share_c is not None and share_n is not None and uplift is not None  # nc, nn >= 1 when not thin
             verdict = (
                 f"{mc} of {nc} contacted ({share_c:.0%}) moved vs {mn} of {nn} not contacted ({share_n:.0%}): "
                 f"{uplift * 100:+.1f} points (Fisher exact p={p:.3g})"

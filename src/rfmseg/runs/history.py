@@ -27,6 +27,9 @@ from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
+_Date = date
+"""``date`` where RunMeta's ``date`` property hides the type"""
+
 NEW, GONE = "(new)", "(gone)"
 COLUMNS = ("customer_id", "segment", "segment_reason", "recency_days", "frequency", "monetary", "distance", "margin")
 """the columns of assignments.parquet (:data:`rfmseg.model.scoring.ASSIGNMENTS_SCHEMA`) the history reads"""
@@ -48,7 +51,7 @@ class RunMeta:
         return self.as_of or self.created.date()
 
     @property
-    def key(self) -> tuple[date, datetime, str]:
+    def key(self) -> tuple[_Date, datetime, str]:
         return (self.date, self.created, self.run_id)
 
     def label(self) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def _meta(run: Run) -> RunMeta | None:
     return RunMeta(
         run_id=run.run_id,
         kind=m.get("kind", "run"),
-        as_of=date.fromisoformat(m["as_of"]) if m.get("as_of") else None,
+        as_of=date.fromisoformat(as_of) if (as_of := m.get("as_of")) else None,
         created=datetime.fromisoformat(m["created"]),
         model_version=str(m.get("model_version") or run.run_id),
         file=str(file),
@@ -259,6 +262,7 @@ def transitions(
             f"count(*) FILTER (seg_from = '{NEW}'), count(*) FILTER (seg_to = '{GONE}'), "
             "count(*) FILTER (seg_from = seg_to) FROM pair"
         ).fetchone()
+        assert totals is not None  # an aggregate has one row
     finally:
         con.close()
     return {

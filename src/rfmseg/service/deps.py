@@ -136,7 +136,7 @@ class AppState:
     def summary(self, run: Run) -> dict[str, Any]:
         cached = self._summaries.get(run.run_id)
         if cached is None:
-            cached = self._summaries[run.run_id] = run.summary
+            cached = self._summaries[run.run_id] = dict(run.summary)
         return cached
 
     def actions(self, run_id: str) -> dict[str, tuple[str | None, int | None]]:
