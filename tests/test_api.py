@@ -515,7 +515,7 @@ def test_transitions_between_two_runs(client: TestClient, runs: StudyRuns) -> No
 def test_transition_errors_name_the_query_parameters(client: TestClient, runs: StudyRuns) -> None:
     first = client.get("/transitions", params={"to": runs.before.run_id})
     assert first.status_code == 404
-    assert first.json()["detail"] == (f"run {runs.before.run_id} has no earlier run to compare with; give from=RUN")
+    assert first.json()["detail"] == (f"run {runs.before.run_id} has no earlier run to compare with; give from RUN")
     seg = client.get("/transitions", params={"from_segment": "VIPs"})
     assert seg.status_code == 400
     assert seg.json()["detail"].startswith("from_segment 'VIPs' is not a segment of these runs; use one of ")
@@ -531,6 +531,9 @@ def test_warnings(client: TestClient, runs: StudyRuns) -> None:
     bad = client.get("/warnings", params={"recency_jump": -1})
     assert bad.status_code == 400
     assert bad.json()["detail"] == "recency_jump -1 should be >= 0 days"
+    bad = client.get("/warnings", params={"period": 0})  # history's period_days, named by its query field
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == "period 0 should be >= 1 day"
 
 
 def test_health(client: TestClient, runs: StudyRuns) -> None:

@@ -33,6 +33,24 @@ def test_unknown_column_lists_columns_and_option(cli, tmp_path: Path, runs_dir: 
     )
 
 
+def test_missing_column_names_the_parameter_in_python_and_the_flag_in_the_cli(
+    cli, tmp_path: Path, runs_dir: Path
+) -> None:
+    """The core error names the parameter (``columns.customer_id``); the CLI renders it as its flag."""
+    import duckdb
+
+    from rfmseg.errors import ColumnError
+    from rfmseg.io.intake import read_rfm
+
+    p = write(tmp_path, "o.csv", "client,invoice,ts,total\nA,1,2024-01-01,10\n")
+    with pytest.raises(ColumnError) as raised:
+        read_rfm(duckdb.connect(), p)
+    assert raised.value.params == ("columns.customer_id",)
+    assert str(raised.value).endswith("map yours with columns.customer_id NAME"), str(raised.value)
+    r = cli("run", p, "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, "map yours with --customer-col NAME")
+
+
 def test_mapped_column_that_does_not_exist(cli, tmp_path: Path, runs_dir: Path) -> None:
     p = write(tmp_path, "o.csv", ORDERS_HEADER + "A,1,2024-01-01,10\n")
     r = cli("run", p, "--amount-col", "price", "--runs-dir", runs_dir)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from rfmseg import jobs as life
+from rfmseg.cli.options import flag_of
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.jobs.run import segment
@@ -183,8 +184,12 @@ def test_warning_thresholds_and_names_are_parameters(toy: tuple[Path, dict[str, 
     only_first = {x["id"]: x for x in hist.warnings(runs, ids["r1"])["warnings"]}
     assert all(x["customers"] == [] for x in only_first.values())
     assert only_first["segment_changed"]["text"] == "needs an earlier run to compare with"
-    with pytest.raises(ParameterError, match="--trend-runs 1"):
+    with pytest.raises(ParameterError, match=r"^trend_runs 1 ") as raised:  # Python names the parameter
         hist.warnings(runs, trend_runs=1)
+    assert raised.value.render(flag_of).startswith("--trend-runs 1 ")  # the CLI its flag
+    with pytest.raises(ParameterError, match=r"^recency_jump_days -1 ") as raised:
+        hist.warnings(runs, recency_jump_days=-1)
+    assert raised.value.render(flag_of).startswith("--recency-jump -1 ")
 
 
 # --------------------------------------------------------------------------------------------- CLI

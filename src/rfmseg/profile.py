@@ -59,7 +59,7 @@ def segment_table(
             median = dict(zip(present, pool.map(medians, present), strict=True))
     else:
         median = {c: medians(c) for c in present}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in present:
         name = names[c]
         size = int(counts[c])

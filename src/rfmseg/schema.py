@@ -15,16 +15,6 @@ TRANSACTION_FIELDS = (CUSTOMER_ID, ORDER_ID, ORDER_DATE, AMOUNT)
 RFM_FIELDS = ("recency_days", "frequency", "monetary")
 RFM_TABLE_FIELDS = (CUSTOMER_ID, *RFM_FIELDS)
 
-# the option of `rfmseg run` that maps each canonical field, named in error messages
-FIELD_OPTIONS = {
-    CUSTOMER_ID: "--customer-col",
-    ORDER_ID: "--order-col",
-    ORDER_DATE: "--date-col",
-    AMOUNT: "--amount-col",
-    QUANTITY: "--quantity-col",
-    UNIT_PRICE: "--price-col",
-}
-
 # names other tools commonly use, recognised without a mapping (lower-cased, spaces and _ removed)
 ALIASES = {
     CUSTOMER_ID: ("customerid", "customer", "cust", "custid", "clientid", "userid", "entityid"),

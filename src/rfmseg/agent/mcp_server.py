@@ -148,7 +148,9 @@ def build_server(runs_dir: str | Path | None = None, store: str | None = None) -
         return pack
 
     tools = {name: question_tool(name, question, runs, rename) for name, (question, rename) in QUESTION_TOOLS.items()}
-    for name, fn in {"get_customer_segment": get_customer_segment, **tools, "get_context": get_context}.items():
+    named: dict[str, Callable[..., Any]] = {"get_customer_segment": get_customer_segment, **tools}
+    named["get_context"] = get_context
+    for name, fn in named.items():
         mcp.add_tool(fn, name=name, description=describe(fn), annotations=READ_ONLY)
     add_resources(mcp, runs, store)
     add_prompts(mcp, runs, store)

@@ -245,7 +245,15 @@ ColdSegment = Annotated[
 
 
 # --------------------------------------------------------------------------------------------- errors
-FLAGS = {**{f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()}, "extra_kinds": "--kind"}
+FLAGS = {
+    **{f"columns.{field}": flag for field, flag, _ in _COLUMNS.values()},
+    "columns": "--col",
+    "extra_kinds": "--kind",
+    "keywords": "--keyword",
+    "from_run": "--from",
+    "recency_jump_days": "--recency-jump",
+    "period_days": "--period",
+}
 """parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
 
 

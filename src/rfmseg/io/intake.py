@@ -108,6 +108,13 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query (which always has one)."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row
+
+
 def parse_as_of(value: str | date | None) -> date | None:
     """An as-of date given as ``YYYY-MM-DD`` text, a date, or None (the day after the last order)."""
     if value is None or isinstance(value, date):
@@ -115,7 +122,9 @@ def parse_as_of(value: str | date | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ParameterError(f"--as-of '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31") from None
+        raise ParameterError(
+            f"{{as_of}} '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31", param="as_of"
+        ) from None
 
 
 class Stages(Protocol):
@@ -283,7 +292,7 @@ def _estimated_rows(con: duckdb.DuckDBPyConnection, source: Source) -> int:
             return os.path.getsize(source.label) // CSV_BYTES_PER_ROW
         except OSError:
             return 0
-    return int(con.execute(f"SELECT count(*) FROM {source.name}").fetchone()[0])
+    return int(_row(con, f"SELECT count(*) FROM {source.name}")[0])
 
 
 # ------------------------------------------------------------------------------------ the strategies
@@ -295,16 +304,16 @@ def _materialised(con: duckdb.DuckDBPyConnection, p: Prepared) -> Prepared:
         f"CREATE OR REPLACE TEMP TABLE {v.judged} AS SELECT *, {reason_case(p.rules)} AS _reason FROM {v.typed_returns}"
     )
     numbers = number_fields(p.policy.fields)
-    counts = con.execute(
-        f"SELECT count(*), count(ts), count(amount){''.join(f', count({n})' for n in numbers)} FROM {v.judged}"
-    ).fetchone()
+    counts = _row(
+        con, f"SELECT count(*), count(ts), count(amount){''.join(f', count({n})' for n in numbers)} FROM {v.judged}"
+    )
     check_whole_columns(p.source, p.mapping, (counts[0], counts[1], counts[2]))
     check_field_columns(p.source, p.mapping, p.policy.fields, tuple(counts[3:]))
     as_of = p.as_of
     if as_of is None:
-        last = con.execute(f"SELECT max(ts) FROM {v.judged} WHERE _reason IS NULL AND NOT is_return").fetchone()[0]
+        last = _row(con, f"SELECT max(ts) FROM {v.judged} WHERE _reason IS NULL AND NOT is_return")[0]
         if last is None:
-            last = con.execute(f"SELECT max(ts) FROM {v.judged} WHERE _reason IS NULL").fetchone()[0]
+            last = _row(con, f"SELECT max(ts) FROM {v.judged} WHERE _reason IS NULL")[0]
         if last is None:
             raise InputError(f"{p.source.label}: no usable order rows; {_first_problem(con, p.rules, v.judged)}")
         as_of = last.date() + timedelta(days=1)
@@ -319,8 +328,8 @@ def _materialised(con: duckdb.DuckDBPyConnection, p: Prepared) -> Prepared:
             "HAVING NOT bool_or(NOT is_return)"
         )
     _settle_canon(con, v, late)
-    counts = dict(con.execute(f"SELECT coalesce(_reason, ''), count(*) FROM {v.canon} GROUP BY ALL").fetchall())
-    return _with_counts(con, replace(p, as_of=as_of), counts, (*p.rules, *late))
+    by_reason = dict(con.execute(f"SELECT coalesce(_reason, ''), count(*) FROM {v.canon} GROUP BY ALL").fetchall())
+    return _with_counts(con, replace(p, as_of=as_of), by_reason, (*p.rules, *late))
 
 
 def _count(con: duckdb.DuckDBPyConnection, p: Prepared, as_of: date | None) -> Prepared:
@@ -418,7 +427,7 @@ def _settled_by_strict_pass(
     if last is None:
         return None
     at = last + timedelta(days=1)
-    latest = con.execute(f"SELECT max(ts) FROM {p.views.canon}").fetchone()[0]
+    latest = _row(con, f"SELECT max(ts) FROM {p.views.canon}")[0]
     if latest is not None and latest.date() >= at:
         return None  # a return after the last order: the counting pass settles the as-of date
     _settle_canon(con, p.views, _late(at))
@@ -457,7 +466,7 @@ def _settle_returns_only(con: duckdb.DuckDBPyConnection, p: Prepared, rfm: pa.Ta
         con.unregister(ids)
     late = (*_late(p.as_of), RETURNS_ONLY)
     _settle_canon(con, v, late)
-    n = con.execute(f"SELECT count(*) FROM {v.canon} WHERE _reason = {sql_string(RETURNS_ONLY.reason)}").fetchone()[0]
+    n = _row(con, f"SELECT count(*) FROM {v.canon} WHERE _reason = {sql_string(RETURNS_ONLY.reason)}")[0]
     settled = replace(p, quarantined={**p.quarantined, RETURNS_ONLY.reason: int(n)}, returns_pending=False)
     all_rules = (*p.rules, *late)
     if p.policy.bad_rows == "error":
@@ -556,4 +565,4 @@ def _first_problem(con: duckdb.DuckDBPyConnection, rules: tuple[Rule, ...], view
         ).fetchall()
     )
     found = {r: tuple(v.values()) if isinstance(v, dict) else tuple(v) for r, v in counts.items()}
-    return problem_text(rules, found)  # type: ignore[arg-type]
+    return problem_text(rules, found)

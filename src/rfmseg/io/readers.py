@@ -149,7 +149,10 @@ def view_columns(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
 def _open_path(con: duckdb.DuckDBPyConnection, path: Path, name: str, fmt: str | None) -> Source:
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv, .parquet or .xlsx (or pass --format)")
+        raise InputError(
+            f"{path}: unknown file type '{path.suffix}'; use .csv, .parquet or .xlsx (or pass {{format}})",
+            param="format",
+        )
     check_file(path, fmt)
     if fmt == "xlsx":
         return register_arrow(con, read_xlsx(path), name, str(path), file_sha256(path), fmt)

@@ -126,12 +126,14 @@ def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[
 
 
 def _missing(source: Source, field_name: str, also: str = "") -> ColumnError:
-    option = (
-        f"{schema.FIELD_OPTIONS[field_name]} NAME" if field_name in schema.FIELD_OPTIONS else f"--col {field_name}=NAME"
-    )
+    if field_name in (*schema.TRANSACTION_FIELDS, schema.QUANTITY, schema.UNIT_PRICE):
+        param, option = f"columns.{field_name}", f"{{columns.{field_name}}} NAME"
+    else:  # a preset's extra field: mapped through the column map by its name
+        param, option = "columns", f"{{columns}} {field_name}=NAME"
     return ColumnError(
         f"{source.label}: no {field_name} column{also}; columns found: {', '.join(source.columns)}; "
-        f"map yours with {option}"
+        f"map yours with {option}",
+        param=param,
     )
 
 
@@ -178,11 +180,11 @@ def resolve_columns(
         mapping[schema.UNIT_PRICE] = found[schema.UNIT_PRICE]
     else:
         raise _missing(source, schema.AMOUNT, " (nor quantity and unit price)")
-    for f in fields:
-        col = _find(source, f.name, columns.get(f.name), f.aliases)
+    for wanted in fields:
+        col = _find(source, wanted.name, columns.get(wanted.name), wanted.aliases)
         if col is None:
-            raise _missing(source, f.name)
-        mapping[f.name] = col
+            raise _missing(source, wanted.name)
+        mapping[wanted.name] = col
     return "transactions", mapping
 
 
@@ -252,7 +254,9 @@ def date_expr(col: str, duck_type: str, date_format: str | None) -> str:
         return f"CAST({q} AS TIMESTAMP)"
     if _is_numeric(duck_type):
         raise InputError(
-            f"column '{col}' holds numbers ({duck_type}), not dates; map the order date with --date-col NAME"
+            f"column '{col}' holds numbers ({duck_type}), not dates; map the order date with "
+            "{columns.order_date} NAME",
+            param="columns.order_date",
         )
     text = f"trim(CAST({q} AS VARCHAR))"
     if date_format:
@@ -434,7 +438,7 @@ def row_rules(policy: Policy, mapping: dict[str, str]) -> tuple[tuple[Rule, ...]
         rules = tuple(r for r in rules if r.reason not in ("bad_amount", "negative_amount"))
     has_returns = policy.returns_condition.strip().upper() != "FALSE"
     if policy.returns not in ("net", "exclude"):
-        raise ParameterError(f"--returns '{policy.returns}' is not allowed; use net or exclude")
+        raise ParameterError(f"{{returns}} '{policy.returns}' is not allowed; use net or exclude", param="returns")
     if policy.returns == "exclude" and has_returns:
         rules = (*rules, EXCLUDED_RETURN)
     return rules, has_returns
@@ -463,14 +467,16 @@ def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[i
     if dates == 0:
         col = mapping[schema.ORDER_DATE]
         raise InputError(
-            f"{source.label}: column '{col}' holds no readable dates; map the order date with --date-col "
-            "NAME or give --date-format"
+            f"{source.label}: column '{col}' holds no readable dates; map the order date with "
+            "{columns.order_date} NAME or give {date_format}",
+            param=("columns.order_date", "date_format"),
         )
     if amounts == 0 and (schema.AMOUNT in mapping or schema.QUANTITY in mapping):
-        col = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
+        numbers = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
         raise InputError(
-            f"{source.label}: column '{col}' holds no numbers; map the amount with --amount-col NAME "
-            "(or --quantity-col and --price-col)"
+            f"{source.label}: column '{numbers}' holds no numbers; map the amount with {{columns.amount}} NAME "
+            "(or {columns.quantity} and {columns.unit_price})",
+            param=("columns.amount", "columns.quantity", "columns.unit_price"),
         )
 
 
@@ -489,7 +495,8 @@ def check_field_columns(
         if n == 0:
             raise InputError(
                 f"{source.label}: column '{mapping[name]}' holds no numbers for {name}; "
-                f"map {name} with --col {name}=COLUMN"
+                f"map {name} with {{columns}} {name}=COLUMN",
+                param="columns",
             )
 
 

@@ -85,7 +85,8 @@ def campaign_segments(
         if k not in KIND_KEYWORDS:
             raise NotFoundError(
                 f"unknown campaign kind '{kind}'; known kinds: {', '.join(KIND_KEYWORDS)} "
-                "(or pass your own keywords with --keyword)"
+                "(or pass your own keywords with {keywords})",
+                param="keywords",
             )
         keywords = KIND_KEYWORDS[k]
     keywords = [w for w in keywords if w and w.strip()]
@@ -341,7 +342,7 @@ def intervention_effect(
     name = h.segment(start, segment)
     targets = [match_segment(t, h.segments(end), end.run_id) for t in to]
     if not targets:
-        raise ParameterError("give at least one target segment (--to)")
+        raise ParameterError("give at least one target segment ({to})", param="to")
     pop = h.assignments(start)
     pop = pop[pop["segment"] == name][["customer_id"]]
     after = h.assignments(end)[["customer_id", "segment"]].rename(columns={"segment": "segment_end"})
@@ -378,6 +379,7 @@ def intervention_effect(
                 f"too thin to say: {nc} contacted (need {min_contacted}) and {nn} not contacted (need {min_control})"
             )
         else:
+            assert share_c is not None and share_n is not None and uplift is not None  # nc, nn >= 1 when not thin
             verdict = (
                 f"{mc} of {nc} contacted ({share_c:.0%}) moved vs {mn} of {nn} not contacted ({share_n:.0%}): "
                 f"{uplift * 100:+.1f} points (Fisher exact p={p:.3g})"

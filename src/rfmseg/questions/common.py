@@ -70,8 +70,9 @@ def _snapshot(meta: RunMeta) -> Snapshot:
 
 def no_runs_error(runs_dir: Path) -> NotFoundError:
     return NotFoundError(
-        f"no runs in {runs_dir}; run `rfmseg run FILE` (or `rfmseg demo`) first, or point --runs-dir / "
-        "RFMSEG_RUNS_DIR at the folder that holds them"
+        f"no runs in {runs_dir}; run `rfmseg run FILE` (or `rfmseg demo`) first, or point {{runs_dir}} / "
+        "RFMSEG_RUNS_DIR at the folder that holds them",
+        param="runs_dir",
     )
 
 

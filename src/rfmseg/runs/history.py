@@ -27,6 +27,9 @@ from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
+_Date = date
+"""``date`` where RunMeta's ``date`` property hides the type"""
+
 NEW, GONE = "(new)", "(gone)"
 COLUMNS = ("customer_id", "segment", "segment_reason", "recency_days", "frequency", "monetary", "distance", "margin")
 """the columns of assignments.parquet (:data:`rfmseg.model.scoring.ASSIGNMENTS_SCHEMA`) the history reads"""
@@ -48,7 +51,7 @@ class RunMeta:
         return self.as_of or self.created.date()
 
     @property
-    def key(self) -> tuple[date, datetime, str]:
+    def key(self) -> tuple[_Date, datetime, str]:
         return (self.date, self.created, self.run_id)
 
     def label(self) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def _meta(run: Run) -> RunMeta | None:
     return RunMeta(
         run_id=run.run_id,
         kind=m.get("kind", "run"),
-        as_of=date.fromisoformat(m["as_of"]) if m.get("as_of") else None,
+        as_of=date.fromisoformat(as_of) if (as_of := m.get("as_of")) else None,
         created=datetime.fromisoformat(m["created"]),
         model_version=str(m.get("model_version") or run.run_id),
         file=str(file),
@@ -171,7 +174,9 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
 def _previous(runs_dir: str | Path, to: RunMeta) -> RunMeta:
     tl = timeline(runs_dir, until=to)
     if len(tl) < 2:
-        raise NotFoundError(f"run {to.run_id} has no earlier run to compare with; give --from RUN")
+        raise NotFoundError(
+            f"run {to.run_id} has no earlier run to compare with; give {{from_run}} RUN", param="from_run"
+        )
     return tl[-2]
 
 
@@ -218,10 +223,11 @@ def transitions(
         seen = {c[0] for c in cells} | {c[1] for c in cells}
         segments = _segment_order(fr, to, seen - {NEW, GONE})
         rows, columns = [*segments, NEW], [*segments, GONE]
-        for given, allowed, what in ((from_segment, rows, "--from-segment"), (to_segment, columns, "--to-segment")):
+        for given, allowed, what in ((from_segment, rows, "from_segment"), (to_segment, columns, "to_segment")):
             if given is not None and given not in allowed:
                 raise ParameterError(
-                    f"{what} '{given}' is not a segment of these runs; use one of {', '.join(allowed)}"
+                    f"{{{what}}} '{given}' is not a segment of these runs; use one of {', '.join(allowed)}",
+                    param=what,
                 )
         n_r, n_c = len(rows), len(columns)
         customers = [[0] * n_c for _ in range(n_r)]
@@ -256,6 +262,7 @@ def transitions(
             f"count(*) FILTER (seg_from = '{NEW}'), count(*) FILTER (seg_to = '{GONE}'), "
             "count(*) FILTER (seg_from = seg_to) FROM pair"
         ).fetchone()
+        assert totals is not None  # an aggregate has one row
     finally:
         con.close()
     return {
@@ -301,11 +308,13 @@ def warnings(
     triggered it), customers sorted by monetary, largest first.
     """
     if recency_jump_days < 0:
-        raise ParameterError(f"--recency-jump {recency_jump_days} should be >= 0 days")
+        raise ParameterError(
+            f"{{recency_jump_days}} {recency_jump_days} should be >= 0 days", param="recency_jump_days"
+        )
     if period_days < 1:
-        raise ParameterError(f"--period {period_days} should be >= 1 day")
+        raise ParameterError(f"{{period_days}} {period_days} should be >= 1 day", param="period_days")
     if trend_runs < 2:
-        raise ParameterError(f"--trend-runs {trend_runs} should be >= 2 (a trend needs two runs)")
+        raise ParameterError(f"{{trend_runs}} {trend_runs} should be >= 2 (a trend needs two runs)", param="trend_runs")
     now = resolve(runs_dir, run)
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None

@@ -120,7 +120,9 @@ def get_run(run_id: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run:
     runs = list_runs(runs_dir)
     if run_id == "latest":
         if not runs:
-            raise NotFoundError(f"no runs in {runs_dir}; run `rfmseg run FILE` first (or pass --runs-dir)")
+            raise NotFoundError(
+                f"no runs in {runs_dir}; run `rfmseg run FILE` first (or pass {{runs_dir}})", param="runs_dir"
+            )
         return runs[-1]
     exact = [r for r in runs if r.run_id == run_id]
     if exact:

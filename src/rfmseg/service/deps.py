@@ -136,7 +136,7 @@ class AppState:
     def summary(self, run: Run) -> dict[str, Any]:
         cached = self._summaries.get(run.run_id)
         if cached is None:
-            cached = self._summaries[run.run_id] = run.summary
+            cached = self._summaries[run.run_id] = dict(run.summary)
         return cached
 
     def actions(self, run_id: str) -> dict[str, tuple[str | None, int | None]]:
@@ -172,7 +172,11 @@ class AppState:
 def field_of(param: str) -> str:
     """How the API names a core parameter in an error's ``detail``: the JSON field (``as_of``, ``k``); a column
     of the input rows by its field (``columns.customer_id`` -> ``customer_id``)."""
-    return param.removeprefix("columns.")
+    return _FIELDS.get(param) or param.removeprefix("columns.")
+
+
+_FIELDS = {"from_run": "from", "to_run": "to", "recency_jump_days": "recency_jump", "period_days": "period"}
+"""parameter -> query field, where the API names it otherwise (history's queries)"""
 
 
 def get_state(request: Request) -> AppState:

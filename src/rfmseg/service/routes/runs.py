@@ -3,14 +3,11 @@ the early warnings."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from rfmseg.errors import RfmsegError
 from rfmseg.report import REPORT_FILE, render_html, view_for_run
 from rfmseg.runs import history
 from rfmseg.runs.registry import describe_run, runs_table
@@ -18,18 +15,6 @@ from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import RunPublic, RunsPublic, RunViewPublic, TransitionsPublic, WarningsPublic
 
 router = APIRouter(tags=["runs"])
-T = TypeVar("T")
-_OPTION = re.compile(r"--([a-z][a-z-]*)( RUN\b)?")
-
-
-def api_words(call: Callable[[], T]) -> T:
-    """Run ``call``; errors that name CLI options (``--from-segment``) name the query parameter instead."""
-    try:
-        return call()
-    except RfmsegError as exc:
-        exc.message = _OPTION.sub(lambda m: m.group(1).replace("-", "_") + ("=RUN" if m.group(2) else ""), exc.message)
-        exc.args = (exc.message,)
-        raise
 
 
 def _public(info: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +62,7 @@ def transitions(
     """The segment-to-segment matrix in customers and revenue (rows: from, columns: to; ``(new)`` and
     ``(gone)`` for customers in one run only) and the customers who moved."""
     runs_dir = state.settings.runs_dir
-    return json_response(api_words(lambda: history.transitions(runs_dir, from_run, to_run, from_segment, to_segment)))
+    return json_response(history.transitions(runs_dir, from_run, to_run, from_segment, to_segment))
 
 
 @router.get("/warnings", response_model=WarningsPublic, summary="Early warnings for a run")
@@ -91,4 +76,4 @@ def warnings(
     """Champions who dropped to Loyal Buyers, recency jumps with flat frequency, Loyal Buyers trending toward
     At-Risk and every segment change; each lists the customers with the values that triggered it."""
     runs_dir = state.settings.runs_dir
-    return json_response(api_words(lambda: history.warnings(runs_dir, run, recency_jump, period, trend_runs)))
+    return json_response(history.warnings(runs_dir, run, recency_jump, period, trend_runs))
