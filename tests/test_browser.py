@@ -16,10 +16,10 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from rfmseg.lifecycle import publish_run
-from rfmseg.pipeline import segment
 
 from rfmseg.cli.common import segment_rich_table
+from rfmseg.jobs.publish import publish_run
+from rfmseg.jobs.run import segment
 from rfmseg.report import REPORT_FILE
 from test_api import StudyRuns, build_study_runs
 from test_online_retail import DATA as ONLINE_RETAIL

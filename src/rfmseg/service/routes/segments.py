@@ -102,7 +102,9 @@ def segment_customers(
         "frequency": (min_frequency, max_frequency),
         "monetary": (min_monetary, max_monetary),
     }
-    where, params, filters = ["segment = ?"], [], {}
+    where: list[str] = ["segment = ?"]
+    params: list[str | float] = []
+    filters: dict[str, float] = {}
     for what, (lo, hi) in bounds.items():
         if lo is not None and hi is not None and lo > hi:
             raise InvalidError(f"min_{what} {lo:g} is greater than max_{what} {hi:g}; swap them")
@@ -129,8 +131,8 @@ def segment_customers(
         if whole:
             reader = cur.sql(select, params=[file, *params]).to_arrow_reader(CSV_BATCH_ROWS)
         else:
-            table = cur.sql(f"{select} LIMIT ? OFFSET ?", params=[file, *params, page_size, (page - 1) * page_size])
-            table = table.to_arrow_table()
+            page_rows = cur.sql(f"{select} LIMIT ? OFFSET ?", params=[file, *params, page_size, (page - 1) * page_size])
+            table = page_rows.to_arrow_table()
     except BaseException:
         cur.close()
         raise
