@@ -200,8 +200,8 @@ class PostgresStore(ProfileStore):
 
     def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
         query = sql.SQL(
-            "SELECT id::text, customer_id, from_segment, to_segment, reason, segment_reason, run_id, as_of::text, "
-            "model_version FROM {} WHERE id > %s ORDER BY id LIMIT %s"
+            "SELECT id::text AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
+            "as_of::text AS as_of, model_version FROM {} WHERE id > %s ORDER BY id LIMIT %s"
         ).format(self._feed)
         rows = self._read(lambda conn: conn.execute(query, (int(after or 0), limit)).fetchall(), [])
         trim = sql.SQL("SELECT through::text FROM {}").format(self._feed_trim)

@@ -165,7 +165,7 @@ class SqliteStore(ProfileStore):
 
     def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
         rows = self._query(
-            "SELECT CAST(id AS TEXT), customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
+            "SELECT CAST(id AS TEXT) AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
             f'as_of, model_version FROM "{self._feed}" WHERE id > ? ORDER BY id LIMIT ?',
             (int(after or 0), limit),
         )
