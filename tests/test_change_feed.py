@@ -431,6 +431,12 @@ def test_trim_removes_the_oldest_changes_and_stops_a_consumer_that_fell_behind(s
     assert read_all(store) == after
 
 
+def test_trimming_an_empty_feed_is_refused(store: ProfileStore, backend: str) -> None:
+    with pytest.raises(StoreError, match=r"past the last change of the feed .* nothing was trimmed"):
+        store.trim_changes("1-0" if backend == "redis" else "1")
+    assert store.changes(None, 10) == ChangesPage([], None, False)
+
+
 def test_drop_removes_the_feed(store: ProfileStore) -> None:
     store.publish(population({"A": "Loyal"}), "r1", D1, "m1")
     store.drop()

@@ -212,8 +212,10 @@ class PostgresStore(ProfileStore):
         try:
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
-                self._ensure_feed(cur)
-                last = cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)).fetchone()[0]
+                try:  # made by the first publish; not here, where two sessions could race to make it
+                    last = cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)).fetchone()[0]
+                except psycopg.errors.UndefinedTable:
+                    last = None
                 if last is None or int(through) > last:
                     raise StoreError(
                         f"cursor {through} is past the last change of the feed at {self.url_display} "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -231,7 +232,7 @@ def history_and_changes(
         ],
         schema=CHANGE_SCHEMA,
     ).filter(arrived)
-    parts = [changes, departed(served, assignments["customer_id"])] if departures else [changes]
+    parts = [changes, _left(served, positions)] if departures else [changes]
     return rows, changed, new, in_feed_order(parts)
 
 
@@ -239,7 +240,17 @@ def departed(served: pa.Table, ids: pa.Array | pa.ChunkedArray) -> pa.Table:
     """The customers of ``served`` whose id is not in ``ids`` as changes with reason ``left``."""
     if not served.num_rows:
         return CHANGE_SCHEMA.empty_table()
-    gone = served.filter(pc.invert(pc.is_in(served["customer_id"], value_set=pa.chunked_array([ids]).combine_chunks())))
+    served = served.combine_chunks()
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return _left(served, pc.index_in(ids, value_set=served["customer_id"]))
+
+
+def _left(served: pa.Table, positions: pa.Array) -> pa.Table:
+    """The rows of ``served`` that no value of ``positions`` (indices into ``served``, null for none)
+    points at, as changes with reason ``left``."""
+    kept = np.zeros(served.num_rows, dtype=bool)
+    kept[positions.drop_null().to_numpy()] = True
+    gone = served.filter(pa.array(~kept))
     nulls = pa.nulls(gone.num_rows, pa.string())
     return pa.table(
         [gone["customer_id"], gone["segment"], nulls, pa.repeat(pa.scalar(LEFT), gone.num_rows), nulls],

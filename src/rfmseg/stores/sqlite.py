@@ -51,7 +51,7 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
-from rfmseg.stores.rows import LEFT, MOVED, NEW, PROFILE_FIELDS, RunInfo
+from rfmseg.stores.rows import LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
 from rfmseg.stores.urls import failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
@@ -256,19 +256,25 @@ class SqliteStore(ProfileStore):
         )
 
     def _append_changes(
-        self, conn: sqlite3.Connection, arrived: str, table: str, served: str | None, params: dict[str, Any]
+        self,
+        conn: sqlite3.Connection,
+        arrived: str,
+        order: str,
+        table: str,
+        departures: str | None,
+        params: dict[str, Any],
     ) -> None:
-        """Append to the feed, in customer id order, the changes ``arrived`` selects (customer_id,
-        from_segment, to_segment, reason, segment_reason, then :data:`_RUN_COLUMNS`, read in customer id
-        order) and the customers of ``served`` missing from ``table`` (the new run), in the flip's
-        transaction. ``params`` has run_id, as_of and model_version, and what ``arrived`` needs."""
+        """Append to the feed, in customer id order, in the flip's transaction: the changes ``arrived``
+        selects (customer_id, from_segment, to_segment, reason, segment_reason, then :data:`_RUN_COLUMNS`;
+        ``ORDER BY order`` reads them in customer id order), and, with ``departures`` (the served table, when
+        some of its customers are not in the new run), the customers of ``departures`` missing from
+        ``table``. ``params`` has run_id, as_of and model_version, and what ``arrived`` needs."""
         self._ensure_feed(conn)
-        # ORDER BY the key: each side is read in key order, and the compound SELECT merges them without a sort
-        source = f"{arrived} ORDER BY 1"
-        if served is not None:
+        source = f"{arrived} ORDER BY {order}"
+        if departures is not None:
             source = (
                 f"{arrived} UNION ALL SELECT o.customer_id, o.segment, NULL, '{LEFT}', NULL, {_RUN_COLUMNS} "
-                f'FROM "{served}" AS o WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS n '
+                f'FROM "{departures}" AS o WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS n '
                 "WHERE n.customer_id = o.customer_id) ORDER BY 1"
             )
         conn.execute(
@@ -276,6 +282,14 @@ class SqliteStore(ProfileStore):
             f"as_of, model_version) {source}",
             params,
         )
+
+    def _departures(self, conn: sqlite3.Connection, served: str | None, found: int) -> str | None:
+        """``served`` if some of its customers are not among the ``found`` of the new run, else None (the
+        anti-join that finds them is skipped)."""
+        if served is None:
+            return None
+        customers = conn.execute(f'SELECT customers FROM "{self._meta}"').fetchone()[0]
+        return served if customers > found else None
 
     @staticmethod
     def _arrived(source: str, served: str | None, extra: str = "") -> str:
@@ -333,23 +347,28 @@ class SqliteStore(ProfileStore):
         """
         ordered = assignments.sort_by("customer_id")  # appending in key order keeps the B-tree build cheap
         self._fill_staging(conn, ordered)
-        result = self._insert_staging(conn, table, run.as_of, served)
+        changed, new = self._insert_staging(conn, table, run.as_of, served)
         staging = f'temp."{self._staging}"'
         arrived = self._arrived(staging, served, f", {_RUN_COLUMNS}")
-        self._append_changes(conn, arrived, table, served, self._run_params(run))
+        departures = self._departures(conn, served, ordered.num_rows - new)
+        # the staging table's rowids are in key order, so its rows are read in key order without a sort
+        self._append_changes(conn, arrived, "s.rowid", table, departures, self._run_params(run))
         conn.execute(f"DROP TABLE {staging}")
-        return result
+        return changed, new
 
     def _fill_staging(self, conn: sqlite3.Connection, ordered: pa.Table) -> None:
-        """The rows of ``ordered`` (with their segment_reason) in this connection's temporary table, keyed by
-        customer_id (appended in key order)."""
+        """The rows of ``ordered`` (with their segment_reason) in this connection's temporary table, in key
+        order, which is rowid order."""
         conn.execute(f'DROP TABLE IF EXISTS temp."{self._staging}"')
         conn.execute(
-            f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT PRIMARY KEY, segment TEXT NOT NULL, '
-            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL, segment_reason TEXT) "
-            "WITHOUT ROWID"
+            f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT NOT NULL, segment TEXT NOT NULL, '
+            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL, segment_reason TEXT)"
         )
-        self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?)', ordered)
+        if ordered[REASON_COLUMN].null_count == ordered.num_rows:  # no reasons: not sent row by row
+            insert = f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, NULL)'
+            self._insert(conn, insert, ordered.drop_columns([REASON_COLUMN]))
+        else:
+            self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?)', ordered)
 
     def _insert_staging(self, conn: sqlite3.Connection, table: str, as_of: date, served: str | None) -> tuple[int, int]:
         """Copy the temporary table into ``table`` with the history joined from ``served``; (changed, new)."""
@@ -365,7 +384,7 @@ class SqliteStore(ProfileStore):
             f"SELECT count(*), count(o.customer_id), coalesce(sum(o.segment <> s.segment), 0) "
             f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id'
         ).fetchone()
-        # the staging table is keyed by customer_id, so the new table is appended in key order too
+        # staging rows are in key order (rowid order), so the new table is appended in key order too
         conn.execute(
             f'INSERT INTO "{table}" SELECT s.customer_id, s.segment, '
             "CASE WHEN o.segment = s.segment THEN o.previous_segment ELSE o.segment END, "
@@ -534,7 +553,9 @@ class SqliteStore(ProfileStore):
                 f"SELECT customer_id, from_segment, to_segment, reason, segment_reason, {_RUN_COLUMNS} "
                 f'FROM "{self._stage_changes}" WHERE token = :token'
             )
-            self._append_changes(conn, arrived, table, served, {**self._run_params(token.run), "token": token.stage})
+            departures = self._departures(conn, served, rows - new)
+            params = {**self._run_params(token.run), "token": token.stage}
+            self._append_changes(conn, arrived, "customer_id", table, departures, params)
             for name in (self._stages, self._batches, self._stage_changes):
                 conn.execute(f'DELETE FROM "{name}" WHERE token = ?', (token.stage,))
             self._flip(conn, table, generation + 1, token.run, rows, served)
