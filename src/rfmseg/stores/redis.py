@@ -98,8 +98,8 @@ LOCK_TTL_MS = 60_000
 LOCK_WAIT_S = 120.0
 READ_CHUNK = 10_000
 CHANGES_PER_RPUSH = 1_000
-_FEED_FIELDS = [f.encode() for f in ("customer_id", "from_segment", "to_segment", "reason", "segment_reason")]
-_RUN_FIELDS = [f.encode() for f in ("run_id", "as_of", "model_version")]
+_FEED_FIELDS = ("customer_id", "from_segment", "to_segment", "reason", "segment_reason")
+_RUN_FIELDS = ("run_id", "as_of", "model_version")
 
 
 class RedisStore(ProfileStore):
@@ -122,6 +122,7 @@ class RedisStore(ProfileStore):
         self._read_script = self._client.register_script(redis_scripts.READ_LUA)
         self._flip_script = self._client.register_script(redis_scripts.FLIP_LUA)
         self._trim_script = self._client.register_script(redis_scripts.TRIM_LUA)
+        self._changes_script = self._client.register_script(redis_scripts.CHANGES_LUA)
         self._release_script = self._client.register_script(redis_scripts.RELEASE_LUA)
         self._stage_read_script = self._client.register_script(redis_scripts.STAGE_READ_LUA)
         self._stage_record_script = self._client.register_script(redis_scripts.STAGE_RECORD_LUA)
@@ -240,19 +241,18 @@ class RedisStore(ProfileStore):
     def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
         self._ensure_answering()
         try:
-            with self._client.pipeline(transaction=True) as pipe:  # one snapshot of the feed and its trim point
-                pipe.xrange(self._feed, "-" if after is None else f"({after}", "+", count=limit)
-                pipe.get(self._feed_trim)
-                entries, trimmed = pipe.execute()
+            text, trimmed = self._changes_script(
+                keys=[self._feed, self._feed_trim], args=["-" if after is None else f"({after}", limit]
+            )
         except redis.TimeoutError as exc:
             raise self._silent(exc) from exc
         except redis.RedisError as exc:
             raise failed(self.url_display, "read", exc, self._secrets) from exc
         rows = []
-        for entry_id, fields in entries:
-            values = [fields.get(name, b"").decode() for name in _FEED_FIELDS]
-            run = [fields.get(name, b"").decode() for name in _RUN_FIELDS]
-            rows.append((entry_id.decode(), *(value or None for value in values), *run))
+        for entry_id, pairs in json.loads(text):
+            fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            values = [fields.get(name, "") or None for name in _FEED_FIELDS]
+            rows.append((entry_id, *values, *(fields.get(name, "") for name in _RUN_FIELDS)))
         return rows, None if trimmed is None else trimmed.decode()
 
     def _trim_changes(self, through: str) -> int:
