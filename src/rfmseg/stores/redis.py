@@ -23,8 +23,8 @@ A publish killed half way leaves its version unreferenced; the next publish dele
 The change feed is appended by the pointer swap itself: the publish RPUSHes its changes (computed in Arrow with
 the history, in customer id order) to ``ns:v:<n>:changes`` beforehand, and the Lua script that swaps the pointer
 XADDs them to ``ns:changes`` and deletes the list, in the same atomic step. Redis runs nothing else meanwhile:
-about 4 microseconds per change on the project machine (a publish that changes 250,000 customers holds the
-server about a second; docs/stores.md).
+2-3 microseconds per change on the project machine (a publish that changes 200,000 customers holds the
+server about half a second; docs/stores.md).
 
 A staged publish writes a version the same way from several processes. Begin (under the lock): take a version
 number and register it with ``ns:v:<n>:stage``, a hash of the version served at begin and the running totals
