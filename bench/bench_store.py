@@ -6,8 +6,16 @@ then (after a few seconds for the servers' background work to settle) times rand
 batch lookups, prints a table and writes ``bench/results/store.json`` with the machine it ran on and the
 CPU seconds each publish cost the client and the local server. The namespace is dropped at the end.
 
+Each publish also appends its changes to the store's change feed (the first publish: every customer, as
+new; the next ones: the quarter that moved); after the publishes the whole feed is read back in pages of
+10,000 and timed. ``--baseline-src`` runs the same benchmark again in a subprocess with another checkout's
+``src`` first on the path (e.g. the commit before the feed) and prints the publish times side by side: the
+cost of the feed.
+
     .venv/bin/python bench/bench_store.py                                  # 1M customers, all backends
     .venv/bin/python bench/bench_store.py --customers 100000 --backends sqlite,redis
+    git archive <commit-before-the-feed> src | tar -x -C /tmp/base          # then:
+    .venv/bin/python bench/bench_store.py --baseline-src /tmp/base/src --lookups 2000 --batches 20
 
 Targets (reported, not asserted): publish >= 200,000 profiles/s on PostgreSQL and Redis; single-id lookup
 p99 < 1 ms on Redis and SQLite.
@@ -23,6 +31,7 @@ import platform
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,9 +45,11 @@ import pyarrow.compute as pc
 
 REPO = Path(__file__).resolve().parents[1]
 try:
+    import rfmseg
     from rfmseg.stores import ProfileStore, open_store
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
+    import rfmseg
     from rfmseg.stores import ProfileStore, open_store
 
 SEGMENTS = np.array(["Champions", "Loyal", "Potential loyalists", "New", "At risk", "Hibernating"])
@@ -171,6 +182,48 @@ def time_lookups(store: ProfileStore, n: int, singles: int, batches: int, batch_
     }
 
 
+FEED_PAGE = 10_000
+
+
+def redis_slowlog(url: str) -> list[dict[str, Any]]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return list(client.slowlog_get(128))
+    finally:
+        client.close()
+
+
+def redis_flip_ms(url: str, namespace: str, after_id: int) -> float | None:
+    """How long the Redis server spent in the publish's pointer swap (the Lua script that also appends the
+    changes to the feed, during which Redis serves nobody else), from its slow log entries after
+    ``after_id``; None if it is not there (faster than slowlog-log-slower-than, 10 ms by default)."""
+    pointer = f"{namespace}:current".encode()
+    durations = [
+        e["duration"] / 1000
+        for e in redis_slowlog(url)
+        if e["id"] > after_id and pointer in e["command"] and e["command"].startswith(b"EVALSHA")
+    ]
+    return round(max(durations), 1) if durations else None
+
+
+def time_feed(store: ProfileStore) -> dict[str, Any] | None:
+    """Read the whole change feed in pages of :data:`FEED_PAGE`, timed (None for a store without a feed)."""
+    if not hasattr(store, "changes"):
+        return None
+    started = time.perf_counter()
+    rows, after = 0, None
+    while True:
+        page = store.changes(after, FEED_PAGE)
+        rows += len(page.rows)
+        after = page.next_cursor
+        if not page.more:
+            break
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds) if seconds else None}
+
+
 def bench_backend(backend: str, url: str, runs: list[pa.Table], args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"bench_{uuid.uuid4().hex[:8]}"
     result: dict[str, Any] = {"backend": backend, "namespace": namespace, "publishes": []}
@@ -179,6 +232,7 @@ def bench_backend(backend: str, url: str, runs: list[pa.Table], args: argparse.N
         try:
             for k, table in enumerate(runs):
                 server_before = server_cpu_s(backend)
+                slowlog_id = max((e["id"] for e in redis_slowlog(url)), default=-1) if backend == "redis" else -1
                 cpu_before = time.process_time()
                 started = time.perf_counter()
                 report = store.publish(table, f"bench-{k}", dt.date(2024, 12, 31) + dt.timedelta(days=k), "bench")
@@ -200,12 +254,20 @@ def bench_backend(backend: str, url: str, runs: list[pa.Table], args: argparse.N
                         "loadavg_1m_after": round(os.getloadavg()[0], 2),
                     }
                 )
+                if backend == "redis":
+                    result["publishes"][-1]["flip_ms"] = redis_flip_ms(url, namespace, slowlog_id)
                 cpu = f"cpu {client_cpu:.2f} s client" + ("" if server_cpu is None else f" + {server_cpu:.2f} s server")
+                if result["publishes"][-1].get("flip_ms") is not None:
+                    cpu += f"; Redis held by the flip {result['publishes'][-1]['flip_ms']:.0f} ms"
                 print(
                     f"  {backend:<9} publish {k + 1}/{len(runs)}: {report.customers:,} in {seconds:.2f} s "
                     f"({report.customers / seconds:,.0f}/s; {report.changed:,} changed, {report.new:,} new; {cpu})",
                     flush=True,
                 )
+            result["feed_read"] = time_feed(store)
+            if result["feed_read"]:
+                feed = result["feed_read"]
+                print(f"  {backend:<9} feed: {feed['rows']:,} changes read in {feed['seconds']:.2f} s", flush=True)
             # lookups are timed in steady state, not against the background work a publish leaves (Redis
             # freeing the old version, PostgreSQL's autovacuum and checkpoint of the new table)
             time.sleep(args.settle)
@@ -273,6 +335,35 @@ def print_table(results: list[dict[str, Any]]) -> None:
         )
 
 
+def run_baseline(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    """This benchmark again, in a subprocess that imports rfmseg from ``args.baseline_src``; its report."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--baseline-src" in given:
+        at = given.index("--baseline-src")
+        del given[at : at + 2]
+    given = [a for a in given if not a.startswith("--baseline-src=")]
+    with tempfile.TemporaryDirectory(prefix="rfmseg-bench-base-") as tmp:
+        output = Path(tmp) / "baseline.json"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(args.baseline_src), os.environ.get("PYTHONPATH")])),
+        }
+        print(f"\nbaseline: the same benchmark with {args.baseline_src} first on the path", flush=True)
+        subprocess.run([sys.executable, __file__, *given, "--output", str(output)], env=env, check=True)
+        return dict(json.loads(output.read_text(encoding="utf-8")))
+
+
+def print_comparison(results: list[dict[str, Any]], baseline: list[dict[str, Any]], src: Path) -> None:
+    """Publish seconds of this version against the baseline's, publish by publish."""
+    print(f"\npublish seconds, this version / baseline ({src}):")
+    for mine, theirs in zip(results, baseline, strict=True):
+        pairs = [
+            f"{a['seconds']:.2f} / {b['seconds']:.2f} ({a['seconds'] / b['seconds']:.2f}x)"
+            for a, b in zip(mine["publishes"], theirs["publishes"], strict=True)
+        ]
+        print(f"  {mine['backend']:<9} " + ";  ".join(pairs))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=lambda v: int(float(v)), default=1_000_000)
@@ -287,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=DEFAULT_URLS["redis"])
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "store.json")
     parser.add_argument("--keep", action="store_true", help="keep the published data")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the benchmark with this src folder first on the path (another version) and compare",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - {"sqlite", "postgres", "redis"}
@@ -295,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     cores, memory, load = info["nproc"], info["memory_gib"], info["loadavg_at_start"]
-    print(f"{args.customers:,} customers; {cores} cores, {memory} GiB; load {load}")
+    source = str(Path(rfmseg.__file__).resolve().parent)
+    print(f"{args.customers:,} customers; {cores} cores, {memory} GiB; load {load}; rfmseg from {source}")
     runs = [make_assignments(args.customers, seed=0)]
     for k in range(1, max(1, args.publishes)):
         runs.append(make_assignments(args.customers, seed=k, previous=runs[-1]))
@@ -312,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             result["server_version"] = server_version(backend, urls[backend])
             results.append(result)
     print_table(results)
+    baseline = run_baseline(args, argv) if args.baseline_src else None
+    if baseline is not None:
+        print_comparison(results, baseline["results"], args.baseline_src)
 
     report = {
         "benchmark": "profile store",
@@ -320,9 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         "customers": args.customers,
         "settle_s": args.settle,
         "machine": info,
+        "rfmseg_source": source,
         "targets": {"publish_profiles_per_s": PUBLISH_TARGET, "get_p99_ms": LOOKUP_P99_TARGET_MS},
         "results": results,
     }
+    if baseline is not None:
+        report["baseline"] = {"src": str(args.baseline_src), **baseline}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {args.output}")

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -174,6 +175,17 @@ def loading(backend: str, url: str, namespace: str) -> bool:
         return bool(client.hlen(f"{namespace}:v:2"))
     finally:
         client.close()
+
+
+def read_feed(store: ProfileStore, after: str | None = None) -> list[dict[str, Any]]:
+    """Every change of the store's feed after ``after``, page by page."""
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = store.changes(after, 100_000)
+        rows += page.rows
+        after = page.next_cursor
+        if not page.more:
+            return rows
 
 
 def assignments(rows: dict[str, str], recency: int = 10) -> pa.Table:
@@ -452,11 +464,20 @@ def test_publish_killed_half_way_leaves_the_old_run_served(url: str, namespace: 
         assert len(profiles) == len(sample)
         assert {(p["run_id"], p["segment"], p["recency_days"]) for p in profiles.values()} == {("old", "Old", 1)}
 
+        feed = read_feed(store)  # the killed publish added no change
+        assert len(feed) == n
+        assert {(c["run_id"], c["reason"], c["to_segment"]) for c in feed} == {("old", "new", "Old")}
+
         report = store.publish(uniform(n, "New", 2), "after", D2, "m2")
         assert (report.customers, report.changed, report.new) == (n, n, 0)  # history from "old", not "killed"
         assert store.current_run() == "after"
         assert store.get("C0000007")["previous_segment"] == "Old"
         assert leftovers(backend, url, namespace) == []
+        after = read_feed(store, feed[-1]["cursor"])
+        assert len(after) == n
+        assert {(c["run_id"], c["reason"], c["from_segment"], c["to_segment"]) for c in after} == {
+            ("after", "moved", "Old", "New")
+        }
 
 
 # --- errors ---------------------------------------------------------------------------------------------

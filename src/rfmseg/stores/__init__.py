@@ -31,13 +31,15 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from rfmseg.errors import StoreError
-from rfmseg.stores.base import ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
-from rfmseg.stores.rows import PROFILE_FIELDS
+from rfmseg.stores.base import ChangesPage, ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
+from rfmseg.stores.rows import CHANGE_FIELDS, PROFILE_FIELDS
 from rfmseg.stores.urls import redact_url
 
 __all__ = [
+    "CHANGE_FIELDS",
     "PROFILE_FIELDS",
     "SCHEMES",
+    "ChangesPage",
     "ProfileStore",
     "PublishReport",
     "StageToken",

@@ -7,11 +7,16 @@ A staged publish does the same as a publish in three steps that may run in diffe
 begins it (:meth:`ProfileStore.begin_publish`), any number of workers add batches of customers to it with the
 picklable :class:`StageToken` it hands out (:func:`rfmseg.stores.stage_batch`), and the driver commits it
 (:meth:`StagedPublish.commit`: the same one atomic step) or aborts it.
+
+Every publish, one-shot or staged, also appends to the store's change feed, in that same atomic step, one
+change per customer whose segment differs from what the store served before (new, moved, left); consumers
+read it incrementally with :meth:`ProfileStore.changes` and a cursor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from typing import Any, ClassVar, Self
 import pyarrow as pa
 
 from rfmseg.errors import ParameterError, StoreError
-from rfmseg.stores.rows import RunInfo, prepare_assignments, run_info
+from rfmseg.stores.rows import CHANGE_FIELDS, RunInfo, prepare_assignments, run_info
 from rfmseg.stores.urls import redact_url, split_namespace, url_secrets
 
 
@@ -42,6 +47,22 @@ MAX_READ_TIMEOUT_S = 3600.0
 
 MAX_BATCH_KEY = 200
 """Longest key a staged batch may have (:meth:`ProfileStore.stage`)."""
+
+MAX_CHANGES_LIMIT = 100_000
+"""Most changes one :meth:`ProfileStore.changes` call returns."""
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """One page of the change feed (:meth:`ProfileStore.changes`)."""
+
+    rows: list[dict[str, Any]]
+    """The changes, oldest first; keys :data:`~rfmseg.stores.rows.CHANGE_FIELDS`."""
+    next_cursor: str | None
+    """What to pass as ``after`` for the next page: the cursor of the last row, or ``after`` itself when
+    there was none (None: nothing was read yet). Save it once the rows are processed."""
+    more: bool
+    """Whether more changes were in the feed after this page when it was read (ask again at once)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +218,67 @@ class ProfileStore(ABC):
     @abstractmethod
     def count(self) -> int:
         """How many customers the served run has (0 if nothing was published)."""
+
+    # --- change feed --------------------------------------------------------------------------------------
+
+    def changes(self, after: str | None = None, limit: int = 1000) -> ChangesPage:
+        """The changes appended to the feed after cursor ``after`` (None: from the oldest kept), at most
+        ``limit``, oldest first.
+
+        A change is one customer whose segment a publish changed: ``reason`` ``new`` (from_segment None),
+        ``moved``, or ``left`` (to_segment None: the customer is not in the published run); run_id, as_of
+        and model_version are the publish's. A publish appends its changes in the same atomic step that
+        serves its run, so the feed never holds changes of a run that was not served and never lags the
+        served run. Cursors are opaque strings, strictly increasing: a consumer that saves
+        ``next_cursor`` after processing a page and resumes from it (another process, days later) reads
+        every change once. A cursor older than a :meth:`trim_changes` raises StoreError (changes after it
+        were removed: reload the customers and start again from None).
+        """
+        if after is not None and (not isinstance(after, str) or not self._cursor_re.fullmatch(after)):
+            raise ParameterError(
+                f"{after!r} is not a change feed cursor of a {self.backend} store (a cursor is the "
+                "next_cursor of a page read from it, or None to read from the start)"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_LIMIT:
+            raise ParameterError(f"limit must be a whole number from 1 to {MAX_CHANGES_LIMIT:,}, got {limit!r}")
+        rows, trimmed = self._changes(after, limit + 1)
+        if after is not None and trimmed is not None and self._cursor_key(after) < self._cursor_key(trimmed):
+            raise StoreError(
+                f"the change feed of the profile store at {self.url_display} was trimmed through {trimmed}, "
+                f"past cursor {after}: changes after it were removed; reload the customers and read the feed "
+                "from the start (after=None)"
+            )
+        page = [dict(zip(CHANGE_FIELDS, row, strict=True)) for row in rows[:limit]]
+        return ChangesPage(page, page[-1]["cursor"] if page else after, len(rows) > limit)
+
+    def trim_changes(self, through: str) -> int:
+        """Remove the changes up to and including cursor ``through`` (e.g. the oldest cursor any consumer
+        has saved); returns how many were removed. Consumers whose saved cursor is ``through`` or later go
+        on as before; one with an older cursor gets a StoreError instead of a gap. The feed keeps every
+        change until it is trimmed."""
+        if not isinstance(through, str) or not self._cursor_re.fullmatch(through):
+            raise ParameterError(f"{through!r} is not a change feed cursor of a {self.backend} store")
+        self._ensure_open()
+        return self._trim_changes(through)
+
+    _cursor_re: ClassVar[re.Pattern[str]] = re.compile(r"[0-9]{1,18}")
+    """What a cursor of this backend looks like (SQL stores: the row id)."""
+
+    @staticmethod
+    def _cursor_key(cursor: str) -> tuple[int, ...]:
+        """A cursor as numbers that compare in feed order."""
+        return tuple(int(part) for part in cursor.split("-"))
+
+    @abstractmethod
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+        """Up to ``limit`` changes after ``after`` as tuples in :data:`~rfmseg.stores.rows.CHANGE_FIELDS`
+        order (cursor first, as_of an ISO date), and the cursor the feed was trimmed through (None if never),
+        read after the rows (so a trim in between is seen)."""
+
+    @abstractmethod
+    def _trim_changes(self, through: str) -> int:
+        """Delete the changes up to ``through`` and record it as the trim point; refuse a cursor past the
+        last change."""
 
     def drop(self) -> None:
         """Delete everything this namespace holds (after any publish in progress); nothing is served then."""

@@ -25,6 +25,13 @@ with the batch's counts and its Arrow history snapshot. Commit (under the lock, 
 generation and the row count, rename ``ns_staged_<token>`` to ``ns_profiles_<n+1>``, add the primary key
 (which refuses a customer staged twice), write the snapshot from the batches' parts, and the same flip as
 a publish. Staged publishes that can no longer commit are dropped after the next flip or begin.
+
+The change feed is ``ns_changes`` (``id bigint GENERATED ALWAYS AS IDENTITY``, the cursor): a publish computes
+its changes in Arrow with the history and COPYs them in (binary), in customer id order, in its transaction
+and under its lock, so the ids grow in the order publishes commit and a reader never sees a change of a run
+that is not served. A staged batch keeps its new and moved customers as an Arrow snapshot in its
+``ns_stage_batches`` row; the commit adds those that left (the served snapshot against the staged ids) and
+COPYs them all. ``ns_changes_trim`` records how far the feed was trimmed.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.copy import QueuedLibpqWriter
 
+from rfmseg.errors import StoreError
 from rfmseg.stores.base import (
     ProfileStore,
     StagedBatch,
@@ -55,17 +63,22 @@ from rfmseg.stores.base import (
     stage_short,
 )
 from rfmseg.stores.rows import (
+    CHANGE_SCHEMA,
     PROFILE_FIELDS,
     STATE_SCHEMA,
     RunInfo,
-    apply_history,
+    changes_from_parts,
+    changes_parts,
+    departed,
     empty_state,
+    history_and_changes,
+    in_feed_order,
     state_from_parts,
     state_parts,
 )
 from rfmseg.stores.urls import describe_failure, failed, unreachable
 from rfmseg.stores.watchdog import WATCHDOG_GRACE_S, Watchdog
-from rfmseg.stores.wire import PGCOPY_HEADER, PGCOPY_TRAILER, pgcopy_tuples
+from rfmseg.stores.wire import PGCOPY_HEADER, PGCOPY_TRAILER, pgcopy_changes, pgcopy_tuples
 
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "rfmseg-store"
@@ -93,6 +106,8 @@ class PostgresStore(ProfileStore):
         self._batches = sql.Identifier(f"{ns}_stage_batches")
         self._batch_keys = sql.Identifier(f"{ns}_stage_batches_key")
         self._staged_prefix = f"{ns}_staged_"
+        self._feed = sql.Identifier(f"{ns}_changes")
+        self._feed_trim = sql.Identifier(f"{ns}_changes_trim")
         digest = hashlib.blake2b(f"rfmseg-store:{ns}".encode(), digest_size=8).digest()
         self._lock_id = int.from_bytes(digest, "big", signed=True)
         self._lock = threading.Lock()
@@ -183,6 +198,58 @@ class PostgresStore(ProfileStore):
         row = self._read(lambda conn: conn.execute(query).fetchone(), None)
         return int(row[0]) if row else 0
 
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+        query = sql.SQL(
+            "SELECT id::text AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
+            "as_of::text AS as_of, model_version FROM {} WHERE id > %s ORDER BY id LIMIT %s"
+        ).format(self._feed)
+        rows = self._read(lambda conn: conn.execute(query, (int(after or 0), limit)).fetchall(), [])
+        trim = sql.SQL("SELECT through::text FROM {}").format(self._feed_trim)
+        trimmed = self._read(lambda conn: conn.execute(trim).fetchone(), None)
+        return rows, trimmed[0] if trimmed else None
+
+    def _trim_changes(self, through: str) -> int:
+        try:
+            with self._connect(autocommit=False) as conn:
+                cur = conn.cursor()
+                try:  # made by the first publish; not here, where two sessions could race to make it
+                    last = cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)).fetchone()[0]
+                except psycopg.errors.UndefinedTable:
+                    last = None
+                if last is None or int(through) > last:
+                    raise StoreError(
+                        f"cursor {through} is past the last change of the feed at {self.url_display} "
+                        f"({'empty' if last is None else last}); nothing was trimmed"
+                    )
+                removed = cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE id <= %s").format(self._feed), (int(through),)
+                ).rowcount
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET "
+                        "through = greatest({}.through, excluded.through)"
+                    ).format(self._feed_trim, self._feed_trim),
+                    (int(through),),
+                )
+        except psycopg.Error as exc:
+            raise failed(self.url_display, "trim the change feed", exc, self._secrets) from exc
+        return int(removed)
+
+    def _ensure_feed(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                'customer_id text COLLATE "C" NOT NULL, from_segment text, to_segment text, reason text NOT NULL, '
+                "segment_reason text, "
+                "run_id text NOT NULL, as_of date NOT NULL, model_version text NOT NULL)"
+            ).format(self._feed)
+        )
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), through bigint NOT NULL)"
+            ).format(self._feed_trim)
+        )
+
     def _drop(self) -> None:
         try:
             with self._connect(autocommit=False) as conn:
@@ -191,6 +258,7 @@ class PostgresStore(ProfileStore):
                 names = self._tables(cur, self._prefix) + self._tables(cur, self._staged_prefix)
                 cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(self._view))
                 tables = [*map(sql.Identifier, names), self._meta, self._state, self._stages, self._batches]
+                tables += [self._feed, self._feed_trim]
                 for name in tables:
                     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
         except psycopg.Error as exc:
@@ -219,11 +287,12 @@ class PostgresStore(ProfileStore):
                 cur = conn.cursor()
                 generation, served = self._lock_pointer(cur)
                 state = self._read_state(conn, generation, served) if served else empty_state()
-                rows, changed, new = apply_history(assignments, state, run.as_of)
+                rows, changed, new, changes = history_and_changes(assignments, state, run.as_of, departures=True)
                 table = f"{self._prefix}{generation + 1}"
                 self._create_rows_table(cur, table)
                 self._copy_in(cur, sql.Identifier(table), rows)
                 self._add_key(cur, table)
+                self._append_changes(cur, changes, run)
                 cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
                 cur.executemany(
                     sql.SQL("INSERT INTO {} VALUES (%s, %s, %b)").format(self._state),
@@ -259,6 +328,7 @@ class PostgresStore(ProfileStore):
                 "data bytea NOT NULL, PRIMARY KEY (generation, part))"
             ).format(self._state)
         )
+        self._ensure_feed(cur)
         pointer = cur.execute(sql.SQL("SELECT generation, table_name FROM {}").format(self._meta)).fetchone()
         generation, served = (int(pointer[0]), str(pointer[1])) if pointer else (0, None)
         for name in self._tables(cur, self._prefix):
@@ -376,11 +446,12 @@ class PostgresStore(ProfileStore):
                     sql.SQL(
                         "CREATE TABLE IF NOT EXISTS {} (token text NOT NULL, batch bigint GENERATED ALWAYS AS "
                         "IDENTITY, rows bigint NOT NULL, changed bigint NOT NULL, new bigint NOT NULL, "
-                        "state bytea NOT NULL, batch_key text, PRIMARY KEY (token, batch))"
+                        "state bytea NOT NULL, batch_key text, changes bytea, PRIMARY KEY (token, batch))"
                     ).format(self._batches)
                 )
-                # a table made by a version without batch keys gets the column; NULL keys never collide
+                # a table made by a version without batch keys or the feed gets the column; NULL keys never collide
                 cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS batch_key text").format(self._batches))
+                cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS changes bytea").format(self._batches))
                 cur.execute(
                     sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (token, batch_key)").format(
                         self._batch_keys, self._batches
@@ -435,13 +506,23 @@ class PostgresStore(ProfileStore):
             if done is not None:
                 return done
             state = self._served_state(cur, token.served, assignments) if token.served else empty_state()
-            rows, changed, new = apply_history(assignments, state, token.as_of)
+            # the batch's new and moved customers; those that left are known at the commit only
+            rows, changed, new, changes = history_and_changes(assignments, state, token.as_of, departures=False)
             self._copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} (token, rows, changed, new, state, batch_key) VALUES (%s, %s, %s, %s, %b, %s)"
+                    "INSERT INTO {} (token, rows, changed, new, state, changes, batch_key) "
+                    "VALUES (%s, %s, %s, %s, %b, %b, %s)"
                 ).format(self._batches),
-                (token.stage, rows.num_rows, changed, new, b"".join(state_parts(rows)), key),
+                (
+                    token.stage,
+                    rows.num_rows,
+                    changed,
+                    new,
+                    b"".join(state_parts(rows)),
+                    b"".join(changes_parts(changes)),
+                    key,
+                ),
             )
         return StagedBatch(rows.num_rows, changed, new)
 
@@ -494,6 +575,7 @@ class PostgresStore(ProfileStore):
                 rows, changed, new = totals
                 if rows != expected_rows:
                     raise stage_short(token, self.url_display, int(rows), expected_rows)
+                self._append_changes(cur, self._staged_changes(conn, token, generation, served), token.run)
                 # the snapshot is the batches' parts, one Arrow stream each, in the order they were staged
                 cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
                 cur.execute(
@@ -513,6 +595,33 @@ class PostgresStore(ProfileStore):
         except psycopg.Error as exc:
             raise failed(self.url_display, f"publish run {token.run_id}", exc, self._secrets) from exc
         return int(rows), int(changed), int(new)
+
+    def _staged_changes(
+        self, conn: psycopg.Connection[Any], token: StageToken, generation: int, served: str | None
+    ) -> pa.Table:
+        """The changes of a staged publish at its commit: the batches' new and moved customers, and the
+        served customers no batch staged (read before the snapshot is replaced)."""
+        cur = conn.cursor(binary=True)
+        query = sql.SQL("SELECT state, changes FROM {} WHERE token = %s ORDER BY batch").format(self._batches)
+        found = cur.execute(query, (token.stage,)).fetchall()
+        arrived = changes_from_parts([bytes(row[1]) for row in found if row[1] is not None])
+        if served is None:
+            return in_feed_order([arrived])
+        staged_ids = state_from_parts([bytes(row[0]) for row in found])["customer_id"]
+        return in_feed_order([arrived, departed(self._read_state(conn, generation, served), staged_ids)])
+
+    def _append_changes(self, cur: psycopg.Cursor[Any], changes: pa.Table, run: RunInfo) -> None:
+        """COPY ``changes`` (in feed order) into the feed, in the flip's transaction: the identity gives
+        them ids in that order."""
+        if not changes.num_rows:
+            return
+        columns = sql.SQL(", ").join(map(sql.Identifier, [*CHANGE_SCHEMA.names, "run_id", "as_of", "model_version"]))
+        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(self._feed, columns)
+        with cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
+            copy.write(PGCOPY_HEADER)
+            for batch in changes.to_batches(max_chunksize=COPY_BATCH_ROWS):
+                copy.write(pgcopy_changes(batch, run))
+            copy.write(PGCOPY_TRAILER)
 
     def _abort(self, token: StageToken) -> None:
         try:

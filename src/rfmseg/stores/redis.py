@@ -9,13 +9,22 @@ Keys for namespace ``ns``:
   segment_since of that version, read back by the next publish to carry the segment history forward;
 * ``ns:current`` - the pointer: JSON with the served version's hash key, run id, as-of date, model
   version and customer count;
-* ``ns:seq`` (version counter), ``ns:versions`` (versions not yet cleaned up), ``ns:lock`` (publisher).
+* ``ns:seq`` (version counter), ``ns:versions`` (versions not yet cleaned up), ``ns:lock`` (publisher);
+* ``ns:changes`` - the change feed, a stream: one entry per change (fields customer_id, from_segment,
+  to_segment, reason, segment_reason, run_id, as_of, model_version; an empty string is a NULL), the entry
+  id is the cursor; ``ns:changes:trimmed`` the cursor it was trimmed through.
 
 A publish takes the lock, deletes leftovers of dead publishes, writes a new version with HSETs of 1,000
 fields pipelined on one connection, then swaps the pointer in one command (refused if the lock was
 lost), then UNLINKs the old version. Readers run a small Lua script that reads the pointer and the hash
 in one atomic step, so a batch always comes from one run and there is no window between the two reads.
 A publish killed half way leaves its version unreferenced; the next publish deletes it.
+
+The change feed is appended by the pointer swap itself: the publish RPUSHes its changes (computed in Arrow with
+the history, in customer id order) to ``ns:v:<n>:changes`` beforehand, and the Lua script that swaps the pointer
+XADDs them to ``ns:changes`` and deletes the list, in the same atomic step. Redis runs nothing else meanwhile:
+2-3 microseconds per change on the project machine (a publish that changes 200,000 customers holds the
+server about half a second; docs/stores.md).
 
 A staged publish writes a version the same way from several processes. Begin (under the lock): take a version
 number and register it with ``ns:v:<n>:stage``, a hash of the version served at begin and the running totals
@@ -24,11 +33,13 @@ checks that the pointer still names the version served at begin and that the sta
 served profiles of the batch's ids; the history is computed in Arrow, the HSETs are streamed into ``ns:v:<n>``
 as by a publish (an HSET that adds fewer fields than it sent means a customer was staged twice: recorded as
 the stage's problem), and a second script appends the batch's Arrow history to ``ns:v:<n>:state`` and adds its
-counts. A keyed batch is recorded once, as the field ``batch:<key>`` of the stage hash (set by that script
+counts, and the Arrow parts of its new and moved customers to ``ns:v:<n>:staged_changes``. A keyed batch is
+recorded once, as the field ``batch:<key>`` of the stage hash (set by that script
 only if absent): sent again, it writes nothing; its HSETs may rewrite fields a dead attempt of the same batch
 left, so an HSET adding fewer fields is no problem there, and a customer staged twice under two keys is caught
 by the HLEN check of the commit. Commit (under the lock): check the pointer, the totals and HLEN against the
-expected count, then the same pointer swap as a publish. A stage that can no longer commit (the pointer moved
+expected count, add the customers that left (the served history against the staged ids), then the same
+pointer swap as a publish, with the changes. A stage that can no longer commit (the pointer moved
 on) is removed by the next flip or begin, with any keys a late batch wrote.
 """
 
@@ -37,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -66,13 +78,17 @@ from rfmseg.stores.rows import (
     SEPARATOR,
     STATE_SCHEMA,
     RunInfo,
-    apply_history,
+    changes_from_parts,
+    changes_parts,
+    departed,
     empty_state,
+    history_and_changes,
+    in_feed_order,
     state_from_parts,
     state_parts,
 )
 from rfmseg.stores.urls import failed, unreachable
-from rfmseg.stores.wire import hset_commands
+from rfmseg.stores.wire import hset_commands, rpush_changes
 
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 60.0
@@ -81,12 +97,16 @@ WRITE_BATCH_ROWS = 50_000
 LOCK_TTL_MS = 60_000
 LOCK_WAIT_S = 120.0
 READ_CHUNK = 10_000
+CHANGES_PER_RPUSH = 1_000
+_FEED_FIELDS = ("customer_id", "from_segment", "to_segment", "reason", "segment_reason")
+_RUN_FIELDS = ("run_id", "as_of", "model_version")
 
 
 class RedisStore(ProfileStore):
     """Profiles in Redis; one instance may be shared by threads (redis-py pools connections)."""
 
     backend = "redis"
+    _cursor_re = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
     def __init__(self, url: str, namespace: str | None = None, read_timeout: float | None = None) -> None:
         super().__init__(url, namespace, read_timeout)
@@ -97,9 +117,12 @@ class RedisStore(ProfileStore):
             f"{ns}:versions",
             f"{ns}:lock",
         )
+        self._feed, self._feed_trim = f"{ns}:changes", f"{ns}:changes:trimmed"
         self._client = self._connect()
         self._read_script = self._client.register_script(redis_scripts.READ_LUA)
         self._flip_script = self._client.register_script(redis_scripts.FLIP_LUA)
+        self._trim_script = self._client.register_script(redis_scripts.TRIM_LUA)
+        self._changes_script = self._client.register_script(redis_scripts.CHANGES_LUA)
         self._release_script = self._client.register_script(redis_scripts.RELEASE_LUA)
         self._stage_read_script = self._client.register_script(redis_scripts.STAGE_READ_LUA)
         self._stage_record_script = self._client.register_script(redis_scripts.STAGE_RECORD_LUA)
@@ -215,13 +238,42 @@ class RedisStore(ProfileStore):
         pointer = self._current()
         return 0 if pointer is None else int(pointer["customers"])
 
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+        self._ensure_answering()
+        try:
+            text, trimmed = self._changes_script(
+                keys=[self._feed, self._feed_trim], args=["-" if after is None else f"({after}", limit]
+            )
+        except redis.TimeoutError as exc:
+            raise self._silent(exc) from exc
+        except redis.RedisError as exc:
+            raise failed(self.url_display, "read", exc, self._secrets) from exc
+        rows = []
+        for entry_id, pairs in json.loads(text):
+            fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            values = [fields.get(name, "") or None for name in _FEED_FIELDS]
+            rows.append((entry_id, *values, *(fields.get(name, "") for name in _RUN_FIELDS)))
+        return rows, None if trimmed is None else trimmed.decode()
+
+    def _trim_changes(self, through: str) -> int:
+        ms, seq = (int(part) for part in through.split("-"))
+        try:
+            removed = int(self._trim_script(keys=[self._feed, self._feed_trim], args=[f"{ms}-{seq + 1}", through]))
+        except redis.RedisError as exc:
+            raise failed(self.url_display, "trim the change feed", exc, self._secrets) from exc
+        if removed < 0:
+            raise StoreError(
+                f"cursor {through} is past the last change of the feed at {self.url_display}; nothing was trimmed"
+            )
+        return removed
+
     def _drop(self) -> None:
         with self._locked("drop the store") as (holder, _lock):
             self._drop_versions(holder, {_text(v) for v in holder.smembers(self._versions)})
             served = self._served_version(holder)
             if served is not None:
                 self._drop_versions(holder, {served})
-            holder.unlink(self._pointer, self._seq, self._versions)
+            holder.unlink(self._pointer, self._seq, self._versions, self._feed, self._feed_trim)
 
     def _close(self) -> None:
         self._client.close()
@@ -280,7 +332,7 @@ class RedisStore(ProfileStore):
         self._drop_leftovers(holder, served)
 
         state = self._read_state(holder, served) if served else empty_state()
-        rows, changed, new = apply_history(assignments, state, run.as_of)
+        rows, changed, new, changes = history_and_changes(assignments, state, run.as_of, departures=True)
 
         version = str(holder.incr(self._seq))
         holder.sadd(self._versions, version)  # registered first, so a dead publish's keys can be found
@@ -293,6 +345,7 @@ class RedisStore(ProfileStore):
                     "profiles; nothing was changed, publish again"
                 )
             self._write_state(holder, key, rows)
+            self._write_changes(holder, key, changes)
             self._flip(holder, token, version, run, rows.num_rows)
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # best effort: the next publish removes it anyway
@@ -306,7 +359,8 @@ class RedisStore(ProfileStore):
         return None if raw is None else str(json.loads(raw)["version"])
 
     def _flip(self, holder: redis.Redis, token: str, version: str, run: RunInfo, customers: int) -> None:
-        """Point ``ns:current`` at ``version``, if this publisher still holds the lock."""
+        """Point ``ns:current`` at ``version`` and append the changes listed in ``ns:v:<version>:changes`` to
+        the feed, in one atomic step, if this publisher still holds the lock."""
         new_pointer = json.dumps(
             {
                 "version": int(version),
@@ -318,7 +372,13 @@ class RedisStore(ProfileStore):
                 "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        if not self._flip_script(keys=[self._lock_key, self._pointer], args=[token, new_pointer], client=holder):
+        key = self._version_key(version)
+        flipped = self._flip_script(
+            keys=[self._lock_key, self._pointer, self._feed, f"{key}:changes", f"{key}:staged_changes"],
+            args=[token, new_pointer, run.run_id, run.as_of.isoformat(), run.model_version],
+            client=holder,
+        )
+        if not flipped:
             raise StoreError(
                 f"the publish lock on {self.url_display} expired during the publish of "
                 f"run {run.run_id}; nothing was changed, publish again"
@@ -346,7 +406,7 @@ class RedisStore(ProfileStore):
         """UNLINK whole versions (Redis frees the memory in the background)."""
         for version in versions:
             key = self._version_key(version)
-            client.unlink(key, f"{key}:state", f"{key}:stage")
+            client.unlink(key, f"{key}:state", f"{key}:stage", f"{key}:changes", f"{key}:staged_changes")
             client.srem(self._versions, version)
 
     def _write_hash(self, holder: redis.Redis, key: str, rows: pa.Table, keep_lock: bool) -> int:
@@ -369,16 +429,35 @@ class RedisStore(ProfileStore):
 
     def _stream_hsets(self, conn: Any, key: str, rows: pa.Table, keep_lock: bool) -> int:
         """Send the HSETs batch by batch, reading a batch's replies after sending the next; fields added."""
+        batches = rows.to_batches(max_chunksize=WRITE_BATCH_ROWS)
+        return self._stream(conn, (hset_commands(key, batch, FIELDS_PER_HSET) for batch in batches), keep_lock)
+
+    def _stream(self, conn: Any, commands: Iterator[tuple[bytes, int]], keep_lock: bool) -> int:
+        """Send each (RESP, number of commands) of ``commands`` followed by a lock renewal, reading the
+        replies of one while Redis works on the next; the sum of the integer replies."""
         # a PING when there is no lock to renew keeps one extra reply per batch either way
         renew = ("PEXPIRE", self._lock_key, LOCK_TTL_MS) if keep_lock else ("PING",)
         expire = b"".join(conn.pack_command(*renew))
         written, pending = 0, 0
-        for batch in rows.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-            hsets, count = hset_commands(key, batch, FIELDS_PER_HSET)
-            conn.send_packed_command([hsets, expire], check_health=False)  # the PEXPIRE keeps the lock
+        for packed, count in commands:
+            conn.send_packed_command([packed, expire], check_health=False)  # the PEXPIRE keeps the lock
             written += self._read_replies(conn, pending)
             pending = count
         return written + self._read_replies(conn, pending)
+
+    def _write_changes(self, holder: redis.Redis, key: str, changes: pa.Table) -> None:
+        """RPUSH ``changes`` (in feed order) to ``ns:v:<n>:changes``, the list the flip appends to the feed."""
+        conn = holder.connection
+        if conn is None:  # pragma: no cover - a single-connection client always has one
+            raise StoreError("the publish needs a single-connection Redis client")
+        target = f"{key}:changes"
+        holder.delete(target)
+        batches = changes.to_batches(max_chunksize=WRITE_BATCH_ROWS)
+        try:
+            self._stream(conn, (rpush_changes(target, batch, CHANGES_PER_RPUSH) for batch in batches), True)
+        except BaseException:
+            conn.disconnect()
+            raise
 
     @staticmethod
     def _read_replies(conn: Any, hsets: int) -> int:
@@ -442,15 +521,17 @@ class RedisStore(ProfileStore):
             if done is not None:
                 return done
             state = self._staged_state(holder, token, assignments["customer_id"].to_pylist())
-            rows, changed, new = apply_history(assignments, state, token.as_of)
+            # the batch's new and moved customers; those that left are known at the commit only
+            rows, changed, new, changes = history_and_changes(assignments, state, token.as_of, departures=False)
             version = self._version_key(token.stage)
             written = self._write_hash(holder, version, rows, keep_lock=False)
             problem = ""
             if written != rows.num_rows and key is None:
                 twice = rows.num_rows - written
                 problem = f"{twice:,} customer(s) of a batch were staged by an earlier batch"
+            states = [] if problem else state_parts(rows)
             recorded = self._stage_record_script(
-                keys=[self._stage_key(token), self._versions, f"{version}:state"],
+                keys=[self._stage_key(token), self._versions, f"{version}:state", f"{version}:staged_changes"],
                 args=[
                     token.stage,
                     rows.num_rows,
@@ -458,7 +539,9 @@ class RedisStore(ProfileStore):
                     new,
                     problem,
                     key or "",
-                    *([] if problem else state_parts(rows)),
+                    len(states),
+                    *states,
+                    *([] if problem else changes_parts(changes)),
                 ],
                 client=holder,
             )
@@ -538,11 +621,23 @@ class RedisStore(ProfileStore):
             held = int(holder.hlen(key))
             if held != rows:  # a batch that died half way left fields without counting them
                 raise stage_short(token, self.url_display, held, expected_rows)
+            self._write_changes(holder, key, self._staged_changes(holder, token))
             self._flip(holder, lock, token.stage, token.run, rows)
             with contextlib.suppress(redis.RedisError):
                 holder.unlink(self._stage_key(token))  # a served version like any other now
             self._after_flip(holder, token.stage)
         return rows, changed, new
+
+    def _staged_changes(self, holder: redis.Redis, token: StageToken) -> pa.Table:
+        """The changes of a staged publish at its commit: the batches' new and moved customers, and the
+        served customers no batch staged."""
+        key = self._version_key(token.stage)
+        arrived = changes_from_parts(holder.lrange(f"{key}:staged_changes", 0, -1))
+        if not token.served:
+            return in_feed_order([arrived])
+        staged_ids = state_from_parts(holder.lrange(f"{key}:state", 0, -1))["customer_id"]
+        served = self._read_state(holder, str(token.generation))
+        return in_feed_order([arrived, departed(served, staged_ids)])
 
     def _abort(self, token: StageToken) -> None:
         try:

@@ -1,9 +1,10 @@
 """What a publish writes, on every backend: the profile fields and the Arrow schemas of the rows, the
-checked input, the segment history carried forward from the served run, and the Arrow snapshot of that
-history which the next publish reads back.
+checked input, the segment history carried forward from the served run, the changes a publish appends to the
+change feed, and the Arrow snapshot of that history which the next publish reads back.
 
 A publish computes each customer's segment history against the run currently served, then hands a
-table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step.
+table of :data:`ROW_SCHEMA` to the backend, which makes it visible in one atomic step, together with the
+customers whose segment changed (:data:`CHANGE_SCHEMA`, see :func:`history_and_changes`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -41,7 +43,13 @@ ASSIGNMENT_SCHEMA = pa.schema(
         ("distance", pa.float64()),
     ]
 )
-"""The columns :meth:`~rfmseg.stores.base.ProfileStore.publish` needs in ``assignments`` (others are ignored)."""
+"""The columns :meth:`~rfmseg.stores.base.ProfileStore.publish` needs in ``assignments`` (others are ignored,
+but for the optional :data:`REASON_COLUMN`)."""
+
+REASON_COLUMN = "segment_reason"
+"""An optional column of ``assignments`` (why the customer got its segment: ``nearest_centroid``,
+``cold_start``); a publish keeps it in the change feed only. :func:`prepare_assignments` always returns it
+(null when absent)."""
 
 STATE_SCHEMA = pa.schema(
     [
@@ -66,6 +74,34 @@ ROW_SCHEMA = pa.schema(
     ]
 )
 """What a backend stores per customer; run_id, as_of and model_version are stored once per run."""
+
+CHANGE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("from_segment", pa.string()),
+        ("to_segment", pa.string()),
+        ("reason", pa.string()),
+        ("segment_reason", pa.string()),
+    ]
+)
+"""One change of the feed as a publish computes it; run_id, as_of and model_version are the publish's."""
+
+CHANGE_FIELDS = (
+    "cursor",
+    "customer_id",
+    "from_segment",
+    "to_segment",
+    "reason",
+    "segment_reason",
+    "run_id",
+    "as_of",
+    "model_version",
+)
+"""The keys of every change returned by :meth:`~rfmseg.stores.base.ProfileStore.changes`, in this order."""
+
+NEW, MOVED, LEFT = "new", "moved", "left"
+"""The reasons of a change: a customer the store did not serve, one served in another segment, one no
+longer in the published run (``to_segment`` null)."""
 
 STATE_PART_BYTES = 64 << 20
 SEPARATOR = "\x1f"
@@ -120,7 +156,17 @@ def prepare_assignments(assignments: pa.Table) -> pa.Table:
     for name in ("customer_id", "segment"):
         if pc.any(pc.match_substring(table[name], SEPARATOR)).as_py():
             raise InputError(f"assignments have a {name} containing the control character \\x1f")
-    return table
+    return table.append_column(REASON_COLUMN, _reasons(assignments))
+
+
+def _reasons(assignments: pa.Table) -> pa.Array:
+    """The :data:`REASON_COLUMN` of ``assignments`` as one string array (all null when it has none)."""
+    if REASON_COLUMN not in assignments.column_names:
+        return pa.nulls(assignments.num_rows, pa.string())
+    try:
+        return assignments[REASON_COLUMN].cast(pa.string()).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"assignments have a {REASON_COLUMN} column that is not text ({exc})") from exc
 
 
 def empty_state() -> pa.Table:
@@ -133,6 +179,21 @@ def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tu
     Same segment as served: both are kept. Different segment: previous_segment is the served one and
     segment_since is ``as_of``. New customer: previous_segment is null and segment_since is ``as_of``.
     Returns the :data:`ROW_SCHEMA` table (in the order of ``assignments``), the number changed and new.
+    """
+    rows, changed, new, _changes = history_and_changes(assignments, served, as_of, departures=False)
+    return rows, changed, new
+
+
+def history_and_changes(
+    assignments: pa.Table, served: pa.Table, as_of: dt.date, departures: bool
+) -> tuple[pa.Table, int, int, pa.Table]:
+    """:func:`apply_history`, and the changes it makes (:data:`CHANGE_SCHEMA`, in customer id order).
+
+    A change is a customer of ``assignments`` not in ``served`` (reason ``new``, from_segment null) or in
+    another segment there (``moved``); with ``departures``, also a customer of ``served`` that is not in
+    ``assignments`` (``left``, to_segment null). ``segment_reason`` is that of the assignments (null for
+    departures). A staged batch leaves departures to the commit (:func:`departed`): only the commit knows
+    every customer of the run.
     """
     served = served.combine_chunks()
     if served.num_rows:
@@ -159,7 +220,60 @@ def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tu
     )
     new = assignments.num_rows - _count_true(found)
     changed = _count_true(pc.and_(found, pc.invert(same)))
-    return rows, changed, new
+    reasons = assignments[REASON_COLUMN] if REASON_COLUMN in assignments.column_names else None
+    arrived = pc.invert(same)  # null segments (new customers) compare as not the same
+    changes = pa.table(
+        [
+            assignments["customer_id"],
+            old_segment,
+            assignments["segment"],
+            pc.if_else(found, pa.scalar(MOVED), pa.scalar(NEW)),
+            reasons if reasons is not None else pa.nulls(assignments.num_rows, pa.string()),
+        ],
+        schema=CHANGE_SCHEMA,
+    ).filter(arrived)
+    parts = [changes, _left(served, positions)] if departures else [changes]
+    return rows, changed, new, in_feed_order(parts)
+
+
+def departed(served: pa.Table, ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The customers of ``served`` whose id is not in ``ids`` as changes with reason ``left``."""
+    if not served.num_rows:
+        return CHANGE_SCHEMA.empty_table()
+    served = served.combine_chunks()
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return _left(served, pc.index_in(ids, value_set=served["customer_id"]))
+
+
+def _left(served: pa.Table, positions: pa.Array) -> pa.Table:
+    """The rows of ``served`` that no value of ``positions`` (indices into ``served``, null for none)
+    points at, as changes with reason ``left``."""
+    kept = np.zeros(served.num_rows, dtype=bool)
+    kept[positions.drop_null().to_numpy()] = True
+    gone = served.filter(pa.array(~kept))
+    nulls = pa.nulls(gone.num_rows, pa.string())
+    return pa.table(
+        [gone["customer_id"], gone["segment"], nulls, pa.repeat(pa.scalar(LEFT), gone.num_rows), nulls],
+        schema=CHANGE_SCHEMA,
+    )
+
+
+def in_feed_order(parts: list[pa.Table]) -> pa.Table:
+    """The changes of ``parts`` in the order a publish appends them to the feed: by customer id (byte order,
+    as SQLite and PostgreSQL's ``COLLATE "C"`` compare)."""
+    table = pa.concat_tables([CHANGE_SCHEMA.empty_table(), *parts]).combine_chunks()
+    return table.sort_by("customer_id") if table.num_rows > 1 else table
+
+
+def changes_parts(changes: pa.Table) -> list[bytes]:
+    """``changes`` as an Arrow IPC stream cut in parts (as :func:`state_parts`): what a staged batch keeps
+    for the commit."""
+    return _ipc_parts(changes, CHANGE_SCHEMA)
+
+
+def changes_from_parts(parts: list[bytes]) -> pa.Table:
+    """The changes written by one or more calls of :func:`changes_parts`."""
+    return _from_parts(parts, CHANGE_SCHEMA)
 
 
 def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
@@ -169,10 +283,14 @@ def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
 def state_parts(rows: pa.Table) -> list[bytes]:
     """The :data:`STATE_SCHEMA` columns of ``rows`` as an Arrow IPC stream (LZ4 when available), cut in
     parts of at most :data:`STATE_PART_BYTES`: what the next publish reads back instead of every row."""
+    return _ipc_parts(rows, STATE_SCHEMA)
+
+
+def _ipc_parts(table: pa.Table, schema: pa.Schema) -> list[bytes]:
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4_frame") else None)
-    with pa.ipc.new_stream(sink, STATE_SCHEMA, options=options) as writer:
-        writer.write_table(rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), max_chunksize=256_000)
+    with pa.ipc.new_stream(sink, schema, options=options) as writer:
+        writer.write_table(table.select(schema.names).cast(schema), max_chunksize=256_000)
     data = memoryview(sink.getvalue())
     return [bytes(data[i : i + STATE_PART_BYTES]) for i in range(0, len(data), STATE_PART_BYTES)]
 
@@ -180,9 +298,13 @@ def state_parts(rows: pa.Table) -> list[bytes]:
 def state_from_parts(parts: list[bytes]) -> pa.Table:
     """The table written by :func:`state_parts`, or by several calls of it one after the other (a staged
     publish stores the parts of each batch)."""
+    return _from_parts(parts, STATE_SCHEMA)
+
+
+def _from_parts(parts: list[bytes], schema: pa.Schema) -> pa.Table:
     data = pa.py_buffer(b"".join(parts))
     source = pa.BufferReader(data)
     tables = []
     while source.tell() < data.size:
         tables.append(pa.ipc.open_stream(source).read_all())
-    return pa.concat_tables(tables) if tables else empty_state()
+    return pa.concat_tables(tables) if tables else schema.empty_table()

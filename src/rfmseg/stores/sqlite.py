@@ -16,6 +16,13 @@ the staged publish and the generation it began on, ``ns_stage_batches`` the cust
 each batch. The commit is one write transaction: check, rename ``ns_staged_<token>`` to
 ``ns_profiles_<n+1>``, and the same flip as a publish. Staged publishes that can no longer commit (the
 generation moved on) are dropped by the next flip or begin.
+
+The change feed is ``ns_changes`` (``id INTEGER PRIMARY KEY AUTOINCREMENT``, so an id is never used twice,
+even after a trim): the publish's transaction inserts the changes, in customer id order, with one
+``INSERT ... SELECT`` of the loaded rows joined with the served table, plus the served customers missing
+from the new table. A staged batch records its new and moved customers in ``ns_stage_changes`` (in the
+batch's transaction); the commit adds those that left and moves them into the feed. ``ns_changes_trim``
+records how far :meth:`~rfmseg.stores.base.ProfileStore.trim_changes` removed it.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
-from rfmseg.stores.rows import PROFILE_FIELDS, RunInfo
+from rfmseg.stores.rows import LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
 from rfmseg.stores.urls import failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
 INSERT_BATCH = 50_000
+_RUN_COLUMNS = ":run_id AS run_id, :as_of AS as_of, :model_version AS model_version"
+"""The run-level columns of a change, as the parameters of :meth:`SqliteStore._append_changes`."""
 
 
 def sqlite_path(url: str) -> Path:
@@ -97,6 +106,7 @@ class SqliteStore(ProfileStore):
         self._meta, self._view, self._prefix = f"{ns}_meta", f"{ns}_current", f"{ns}_profiles_"
         self._staging = f"{ns}_staging"
         self._stages, self._batches, self._staged_prefix = f"{ns}_stages", f"{ns}_stage_batches", f"{ns}_staged_"
+        self._feed, self._feed_trim, self._stage_changes = f"{ns}_changes", f"{ns}_changes_trim", f"{ns}_stage_changes"
         self._lock = threading.Lock()
         self._conn = self._connect()
         self._select = f'SELECT {", ".join(PROFILE_FIELDS)} FROM "{self._view}"'
@@ -153,11 +163,38 @@ class SqliteStore(ProfileStore):
         rows = self._query(f'SELECT customers FROM "{self._meta}"')
         return int(rows[0][0]) if rows else 0
 
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+        rows = self._query(
+            "SELECT CAST(id AS TEXT) AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
+            f'as_of, model_version FROM "{self._feed}" WHERE id > ? ORDER BY id LIMIT ?',
+            (int(after or 0), limit),
+        )
+        trimmed = self._query(f'SELECT CAST(through AS TEXT) FROM "{self._feed_trim}"')
+        return rows or [], trimmed[0][0] if trimmed else None
+
+    def _trim_changes(self, through: str) -> int:
+        with self._transaction("trim the change feed") as conn:
+            self._ensure_feed(conn)
+            last = conn.execute(f'SELECT max(id) FROM "{self._feed}"').fetchone()[0]
+            if last is None or int(through) > last:
+                raise StoreError(
+                    f"cursor {through} is past the last change of the feed at {self.url_display} "
+                    f"({'empty' if last is None else last}); nothing was trimmed"
+                )
+            removed = conn.execute(f'DELETE FROM "{self._feed}" WHERE id <= ?', (int(through),)).rowcount
+            conn.execute(
+                f'INSERT INTO "{self._feed_trim}" VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET '
+                "through = max(through, excluded.through)",
+                (int(through),),
+            )
+        return int(removed)
+
     def _drop(self) -> None:
         with self._transaction("drop the store") as conn:
             names = self._tables(conn, self._prefix) + self._tables(conn, self._staged_prefix)
             conn.execute(f'DROP VIEW IF EXISTS "{self._view}"')
-            for name in [*names, self._meta, self._stages, self._batches]:
+            feed = [self._feed, self._feed_trim, self._stage_changes]
+            for name in [*names, self._meta, self._stages, self._batches, *feed]:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
     @staticmethod
@@ -203,9 +240,77 @@ class SqliteStore(ProfileStore):
             generation, served = self._pointer(conn)
             table = f"{self._prefix}{generation + 1}"
             self._create_rows_table(conn, table)
-            changed, new = self._load(conn, table, assignments, run.as_of, served)
+            changed, new = self._load(conn, table, assignments, run, served)
             self._flip(conn, table, generation + 1, run, assignments.num_rows, served)
         return changed, new
+
+    def _ensure_feed(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self._feed}" (id INTEGER PRIMARY KEY AUTOINCREMENT, '
+            "customer_id TEXT NOT NULL, from_segment TEXT, to_segment TEXT, reason TEXT NOT NULL, "
+            "segment_reason TEXT, run_id TEXT NOT NULL, as_of TEXT NOT NULL, model_version TEXT NOT NULL)"
+        )
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self._feed_trim}" (id INTEGER PRIMARY KEY CHECK (id = 1), '
+            "through INTEGER NOT NULL)"
+        )
+
+    def _append_changes(
+        self,
+        conn: sqlite3.Connection,
+        arrived: str,
+        order: str,
+        table: str,
+        departures: str | None,
+        params: dict[str, Any],
+    ) -> None:
+        """Append to the feed, in customer id order, in the flip's transaction: the changes ``arrived``
+        selects (customer_id, from_segment, to_segment, reason, segment_reason, then :data:`_RUN_COLUMNS`;
+        ``ORDER BY order`` reads them in customer id order), and, with ``departures`` (the served table, when
+        some of its customers are not in the new run), the customers of ``departures`` missing from
+        ``table``. ``params`` has run_id, as_of and model_version, and what ``arrived`` needs."""
+        self._ensure_feed(conn)
+        source = f"{arrived} ORDER BY {order}"
+        if departures is not None:
+            source = (
+                f"{arrived} UNION ALL SELECT o.customer_id, o.segment, NULL, '{LEFT}', NULL, {_RUN_COLUMNS} "
+                f'FROM "{departures}" AS o WHERE NOT EXISTS (SELECT 1 FROM "{table}" AS n '
+                "WHERE n.customer_id = o.customer_id) ORDER BY 1"
+            )
+        conn.execute(
+            f'INSERT INTO "{self._feed}" (customer_id, from_segment, to_segment, reason, segment_reason, run_id, '
+            f"as_of, model_version) {source}",
+            params,
+        )
+
+    def _departures(self, conn: sqlite3.Connection, served: str | None, found: int) -> str | None:
+        """``served`` if some of its customers are not among the ``found`` of the new run, else None (the
+        anti-join that finds them is skipped)."""
+        if served is None:
+            return None
+        customers = conn.execute(f'SELECT customers FROM "{self._meta}"').fetchone()[0]
+        return served if customers > found else None
+
+    @staticmethod
+    def _arrived(source: str, served: str | None, extra: str = "") -> str:
+        """The SELECT of the new and moved customers of ``source`` (keyed by customer_id, with a
+        segment_reason column) against ``served``, in key order, with the feed's column names (and
+        ``extra`` columns after them)."""
+        if served is None:
+            return (
+                "SELECT s.customer_id AS customer_id, NULL AS from_segment, s.segment AS to_segment, "
+                f"'{NEW}' AS reason, s.segment_reason AS segment_reason{extra} FROM {source} AS s"
+            )
+        return (
+            "SELECT s.customer_id AS customer_id, o.segment AS from_segment, s.segment AS to_segment, "
+            f"CASE WHEN o.customer_id IS NULL THEN '{NEW}' ELSE '{MOVED}' END AS reason, "
+            f's.segment_reason AS segment_reason{extra} FROM {source} AS s LEFT JOIN "{served}" AS o '
+            "ON o.customer_id = s.customer_id WHERE o.segment IS NOT s.segment"
+        )
+
+    @staticmethod
+    def _run_params(run: RunInfo) -> dict[str, Any]:
+        return {"run_id": run.run_id, "as_of": run.as_of.isoformat(), "model_version": run.model_version}
 
     def _pointer(self, conn: sqlite3.Connection) -> tuple[int, str | None]:
         """(generation, served table) of the pointer, made if missing; tables of the profiles prefix that it
@@ -233,29 +338,37 @@ class SqliteStore(ProfileStore):
         )
 
     def _load(
-        self, conn: sqlite3.Connection, table: str, assignments: pa.Table, as_of: date, served: str | None
+        self, conn: sqlite3.Connection, table: str, assignments: pa.Table, run: RunInfo, served: str | None
     ) -> tuple[int, int]:
-        """Insert ``assignments`` into ``table`` with the history joined from ``served``; (changed, new).
+        """Insert ``assignments`` into ``table`` with the history joined from ``served`` and append the
+        changes to the feed; (changed, new).
 
         The history is computed in SQL: reading a million rows back into Python costs more than the join.
         """
         ordered = assignments.sort_by("customer_id")  # appending in key order keeps the B-tree build cheap
-        if served is None:
-            self._insert(conn, f'INSERT INTO "{table}" VALUES (?, ?, NULL, {_quote(as_of)}, ?, ?, ?, ?)', ordered)
-            return 0, ordered.num_rows
         self._fill_staging(conn, ordered)
-        result = self._insert_staging(conn, table, as_of, served)
-        conn.execute(f'DROP TABLE temp."{self._staging}"')
-        return result
+        changed, new = self._insert_staging(conn, table, run.as_of, served)
+        staging = f'temp."{self._staging}"'
+        arrived = self._arrived(staging, served, f", {_RUN_COLUMNS}")
+        departures = self._departures(conn, served, ordered.num_rows - new)
+        # the staging table's rowids are in key order, so its rows are read in key order without a sort
+        self._append_changes(conn, arrived, "s.rowid", table, departures, self._run_params(run))
+        conn.execute(f"DROP TABLE {staging}")
+        return changed, new
 
     def _fill_staging(self, conn: sqlite3.Connection, ordered: pa.Table) -> None:
-        """The rows of ``ordered`` in this connection's temporary table (in key order, which is rowid order)."""
+        """The rows of ``ordered`` (with their segment_reason) in this connection's temporary table, in key
+        order, which is rowid order."""
         conn.execute(f'DROP TABLE IF EXISTS temp."{self._staging}"')
         conn.execute(
             f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT NOT NULL, segment TEXT NOT NULL, '
-            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL)"
+            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL, segment_reason TEXT)"
         )
-        self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?)', ordered)
+        if ordered[REASON_COLUMN].null_count == ordered.num_rows:  # no reasons: not sent row by row
+            insert = f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, NULL)'
+            self._insert(conn, insert, ordered.drop_columns([REASON_COLUMN]))
+        else:
+            self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?)', ordered)
 
     def _insert_staging(self, conn: sqlite3.Connection, table: str, as_of: date, served: str | None) -> tuple[int, int]:
         """Copy the temporary table into ``table`` with the history joined from ``served``; (changed, new)."""
@@ -329,15 +442,28 @@ class SqliteStore(ProfileStore):
         if "batch_key" not in columns:  # made by a version without batch keys
             conn.execute(f'ALTER TABLE "{self._batches}" ADD COLUMN batch_key TEXT')
         conn.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{self._batches}_key" ON "{self._batches}" (token, batch_key)')
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self._stage_changes}" (token TEXT NOT NULL, customer_id TEXT NOT NULL, '
+            "from_segment TEXT, to_segment TEXT, reason TEXT NOT NULL, segment_reason TEXT, "
+            "PRIMARY KEY (token, customer_id)) WITHOUT ROWID"
+        )
+
+    @staticmethod
+    def _exists(conn: sqlite3.Connection, name: str) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
     def _drop_doomed_stages(self, conn: sqlite3.Connection, generation: int) -> None:
         """Drop the staged tables whose publish began on another generation (or is not registered)."""
         tables = self._tables(conn, self._staged_prefix)
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (self._stages,)).fetchone():
+        if not self._exists(conn, self._stages):
             live: set[str] = set()
         else:
             conn.execute(f'DELETE FROM "{self._stages}" WHERE generation <> ?', (generation,))
             conn.execute(f'DELETE FROM "{self._batches}" WHERE token NOT IN (SELECT token FROM "{self._stages}")')
+            if self._exists(conn, self._stage_changes):  # not made by a version without the feed
+                conn.execute(
+                    f'DELETE FROM "{self._stage_changes}" WHERE token NOT IN (SELECT token FROM "{self._stages}")'
+                )
             live = {row[0] for row in conn.execute(f'SELECT token FROM "{self._stages}"')}
         for name in tables:
             if name.removeprefix(self._staged_prefix) not in live:
@@ -400,6 +526,9 @@ class SqliteStore(ProfileStore):
                 result = None
             else:
                 result = self._insert_staging(conn, table, token.as_of, token.served)
+                # the batch's new and moved customers; those that left are known at the commit only
+                arrived = self._arrived(f'temp."{self._staging}"', token.served)
+                conn.execute(f'INSERT INTO "{self._stage_changes}" SELECT ?, * FROM ({arrived})', (token.stage,))
                 conn.execute(
                     f'INSERT INTO "{self._batches}" (token, rows, changed, new, batch_key) VALUES (?, ?, ?, ?, ?)',
                     (token.stage, assignments.num_rows, *result, key),
@@ -421,18 +550,21 @@ class SqliteStore(ProfileStore):
                 raise stage_short(token, self.url_display, rows, expected_rows)
             table = f"{self._prefix}{generation + 1}"
             conn.execute(f'ALTER TABLE "{self._staged_prefix}{token.stage}" RENAME TO "{table}"')
-            conn.execute(f'DELETE FROM "{self._stages}" WHERE token = ?', (token.stage,))
-            conn.execute(f'DELETE FROM "{self._batches}" WHERE token = ?', (token.stage,))
+            arrived = (
+                f"SELECT customer_id, from_segment, to_segment, reason, segment_reason, {_RUN_COLUMNS} "
+                f'FROM "{self._stage_changes}" WHERE token = :token'
+            )
+            departures = self._departures(conn, served, rows - new)
+            params = {**self._run_params(token.run), "token": token.stage}
+            self._append_changes(conn, arrived, "customer_id", table, departures, params)
+            for name in (self._stages, self._batches, self._stage_changes):
+                conn.execute(f'DELETE FROM "{name}" WHERE token = ?', (token.stage,))
             self._flip(conn, table, generation + 1, token.run, rows, served)
         return rows, changed, new
 
     def _abort(self, token: StageToken) -> None:
         with self._transaction(f"abort the publish of run {token.run_id}") as conn:
             conn.execute(f'DROP TABLE IF EXISTS "{self._staged_prefix}{token.stage}"')
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (self._stages,)).fetchone():
-                conn.execute(f'DELETE FROM "{self._stages}" WHERE token = ?', (token.stage,))
-                conn.execute(f'DELETE FROM "{self._batches}" WHERE token = ?', (token.stage,))
-
-
-def _quote(day: date) -> str:
-    return f"'{day.isoformat()}'"
+            for name in (self._stages, self._batches, self._stage_changes):
+                if self._exists(conn, name):
+                    conn.execute(f'DELETE FROM "{name}" WHERE token = ?', (token.stage,))

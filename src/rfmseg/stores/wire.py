@@ -7,7 +7,9 @@ faster than the drivers (measured side by side by ``bench/bench_store_encoders.p
 docs/stores.md). Each is checked against the server and the driver by tests/test_store_wire.py.
 
 Both take a :data:`~rfmseg.stores.rows.ROW_SCHEMA` batch (ids and segments are valid UTF-8, checked by
-:func:`~rfmseg.stores.rows.prepare_assignments`).
+:func:`~rfmseg.stores.rows.prepare_assignments`). The change feed's rows (:data:`~rfmseg.stores.rows.CHANGE_SCHEMA`)
+go the same ways: COPY tuples (:func:`pgcopy_changes`) and the RESP of the RPUSHes that hand them to the
+Redis flip script (:func:`rpush_changes`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rfmseg.stores.rows import SEPARATOR
+from rfmseg.stores.rows import SEPARATOR, RunInfo
 
 # --- PostgreSQL COPY binary -------------------------------------------------------------------------------
 # A tuple is an int16 field count, then per field an int32 byte length (-1 for NULL) and the value in
@@ -74,6 +76,30 @@ def pgcopy_tuples(batch: pa.RecordBatch) -> memoryview:
     return _joined(tuples)
 
 
+def pgcopy_changes(batch: pa.RecordBatch, run: RunInfo) -> memoryview:
+    """The COPY binary tuples of a CHANGE_SCHEMA batch followed by the run's run_id, as_of and
+    model_version (the columns of the feed table but its id)."""
+    constant = b"".join(
+        [
+            _text_bytes(run.run_id),
+            (4).to_bytes(4, "big") + ((run.as_of - date(2000, 1, 1)).days).to_bytes(4, "big", signed=True),
+            _text_bytes(run.model_version),
+        ]
+    )
+    tuples = pc.binary_join_element_wise(
+        pa.scalar((len(batch.schema) + 3).to_bytes(2, "big"), pa.large_binary()),
+        *(_text_field(batch[name]) for name in batch.schema.names),
+        pa.scalar(constant, pa.large_binary()),
+        pa.scalar(b"", pa.large_binary()),
+    )
+    return _joined(tuples)
+
+
+def _text_bytes(value: str) -> bytes:
+    data = value.encode()
+    return len(data).to_bytes(4, "big") + data
+
+
 # --- Redis protocol ---------------------------------------------------------------------------------------
 
 
@@ -124,6 +150,32 @@ def hset_commands(key: str, batch: pa.RecordBatch, fields_per_command: int) -> t
         stop = min(start + fields_per_command, batch.num_rows)
         chunks += [b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (stop - start)), key_bulk, view[starts[start] : starts[stop]]]
     return b"".join(chunks), -(-batch.num_rows // fields_per_command)
+
+
+CHANGE_VALUES = 5
+"""Values per change in the list the Redis flip script turns into stream entries: customer_id, from_segment,
+to_segment, reason, segment_reason (NULL as the empty string; segments are never empty)."""
+
+
+def rpush_changes(key: str, batch: pa.RecordBatch, changes_per_command: int) -> tuple[bytes, int]:
+    """The RESP of the RPUSHes that append the :data:`CHANGE_VALUES` values of every change of a
+    CHANGE_SCHEMA ``batch`` to the list ``key``, ``changes_per_command`` changes per RPUSH; (bytes, number
+    of RPUSHes)."""
+    bulks = []
+    for name in batch.schema.names:
+        value = pc.fill_null(batch[name], "")
+        bulks += ["$", pc.cast(pc.binary_length(value), pa.string()), "\r\n", value, "\r\n"]
+    items = pc.cast(pc.binary_join_element_wise(*bulks, ""), pa.large_binary())
+    _validity, offsets, data = items.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int64, count=len(items) + 1, offset=8 * items.offset)
+    view = memoryview(data)
+    key_bulk = resp_bulk(key.encode())
+    chunks: list[bytes | memoryview] = []
+    for start in range(0, batch.num_rows, changes_per_command):
+        stop = min(start + changes_per_command, batch.num_rows)
+        header = b"*%d\r\n$5\r\nRPUSH\r\n" % (2 + CHANGE_VALUES * (stop - start))
+        chunks += [header, key_bulk, view[starts[start] : starts[stop]]]
+    return b"".join(chunks), -(-batch.num_rows // changes_per_command)
 
 
 def _joined(values: pa.Array) -> memoryview:
