@@ -203,7 +203,9 @@ class PostgresStore(ProfileStore):
             "SELECT id::text AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
             "as_of::text AS as_of, model_version FROM {} WHERE id > %s ORDER BY id LIMIT %s"
         ).format(self._feed)
-        rows = self._read(lambda conn: conn.execute(query, (int(after or 0), limit)).fetchall(), [])
+        rows: list[tuple[Any, ...]] = self._read(
+            lambda conn: conn.execute(query, (int(after or 0), limit)).fetchall(), []
+        )
         trim = sql.SQL("SELECT through::text FROM {}").format(self._feed_trim)
         trimmed = self._read(lambda conn: conn.execute(trim).fetchone(), None)
         return rows, trimmed[0] if trimmed else None
@@ -213,7 +215,7 @@ class PostgresStore(ProfileStore):
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
                 try:  # made by the first publish; not here, where two sessions could race to make it
-                    last = cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)).fetchone()[0]
+                    last = _one(cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)))
                 except psycopg.errors.UndefinedTable:
                     last = None
                 if last is None or int(through) > last:

@@ -632,10 +632,10 @@ class RedisStore(ProfileStore):
         """The changes of a staged publish at its commit: the batches' new and moved customers, and the
         served customers no batch staged."""
         key = self._version_key(token.stage)
-        arrived = changes_from_parts(holder.lrange(f"{key}:staged_changes", 0, -1))
+        arrived = changes_from_parts([_raw(part) for part in holder.lrange(f"{key}:staged_changes", 0, -1)])
         if not token.served:
             return in_feed_order([arrived])
-        staged_ids = state_from_parts(holder.lrange(f"{key}:state", 0, -1))["customer_id"]
+        staged_ids = state_from_parts([_raw(part) for part in holder.lrange(f"{key}:state", 0, -1)])["customer_id"]
         served = self._read_state(holder, str(token.generation))
         return in_feed_order([arrived, departed(served, staged_ids)])
 
