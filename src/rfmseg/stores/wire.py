@@ -140,16 +140,7 @@ def hset_commands(key: str, batch: pa.RecordBatch, fields_per_command: int) -> t
         "\r\n",
         "",
     )
-    pairs = pc.cast(pairs, pa.large_binary())
-    _validity, offsets, data = pairs.buffers()
-    starts = np.frombuffer(offsets, dtype=np.int64, count=len(pairs) + 1, offset=8 * pairs.offset)
-    view = memoryview(data)
-    key_bulk = resp_bulk(key.encode())
-    chunks: list[bytes | memoryview] = []
-    for start in range(0, batch.num_rows, fields_per_command):
-        stop = min(start + fields_per_command, batch.num_rows)
-        chunks += [b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (stop - start)), key_bulk, view[starts[start] : starts[stop]]]
-    return b"".join(chunks), -(-batch.num_rows // fields_per_command)
+    return _commands(b"HSET", key, pairs, 2, fields_per_command)
 
 
 CHANGE_VALUES = 5
@@ -165,17 +156,24 @@ def rpush_changes(key: str, batch: pa.RecordBatch, changes_per_command: int) -> 
     for name in batch.schema.names:
         value = pc.fill_null(batch[name], "")
         bulks += ["$", pc.cast(pc.binary_length(value), pa.string()), "\r\n", value, "\r\n"]
-    items = pc.cast(pc.binary_join_element_wise(*bulks, ""), pa.large_binary())
+    return _commands(b"RPUSH", key, pc.binary_join_element_wise(*bulks, ""), CHANGE_VALUES, changes_per_command)
+
+
+def _commands(verb: bytes, key: str, items: pa.Array, values_per_item: int, per_command: int) -> tuple[bytes, int]:
+    """RESP commands ``VERB key <item> <item> ...``, ``per_command`` items each, where every item is already the
+    RESP of its ``values_per_item`` bulk strings; (bytes, number of commands). The items are sliced out of one
+    Arrow buffer, not copied one by one."""
+    items = pc.cast(items, pa.large_binary())
     _validity, offsets, data = items.buffers()
     starts = np.frombuffer(offsets, dtype=np.int64, count=len(items) + 1, offset=8 * items.offset)
     view = memoryview(data)
+    head = b"*%%d\r\n$%d\r\n%s\r\n" % (len(verb), verb)
     key_bulk = resp_bulk(key.encode())
     chunks: list[bytes | memoryview] = []
-    for start in range(0, batch.num_rows, changes_per_command):
-        stop = min(start + changes_per_command, batch.num_rows)
-        header = b"*%d\r\n$5\r\nRPUSH\r\n" % (2 + CHANGE_VALUES * (stop - start))
-        chunks += [header, key_bulk, view[starts[start] : starts[stop]]]
-    return b"".join(chunks), -(-batch.num_rows // changes_per_command)
+    for start in range(0, len(items), per_command):
+        stop = min(start + per_command, len(items))
+        chunks += [head % (2 + values_per_item * (stop - start)), key_bulk, view[starts[start] : starts[stop]]]
+    return b"".join(chunks), -(-len(items) // per_command)
 
 
 def _joined(values: pa.Array) -> memoryview:
