@@ -199,3 +199,18 @@ def test_the_cli_names_column_parameters_by_their_flags() -> None:
         "--price-col",
         "--new-per-week",
     ]
+
+
+def test_a_rule_fix_names_parameters_not_flags(tmp_path: Path) -> None:
+    """The rules' fixes are templates: Python callers read parameter names, the CLI flags (above)."""
+    import duckdb
+
+    from rfmseg.errors import InputError
+    from rfmseg.io.intake import read_rfm
+
+    p = write(tmp_path, "o.csv", ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-13-45,12\n")
+    with pytest.raises(InputError) as raised:
+        read_rfm(duckdb.connect(), p)
+    assert set(raised.value.params) == {"date_format", "bad_rows"}
+    assert "set date_format" in str(raised.value) and "pass bad_rows quarantine" in str(raised.value)
+    assert "--" not in str(raised.value)

@@ -1,5 +1,5 @@
 """The scale paths on small data: the sampled K-Means fit, chunked assignment, the streaming validation
-path (used above intake.MATERIALISE_MAX_ROWS rows), the synthetic generator, and the CLI options."""
+path (used above read_passes.MATERIALISE_MAX_ROWS rows), the synthetic generator, and the CLI options."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.cluster import KMeans
 
-import rfmseg.io.intake as intake
+import rfmseg.io.passes as read_passes
 import rfmseg.io.validate as validate
 from rfmseg.io import Policy
 from rfmseg.jobs.run import segment
@@ -119,7 +119,7 @@ def test_segment_model_records_the_fit_path(monkeypatch: pytest.MonkeyPatch) -> 
 def _both_paths(monkeypatch: pytest.MonkeyPatch, source: Path, **kwargs):
     out = []
     for limit in (10**12, 0):  # materialised table, then streamed views
-        monkeypatch.setattr(intake, "MATERIALISE_MAX_ROWS", limit)
+        monkeypatch.setattr(read_passes, "MATERIALISE_MAX_ROWS", limit)
         out.append(segment(source, **kwargs))
     return out
 
@@ -158,7 +158,7 @@ def test_streaming_path_on_generated_lines_with_bad_rows(
     assert q["missing_customer_id"] > 0 and q["negative_amount"] > 0 and q["after_as_of"] > 0
     assert q["returns_only_customer"] > 0
     assert not any(int(c) % 53 == 0 for c in streamed.rfm.column("customer_id").to_pylist())
-    monkeypatch.setattr(intake, "MATERIALISE_MAX_ROWS", 0)
+    monkeypatch.setattr(read_passes, "MATERIALISE_MAX_ROWS", 0)
     with pytest.raises(validate.InputError, match=r"row\(s\) with no customer id .*first at row 997"):
         segment(messy, policy=Policy(returns_condition="order_id LIKE 'C%'"), runs_dir=None)
 
@@ -211,13 +211,13 @@ def test_streaming_path_cleans_text_ids_only_when_one_needs_it(
         f"order_date, amount FROM (SELECT *, row_number() OVER () AS n FROM '{tx}')) TO '{messy}'"
     )
     calls: list[bool] = []
-    prepare = intake._prepare
+    prepare = read_passes._prepare
 
     def spy(*args, **kwargs):  # records whether each preparation was asked to clean every id
         calls.append(kwargs.get("clean_ids", False))
         return prepare(*args, **kwargs)
 
-    monkeypatch.setattr(intake, "_prepare", spy)
+    monkeypatch.setattr(read_passes, "_prepare", spy)
     kept_clean, streamed_clean = _both_paths(monkeypatch, clean, policy=CANCELLATIONS, runs_dir=None)
     assert calls == [False, False]  # materialised (cleans anyway), then streamed with the ids as they are
     assert streamed_clean.rfm.equals(kept_clean.rfm)
@@ -232,7 +232,7 @@ def test_streaming_path_cleans_text_ids_only_when_one_needs_it(
         f"COPY (SELECT CASE WHEN order_id = (SELECT min(order_id) FROM '{tx}') THEN ' ' ELSE order_id END "
         f"AS order_id, * EXCLUDE (order_id) FROM '{tx}') TO '{bad}'"
     )
-    monkeypatch.setattr(intake, "MATERIALISE_MAX_ROWS", 0)
+    monkeypatch.setattr(read_passes, "MATERIALISE_MAX_ROWS", 0)
     with pytest.raises(validate.InputError, match=r"row\(s\) with no order id"):
         segment(bad, policy=Policy(returns_condition="order_id LIKE 'C%'"), runs_dir=None)
 
@@ -244,14 +244,14 @@ def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
     a return dated after the last order (the default as-of date would set it aside) or a given as-of date
     that leaves rows after it send the input through the counting pass. Every case equals the materialised
     path, which counts first."""
-    counting = intake._count
+    counting = read_passes._count
     passes: list[date | None] = []
 
     def spy(con, prepared, as_of):
         passes.append(as_of)
         return counting(con, prepared, as_of)
 
-    monkeypatch.setattr(intake, "_count", spy)
+    monkeypatch.setattr(read_passes, "_count", spy)
     kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, runs_dir=None)
     assert passes == [] and streamed.manifest["rows"] == kept.manifest["rows"]
     assert streamed.rfm.equals(kept.rfm) and streamed.manifest["as_of"] == kept.manifest["as_of"]
@@ -284,14 +284,14 @@ def test_strict_pass_stops_at_a_row_set_aside_even_with_ids_to_clean(
         f"FROM (SELECT *, row_number() OVER () AS n FROM '{tx}')) TO '{messy}'"
     )
     outcomes: list[bool] = []
-    rfm_pass = intake._rfm_pass
+    rfm_pass = read_passes._rfm_pass
 
     def spy(con, prepared, fs):
         table = rfm_pass(con, prepared, fs)
         outcomes.append(table is not None)
         return table
 
-    monkeypatch.setattr(intake, "_rfm_pass", spy)
+    monkeypatch.setattr(read_passes, "_rfm_pass", spy)
     kept, streamed = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, runs_dir=None)
     # materialised: one pass; streamed: strict pass stops, pass after counting, then the same on clean ids
     assert outcomes == [True, False, True, False, True]

@@ -229,7 +229,7 @@ def _level1(fs: FeatureSet) -> tuple[list[str], list[str], list[tuple[str, str]]
 
 def rfm_sql(
     source: str,
-    as_of: date,
+    as_of: date | None,
     features: FeatureSet = DEFAULT_FEATURES,
     dialect: str = "duckdb",
     flag: str | None = None,
@@ -244,14 +244,16 @@ def rfm_sql(
     returned per customer as ``_flag`` (whether any of the customer's orders meets it).
     ``strict``: the query fails (a DuckDB error naming :data:`SET_ASIDE`) at the first row a rule sets
     aside, instead of leaving it out: when it succeeds, every row of ``source`` was used (what settles the
-    counts of an input not counted before, without counting; rfmseg.io.intake._rfm_settled).
+    counts of an input not counted before, without counting; rfmseg.io.passes._rfm_settled).
+    ``as_of`` None leaves :data:`AS_OF_SLOT` where the date goes.
     """
     if dialect not in DIALECTS:
         raise ParameterError(f"unknown SQL dialect '{dialect}'; use one of {', '.join(DIALECTS)}")
+    day = as_of.isoformat() if as_of is not None else AS_OF_SLOT
     if features == DEFAULT_FEATURES:
-        sql = RFM_SQL.format(source=source, as_of=as_of.isoformat())
+        sql = RFM_SQL.format(source=source, as_of=day)
     else:
-        sql = _generated_sql(source, as_of, features)
+        sql = _generated_sql(source, day, features)
     if strict:
         used = f"CASE WHEN _reason IS NULL THEN TRUE ELSE error('{SET_ASIDE}') END"
         sql = sql.replace("WHERE _reason IS NULL", f"WHERE {used}")
@@ -261,13 +263,13 @@ def rfm_sql(
     if dialect == "spark":
         # DuckDB's date_diff('day', a, b) is Spark's datediff(b, a)
         sql = sql.replace(
-            f"date_diff('day', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE), DATE '{as_of.isoformat()}')",
-            f"datediff(DATE '{as_of.isoformat()}', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE))",
+            f"date_diff('day', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE), DATE '{day}')",
+            f"datediff(DATE '{day}', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE))",
         )
     return sql
 
 
-def _generated_sql(source: str, as_of: date, fs: FeatureSet) -> str:
+def _generated_sql(source: str, day: str, fs: FeatureSet) -> str:
     level1, (freq, mon), distinct = _level1(fs)
     ctes = [
         "orders AS (\n    SELECT customer_id, order_id, "
@@ -286,12 +288,55 @@ def _generated_sql(source: str, as_of: date, fs: FeatureSet) -> str:
     last = "max(ts) FILTER (WHERE NOT is_return)"
     return (
         "WITH " + ",\n".join(ctes) + "\nSELECT\n    orders.customer_id AS customer_id,\n"
-        f"    CAST(date_diff('day', CAST({last} AS DATE), DATE '{as_of.isoformat()}') AS BIGINT) AS recency_days,\n"
+        f"    CAST(date_diff('day', CAST({last} AS DATE), DATE '{day}') AS BIGINT) AS recency_days,\n"
         f"    {freq} AS frequency,\n    {mon} AS monetary,\n"
         f"    CAST(min(ts) FILTER (WHERE NOT is_return) AS DATE) AS first_order_date,\n"
         f"    CAST({last} AS DATE) AS last_order_date\n"
         f"FROM orders{joins}\nGROUP BY {group}\n"
     )
+
+
+AS_OF_SLOT = "$as_of"
+"""what stands for the as-of date in :class:`RfmQueries` until a read knows it"""
+
+
+@dataclass(frozen=True)
+class RfmQueries:
+    """The RFM queries of one read, over its judged view, in customer id order, with the as-of date left open
+    (``slot``, replaced by the date as ``YYYY-MM-DD``): one for each mode of the pass, and the query that takes
+    a ready RFM table."""
+
+    by_mode: dict[tuple[bool, bool], str]
+    """(strict, flagged) -> query; ``flagged`` only where the read has an id condition to flag"""
+    from_table: str
+    """a ready RFM table (already judged): the used rows in canonical form"""
+    slot: str = AS_OF_SLOT
+    set_aside: str = SET_ASIDE
+    """what the error of a strict pass that met a row set aside says"""
+
+
+def _ordered(sql: str) -> str:
+    """``sql`` (an RFM query) in customer id order, with the ids as text.
+
+    Ids kept as whole numbers by the typed rows (see validate.customer_expr) sort far faster than their
+    text, and become text here, after the aggregation."""
+    return f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) AS r ORDER BY r.customer_id"
+
+
+def rfm_queries(source: str, features: FeatureSet = DEFAULT_FEATURES, flag: str | None = None) -> RfmQueries:
+    """The :class:`RfmQueries` over the judged view ``source``; ``flag``: see :func:`rfm_sql`."""
+    modes = [(strict, flagged) for strict in (False, True) for flagged in ((False, True) if flag else (False,))]
+    by_mode = {
+        (strict, flagged): _ordered(rfm_sql(source, None, features, flag=flag if flagged else None, strict=strict))
+        for strict, flagged in modes
+    }
+    from_table = (
+        f"SELECT customer_id, CAST(round(recency_days) AS BIGINT) AS recency_days, "
+        f"CAST(round(frequency) AS BIGINT) AS frequency, CAST(monetary AS DOUBLE) AS monetary, "
+        f"CAST(NULL AS DATE) AS first_order_date, CAST(NULL AS DATE) AS last_order_date "
+        f"FROM {source} WHERE _reason IS NULL ORDER BY customer_id"
+    )
+    return RfmQueries(by_mode, from_table)
 
 
 def compute_rfm(
@@ -304,20 +349,5 @@ def compute_rfm(
 ) -> pa.Table:
     """RFM table from the judged transactions view ``source``, in customer id order (numeric order for ids
     kept as whole numbers, which sort far faster than their text; text order otherwise).
-
-    Ids kept as numbers by the typed rows (see validate.customer_expr) become text here, after the aggregation.
     ``flag``, ``strict``: see :func:`rfm_sql`."""
-    sql = rfm_sql(source, as_of, features, flag=flag, strict=strict)
-    return con.sql(
-        f"SELECT * REPLACE (CAST(customer_id AS VARCHAR) AS customer_id) FROM ({sql}) AS r ORDER BY r.customer_id"
-    ).to_arrow_table()
-
-
-def rfm_from_table(con: duckdb.DuckDBPyConnection, source: str) -> pa.Table:
-    """A ready RFM table (already judged): the used rows in canonical form."""
-    return con.sql(
-        f"SELECT customer_id, CAST(round(recency_days) AS BIGINT) AS recency_days, "
-        f"CAST(round(frequency) AS BIGINT) AS frequency, CAST(monetary AS DOUBLE) AS monetary, "
-        f"CAST(NULL AS DATE) AS first_order_date, CAST(NULL AS DATE) AS last_order_date "
-        f"FROM {source} WHERE _reason IS NULL ORDER BY customer_id"
-    ).to_arrow_table()
+    return con.sql(_ordered(rfm_sql(source, as_of, features, flag=flag, strict=strict))).to_arrow_table()

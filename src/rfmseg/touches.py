@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from rfmseg import schema
 from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.io import open_source
+from rfmseg.io.passes import reason_case
 from rfmseg.io.readers import Source, sql_identifier, sql_string
-from rfmseg.io.validate import Rule, date_expr, id_expr, reason_case
+from rfmseg.io.validate import Rule, date_expr, id_expr
 from rfmseg.runs import DEFAULT_RUNS_DIR, RunWriter
 
 TOUCHES_DIR = "touches"

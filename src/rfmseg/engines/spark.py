@@ -52,6 +52,7 @@ from rfmseg.engines.spark_dialect import (
 from rfmseg.engines.spark_session import URI, SparkError, executor_error, get_session, hadoop_uri, spark_why
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
+from rfmseg.io.passes import check_field_columns, check_whole_columns, problem_error
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.validate import (
     AFTER_AS_OF,
@@ -60,8 +61,6 @@ from rfmseg.io.validate import (
     SOURCE_VIEW,
     Policy,
     Rule,
-    check_field_columns,
-    check_whole_columns,
     resolve_columns,
     row_rules,
     typed_columns,
@@ -283,7 +282,9 @@ class SparkEngine:
             used = [(g[1], g[2]) for g in rows if g[0] is None and g[2] is not None]
             last = max((d for ret, d in used if not ret), default=None) or max((d for _, d in used), default=None)
             if last is None:
-                raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, rules, 'rfmseg_judged')}")
+                raise problem_error(
+                    f"{src.label}: no usable order rows; {first_problem(spark, rules, 'rfmseg_judged')}"
+                )
             as_of = last + timedelta(days=1)
         after = Rule(
             AFTER_AS_OF.reason,
@@ -301,9 +302,9 @@ class SparkEngine:
         self._create_canon(spark, self._late)
         used_rows = counts.pop("", 0)
         if counts and policy.bad_rows == "error":
-            raise InputError(f"{src.label}: {first_problem(spark, self._rules)}")
+            raise problem_error(f"{src.label}: {first_problem(spark, self._rules)}")
         if used_rows == 0:
-            raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, self._rules)}")
+            raise problem_error(f"{src.label}: no usable order rows; {first_problem(spark, self._rules)}")
         return as_of, used_rows + sum(counts.values()), counts
 
     def _create_canon(self, spark: Any, late: tuple[Rule, ...]) -> None:
@@ -331,9 +332,9 @@ class SparkEngine:
         quarantined = {**quarantined, RETURNS_ONLY.reason: int(n.collect()[0][0])}
         rules = (*self._rules, RETURNS_ONLY)
         if policy.bad_rows == "error":
-            raise InputError(f"{src.label}: {first_problem(spark, rules)}")
+            raise problem_error(f"{src.label}: {first_problem(spark, rules)}")
         if rows_read - sum(quarantined.values()) == 0:
-            raise InputError(f"{src.label}: no usable order rows; {first_problem(spark, rules)}")
+            raise problem_error(f"{src.label}: no usable order rows; {first_problem(spark, rules)}")
         return quarantined
 
     # --------------------------------------------------------------------------------------- K-Means

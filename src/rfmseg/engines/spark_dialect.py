@@ -16,14 +16,9 @@ import pyarrow.parquet as pq
 
 from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import Intake
+from rfmseg.io.passes import problem_text, reason_case
 from rfmseg.io.readers import sql_string
-from rfmseg.io.validate import (
-    DEFAULT_DATE_FORMATS,
-    Dialect,
-    Rule,
-    problem_text,
-    reason_case,
-)
+from rfmseg.io.validate import DEFAULT_DATE_FORMATS, Dialect, Rule
 
 _SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
 _SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")

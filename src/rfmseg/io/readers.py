@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from rfmseg import schema
 from rfmseg.errors import InputError
 from rfmseg.io.views import VIEWS
 
@@ -43,6 +44,12 @@ class Source:
     digest: str | Future[str] | None
     """the SHA-256 of the input's bytes, or its computation (a file is hashed on a thread while it is read)"""
     format: str
+
+    @property
+    def by_key(self) -> dict[str, str]:
+        """each column by its key (:func:`rfmseg.schema.normalise`: lower case, letters and digits only), which
+        is how a field finds its column whatever the source calls it (``Customer ID``, ``customer_id``)"""
+        return {schema.normalise(c): c for c in self.columns}
 
     @property
     def sha256(self) -> str | None:

@@ -33,12 +33,18 @@ DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%m/%d/%Y %H:%M", "%m/%
 @dataclass(frozen=True)
 class Rule:
     """A reason code, the SQL condition (over the canonical columns) that sends a row to quarantine,
-    what it means, and how a user fixes it."""
+    what it means, and how a user fixes it (a template: ``{date_format}`` names that parameter, which the
+    CLI renders as its flag and the API as its field; see :data:`rfmseg.io.passes.RULE_PARAMS`)."""
 
     reason: str
     condition: str
     meaning: str
     fix: str
+
+    @property
+    def sql_reason(self) -> str:
+        """the reason code as an SQL string literal"""
+        return sql_string(self.reason)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class ExtraField:
     def rules(self) -> tuple[Rule, ...]:
         if self.kind != "number":
             return ()
-        fix = f"fix the {self.name} values or map another column with --col {self.name}=COLUMN"
+        fix = f"fix the {self.name} values or map another column with {{columns}} {self.name}=COLUMN"
         out = [
             Rule(
                 f"bad_{self.name}",
@@ -117,11 +123,10 @@ def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[
             f"{source.label}: no column '{explicit}' (given for {field_name}); "
             f"columns found: {', '.join(source.columns)}"
         )
-    wanted = (schema.normalise(field_name), *aliases)
-    normalised = {schema.normalise(c): c for c in source.columns}
-    for w in wanted:
-        if w in normalised:
-            return normalised[w]
+    by_key = source.by_key
+    for w in (schema.normalise(field_name), *aliases):
+        if w in by_key:
+            return by_key[w]
     return None
 
 
@@ -277,7 +282,7 @@ GENERIC_RULES = (
         "bad_date",
         "ts IS NULL",
         "order date missing or not a date",
-        "fix the date or set --date-format (e.g. '%d/%m/%Y')",
+        "fix the date or set {date_format} (e.g. '%d/%m/%Y')",
     ),
     Rule(
         "bad_amount",
@@ -296,7 +301,7 @@ AFTER_AS_OF = Rule(
     "after_as_of",
     "CAST(ts AS DATE) > DATE '{as_of}'",
     "row dated after the as-of date",
-    "set a later --as-of or remove the future-dated rows",
+    "set a later {as_of} or remove the future-dated rows",
 )
 RETURNS_ONLY = Rule(
     "returns_only_customer",
@@ -309,8 +314,8 @@ has returns, since only then can a customer's used rows all be returns."""
 EXCLUDED_RETURN = Rule(
     "excluded_return",
     "is_return",
-    "return or cancellation, excluded (--returns exclude)",
-    "use --returns net to subtract returns from monetary instead",
+    "return or cancellation, excluded (returns: exclude)",
+    "use {returns} net to subtract returns from monetary instead",
 )
 RFM_RULES = (
     Rule("missing_customer_id", "customer_id IS NULL", "no customer id", "fill the customer id"),
@@ -342,12 +347,6 @@ RFM_RULES = (
 """The rules a ready RFM table's rows are judged by, in order."""
 SOURCE_COLUMNS = "{source_columns}"
 SOURCE_VIEW = "{source}"
-
-
-def reason_case(rules: tuple[Rule, ...]) -> str:
-    """The SQL CASE giving a row the reason of the first rule in ``rules`` it breaks (NULL: it breaks none)."""
-    whens = " ".join(f"WHEN {r.condition} THEN {sql_string(r.reason)}" for r in rules)
-    return f"CASE {whens} ELSE NULL END"
 
 
 @dataclass(frozen=True)
@@ -444,60 +443,77 @@ def row_rules(policy: Policy, mapping: dict[str, str]) -> tuple[tuple[Rule, ...]
     return rules, has_returns
 
 
-def problem_text(rules: tuple[Rule, ...], found: dict[str, tuple[int, int]]) -> str:
-    """'N row(s) with <meaning> (reason R, first at row N); <fix>' for the first rule in ``rules`` order
-    that ``found`` (reason -> (rows, first row)) has."""
-    for rule in rules:
-        if rule.reason in found:
-            n, first = found[rule.reason]
-            return (
-                f"{n} row(s) with {rule.meaning} (reason {rule.reason}, first at row {first}); {rule.fix}, "
-                "or pass --bad-rows quarantine to set such rows aside"
-            )
-    return "check the file"
+@dataclass(frozen=True)
+class Plan:
+    """How one source is read, decided from its columns and the policy before a row is read: the mapping,
+    the row rules and the typing SQL. Text only; :func:`rfmseg.io.passes.settle` runs it."""
+
+    kind: Literal["transactions", "rfm"]
+    """a table of transactions, or a ready RFM table (taken as it is)"""
+    source: Source
+    mapping: dict[str, str]
+    """canonical field -> the source's column"""
+    policy: Policy
+    rules: tuple[Rule, ...]
+    """the row rules in the order they are checked (before the as-of and returns-only rules, which need the
+    data); :data:`RFM_RULES` for an RFM table"""
+    typed: str
+    """the query of the typed rows: ``_row`` and the canonical columns typed from the source's (every id
+    cleaned), with the policy's extra columns"""
+    typed_ids_as_is: str
+    """the same query with text ids taken as they are (:data:`DUCKDB_IDS_AS_IS`): what large inputs read
+    first; equal to ``typed`` when no id is text"""
+    unclean_ids: str | None = None
+    """SQL over the RFM pass's ``orders`` that is true for an id cleaning would change
+    (:func:`unclean_id_condition`); None when no id column is text"""
+    nets_returns: bool = False
+    """the policy recognises returns and nets them: a customer's used rows can then all be returns"""
+    numbers: tuple[str, ...] = ()
+    """the extra fields that hold numbers (a column without a single number is a wrong mapping)"""
 
 
-def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[int, int, int]) -> None:
-    """A column that holds no value of its type at all is a wrong mapping, not bad rows.
-
-    ``counts``: the typed rows' count, and the count of their dates and of their amounts."""
-    total, dates, amounts = counts
-    if total == 0:
-        raise InputError(f"{source.label}: has no rows; give transactions to segment")
-    if dates == 0:
-        col = mapping[schema.ORDER_DATE]
-        raise InputError(
-            f"{source.label}: column '{col}' holds no readable dates; map the order date with "
-            "{columns.order_date} NAME or give {date_format}",
-            param=("columns.order_date", "date_format"),
+def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan:
+    """The :class:`Plan` of reading ``source`` with ``policy``; ``columns`` maps canonical fields to the
+    source's columns (the rest are found by name and alias). Raises on a column that cannot be found."""
+    kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
+    t = source.columns
+    if kind == "rfm":
+        cust = id_expr(mapping[schema.CUSTOMER_ID], t[mapping[schema.CUSTOMER_ID]])
+        r, f, m = (number_expr(mapping[x], t[mapping[x]]) for x in schema.RFM_FIELDS)
+        typed = (
+            f"SELECT _row, {cust} AS customer_id, {r} AS recency_days, {f} AS frequency, {m} AS monetary "
+            f"FROM {source.name}"
         )
-    if amounts == 0 and (schema.AMOUNT in mapping or schema.QUANTITY in mapping):
-        numbers = mapping.get(schema.AMOUNT) or mapping.get(schema.QUANTITY)
-        raise InputError(
-            f"{source.label}: column '{numbers}' holds no numbers; map the amount with {{columns.amount}} NAME "
-            "(or {columns.quantity} and {columns.unit_price})",
-            param=("columns.amount", "columns.quantity", "columns.unit_price"),
-        )
+        return Plan("rfm", source, mapping, policy, RFM_RULES, typed, typed)
+    rules, has_returns = row_rules(policy, mapping)
+    originals = ", ".join(sql_identifier(c) for c in t)
+    extra = "".join(
+        f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
+        for name, sql in policy.extra_columns
+    )
+    unclean = unclean_id_condition(mapping, t)
+
+    def query(d: Dialect) -> str:
+        return f"SELECT _row, {typed_columns(mapping, t, policy, d)}{extra} FROM {source.name}"
+
+    typed = query(DUCKDB)
+    return Plan(
+        "transactions",
+        source,
+        mapping,
+        policy,
+        rules,
+        typed,
+        typed if unclean is None else query(DUCKDB_IDS_AS_IS),
+        unclean,
+        has_returns and policy.returns == "net",
+        number_fields(policy.fields),
+    )
 
 
-def number_fields(fields: tuple[ExtraField, ...]) -> list[str]:
-    """The names of the extra fields that hold numbers, in order (what :func:`check_field_columns` counts)."""
-    return [f.name for f in fields if f.kind == "number"]
-
-
-def check_field_columns(
-    source: Source, mapping: dict[str, str], fields: tuple[ExtraField, ...], counts: tuple[int, ...]
-) -> None:
-    """An extra number column without a single number is a wrong mapping, not bad rows.
-
-    ``counts``: the count of each of :func:`number_fields`' values over the typed rows, in order."""
-    for name, n in zip(number_fields(fields), counts, strict=True):
-        if n == 0:
-            raise InputError(
-                f"{source.label}: column '{mapping[name]}' holds no numbers for {name}; "
-                f"map {name} with {{columns}} {name}=COLUMN",
-                param="columns",
-            )
+def number_fields(fields: tuple[ExtraField, ...]) -> tuple[str, ...]:
+    """The names of the extra fields that hold numbers, in order (each must hold one number somewhere)."""
+    return tuple(f.name for f in fields if f.kind == "number")
 
 
 # ------------------------------------------------------------------------------------ data sufficiency
