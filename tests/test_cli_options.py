@@ -187,3 +187,17 @@ def test_the_binding_does_not_depend_on_the_parameter_name(tmp_path: Path, monke
     r = CliRunner().invoke(one, ["--k", "6", "--random-state", "7"])
     assert r.exit_code == 0, r.output
     assert seen == {"k": 6, "random_state": 7}
+
+
+def test_an_error_names_the_parameter_as_the_running_command_spells_it() -> None:
+    """The core names a parameter once (``from_run``); each command renders its own option for it, and a
+    parameter a command does not declare falls back to the shared table (``columns`` -> ``--col``)."""
+    from rfmseg.cli.common import flags_of_command
+    from rfmseg.errors import NotFoundError
+
+    err = NotFoundError("pass {from_run} with an earlier run", param="from_run")
+    assert str(err) == "pass from_run with an earlier run"
+    assert err.render(flags_of_command(["ask", "intervention", "--json"])) == "pass --from-run with an earlier run"
+    assert err.render(flags_of_command(["transitions"])) == "pass --from with an earlier run"
+    assert flags_of_command(["run", "orders.csv"])("columns") == "--col"
+    assert flags_of_command(["--config", "x.toml", "run"])("as_of") == "--as-of"

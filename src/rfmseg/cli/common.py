@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
@@ -83,12 +84,30 @@ def parse_ids(value: str | None) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()] if value else []
 
 
+def flags_of_command(argv: list[str]) -> Callable[[str], str]:
+    """How the command that ``argv`` runs names a parameter: its own option for that parameter where it has
+    one (``--from`` for ``transitions``, ``--from-run`` for ``ask intervention``), else :func:`flag_of`."""
+    command: Any = typer.main.get_command(app)  # typer's own click: a group has ``commands``
+    for word in argv:
+        if word.startswith("-"):
+            continue
+        if word not in (getattr(command, "commands", None) or {}):
+            break
+        command = command.commands[word]
+    own = {
+        p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        for p in command.params
+        if p.param_type_name == "option" and p.name and p.opts
+    }
+    return lambda param: own.get(param) or flag_of(param)
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     try:
         app(args=argv, standalone_mode=False)
     except RfmsegError as exc:
-        err.print(f"error: {exc.render(flag_of)}", markup=False)
+        err.print(f"error: {exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))}", markup=False)
         return exc.exit_code
     except typer.Abort:
         err.print("aborted", markup=False)

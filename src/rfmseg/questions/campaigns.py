@@ -337,7 +337,8 @@ def intervention_effect(
     if start.as_of >= end.as_of:
         raise NotFoundError(
             f"the start run ({start.run_id}, as of {start.as_of}) is not before the end run ({end.run_id}, as of "
-            f"{end.as_of}); pass --from-run with an earlier run, or produce more runs over time"
+            f"{end.as_of}); pass {{from_run}} with an earlier run, or produce more runs over time",
+            param="from_run",
         )
     name = h.segment(start, segment)
     targets = [match_segment(t, h.segments(end), end.run_id) for t in to]
