@@ -118,7 +118,6 @@ def score(
     pass computed it: the customers are not scored again).
     """
     x = rfm_matrix(rfm) if x is None else x
-    predicted = model.predict(x) if assigned is None else assigned
     cold = np.zeros(x.shape[0], dtype=bool)
     if cold_start.orders > 0:
         cold |= x[:, 1] < cold_start.orders
@@ -127,6 +126,9 @@ def score(
         tenure = pc.days_between(first, pa.scalar(as_of, pa.date32()))
         cold |= pc.fill_null(pc.less(tenure, cold_start.days), False).to_numpy(zero_copy_only=False)
     cold |= np.isnan(x[:, 0])  # no dated order at all (only returns): nothing to score
+    # a cold customer's distance is to the cold-start segment, when the model has one of that name
+    to = cold_start.name if cold.any() and cold_start.name in model.names_ else None
+    predicted = model.predict(x, to=to) if assigned is None or to is not None else assigned
     labels = pa.array(np.asarray(predicted.labels).astype(np.int32, copy=False))
     model_segment = pc.take(pa.array(model.names_, pa.string()), labels)
     distance = np.asarray(predicted.distance, float)
@@ -134,9 +136,8 @@ def score(
     segment = model_segment
     if cold.any():
         segment = pc.if_else(is_cold, pa.scalar(cold_start.name, pa.string()), model_segment)
-        if cold_start.name in model.names_:
-            distance = distance.copy()
-            distance[cold] = model.distances(x[cold])[:, model.names_.index(cold_start.name)]
+        if predicted.distance_to is not None:
+            distance = np.where(cold, predicted.distance_to, distance)
     return pa.table(
         {
             "customer_id": rfm.column("customer_id"),
@@ -163,5 +164,5 @@ def cold_warnings(model: SegmentModel, cold_start: ColdStart, entity: str) -> li
     return [
         f"the cold-start segment '{cold_start.name}' is not one of this model's segments "
         f"({', '.join(model.names_)}); {entity} with a thin history get it anyway "
-        "(--cold-start-segment)"
+        "(choose one of the model's segments as the cold-start segment to change that)"
     ]

@@ -29,6 +29,8 @@ class Assignment:
     """the model's segment names, by cluster index"""
     distance: np.ndarray
     margin: np.ndarray
+    distance_to: np.ndarray | None = None
+    """the distance to one more centroid, when :meth:`SegmentModel.predict` was asked for it (``to``)"""
 
     @property
     def segments(self) -> list[str]:
@@ -140,11 +142,16 @@ class SegmentModel:
             raise ParameterError("this SegmentModel is not fitted yet; call fit() or load a stored model")
 
     # ----------------------------------------------------------------------------------------- scoring
-    def predict(self, rfm: np.ndarray) -> Assignment:
+    def predict(self, rfm: np.ndarray, to: str | None = None) -> Assignment:
+        """Each customer's nearest segment, the distance to it and the margin to the second nearest; with
+        ``to`` (a segment name), also each customer's distance to that segment's centroid."""
         self._check_fitted()
         z = self.transform_.apply(np.asarray(rfm, dtype=float))
         labels, dist, margin = nearest(z, self.centroids_scaled_)
-        return Assignment(labels, list(self.names_), dist, margin)
+        extra = None
+        if to is not None:
+            extra = np.sqrt(((z - self.centroids_scaled_[self.names_.index(to)]) ** 2).sum(axis=1))
+        return Assignment(labels, list(self.names_), dist, margin, extra)
 
     def distances(self, rfm: np.ndarray) -> np.ndarray:
         """(n, K) distance of each customer to each centroid, in scaled units."""
