@@ -22,6 +22,7 @@ from rfmseg.io import Policy
 from rfmseg.jobs.reading import ModelRef, Reading, load_model, reading
 from rfmseg.model.scoring import OFF, REASON_COLD, ColdStart, cold_warnings, score
 from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.runs.artifacts import Rows
 from rfmseg.timing import Timer
 
 
@@ -30,7 +31,7 @@ class AssignResult:
     model: ModelRef
     as_of: date | None
     assignments: pa.Table
-    rows: dict[str, Any]
+    rows: Rows
     warnings: list[str] = field(default_factory=list)
     cold_start: ColdStart = OFF
 

@@ -179,21 +179,37 @@ class Job:
         model: SegmentModel,
         model_version: str,
         *,
-        summary: dict[str, Any] | None = None,
+        names: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         manifest: JobManifest | None = None,
     ) -> LifeResult:
         """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run
-        (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``summary``, ``params`` and ``manifest``
-        are what the job's kind adds to the files."""
+        (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``names`` (a retrain's name carry-over
+        report), ``params`` and ``manifest`` are what the job's kind adds to the files."""
         t, read, cold = self.timer, self.read, self.cold_start
         with t.stage("assign"):
             assignments = score(model, rfm, prepared.as_of, cold)
         segments = assignments.column("segment").to_pylist()
         with t.stage("profile"):
-            summ = build_summary(self.run_id, prepared.as_of, model, rfm, segments, read.currency, read.units)
-        summ.update(life_summary(self.kind, model_version, assignments, cold, prepared, read), **(summary or {}))
-        summ["warnings"] = summ.get("warnings", []) + cold_warnings(model, cold, read.units.entity)
+            summ = build_summary(
+                self.run_id,
+                prepared.as_of,
+                model,
+                rfm,
+                segments,
+                read.currency,
+                read.units,
+                preset=read.preset.name if read.preset else None,
+                rows=prepared.rows_summary(),
+                warnings=cold_warnings(model, cold, read.units.entity),
+            )
+        reasons = Counter(assignments.column("segment_reason").to_pylist())
+        summ["kind"] = self.kind
+        summ["model_version"] = model_version
+        customers = reasons.get(REASON_COLD, 0)
+        summ["cold_start"] = {"orders": cold.orders, "days": cold.days, "segment": cold.name, "customers": customers}
+        if names is not None:
+            summ["names"] = names
         man = run_manifest(
             run_id=self.run_id,
             kind=self.kind,
@@ -225,8 +241,7 @@ class Job:
         with t.stage("write"):
             writer = RunWriter(self.runs_dir, self.run_id)
             run = write_run(writer, self.engine, prepared, model, rfm, assignments, summ, man, t)
-        # complete: build_summary's keys plus what the job added (its kind, reading, rows, cold start, warnings)
-        return LifeResult(self.kind, run, "created", cast(Summary, summ), man)
+        return LifeResult(self.kind, run, "created", summ, man)
 
     def finish(self, result: LifeResult) -> LifeResult:
         """Publish the job's run (unless ``publish=False``)."""
@@ -240,17 +255,3 @@ def publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dic
     if result.status == "existing":
         return publish_existing(result.run, runs_dir, store)
     return publish_run(result.run, runs_dir, store)
-
-
-def life_summary(
-    kind: str, model_version: str, assignments: pa.Table, cold_start: ColdStart, prepared: Intake, read: Reading
-) -> dict[str, Any]:
-    """What a refresh or retrain adds to the summary: its kind, reading, model version, rows, cold start."""
-    reasons = Counter(assignments.column("segment_reason").to_pylist())
-    return {
-        "kind": kind,
-        "preset": read.preset.name if read.preset else None,
-        "model_version": model_version,
-        "rows": prepared.rows_summary(),
-        "cold_start": {**cold_start.to_dict(), "customers": reasons.get(REASON_COLD, 0)},
-    }

@@ -104,7 +104,7 @@ def retrain(
                 key,
                 model,
                 job.run_id,
-                summary={"names": names},
+                names=names,
                 params={"max_name_shift": max_name_shift},
                 manifest=manifest,
             )

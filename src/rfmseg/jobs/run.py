@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -140,10 +140,19 @@ def segment(
         )
         with timer.stage("profile"):
             segments = pd.Categorical.from_codes(assigned.labels, categories=model.names_)
-            summary = build_summary(run_id, prepared.as_of, model, rfm, segments, currency, units, x)
-            summary["preset"] = preset.name if preset else None
-            summary["rows"] = prepared.rows_summary()
-            summary["warnings"] = sufficiency_warnings(rfm, k, currency)
+            summary = build_summary(
+                run_id,
+                prepared.as_of,
+                model,
+                rfm,
+                segments,
+                currency,
+                units,
+                x,
+                preset=preset.name if preset else None,
+                rows=prepared.rows_summary(),
+                warnings=sufficiency_warnings(rfm, k, currency),
+            )
             summary["net_nonpositive"] = net_nonpositive(rfm)
         model.provenance_ = provenance(
             run_id, started, prepared.as_of, prepared.source.sha256, rfm, data_sha256=digest.result()
@@ -188,8 +197,7 @@ def segment(
             with timer.stage("publish"):
                 manifest["publish"] = publish_computed(engine_, manifest, model, assignments, store, run)
         manifest["timings"] = timer.stages
-        # complete: build_summary's keys plus the preset, rows, warnings and net_nonpositive set above
-        return RunResult(run_id, run, cast(Summary, summary), manifest, model, rfm, assignments)
+        return RunResult(run_id, run, summary, manifest, model, rfm, assignments)
     except BaseException:
         background.shutdown(wait=True)  # nothing may still be writing into the folder removed next
         if writer is not None:

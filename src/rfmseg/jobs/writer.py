@@ -27,7 +27,7 @@ from rfmseg.model import SegmentModel
 from rfmseg.profile import insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import Run, RunWriter
-from rfmseg.runs.artifacts import Manifest, Summary
+from rfmseg.runs.artifacts import Manifest, Rows, Summary
 from rfmseg.timing import Timer
 
 
@@ -40,10 +40,15 @@ def build_summary(
     currency: str = "$",
     units: Units = DEFAULT_UNITS,
     x: np.ndarray | None = None,
-) -> dict[str, Any]:
+    *,
+    preset: str | None,
+    rows: Rows,
+    warnings: list[Any],
+) -> Summary:
     """The run's summary (segment table, insights) for the customers of ``rfm`` in ``segments`` (a name per
-    customer); ``x`` is the RFM matrix of ``rfm`` when at hand (read in place instead of copying the three
-    columns again). The kind of run adds its own keys (:class:`rfmseg.runs.artifacts.Summary`)."""
+    customer), with the preset's name, the input's ``rows`` and the run's ``warnings``; ``x`` is the RFM
+    matrix of ``rfm`` when at hand (read in place instead of copying the three columns again). The kind of
+    run adds its own keys (:class:`rfmseg.runs.artifacts.Summary`)."""
     if x is None:
         df = rfm.select(["recency_days", "frequency", "monetary"]).to_pandas()
     else:
@@ -63,6 +68,9 @@ def build_summary(
         "insights": insights(df, table, currency, units=units, curve=curve),
         "units": units.to_dict(),
         "pareto": curve,
+        "preset": preset,
+        "rows": rows,
+        "warnings": warnings,
     }
 
 

@@ -48,7 +48,7 @@ class Summary(TypedDict):
     currency: str
     segments: list[dict[str, Any]]
     insights: list[dict[str, Any]]
-    units: dict[str, str]
+    units: dict[str, Any]
     pareto: dict[str, Any]
     preset: str | None
     rows: Rows
