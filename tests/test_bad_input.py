@@ -175,16 +175,10 @@ def test_a_python_caller_reads_parameter_names_where_the_cli_reads_flags(tmp_pat
     from rfmseg.presets import build_policy, get_preset
 
     with pytest.raises(ParameterError) as caught:
-        build_policy(get_preset("ecommerce"), returns="net")
+        build_policy(get_preset("ecommerce"), returns="sometimes")
     err = caught.value
-    assert str(err) == (
-        "returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
-        "e.g. preset online-retail"
-    )
-    assert err.render(flag_of) == (
-        "--returns needs data whose returns rfmseg can recognise; use a preset that defines them, "
-        "e.g. --preset online-retail"
-    )
+    assert str(err) == "returns 'sometimes' is not allowed; use net or exclude"
+    assert err.render(flag_of) == "--returns 'sometimes' is not allowed; use net or exclude"
     # other braces in a message are text, not parameters
     assert ParameterError("{path = 'x'}: see {k}", param="k").render(flag_of) == "{path = 'x'}: see --k"
 

@@ -366,10 +366,42 @@ def test_installed_command_exits_2_with_one_line(real_slice: Path, tmp_path: Pat
     assert not runs.exists()
 
 
-def test_returns_option_needs_returns(cli, tmp_path: Path, study_orders: Path) -> None:
+def test_returns_option_without_a_preset_counts_negative_lines_as_returns(cli, tmp_path: Path) -> None:
+    """Order lines with refunds written as negative lines: refused as they are (the message says how to
+    count them as returns), netted with --returns net, set aside with --returns exclude."""
+    lines = ["customer_id,order_id,order_date,amount"]
+    for i in range(24):
+        lines += [f"K{i},{i}a,2024-01-{1 + i % 28:02d},{50 + i}", f"K{i},{i}b,2024-02-{1 + i % 28:02d},{20 + i}"]
+    lines += ["K1,1r,2024-02-20,-30", "K2,2r,2024-02-21,-10"]
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines) + "\n")
     runs = tmp_path / "runs"
-    r = cli("run", study_orders, "--returns", "exclude", "--runs-dir", runs)
-    assert_clean_failure(r, runs, "--returns needs data whose returns rfmseg can recognise", "--preset online-retail")
+    r = cli("run", path, "--k", "2", "--runs-dir", runs)
+    assert_clean_failure(r, runs, "2 row(s) with negative amount", "pass --returns net to count negative lines")
+    net = cli("run", path, "--k", "2", "--returns", "net", "--runs-dir", runs, "--json")
+    assert net.code == 0, net.err
+    assert net.json()["rows"] == {"read": 50, "used": 50, "quarantined": {}}
+    rfm = pq.read_table(next(runs.glob("*/rfm.parquet"))).to_pylist()
+    by = {row["customer_id"]: row for row in rfm}
+    assert by["K1"]["monetary"] == 51 + 21 - 30 and by["K1"]["frequency"] == 2  # the refund is no order
+    excl = cli(
+        "run",
+        path,
+        "--k",
+        "2",
+        "--returns",
+        "exclude",
+        "--bad-rows",
+        "quarantine",
+        "--runs-dir",
+        tmp_path / "runs2",
+        "--json",
+    )
+    assert excl.code == 0, excl.err
+    assert excl.json()["rows"]["quarantined"] == {"excluded_return": 2}
+    runs = tmp_path / "runs3"
+    study_orders = tmp_path / "study.csv"
+    study_orders.write_text("\n".join(lines[:-2]) + "\n")
     r = cli("run", "--preset", "online-retail", study_orders, "--returns", "sometimes", "--runs-dir", runs)
     assert_clean_failure(r, runs, "--returns", "'sometimes' is not allowed", "net or exclude")
 

@@ -294,7 +294,7 @@ GENERIC_RULES = (
         "negative_amount",
         "amount < 0 AND NOT is_return",
         "negative amount on an order",
-        "fix the amount, or use a preset that treats negative lines as returns",
+        "fix the amount, or pass {returns} net to count negative lines as returns",
     ),
 )
 AFTER_AS_OF = Rule(

@@ -149,6 +149,11 @@ def with_features(policy: Policy, features: FeatureSet) -> Policy:
     return replace(policy, fields=(*policy.fields, *added), needs_amount=features.needs_amount)
 
 
+NEGATIVE_LINES_ARE_RETURNS = "amount < 0"
+"""what a return is when ``returns`` is asked for and neither the preset nor the policy defines returns: a
+line with a negative amount (a refund, a cancellation), the convention of most order exports"""
+
+
 def build_policy(
     preset: Preset | None,
     policy: Policy | None = None,
@@ -156,7 +161,9 @@ def build_policy(
     returns: str | None = None,
     date_format: str | None = None,
 ) -> Policy:
-    """The row policy of a run: ``policy``, else the preset's, else the default, with the options given."""
+    """The row policy of a run: ``policy``, else the preset's, else the default, with the options given.
+    ``returns`` where nothing defines returns counts the negative lines as returns
+    (:data:`NEGATIVE_LINES_ARE_RETURNS`)."""
     chosen_rows: BadRows | None
     match bad_rows:
         case None | "error" | "quarantine":
@@ -171,11 +178,8 @@ def build_policy(
             raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
     base = policy or (preset.policy if preset else Policy())
     if chosen_returns is not None and base.returns_condition.strip().upper() == "FALSE":
-        raise ParameterError(
-            "{returns} needs data whose returns rfmseg can recognise; use a preset that defines them, "
-            "e.g. {preset} online-retail",
-            param=("returns", "preset"),
-        )
+        # asked to handle returns where nothing defines them: the common convention, a negative line
+        base = replace(base, returns_condition=NEGATIVE_LINES_ARE_RETURNS)
     return replace(
         base,
         bad_rows=base.bad_rows if chosen_rows is None else chosen_rows,
