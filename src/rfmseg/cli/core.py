@@ -8,7 +8,7 @@ import duckdb
 import pyarrow.compute as pc
 import typer
 
-from rfmseg.cli.common import app, out, parse_ids, print_json, print_summary, units_of
+from rfmseg.cli.common import app, err, out, parse_ids, print_json, print_summary, units_of
 from rfmseg.cli.options import (
     BARE_COLUMNS,
     COLUMNS,
@@ -30,6 +30,7 @@ from rfmseg.cli.options import (
     Transform,
     include,
 )
+from rfmseg.cli.progress import progress_shown
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
@@ -164,15 +165,16 @@ def run(
     target = publish_target(settings.runs_path, settings.store, publish)
     # a Spark run is published by its executors inside segment(), a local one from here once it is written
     executors = engine == "spark" and target is not None
-    result = segment(
-        settings.require_source(),
-        **settings.segment_kwargs(),
-        engine=engine,
-        spark_master=spark_master,
-        output=output,
-        sample_size=sample_size,
-        store=target if executors else None,
-    )
+    with progress_shown(as_json, err):
+        result = segment(
+            settings.require_source(),
+            **settings.segment_kwargs(),
+            engine=engine,
+            spark_master=spark_master,
+            output=output,
+            sample_size=sample_size,
+            store=target if executors else None,
+        )
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:
         published = publish_run(result.run, settings.runs_path, target)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from rfmseg import jobs as life
-from rfmseg.cli.common import app, out, print_json, print_summary, units_of
+from rfmseg.cli.common import app, err, out, print_json, print_summary, units_of
 from rfmseg.cli.options import (
     AS_OF,
     COLD_START,
@@ -30,6 +30,7 @@ from rfmseg.cli.options import (
     TransformOrPrevious,
     include,
 )
+from rfmseg.cli.progress import progress_shown
 from rfmseg.config import Settings, resolve
 from rfmseg.errors import NotFoundError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
@@ -326,7 +327,10 @@ def refresh(
 
     Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
-    result = life.refresh(s.require_source(), dict(s.columns), as_of=s.as_of, model=model, **_job_options(s, publish))
+    with progress_shown(as_json, err):
+        result = life.refresh(
+            s.require_source(), dict(s.columns), as_of=s.as_of, model=model, **_job_options(s, publish)
+        )
     _life_report(result, as_json)
 
 
@@ -369,18 +373,19 @@ def retrain(
     K, transform, seed and restarts: the options, else rfmseg.toml, else the previous model's. Options
     override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
-    result = life.retrain(
-        s.require_source(),
-        dict(s.columns),
-        as_of=s.as_of,
-        previous=previous if carry_over else None,
-        k=_set(s, "k"),
-        transform=s.transform,
-        n_init=_set(s, "n_init"),
-        random_state=_set(s, "random_state"),
-        max_name_shift=max_name_shift,
-        **_job_options(s, publish),
-    )
+    with progress_shown(as_json, err):
+        result = life.retrain(
+            s.require_source(),
+            dict(s.columns),
+            as_of=s.as_of,
+            previous=previous if carry_over else None,
+            k=_set(s, "k"),
+            transform=s.transform,
+            n_init=_set(s, "n_init"),
+            random_state=_set(s, "random_state"),
+            max_name_shift=max_name_shift,
+            **_job_options(s, publish),
+        )
     _life_report(result, as_json)
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rfmseg.model import SegmentModel
     from rfmseg.model.segment_model import Assignment
     from rfmseg.presets import Preset
-    from rfmseg.timing import Timer
+    from rfmseg.timing import Percent, Timer
 
 
 class Engine(Protocol):
@@ -68,6 +68,10 @@ class Engine(Protocol):
 
     def discard_output(self) -> None:
         """Remove what :meth:`write_output` wrote, after a failed run (best effort)."""
+        ...
+
+    def track_progress(self) -> Percent:
+        """Start measuring how far each query is, and how to read it (:class:`rfmseg.timing.ProgressSource`)."""
         ...
 
     def close(self) -> None: ...

@@ -18,7 +18,7 @@ from rfmseg.io.intake import Intake, connect, read_rfm
 from rfmseg.model import SegmentModel
 from rfmseg.model.segment_model import Assignment
 from rfmseg.presets import Preset
-from rfmseg.timing import Timer
+from rfmseg.timing import Percent, Timer
 
 
 class LocalEngine:
@@ -47,6 +47,21 @@ class LocalEngine:
         feature_set: FeatureSet | None,
     ) -> Intake:
         return read_rfm(self.con, source, columns, as_of, policy, preset, feature_set, timer)
+
+    def track_progress(self) -> Percent:
+        """DuckDB's own measure of the running query (its progress bar, not printed); read from another thread."""
+        try:
+            self.con.execute("SET enable_progress_bar = true")
+            self.con.execute("SET enable_progress_bar_print = false")
+        except duckdb.Error:  # Jupyter without ipywidgets refuses the setting: no measure, only the stage
+            return lambda: None
+        con = self.con
+
+        def percent() -> float | None:
+            p = con.query_progress()
+            return p if p >= 0 else None
+
+        return percent
 
     def fit(self, model: SegmentModel, x: np.ndarray) -> Assignment:
         return model.fit_predict(x)  # the fit's last pass scores the training customers

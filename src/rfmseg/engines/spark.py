@@ -70,7 +70,7 @@ from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL
 from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
-from rfmseg.timing import Timer
+from rfmseg.timing import Percent, Timer
 
 KMEANS_MAX_ITER = 50
 KMEANS_TOL = 1e-6
@@ -116,6 +116,24 @@ class SparkEngine:
 
     def check_publish(self, writes_folder: bool) -> None:
         """Nothing to refuse: the executors publish what they compute, with or without a run folder."""
+
+    def track_progress(self) -> Percent:
+        """The share of the tasks of the running Spark stages that are done (read from the driver's status
+        tracker; nothing on Spark Connect, whose sessions have no SparkContext)."""
+
+        def percent() -> float | None:
+            if self._spark is None:  # the session starts with the first read
+                return None
+            try:
+                tracker = self._spark.sparkContext.statusTracker()
+                stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+            except Exception:  # Spark Connect, or a session stopping
+                return None
+            tasks = sum(s.numTasks for s in stages if s is not None)
+            done = sum(s.numCompletedTasks for s in stages if s is not None)
+            return 100.0 * done / tasks if tasks else None
+
+        return percent
 
     def close(self) -> None:
         if self._rfm_all is not None:

@@ -154,7 +154,9 @@ class Job:
             trained, o.get("preset"), o.get("policy"), o.get("bad_rows"), o.get("returns"), o.get("date_format")
         )
         cold_start = (o.get("cold_start") or ColdStart(segment=None)).resolved(read.preset)
-        return cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)
+        job = cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)
+        job.timer.watch(job.engine)  # for a progress display, when one observes the stages
+        return job
 
     def load(self, source: Any, columns: dict[str, str] | None, as_of: Any) -> tuple[Intake, pa.Table, str]:
         """The prepared input, its RFM table and the table's fingerprint."""

@@ -97,6 +97,7 @@ def segment(
         engine_.check_publish(writes_folder=runs_dir is not None)
     started = datetime.now(UTC)
     timer = Timer()
+    timer.watch(engine_)  # for a progress display, when one observes the stages
     preset = get_preset(preset) if isinstance(preset, str) else preset
     policy = build_policy(preset, policy, bad_rows, returns, date_format)
     transform = transform or (preset.transform if preset else "minmax")
@@ -129,7 +130,10 @@ def segment(
         x = rfm_matrix(rfm)
         # one thread below 100,000 customers: OpenMP threads spin-waiting for a busy core made this stage
         # 0.6-3 s instead of 0.05 s on the Online Retail run (bench/bench_online_retail.py)
-        with timer.stage("fit"), threadpool_limits(1 if x.shape[0] < SINGLE_THREAD_BELOW else None):
+        with (
+            timer.stage("fit", f"{x.shape[0]:,} customers"),
+            threadpool_limits(1 if x.shape[0] < SINGLE_THREAD_BELOW else None),
+        ):
             assigned = engine_.fit(model, x)
         with timer.stage("assign"):
             # a first segmentation labels the customers it was fitted on by their clusters: no cold start
