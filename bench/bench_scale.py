@@ -13,7 +13,7 @@ resident memory of its whole process tree (Python + DuckDB threads + the Spark J
 * ``rfm``     the RFM aggregation query alone (features.rfm_sql over the raw columns, result as Arrow);
 * ``polars``  the same aggregation in Polars' streaming engine (to choose the RFM engine by measurement);
 * ``kmeans``  on the customers of the ``local`` run: scikit-learn KMeans(n_init=10) on all customers
-              against rfmseg's fit (sample + refine above 200,000 customers), and choose-k;
+              against rfmseg's fit (sample + refine above 50,000 customers), and choose-k;
 * ``spark``   rfmseg with ``engine="spark"`` on local[2].
 
 Writes bench/results/scale_<rows>.json and regenerates the ``## Scale`` section of docs/performance.md from
@@ -495,7 +495,7 @@ def scale_section(results: list[dict[str, Any]]) -> str:
             "",
             "K-Means on the customers of the local run (Min-Max scaled RFM, K=4): scikit-learn's full",
             "`KMeans(n_init=10)` against rfmseg's fit (k-means++ with 10 restarts on a seeded sample, then Lloyd",
-            "iterations on all customers, above 200,000 customers; the exact fit below), and `choose_k` (K=2..10,",
+            "iterations on all customers, above 50,000 customers; the exact fit below), and `choose_k` (K=2..10,",
             "silhouette on a 10,000-customer sample, bootstrap stability on it) on the same customers:",
             "",
             "| customers | full KMeans(n_init=10) | rfmseg fit | time ratio | inertia gap | path | choose-k |",
