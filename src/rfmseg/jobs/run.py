@@ -24,7 +24,7 @@ from rfmseg.io.validate import net_nonpositive, sufficiency_warnings
 from rfmseg.jobs.publish import publish_computed
 from rfmseg.jobs.writer import build_summary, write_run
 from rfmseg.model import SegmentModel
-from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
+from rfmseg.model.choose_k import SINGLE_THREAD_BELOW, knee_locator
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.scoring import OFF, rfm_matrix, score
@@ -33,6 +33,13 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import provenance, rfm_sha256, run_manifest
 from rfmseg.timing import Timer
+
+
+def preload_run_modules() -> None:
+    """What a run imports for its fit, naming and report's K chart (scikit-learn, SciPy, kneed), imported
+    on a thread while DuckDB reads the data."""
+    preload_fit_modules()
+    knee_locator()
 
 
 @dataclass
@@ -118,7 +125,7 @@ def segment(
     background = ThreadPoolExecutor(2)
     # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
     # K chart use are imported meanwhile
-    background.submit(preload_fit_modules)
+    background.submit(preload_run_modules)
     try:
         prepared = engine_.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
         rfm = prepared.rfm
