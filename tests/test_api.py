@@ -493,7 +493,11 @@ def test_run_report_is_served(client: TestClient, runs: StudyRuns) -> None:
     r = client.get("/runs/latest/report")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert r.content == (runs.latest.path / "report.html").read_bytes()
+    from rfmseg.report import inline_assets
+
+    # the run folder's page, standing alone: the plotly.js its registry shares is put inline
+    assert r.text == inline_assets((runs.latest.path / "report.html").read_text(encoding="utf-8"))
+    assert "<script src=" not in r.text
 
 
 def test_transitions_between_two_runs(client: TestClient, runs: StudyRuns) -> None:

@@ -1,5 +1,6 @@
-"""The self-contained HTML report: written into every run folder and by `rfmseg report`, with everything
-inlined (plotly.js, the explorer's script, the run's data) and computed from the run itself."""
+"""The HTML report: written into every run folder (plotly.js shared by the registry's runs) and by
+`rfmseg report` (everything inline: plotly.js, the explorer's script, the run's data), computed from the run
+itself."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from plotly.offline import get_plotlyjs_version
 
 from rfmseg.report import REPORT_FILE, report_html, view_for_run
 from rfmseg.report.data import CHOOSE_K_FILE, MIN_POINTS_PER_SEGMENT, scatter
-from rfmseg.runs import FILES, get_run
+from rfmseg.runs import FILES, get_run, list_runs
 from test_api import StudyRuns, build_study_runs
 
 DATA = re.compile(r'<script type="application/json" id="rfmseg-data">(.*?)</script>', re.S)
@@ -42,14 +43,36 @@ def test_every_run_folder_has_its_report(runs: StudyRuns) -> None:
         assert (result.path / CHOOSE_K_FILE).exists()
 
 
-def test_the_report_is_self_contained(runs: StudyRuns) -> None:
-    page = (runs.latest.path / REPORT_FILE).read_text(encoding="utf-8")
+def _assert_standalone(page: str) -> None:
     assert "<script src=" not in page and '<link rel="stylesheet"' not in page
     markup = re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # the page without the inlined code
     assert "http://" not in markup and "https://" not in markup
     assert f"v{get_plotlyjs_version()}" in page  # plotly.js is inlined, the package's own copy
     assert "function drawScatter" in page  # the explorer's script is inlined
     assert page.count("</script>") == 3  # data, plotly.js, explorer: nothing inlined ended its element early
+
+
+def test_a_run_folder_report_shares_plotly_with_its_registry(runs: StudyRuns, cli, tmp_path: Path) -> None:
+    """plotly.js (4.8 MB) is written once per registry and loaded by relative address; the run folder's
+    report is a fraction of a standalone one, and `rfmseg report -o` and the API give the standalone page."""
+    from plotly.offline import get_plotlyjs
+
+    from rfmseg.report import inline_assets
+    from rfmseg.report.html import ASSETS
+
+    page = (runs.latest.path / REPORT_FILE).read_text(encoding="utf-8")
+    src = f"../{ASSETS}/plotly-{get_plotlyjs_version()}.min.js"
+    assert page.count("<script src=") == 1 and f'<script src="{src}"></script>' in page
+    shared = (runs.latest.path / src).resolve()
+    assert shared.read_text(encoding="utf-8") == get_plotlyjs()
+    assert [p.name for p in (runs.runs_dir / ASSETS).iterdir()] == [shared.name]  # one copy for every run
+    assert ASSETS not in [r.run_id for r in list_runs(runs.runs_dir)]
+    standalone = inline_assets(page)
+    _assert_standalone(standalone)
+    assert len(page.encode()) < 0.2 * len(standalone.encode())
+    out = tmp_path / "shared.html"
+    assert cli("report", "latest", "-o", out, "--runs-dir", runs.runs_dir).code == 0
+    _assert_standalone(out.read_text(encoding="utf-8"))
 
 
 def test_report_shows_the_study(runs: StudyRuns) -> None:

@@ -21,7 +21,7 @@ from rfmseg.report.data import (
     k_choice,
     view_for_run,
 )
-from rfmseg.report.html import render_html, write_html
+from rfmseg.report.html import inline_assets, render_html, shared_plotly, write_html
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 REPORT_FILE = "report.html"
@@ -29,6 +29,7 @@ REPORT_FILE = "report.html"
 __all__ = [
     "REPORT_FILE",
     "build_view",
+    "inline_assets",
     "render_html",
     "report_html",
     "view_for_run",
@@ -73,7 +74,8 @@ def write_run_report(
         earlier=earlier_runs(Path(runs_dir) if runs_dir else None, run_id, manifest),
         searchable=True,
     )
-    (folder / REPORT_FILE).write_text(render_html(view), encoding="utf-8")
+    plotly = shared_plotly(Path(runs_dir)) if runs_dir is not None else None  # inline without a registry
+    (folder / REPORT_FILE).write_text(render_html(view, plotly), encoding="utf-8")
 
 
 def _model_k_choice(runs_dir: Path | None, manifest: Mapping[str, Any]) -> dict[str, Any] | None:

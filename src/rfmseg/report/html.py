@@ -1,5 +1,10 @@
-"""The self-contained HTML report: the explorer's stylesheet and script, plotly.js and the run's view, all
-inlined in one file that opens from disk with no server and no internet."""
+"""The HTML report: the explorer's stylesheet and script, plotly.js and the run's view in one page that opens
+from disk with no server and no internet.
+
+plotly.js (4.8 MB) is most of a page. A report written into a run folder loads it from one copy shared by the
+runs of its registry (:data:`ASSETS`, a folder the run listing skips), so a run folder's report stays small;
+a report written for sharing (``rfmseg report RUN -o FILE``) and the one the API serves carry it inline
+(:func:`inline_assets`), and stand alone."""
 
 from __future__ import annotations
 
@@ -28,9 +33,7 @@ _PAGE = """<!doctype html>
 <body>
 <div id="app"><noscript>This report needs JavaScript to draw its charts.</noscript></div>
 <script type="application/json" id="rfmseg-data">{data}</script>
-<script>
 {plotly}
-</script>
 <script>
 {script}
 </script>
@@ -77,17 +80,56 @@ def embed_json(data: Any) -> str:
     return text
 
 
-def render_html(view: dict[str, Any]) -> str:
-    """The report page for a view built by :func:`rfmseg.report.data.build_view`."""
+ASSETS = ".assets"
+"""the folder of a run registry holding what its runs' reports share (plotly.js)"""
+
+
+def plotly_asset_name() -> str:
+    """The shared copy's file name, versioned: a registry keeps each version its reports were written with."""
+    from plotly.offline import get_plotlyjs_version
+
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
+def shared_plotly(runs_dir: Path) -> str:
+    """Put plotly.js in ``runs_dir``'s :data:`ASSETS` once (atomically) and give its address as seen from a
+    run folder of that registry."""
+    name = plotly_asset_name()
+    folder = Path(runs_dir) / ASSETS
+    target = folder / name
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(plotly_js(), encoding="utf-8")
+        os.replace(tmp, target)
+    return f"../{ASSETS}/{name}"
+
+
+def _plotly_tag(src: str | None) -> str:
+    if src is None:
+        return f"<script>\n{_inline_script(plotly_js())}\n</script>"
+    return f'<script src="{html.escape(src)}"></script>'
+
+
+def render_html(view: dict[str, Any], plotly_src: str | None = None) -> str:
+    """The report page for a view built by :func:`rfmseg.report.data.build_view`: plotly.js inline, or
+    loaded from ``plotly_src`` (a relative address, :func:`shared_plotly`)."""
     run = view.get("run") or {}
     title = f"rfmseg report — run {run.get('run_id')} (as of {run.get('as_of')})"
     return _PAGE.format(
         title=html.escape(title),
         css=static_file("explorer.css"),
         data=embed_json(view),
-        plotly=_inline_script(plotly_js()),
+        plotly=_plotly_tag(plotly_src),
         script=_inline_script(static_file("explorer.js")),
     )
+
+
+def inline_assets(page: str) -> str:
+    """A report page that loads the shared plotly.js, made to stand alone (plotly.js inline); any other page
+    as it is."""
+    tag = _plotly_tag(f"../{ASSETS}/{plotly_asset_name()}")
+    return page.replace(tag, _plotly_tag(None), 1) if tag in page else page
 
 
 def write_html(path: Path, page: str) -> Path:

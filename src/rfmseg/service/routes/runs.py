@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
-from rfmseg.report import REPORT_FILE, render_html, view_for_run
+from rfmseg.report import REPORT_FILE, inline_assets, render_html, view_for_run
 from rfmseg.runs import history
 from rfmseg.runs.registry import describe_run, runs_table
 from rfmseg.service.deps import StateDep, json_response
@@ -46,8 +46,8 @@ def view(run_id: str, state: StateDep) -> Response:
 def report(run_id: str, state: StateDep) -> Response:
     run_ = state.run(run_id)
     file = run_.path / REPORT_FILE
-    if file.exists():
-        return FileResponse(file, media_type="text/html; charset=utf-8")
+    if file.exists():  # the run folder's page, with the plotly.js its registry shares put inline
+        return HTMLResponse(inline_assets(file.read_text(encoding="utf-8")))
     return HTMLResponse(render_html(view_for_run(run_, state.settings.runs_dir, searchable=True)))
 
 
