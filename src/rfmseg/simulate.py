@@ -250,3 +250,43 @@ def write(sim: Simulation, out_dir: Path, snapshots: bool = True) -> dict[str, o
         "as_of_dates": [d.isoformat() for d in sim.config.as_of_dates()],
         "weekly": files,
     }
+
+
+# ------------------------------------------------------------------------------------------------ campaigns
+def play_campaign(
+    members: pa.Table,
+    send_date: date,
+    window_days: int,
+    base_rate: dict[str, float],
+    effect: dict[str, float],
+    order_value: float = 100.0,
+    seed: int = 7,
+) -> pa.Table:
+    """The orders of a campaign's members in the ``window_days`` after ``send_date``, with a known effect.
+
+    ``members`` is a campaign's members table (customer_id, segment, group: treatment or control). Each
+    member orders once in the window with probability ``base_rate[segment]``, plus ``effect[segment]`` for the
+    treated: the true uplift in conversion of a segment is exactly its ``effect`` (zero included), what
+    ``rfmseg campaign measure`` must recover. Order dates are uniform over the window, amounts log-normal
+    around ``order_value``. Seeded: the same arguments give the same orders."""
+    rng = np.random.default_rng(seed)
+    segment = members.column("segment").to_numpy(zero_copy_only=False)
+    treated = members.column("group").to_numpy(zero_copy_only=False) == "treatment"
+    missing = sorted(set(segment) - set(base_rate))
+    if missing:
+        raise ParameterError(f"no base rate for segment '{missing[0]}'; give base_rate for every member's segment")
+    p = np.array([base_rate[s] for s in segment]) + treated * np.array([effect.get(s, 0.0) for s in segment])
+    if (p < 0).any() or (p > 1).any():
+        raise ParameterError("base rate plus effect should stay between 0 and 1 for every segment")
+    buys = rng.random(len(p)) < p
+    n = int(buys.sum())
+    days = rng.integers(1, window_days + 1, size=n)
+    dates = np.datetime64(send_date.isoformat(), "D") + days.astype("timedelta64[D]")
+    return pa.table(
+        {
+            "customer_id": members.column("customer_id").filter(pa.array(buys)),
+            "order_id": pa.array([f"K{i:07d}" for i in range(1, n + 1)], pa.string()),
+            "order_date": pa.array(dates, pa.date32()),
+            "amount": pa.array(_amounts(rng, n, order_value), pa.float64()),
+        }
+    )

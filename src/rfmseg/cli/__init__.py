@@ -8,6 +8,7 @@ import sys
 import rfmseg.cli.config  # noqa: F401  (init, config show, presets, --config; first: they head `rfmseg --help`)
 from rfmseg.cli import (
     agent,  # noqa: F401  (touches, ask, context, mcp)
+    campaign,  # noqa: F401  (campaign plan, measure, size, list)
     core,  # noqa: F401  (registers demo, run, choose-k, show)
     life,  # noqa: F401  (runs, assign, refresh, retrain, publish)
     life_history,  # noqa: F401  (simulate, transitions, watch, history)
