@@ -226,3 +226,76 @@ def test_campaign_size_command(cli) -> None:
     assert r.code == 0 and "9,862 customers" in r.out and "hold out at least" in r.out
     bad = cli("campaign", "size", "--baseline", "1.5", "--uplift", "0.03")
     assert bad.code == 2 and "--baseline 1.5 should be a rate between 0 and 1" in bad.err
+
+
+# ------------------------------------------------------------------------------------------------ API, MCP, ask
+def test_the_api_mcp_and_intervention_answer_from_the_measured_campaign(base, tmp_path: Path) -> None:
+    """Plan and measure through the HTTP API; the MCP tools and `intervention_effect` then give the measured,
+    experimental answer first."""
+    import asyncio
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from rfmseg import questions as q
+    from rfmseg.jobs.refresh import refresh
+    from rfmseg.service import Settings, create_app
+    from test_mcp import call, connect
+
+    shared, history = base
+    runs = tmp_path / "runs"
+    shutil.copytree(shared, runs)  # this test adds a run: the module's registry stays as it was
+    with TestClient(create_app(Settings(runs_dir=runs, store_url=f"sqlite:///{tmp_path / 'p.db'}"))) as c:
+        r = c.post("/campaigns", json={"name": "api", "segments": ["At-Risk"], "holdout": "30%", "seed": 3})
+        assert r.status_code == 201, r.text
+        members = pq.read_table(campaign.campaigns_dir(runs) / "api" / "members.parquet")
+        window = play_campaign(members, SEND, 30, {"At-Risk": 0.05}, {"At-Risk": 0.20}, seed=4)
+        data = tmp_path / "after.parquet"
+        end = pa.table({"customer_id": ["ZZZ"], "order_id": ["Z1"], "order_date": [SEND + timedelta(days=30)]})
+        end = end.append_column("amount", pa.array([1.0]))
+        pq.write_table(pa.concat_tables([history, window.cast(history.schema), end.cast(history.schema)]), data)
+        # a run after the window: the segments the members are in then (the moves)
+        refresh(data, None, as_of=(SEND + timedelta(days=31)).isoformat(), runs_dir=runs, publish=False)
+        m = c.post("/campaigns/api/measure", json={"transactions": str(data), "window": "30d"})
+        assert m.status_code == 200, m.text
+        assert m.json()["by_segment"]["At-Risk"]["effect"] is True
+        listed = c.get("/campaigns").json()
+        assert "api" in [x["name"] for x in listed["campaigns"]] and listed["count"] >= 1
+        one = c.get("/campaigns/api").json()
+        assert one["measured"]["by_segment"]["At-Risk"]["uplift"] == m.json()["by_segment"]["At-Risk"]["uplift"]
+        assert c.get("/campaigns/nope").status_code == 404
+        size = c.get("/campaigns/size", params={"baseline": 0.1, "uplift": 0.03, "holdout": "10%"}).json()
+        assert size["customers_needed"] == 9_862
+        assert c.get("/campaigns/size", params={"baseline": 2, "uplift": 0.03}).status_code == 422
+        # every campaign route's answer validates against its published schema
+        import jsonschema
+
+        spec = c.get("/openapi.json").json()
+        answers = {
+            ("get", "/campaigns"): listed,
+            ("get", "/campaigns/{name}"): one,
+            ("get", "/campaigns/size"): size,
+            ("post", "/campaigns/{name}/measure"): m.json(),
+        }
+        for (method, path), body in answers.items():
+            ok = "201" if method == "post" and path == "/campaigns" else "200"
+            schema = spec["paths"][path][method]["responses"][ok]["content"]["application/json"]["schema"]
+            jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
+        bad = c.post("/campaigns", json={"name": "bad", "segments": ["Nobody"]})
+        assert bad.status_code == 404 and "no segment 'Nobody'" in bad.json()["detail"]
+    answer = q.intervention_effect(runs, segment="At-Risk", to=["Loyal Buyers"], kind="win_back")
+    measured = {e["campaign"]: e for e in answer["experimental"]}
+    assert measured["api"]["conversion_effect"] is True
+    assert measured["api"]["moved_ci"] is not None  # from the run after the window
+    assert answer["answer"].startswith("Measured with a randomised holdout (experimental")
+    assert "Observational" in answer["answer"]
+
+    async def go() -> None:
+        async with connect(runs) as s:
+            listed = await s.call_tool("campaigns", {"name": "api"})  # (call() takes `name` itself)
+            assert not listed.is_error
+            assert listed.structured_content["campaigns"][0]["measured"]["all"]["effect"] is True
+            sized = await call(s, "campaign_size", baseline=0.1, uplift=0.03, holdout="10%")
+            assert sized["customers_needed"] == 9_862
+
+    asyncio.run(go())

@@ -43,6 +43,10 @@ TOOLS = {
     "recency_increase",
     "customer_trajectory",
     "intervention_effect",
+    "campaigns",
+    "campaign_plan",
+    "campaign_measure",
+    "campaign_size",
 }
 TEMPLATES = {"rfmseg://runs/{run_id}/summary", "rfmseg://segments/{segment}", "rfmseg://context/{target}"}
 PROMPTS = {"segment_subject_lines", "win_back_email"}

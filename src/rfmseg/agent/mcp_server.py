@@ -92,6 +92,10 @@ QUESTION_TOOLS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, str]]] 
     "recency_increase": (q.recency_jump, {}),
     "customer_trajectory": (q.customer_tracking, {"runs": "runs_back"}),
     "intervention_effect": (q.intervention_effect, {}),
+    "campaigns": (q.campaigns, {}),
+    "campaign_plan": (q.campaign_plan, {}),
+    "campaign_measure": (q.campaign_measure, {}),
+    "campaign_size": (q.campaign_size, {}),
 }
 """Tool name -> (the question, its parameters the tool names differently). The question's signature (minus
 ``runs_dir``, which the server binds) is the tool's input schema and its docstring the tool's description."""

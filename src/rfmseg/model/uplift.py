@@ -121,7 +121,7 @@ def measure(
     effect = lo > 0 or hi < 0
     if effect:
         verdict = (
-            f"the campaign {'raised' if lo > 0 else 'lowered'} conversion by {100 * (p_t - p_c):+.1f} points "
+            f"the campaign {'raised' if lo > 0 else 'lowered'} conversion by {100 * abs(p_t - p_c):.1f} points "
             f"({100 * p_t:.1f} % vs {100 * p_c:.1f} %; {round(100 * confidence)} % interval {100 * lo:+.1f} to "
             f"{100 * hi:+.1f})"
         )

@@ -14,7 +14,11 @@ transitions, warnings); what they share is in :mod:`~rfmseg.questions.common`.
 
 from rfmseg.questions.campaigns import (
     KIND_KEYWORDS,
+    campaign_measure,
+    campaign_plan,
     campaign_segments,
+    campaign_size,
+    campaigns,
     discount_candidates,
     intervention_effect,
     keyword_hits,
@@ -63,7 +67,11 @@ __all__ = [
     "Membership",
     "Snapshot",
     "SortField",
+    "campaign_measure",
+    "campaign_plan",
     "campaign_segments",
+    "campaign_size",
+    "campaigns",
     "customer_segment",
     "customer_tracking",
     "discount_candidates",

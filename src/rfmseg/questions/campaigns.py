@@ -312,6 +312,58 @@ def _as_date(value: str | date) -> date:
         raise ParameterError(f"'{value}' is not a date; use YYYY-MM-DD") from None
 
 
+def measured_campaigns(
+    runs_dir: str | Path, segment: str, targets: Sequence[str], kind: str | None = None
+) -> list[dict[str, Any]]:
+    """The measured holdout campaigns (``rfmseg campaign measure``) that targeted ``segment`` (of ``kind``):
+    their measured conversion uplift in that segment and, where a later run shows it, the uplift in the share
+    of its customers now in ``targets``, each with its interval."""
+    from rfmseg.jobs.campaign import list_campaigns
+    from rfmseg.model.uplift import newcombe
+
+    out = []
+    for c in list_campaigns(runs_dir):
+        m = c.get("measured")
+        if not m or segment not in m["by_segment"] or (kind and c["action"] != kind):
+            continue
+        conv = m["by_segment"][segment]
+        row: dict[str, Any] = {
+            "campaign": c["name"],
+            "kind": c["action"],
+            "send_date": c["send_date"],
+            "window_days": m["window_days"],
+            "treated": conv["treated"],
+            "control": conv["control"],
+            "conversion_uplift": rounded(conv["uplift"]),
+            "conversion_ci": [rounded(x) for x in conv["ci"]],
+            "conversion_effect": conv["effect"],
+            "moved_uplift": None,
+            "moved_ci": None,
+        }
+        text = f"{c['name']} ({c['action']}, sent {c['send_date']}): conversion {conv['verdict']}"
+        moves = m.get("moves")
+        if moves:
+            counts: dict[str, tuple[int, int]] = {}
+            for group in ("treatment", "control"):
+                cells = [x for x in moves[group] if x["from"] == segment]
+                counts[group] = (
+                    sum(x["customers"] for x in cells if x["to"] in targets),
+                    sum(x["customers"] for x in cells),
+                )
+            (x_t, n_t), (x_c, n_c) = counts["treatment"], counts["control"]
+            if n_t and n_c:
+                lo, hi = newcombe(x_t, n_t, x_c, n_c, m["confidence"])
+                row["moved_uplift"] = rounded(x_t / n_t - x_c / n_c)
+                row["moved_ci"] = [rounded(lo), rounded(hi)]
+                text += (
+                    f"; moved to {' or '.join(targets)} by run {moves['run_id']}: {x_t} of {n_t} treated vs {x_c} of "
+                    f"{n_c} held out, {100 * (x_t / n_t - x_c / n_c):+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                )
+        row["verdict"] = text
+        out.append(row)
+    return out
+
+
 def intervention_effect(
     runs_dir: str | Path,
     *,
@@ -421,9 +473,18 @@ def intervention_effect(
         answer = f"No intervention beat no contact for {outcome} ({start.as_of} to {end.as_of}): " + "; ".join(
             f"{r['kind']}: {r['verdict']}" for r in solid
         )
+    experiments = measured_campaigns(runs_dir, name, targets, k)
+    if experiments:
+        shown = "; ".join(e["verdict"] for e in experiments)
+        answer = (
+            f"Measured with a randomised holdout (experimental, what the campaign caused): {shown}. "
+            f"Observational, contacted vs not (customers who were contacted differ from those who were not, so "
+            f"this is no proof): {answer}"
+        )
     return {
         "question": f"What intervention has historically moved customers in {name} to {target_text}?",
         "answer": answer,
+        "experimental": experiments,
         "params": {
             "segment": name,
             "to": targets,
@@ -441,3 +502,84 @@ def intervention_effect(
         "best": best["kind"] if best is not None and best["uplift"] > 0 else None,
         "interventions": results,
     }
+
+
+# ------------------------------------------------------------------------------------------------ holdout campaigns
+def campaigns(runs_dir: str | Path, name: str | None = None) -> dict[str, Any]:
+    """The campaigns planned with a randomised holdout (`rfmseg campaign plan`): each one's action, segments,
+    treated and control counts, and, once measured, its uplift per segment with the interval (experimental
+    evidence: what the campaign caused). ``name`` gives one campaign."""
+    from rfmseg.jobs.campaign import list_campaigns, load_plan
+
+    if name is not None:
+        load_plan(name, runs_dir)  # a clear error for an unknown name
+    rows = [c for c in list_campaigns(runs_dir) if name is None or c["name"] == name]
+    return {"campaigns": rows, "count": len(rows)}
+
+
+def campaign_plan(
+    runs_dir: str | Path,
+    *,
+    name: Annotated[str, Field(min_length=1, max_length=64)],
+    segments: Annotated[list[str], Field(min_length=1)],
+    action: str = "win_back",
+    holdout: str = "10%",
+    seed: int = 7,
+    rank_by: str = "monetary",
+    bands: Annotated[int, Field(ge=1, le=20)] = 4,
+    run: RunRef = "latest",
+    send_date: str | None = None,
+) -> dict[str, Any]:
+    """Plan a campaign with a randomised holdout: among the customers of ``segments`` in ``run``, draw a seeded
+    control group of ``holdout`` inside each segment x value band, write the target and control lists and the
+    treated customers' planned touches. Measure it later with campaign_measure."""
+    from rfmseg.jobs.campaign import plan
+
+    return plan(
+        name,
+        segments,
+        action,
+        holdout,
+        runs_dir=runs_dir,
+        run=run,
+        seed=seed,
+        rank_by=rank_by,
+        bands=bands,
+        send_date=send_date,
+    )
+
+
+def campaign_measure(
+    runs_dir: str | Path,
+    *,
+    name: str,
+    transactions: str,
+    window: str = "30d",
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95,
+) -> dict[str, Any]:
+    """Measure a planned campaign on ``transactions`` (a file path on the server, through the window's end):
+    per segment, conversion and revenue per customer of the treated against the held-out control, the uplift
+    with its interval and p-value, the minimum detectable effect, and no effect claimed when the interval
+    holds zero."""
+    from rfmseg.jobs.campaign import measure
+
+    return measure(name, transactions, runs_dir=runs_dir, window=window, confidence=confidence)
+
+
+def campaign_size(
+    runs_dir: str | Path,
+    *,
+    baseline: Annotated[float, Field(gt=0, lt=1)],
+    uplift: Annotated[float, Field(gt=0, lt=1)],
+    customers: Annotated[int | None, Field(ge=1)] = None,
+    holdout: str | None = None,
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95,
+) -> dict[str, Any]:
+    """How many customers, and what holdout share, a campaign needs to detect ``uplift`` (points of
+    conversion, e.g. 0.03) over ``baseline`` with 80 % power; with ``customers``, the smallest holdout that
+    detects it and the effect the given holdout can detect."""
+    from rfmseg.jobs.campaign import parse_share
+    from rfmseg.model.uplift import holdout_size
+
+    share = parse_share(holdout) if holdout is not None else None
+    return holdout_size(baseline, uplift, customers, share, confidence)

@@ -27,7 +27,7 @@ from rfmseg import __version__
 from rfmseg.errors import RfmsegError
 from rfmseg.service.deps import AppState, Settings, dumps, field_of, json_response
 from rfmseg.service.models import ErrorPublic
-from rfmseg.service.routes import customers, runs, score, segments, system
+from rfmseg.service.routes import campaigns, customers, runs, score, segments, system
 
 log = logging.getLogger("rfmseg.service")
 PUBLIC_PATHS = ("/", "/static/", "/docs-static/")
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     if offline_docs:
         install_docs(app)
-    for module in (customers, segments, score, runs, system):
+    for module in (customers, segments, score, runs, campaigns, system):
         app.include_router(module.router, responses=ERRORS)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)

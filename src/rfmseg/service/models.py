@@ -344,3 +344,62 @@ class HealthPublic(Public):
 class ErrorPublic(Public):
     detail: str = Field(description="One line: the problem and the fix")
     errors: list[dict[str, Any]] | None = Field(None, description="Invalid input: each problem (422)")
+
+
+# ------------------------------------------------------------------------------------------------ campaigns
+class CampaignPublic(RunDocument):
+    """A campaign planned with a randomised holdout (``plan.json``), with ``measured`` once measured."""
+
+    name: str
+    action: str
+    segments: list[str]
+    holdout: float
+    treated: int
+    control: int
+    send_date: str
+    run_id: str
+
+
+class CampaignsPublic(Public):
+    campaigns: list[CampaignPublic] = Field(description="Oldest first")
+    count: int
+
+
+class CampaignMeasurePublic(RunDocument):
+    """Treated against control per segment and overall: conversion and revenue uplift with intervals."""
+
+    campaign: str
+    design: str
+    by_segment: dict[str, dict[str, Any]]
+    all: dict[str, Any]
+
+
+class CampaignSizePublic(RunDocument):
+    """The customers and holdout a campaign needs to detect an uplift (power 80 %)."""
+
+    baseline: float
+    uplift: float
+    customers_needed: int
+    control_needed: int
+
+
+class CampaignPlanBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    segments: list[str] = Field(min_length=1, max_length=50)
+    action: str = "win_back"
+    holdout: str = "10%"
+    seed: int = Field(default=7, ge=0, le=2**31 - 1)
+    rank_by: str = "monetary"
+    bands: int = Field(default=4, ge=1, le=20)
+    run: str = "latest"
+    send_date: str | None = None
+
+
+class CampaignMeasureBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: str = Field(min_length=1, description="Path of the transactions file on the server")
+    window: str = "30d"
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
