@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from rfmseg.cli.common import app, out, print_json
-from rfmseg.cli.options import ConfigOpt, Json, RunsDirEnv
+from rfmseg.cli.options import ConfigOpt, Input, Json, RunsDirEnv
 from rfmseg.config import resolve
 from rfmseg.runs import DEFAULT_RUNS_DIR
 
@@ -86,7 +86,7 @@ def plan_cmd(
 def measure_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The planned campaign.")],
-    path: Annotated[Path, typer.Argument(help="Transactions through the end of the window.", metavar="path")],
+    path: Input = None,
     window: Annotated[str, typer.Option("--window", help="Days after the send date: 30d, 4w.")] = "30d",
     confidence: Annotated[float, typer.Option("--confidence", help="Level of the intervals.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the revenue bootstrap.")] = 7,
@@ -94,10 +94,14 @@ def measure_cmd(
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Conversion and revenue per customer, treated against control, with the uplift and its interval."""
+    """Conversion and revenue per customer, treated against control, with the uplift and its interval.
+
+    The transactions must reach the end of the window (default: the source set in rfmseg.toml)."""
     from rfmseg.jobs import campaign
 
-    r = campaign.measure(name, path, runs_dir=resolve(ctx).runs_path, window=window, confidence=confidence, seed=seed)
+    settings = resolve(ctx)  # the transactions: the path given, else the project file's source
+    source = settings.require_source()
+    r = campaign.measure(name, source, runs_dir=settings.runs_path, window=window, confidence=confidence, seed=seed)
     if as_json:
         print_json(r)
         return
