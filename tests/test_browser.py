@@ -451,3 +451,45 @@ def test_the_csv_link_downloads_the_whole_segment(page: Page, retail_server: str
     assert got.monetary.is_monotonic_decreasing  # the table's order: spend, highest first
     assert info.value.suggested_filename == f"{retail_runs.latest.run_id}-{name.lower().replace(' ', '-')}.csv"
     assert page.errors == []
+
+
+def test_the_explorer_lists_the_campaigns_with_their_measured_uplift(page: Page, tmp_path: Path) -> None:
+    """A registry with a holdout campaign measured on the simulator (a known +25 points on At-Risk): the
+    explorer's campaigns panel shows it with its uplift, its interval and the verdict."""
+    from datetime import date, timedelta
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rfmseg.jobs import campaign
+    from rfmseg.simulate import SimConfig, play_campaign, simulate
+
+    send = date(2024, 1, 7)
+    history = simulate(SimConfig(customers=1_600, weeks=1, seed=11)).snapshot(send)
+    runs_dir, store_url = tmp_path / "runs", f"sqlite:///{tmp_path / 'profiles.db'}"
+    result = segment(history, runs_dir=runs_dir, as_of=send.isoformat())
+    publish_run(result.run, runs_dir, store_url)
+    plan = campaign.plan("browser-winback", ["At-Risk"], "win_back", "30%", runs_dir=runs_dir)
+    members = pq.read_table(Path(plan["folder"]) / "members.parquet")
+    window = play_campaign(members, send, 30, {"At-Risk": 0.05}, {"At-Risk": 0.25}, seed=2)
+    end = pa.table({"customer_id": ["ZZZ"], "order_id": ["Z1"], "order_date": [send + timedelta(days=30)]})
+    end = end.append_column("amount", pa.array([1.0]))
+    data = tmp_path / "after.parquet"
+    pq.write_table(pa.concat_tables([history, window.cast(history.schema), end.cast(history.schema)]), data)
+    measured = campaign.measure("browser-winback", data, runs_dir=runs_dir)["all"]
+    served = serve(SimpleNamespace(runs_dir=runs_dir, store_url=store_url))
+    base = next(served)
+    try:
+        pg = page.open(base + "/")
+        row = pg.locator('#campaigns-panel tr[data-campaign="browser-winback"]')
+        row.wait_for()
+        cells = row.locator("td").all_inner_texts()
+        assert cells[:3] == ["browser-winback", "win_back", "At-Risk"]
+        assert cells[3:5] == [f"{plan['treated']:,}", f"{plan['control']:,}"]
+        assert cells[6].startswith(f"+{100 * measured['uplift']:.1f} pts [")
+        assert cells[7] == measured["verdict"] and "raised conversion" in cells[7]
+        page.shot("explorer-campaigns.png")
+        assert page.errors == []
+    finally:
+        served.close()

@@ -32,7 +32,7 @@
   const LOG_RULE = 10; // spend is heavy-tailed (log axis by default) when its 99th percentile / median exceeds this
   const MIN_FLOW_SHARE = 0.04; // "(new)"/"(gone)" drawn at least this share of the customers tall
   const TABLE_PAGE = 25;
-  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null,
+  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null, campaigns: null,
     table: { segment: null, page: 1, sort: "monetary", order: "desc" } };
 
   // ------------------------------------------------------------------------------------------- helpers
@@ -159,6 +159,7 @@
       kPanel(view.choose_k),
       paretoPanel(view),
       transitionsPanel(view.transitions),
+      campaignsPanel(state.campaigns),
       qualityPanel(view.quality),
       el("footer", {},
         MODE === "report"
@@ -678,6 +679,28 @@
   }
 
   // ------------------------------------------------------------------------------------------- quality
+  function campaignsPanel(list) {
+    // the campaigns planned with a randomised holdout (rfmseg campaign plan), with their measured uplift
+    if (!list || !list.length) return null;
+    const pts = (x) => `${x >= 0 ? "+" : "-"}${Math.abs(100 * x).toFixed(1)} pts`;
+    const rows = list.map((c) => {
+      const m = c.measured && c.measured.all;
+      return el("tr", { "data-campaign": c.name },
+        el("td", {}, c.name), el("td", {}, c.action), el("td", {}, c.segments.join(", ")),
+        el("td", {}, int(c.treated)), el("td", {}, int(c.control)), el("td", {}, c.send_date),
+        el("td", { class: "uplift" }, m ? `${pts(m.uplift)} [${pts(m.ci[0])}, ${pts(m.ci[1])}]` : "not measured"),
+        el("td", { class: "verdict" }, m ? m.verdict : "rfmseg campaign measure " + c.name + " TRANSACTIONS"));
+    });
+    return el("section", { class: "panel", id: "campaigns-panel" }, el("h2", {}, "Campaigns with a holdout"),
+      el("p", { class: "note" }, "Measured against a randomised control group: what each campaign caused " +
+        "(conversion uplift, treated minus control, with its 95 % interval; no effect is claimed when the " +
+        "interval holds zero)."),
+      el("table", { class: "data" },
+        el("thead", {}, el("tr", {}, ["campaign", "action", "segments", "treated", "control", "sent", "uplift",
+          "verdict"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)));
+  }
+
   function qualityPanel(q) {
     if (!q) return null;
     const rows = [["rows read", q.read], ["rows used", q.used]];
@@ -694,12 +717,14 @@
   async function loadRun(runId) {
     const app = document.getElementById("app");
     try {
-      const [runs, view, health] = await Promise.all([
+      const [runs, view, health, campaigns] = await Promise.all([
         api("runs"),
         api(`runs/${encodeURIComponent(runId)}/view`),
         api("health").catch(() => null),
+        api("campaigns").catch(() => null),
       ]);
       state.servedRun = health && health.store && health.store.run_id;
+      state.campaigns = campaigns && campaigns.campaigns;
       render(view, runs.runs);
     } catch (err) {
       if (err.status !== 401) app.replaceChildren(el("p", { class: "error", id: "load-error" }, err.message));
