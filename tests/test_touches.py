@@ -121,7 +121,9 @@ def test_missing_column_lists_the_columns_and_the_mapping_option(tmp_path: Path,
         import_touches(path, runs_dir)
     assert "no customer_id, sent_at column" in str(e.value)
     assert "columns found: who, campaign, kind, channel, when" in str(e.value)
-    assert "--map customer_id=COLUMN" in str(e.value)
+    assert "map yours with columns customer_id=COLUMN" in str(e.value)  # Python names the parameter
+    missing = cli("touches", "import", path, "--runs-dir", runs_dir)
+    assert missing.code == 2 and "map yours with --map customer_id=COLUMN" in missing.err  # the CLI its flag
     r = cli(
         "touches", "import", path, "--runs-dir", runs_dir, "--map", "customer_id=who", "--map", "sent_at=when", "--json"
     )

@@ -254,7 +254,8 @@ def _resolve(source: Source, columns: dict[str, str] | None) -> dict[str, str]:
     if missing:
         raise ColumnError(
             f"{source.label}: no {', '.join(missing)} column; columns found: {', '.join(source.columns)}; "
-            f"map yours with --map {missing[0]}=COLUMN"
+            f"map yours with {{columns}} {missing[0]}=COLUMN",
+            param="columns",
         )
     return found
 

@@ -105,7 +105,7 @@ def _parse_map(values: list[str] | None) -> dict[str, str]:
 def touches_import(
     ctx: typer.Context,
     touches_file: Annotated[Path, typer.Argument(help="Campaign contacts: CSV or Parquet.", metavar="path")],
-    map_: Annotated[
+    columns: Annotated[  # named as import_touches names it, so an error about it names --map
         list[str] | None,
         typer.Option(
             "--map",
@@ -132,7 +132,7 @@ def touches_import(
     r = import_touches(
         touches_file,
         runs_dir,
-        _parse_map(map_),
+        _parse_map(columns),
         bad_rows=cast("BadRows", touches_bad_rows),  # import_touches refuses any other value, naming the option
         date_format=touches_date_format,
         extra_kinds=kind or (),
