@@ -37,7 +37,6 @@ COPYs them all. ``ns_changes_trim`` records how far the feed was trimmed.
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 import uuid
 import warnings
@@ -47,10 +46,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pcsv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.copy import QueuedLibpqWriter
 
 from rfmseg.errors import StoreError
 from rfmseg.stores.base import (
@@ -62,10 +59,19 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
+from rfmseg.stores.postgres_sql import (
+    add_key,
+    copy_changes,
+    copy_in,
+    create_rows_table,
+    ensure_feed,
+    one,
+    read_state_rows,
+    served_state,
+    tables,
+)
 from rfmseg.stores.rows import (
-    CHANGE_SCHEMA,
     PROFILE_FIELDS,
-    STATE_SCHEMA,
     RunInfo,
     changes_from_parts,
     changes_parts,
@@ -78,11 +84,9 @@ from rfmseg.stores.rows import (
 )
 from rfmseg.stores.urls import describe_failure, failed, unreachable
 from rfmseg.stores.watchdog import WATCHDOG_GRACE_S, Watchdog
-from rfmseg.stores.wire import PGCOPY_HEADER, PGCOPY_TRAILER, pgcopy_changes, pgcopy_tuples
 
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "rfmseg-store"
-COPY_BATCH_ROWS = 100_000
 CLEANUP_LOCK_TIMEOUT = "2s"
 """How long dropping a dead staged publish may wait for a lock before it is left to the next publish."""
 _T = TypeVar("_T")
@@ -215,7 +219,7 @@ class PostgresStore(ProfileStore):
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
                 try:  # made by the first publish; not here, where two sessions could race to make it
-                    last = _one(cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)))
+                    last = one(cur.execute(sql.SQL("SELECT max(id) FROM {}").format(self._feed)))
                 except psycopg.errors.UndefinedTable:
                     last = None
                 if last is None or int(through) > last:
@@ -237,42 +241,19 @@ class PostgresStore(ProfileStore):
             raise failed(self.url_display, "trim the change feed", exc, self._secrets) from exc
         return int(removed)
 
-    def _ensure_feed(self, cur: psycopg.Cursor[Any]) -> None:
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-                'customer_id text COLLATE "C" NOT NULL, from_segment text, to_segment text, reason text NOT NULL, '
-                "segment_reason text, "
-                "run_id text NOT NULL, as_of date NOT NULL, model_version text NOT NULL)"
-            ).format(self._feed)
-        )
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), through bigint NOT NULL)"
-            ).format(self._feed_trim)
-        )
-
     def _drop(self) -> None:
         try:
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_id,))
-                names = self._tables(cur, self._prefix) + self._tables(cur, self._staged_prefix)
+                names = tables(cur, self._prefix) + tables(cur, self._staged_prefix)
                 cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(self._view))
-                tables = [*map(sql.Identifier, names), self._meta, self._state, self._stages, self._batches]
-                tables += [self._feed, self._feed_trim]
-                for name in tables:
+                doomed = [*map(sql.Identifier, names), self._meta, self._state, self._stages, self._batches]
+                doomed += [self._feed, self._feed_trim]
+                for name in doomed:
                     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
         except psycopg.Error as exc:
             raise failed(self.url_display, "drop the store", exc, self._secrets) from exc
-
-    @staticmethod
-    def _tables(cur: psycopg.Cursor[Any], prefix: str) -> list[str]:
-        like = prefix.replace("_", r"\_") + "%"
-        rows = cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE %s", (like,)
-        ).fetchall()
-        return [row[0] for row in rows]
 
     def _close(self) -> None:
         with self._lock:
@@ -291,10 +272,10 @@ class PostgresStore(ProfileStore):
                 state = self._read_state(conn, generation, served) if served else empty_state()
                 rows, changed, new, changes = history_and_changes(assignments, state, run.as_of, departures=True)
                 table = f"{self._prefix}{generation + 1}"
-                self._create_rows_table(cur, table)
-                self._copy_in(cur, sql.Identifier(table), rows)
-                self._add_key(cur, table)
-                self._append_changes(cur, changes, run)
+                create_rows_table(cur, table)
+                copy_in(cur, sql.Identifier(table), rows)
+                add_key(cur, table)
+                copy_changes(cur, self._feed, changes, run)
                 cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
                 cur.executemany(
                     sql.SQL("INSERT INTO {} VALUES (%s, %s, %b)").format(self._state),
@@ -330,29 +311,13 @@ class PostgresStore(ProfileStore):
                 "data bytea NOT NULL, PRIMARY KEY (generation, part))"
             ).format(self._state)
         )
-        self._ensure_feed(cur)
+        ensure_feed(cur, self._feed, self._feed_trim)
         pointer = cur.execute(sql.SQL("SELECT generation, table_name FROM {}").format(self._meta)).fetchone()
         generation, served = (int(pointer[0]), str(pointer[1])) if pointer else (0, None)
-        for name in self._tables(cur, self._prefix):
+        for name in tables(cur, self._prefix):
             if name != served:
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
         return generation, served
-
-    @staticmethod
-    def _create_rows_table(cur: psycopg.Cursor[Any], table: str) -> None:
-        # COLLATE "C": ids compare as bytes, which halves the primary key build against a locale collation
-        cur.execute(
-            sql.SQL(
-                'CREATE TABLE {} (customer_id text COLLATE "C" NOT NULL, segment text NOT NULL, previous_segment text, '
-                "segment_since date NOT NULL, recency_days bigint NOT NULL, frequency bigint NOT NULL, "
-                "monetary double precision NOT NULL, distance double precision NOT NULL)"
-            ).format(sql.Identifier(table))
-        )
-
-    @staticmethod
-    def _add_key(cur: psycopg.Cursor[Any], table: str) -> None:
-        # building the index once after the load is much cheaper than maintaining it row by row
-        cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (customer_id)").format(sql.Identifier(table)))
 
     def _flip(self, cur: psycopg.Cursor[Any], table: str, generation: int, run: RunInfo, customers: int) -> None:
         """Make the keyed ``table`` the served one, in the caller's transaction (the snapshot is written by
@@ -411,7 +376,7 @@ class PostgresStore(ProfileStore):
         (``conn`` is in autocommit); one whose table a worker still holds is left to the next publish."""
         doomed: list[tuple[str]] = []
         try:
-            if _one(conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is None:
+            if one(conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is None:
                 return
             doomed = conn.execute(
                 sql.SQL("SELECT token FROM {} WHERE generation <> %s").format(self._stages), (generation,)
@@ -459,7 +424,7 @@ class PostgresStore(ProfileStore):
                         self._batch_keys, self._batches
                     )
                 )
-                self._create_rows_table(cur, f"{self._staged_prefix}{stage}")
+                create_rows_table(cur, f"{self._staged_prefix}{stage}")
                 cur.execute(
                     sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(self._stages),
                     (stage, generation, run.run_id, datetime.now(UTC)),
@@ -507,10 +472,10 @@ class PostgresStore(ProfileStore):
             done = self._staged_batch(cur, token, key)
             if done is not None:
                 return done
-            state = self._served_state(cur, token.served, assignments) if token.served else empty_state()
+            state = served_state(cur, token.served, assignments) if token.served else empty_state()
             # the batch's new and moved customers; those that left are known at the commit only
             rows, changed, new, changes = history_and_changes(assignments, state, token.as_of, departures=False)
-            self._copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
+            copy_in(cur, sql.Identifier(f"{self._staged_prefix}{token.stage}"), rows, freeze=False)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {} (token, rows, changed, new, state, changes, batch_key) "
@@ -538,18 +503,6 @@ class PostgresStore(ProfileStore):
         ).fetchone()
         return None if found is None else StagedBatch(int(found[0]), int(found[1]), int(found[2]), repeated=True)
 
-    @staticmethod
-    def _served_state(cur: psycopg.Cursor[Any], served: str, assignments: pa.Table) -> pa.Table:
-        """The history columns of the served rows of ``assignments``' ids (one lookup of the whole batch)."""
-        query = sql.SQL(
-            "SELECT customer_id, segment, previous_segment, segment_since FROM {} WHERE customer_id = ANY(%s)"
-        ).format(sql.Identifier(served))
-        rows = cur.execute(query, (assignments["customer_id"].to_pylist(),)).fetchall()
-        if not rows:
-            return empty_state()
-        columns = zip(*rows, strict=True)
-        return pa.table([pa.array(c, f.type) for c, f in zip(columns, STATE_SCHEMA, strict=True)], schema=STATE_SCHEMA)
-
     def _commit(self, token: StageToken, expected_rows: int) -> tuple[int, int, int]:
         conn = self._connect(autocommit=False)
         try:
@@ -562,7 +515,7 @@ class PostgresStore(ProfileStore):
                 # renamed first: its exclusive lock waits for a batch still being written, which is then counted
                 cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(staged, sql.Identifier(table)))
                 try:
-                    self._add_key(cur, table)
+                    add_key(cur, table)
                 except psycopg.errors.UniqueViolation as exc:
                     detail = (exc.diag.message_detail or "a customer id is duplicated").removesuffix(".")
                     raise stage_duplicated(token, self.url_display, detail) from None
@@ -577,7 +530,7 @@ class PostgresStore(ProfileStore):
                 rows, changed, new = totals
                 if rows != expected_rows:
                     raise stage_short(token, self.url_display, int(rows), expected_rows)
-                self._append_changes(cur, self._staged_changes(conn, token, generation, served), token.run)
+                copy_changes(cur, self._feed, self._staged_changes(conn, token, generation, served), token.run)
                 # the snapshot is the batches' parts, one Arrow stream each, in the order they were staged
                 cur.execute(sql.SQL("DELETE FROM {}").format(self._state))
                 cur.execute(
@@ -612,25 +565,12 @@ class PostgresStore(ProfileStore):
         staged_ids = state_from_parts([bytes(row[0]) for row in found])["customer_id"]
         return in_feed_order([arrived, departed(self._read_state(conn, generation, served), staged_ids)])
 
-    def _append_changes(self, cur: psycopg.Cursor[Any], changes: pa.Table, run: RunInfo) -> None:
-        """COPY ``changes`` (in feed order) into the feed, in the flip's transaction: the identity gives
-        them ids in that order."""
-        if not changes.num_rows:
-            return
-        columns = sql.SQL(", ").join(map(sql.Identifier, [*CHANGE_SCHEMA.names, "run_id", "as_of", "model_version"]))
-        query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(self._feed, columns)
-        with cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
-            copy.write(PGCOPY_HEADER)
-            for batch in changes.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                copy.write(pgcopy_changes(batch, run))
-            copy.write(PGCOPY_TRAILER)
-
     def _abort(self, token: StageToken) -> None:
         try:
             with self._connect(autocommit=False) as conn:
                 cur = conn.cursor()
                 cur.execute("SET lock_timeout = '30s'")
-                if _one(cur.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is not None:
+                if one(cur.execute("SELECT to_regclass(%s)", (f"{self.namespace}_stages",))) is not None:
                     self._remove_stage(cur, token.stage)
         except psycopg.Error as exc:
             raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc
@@ -641,54 +581,4 @@ class PostgresStore(ProfileStore):
         cur = conn.cursor(binary=True)
         query = sql.SQL("SELECT data FROM {} WHERE generation = %s ORDER BY part").format(self._state)
         parts = [bytes(row[0]) for row in cur.execute(query, (generation,)).fetchall()]
-        return state_from_parts(parts) if parts else self._read_state_rows(conn.cursor(), table)
-
-    @staticmethod
-    def _read_state_rows(cur: psycopg.Cursor[Any], table: str) -> pa.Table:
-        """The state columns of ``table`` via COPY TO as CSV (slower: every row goes through Python)."""
-        query = sql.SQL(
-            "COPY (SELECT customer_id, segment, previous_segment, segment_since FROM {}) TO STDOUT (FORMAT csv)"
-        ).format(sql.Identifier(table))
-        buffer = bytearray()
-        with cur.copy(query) as copy:
-            for chunk in copy:
-                buffer += chunk
-        if not buffer:
-            return empty_state()
-        return (
-            pcsv.read_csv(
-                io.BytesIO(buffer),
-                read_options=pcsv.ReadOptions(column_names=STATE_SCHEMA.names, block_size=16 << 20),
-                parse_options=pcsv.ParseOptions(newlines_in_values=True),
-                # PostgreSQL writes NULL as an unquoted empty field and '' as ""
-                convert_options=pcsv.ConvertOptions(
-                    column_types=STATE_SCHEMA,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                    null_values=[""],
-                ),
-            )
-            .select(STATE_SCHEMA.names)
-            .cast(STATE_SCHEMA)
-        )
-
-    @staticmethod
-    def _copy_in(cur: psycopg.Cursor[Any], table: sql.Identifier, rows: pa.Table, freeze: bool = True) -> None:
-        """COPY ``rows`` in, in PostgreSQL's binary format encoded by Arrow and NumPy a batch at a time,
-        while a psycopg thread sends the previous batch (binary halves the server's work against CSV).
-        ``freeze`` needs a table created in the current transaction."""
-        columns = sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
-        options = sql.SQL("FORMAT binary, FREEZE true" if freeze else "FORMAT binary")
-        query = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(table, columns, options)
-        with cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
-            copy.write(PGCOPY_HEADER)
-            for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                copy.write(pgcopy_tuples(batch))
-            copy.write(PGCOPY_TRAILER)
-
-
-def _one(cur: psycopg.Cursor[Any]) -> Any:
-    """The first value of the one row a query such as ``SELECT to_regclass(...)`` always answers."""
-    row = cur.fetchone()
-    assert row is not None  # a SELECT without FROM answers exactly one row
-    return row[0]
+        return state_from_parts(parts) if parts else read_state_rows(conn.cursor(), table)

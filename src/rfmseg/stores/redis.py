@@ -73,6 +73,7 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
+from rfmseg.stores.redis_pipe import LOCK_TTL_MS, raw, text, write_changes, write_hash
 from rfmseg.stores.rows import (
     PROFILE_FIELDS,
     SEPARATOR,
@@ -88,16 +89,11 @@ from rfmseg.stores.rows import (
     state_parts,
 )
 from rfmseg.stores.urls import failed, unreachable
-from rfmseg.stores.wire import hset_commands, rpush_changes
 
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 60.0
-FIELDS_PER_HSET = 1_000
-WRITE_BATCH_ROWS = 50_000
-LOCK_TTL_MS = 60_000
 LOCK_WAIT_S = 120.0
 READ_CHUNK = 10_000
-CHANGES_PER_RPUSH = 1_000
 _FEED_FIELDS = ("customer_id", "from_segment", "to_segment", "reason", "segment_reason")
 _RUN_FIELDS = ("run_id", "as_of", "model_version")
 
@@ -223,12 +219,12 @@ class RedisStore(ProfileStore):
     def _current(self) -> dict[str, Any] | None:
         self._ensure_answering()
         try:
-            raw = self._client.get(self._pointer)
+            pointer = self._client.get(self._pointer)
         except redis.TimeoutError as exc:
             raise self._silent(exc) from exc
         except redis.RedisError as exc:
             raise failed(self.url_display, "read", exc, self._secrets) from exc
-        return None if raw is None else self._parse_pointer(_raw(raw))
+        return None if pointer is None else self._parse_pointer(raw(pointer))
 
     def current_run(self) -> str | None:
         pointer = self._current()
@@ -269,7 +265,7 @@ class RedisStore(ProfileStore):
 
     def _drop(self) -> None:
         with self._locked("drop the store") as (holder, _lock):
-            self._drop_versions(holder, {_text(v) for v in holder.smembers(self._versions)})
+            self._drop_versions(holder, {text(v) for v in holder.smembers(self._versions)})
             served = self._served_version(holder)
             if served is not None:
                 self._drop_versions(holder, {served})
@@ -309,7 +305,7 @@ class RedisStore(ProfileStore):
             if holder.set(self._lock_key, token, nx=True, px=LOCK_TTL_MS):
                 return token
             current = holder.get(self._lock_key)
-            if current is not None and not self._holder_alive(holder, _text(current)):
+            if current is not None and not self._holder_alive(holder, text(current)):
                 self._release_script(keys=[self._lock_key], args=[current], client=holder)
                 continue
             if time.monotonic() > deadline:
@@ -338,14 +334,14 @@ class RedisStore(ProfileStore):
         holder.sadd(self._versions, version)  # registered first, so a dead publish's keys can be found
         key = self._version_key(version)
         try:
-            written = self._write_hash(holder, key, rows, keep_lock=True)
+            written = write_hash(holder, key, rows, self._lock_key)
             if written != rows.num_rows:
                 raise StoreError(
                     f"the profile store at {self.url_display} stored {written} of {rows.num_rows} "
                     "profiles; nothing was changed, publish again"
                 )
             self._write_state(holder, key, rows)
-            self._write_changes(holder, key, changes)
+            write_changes(holder, key, changes, self._lock_key)
             self._flip(holder, token, version, run, rows.num_rows)
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # best effort: the next publish removes it anyway
@@ -392,7 +388,7 @@ class RedisStore(ProfileStore):
 
     def _drop_leftovers(self, client: redis.Redis, served: str | None) -> None:
         """UNLINK every version but the served one and the stages begun on it (which may still commit)."""
-        versions = sorted({_text(v) for v in client.smembers(self._versions)} - {served})
+        versions = sorted({text(v) for v in client.smembers(self._versions)} - {served})
         if not versions:
             return
         with client.pipeline(transaction=False) as pipe:
@@ -409,65 +405,6 @@ class RedisStore(ProfileStore):
             client.unlink(key, f"{key}:state", f"{key}:stage", f"{key}:changes", f"{key}:staged_changes")
             client.srem(self._versions, version)
 
-    def _write_hash(self, holder: redis.Redis, key: str, rows: pa.Table, keep_lock: bool) -> int:
-        """HSET every packed profile into ``key``, FIELDS_PER_HSET fields per command; the number of
-        fields added (fewer than the rows if some were in ``key`` already).
-
-        The commands are encoded to the Redis protocol by Arrow (:func:`~rfmseg.stores.wire.hset_commands`,
-        4-7x faster than redis-py pipelines with hiredis: docs/stores.md), a batch at a time, and streamed on
-        the holder's connection with the replies of one batch read while Redis works on the next. With
-        ``keep_lock`` each batch also renews the publisher lock.
-        """
-        conn = holder.connection
-        if conn is None:  # pragma: no cover - a single-connection client always has one
-            raise StoreError("the publish needs a single-connection Redis client")
-        try:
-            return self._stream_hsets(conn, key, rows, keep_lock)
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: start the next command on a fresh connection
-            raise
-
-    def _stream_hsets(self, conn: Any, key: str, rows: pa.Table, keep_lock: bool) -> int:
-        """Send the HSETs batch by batch, reading a batch's replies after sending the next; fields added."""
-        batches = rows.to_batches(max_chunksize=WRITE_BATCH_ROWS)
-        return self._stream(conn, (hset_commands(key, batch, FIELDS_PER_HSET) for batch in batches), keep_lock)
-
-    def _stream(self, conn: Any, commands: Iterator[tuple[bytes, int]], keep_lock: bool) -> int:
-        """Send each (RESP, number of commands) of ``commands`` followed by a lock renewal, reading the
-        replies of one while Redis works on the next; the sum of the integer replies."""
-        # a PING when there is no lock to renew keeps one extra reply per batch either way
-        renew = ("PEXPIRE", self._lock_key, LOCK_TTL_MS) if keep_lock else ("PING",)
-        expire = b"".join(conn.pack_command(*renew))
-        written, pending = 0, 0
-        for packed, count in commands:
-            conn.send_packed_command([packed, expire], check_health=False)  # the PEXPIRE keeps the lock
-            written += self._read_replies(conn, pending)
-            pending = count
-        return written + self._read_replies(conn, pending)
-
-    def _write_changes(self, holder: redis.Redis, key: str, changes: pa.Table) -> None:
-        """RPUSH ``changes`` (in feed order) to ``ns:v:<n>:changes``, the list the flip appends to the feed."""
-        conn = holder.connection
-        if conn is None:  # pragma: no cover - a single-connection client always has one
-            raise StoreError("the publish needs a single-connection Redis client")
-        target = f"{key}:changes"
-        holder.delete(target)
-        batches = changes.to_batches(max_chunksize=WRITE_BATCH_ROWS)
-        try:
-            self._stream(conn, (rpush_changes(target, batch, CHANGES_PER_RPUSH) for batch in batches), True)
-        except BaseException:
-            conn.disconnect()
-            raise
-
-    @staticmethod
-    def _read_replies(conn: Any, hsets: int) -> int:
-        """Read the replies of one batch (``hsets`` HSETs, then PEXPIRE or PING); the number of fields added."""
-        if not hsets:
-            return 0
-        added = sum(int(conn.read_response()) for _ in range(hsets))
-        conn.read_response()
-        return added
-
     @staticmethod
     def _write_state(client: redis.Redis, key: str, rows: pa.Table) -> None:
         client.rpush(f"{key}:state", *state_parts(rows))
@@ -479,7 +416,7 @@ class RedisStore(ProfileStore):
                 f"the profile store at {self.url_display} serves version {version} without its "
                 "state; it was changed by hand - publish into a new namespace"
             )
-        return state_from_parts([_raw(part) for part in parts])
+        return state_from_parts([raw(part) for part in parts])
 
     # --- staged publish -----------------------------------------------------------------------------------
 
@@ -524,7 +461,7 @@ class RedisStore(ProfileStore):
             # the batch's new and moved customers; those that left are known at the commit only
             rows, changed, new, changes = history_and_changes(assignments, state, token.as_of, departures=False)
             version = self._version_key(token.stage)
-            written = self._write_hash(holder, version, rows, keep_lock=False)
+            written = write_hash(holder, version, rows, None)
             problem = ""
             if written != rows.num_rows and key is None:
                 twice = rows.num_rows - written
@@ -564,7 +501,7 @@ class RedisStore(ProfileStore):
         found = client.hget(self._stage_key(token), f"batch:{key}")
         if found is None:
             return None
-        rows, changed, new = (int(part) for part in _text(found).split(","))
+        rows, changed, new = (int(part) for part in text(found).split(","))
         return StagedBatch(rows, changed, new, repeated=True)
 
     def _staged_state(self, client: redis.Redis, token: StageToken, ids: list[str]) -> pa.Table:
@@ -610,7 +547,7 @@ class RedisStore(ProfileStore):
             pointer = None if raw is None else json.loads(raw)
             if (str(pointer["version"]) if pointer else "") != self._began_on(token):
                 raise stage_moved(token, self.url_display, pointer["run_id"] if pointer else None)
-            stage = {_text(k): _text(v) for k, v in holder.hgetall(self._stage_key(token)).items()}
+            stage = {text(k): text(v) for k, v in holder.hgetall(self._stage_key(token)).items()}
             if not stage or not holder.sismember(self._versions, token.stage):
                 raise stage_gone(token, self.url_display)
             if stage.get("problem"):
@@ -621,7 +558,7 @@ class RedisStore(ProfileStore):
             held = int(holder.hlen(key))
             if held != rows:  # a batch that died half way left fields without counting them
                 raise stage_short(token, self.url_display, held, expected_rows)
-            self._write_changes(holder, key, self._staged_changes(holder, token))
+            write_changes(holder, key, self._staged_changes(holder, token), self._lock_key)
             self._flip(holder, lock, token.stage, token.run, rows)
             with contextlib.suppress(redis.RedisError):
                 holder.unlink(self._stage_key(token))  # a served version like any other now
@@ -632,10 +569,10 @@ class RedisStore(ProfileStore):
         """The changes of a staged publish at its commit: the batches' new and moved customers, and the
         served customers no batch staged."""
         key = self._version_key(token.stage)
-        arrived = changes_from_parts([_raw(part) for part in holder.lrange(f"{key}:staged_changes", 0, -1)])
+        arrived = changes_from_parts([raw(part) for part in holder.lrange(f"{key}:staged_changes", 0, -1)])
         if not token.served:
             return in_feed_order([arrived])
-        staged_ids = state_from_parts([_raw(part) for part in holder.lrange(f"{key}:state", 0, -1)])["customer_id"]
+        staged_ids = state_from_parts([raw(part) for part in holder.lrange(f"{key}:state", 0, -1)])["customer_id"]
         served = self._read_state(holder, str(token.generation))
         return in_feed_order([arrived, departed(served, staged_ids)])
 
@@ -645,14 +582,3 @@ class RedisStore(ProfileStore):
                 self._drop_versions(self._client, {token.stage})
         except redis.RedisError as exc:
             raise failed(self.url_display, f"abort the publish of run {token.run_id}", exc, self._secrets) from exc
-
-
-def _text(value: bytes | str) -> str:
-    """A reply as text: the store's clients answer bytes (``decode_responses`` is off, so that the state's
-    Parquet parts stay bytes); redis-py's types also allow str."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _raw(value: bytes | str) -> bytes:
-    """A reply as the bytes it is (see :func:`_text`)."""
-    return value if isinstance(value, bytes) else value.encode()
