@@ -582,6 +582,7 @@ def test_every_json_route_declares_its_payload_and_real_responses_match_it(clien
     rfm = [{"customer_id": "N1", "recency_days": 5, "frequency": 30, "monetary": 8000}]
     calls = {
         ("get", "/customers/{customer_id}"): lambda: client.get("/customers/C087"),
+        ("get", "/customers"): lambda: client.get("/customers", params={"id": "C087"}),
         ("post", "/customers/lookup"): lambda: client.post("/customers/lookup", json={"ids": ["C001", "C999"]}),
         ("get", "/customers/{customer_id}/history"): lambda: client.get("/customers/C087/history"),
         ("get", "/segments"): lambda: client.get("/segments"),

@@ -22,7 +22,7 @@ def assert_clean_failure(r, runs_dir: Path, *fragments: str) -> None:
     assert lines[0].startswith("error: ")
     for f in fragments:
         assert f in lines[0], lines[0]
-    assert not runs_dir.exists() or not any(runs_dir.iterdir()), list(runs_dir.iterdir())
+    assert not runs_dir.exists(), list(runs_dir.iterdir())  # no run, and no empty runs folder
 
 
 def test_unknown_column_lists_columns_and_option(cli, tmp_path: Path, runs_dir: Path) -> None:
@@ -134,17 +134,20 @@ def test_bad_as_of_and_bad_transform(cli, study_orders: Path, runs_dir: Path) ->
 
 
 def test_a_failure_while_writing_leaves_no_run(tmp_path: Path, study_orders: Path, monkeypatch) -> None:
+    import errno
+
     import rfmseg
     from rfmseg.engines.local import LocalEngine
+    from rfmseg.errors import EnvironmentFailure
 
     def boom(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(LocalEngine, "write_quarantine", boom)
     runs = tmp_path / "runs"
-    with pytest.raises(OSError):
+    with pytest.raises(EnvironmentFailure, match="No space left on device; free space"):
         rfmseg.segment(study_orders, as_of="2024-12-31", runs_dir=runs)
-    assert list(runs.iterdir()) == []
+    assert not runs.exists()  # the run created the folder: it goes with the run
 
 
 # ------------------------------------------------------------------------------ errors name parameters

@@ -82,8 +82,11 @@ def test_the_life_commands_keep_their_option_order() -> None:
         "max_name_shift",
         reading[0],
     ]
-    assert _params("run")[:9] == ["path", *reading[:7], "bad_rows"]  # the columns and --date-format first
-    assert _params("choose-k")[:6] == ["path", "customer_col", "order_col", "date_col", "amount_col", "as_of"]
+    # the columns, --date-format and the formats first
+    assert _params("run")[:13] == ["path", *reading[:11], "bad_rows"]
+    formats = ["date_format", "decimal", "encoding", "sheet", "max_quarantine"]
+    columns = ["customer_col", "order_col", "date_col", "amount_col"]
+    assert _params("choose-k")[:11] == ["path", *columns, *formats, "as_of"]
 
 
 # ------------------------------------------------------------------------------------- option -> setting bindings
@@ -137,12 +140,13 @@ def test_an_option_spelled_like_a_settings_flag_is_bound_to_that_setting() -> No
 
 
 COLUMN_KEYS = [f"columns.{f}" for f in ("customer_id", "order_id", "order_date", "amount", "quantity", "unit_price")]
-READING_KEYS = {"source", "as_of", "bad_rows", "preset", "returns", "date_format", "runs_dir", *COLUMN_KEYS}
+FORMAT_KEYS = {"date_format", "decimal", "encoding", "sheet", "max_quarantine"}
+READING_KEYS = {"source", "as_of", "bad_rows", "preset", "returns", "runs_dir", *FORMAT_KEYS, *COLUMN_KEYS}
 COLD_KEYS = {"cold_start.orders", "cold_start.days", "cold_start.segment"}
 MODEL_KEYS = {"k", "transform", "n_init", "random_state"}
 USED = {
     "run": READING_KEYS | MODEL_KEYS | {"store", "columns.*"},
-    "choose-k": {"source", "as_of", "preset", "transform", "n_init", "random_state", *COLUMN_KEYS[:4]},
+    "choose-k": {"source", "as_of", "preset", "transform", "n_init", "random_state", *FORMAT_KEYS, *COLUMN_KEYS[:4]},
     "assign": READING_KEYS | COLD_KEYS,
     "refresh": READING_KEYS | COLD_KEYS | {"store"},
     "retrain": READING_KEYS | COLD_KEYS | MODEL_KEYS | {"store"},

@@ -74,6 +74,29 @@ class ModelFormatError(RfmsegError):
     """A stored model cannot be loaded by this version."""
 
 
+class EnvironmentFailure(RfmsegError):
+    """The machine failed the command, not the input: a full disk, an I/O error. Exit code 3."""
+
+    exit_code = 3
+    http_status = 507
+
+
+ENVIRONMENT_ERRNOS = frozenset({28, 122, 5, 12})
+"""ENOSPC, EDQUOT, EIO, ENOMEM: an :class:`OSError` with one of these is the machine's failure"""
+
+
+def os_failure(exc: OSError, doing: str, param: str = "") -> RfmsegError:
+    """The one-line error of ``exc``, raised while ``doing`` (e.g. "writing the run to runs/"): an
+    :class:`EnvironmentFailure` for a full disk or an I/O error, else a :class:`ParameterError` naming the
+    path (and ``param``, the parameter that gave it, as ``{runs_dir}``)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in ENVIRONMENT_ERRNOS:
+        return EnvironmentFailure(f"{doing}: {reason}{where}; free space (or fix the disk) and run again")
+    fix = f"give a folder you can write to with {{{param}}}" if param else "check the path and its permissions"
+    return ParameterError(f"{doing}: {reason}{where}; {fix}", param=param or ())
+
+
 class StoreError(RfmsegError):
     """The online store cannot be reached or refused the operation."""
 

@@ -38,7 +38,7 @@ from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
-    from rfmseg.presets import Preset
+    from rfmseg.presets import Preset, ReadFormats
 
 CONFIG_FILE = "rfmseg.toml"
 
@@ -55,6 +55,10 @@ class SegmentKwargs(TypedDict):
     bad_rows: Literal["error", "quarantine"] | None
     returns: Literal["net", "exclude"] | None
     date_format: str | None
+    decimal: str | None
+    encoding: str | None
+    sheet: str | None
+    max_quarantine: float | None
     preset: Preset
     runs_dir: Path
 
@@ -283,6 +287,10 @@ class Settings(_Strict):
     bad_rows: Literal["error", "quarantine"] | None = None
     returns: Literal["net", "exclude"] | None = None
     date_format: StrictStr | None = None
+    decimal: Literal[".", ","] | None = None
+    encoding: StrictStr | None = None
+    sheet: StrictStr | None = None
+    max_quarantine: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     runs_dir: StrictStr = str(DEFAULT_RUNS_DIR)
     store: StrictStr | None = None
@@ -387,9 +395,19 @@ class Settings(_Strict):
             "bad_rows": self.bad_rows,
             "returns": self.returns,
             "date_format": self.date_format,
+            "decimal": self.decimal,
+            "encoding": self.encoding,
+            "sheet": self.sheet,
+            "max_quarantine": None if self.max_quarantine is None else float(self.max_quarantine),
             "preset": self.preset_obj(),
             "runs_dir": self.runs_path,
         }
+
+    def read_formats(self) -> ReadFormats:
+        """How the source is written, as set (decimal, encoding, sheet, max_quarantine; None: detected, or the
+        preset's limit)."""
+        share = None if self.max_quarantine is None else float(self.max_quarantine)
+        return {"decimal": self.decimal, "encoding": self.encoding, "sheet": self.sheet, "max_quarantine": share}
 
     # ------------------------------------------------------------------------------------- showing
     def rows(self) -> list[tuple[str, Any, str]]:
@@ -419,7 +437,12 @@ class Settings(_Strict):
         no_returns = p.policy.returns_condition.strip().upper() == "FALSE"
         shown = "(none: this preset has no returns)" if no_returns and not self.returns else self.returns
         out.append(("returns", shown or p.policy.returns, self._or_preset("returns")))
-        out.append(("date_format", self.date_format or "(ISO and common formats)", self.origin("date_format")))
+        out.append(("date_format", self.date_format or "(detected from the column)", self.origin("date_format")))
+        out.append(("decimal", self.decimal or "(detected from the numbers)", self.origin("decimal")))
+        out.append(("encoding", self.encoding or "(detected from the bytes)", self.origin("encoding")))
+        out.append(("sheet", self.sheet or "(the workbook's only sheet with data)", self.origin("sheet")))
+        limit = p.policy.max_quarantine if self.max_quarantine is None else self.max_quarantine
+        out.append(("max_quarantine", limit, self._or_preset("max_quarantine")))
         out.append(("cold_start.orders", self.cold_start.orders, self.origin("cold_start.orders")))
         out.append(("cold_start.days", self.cold_start.days, self.origin("cold_start.days")))
         seg_origin = self.origin("cold_start.segment") if self.cold_start.segment else f"preset {p.name}"

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg.errors import ParameterError
+from rfmseg.io.validate import FIRST_YEAR, LAST_YEAR
 
 BEHAVIOURS = ("stable", "champion_slowing", "loyal_lapsing", "occasional_returning", "new")
 
@@ -81,6 +82,14 @@ class SimConfig:
                 raise ParameterError(f"{name}={getattr(self, name)} should be a share between 0 and 1")
         if self.new_per_week < 0:
             raise ParameterError(f"{{new_per_week}} {self.new_per_week} should be >= 0", param="new_per_week")
+        last = date(LAST_YEAR, 12, 31) - timedelta(weeks=self.weeks)
+        if not date(FIRST_YEAR + 10, 1, 1) <= self.start <= last:
+            raise ParameterError(
+                f"{{start}} {self.start} is outside {FIRST_YEAR + 10}-01-01 to {last} (order dates outside the years "
+                f"{FIRST_YEAR}-{LAST_YEAR} are not read, and the history reaches years back); give a date in "
+                "that range",
+                param="start",
+            )
 
     @property
     def end(self) -> date:

@@ -33,7 +33,7 @@ from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.io import open_source
 from rfmseg.io.passes import reason_case
 from rfmseg.io.readers import Source, sql_identifier, sql_string
-from rfmseg.io.validate import Rule, date_expr, id_expr
+from rfmseg.io.validate import DEFAULT_DATE_FORMATS, Rule, date_expr, id_expr
 from rfmseg.runs import DEFAULT_RUNS_DIR, RunWriter
 
 TOUCHES_DIR = "touches"
@@ -275,6 +275,11 @@ def normalise_kind(kind: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", kind.strip().lower()).strip("_")
 
 
+TOUCH_DATE_FORMATS = (*DEFAULT_DATE_FORMATS, "%m/%d/%Y %H:%M", "%m/%d/%Y")
+"""the formats a campaign file's text dates are tried with without a date format: ISO, then month-first
+slashed dates (what campaign tools export); transactions detect theirs (:func:`rfmseg.io.validate.plan`)"""
+
+
 def import_touches(
     source: Any,
     runs_dir: str | Path = DEFAULT_RUNS_DIR,
@@ -304,12 +309,12 @@ def import_touches(
         campaign = _text(mapping["campaign"], types[mapping["campaign"]])
         kind = _slug(f"CAST({sql_identifier(mapping['kind'])} AS VARCHAR)")
         channel = f"lower({_text(mapping['channel'], types[mapping['channel']])})"
-        sent = date_expr(mapping["sent_at"], types[mapping["sent_at"]], date_format)
+        sent = date_expr(mapping["sent_at"], types[mapping["sent_at"]], date_format, TOUCH_DATE_FORMATS)
         optional = []
         for f in OPTIONAL:
             if f in mapping:
                 col = mapping[f]
-                optional.append(f"{date_expr(col, types[col], date_format)} AS {f}")
+                optional.append(f"{date_expr(col, types[col], date_format, TOUCH_DATE_FORMATS)} AS {f}")
                 optional.append(f"{_text(col, types[col])} AS _{f.split('_')[0]}_raw")
             else:
                 optional.append(f"CAST(NULL AS TIMESTAMP) AS {f}")

@@ -14,7 +14,7 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from rfmseg.cli.options import flag_of
-from rfmseg.errors import RfmsegError
+from rfmseg.errors import RfmsegError, os_failure
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
@@ -109,6 +109,10 @@ def run_app(argv: list[str] | None = None) -> int:
     except RfmsegError as exc:
         err.print(f"error: {exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))}", markup=False)
         return exc.exit_code
+    except OSError as exc:  # a file or folder the machine refused where no step expected it: still one line
+        failure = os_failure(exc, "the command could not go on")
+        err.print(f"error: {failure.message}", markup=False)
+        return failure.exit_code
     except typer.Abort:
         err.print("aborted", markup=False)
         return 130

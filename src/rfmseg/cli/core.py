@@ -12,11 +12,13 @@ from rfmseg.cli.common import app, err, out, parse_ids, print_json, print_summar
 from rfmseg.cli.options import (
     BARE_COLUMNS,
     COLUMNS,
+    FORMATS,
     AsOf,
     BadRows,
     ColumnPairs,
     ConfigOpt,
     CustomerIds,
+    DateFormat,
     Json,
     K,
     NInit,
@@ -29,6 +31,7 @@ from rfmseg.cli.options import (
     Source,
     Transform,
     include,
+    params,
 )
 from rfmseg.cli.progress import progress_shown
 from rfmseg.config import resolve
@@ -38,6 +41,7 @@ from rfmseg.io.intake import read_rfm
 from rfmseg.jobs.run import RunResult, segment
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.scoring import rfm_matrix
+from rfmseg.presets import build_policy
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 
@@ -182,7 +186,7 @@ def run(
 
 
 @app.command("choose-k")
-@include(BARE_COLUMNS, after="path")
+@include(BARE_COLUMNS, params(date_format=DateFormat), FORMATS, after="path")
 def choose_k_cmd(
     ctx: typer.Context,
     path: Source = None,
@@ -210,7 +214,8 @@ def choose_k_cmd(
     transform, n_init, random_state = settings.effective_transform(), settings.n_init, settings.random_state
     con = duckdb.connect()
     try:
-        rfm = read_rfm(con, settings.require_source(), settings.columns, settings.as_of, preset=preset_).rfm
+        policy = build_policy(preset_, None, None, None, settings.date_format, **settings.read_formats())
+        rfm = read_rfm(con, settings.require_source(), settings.columns, settings.as_of, policy, preset_).rfm
     finally:
         con.close()
     result = choose_k(rfm_matrix(rfm), transform, k_min, k_max, n_init, random_state, sample_size, stability, resamples)

@@ -68,6 +68,7 @@ def _job_options(s: Settings, publish: bool) -> life.JobOptions:
         bad_rows=s.bad_rows,
         returns=s.returns,
         date_format=s.date_format,
+        formats=s.read_formats(),
         publish=publish,
         store=s.store,
     )
@@ -216,7 +217,7 @@ def assign(
     Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
     ref = life.load_model(model, s.runs_path)
-    read = life.reading(ref.run, _preset(s), None, s.bad_rows, s.returns, s.date_format)
+    read = life.reading(ref.run, _preset(s), None, s.bad_rows, s.returns, s.date_format, s.read_formats())
     result = life.assign(
         s.require_source(),
         dict(s.columns),

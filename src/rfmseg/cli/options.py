@@ -276,8 +276,34 @@ def params(**spec: Any) -> Params:
     return tuple(out)
 
 
-COLUMNS = params(**{name: _column(name) for name in _COLUMNS}, date_format=DateFormat)
-"""the column map (--customer-col ... --price-col) and --date-format"""
+Decimal = Annotated[
+    str | None,
+    typer.Option("--decimal", help="Decimal mark of the numbers, . or , (default: detected; 1.234,50 needs ,)."),
+    SettingKey("decimal"),
+]
+Encoding = Annotated[
+    str | None,
+    typer.Option("--encoding", help="A CSV's encoding: utf-8, utf-16 or latin-1 (default: detected)."),
+    SettingKey("encoding"),
+]
+Sheet = Annotated[
+    str | None,
+    typer.Option("--sheet", help="The workbook's sheet to read, or all (needed when it has several)."),
+    SettingKey("sheet"),
+]
+MaxQuarantine = Annotated[
+    float | None,
+    typer.Option(
+        "--max-quarantine",
+        help="Largest share of the rows one quarantine reason may take before the run stops "
+        "(default: the preset's, else 0.2).",
+    ),
+    SettingKey("max_quarantine"),
+]
+FORMATS = params(decimal=Decimal, encoding=Encoding, sheet=Sheet, max_quarantine=MaxQuarantine)
+"""how the input is written: --decimal, --encoding, --sheet, and the quarantine guard --max-quarantine"""
+COLUMNS = params(**{name: _column(name) for name in _COLUMNS}, date_format=DateFormat) + FORMATS
+"""the column map (--customer-col ... --price-col), --date-format and the formats"""
 BARE_COLUMNS = params(**{name: _column(name, explained=False) for name in list(_COLUMNS)[:4]})
 """--customer-col, --order-col, --date-col, --amount-col without help texts (choose-k has always shown them so)"""
 READING = (*COLUMNS, *params(bad_rows=ModelBadRows, preset=ModelPreset, returns=ModelReturns))

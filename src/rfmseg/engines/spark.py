@@ -52,7 +52,7 @@ from rfmseg.engines.spark_dialect import (
 from rfmseg.engines.spark_session import URI, SparkError, executor_error, get_session, hadoop_uri, spark_why
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
-from rfmseg.io.passes import check_field_columns, check_whole_columns, problem_error
+from rfmseg.io.passes import check_field_columns, check_shares, check_whole_columns, problem_error
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.validate import (
     AFTER_AS_OF,
@@ -323,6 +323,7 @@ class SparkEngine:
             raise problem_error(f"{src.label}: {first_problem(spark, self._rules)}")
         if used_rows == 0:
             raise problem_error(f"{src.label}: no usable order rows; {first_problem(spark, self._rules)}")
+        check_shares(src.label, used_rows + sum(counts.values()), counts, policy, self._rules)
         return as_of, used_rows + sum(counts.values()), counts
 
     def _create_canon(self, spark: Any, late: tuple[Rule, ...]) -> None:

@@ -18,7 +18,7 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import Intake
 from rfmseg.io.passes import problem_text, reason_case
 from rfmseg.io.readers import sql_string
-from rfmseg.io.validate import DEFAULT_DATE_FORMATS, Dialect, Rule
+from rfmseg.io.validate import Dialect, Rule
 
 _SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
 _SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")
@@ -124,11 +124,16 @@ def id_expr(col: str, spark_type: str) -> str:
     return f"NULLIF(CASE WHEN contains({text}, '.') THEN {whole} ELSE {text} END, '')"
 
 
-def number_expr(col: str, spark_type: str) -> str:
+def number_expr(col: str, spark_type: str, decimal: str = ".") -> str:
+    """validate.number_expr in Spark SQL: text read with ``decimal`` as the decimal mark, the other mark
+    taken as a thousands separator."""
     q = spark_ident(col)
     if _is_numeric(spark_type):
         return f"CAST({q} AS DOUBLE)"
-    return f"try_cast(replace(trim(CAST({q} AS STRING)), ',', '') AS DOUBLE)"
+    t = f"trim(CAST({q} AS STRING))"
+    if decimal == ",":
+        return f"try_cast(replace(replace({t}, '.', ''), ',', '.') AS DOUBLE)"
+    return f"try_cast(replace({t}, ',', '') AS DOUBLE)"
 
 
 _STRPTIME = {
@@ -168,7 +173,11 @@ def spark_pattern(fmt: str) -> str:
     return "".join(out)
 
 
-def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
+SPARK_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y/%m/%d")
+"""the formats the Spark engine tries on text dates without a date format (it detects none)"""
+
+
+def date_expr(col: str, spark_type: str, date_format: str | None, fallbacks: tuple[str, ...] = ()) -> str:
     q = spark_ident(col)
     t = spark_type.lower()
     if t.startswith(("timestamp", "date")):
@@ -182,7 +191,9 @@ def date_expr(col: str, spark_type: str, date_format: str | None) -> str:
     text = f"trim(CAST({q} AS STRING))"
     if date_format:
         return f"try_to_timestamp({text}, {sql_string(spark_pattern(date_format))})"
-    tries = ", ".join(f"try_to_timestamp({text}, {sql_string(spark_pattern(f))})" for f in DEFAULT_DATE_FORMATS)
+    tries = ", ".join(
+        f"try_to_timestamp({text}, {sql_string(spark_pattern(f))})" for f in fallbacks or SPARK_DATE_FORMATS
+    )
     return f"CAST(coalesce(try_cast({text} AS TIMESTAMP_NTZ), {tries}) AS TIMESTAMP_NTZ)"
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
-from rfmseg.io.readers import Source, open_source
+from rfmseg.io.readers import Source, open_source, sample_view
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import Policy, plan
 from rfmseg.io.views import VIEWS
@@ -121,9 +121,9 @@ def read_rfm(
     policy = with_features(policy or (preset.policy if preset else Policy()), fs)
     with (timer or Untimed()).stage("read"):
         if isinstance(source, SourceSpec):
-            src = source.register(con, VIEWS.source)
+            src = sample_view(con, source.register(con, VIEWS.source))
         else:
-            src = open_source(con, source, VIEWS.source)
+            src = open_source(con, source, VIEWS.source, encoding=policy.encoding, sheet=policy.sheet)
     if preset is not None:
         columns = preset.columns_for(src.columns, columns)
     given = parse_as_of(as_of)

@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg import schema
-from rfmseg.errors import InputError
-from rfmseg.io.validate import AFTER_AS_OF, RETURNS_ONLY, Rule
+from rfmseg.errors import EnvironmentFailure, InputError
+from rfmseg.io.readers import read_error
+from rfmseg.io.validate import AFTER_AS_OF, EXCLUDED_RETURN, RETURNS_ONLY, Policy, Rule
 from rfmseg.io.views import VIEWS, Views
 
 if TYPE_CHECKING:
@@ -112,8 +113,28 @@ def settle(
 ) -> tuple[Prepared, pa.Table]:
     """Run ``plan`` on ``con``: every row judged and counted per fate, the as-of date settled (``as_of``, else
     the day after the last order) and the RFM table computed with ``queries``. In ``error`` mode a single
-    broken row raises :class:`InputError` naming the row, the rule and the fix."""
-    timer = timer or Untimed()
+    broken row raises :class:`InputError` naming the row, the rule and the fix; in ``quarantine`` mode, one
+    reason taking more than the policy's ``max_quarantine`` of the rows does (:func:`check_shares`). A file
+    that cannot be read (a line that breaks the CSV dialect, a byte of another encoding) raises the one line
+    of :func:`rfmseg.io.readers.read_error`; a full disk while spilling, :class:`EnvironmentFailure`."""
+    try:
+        p, rfm = _settle(con, plan, queries, as_of, timer or Untimed())
+    except duckdb.IOException as exc:
+        if "space" in str(exc).lower():
+            raise EnvironmentFailure(
+                f"{plan.source.label}: the disk is full while reading ({str(exc).splitlines()[0]}); free space "
+                "in the temporary folder and run again"
+            ) from None
+        raise read_error(plan.source.label, exc, plan.source.format) from None
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+        raise read_error(plan.source.label, exc, plan.source.format) from None
+    check_shares(plan.source.label, p.rows_read, p.quarantined, plan.policy, (*p.rules, RETURNS_ONLY))
+    return p, rfm
+
+
+def _settle(
+    con: duckdb.DuckDBPyConnection, plan: Plan, queries: RfmQueries, as_of: date | None, timer: Stages
+) -> tuple[Prepared, pa.Table]:
     with timer.stage("validate"):
         p = _prepare(con, plan, as_of)
     if p.kind == "rfm":
@@ -436,7 +457,7 @@ def reason_case(rules: tuple[Rule, ...]) -> str:
     return f"CASE {whens} ELSE NULL END"
 
 
-RULE_PARAMS = ("bad_rows", "date_format", "as_of", "returns", "columns")
+RULE_PARAMS = ("bad_rows", "date_format", "as_of", "returns", "columns", "decimal", "max_quarantine", "encoding")
 """the parameters the rules' fixes and :func:`problem_text` name"""
 
 
@@ -456,6 +477,34 @@ def problem_text(rules: tuple[Rule, ...], found: dict[str, tuple[int, int]]) -> 
                 "or pass {bad_rows} quarantine to set such rows aside"
             )
     return "check the file"
+
+
+UNGUARDED = (AFTER_AS_OF.reason, EXCLUDED_RETURN.reason)
+"""reasons the user chose (an earlier as-of date, excluded returns): however many rows they take, no guard"""
+
+
+def check_shares(
+    label: str, rows_read: int, quarantined: dict[str, int], policy: Policy, rules: tuple[Rule, ...]
+) -> None:
+    """Stop when one quarantine reason takes more than ``policy.max_quarantine`` of the rows it judged (the
+    rows read less those an earlier rule set aside: a row has one reason, the first rule it breaks): that
+    many rows set aside for one reason is a misread file (a date or number format, a wrong column), not bad
+    rows, and must not pass as a segmentation. The message names the reason, what it means and its fix."""
+    limit = policy.max_quarantine
+    order = {r.reason: i for i, r in reversed(list(enumerate(rules)))}
+    earlier = 0
+    for reason, n in sorted(quarantined.items(), key=lambda kv: order.get(kv[0], len(order))):
+        judged = rows_read - earlier if reason in order else rows_read
+        earlier += n
+        if reason in UNGUARDED or not judged or n / judged <= limit:
+            continue
+        rule = next(r for r in rules if r.reason == reason) if reason in order else None
+        meaning, fix = (rule.meaning, rule.fix) if rule else (reason, "check the file")
+        raise problem_error(
+            f"{label}: {n / judged:.0%} of the rows judged ({n:,} of {judged:,}) are set aside as {reason} "
+            f"({meaning}), more than the {limit:.0%} allowed: check the file and its format ({fix}), or raise "
+            "{max_quarantine} if so many are expected"
+        )
 
 
 def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[int, int, int]) -> None:

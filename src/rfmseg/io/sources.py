@@ -16,7 +16,16 @@ from pathlib import Path
 import duckdb
 
 from rfmseg.errors import InputError
-from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, sql_string, view_columns
+from rfmseg.io.readers import (
+    FORMATS,
+    SAMPLE_ROWS,
+    Source,
+    check_file,
+    file_sha256,
+    sql_identifier,
+    sql_string,
+    view_columns,
+)
 from rfmseg.io.views import VIEWS
 
 
@@ -77,7 +86,11 @@ class FileGlob(SourceSpec):
             # files are read in the listed order and DuckDB keeps insertion order: row numbers run across files
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT *, row_number() OVER () AS _row FROM {reader}")
             columns = view_columns(con, name)
+            # the sample comes from the reader: a LIMIT over the numbered view would read every file
+            text = [c for c, t in columns.items() if t.upper() == "VARCHAR"]
+            picked = ", ".join(sql_identifier(c) for c in text) or "NULL AS _none"
+            sample = con.sql(f"SELECT {picked} FROM {reader} LIMIT {SAMPLE_ROWS}").to_arrow_table().select(text)
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0]
             raise InputError(f"{self.pattern}: cannot be read as {fmt} ({first}); check the files") from None
-        return Source(name, columns, self.pattern, digest.hexdigest(), fmt)
+        return Source(name, columns, self.pattern, digest.hexdigest(), fmt, sample)

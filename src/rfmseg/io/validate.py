@@ -11,8 +11,9 @@ sets them aside and goes on (the default for line-item data such as Online Retai
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pyarrow as pa
@@ -25,9 +26,21 @@ from rfmseg.io.views import VIEWS
 
 BadRows = Literal["error", "quarantine"]
 Returns = Literal["net", "exclude"]
+Decimal = Literal[".", ","]
 
-# date formats tried, in order, on text dates when no --date-format is given (ISO is tried first by CAST)
-DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y/%m/%d")
+# date formats tried, in order, on text dates when no date format is given or detected (ISO is tried first by
+# CAST); a column of day/month/year dates gets its own (detect_date_formats)
+DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d")
+MAX_QUARANTINE = 0.20
+"""the share of the rows one quarantine reason may take before the read stops (a misread format, not bad rows)"""
+MAX_ABS_NUMBER = 1e15
+"""a larger amount, quantity or price (or extra number) is not a real value: quarantined with the bad ones, so
+no sum can overflow"""
+MAX_ID_LENGTH = 128
+"""a longer customer id is refused (quarantined as ``bad_customer_id``): the stores and the API take ids up
+to this length"""
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+"""order dates outside these years are quarantined as ``bad_date`` (9999-12-31 is a placeholder, not a date)"""
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,8 @@ class ExtraField:
         out = [
             Rule(
                 f"bad_{self.name}",
-                f"{self.name} IS NULL OR isnan({self.name}) OR isinf({self.name})",
+                f"{self.name} IS NULL OR isnan({self.name}) OR isinf({self.name}) "
+                f"OR abs({self.name}) > {MAX_ABS_NUMBER:.0e}",
                 f"{self.name} missing or not a number",
                 fix,
             )
@@ -92,10 +106,12 @@ class ExtraField:
 
 @dataclass
 class Policy:
-    """How rows are judged. Presets extend ``rules`` and set ``returns`` for line-item data."""
+    """How a source is read and its rows judged. Presets extend ``rules`` and set ``returns`` for line-item
+    data."""
 
     bad_rows: BadRows = "error"
     date_format: str | None = None
+    """the strptime format of text dates; None: detected from the column (:func:`detect_date_formats`)"""
     returns_condition: str = "FALSE"
     """SQL over the canonical columns (plus the originals) marking a row as a return."""
     returns: Returns = "net"
@@ -110,6 +126,17 @@ class Policy:
     """extra canonical columns the features read (typed and judged like the core ones)"""
     needs_amount: bool = True
     """False when the features read no amount (e.g. SaaS usage): then no amount column is looked for"""
+    decimal: Decimal | None = None
+    """the decimal mark of text numbers; None: detected from the columns (:func:`detect_decimal`)"""
+    encoding: str | None = None
+    """a CSV's encoding (utf-8, utf-16, latin-1); None: detected from its bytes"""
+    sheet: str | None = None
+    """the sheet of a workbook to read (a name, or ``all``); None: its only sheet with data"""
+    max_quarantine: float = MAX_QUARANTINE
+    """the share of the rows one quarantine reason may take before the read stops (:func:`check_shares`)"""
+    date_formats: tuple[str, ...] = ()
+    """the formats text dates are tried with when no ``date_format`` is given: set by :func:`plan` from the
+    column (empty: :data:`DEFAULT_DATE_FORMATS`)"""
 
 
 def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[str, ...]) -> str | None:
@@ -246,14 +273,48 @@ def customer_expr(col: str, duck_type: str) -> str:
     return id_expr(col, duck_type)
 
 
-def number_expr(col: str, duck_type: str) -> str:
+_GROUPED = {".": "[+-]?[0-9]{1,3}(,[0-9]{3})+([.][0-9]*)?", ",": "[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]*)?"}
+"""a number with thousands separators, by decimal mark (1,234.50; 1.234,50)"""
+
+
+def number_expr(col: str, duck_type: str, decimal: str = ".") -> str:
+    """A number column as DOUBLE; text is read with ``decimal`` as the decimal mark. The other mark is taken
+    only as a thousands separator in its place (``1,234.50``, ``1.234,50``): ``6,95`` read with ``.`` is not
+    a number (it is quarantined as such), never 695."""
     q = sql_identifier(col)
     if _is_numeric(duck_type):
         return f"CAST({q} AS DOUBLE)"
-    return f"TRY_CAST(replace(trim(CAST({q} AS VARCHAR)), ',', '') AS DOUBLE)"
+    t = f"trim(CAST({q} AS VARCHAR))"
+    if decimal == ",":
+        other, plain, grouped = ".", f"replace({t}, ',', '.')", f"replace(replace({t}, '.', ''), ',', '.')"
+    else:
+        other, plain, grouped = ",", t, f"replace({t}, ',', '')"
+    return (
+        f"TRY_CAST(CASE WHEN NOT contains({t}, {sql_string(other)}) THEN {plain} "
+        f"WHEN regexp_full_match({t}, {sql_string(_GROUPED[decimal])}) THEN {grouped} END AS DOUBLE)"
+    )
 
 
-def date_expr(col: str, duck_type: str, date_format: str | None) -> str:
+_DIRECTIVE = re.compile(r"%(-?[a-zA-Z%]?)")
+_KNOWN_DIRECTIVES = set("aAwdbBhmyYHIpMSfgnzZjUWcxX%") | {"-d", "-m", "-y", "-H", "-I", "-M", "-S", "-j"}
+
+
+def check_date_format(fmt: str) -> str:
+    """``fmt`` if it is a strptime format DuckDB reads (and holds a directive), else a one-line refusal."""
+    found = _DIRECTIVE.findall(fmt)
+    bad = [d for d in found if d not in _KNOWN_DIRECTIVES]
+    if bad or not found:
+        what = f"%{bad[0]} is not a date directive" if bad else "it holds no % directive"
+        raise ParameterError(
+            f"{{date_format}} '{fmt}' is not a date format ({what}); use e.g. '%d/%m/%Y %H:%M' or '%Y-%m-%d'",
+            param="date_format",
+        )
+    return fmt
+
+
+def date_expr(col: str, duck_type: str, date_format: str | None, fallbacks: tuple[str, ...] = ()) -> str:
+    """A date column as TIMESTAMP: text with ``date_format``, else ISO, else one of ``fallbacks`` (default:
+    :data:`DEFAULT_DATE_FORMATS`)."""
     q = sql_identifier(col)
     if _is_temporal(duck_type):
         return f"CAST({q} AS TIMESTAMP)"
@@ -265,8 +326,8 @@ def date_expr(col: str, duck_type: str, date_format: str | None) -> str:
         )
     text = f"trim(CAST({q} AS VARCHAR))"
     if date_format:
-        return f"try_strptime({text}, {sql_string(date_format)})"
-    fmts = ", ".join(sql_string(f) for f in DEFAULT_DATE_FORMATS)
+        return f"try_strptime({text}, {sql_string(check_date_format(date_format))})"
+    fmts = ", ".join(sql_string(f) for f in fallbacks or DEFAULT_DATE_FORMATS)
     return f"coalesce(TRY_CAST({text} AS TIMESTAMP), try_strptime({text}, [{fmts}]))"
 
 
@@ -280,15 +341,15 @@ GENERIC_RULES = (
     Rule("missing_order_id", "order_id IS NULL", "no order id", "fill the order id"),
     Rule(
         "bad_date",
-        "ts IS NULL",
-        "order date missing or not a date",
+        f"ts IS NULL OR ts < TIMESTAMP '{FIRST_YEAR}-01-01' OR ts >= TIMESTAMP '{LAST_YEAR + 1}-01-01'",
+        f"order date missing or not a date (or not in the years {FIRST_YEAR}-{LAST_YEAR})",
         "fix the date or set {date_format} (e.g. '%d/%m/%Y')",
     ),
     Rule(
         "bad_amount",
-        "amount IS NULL OR isnan(amount) OR isinf(amount)",
-        "amount missing or not a number",
-        "fix the amount (plain numbers, no currency signs)",
+        f"amount IS NULL OR isnan(amount) OR isinf(amount) OR abs(amount) > {MAX_ABS_NUMBER:.0e}",
+        f"amount missing or not a number (or beyond ±{MAX_ABS_NUMBER:.0e})",
+        "fix the amount (plain numbers, no currency signs; set {decimal} for a decimal comma)",
     ),
     Rule(
         "negative_amount",
@@ -297,6 +358,14 @@ GENERIC_RULES = (
         "fix the amount, or pass {returns} net to count negative lines as returns",
     ),
 )
+BAD_CUSTOMER_ID = Rule(
+    "bad_customer_id",
+    f"length(customer_id) > {MAX_ID_LENGTH} OR regexp_matches(customer_id, '[\\x00-\\x1f\\x7f]')",
+    f"customer id with a control character (a tab, a line break) or longer than {MAX_ID_LENGTH} characters",
+    "fix the id in the export (such an id could not be published, served or looked up)",
+)
+"""The one id rule, judged when a source is read, right after ``missing_customer_id``: what a run accepts can be
+published, served and looked up (:mod:`rfmseg.stores`, the API). Only for text ids (a number is always fine)."""
 AFTER_AS_OF = Rule(
     "after_as_of",
     "CAST(ts AS DATE) > DATE '{as_of}'",
@@ -319,22 +388,23 @@ EXCLUDED_RETURN = Rule(
 )
 RFM_RULES = (
     Rule("missing_customer_id", "customer_id IS NULL", "no customer id", "fill the customer id"),
+    BAD_CUSTOMER_ID,
     Rule(
         "bad_recency",
-        "recency_days IS NULL OR recency_days < 0",
+        "recency_days IS NULL OR isnan(recency_days) OR isinf(recency_days) OR recency_days < 0",
         "recency missing or negative",
         "recency_days must be a whole number of days >= 0",
     ),
     Rule(
         "bad_frequency",
-        "frequency IS NULL OR frequency < 1",
+        "frequency IS NULL OR isnan(frequency) OR isinf(frequency) OR frequency < 1",
         "frequency missing or below 1",
         "frequency must be a count of orders >= 1",
     ),
     Rule(
         "bad_monetary",
-        "monetary IS NULL OR isnan(monetary) OR monetary < 0",
-        "monetary missing, not a number or negative",
+        f"monetary IS NULL OR isnan(monetary) OR monetary < 0 OR monetary > {MAX_ABS_NUMBER:.0e}",
+        f"monetary missing, not a number or negative (or beyond {MAX_ABS_NUMBER:.0e})",
         "monetary must be a number >= 0",
     ),
     Rule(
@@ -355,8 +425,10 @@ class Dialect:
 
     customer: Callable[[str, str], str]
     id: Callable[[str, str], str]
-    number: Callable[[str, str], str]
-    date: Callable[[str, str, str | None], str]
+    number: Callable[[str, str, str], str]
+    """(column, type, decimal mark)"""
+    date: Callable[[str, str, str | None, tuple[str, ...]], str]
+    """(column, type, the format given, the formats detected to try without one; empty: the dialect's own)"""
     text: str
 
 
@@ -409,18 +481,23 @@ def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy
         if schema.ORDER_ID in mapping
         else f"CAST(_row AS {d.text})"
     )
-    ts = d.date(mapping[schema.ORDER_DATE], types[mapping[schema.ORDER_DATE]], policy.date_format)
+    ts = d.date(mapping[schema.ORDER_DATE], types[mapping[schema.ORDER_DATE]], policy.date_format, policy.date_formats)
+    mark = policy.decimal or "."
+
+    def number(col: str, duck_type: str) -> str:
+        return d.number(col, duck_type, mark)
+
     if schema.AMOUNT in mapping:
-        amount = d.number(mapping[schema.AMOUNT], types[mapping[schema.AMOUNT]])
+        amount = number(mapping[schema.AMOUNT], types[mapping[schema.AMOUNT]])
         qty = price = "CAST(NULL AS DOUBLE)"
     elif schema.QUANTITY in mapping:
         q, p = mapping[schema.QUANTITY], mapping[schema.UNIT_PRICE]
-        qty, price = d.number(q, types[q]), d.number(p, types[p])
+        qty, price = number(q, types[q]), number(p, types[p])
         amount = f"({qty} * {price})"
     else:  # the features read no amount
         amount = qty = price = "CAST(NULL AS DOUBLE)"
     fields = "".join(
-        f", {(d.number if f.kind == 'number' else d.id)(mapping[f.name], types[mapping[f.name]])} AS {f.name}"
+        f", {(number if f.kind == 'number' else d.id)(mapping[f.name], types[mapping[f.name]])} AS {f.name}"
         for f in policy.fields
     )
     return (
@@ -429,10 +506,17 @@ def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy
     )
 
 
-def row_rules(policy: Policy, mapping: dict[str, str]) -> tuple[tuple[Rule, ...], bool]:
+def row_rules(
+    policy: Policy, mapping: dict[str, str], types: dict[str, str] | None = None
+) -> tuple[tuple[Rule, ...], bool]:
     """The row rules of ``policy`` in the order they are checked (before the as-of and returns-only rules,
-    which need the data), and whether the policy recognises returns. Shared with the Spark engine."""
-    rules = (*policy.rules_before, *GENERIC_RULES, *(r for f in policy.fields for r in f.rules()))
+    which need the data), and whether the policy recognises returns. Shared with the Spark engine.
+
+    With the source's column ``types``, a text customer id is also judged by :data:`BAD_CUSTOMER_ID`."""
+    generic: tuple[Rule, ...] = GENERIC_RULES
+    if types is not None and not _is_numeric(types[mapping[schema.CUSTOMER_ID]]):
+        generic = (GENERIC_RULES[0], BAD_CUSTOMER_ID, *GENERIC_RULES[1:])
+    rules = (*policy.rules_before, *generic, *(r for f in policy.fields for r in f.rules()))
     if schema.AMOUNT not in mapping and schema.QUANTITY not in mapping:
         rules = tuple(r for r in rules if r.reason not in ("bad_amount", "negative_amount"))
     has_returns = policy.returns_condition.strip().upper() != "FALSE"
@@ -477,15 +561,17 @@ def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan
     source's columns (the rest are found by name and alias). Raises on a column that cannot be found."""
     kind, mapping = resolve_columns(source, columns, policy.fields, policy.needs_amount)
     t = source.columns
+    policy = detected(source, mapping, policy)
+    mark = policy.decimal or "."
     if kind == "rfm":
         cust = id_expr(mapping[schema.CUSTOMER_ID], t[mapping[schema.CUSTOMER_ID]])
-        r, f, m = (number_expr(mapping[x], t[mapping[x]]) for x in schema.RFM_FIELDS)
+        r, f, m = (number_expr(mapping[x], t[mapping[x]], mark) for x in schema.RFM_FIELDS)
         typed = (
             f"SELECT _row, {cust} AS customer_id, {r} AS recency_days, {f} AS frequency, {m} AS monetary "
             f"FROM {source.name}"
         )
         return Plan("rfm", source, mapping, policy, RFM_RULES, typed, typed)
-    rules, has_returns = row_rules(policy, mapping)
+    rules, has_returns = row_rules(policy, mapping, t)
     originals = ", ".join(sql_identifier(c) for c in t)
     extra = "".join(
         f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
@@ -509,6 +595,129 @@ def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan
         has_returns and policy.returns == "net",
         number_fields(policy.fields),
     )
+
+
+# ------------------------------------------------------------------------------------ formats, detected
+def detected(source: Source, mapping: dict[str, str], policy: Policy) -> Policy:
+    """``policy`` with what it leaves open decided from the source's sample (:attr:`Source.sample`): the
+    date formats of a text date column and the decimal mark of the text number columns. Refuses, naming
+    the parameter to set, a column that reads two ways."""
+    sample = source.sample
+    if sample is None:
+        return policy
+    date_col = mapping.get(schema.ORDER_DATE)
+    if policy.date_format is not None:
+        check_date_format(policy.date_format)
+    elif date_col is not None and date_col in sample.column_names:
+        found = detect_date_formats(source.label, date_col, _texts(sample, date_col), sample.num_rows)
+        if found:
+            policy = replace(policy, date_formats=found)
+    if policy.decimal is None:
+        fields = (schema.AMOUNT, schema.QUANTITY, schema.UNIT_PRICE, *schema.RFM_FIELDS, *number_fields(policy.fields))
+        cols = [mapping[f] for f in fields if f in mapping and mapping[f] in sample.column_names]
+        policy = replace(policy, decimal=detect_decimal(source.label, {c: _texts(sample, c) for c in cols}))
+    elif policy.decimal not in (".", ","):
+        raise ParameterError(f"{{decimal}} '{policy.decimal}' is not allowed; use . or ,", param="decimal")
+    return policy
+
+
+def _texts(sample: pa.Table, col: str) -> set[str]:
+    """The distinct non-empty values of a sample's column, stripped."""
+    values = pc.unique(pc.utf8_trim_whitespace(sample.column(col).cast(pa.string()))).to_pylist()
+    return {v for v in values if v}
+
+
+_DAY_MONTH = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)")
+
+
+def detect_date_formats(label: str, col: str, values: Iterable[str], rows: int) -> tuple[str, ...]:
+    """The formats to read a text date column with, when its values are written ``dd/mm/yyyy`` or
+    ``mm/dd/yyyy`` (with ``/``, ``.`` or ``-``, a 2- or 4-digit year, an optional time): day-first when a
+    first number is above 12, month-first when a second one is; refused when no value tells (each reads as
+    another date both ways) or when both do. Empty: the column is not written so (ISO and the
+    :data:`DEFAULT_DATE_FORMATS` read it)."""
+    matches = [m for v in values if (m := _DAY_MONTH.fullmatch(v))]
+    if not matches:
+        return ()
+    firsts = [int(m[1]) for m in matches]
+    seconds = [int(m[3]) for m in matches]
+    day_first, month_first = max(firsts) > 12, max(seconds) > 12
+    if day_first and month_first:
+        a = next(m[0] for m in matches if int(m[1]) > 12)
+        b = next(m[0] for m in matches if int(m[3]) > 12)
+        raise InputError(
+            f"{label}: column '{col}' mixes day-first and month-first dates ('{a}', '{b}'); export the dates in "
+            "one format and set {date_format} (e.g. '%d/%m/%Y')",
+            param="date_format",
+        )
+    if not day_first and not month_first:
+        two_way = [m[0] for m in matches if m[1].lstrip("0") != m[3].lstrip("0")]
+        if two_way:
+            raise InputError(
+                f"{label}: the dates of column '{col}' read both day-first and month-first (no day above 12 in "
+                f"the first {rows:,} rows, e.g. '{sorted(two_way)[0]}'); set {{date_format}} to '%d/%m/%Y' or "
+                "'%m/%d/%Y' (with the time, e.g. '%d/%m/%Y %H:%M')",
+                param="date_format",
+            )
+    order = ("%d", "%m") if day_first else ("%m", "%d")
+    out: list[str] = []
+    for sep, year in sorted({(m[2], "%Y" if len(m[4]) == 4 else "%y") for m in matches}):
+        base = f"{order[0]}{sep}{order[1]}{sep}{year}"
+        for time in (" %H:%M:%S.%f", " %H:%M:%S", " %H:%M", "T%H:%M:%S", ""):
+            out.append(base + time)
+    return tuple(out)
+
+
+def _decimal_evidence(value: str) -> str | None:
+    """The decimal mark ``value`` shows: '.', ',' or None when it reads the same either way or both ways
+    (``1,234``, ``1.234``: a thousands separator or three decimals)."""
+    v = value.lstrip("+-")
+    comma, point = v.rfind(","), v.rfind(".")
+    if comma >= 0 and point >= 0:
+        return "," if comma > point else "."
+    mark = "," if comma >= 0 else "." if point >= 0 else None
+    if mark is None:
+        return None
+    parts = v.split(mark)
+    if len(parts) > 2:  # 1,234,567 / 1.234.567: thousands separators
+        return "." if mark == "," else ","
+    return None if len(parts[1]) == 3 and parts[0].isdigit() and 0 < len(parts[0]) <= 3 else mark
+
+
+_NUMBERISH = re.compile(r"[+-]?[0-9][0-9.,]*")
+
+
+def detect_decimal(label: str, columns: dict[str, set[str]]) -> Decimal:
+    """The decimal mark of a source's text number columns (``columns``: each one's values): ``,`` when a value
+    shows a decimal comma (``6,95``, ``1.234,50``), ``.`` when one shows a decimal point or none shows any.
+    Refused when values show both, or when the only commas read either way (``1,234``)."""
+    seen: dict[str, tuple[str, str]] = {}
+    ambiguous: tuple[str, str] | None = None
+    for col, values in columns.items():
+        for v in values:
+            if not _NUMBERISH.fullmatch(v):
+                continue
+            mark = _decimal_evidence(v)
+            if mark is not None:
+                seen.setdefault(mark, (col, v))
+            elif ambiguous is None and "," in v:
+                ambiguous = (col, v)
+    if len(seen) == 2:
+        (c1, v1), (c2, v2) = seen["."], seen[","]
+        raise InputError(
+            f"{label}: numbers are written with a decimal point ('{v1}' in {c1}) and with a decimal comma "
+            f"('{v2}' in {c2}); export them one way and set {{decimal}} (. or ,)",
+            param="decimal",
+        )
+    if seen:
+        return "," if "," in seen else "."
+    if ambiguous is not None:
+        raise InputError(
+            f"{label}: '{ambiguous[1]}' in {ambiguous[0]} reads as a thousands separator or as a decimal comma; "
+            "set {decimal} to . (1,234 is 1234) or , (1,234 is 1.234)",
+            param="decimal",
+        )
+    return "."
 
 
 def number_fields(fields: tuple[ExtraField, ...]) -> tuple[str, ...]:

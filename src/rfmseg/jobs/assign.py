@@ -21,6 +21,7 @@ from rfmseg.errors import ParameterError
 from rfmseg.io import Policy
 from rfmseg.jobs.reading import ModelRef, Reading, load_model, reading
 from rfmseg.model.scoring import OFF, REASON_COLD, ColdStart, cold_warnings, score
+from rfmseg.presets import ReadFormats
 from rfmseg.runs import DEFAULT_RUNS_DIR
 from rfmseg.runs.artifacts import Rows
 from rfmseg.timing import Timer
@@ -70,11 +71,12 @@ def assign(
     bad_rows: str | None = None,
     returns: str | None = None,
     date_format: str | None = None,
+    formats: ReadFormats | None = None,
 ) -> AssignResult:
     """Score the customers of ``source`` (transactions or an RFM table) with a stored model; writes nothing.
     ``read`` (default: as the model's run read its input) sets preset, row policy and features."""
     ref = load_model(model, runs_dir)
-    read = read or reading(ref.run, preset, policy, bad_rows, returns, date_format)
+    read = read or reading(ref.run, preset, policy, bad_rows, returns, date_format, formats)
     cold_start = (cold_start or ColdStart(segment=None)).resolved(read.preset)
     engine = LocalEngine()
     try:

@@ -25,7 +25,7 @@ from rfmseg.jobs.reading import Reading, reading
 from rfmseg.jobs.writer import build_summary, write_run
 from rfmseg.model import SegmentModel
 from rfmseg.model.scoring import REASON_COLD, ColdStart, cold_warnings, score
-from rfmseg.presets import Preset
+from rfmseg.presets import Preset, ReadFormats
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import rfm_sha256, run_manifest
@@ -95,7 +95,8 @@ class JobOptions(TypedDict, total=False):
 
     * ``runs_dir``: the run registry (default ``rfmseg-runs``);
     * ``read``: how to read the input (default: as the model's run read it, with ``preset``, ``policy``,
-      ``bad_rows``, ``returns`` and ``date_format`` given here winning; see :func:`reading`);
+      ``bad_rows``, ``returns``, ``date_format`` and ``formats`` (decimal, encoding, sheet, max_quarantine)
+      given here winning; see :func:`reading`);
     * ``cold_start``: the cold-start rule (default: 2 orders, 30 days, the preset's segment);
     * ``publish`` (default True) the run to ``store`` (default: $RFMSEG_STORE, else
       ``sqlite:///<runs_dir>/profiles.db``);
@@ -110,6 +111,7 @@ class JobOptions(TypedDict, total=False):
     bad_rows: str | None
     returns: str | None
     date_format: str | None
+    formats: ReadFormats | None
     publish: bool
     store: str | None
     input_label: str | None
@@ -151,7 +153,13 @@ class Job:
         """The job, reading its input as ``trained`` (the run of the model it starts from) read its own."""
         o = options
         read = o.get("read") or reading(
-            trained, o.get("preset"), o.get("policy"), o.get("bad_rows"), o.get("returns"), o.get("date_format")
+            trained,
+            o.get("preset"),
+            o.get("policy"),
+            o.get("bad_rows"),
+            o.get("returns"),
+            o.get("date_format"),
+            o.get("formats"),
         )
         cold_start = (o.get("cold_start") or ColdStart(segment=None)).resolved(read.preset)
         job = cls(kind, runs_dir, started, new_run_id(started), read, cold_start, options)

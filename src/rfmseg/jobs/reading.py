@@ -16,7 +16,7 @@ from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io import Policy
 from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
-from rfmseg.presets import Preset, build_policy, get_preset
+from rfmseg.presets import Preset, ReadFormats, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
 from rfmseg.timing import Timer
 
@@ -76,8 +76,10 @@ def reading(
     bad_rows: str | None = None,
     returns: str | None = None,
     date_format: str | None = None,
+    formats: ReadFormats | None = None,
 ) -> Reading:
-    """The reading of the run that trained the model (its preset and features), with the options given."""
+    """The reading of the run that trained the model (its preset and features), with the options given
+    (``formats``: decimal, encoding, sheet, max_quarantine, as :func:`rfmseg.presets.build_policy` takes them)."""
     params = (trained.manifest.get("params") or {}) if trained else {}
     p = _preset(preset, params)
     features = (
@@ -85,7 +87,7 @@ def reading(
     )
     return Reading(
         p,
-        build_policy(p, policy, bad_rows, returns, date_format),
+        build_policy(p, policy, bad_rows, returns, date_format, **(formats or {})),
         features,
         p.currency if p else "$",
         p.units if p else DEFAULT_UNITS,

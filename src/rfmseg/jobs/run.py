@@ -79,6 +79,10 @@ def segment(
     preset: str | Preset | None = None,
     returns: str | None = None,
     date_format: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    max_quarantine: float | None = None,
     feature_set: FeatureSet | None = None,
     sample_size: int | None = None,
     engine: str = "local",
@@ -94,7 +98,9 @@ def segment(
     ``preset`` (a name such as ``"online-retail"``, or a Preset) supplies the column map, the row policy, the
     transform, vocabulary and currency; arguments given explicitly win. ``returns`` is ``net`` or ``exclude``.
     ``feature_set`` (default: the preset's) defines R, F and M; ``source`` may also be a
-    :class:`rfmseg.io.sources.SourceSpec` (a file glob, a PostgreSQL query).
+    :class:`rfmseg.io.sources.SourceSpec` (a file glob, a PostgreSQL query). ``date_format``, ``decimal``
+    (``.`` or ``,``), ``encoding`` and ``sheet`` say how the source is written (default: detected, or refused
+    when it reads two ways); ``max_quarantine`` is the share of rows one quarantine reason may take.
     ``store``: the profile store URL to publish the run to once it is written (``manifest["publish"]`` is
     the report): from the Spark executors on engine "spark", from this process on the local engine, which
     needs ``runs_dir`` for the run it publishes (:func:`rfmseg.jobs.publish.publish_computed`).
@@ -106,7 +112,17 @@ def segment(
     timer = Timer()
     timer.watch(engine_)  # for a progress display, when one observes the stages
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    policy = build_policy(preset, policy, bad_rows, returns, date_format)
+    policy = build_policy(
+        preset,
+        policy,
+        bad_rows,
+        returns,
+        date_format,
+        decimal=decimal,
+        encoding=encoding,
+        sheet=sheet,
+        max_quarantine=max_quarantine,
+    )
     transform = transform or (preset.transform if preset else "minmax")
     currency = currency or (preset.currency if preset else "$")
     vocabulary = vocabulary or (preset.vocabulary if preset else DEFAULT_VOCABULARY)

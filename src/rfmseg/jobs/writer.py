@@ -16,11 +16,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from rfmseg.engines.base import Engine
+from rfmseg.errors import EnvironmentFailure, os_failure
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
@@ -112,9 +114,15 @@ def write_run(
         manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()
-    except BaseException:
+    except BaseException as exc:
         for written in started:
             written.cancel()
         concurrent.futures.wait(started)  # nothing may still be writing into the folder removed next
         writer.abort()
+        if isinstance(exc, OSError):
+            raise os_failure(exc, f"writing the run to {writer.runs_dir}", "runs_dir") from None
+        if isinstance(exc, duckdb.IOException):
+            raise EnvironmentFailure(
+                f"writing the run to {writer.runs_dir}: {str(exc).splitlines()[0]}; free space and run again"
+            ) from None
         raise

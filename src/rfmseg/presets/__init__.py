@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmseg.errors import ParameterError
-from rfmseg.presets.preset import Preset, build_policy, with_features
+from rfmseg.presets.preset import Preset, ReadFormats, build_policy, with_features
 
-__all__ = ["PRESETS", "Preset", "build_policy", "get_preset", "with_features"]
+__all__ = ["PRESETS", "Preset", "ReadFormats", "build_policy", "get_preset", "with_features"]
 
 
 def _ecommerce() -> Preset:

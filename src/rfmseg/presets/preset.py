@@ -9,12 +9,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from rfmseg import schema
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io.validate import BadRows, ExtraField, Policy, Returns, Rule
+from rfmseg.io.validate import BadRows, Decimal, ExtraField, Policy, Returns, Rule
 from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
 
 
@@ -133,6 +133,7 @@ def _policy_from_dict(d: Mapping[str, Any]) -> Policy:
             "rules_before": tuple(Rule(**r) for r in d["rules_before"]),
             "extra_columns": tuple((name, sql) for name, sql in d["extra_columns"]),
             "fields": tuple(ExtraField(**{**f, "aliases": tuple(f["aliases"])}) for f in d["fields"]),
+            "date_formats": tuple(d.get("date_formats", ())),
         }
     )
 
@@ -149,6 +150,15 @@ def with_features(policy: Policy, features: FeatureSet) -> Policy:
     return replace(policy, fields=(*policy.fields, *added), needs_amount=features.needs_amount)
 
 
+class ReadFormats(TypedDict, total=False):
+    """How a source is written, where the options say (:func:`build_policy`'s keyword arguments)."""
+
+    decimal: str | None
+    encoding: str | None
+    sheet: str | None
+    max_quarantine: float | None
+
+
 NEGATIVE_LINES_ARE_RETURNS = "amount < 0"
 """what a return is when ``returns`` is asked for and neither the preset nor the policy defines returns: a
 line with a negative amount (a refund, a cancellation), the convention of most order exports"""
@@ -160,10 +170,17 @@ def build_policy(
     bad_rows: str | None = None,
     returns: str | None = None,
     date_format: str | None = None,
+    *,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    max_quarantine: float | None = None,
 ) -> Policy:
     """The row policy of a run: ``policy``, else the preset's, else the default, with the options given.
     ``returns`` where nothing defines returns counts the negative lines as returns
-    (:data:`NEGATIVE_LINES_ARE_RETURNS`)."""
+    (:data:`NEGATIVE_LINES_ARE_RETURNS`). ``decimal`` (``.`` or ``,``), ``encoding`` and ``sheet`` say how
+    the source is read (default: detected); ``max_quarantine`` is the share of the rows one quarantine
+    reason may take (default: the preset's)."""
     chosen_rows: BadRows | None
     match bad_rows:
         case None | "error" | "quarantine":
@@ -176,6 +193,13 @@ def build_policy(
             chosen_returns = returns
         case _:
             raise ParameterError(f"{{returns}} '{returns}' is not allowed; use net or exclude", param="returns")
+    if decimal not in (None, ".", ","):
+        raise ParameterError(f"{{decimal}} '{decimal}' is not allowed; use . or ,", param="decimal")
+    if max_quarantine is not None and not 0 <= max_quarantine <= 1:
+        raise ParameterError(
+            f"{{max_quarantine}} {max_quarantine} is not allowed; give a share from 0 to 1, e.g. 0.2",
+            param="max_quarantine",
+        )
     base = policy or (preset.policy if preset else Policy())
     if chosen_returns is not None and base.returns_condition.strip().upper() == "FALSE":
         # asked to handle returns where nothing defines them: the common convention, a negative line
@@ -185,4 +209,8 @@ def build_policy(
         bad_rows=base.bad_rows if chosen_rows is None else chosen_rows,
         returns=base.returns if chosen_returns is None else chosen_returns,
         date_format=base.date_format if date_format is None else date_format,
+        decimal=base.decimal if decimal is None else cast(Decimal, decimal),
+        encoding=base.encoding if encoding is None else encoding,
+        sheet=base.sheet if sheet is None else sheet,
+        max_quarantine=base.max_quarantine if max_quarantine is None else max_quarantine,
     )

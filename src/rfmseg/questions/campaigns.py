@@ -260,7 +260,14 @@ def not_contacted(
     snap = h.resolve(run)
     name = h.segment(snap, segment)
     ref = _as_date(reference) if reference is not None else snap.as_of
-    start = ref - timedelta(days=days)
+    try:
+        start = ref - timedelta(days=days)
+    except OverflowError:
+        raise ParameterError(
+            f"the window of {days} days before {ref} starts before the year 1; give a later {{reference}} "
+            "or fewer {days}",
+            param=("reference", "days"),
+        ) from None
     a = h.assignments(snap)
     members = a[a["segment"] == name][["customer_id", *RFM]]
     con = duckdb.connect()

@@ -3,7 +3,9 @@
 Files: manifest.json, model.json, rfm.parquet, assignments.parquet, summary.json, quarantine.parquet,
 report.html (and choose_k.json, the K choice the report shows).
 A run is written under a hidden temporary name and renamed into place when complete, so a reader never
-sees half a run and a failed run leaves nothing behind.
+sees half a run and a failed run leaves nothing behind: not its temporary folder, nor the runs folder when
+the run created it. The temporary folder of a run that was killed (``.tmp-<run_id>``, older than
+:data:`TMP_GRACE_SECONDS`) is removed when the next run starts; no listing shows one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +23,15 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfmseg.errors import ModelFormatError, NotFoundError
+from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, os_failure
 from rfmseg.model import SegmentModel
 from rfmseg.runs.artifacts import Manifest, ModelFile, Summary
 
 DEFAULT_RUNS_DIR = Path("rfmseg-runs")
+TMP_PREFIX = ".tmp-"
+TMP_GRACE_SECONDS = 6 * 3600
+"""a temporary run folder untouched for this long belongs to a run that was killed (a run writes its files
+within minutes of creating it, and the longest runs take minutes): the next run removes it"""
 FILES = (
     "manifest.json",
     "model.json",
@@ -73,9 +80,21 @@ class RunWriter:
     def __init__(self, runs_dir: Path, run_id: str) -> None:
         self.runs_dir = Path(runs_dir)
         self.run_id = run_id
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.runs_dir / f".tmp-{run_id}"
-        self.tmp.mkdir()
+        self.created = _first_missing(self.runs_dir)
+        """the outermost folder this writer creates (None: the runs folder existed), removed by :meth:`abort`"""
+        try:
+            if self.runs_dir.exists() and not self.runs_dir.is_dir():
+                raise ParameterError(
+                    f"runs folder {self.runs_dir}: is a file, not a folder; give a folder with {{runs_dir}}",
+                    param="runs_dir",
+                )
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.runs_dir / f"{TMP_PREFIX}{run_id}"
+            self.tmp.mkdir()
+        except OSError as exc:
+            self._remove_created()
+            raise os_failure(exc, f"cannot write runs in {self.runs_dir}", "runs_dir") from None
+        remove_stale_tmp(self.runs_dir)
 
     def json(self, name: str, data: Summary | Manifest | ModelFile | Any) -> None:
         (self.tmp / name).write_text(json.dumps(data, indent=1, default=_json_default) + "\n", encoding="utf-8")
@@ -93,6 +112,50 @@ class RunWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        """The folders this writer created, if they are still empty (another run may have written since)."""
+        if self.created is None:
+            return
+        here = self.runs_dir
+        while True:
+            try:
+                here.rmdir()
+            except OSError:
+                return
+            if here == self.created:
+                return
+            here = here.parent
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist (None: ``path`` exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing = p
+    return missing
+
+
+def remove_stale_tmp(runs_dir: Path, grace: float = TMP_GRACE_SECONDS) -> list[str]:
+    """Remove the temporary folders of killed runs (``.tmp-*`` not modified for ``grace`` seconds); their
+    names. A run in progress keeps its folder fresh by writing to it."""
+    removed: list[str] = []
+    now = time.time()
+    try:
+        candidates = [p for p in runs_dir.iterdir() if p.name.startswith(TMP_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for p in candidates:
+        try:
+            if now - p.stat().st_mtime > grace:
+                shutil.rmtree(p)
+                removed.append(p.name)
+        except OSError:
+            continue
+    return removed
 
 
 def _json_default(o: Any) -> Any:

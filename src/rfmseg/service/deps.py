@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.io.validate import MAX_ID_LENGTH
 from rfmseg.runs import Run, get_run
 from rfmseg.settings import DEFAULT_RUNS_DIR, RUNS_ENV, STORE_ENV, runs_path, store_url
 from rfmseg.stores import ProfileStore, open_store
@@ -40,8 +41,8 @@ ENV_STORE = STORE_ENV
 ENV_API_KEY = "RFMSEG_API_KEY"
 ENV_STORE_TIMEOUT = "RFMSEG_STORE_TIMEOUT"
 DEFAULT_STORE_TIMEOUT_S = 2.0
-MAX_ID_LENGTH = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""what the id rule of a read refuses too (:data:`rfmseg.io.validate.BAD_CUSTOMER_ID`): every stored id passes"""
 
 
 class TooLargeError(ParameterError):

@@ -3,9 +3,9 @@ across the runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
@@ -85,6 +85,16 @@ router.add_api_route(
     summary="One customer's segment (online store)",
     route_class_override=RawLookupRoute,
 )
+
+
+@router.get("/customers", response_model=CustomerPublic, summary="One customer's segment, the id as a query")
+def get_customer_by_query(
+    state: StateDep,
+    id: Annotated[str, Query(description="The customer id, as stored: any id a run accepts, '/' included.")],
+) -> Response:
+    """The same profile as ``GET /customers/{id}``, for an id the path cannot carry: an id with a ``/``
+    (``GET /customers?id=A/B``; ``/customers/A%2FB`` is decoded into two path segments before routing)."""
+    return Response(customer_json(state, id), media_type="application/json")
 
 
 @router.post(
