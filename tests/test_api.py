@@ -154,7 +154,7 @@ def test_a_store_that_is_down_is_a_503_naming_the_url(runs: StudyRuns) -> None:
         assert r.status_code == 503
         detail = r.json()["detail"]
         assert detail.startswith(f"cannot reach the profile store at {url} (")
-        assert detail.endswith("; start it or fix --store")
+        assert detail.endswith("; start it or fix the store URL (store)")  # the API names the setting
         h = c.get("/health")
         assert h.status_code == 503
         assert h.json()["status"] == "degraded"

@@ -211,3 +211,14 @@ def test_a_rule_fix_names_parameters_not_flags(tmp_path: Path) -> None:
     assert set(raised.value.params) == {"date_format", "bad_rows"}
     assert "set date_format" in str(raised.value) and "pass bad_rows quarantine" in str(raised.value)
     assert "--" not in str(raised.value)
+
+
+def test_a_store_that_is_down_names_the_store_option_and_keeps_the_run(cli, tmp_path: Path, runs_dir: Path) -> None:
+    """The store error names the store parameter: the CLI as its flag, also once the error says where the
+    unpublished run is kept."""
+    text = ORDERS_HEADER + "".join(f"C{i},{i},2024-01-{i % 28 + 1:02d},{10 + i}\n" for i in range(1, 30))
+    r = cli(
+        "run", write(tmp_path, "o.csv", text), "--k", "2", "--runs-dir", runs_dir, "--store", "redis://127.0.0.1:1/0"
+    )
+    assert r.code != 0 and "cannot reach the profile store at redis://127.0.0.1:1/0" in r.err
+    assert "start it or fix the store URL (--store)" in r.err and "publish it later with `rfmseg publish" in r.err

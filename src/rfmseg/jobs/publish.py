@@ -36,7 +36,7 @@ def saved_for_later(exc: RfmsegError, run_id: str, run: Run | None) -> RfmsegErr
     if run is None:
         return exc
     later = f"run {run_id} is saved in {run.path}, publish it later with `rfmseg publish {run_id}`"
-    return type(exc)(f"{exc.message}; {later}")
+    return type(exc)(f"{exc.template}; {later}", param=exc.params)  # still naming its parameters
 
 
 def publish_run(run: Run | str, runs_dir: str | Path = DEFAULT_RUNS_DIR, store: str | None = None) -> dict[str, Any]:

@@ -104,7 +104,9 @@ def describe_failure(exc: BaseException, secrets: list[str] | None = None) -> st
 def unreachable(url_display: str, exc: BaseException, secrets: list[str] | None = None) -> StoreError:
     """The StoreError for a store that cannot be reached (to raise ``from exc``)."""
     return StoreError(
-        f"cannot reach the profile store at {url_display} ({describe_failure(exc, secrets)}); start it or fix --store"
+        f"cannot reach the profile store at {url_display} ({describe_failure(exc, secrets)}); start it or fix "
+        "the store URL ({store})",
+        param="store",
     )
 
 
