@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.metrics import silhouette_score
 
 import rfmseg
-from rfmseg.io.validate import AFTER_AS_OF, EXCLUDED_RETURN, GENERIC_RULES, RETURNS_ONLY
+from rfmseg.io.rules import AFTER_AS_OF, EXCLUDED_RETURN, GENERIC_RULES, RETURNS_ONLY
 from rfmseg.model.choose_k import STABLE_ARI, choose_k
 from rfmseg.model.scoring import rfm_matrix
 from rfmseg.model.transform import TRANSFORMS, Transform

@@ -16,7 +16,8 @@ import pytest
 
 from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import read_rfm
-from rfmseg.io.validate import Policy, detect_date_formats, detect_decimal
+from rfmseg.io.rules import Policy
+from rfmseg.io.validate import detect_date_formats, detect_decimal
 from rfmseg.presets import build_policy, get_preset
 from test_bad_input import ORDERS_HEADER, assert_clean_failure, write
 from test_online_retail import DATA as ONLINE_RETAIL

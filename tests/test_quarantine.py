@@ -407,7 +407,7 @@ def test_returns_option_without_a_preset_counts_negative_lines_as_returns(cli, t
 
 
 def test_every_reason_code_is_documented() -> None:
-    from rfmseg.io import validate
+    from rfmseg.io import rules as validate
     from rfmseg.presets.online_retail import RULES
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "data-quality.md").read_text(encoding="utf-8")

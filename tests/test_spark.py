@@ -283,7 +283,7 @@ def test_spark_connect_through_spark_remote(connect_server: str, tmp_path: Path)
 def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
     # a cluster's 200 shuffle partitions made every K-Means pass run 200 Python tasks for 200 customers
     from rfmseg.engines.spark import SparkEngine
-    from rfmseg.io.validate import Policy
+    from rfmseg.io.rules import Policy
     from rfmseg.timing import Timer
 
     before = spark.conf.get("spark.sql.shuffle.partitions")

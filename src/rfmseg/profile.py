@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.model.naming import Vocabulary
@@ -379,3 +381,75 @@ def pareto_curve(monetary: np.ndarray, points: int = 101) -> dict[str, list[floa
     sums = top_sums(m, idx.tolist())
     share = [v / total if total else 0.0 for v in sums]
     return {"share_customers": xs.tolist(), "share_revenue": share}
+
+
+# ------------------------------------------------------------------------------------ data sufficiency
+MIN_CUSTOMERS_PER_SEGMENT = 10
+"""fewer customers than this many per segment (on average) and K-Means groups individuals, not types"""
+MIN_HISTORY_DAYS = 90
+"""a shorter span between the first and the last order leaves recency too little range to mean something"""
+MAX_CUSTOMER_REVENUE_SHARE = 0.10
+"""one customer holding more of the revenue than this pulls a centroid on its own"""
+NET_NONPOSITIVE_POLICY = (
+    "kept and segmented at their net monetary: their orders happened, so recency and frequency are real"
+)
+
+
+def net_nonpositive(rfm: pa.Table) -> dict[str, object]:
+    """Customers whose net monetary (purchases less returns) is at or below zero, with the policy applied."""
+    mask = pc.less_equal(rfm.column("monetary"), 0)
+    ids = rfm.column("customer_id").filter(mask).to_pylist()
+    return {"customers": len(ids), "examples": ids[:10], "policy": NET_NONPOSITIVE_POLICY}
+
+
+def sufficiency_warnings(rfm: pa.Table, k: int, currency: str = "$") -> list[dict[str, object]]:
+    """Warnings about whether the data can carry the analysis, each ``{"id", "text", "values"}``."""
+    out: list[dict[str, object]] = []
+    n = rfm.num_rows
+    if n < MIN_CUSTOMERS_PER_SEGMENT * k:
+        out.append(
+            {
+                "id": "few_customers",
+                "text": f"only {n:,} customers for K={k} (fewer than {MIN_CUSTOMERS_PER_SEGMENT} per segment): "
+                "segments may reflect individuals; use a smaller K or more customers",
+                "values": {"customers": n, "k": k, "min_customers": MIN_CUSTOMERS_PER_SEGMENT * k},
+            }
+        )
+    first = pc.min(rfm.column("first_order_date")).as_py() if "first_order_date" in rfm.column_names else None
+    last = pc.max(rfm.column("last_order_date")).as_py() if "last_order_date" in rfm.column_names else None
+    if first is not None and last is not None and (last - first).days < MIN_HISTORY_DAYS:
+        days = (last - first).days
+        out.append(
+            {
+                "id": "short_history",
+                "text": f"the orders span only {days} days ({first} to {last}): recency needs at least "
+                f"{MIN_HISTORY_DAYS} days of history to tell active from lapsed customers; export a longer history",
+                "values": {"days": days, "first_order_date": first.isoformat(), "last_order_date": last.isoformat()},
+            }
+        )
+    monetary = rfm.column("monetary")
+    total = pc.sum(pc.max_element_wise(monetary, 0.0)).as_py() or 0.0
+    if n and total > 0:
+        top = pc.index(monetary, pc.max(monetary)).as_py()
+        share = monetary[top].as_py() / total
+        if share > MAX_CUSTOMER_REVENUE_SHARE:
+            cid = rfm.column("customer_id")[top].as_py()
+            out.append(
+                {
+                    "id": "revenue_concentration",
+                    "text": f"customer {cid} holds {share:.0%} of revenue ({currency}{monetary[top].as_py():,.0f}): "
+                    "one customer this large pulls a segment on its own; check it is a real customer",
+                    "values": {"customer_id": cid, "share_revenue": share, "monetary": monetary[top].as_py()},
+                }
+            )
+    net = net_nonpositive(rfm)
+    if net["customers"]:
+        out.append(
+            {
+                "id": "net_nonpositive_customers",
+                "text": f"{net['customers']:,} customers end with net monetary at or below zero (returns cancel "
+                f"their purchases): {NET_NONPOSITIVE_POLICY}",
+                "values": {"customers": net["customers"], "examples": net["examples"]},
+            }
+        )
+    return out

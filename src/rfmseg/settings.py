@@ -537,7 +537,7 @@ def _user_preset(name: str, d: PresetConfig, settings: Settings) -> Preset:
     from dataclasses import replace
 
     from rfmseg.features import FeatureSet
-    from rfmseg.io.validate import ExtraField
+    from rfmseg.io.rules import ExtraField
     from rfmseg.model.naming import Vocabulary
     from rfmseg.presets import PRESETS, get_preset
 

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg.errors import ParameterError
-from rfmseg.io.validate import FIRST_YEAR, LAST_YEAR
+from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR
 
 BEHAVIOURS = ("stable", "champion_slowing", "loyal_lapsing", "occasional_returning", "new")
 

@@ -33,7 +33,8 @@ from rfmseg.errors import ColumnError, InputError, ParameterError
 from rfmseg.io import open_source
 from rfmseg.io.passes import reason_case
 from rfmseg.io.readers import Source, sql_identifier, sql_string
-from rfmseg.io.validate import DEFAULT_DATE_FORMATS, Rule, date_expr, id_expr
+from rfmseg.io.rules import Rule
+from rfmseg.io.validate import DEFAULT_DATE_FORMATS, date_expr, id_expr
 from rfmseg.runs import DEFAULT_RUNS_DIR, RunWriter
 
 TOUCHES_DIR = "touches"

@@ -15,11 +15,9 @@ What runs where:
   driver, the customers assigned and staged in batches by the executors (:mod:`rfmseg.stores`' staged
   publish), so the publish passes no customer rows through the driver.
 
-Session: ``SPARK_REMOTE`` (Spark Connect) when set, else ``spark_master`` (default ``local[*]``), else the
-session already active in the process (tests share one). Dialect differences between the DuckDB text the
-rules and features are written in and Spark SQL are translated in one place, :func:`spark_sql`.
-
-Beside it: ``spark_dialect`` (Spark SQL text, typing, judging) and ``spark_session`` (session, URIs, errors).
+Beside it: ``spark_dialect`` (the DuckDB text of the rules and features in Spark SQL, in one place:
+:func:`spark_sql`; typing, judging) and ``spark_session`` (the session: ``SPARK_REMOTE``, else
+``spark_master``, default ``local[*]``, else the one active; URIs, errors, progress).
 """
 
 from __future__ import annotations
@@ -49,22 +47,21 @@ from rfmseg.engines.spark_dialect import (
     spark_sql,
     spark_to_arrow,
 )
-from rfmseg.engines.spark_session import URI, SparkError, executor_error, get_session, hadoop_uri, spark_why
+from rfmseg.engines.spark_session import (
+    URI,
+    SparkError,
+    executor_error,
+    get_session,
+    hadoop_uri,
+    spark_why,
+    task_progress,
+)
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.passes import check_field_columns, check_shares, check_whole_columns, problem_error
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
-from rfmseg.io.validate import (
-    AFTER_AS_OF,
-    RETURNS_ONLY,
-    SOURCE_COLUMNS,
-    SOURCE_VIEW,
-    Policy,
-    Rule,
-    resolve_columns,
-    row_rules,
-    typed_columns,
-)
+from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY, SOURCE_COLUMNS, SOURCE_VIEW, Policy, Rule
+from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL
@@ -118,22 +115,9 @@ class SparkEngine:
         """Nothing to refuse: the executors publish what they compute, with or without a run folder."""
 
     def track_progress(self) -> Percent:
-        """The share of the tasks of the running Spark stages that are done (read from the driver's status
-        tracker; nothing on Spark Connect, whose sessions have no SparkContext)."""
-
-        def percent() -> float | None:
-            if self._spark is None:  # the session starts with the first read
-                return None
-            try:
-                tracker = self._spark.sparkContext.statusTracker()
-                stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
-            except Exception:  # Spark Connect, or a session stopping
-                return None
-            tasks = sum(s.numTasks for s in stages if s is not None)
-            done = sum(s.numCompletedTasks for s in stages if s is not None)
-            return 100.0 * done / tasks if tasks else None
-
-        return percent
+        """The share of the tasks of the running Spark stages that are done (:func:`task_progress`; nothing
+        before the session starts with the first read)."""
+        return lambda: task_progress(self._spark) if self._spark is not None else None
 
     def close(self) -> None:
         if self._rfm_all is not None:

@@ -18,7 +18,8 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import Intake
 from rfmseg.io.passes import problem_text, reason_case
 from rfmseg.io.readers import sql_string
-from rfmseg.io.validate import Dialect, Rule
+from rfmseg.io.rules import Rule
+from rfmseg.io.validate import Dialect
 
 _SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
 _SPARK_NUMERIC = (*_SPARK_INTEGER, "float", "double", "decimal", "real")

@@ -120,3 +120,16 @@ def temp_output_dir(prefix: str = "rfmseg-spark-") -> str:
 
 def elapsed(t0: float) -> float:
     return round(time.perf_counter() - t0, 4)
+
+
+def task_progress(spark: Any) -> float | None:
+    """The share of the tasks of the running stages that are done, in percent, from the driver's status
+    tracker (None when no stage runs; Spark Connect sessions have no SparkContext)."""
+    try:
+        tracker = spark.sparkContext.statusTracker()
+        stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+    except Exception:  # Spark Connect, or a session stopping
+        return None
+    tasks = sum(s.numTasks for s in stages if s is not None)
+    done = sum(s.numCompletedTasks for s in stages if s is not None)
+    return 100.0 * done / tasks if tasks else None

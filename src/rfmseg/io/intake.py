@@ -23,8 +23,9 @@ from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
 from rfmseg.io.readers import Source, open_source, sample_view
+from rfmseg.io.rules import Policy
 from rfmseg.io.sources import SourceSpec
-from rfmseg.io.validate import Policy, plan
+from rfmseg.io.validate import plan
 from rfmseg.io.views import VIEWS
 from rfmseg.presets import with_features
 

@@ -38,13 +38,14 @@ import pyarrow.compute as pc
 from rfmseg import schema
 from rfmseg.errors import EnvironmentFailure, InputError
 from rfmseg.io.readers import read_error
-from rfmseg.io.validate import AFTER_AS_OF, EXCLUDED_RETURN, RETURNS_ONLY, Policy, Rule
+from rfmseg.io.rules import AFTER_AS_OF, EXCLUDED_RETURN, RETURNS_ONLY, Policy, Rule
 from rfmseg.io.views import VIEWS, Views
 
 if TYPE_CHECKING:
     from rfmseg.features import RfmQueries
     from rfmseg.io.readers import Source
-    from rfmseg.io.validate import ExtraField, Plan
+    from rfmseg.io.rules import ExtraField
+    from rfmseg.io.validate import Plan
 
 MATERIALISE_MAX_ROWS = 5_000_000
 """Up to this many rows the judged rows are kept in a DuckDB table that the later stages read; above it the

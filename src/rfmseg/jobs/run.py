@@ -20,7 +20,6 @@ from threadpoolctl import threadpool_limits
 from rfmseg.engines import open_engine
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet
 from rfmseg.io import Policy
-from rfmseg.io.validate import net_nonpositive, sufficiency_warnings
 from rfmseg.jobs.publish import publish_computed
 from rfmseg.jobs.writer import build_summary, write_run
 from rfmseg.model import SegmentModel
@@ -29,6 +28,7 @@ from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.scoring import OFF, rfm_matrix, score
 from rfmseg.presets import Preset, build_policy, get_preset
+from rfmseg.profile import net_nonpositive, sufficiency_warnings
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import provenance, rfm_sha256, run_manifest

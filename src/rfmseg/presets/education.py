@@ -17,7 +17,7 @@ from datetime import date
 import numpy as np
 
 from rfmseg.features import Agg, FeatureSet, Units
-from rfmseg.io.validate import ExtraField, Policy
+from rfmseg.io.rules import ExtraField, Policy
 from rfmseg.model.naming import Vocabulary
 from rfmseg.presets.preset import Preset
 from rfmseg.presets.samples import Group, Sample, draw_entities, event_days, split_total, stamp

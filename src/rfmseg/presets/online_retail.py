@@ -32,7 +32,7 @@ are real — and is counted in the run's ``net_nonpositive`` block and warnings.
 from __future__ import annotations
 
 from rfmseg import schema
-from rfmseg.io.validate import GENERIC_RULES, Policy, Returns, Rule
+from rfmseg.io.rules import GENERIC_RULES, Policy, Returns, Rule
 from rfmseg.presets.preset import Preset
 
 NAME = "online-retail"

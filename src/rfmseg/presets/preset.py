@@ -14,7 +14,7 @@ from typing import Any, TypedDict, cast
 from rfmseg import schema
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
-from rfmseg.io.validate import BadRows, Decimal, ExtraField, Policy, Returns, Rule
+from rfmseg.io.rules import BadRows, Decimal, ExtraField, Policy, Returns, Rule
 from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rfmseg.errors import InputError
+from rfmseg.runs.registry import ASSETS_DIR
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -80,7 +81,7 @@ def embed_json(data: Any) -> str:
     return text
 
 
-ASSETS = ".assets"
+ASSETS = ASSETS_DIR
 """the folder of a run registry holding what its runs' reports share (plotly.js)"""
 
 
@@ -100,8 +101,12 @@ def shared_plotly(runs_dir: Path) -> str:
     if not target.exists():
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(plotly_js(), encoding="utf-8")
-        os.replace(tmp, target)
+        try:
+            tmp.write_text(plotly_js(), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy
+            raise
     return f"../{ASSETS}/{name}"
 
 

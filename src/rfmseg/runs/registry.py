@@ -74,6 +74,10 @@ class Run:
         return pq.read_table(self.path / f"{name}.parquet")
 
 
+ASSETS_DIR = ".assets"
+"""the folder of a run registry holding what its runs' reports share (plotly.js); the run listing skips it"""
+
+
 class RunWriter:
     """Collects a run's files in a temporary folder; ``commit`` renames it into place."""
 
@@ -115,9 +119,13 @@ class RunWriter:
         self._remove_created()
 
     def _remove_created(self) -> None:
-        """The folders this writer created, if they are still empty (another run may have written since)."""
+        """The folders this writer created, if they are still empty (another run may have written since); the
+        shared assets this run put there count as empty, as no run uses them."""
         if self.created is None:
             return
+        assets = self.runs_dir / ASSETS_DIR
+        if assets.is_dir() and not any(p for p in self.runs_dir.iterdir() if p != assets):
+            shutil.rmtree(assets, ignore_errors=True)
         here = self.runs_dir
         while True:
             try:

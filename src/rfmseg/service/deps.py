@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
-from rfmseg.io.validate import MAX_ID_LENGTH
+from rfmseg.io.rules import MAX_ID_LENGTH
 from rfmseg.runs import Run, get_run
 from rfmseg.settings import DEFAULT_RUNS_DIR, RUNS_ENV, STORE_ENV, runs_path, store_url
 from rfmseg.stores import ProfileStore, open_store
