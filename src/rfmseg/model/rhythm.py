@@ -1,0 +1,263 @@
+"""Each customer's own rhythm: buy-till-you-die models over the RFM table.
+
+A repeat-order model (BG/NBD, modified BG/NBD or Pareto/NBD) gives each customer the probability of still
+being a customer (``p_alive``) and the orders to expect over the next ``horizon`` days; a Gamma-Gamma model
+gives the spend to expect per order. Their product is ``expected_value``.
+
+The models are fitted (maximum a posteriori, the library's default priors) with pymc-marketing, which lives
+in the optional ``clv`` extra (``pip install 'rfmseg[clv]'``) and is imported only by :func:`fit_rhythm`.
+Scoring needs only the fitted parameters: the closed-form expectations of the published models are computed
+here with numpy and scipy (Fader, Hardie & Lee 2005 for BG/NBD; Batislam, Denizel & Filiztekin 2007 for the
+modified BG/NBD; Fader & Hardie 2013 for Gamma-Gamma), so a refresh scores millions of customers without
+the extra. The Pareto/NBD is fitted for the comparison (docs/rhythm.md) but not scored here.
+
+The inputs per customer, in days, from the RFM table: ``x`` = repeat orders (frequency - 1), ``t_x`` =
+days from the first to the last order, ``T`` = days from the first order to the as-of date; the mean spend
+per order is monetary / frequency. A customer without a first order date (an RFM table read as it is) has
+no rhythm: null.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.special import hyp2f1
+
+from rfmseg.errors import ParameterError
+
+INSTALL_HINT = "pip install 'rfmseg[clv]'"
+"""how to install the optional fitting library, in one line"""
+MODELS = {"bg": "BetaGeoModel", "mbg": "ModifiedBetaGeoModel", "pnbd": "ParetoNBDModel"}
+"""the repeat-order models, by short name -> pymc-marketing class"""
+SCORED = ("bg", "mbg")
+"""the models whose closed-form expectations are computed here"""
+DEFAULT_MODEL = "mbg"
+"""chosen by measurement on Online Retail (docs/rhythm.md)"""
+HORIZON_DAYS = 90
+SAMPLE_SIZE = 50_000
+COLUMNS = ("p_alive", "expected_orders_90d", "expected_value_90d")
+
+
+class MissingExtra(ParameterError):
+    """The optional ``clv`` extra is not installed."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The BTYD summary of each customer (days), and which customers have one."""
+
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+    orders: np.ndarray
+    mean_spend: np.ndarray
+    valid: np.ndarray
+
+
+def inputs(rfm: pa.Table, as_of: date) -> Inputs:
+    """x, t_x, T, orders and mean spend per customer of an RFM table (rfmseg.features), as of ``as_of``."""
+    n = rfm.num_rows
+    freq = rfm.column("frequency").to_numpy(zero_copy_only=False).astype(float)
+    monetary = rfm.column("monetary").to_numpy(zero_copy_only=False).astype(float)
+    if "first_order_date" in rfm.column_names and "last_order_date" in rfm.column_names:
+        end = pa.scalar(as_of, pa.date32())
+        first, last = rfm.column("first_order_date"), rfm.column("last_order_date")
+        T = pc.days_between(first, end).to_numpy(zero_copy_only=False).astype(float)
+        t_x = pc.days_between(first, last).to_numpy(zero_copy_only=False).astype(float)
+    else:
+        T = t_x = np.full(n, np.nan)
+    valid = np.isfinite(T) & np.isfinite(t_x) & (freq >= 1) & (t_x <= T) & (t_x >= 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_spend = np.where(freq > 0, monetary / np.maximum(freq, 1), np.nan)
+    return Inputs(np.maximum(freq - 1, 0), t_x, T, freq, mean_spend, valid)
+
+
+# ----------------------------------------------------------------------------------- closed-form expectations
+def p_alive(model: str, p: dict[str, float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T). BG/NBD: 1 / (1 + δ(x>0)·a/(b+x-1)·((α+T)/(α+t_x))^(r+x)) (Fader, Hardie & Lee
+    2005, eq. 13); modified BG/NBD: 1 / (1 + a/(b+x)·((α+T)/(α+t_x))^(r+x)) (Batislam et al. 2007)."""
+    a, b, r, alpha = p["a"], p["b"], p["r"], p["alpha"]
+    ratio = ((alpha + T) / (alpha + t_x)) ** (r + x)
+    if model == "bg":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odds = np.where(x > 0, a / (b + x - 1) * ratio, 0.0)
+    elif model == "mbg":
+        odds = a / (b + x) * ratio
+    else:
+        raise ParameterError(f"no closed-form scoring for rhythm model '{model}'; use one of {', '.join(SCORED)}")
+    return 1.0 / (1.0 + odds)
+
+
+def expected_orders(
+    model: str, p: dict[str, float], t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """E[X(t) | x, t_x, T], the orders to expect in the next ``t`` days (Fader, Hardie & Lee 2005, eq. 10;
+    Batislam et al. 2007, eq. 6 for the modified BG/NBD)."""
+    a, b, r, alpha = p["a"], p["b"], p["r"], p["alpha"]
+    z = t / (alpha + T + t)
+    decay = ((alpha + T) / (alpha + T + t)) ** (r + x)
+    if model == "bg":
+        lead = (a + b + x - 1) / (a - 1)
+        bracket = 1.0 - decay * hyp2f1(r + x, b + x, a + b + x - 1, z)
+    elif model == "mbg":
+        lead = (a + b + x) / (a - 1)
+        bracket = 1.0 - decay * hyp2f1(r + x, b + x + 1, a + b + x, z)
+    else:
+        raise ParameterError(f"no closed-form scoring for rhythm model '{model}'; use one of {', '.join(SCORED)}")
+    return lead * bracket * p_alive(model, p, x, t_x, T)
+
+
+def expected_spend(spend: dict[str, float], orders: np.ndarray, mean_spend: np.ndarray) -> np.ndarray:
+    """Gamma-Gamma E[spend per order | n orders, mean spend m] = p(v + n·m)/(p·n + q - 1); a customer whose
+    mean spend is not positive (returns netted it out) gets the population mean p·v/(q - 1)."""
+    p_, q, v = spend["p"], spend["q"], spend["v"]
+    ok = np.isfinite(mean_spend) & (mean_spend > 0)
+    n = np.where(ok, orders, 0.0)
+    m = np.where(ok, mean_spend, 0.0)
+    return p_ * (v + n * m) / (p_ * n + q - 1)
+
+
+# ----------------------------------------------------------------------------------------------- the model
+@dataclass
+class Rhythm:
+    """A fitted repeat-order model and Gamma-Gamma spend model (parameters only), and how they were fitted."""
+
+    model: str
+    params: dict[str, float]
+    spend: dict[str, float] | None
+    horizon_days: int = HORIZON_DAYS
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, rfm: pa.Table, as_of: date) -> dict[str, pa.Array]:
+        """p_alive, expected_orders_90d, expected_value_90d per customer of ``rfm`` (null where no rhythm)."""
+        inp = inputs(rfm, as_of)
+        v = inp.valid
+        out = {c: np.full(rfm.num_rows, np.nan) for c in COLUMNS}
+        if v.any():
+            x, t_x, T = inp.x[v], inp.t_x[v], inp.T[v]
+            out["p_alive"][v] = p_alive(self.model, self.params, x, t_x, T)
+            orders = expected_orders(self.model, self.params, self.horizon_days, x, t_x, T)
+            out["expected_orders_90d"][v] = orders
+            if self.spend is not None:
+                out["expected_value_90d"][v] = orders * expected_spend(self.spend, inp.orders[v], inp.mean_spend[v])
+        return {c: pa.array(a, pa.float64(), from_pandas=True) for c, a in out.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "library_class": MODELS[self.model],
+            "params": self.params,
+            "spend_model": "GammaGammaModel",
+            "spend": self.spend,
+            "horizon_days": self.horizon_days,
+            "time_unit": "days",
+            "fit": self.fit,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rhythm:
+        return cls(
+            model=str(d["model"]),
+            params={k: float(v) for k, v in d["params"].items()},
+            spend=None if d.get("spend") is None else {k: float(v) for k, v in d["spend"].items()},
+            horizon_days=int(d.get("horizon_days", HORIZON_DAYS)),
+            fit=dict(d.get("fit") or {}),
+        )
+
+
+def clv_library() -> Any:
+    """pymc_marketing.clv, or MissingExtra with the one-line install."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pymc_marketing import clv
+    except ImportError:
+        raise MissingExtra(f"the rhythm models need the clv extra: {INSTALL_HINT}") from None
+    return clv
+
+
+def summary_frame(inp: Inputs, rows: np.ndarray) -> Any:
+    """The library's input frame (customer_id, frequency = repeat orders, recency = t_x, T) for ``rows``."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"customer_id": np.arange(rows.size), "frequency": inp.x[rows], "recency": inp.t_x[rows], "T": inp.T[rows]}
+    )
+
+
+def fit_library_model(model: str, frame: Any) -> Any:
+    """The pymc-marketing repeat-order model ``model`` fitted by MAP on ``frame`` (see :func:`summary_frame`)."""
+    clv = clv_library()
+    cls = getattr(clv, MODELS[model])
+    fitted = cls()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted.fit(data=frame, method="map", progressbar=False)
+    return fitted
+
+
+def fit_rhythm(
+    rfm: pa.Table,
+    as_of: date,
+    model: str = DEFAULT_MODEL,
+    sample_size: int | None = SAMPLE_SIZE,
+    random_state: int = 42,
+) -> Rhythm:
+    """Fit the repeat-order model ``model`` and Gamma-Gamma by MAP on a seeded sample of at most
+    ``sample_size`` customers (None: all) of ``rfm``."""
+    if model not in SCORED:
+        raise ParameterError(f"rhythm model '{model}' cannot score; use one of {', '.join(SCORED)}")
+    t0 = time.perf_counter()
+    clv = clv_library()
+    t_import = time.perf_counter() - t0
+    inp = inputs(rfm, as_of)
+    rows = np.flatnonzero(inp.valid)
+    if rows.size < 10:
+        raise ParameterError(f"too few customers with a dated order history ({rows.size}) to fit a rhythm model")
+    if sample_size is not None and rows.size > sample_size:
+        rows = np.sort(np.random.default_rng(random_state).choice(rows, sample_size, replace=False))
+    frame = summary_frame(inp, rows)
+    t1 = time.perf_counter()
+    fitted = fit_library_model(model, frame)
+    params = map_params(fitted, ("a", "b", "r", "alpha"))
+    t2 = time.perf_counter()
+    spend = fit_spend(clv, inp, rows)
+    t3 = time.perf_counter()
+    info = {
+        "customers": int(inp.valid.sum()),
+        "sample": int(rows.size),
+        "sample_size": sample_size,
+        "random_state": random_state,
+        "method": "map",
+        "seconds": {"import": round(t_import, 3), "orders": round(t2 - t1, 3), "spend": round(t3 - t2, 3)},
+    }
+    return Rhythm(model, params, spend, HORIZON_DAYS, info)
+
+
+def fit_spend(clv: Any, inp: Inputs, rows: np.ndarray) -> dict[str, float] | None:
+    """Gamma-Gamma (p, q, v) by MAP on the repeat customers of ``rows`` with a positive mean spend."""
+    import pandas as pd
+
+    keep = rows[(inp.orders[rows] >= 2) & (inp.mean_spend[rows] > 0)]
+    if keep.size < 10:
+        return None
+    frame = pd.DataFrame(
+        {"customer_id": np.arange(keep.size), "frequency": inp.orders[keep], "monetary_value": inp.mean_spend[keep]}
+    )
+    gg = clv.GammaGammaModel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gg.fit(data=frame, method="map", progressbar=False)
+    return map_params(gg, ("p", "q", "v"))
+
+
+def map_params(fitted: Any, names: tuple[str, ...]) -> dict[str, float]:
+    """The MAP values of ``names`` at full precision (the library's fit_summary rounds them)."""
+    return {k: float(np.asarray(fitted.fit_result[k]).ravel()[0]) for k in names}
