@@ -35,6 +35,7 @@ LAYERS = {
     "touches": 2,
     "simulate": 2,
     "datasets": 2,
+    "install": 2,
     # core
     "schema": 1,
     "errors": 1,

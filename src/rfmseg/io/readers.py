@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from rfmseg import schema
 from rfmseg.errors import InputError
+from rfmseg.install import install_command
 from rfmseg.io.views import VIEWS
 
 FORMATS = {
@@ -187,7 +188,7 @@ def read_xlsx(path: Path, sheet: int | str = 0) -> pa.Table:
     try:
         from python_calamine import CalamineWorkbook
     except ImportError as exc:  # pragma: no cover - core dependency
-        raise InputError("reading .xlsx needs python-calamine: pip install python-calamine") from exc
+        raise InputError(f"reading .xlsx needs python-calamine, a dependency of rfmseg: {install_command()}") from exc
     try:
         book = CalamineWorkbook.from_path(str(path))
         sheet_obj = book.get_sheet_by_index(sheet) if isinstance(sheet, int) else book.get_sheet_by_name(sheet)
