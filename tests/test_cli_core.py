@@ -215,6 +215,40 @@ def test_usage_errors_are_one_line_with_exit_2(cli, study_orders: Path) -> None:
     assert r.code == 2 and r.err.strip() == "error: No such option: --bogus (see `rfmseg --help`)"
 
 
+def test_version_prints_the_installed_version(cli) -> None:
+    from importlib.metadata import version
+
+    r = cli("--version")
+    assert (r.code, r.out, r.err) == (0, f"rfmseg {version('rfmseg')}\n", "")
+    assert version("rfmseg") == rfmseg.__version__
+
+
+def _command_paths() -> list[list[str]]:
+    """Every group and command of the CLI, as the words that reach it (the root is [])."""
+    import typer.main
+
+    from rfmseg.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        found.append(path)
+        for name, sub in sorted((getattr(cmd, "commands", None) or {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_dash_h_is_help_on_every_command(cli) -> None:
+    paths = _command_paths()
+    assert ["campaign", "plan"] in paths and ["runs", "list"] in paths and len(paths) > 40
+    for path in paths:
+        short, long = cli(*path, "-h"), cli(*path, "--help")
+        assert short.code == long.code == 0, path
+        assert short.out == long.out and "Usage: rfmseg" in short.out, path
+
+
 def test_run_publishes_when_a_store_is_given(cli, study_orders: Path, runs_dir: Path, tmp_path: Path) -> None:
     from rfmseg.stores import open_store
 

@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command and group inherits it
 )
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -105,7 +106,7 @@ def flags_of_command(argv: list[str]) -> Callable[[str], str]:
 def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="rfmseg", standalone_mode=False)
     except RfmsegError as exc:
         err.print(f"error: {exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))}", markup=False)
         return exc.exit_code
