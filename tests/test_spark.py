@@ -29,7 +29,6 @@ from rfmseg.presets import get_preset
 from servers import free_port, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[1]
-ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
 OR_COLUMNS = {
     "customer_id": "CustomerID",
     "order_id": "InvoiceNo",
@@ -157,9 +156,9 @@ def test_study_on_spark_matches_local_and_recovers_the_four_groups(spark, cli, t
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_online_retail_preset_parity(spark) -> None:
-    local = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None)
-    on_spark = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None, engine="spark")
+def test_online_retail_preset_parity(spark, online_retail: Path) -> None:
+    local = segment(online_retail, preset="online-retail", runs_dir=None)
+    on_spark = segment(online_retail, preset="online-retail", runs_dir=None, engine="spark")
     # the same rows used and quarantined, reason by reason (cancellations netted, duplicates, returns-only...)
     assert on_spark.manifest["rows"] == local.manifest["rows"]
     assert on_spark.manifest["rows"]["quarantined"]["returns_only_customer"] > 0
@@ -176,9 +175,9 @@ def test_online_retail_preset_parity(spark) -> None:
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_online_retail_generic_path_parity(spark, tmp_path: Path) -> None:
-    local = segment(ONLINE_RETAIL, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "a")
-    on_spark = segment(ONLINE_RETAIL, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "b", engine="spark")
+def test_online_retail_generic_path_parity(spark, online_retail: Path, tmp_path: Path) -> None:
+    local = segment(online_retail, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "a")
+    on_spark = segment(online_retail, OR_COLUMNS, bad_rows="quarantine", runs_dir=tmp_path / "b", engine="spark")
     assert on_spark.manifest["rows"] == local.manifest["rows"]
     assert on_spark.rfm.equals(local.rfm)
     # the quarantine files hold the same rows with the same reasons and original values

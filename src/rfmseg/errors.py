@@ -74,6 +74,10 @@ class ModelFormatError(RfmsegError):
     """A stored model cannot be loaded by this version."""
 
 
+class DatasetError(RfmsegError):
+    """A public data set cannot be fetched, checked or converted (``rfmseg datasets fetch``)."""
+
+
 class StoreError(RfmsegError):
     """The online store cannot be reached or refused the operation."""
 

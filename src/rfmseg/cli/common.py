@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,6 +17,7 @@ from typer.exceptions import TyperException
 
 from rfmseg.cli.options import flag_of
 from rfmseg.errors import RfmsegError
+from rfmseg.install import typed_path
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
@@ -29,6 +32,20 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def rfmseg_command() -> str:
+    """How to type this program again, for the commands a message suggests: ``rfmseg`` when that name on the
+    PATH is this program, else the path it was started by (``.venv/bin/rfmseg``), or ``python -m rfmseg``."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is not None and started.name == "__main__.py" and started.parent.name == "rfmseg":
+        return f"{typed_path(Path(sys.executable))} -m rfmseg"
+    if started is None or started.name != "rfmseg":
+        return "rfmseg"  # embedded (tests, notebooks): the plain name
+    on_path = shutil.which("rfmseg")
+    if on_path and Path(on_path).resolve() == started.resolve():
+        return "rfmseg"
+    return typed_path(started)
 
 
 def print_json(data: Any) -> None:
