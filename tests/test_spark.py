@@ -192,6 +192,20 @@ def test_online_retail_generic_path_parity(spark, online_retail: Path, tmp_path:
 
 @pytest.mark.spark
 @pytest.mark.slow
+def test_a_known_layout_gets_its_preset_suggested_as_on_the_local_engine(spark, tmp_path: Path) -> None:
+    from test_known_layout import invoice_lines
+
+    path = invoice_lines(tmp_path / "export.csv")
+    with pytest.raises(InputError) as local_err:
+        segment(path, runs_dir=None)
+    with pytest.raises(InputError) as spark_err:
+        segment(path, runs_dir=None, engine="spark")
+    assert spark_err.value.message == local_err.value.message
+    assert spark_err.value.message.endswith("UCI Online Retail data set: run it with preset online-retail")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
 def test_bad_input_gives_the_local_engines_messages(spark, tmp_path: Path) -> None:
     bad = tmp_path / "orders.csv"
     bad.write_text(

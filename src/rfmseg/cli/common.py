@@ -96,6 +96,9 @@ def print_summary(summary: Mapping[str, Any]) -> None:
         out.print(f"Rows: {rows['read']:,} read, {rows['used']:,} used, {sum(q.values()):,} quarantined ({detail})")
     for w in summary.get("warnings", []):
         out.print(f"[yellow]warning:[/yellow] {w['text'] if isinstance(w, dict) else w}")
+    for n in summary.get("notes", []):
+        preset = n.get("values", {}).get("preset")
+        out.print(f"note: {n['text']}{f'; run it with --preset {preset}' if preset else ''}", markup=False)
 
 
 def parse_ids(value: str | None) -> list[str]:
