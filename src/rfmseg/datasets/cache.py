@@ -180,9 +180,7 @@ def fetch(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def ensure(
-    name: str, root: Path | None = None, shared: Sequence[Path] | None = None, say: Say = _quiet
-) -> Cached:
+def ensure(name: str, root: Path | None = None, shared: Sequence[Path] | None = None, say: Say = _quiet) -> Cached:
     """The cached data set, fetched first if it is not there (from the shared folder, else downloaded)."""
     return cached(name, root) or fetch(name, root=root, shared=shared, say=say)
 
