@@ -61,8 +61,8 @@ def test_demo_prints_the_study_table_and_where_the_run_is(cli, runs_dir: Path) -
         "$485,350",
     ):
         assert text in r.out
-    run_dirs = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
-    assert len(run_dirs) == 1
+    run_dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(run_dirs) == 1  # beside it the embedded store the demo publishes to, profiles.db
     assert str(run_dirs[0]) in r.out
     for name in (
         "manifest.json",
@@ -73,6 +73,49 @@ def test_demo_prints_the_study_table_and_where_the_run_is(cli, runs_dir: Path) -
         "quarantine.parquet",
     ):
         assert (run_dirs[0] / name).exists(), name
+
+
+def test_demo_publishes_the_study_and_prints_what_to_run_next(cli, runs_dir: Path) -> None:
+    from rfmseg.stores import open_store
+
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    store = f"sqlite:///{runs_dir / 'profiles.db'}"
+    assert f"Published to {store}: 200 customers (0 changed segment, 200 new)" in r.out
+    assert r.out.endswith(
+        "Next: the explorer at http://127.0.0.1:8000/ and the API (Ctrl-C stops the server), then a customer from "
+        f"another terminal:\n  rfmseg serve --runs-dir {runs_dir}\n  curl 127.0.0.1:8000/customers/C087\n"
+    )
+    with open_store(store) as s:
+        assert s.get("C087")["segment"] == "At-Risk" and s.count() == 200
+    again = cli("demo", "--runs-dir", runs_dir, "--json").json()  # a later demo replaces an earlier one
+    assert again["published"]["customers"] == 200 and "skipped" not in again["published"]  # type: ignore[index]
+
+
+def test_demo_never_replaces_a_published_run_of_other_data(cli, study_orders: Path, runs_dir: Path) -> None:
+    from rfmseg.stores import open_store
+
+    mine = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--publish", "--json").json()
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    demo_run = next(line.split()[1] for line in r.out.splitlines() if line.startswith("Run "))
+    assert (
+        f"Not published: the store serves run {mine['run_id']}, not a demo; `rfmseg publish {demo_run}` serves this "  # type: ignore[index]
+        "run." in r.out
+    )
+    assert "curl" not in r.out  # the lookup would answer from the other run
+    with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
+        assert s.current_run() == mine["run_id"]  # type: ignore[index]
+
+
+def test_demo_names_its_store_when_another_is_configured(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RFMSEG_STORE", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    assert f"  rfmseg serve --runs-dir {runs_dir} --store sqlite:///{runs_dir / 'profiles.db'}\n" in r.out
+    assert not (tmp_path / "elsewhere.db").exists()  # the demo publishes to the embedded store only
 
 
 def test_demo_json_schema_and_customers(cli, runs_dir: Path) -> None:
