@@ -93,6 +93,7 @@ def test_every_install_hint_goes_through_the_helper() -> None:
     users = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "install_command(" in p.read_text())
     assert users == [
         "agent/mcp_server.py",
+        "cli/core.py",
         "cli/serve.py",
         "engines/spark_session.py",
         "install.py",
