@@ -101,3 +101,12 @@ def test_every_install_hint_goes_through_the_helper() -> None:
         "io/readers.py",
         "stores/__init__.py",
     ]
+
+
+def test_the_demo_without_the_serve_extra_says_how_to_add_it(
+    this_checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as in an install without the serve extra
+    assert run_app(["demo", "--runs-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert f"The explorer and the API need the serve extra: {install_command('serve')}\nNext: " in out
