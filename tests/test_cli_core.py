@@ -99,13 +99,14 @@ def test_demo_never_replaces_a_published_run_of_other_data(cli, study_orders: Pa
     r = cli("demo", "--runs-dir", runs_dir)
     assert r.code == 0, r.err
     demo_run = next(line.split()[1] for line in r.out.splitlines() if line.startswith("Run "))
-    assert (
-        f"Not published: the store serves run {mine['run_id']}, not a demo; `rfmseg publish {demo_run}` serves this "  # type: ignore[index]
-        "run." in r.out
-    )
+    again = f"rfmseg publish --runs-dir {runs_dir} {demo_run}"
+    assert f"Not published: the store serves run {mine['run_id']}, not a demo; `{again}` serves this run." in r.out  # type: ignore[index]
     assert "curl" not in r.out  # the lookup would answer from the other run
     with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
         assert s.current_run() == mine["run_id"]  # type: ignore[index]
+    assert cli(*again.split()[1:]).code == 0  # the command it names does what it says
+    with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
+        assert s.current_run() == demo_run
 
 
 def test_demo_names_its_store_when_another_is_configured(

@@ -60,14 +60,14 @@ def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
     return [{k: found[i][k] for k in ("customer_id", "recency_days", "frequency", "monetary", "segment")} for i in ids]
 
 
-def serve_command(settings: Settings, store: str | None = None) -> str:
-    """The `rfmseg serve` that serves the runs folder in force (and ``store``), as it can be typed here: the
-    folder is named only when an option chose it (the environment and rfmseg.toml reach serve too)."""
-    words = [rfmseg_command(), "serve"]
+def command_here(settings: Settings, *words: str, store: str | None = None) -> str:
+    """``rfmseg WORDS`` on the runs folder in force (and ``store``), as it can be typed here: the folder is
+    named only when an option chose it (the environment and rfmseg.toml reach the command too)."""
+    words = (rfmseg_command(), *words)
     if settings.origin("runs_dir") == "option":
-        words += ["--runs-dir", shlex.quote(str(settings.runs_path))]
+        words += ("--runs-dir", shlex.quote(str(settings.runs_path)))
     if store is not None:
-        words += ["--store", shlex.quote(store)]
+        words += ("--store", shlex.quote(store))
     return " ".join(words)
 
 
@@ -77,6 +77,7 @@ def _report(
     ids: list[str],
     published: dict[str, Any] | None = None,
     serve: str | None = "rfmseg serve",
+    publish: str = "rfmseg publish",
 ) -> None:
     summary: dict[str, Any] = dict(result.summary)
     if ids:
@@ -102,7 +103,8 @@ def _report(
         explorer = f", or run `{serve}` for the explorer" if serve else ""
         out.print(f"Open {result.path / 'report.html'} in a browser{explorer}.", markup=False)
     if published is not None and "skipped" in published:
-        out.print(f"Not published: {published['skipped']}; `rfmseg publish {result.run_id}` serves this run.")
+        again = f"{publish} {result.run_id}"
+        out.print(f"Not published: {published['skipped']}; `{again}` serves this run.", markup=False)
     elif published is not None:
         executors = published.get("by") == "executors"
         by = f", published by executors in {published['batches']:,} batches" if executors else ""
@@ -135,8 +137,10 @@ def demo(
     published = publish_demo(result.run, settings.runs_path)
     embedded = default_store_url(settings.runs_path)
     # a store configured elsewhere (RFMSEG_STORE, rfmseg.toml) would be the one serve reads: name the demo's
-    serve = serve_command(settings, embedded if settings.store and settings.store != embedded else None)
-    _report(result, as_json, parse_ids(customers), published, serve=None)  # the next steps below name it
+    store = embedded if settings.store and settings.store != embedded else None
+    serve = command_here(settings, "serve", store=store)
+    publish = command_here(settings, "publish", store=store)
+    _report(result, as_json, parse_ids(customers), published, None, publish)  # the next steps name serve
     if as_json:
         return
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
@@ -223,7 +227,7 @@ def run(
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:
         published = publish_run(result.run, settings.runs_path, target)
-    _report(result, as_json, parse_ids(customers), published, serve_command(settings))
+    _report(result, as_json, parse_ids(customers), published, command_here(settings, "serve"))
 
 
 @app.command("choose-k")
