@@ -100,15 +100,22 @@ def segment_table(s: Segmentation) -> list[str]:
 
 
 def cli_output(data: Path) -> str:
-    """The user's command as a process, its terminal output as printed (run folder path made generic)."""
-    exe = Path(sys.executable).with_name("rfmseg")
+    """The user's command as a process, its terminal output as printed (run folder path made generic): rfmseg
+    found on the PATH, the runs folder given by the environment, so the hints it prints are the ones a user
+    reads (`rfmseg serve`)."""
+    bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
-            [str(exe), "run", "--preset", "online-retail", str(data), "--runs-dir", tmp],
+            ["rfmseg", "run", "--preset", "online-retail", str(data)],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**os.environ, "COLUMNS": "120"},
+            env={
+                **os.environ,
+                "COLUMNS": "120",
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                "RFMSEG_RUNS_DIR": tmp,
+            },
             check=True,
         )
         return proc.stdout.replace(tmp, "rfmseg-runs").rstrip()
