@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
 RESULTS = REPO / "bench" / "results" / "online_retail.json"
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Online Retail"
@@ -109,8 +108,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=None, help="default: the data set cache's file")
     args = parser.parse_args(argv)
+    if args.data is None:
+        from rfmseg.datasets import online_retail_path
+
+        args.data = online_retail_path()
     if not args.data.exists():
         print(f"error: no Online Retail file at {args.data}; pass --data PATH", file=sys.stderr)
         return 2

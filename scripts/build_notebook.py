@@ -5,7 +5,7 @@
 
 The notebook is committed without outputs: what it shows is computed when it runs, so it cannot go stale,
 and its diff stays readable. tests/test_notebook.py executes it top to bottom and checks the outputs.
-It finds the Online Retail file through $RFMSEG_ONLINE_RETAIL, else ../../shared/data/... from its folder.
+It takes the Online Retail file from rfmseg's data set cache, as `rfmseg datasets fetch online-retail` fills it.
 """
 
 from __future__ import annotations
@@ -37,26 +37,22 @@ Every number below is computed when the notebook runs; nothing is typed in.""",
     ),
     (
         "code",
-        """import os
-from pathlib import Path
-
-import matplotlib.pyplot as plt
+        """import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import rfmseg
-from rfmseg.datasets import study
+from rfmseg.datasets import fetch, study
 from rfmseg.model.choose_k import bootstrap_stability, choose_k
 from rfmseg.model.transform import TRANSFORMS, Transform
 from rfmseg.model.scoring import rfm_matrix
 
 %matplotlib inline
 pd.set_option("display.width", 140)
-ONLINE_RETAIL = Path(
-    os.environ.get("RFMSEG_ONLINE_RETAIL", "../../shared/data/online_retail/online_retail.parquet")
-).resolve()
-found = "found" if ONLINE_RETAIL.exists() else "MISSING: set RFMSEG_ONLINE_RETAIL"
-print("rfmseg", rfmseg.__version__, "| Online Retail:", ONLINE_RETAIL, f"({found})")""",
+# Part B's data: the UCI Online Retail file as `rfmseg datasets fetch online-retail` caches it (downloaded from
+# UCI and checked the first time; beside a checkout with shared/data/online_retail/ it is copied from there)
+ONLINE_RETAIL = fetch("online-retail").path
+print("rfmseg", rfmseg.__version__, "| Online Retail:", ONLINE_RETAIL)""",
     ),
     ("md", "## Part A — the 200-customer study\n\n### The data: one row per order"),
     (
@@ -171,7 +167,8 @@ for s in summary["segments"]:
         """## Part B — UCI Online Retail
 
 541,909 invoice lines of a UK online shop (December 2010 – December 2011; UCI Machine Learning Repository,
-Daqing Chen 2015, CC BY 4.0). The `online-retail` preset maps its columns (an order is an invoice, a line's
+Daqing Chen 2015, CC BY 4.0), fetched once into rfmseg's cache by the first cell (the same as running
+`rfmseg datasets fetch online-retail`). The `online-retail` preset maps its columns (an order is an invoice, a line's
 amount is Quantity × UnitPrice), nets returns out of spend, and sets aside every row it cannot use with a
 reason code (docs/data-quality.md).
 

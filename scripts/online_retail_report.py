@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/online_retail_report.py [--data PATH] [--out docs/online-retail.md]
 
+The file is the data set cache's (``rfmseg datasets fetch online-retail``) unless ``--data`` gives another.
+
 Runs the user's command (``rfmseg run --preset online-retail FILE``) as a process and quotes its output, then
 segments the file with each transform at K=4 and at the K that ``choose_k`` recommends for it, and checks the
 preset's default transform against the requirements (no segment under 2 % of customers at K=4; the segment
@@ -24,6 +26,7 @@ import numpy as np
 from sklearn.metrics import silhouette_score
 
 import rfmseg
+from rfmseg.datasets import online_retail_path
 from rfmseg.io.rules import AFTER_AS_OF, EXCLUDED_RETURN, GENERIC_RULES, RETURNS_ONLY
 from rfmseg.model.choose_k import STABLE_ARI, choose_k
 from rfmseg.model.scoring import rfm_matrix
@@ -32,8 +35,8 @@ from rfmseg.presets import get_preset
 from rfmseg.presets.online_retail import RULES
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
-SHOWN_PATH = "../shared/data/online_retail/online_retail.parquet"
+SHOWN_PATH = '"$(rfmseg datasets path online-retail)"'
+"""how the page shows the cached file in the command"""
 MIN_SHARE = 0.02
 SQUASHED = 0.05
 """a customer's scaled value counts as squashed when it lies in the bottom 5 % of the feature's scale"""
@@ -97,16 +100,22 @@ def segment_table(s: Segmentation) -> list[str]:
 
 
 def cli_output(data: Path) -> str:
-    """The user's command as a process, its terminal output as printed (run folder path made generic)."""
-    exe = Path(sys.executable).with_name("rfmseg")
-    shown = SHOWN_PATH if (ROOT / SHOWN_PATH).resolve() == data.resolve() else str(data)
+    """The user's command as a process, its terminal output as printed (run folder path made generic): rfmseg
+    found on the PATH, the runs folder given by the environment, so the hints it prints are the ones a user
+    reads (`rfmseg serve`)."""
+    bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
-            [str(exe), "run", "--preset", "online-retail", shown, "--runs-dir", tmp],
+            ["rfmseg", "run", "--preset", "online-retail", str(data)],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**os.environ, "COLUMNS": "120"},
+            env={
+                **os.environ,
+                "COLUMNS": "120",
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                "RFMSEG_RUNS_DIR": tmp,
+            },
             check=True,
         )
         return proc.stdout.replace(tmp, "rfmseg-runs").rstrip()
@@ -114,10 +123,10 @@ def cli_output(data: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("RFMSEG_ONLINE_RETAIL", DATA)))
+    parser.add_argument("--data", type=Path, default=None, help="default: the data set cache's file")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "online-retail.md")
     args = parser.parse_args(argv)
-    data: Path = args.data
+    data: Path = args.data or online_retail_path()
     if not data.exists():
         print(f"error: no Online Retail file at {data}; pass --data PATH", file=sys.stderr)
         return 2
@@ -192,7 +201,8 @@ def _page(
         "## The command",
         "",
         "```console",
-        f"$ rfmseg run --preset online-retail {SHOWN_PATH}",
+        "$ rfmseg datasets fetch online-retail    # once: downloads the file from UCI, checks it, caches it",
+        f"$ rfmseg run --preset online-retail {SHOWN_PATH if data == online_retail_path() else data}",
         terminal,
         "```",
         "",

@@ -1,4 +1,5 @@
-"""Shared fixtures: the study files, a fresh runs folder, and the CLI run in-process."""
+"""Shared fixtures: the study files, the UCI Online Retail file (from the data set cache), a fresh runs folder,
+and the CLI run in-process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,28 @@ from rfmseg.cli.common import run_app
 from rfmseg.datasets import study
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def online_retail_or_skip() -> Path:
+    """The UCI Online Retail Parquet from the data set cache, filled first when it is empty (from
+    ../shared/data/online_retail/ beside the checkout, else downloaded from UCI); when neither is possible
+    the test is skipped with the reason."""
+    from rfmseg.datasets import data_dir, online_retail_path
+    from rfmseg.errors import DatasetError
+
+    try:
+        return online_retail_path()
+    except DatasetError as exc:
+        pytest.skip(
+            f"UCI Online Retail is not in the data set cache ({data_dir()}) and cannot be fetched: {exc}; "
+            "fill it with `rfmseg datasets fetch online-retail --from FILE`"
+        )
+
+
+@pytest.fixture(scope="session")
+def online_retail() -> Path:
+    """The UCI Online Retail Parquet (see :func:`online_retail_or_skip`)."""
+    return online_retail_or_skip()
 
 
 @dataclass

@@ -42,6 +42,7 @@ LAYERS = {
     "model": 1,
     "profile": 1,
     "timing": 1,
+    "install": 1,
 }
 
 

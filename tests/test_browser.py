@@ -1,6 +1,6 @@
 """The explorer and the report in a real headless Chromium (Debian's /usr/bin/chromium via Playwright), against
-a real `rfmseg serve` on a free loopback port: the study, and the UCI Online Retail file (../shared/data) as two
-runs. Screenshots go to test-artifacts/ (gitignored)."""
+a real `rfmseg serve` on a free loopback port: the study, and the UCI Online Retail file (from the data set
+cache) as two runs. Screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from rfmseg.jobs.publish import publish_run
 from rfmseg.jobs.run import segment
 from rfmseg.report import REPORT_FILE
 from test_api import StudyRuns, build_study_runs
-from test_online_retail import DATA as ONLINE_RETAIL
 
 pytestmark = pytest.mark.browser
 playwright = pytest.importorskip("playwright.sync_api")
@@ -92,18 +91,16 @@ def serve(runs: StudyRuns, api_key: str | None = None) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def retail_runs(tmp_path_factory: pytest.TempPathFactory) -> StudyRuns:
+def retail_runs(tmp_path_factory: pytest.TempPathFactory, online_retail: Path) -> StudyRuns:
     """Online Retail as two runs (the invoices before 20 November 2011, then the whole file: few new customers,
     so "(new)" would be a hairline at its true size), both published."""
-    if not ONLINE_RETAIL.exists():
-        pytest.fail(f"the UCI Online Retail file is missing: expected {ONLINE_RETAIL}")
     root = tmp_path_factory.mktemp("retail")
-    lines = pd.read_parquet(ONLINE_RETAIL)
+    lines = pd.read_parquet(online_retail)
     early = root / "before-20-november.parquet"
     lines[pd.to_datetime(lines["InvoiceDate"]) < "2011-11-20"].to_parquet(early)
     runs_dir, store_url = root / "runs", f"sqlite:///{root / 'profiles.db'}"
     before = segment(early, preset="online-retail", runs_dir=runs_dir)
-    latest = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=runs_dir)
+    latest = segment(online_retail, preset="online-retail", runs_dir=runs_dir)
     for r in (before, latest):
         publish_run(r.run_id, runs_dir, store_url)
     return StudyRuns(root, runs_dir, store_url, before, latest)

@@ -61,8 +61,8 @@ def test_demo_prints_the_study_table_and_where_the_run_is(cli, runs_dir: Path) -
         "$485,350",
     ):
         assert text in r.out
-    run_dirs = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
-    assert len(run_dirs) == 1
+    run_dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(run_dirs) == 1  # beside it the embedded store the demo publishes to, profiles.db
     assert str(run_dirs[0]) in r.out
     for name in (
         "manifest.json",
@@ -73,6 +73,50 @@ def test_demo_prints_the_study_table_and_where_the_run_is(cli, runs_dir: Path) -
         "quarantine.parquet",
     ):
         assert (run_dirs[0] / name).exists(), name
+
+
+def test_demo_publishes_the_study_and_prints_what_to_run_next(cli, runs_dir: Path) -> None:
+    from rfmseg.stores import open_store
+
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    store = f"sqlite:///{runs_dir / 'profiles.db'}"
+    assert f"Published to {store}: 200 customers (0 changed segment, 200 new)" in r.out
+    assert r.out.endswith(
+        "Next: the explorer at http://127.0.0.1:8000/ and the API (Ctrl-C stops the server), then a customer from "
+        f"another terminal:\n  rfmseg serve --runs-dir {runs_dir}\n  curl 127.0.0.1:8000/customers/C087\n"
+    )
+    with open_store(store) as s:
+        assert s.get("C087")["segment"] == "At-Risk" and s.count() == 200
+    again = cli("demo", "--runs-dir", runs_dir, "--json").json()  # a later demo replaces an earlier one
+    assert again["published"]["customers"] == 200 and "skipped" not in again["published"]  # type: ignore[index]
+
+
+def test_demo_never_replaces_a_published_run_of_other_data(cli, study_orders: Path, runs_dir: Path) -> None:
+    from rfmseg.stores import open_store
+
+    mine = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--publish", "--json").json()
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    demo_run = next(line.split()[1] for line in r.out.splitlines() if line.startswith("Run "))
+    again = f"rfmseg publish --runs-dir {runs_dir} {demo_run}"
+    assert f"Not published: the store serves run {mine['run_id']}, not a demo; `{again}` serves this run." in r.out  # type: ignore[index]
+    assert "curl" not in r.out  # the lookup would answer from the other run
+    with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
+        assert s.current_run() == mine["run_id"]  # type: ignore[index]
+    assert cli(*again.split()[1:]).code == 0  # the command it names does what it says
+    with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
+        assert s.current_run() == demo_run
+
+
+def test_demo_names_its_store_when_another_is_configured(
+    cli, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RFMSEG_STORE", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    r = cli("demo", "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    assert f"  rfmseg serve --runs-dir {runs_dir} --store sqlite:///{runs_dir / 'profiles.db'}\n" in r.out
+    assert not (tmp_path / "elsewhere.db").exists()  # the demo publishes to the embedded store only
 
 
 def test_demo_json_schema_and_customers(cli, runs_dir: Path) -> None:
@@ -213,6 +257,40 @@ def test_usage_errors_are_one_line_with_exit_2(cli, study_orders: Path) -> None:
     assert r.code == 2 and r.err.strip() == "error: Missing argument 'run_id'. (see `rfmseg --help`)"
     r = cli("run", study_orders, "--bogus")
     assert r.code == 2 and r.err.strip() == "error: No such option: --bogus (see `rfmseg --help`)"
+
+
+def test_version_prints_the_installed_version(cli) -> None:
+    from importlib.metadata import version
+
+    r = cli("--version")
+    assert (r.code, r.out, r.err) == (0, f"rfmseg {version('rfmseg')}\n", "")
+    assert version("rfmseg") == rfmseg.__version__
+
+
+def _command_paths() -> list[list[str]]:
+    """Every group and command of the CLI, as the words that reach it (the root is [])."""
+    import typer.main
+
+    from rfmseg.cli import app
+
+    found: list[list[str]] = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        found.append(path)
+        for name, sub in sorted((getattr(cmd, "commands", None) or {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_dash_h_is_help_on_every_command(cli) -> None:
+    paths = _command_paths()
+    assert ["campaign", "plan"] in paths and ["runs", "list"] in paths and len(paths) > 40
+    for path in paths:
+        short, long = cli(*path, "-h"), cli(*path, "--help")
+        assert short.code == long.code == 0, path
+        assert short.out == long.out and "Usage: rfmseg" in short.out, path
 
 
 def test_run_publishes_when_a_store_is_given(cli, study_orders: Path, runs_dir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from rfmseg.datasets import study
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "customer-segmentation.ipynb"
-ONLINE_RETAIL = REPO.parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
 
 # the study's published figures (issue 2): what the notebook must show
 STUDY = {
@@ -42,21 +41,18 @@ def test_committed_notebook_is_what_the_script_builds() -> None:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
-    if not ONLINE_RETAIL.exists():
-        pytest.fail(f"the UCI Online Retail file is missing: expected {ONLINE_RETAIL} (shared/ beside the repository)")
+def executed(tmp_path_factory: pytest.TempPathFactory, online_retail: Path) -> nbformat.NotebookNode:
+    """The notebook run top to bottom; its first cell finds the data set cache ``online_retail`` has filled."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RFMSEG_ONLINE_RETAIL", str(ONLINE_RETAIL))
-        client = NotebookClient(
-            nb,
-            timeout=900,
-            kernel_name="python3",  # the venv's kernel spec; jupyter_client starts it with this interpreter
-            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        )
-        client.execute()
+    client = NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",  # the venv's kernel spec; jupyter_client starts it with this interpreter
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute()
     return nb
 
 
@@ -72,9 +68,9 @@ def _text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.slow
-def test_notebook_runs_and_shows_the_study(executed: nbformat.NotebookNode) -> None:
+def test_notebook_runs_and_shows_the_study(executed: nbformat.NotebookNode, online_retail: Path) -> None:
     text = _text(executed)
-    assert f"rfmseg {rfmseg.__version__} | Online Retail: " in text and "(found)" in text
+    assert f"rfmseg {rfmseg.__version__} | Online Retail: {online_retail}\n" in text  # the cache's file
     for name, (customers, share, revenue, share_rev) in STUDY.items():
         assert f"{name}: {customers} customers ({share}), revenue {revenue} ({share_rev})" in text, name
     assert "Total: 200 customers, revenue $485,350" in text

@@ -25,7 +25,6 @@ import pytest
 
 COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
 AS_OF = date(2011, 12, 1)
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/online_retail/online_retail.parquet"
 
 
 @dataclass
@@ -280,11 +279,9 @@ def assert_clean_failure(r, runs_dir: Path, *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not REAL_DATA.exists():
-        pytest.fail(f"the Online Retail data is missing: expected {REAL_DATA} (shared/ beside the repository)")
+def real_slice(tmp_path_factory: pytest.TempPathFactory, online_retail: Path) -> Path:
     path = tmp_path_factory.mktemp("slice") / "slice.parquet"
-    duckdb.sql(f"COPY (SELECT * FROM '{REAL_DATA}' LIMIT 2000) TO '{path}'")
+    duckdb.sql(f"COPY (SELECT * FROM '{online_retail}' LIMIT 2000) TO '{path}'")
     return path
 
 

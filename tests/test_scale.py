@@ -21,7 +21,6 @@ from rfmseg.model import SegmentModel
 from rfmseg.model import kmeans as km
 
 REPO = Path(__file__).resolve().parents[1]
-ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
 sys.path.insert(0, str(REPO / "bench"))
 import generate  # noqa: E402  (bench/generate.py)
 
@@ -125,9 +124,9 @@ def _both_paths(monkeypatch: pytest.MonkeyPatch, source: Path, **kwargs):
 
 
 def test_streaming_path_equals_the_materialised_one_on_online_retail(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, online_retail: Path
 ) -> None:
-    kept, streamed = _both_paths(monkeypatch, ONLINE_RETAIL, preset="online-retail", runs_dir=tmp_path)
+    kept, streamed = _both_paths(monkeypatch, online_retail, preset="online-retail", runs_dir=tmp_path)
     assert streamed.manifest["rows"] == kept.manifest["rows"]
     rows = streamed.manifest["rows"]
     assert rows["read"] == rows["used"] + sum(rows["quarantined"].values()) == 541_909

@@ -29,7 +29,6 @@ from rfmseg.presets import get_preset
 from servers import free_port, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[1]
-ONLINE_RETAIL = REPO.parent / "shared/data/online_retail/online_retail.parquet"
 OR_COLUMNS = {
     "customer_id": "CustomerID",
     "order_id": "InvoiceNo",
@@ -157,9 +156,9 @@ def test_study_on_spark_matches_local_and_recovers_the_four_groups(spark, cli, t
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_online_retail_preset_parity(spark) -> None:
-    local = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None)
-    on_spark = segment(ONLINE_RETAIL, preset="online-retail", runs_dir=None, engine="spark")
+def test_online_retail_preset_parity(spark, online_retail: Path) -> None:
+    local = segment(online_retail, preset="online-retail", runs_dir=None)
+    on_spark = segment(online_retail, preset="online-retail", runs_dir=None, engine="spark")
     # the same rows used and quarantined, reason by reason (cancellations netted, duplicates, returns-only...)
     assert on_spark.manifest["rows"] == local.manifest["rows"]
     assert on_spark.manifest["rows"]["quarantined"]["returns_only_customer"] > 0
@@ -176,11 +175,11 @@ def test_online_retail_preset_parity(spark) -> None:
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_online_retail_generic_path_parity(spark, tmp_path: Path) -> None:
+def test_online_retail_generic_path_parity(spark, online_retail: Path, tmp_path: Path) -> None:
     # a quarter of the lines have no customer: above the default guard of 20 % (the preset allows 40 %)
     generic = {"bad_rows": "quarantine", "max_quarantine": 0.4}
-    local = segment(ONLINE_RETAIL, OR_COLUMNS, **generic, runs_dir=tmp_path / "a")
-    on_spark = segment(ONLINE_RETAIL, OR_COLUMNS, **generic, runs_dir=tmp_path / "b", engine="spark")
+    local = segment(online_retail, OR_COLUMNS, **generic, runs_dir=tmp_path / "a")
+    on_spark = segment(online_retail, OR_COLUMNS, **generic, runs_dir=tmp_path / "b", engine="spark")
     assert on_spark.manifest["rows"] == local.manifest["rows"]
     assert on_spark.rfm.equals(local.rfm)
     # the quarantine files hold the same rows with the same reasons and original values
@@ -191,6 +190,20 @@ def test_online_retail_generic_path_parity(spark, tmp_path: Path) -> None:
     assert qb.column("row_number").equals(qa.column("row_number"))
     assert qb.column("reason").equals(qa.column("reason"))
     assert qb.column("InvoiceNo").equals(qa.column("InvoiceNo"))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_known_layout_gets_its_preset_suggested_as_on_the_local_engine(spark, tmp_path: Path) -> None:
+    from test_known_layout import invoice_lines
+
+    path = invoice_lines(tmp_path / "export.csv")
+    with pytest.raises(InputError) as local_err:
+        segment(path, runs_dir=None)
+    with pytest.raises(InputError) as spark_err:
+        segment(path, runs_dir=None, engine="spark")
+    assert spark_err.value.message == local_err.value.message
+    assert spark_err.value.message.endswith("UCI Online Retail data set: run it with preset online-retail")
 
 
 @pytest.mark.spark

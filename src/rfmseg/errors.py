@@ -14,6 +14,7 @@ other braces (a path, a TOML example) are left as they are.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable
 
@@ -50,6 +51,18 @@ class RfmsegError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def with_hint(self, hint: str, *, param: str | Iterable[str] = ()) -> RfmsegError:
+        """The same error (same class, same exit code and status) with ``hint`` appended to its one line;
+        ``hint`` may name parameters of its own (``{preset}``) through ``param``."""
+        extra = (param,) if isinstance(param, str) else tuple(param)
+        other = copy.copy(self)
+        other.template = f"{self.template}; {hint}"
+        other.params = (*self.params, *extra)
+        other.message = f"{self.template}; {hint}"
+        other.message = other.render(python_name)
+        other.args = (other.message,)
+        return other
 
 
 class InputError(RfmsegError):
@@ -95,6 +108,10 @@ def os_failure(exc: OSError, doing: str, param: str = "") -> RfmsegError:
         return EnvironmentFailure(f"{doing}: {reason}{where}; free space (or fix the disk) and run again")
     fix = f"give a folder you can write to with {{{param}}}" if param else "check the path and its permissions"
     return ParameterError(f"{doing}: {reason}{where}; {fix}", param=param or ())
+
+
+class DatasetError(RfmsegError):
+    """A public data set cannot be fetched, checked or converted (``rfmseg datasets fetch``)."""
 
 
 class StoreError(RfmsegError):

@@ -25,6 +25,7 @@ from rfmseg import __version__
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.install import install_command
 from rfmseg.settings import STORE_ENV, runs_path
 
 try:
@@ -34,7 +35,7 @@ try:
     from mcp.types import INVALID_PARAMS, ToolAnnotations
 except ImportError as exc:  # pragma: no cover - the mcp extra is installed with rfmseg[mcp]
     raise ParameterError(
-        f"the MCP server needs the MCP Python SDK 2.x ({exc}); install it with: pip install 'rfmseg[mcp]'"
+        f"the MCP server needs the MCP Python SDK 2.x ({exc}); install it with: {install_command('mcp')}"
     ) from None
 
 DEFAULT_PORT = 8765

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,6 +17,7 @@ from typer.exceptions import TyperException
 
 from rfmseg.cli.options import flag_of
 from rfmseg.errors import RfmsegError, os_failure
+from rfmseg.install import typed_path
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
@@ -25,9 +28,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command and group inherits it
 )
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def rfmseg_command() -> str:
+    """How to type this program again, for the commands a message suggests: ``rfmseg`` when that name on the
+    PATH is this program, else the path it was started by (``.venv/bin/rfmseg``), or ``python -m rfmseg``."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is not None and started.name == "__main__.py" and started.parent.name == "rfmseg":
+        return f"{typed_path(Path(sys.executable))} -m rfmseg"
+    if started is None or started.name != "rfmseg":
+        return "rfmseg"  # embedded (tests, notebooks): the plain name
+    on_path = shutil.which("rfmseg")
+    if on_path and Path(on_path).resolve() == started.resolve():
+        return "rfmseg"
+    return typed_path(started)
 
 
 def print_json(data: Any) -> None:
@@ -78,6 +96,9 @@ def print_summary(summary: Mapping[str, Any]) -> None:
         out.print(f"Rows: {rows['read']:,} read, {rows['used']:,} used, {sum(q.values()):,} quarantined ({detail})")
     for w in summary.get("warnings", []):
         out.print(f"[yellow]warning:[/yellow] {w['text'] if isinstance(w, dict) else w}")
+    for n in summary.get("notes", []):
+        preset = n.get("values", {}).get("preset")
+        out.print(f"note: {n['text']}{f'; run it with --preset {preset}' if preset else ''}", markup=False)
 
 
 def parse_ids(value: str | None) -> list[str]:
@@ -105,7 +126,7 @@ def flags_of_command(argv: list[str]) -> Callable[[str], str]:
 def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="rfmseg", standalone_mode=False)
     except RfmsegError as exc:
         err.print(f"error: {exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))}", markup=False)
         return exc.exit_code

@@ -22,8 +22,29 @@ config_app = typer.Typer(help=f"The project file ({cfg.CONFIG_FILE}): what is in
 app.add_typer(config_app, name="config")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from rfmseg import __version__
+
+        try:
+            installed = version("rfmseg")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            installed = __version__
+        out.print(f"rfmseg {installed}", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context, config: ConfigOpt = None) -> None:
+def _root(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Which customers are similar, and what to do about each group: RFM + K-Means segmentation."""
     ctx.obj = {"config": config}
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shlex
 from typing import Annotated, Any
 
 import duckdb
 import pyarrow.compute as pc
 import typer
 
-from rfmseg.cli.common import app, err, out, parse_ids, print_json, print_summary, units_of
+from rfmseg.cli.common import app, err, out, parse_ids, print_json, print_summary, rfmseg_command, units_of
 from rfmseg.cli.options import (
     BARE_COLUMNS,
     COLUMNS,
@@ -37,12 +39,17 @@ from rfmseg.cli.progress import progress_shown
 from rfmseg.config import resolve
 from rfmseg.datasets import study
 from rfmseg.errors import NotFoundError
+from rfmseg.install import install_command
 from rfmseg.io.intake import read_rfm
 from rfmseg.jobs.run import RunResult, segment
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.scoring import rfm_matrix
 from rfmseg.presets import build_policy
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+from rfmseg.settings import Settings, default_store_url
+
+DEMO_CUSTOMER = "C087"
+"""the customer the demo's next steps look up: an At-Risk customer of the study (docs/study.md)"""
 
 
 def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
@@ -57,7 +64,25 @@ def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
     return [{k: found[i][k] for k in ("customer_id", "recency_days", "frequency", "monetary", "segment")} for i in ids]
 
 
-def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[str, Any] | None = None) -> None:
+def command_here(settings: Settings, *words: str, store: str | None = None) -> str:
+    """``rfmseg WORDS`` on the runs folder in force (and ``store``), as it can be typed here: the folder is
+    named only when an option chose it (the environment and rfmseg.toml reach the command too)."""
+    words = (rfmseg_command(), *words)
+    if settings.origin("runs_dir") == "option":
+        words += ("--runs-dir", shlex.quote(str(settings.runs_path)))
+    if store is not None:
+        words += ("--store", shlex.quote(store))
+    return " ".join(words)
+
+
+def _report(
+    result: RunResult,
+    as_json: bool,
+    ids: list[str],
+    published: dict[str, Any] | None = None,
+    serve: str | None = "rfmseg serve",
+    publish: str = "rfmseg publish",
+) -> None:
     summary: dict[str, Any] = dict(result.summary)
     if ids:
         summary["customers"] = customers_of(result, ids)
@@ -79,8 +104,12 @@ def _report(result: RunResult, as_json: bool, ids: list[str], published: dict[st
             f"Run {result.run_id} written to {result.path}/ (summary.json, assignments.parquet, model.json, "
             "rfm.parquet, manifest.json, quarantine.parquet)"
         )
-        out.print(f"Open {result.path / 'report.html'} in a browser, or run `rfmseg serve` for the explorer.")
-    if published is not None:
+        explorer = f", or run `{serve}` for the explorer" if serve else ""
+        out.print(f"Open {result.path / 'report.html'} in a browser{explorer}.", markup=False)
+    if published is not None and "skipped" in published:
+        again = f"{publish} {result.run_id}"
+        out.print(f"Not published: {published['skipped']}; `{again}` serves this run.", markup=False)
+    elif published is not None:
         executors = published.get("by") == "executors"
         by = f", published by executors in {published['batches']:,} batches" if executors else ""
         out.print(
@@ -97,7 +126,10 @@ def demo(
     runs_dir: RunsDirBrief = DEFAULT_RUNS_DIR,
     config: ConfigOpt = None,
 ) -> None:
-    """Segment the built-in 200-customer study and print its segment table."""
+    """Segment the built-in 200-customer study, print its segment table and publish it to the embedded store
+    (SQLite in the runs folder; never over a published run of other data), so `rfmseg serve` answers for it."""
+    from rfmseg.jobs.publish import publish_demo
+
     settings = resolve(ctx)  # only runs_dir applies: the demo's data and settings are the study's
     result = segment(
         study.path(study.ORDERS_FILE),
@@ -105,7 +137,24 @@ def demo(
         runs_dir=settings.runs_path,
         input_label=f"rfmseg:datasets/{study.ORDERS_FILE}",
     )
-    _report(result, as_json, parse_ids(customers))
+    assert result.run is not None
+    published = publish_demo(result.run, settings.runs_path)
+    embedded = default_store_url(settings.runs_path)
+    # a store configured elsewhere (RFMSEG_STORE, rfmseg.toml) would be the one serve reads: name the demo's
+    store = embedded if settings.store and settings.store != embedded else None
+    serve = command_here(settings, "serve", store=store)
+    publish = command_here(settings, "publish", store=store)
+    _report(result, as_json, parse_ids(customers), published, None, publish)  # the next steps name serve
+    if as_json:
+        return
+    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
+        out.print(f"The explorer and the API need the serve extra: {install_command('serve')}", markup=False)
+    lookup = "" if "skipped" in published else f"\n  curl 127.0.0.1:8000/customers/{DEMO_CUSTOMER}"
+    out.print(
+        "Next: the explorer at http://127.0.0.1:8000/ and the API (Ctrl-C stops the server), then a customer "
+        f"from another terminal:\n  {serve}{lookup}",
+        markup=False,
+    )
 
 
 @app.command()
@@ -182,7 +231,7 @@ def run(
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:
         published = publish_run(result.run, settings.runs_path, target)
-    _report(result, as_json, parse_ids(customers), published)
+    _report(result, as_json, parse_ids(customers), published, command_here(settings, "serve"))
 
 
 @app.command("choose-k")

@@ -13,6 +13,7 @@ from rfmseg.cli.common import app, err, out
 from rfmseg.cli.options import ConfigOpt, RunId, RunsDir, ServeStore
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
+from rfmseg.install import install_command
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.stores.base import MAX_READ_TIMEOUT_S
 
@@ -61,7 +62,7 @@ def serve(
     try:
         from rfmseg.service.deps import ENV_API_KEY, ENV_RUNS_DIR, ENV_STORE, ENV_STORE_TIMEOUT, Settings
     except ImportError as exc:  # the core install has no FastAPI
-        raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
+        raise RfmsegError(f"rfmseg serve needs {exc.name}: {install_command('serve')}") from None
 
     settings = resolve(ctx)  # runs_dir and store: options, else $RFMSEG_RUNS_DIR / $RFMSEG_STORE, else rfmseg.toml
     runs_dir = settings.runs_path
@@ -73,7 +74,7 @@ def serve(
 
         import rfmseg.service.app  # noqa: F401  (fails early when FastAPI is missing)
     except ImportError as exc:
-        raise RfmsegError(f"rfmseg serve needs {exc.name}: pip install 'rfmseg[serve]'") from None
+        raise RfmsegError(f"rfmseg serve needs {exc.name}: {install_command('serve')}") from None
     if store_timeout is not None:
         if not 0 < store_timeout <= MAX_READ_TIMEOUT_S:
             raise ParameterError(

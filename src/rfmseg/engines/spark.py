@@ -206,7 +206,29 @@ class SparkEngine:
         preset: Any,
         feature_set: Any,
     ) -> SparkIntake:
-        """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow."""
+        """Read and judge ``source`` on Spark and compute its RFM table there; the table comes back as Arrow.
+        An input error about a public data set's file run without its preset suggests the preset."""
+        from rfmseg.presets import known_layout
+
+        self._source_columns: tuple[str, ...] = ()
+        try:
+            return self._load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
+        except InputError as exc:
+            layout = known_layout(self._source_columns, preset)
+            if layout is None:
+                raise
+            raise exc.with_hint(layout.hint(), param="preset") from None
+
+    def _load_rfm(
+        self,
+        source: Any,
+        columns: dict[str, str] | None,
+        as_of: str | date | None,
+        policy: Policy,
+        timer: Any,
+        preset: Any,
+        feature_set: Any,
+    ) -> SparkIntake:
         from rfmseg.io.sources import SourceSpec
         from rfmseg.presets import with_features
 
@@ -220,6 +242,7 @@ class SparkEngine:
             df, label, sha, fmt = self._read(source)
             types = {f.name: f.dataType.simpleString() for f in df.schema.fields if f.name != "_row"}
             src = Source("rfmseg_src", types, label, sha, fmt)
+            self._source_columns = tuple(src.columns)
             if preset is not None:
                 columns = preset.columns_for(src.columns, columns)
             kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)

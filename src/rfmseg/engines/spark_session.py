@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from rfmseg.errors import RfmsegError, StoreError
+from rfmseg.install import install_command
 
-INSTALL_HINT = "pip install 'rfmseg[spark]' (pyspark) and Java 17+"
+
+def install_hint() -> str:
+    return f"{install_command('spark')} (pyspark) and Java 17+"
+
+
 URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
@@ -27,7 +32,7 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise SparkError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+        raise SparkError(f"the Spark engine needs pyspark: {install_hint()}") from None
     remote = os.environ.get("SPARK_REMOTE")
     if master is None and not remote:
         active = SparkSession.getActiveSession()
@@ -63,7 +68,7 @@ def get_session(master: str | None = None, app_name: str = "rfmseg") -> tuple[An
         first = spark_why(exc)
         raise SparkError(
             f"cannot start Spark with master {master or remote!r} ({first}); check {{spark_master}} / SPARK_REMOTE "
-            f"and that {INSTALL_HINT} are installed",
+            f"and that {install_hint()} are installed",
             param="spark_master",
         ) from None
 

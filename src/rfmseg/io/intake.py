@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 import pyarrow as pa
 
-from rfmseg.errors import ParameterError
+from rfmseg.errors import InputError, ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
 from rfmseg.io.readers import Source, open_source, sample_view
@@ -27,7 +27,7 @@ from rfmseg.io.rules import Policy
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import plan
 from rfmseg.io.views import VIEWS
-from rfmseg.presets import with_features
+from rfmseg.presets import known_layout, with_features
 
 if TYPE_CHECKING:
     from rfmseg.presets import Preset
@@ -125,10 +125,16 @@ def read_rfm(
             src = sample_view(con, source.register(con, VIEWS.source))
         else:
             src = open_source(con, source, VIEWS.source, encoding=policy.encoding, sheet=policy.sheet)
+    layout = known_layout(src.columns, preset)  # a public data set run without the preset made for it
     if preset is not None:
         columns = preset.columns_for(src.columns, columns)
     given = parse_as_of(as_of)
-    read = plan(src, columns, policy)
-    queries = rfm_queries(VIEWS.canon, fs, flag=read.unclean_ids)
-    p, rfm = settle(con, read, queries, given, timer)
+    try:
+        read = plan(src, columns, policy)
+        queries = rfm_queries(VIEWS.canon, fs, flag=read.unclean_ids)
+        p, rfm = settle(con, read, queries, given, timer)
+    except InputError as exc:
+        if layout is None:
+            raise
+        raise exc.with_hint(layout.hint(), param="preset") from None
     return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from rfmseg.errors import InputError
+from rfmseg.install import install_command
 from rfmseg.io.readers import Source, register_arrow
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.views import VIEWS
@@ -56,7 +57,7 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise InputError("reading from PostgreSQL needs psycopg: pip install 'rfmseg[postgres]'") from None
+        raise InputError(f"reading from PostgreSQL needs psycopg: {install_command('postgres')}") from None
     return psycopg
 
 

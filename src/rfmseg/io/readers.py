@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from rfmseg import schema
 from rfmseg.errors import InputError, ParameterError
+from rfmseg.install import install_command
 from rfmseg.io.views import VIEWS
 
 FORMATS = {
@@ -343,7 +344,7 @@ def read_xlsx(path: Path, sheet: int | str | None = None) -> pa.Table:
     try:
         from python_calamine import CalamineWorkbook
     except ImportError as exc:  # pragma: no cover - core dependency
-        raise InputError("reading .xlsx needs python-calamine: pip install python-calamine") from exc
+        raise InputError(f"reading .xlsx needs python-calamine, a dependency of rfmseg: {install_command()}") from exc
     try:
         book = CalamineWorkbook.from_path(str(path))
         names = list(book.sheet_names)

@@ -17,7 +17,7 @@ from rfmseg.engines.base import Engine, publish_table
 from rfmseg.errors import RfmsegError, StoreError
 from rfmseg.model import SegmentModel
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
-from rfmseg.settings import store_configured, store_url
+from rfmseg.settings import default_store_url, store_configured, store_url
 
 
 def run_date(run: Run) -> date:
@@ -101,3 +101,22 @@ def publish_existing(run: Run, runs_dir: Path, store: str | None) -> dict[str, A
     except StoreError as exc:
         raise saved_for_later(exc, run.run_id, run) from None
     return publish_run(run, runs_dir, store)
+
+
+def publish_demo(run: Run, runs_dir: Path) -> dict[str, Any]:
+    """Publish a demo run (``rfmseg demo``) to the embedded store of ``runs_dir``, so that ``rfmseg serve`` answers
+    for its customers, unless that store serves a run of other data: a demo never replaces a user's published
+    run (the report then says ``skipped`` and which run is served)."""
+    from rfmseg.stores import open_store
+
+    url = default_store_url(runs_dir)
+    with open_store(url) as s:
+        served, shown = s.current_run(), s.url_display
+    if served is not None and served != run.run_id:
+        try:
+            other: Run | None = get_run(served, runs_dir)
+        except RfmsegError:
+            other = None
+        if other is None or other.manifest["input"].get("path") != run.manifest["input"].get("path"):
+            return {"run_id": run.run_id, "store": shown, "skipped": f"the store serves run {served}, not a demo"}
+    return publish_run(run, runs_dir, url)

@@ -27,7 +27,7 @@ from rfmseg.model.choose_k import SINGLE_THREAD_BELOW, knee_locator
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.scoring import OFF, rfm_matrix, score
-from rfmseg.presets import Preset, build_policy, get_preset
+from rfmseg.presets import Preset, build_policy, get_preset, known_layout
 from rfmseg.profile import net_nonpositive, sufficiency_warnings
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
@@ -181,6 +181,9 @@ def segment(
                 warnings=sufficiency_warnings(rfm, k, currency),
             )
             summary["net_nonpositive"] = net_nonpositive(rfm)
+            layout = known_layout(prepared.source.columns, preset)
+            if layout is not None:  # a public data set run without the preset made for it
+                summary["notes"] = [layout.note()]
         model.provenance_ = provenance(
             run_id, started, prepared.as_of, prepared.source.sha256, rfm, data_sha256=digest.result()
         )

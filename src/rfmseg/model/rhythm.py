@@ -5,7 +5,8 @@ being a customer (``p_alive``) and the orders to expect over the next ``horizon`
 gives the spend to expect per order. Their product is ``expected_value``.
 
 The models are fitted (maximum a posteriori, the library's default priors) with pymc-marketing, which lives
-in the optional ``clv`` extra (``pip install 'rfmseg[clv]'``) and is imported only by :func:`fit_rhythm`.
+in the optional ``clv`` extra (the install command: :func:`rfmseg.install.install_command`) and is imported only by
+:func:`fit_rhythm`.
 Scoring needs only the fitted parameters: the closed-form expectations of the published models are computed
 here with numpy and scipy (Fader, Hardie & Lee 2005 for BG/NBD; Batislam, Denizel & Filiztekin 2007 for the
 modified BG/NBD; Fader & Hardie 2013 for Gamma-Gamma), so a refresh scores millions of customers without
@@ -31,9 +32,8 @@ import pyarrow.compute as pc
 from scipy.special import hyp2f1
 
 from rfmseg.errors import ParameterError
+from rfmseg.install import install_command
 
-INSTALL_HINT = "pip install 'rfmseg[clv]'"
-"""how to install the optional fitting library, in one line"""
 MODELS = {"bg": "BetaGeoModel", "mbg": "ModifiedBetaGeoModel", "pnbd": "ParetoNBDModel"}
 """the repeat-order models, by short name -> pymc-marketing class"""
 SCORED = ("bg", "mbg")
@@ -179,7 +179,7 @@ def clv_library() -> Any:
             warnings.simplefilter("ignore")
             from pymc_marketing import clv
     except ImportError:
-        raise MissingExtra(f"the rhythm models need the clv extra: {INSTALL_HINT}") from None
+        raise MissingExtra(f"the rhythm models need the clv extra: {install_command('clv')}") from None
     return clv
 
 

@@ -53,6 +53,17 @@ ALTERNATIVES = {
     schema.UNIT_PRICE: ("Price",),
 }
 
+LAYOUTS = {
+    "UCI Online Retail": (
+        "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"
+    ),
+    "UCI Online Retail II": (
+        "Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"
+    ),
+}  # fmt: skip
+"""the public data sets this preset reads, by their own columns: a file with all of them, run without the
+preset, gets it suggested (:func:`rfmseg.presets.known_layout`)"""
+
 RETURNS_CONDITION = "upper(order_id) LIKE 'C%' OR quantity < 0"
 
 BAD_DEBT = Rule(

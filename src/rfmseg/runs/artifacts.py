@@ -55,6 +55,9 @@ class Summary(TypedDict):
     warnings: list[str]
     net_nonpositive: NotRequired[dict[str, Any]]
     """kind 'run'"""
+    notes: NotRequired[list[dict[str, Any]]]
+    """kind 'run': advice about the input, each ``{"id", "text", "values"}`` (a known data set run without its
+    preset: :meth:`rfmseg.presets.KnownLayout.note`)"""
     kind: NotRequired[str]
     """kinds 'refresh' and 'retrain' (a 'run' says it in its manifest only)"""
     model_version: NotRequired[str]

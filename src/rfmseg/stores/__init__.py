@@ -2,8 +2,8 @@
 systems (marketing platform, API, CRM). The backend is chosen by URL::
 
     sqlite:///profiles.db              embedded default (relative path; sqlite:////abs/path.db is absolute)
-    postgresql://user@host:5432/db     PostgreSQL, needs  pip install 'rfmseg[postgres]'
-    redis://host:6379/0                Redis, needs       pip install 'rfmseg[redis]'
+    postgresql://user@host:5432/db     PostgreSQL, needs the postgres extra (rfmseg[postgres])
+    redis://host:6379/0                Redis, needs the redis extra (rfmseg[redis])
 
 Any URL takes ``?namespace=name`` (default ``rfmseg``) to keep several stores apart in one database.
 
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from rfmseg.errors import StoreError
+from rfmseg.install import install_command
 from rfmseg.stores.base import ChangesPage, ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
 from rfmseg.stores.rows import CHANGE_FIELDS, PROFILE_FIELDS
 from rfmseg.stores.urls import redact_url
@@ -89,7 +90,7 @@ def open_store(url: str, namespace: str | None = None, read_timeout: float | Non
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] == driver and extra:
             raise StoreError(
-                f"the {scheme} profile store needs the {driver} package: pip install 'rfmseg[{extra}]'"
+                f"the {scheme} profile store needs the {driver} package: {install_command(extra)}"
             ) from exc
         raise
     store_class: type[ProfileStore] = getattr(module, class_name)
