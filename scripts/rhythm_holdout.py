@@ -31,7 +31,6 @@ import rfmseg
 from rfmseg.model import rhythm
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
 OUT = ROOT / "bench" / "results" / "rhythm_holdout.json"
 CAL_END = date(2011, 9, 9)
 END = date(2011, 12, 9)
@@ -177,7 +176,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=None, help="default: the data set cache (rfmseg datasets path)")
     ap.add_argument("--models", default="bg,mbg,pnbd")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
@@ -188,6 +187,10 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import_s = time.perf_counter() - t0
+    if a.data is None:
+        from rfmseg.datasets import online_retail_path
+
+        a.data = online_retail_path()
     r = measure(a.data, [m.strip() for m in a.models.split(",") if m.strip()], import_s)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")

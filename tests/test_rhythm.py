@@ -21,7 +21,6 @@ import pytest
 from rfmseg.model import rhythm
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared/data/online_retail/online_retail.parquet"
 RESULTS = REPO / "bench/results/rhythm_holdout.json"
 X, T_X, T, HORIZON = 3, 60.0, 200.0, 90.0
 """the customer computed by hand: 3 repeat orders, the last 60 days after the first, 200 days of history"""
@@ -134,14 +133,12 @@ def load_script() -> Any:
 
 
 @pytest.mark.slow
-def test_holdout_figures_are_reproduced() -> None:
+def test_holdout_figures_are_reproduced(online_retail: Path) -> None:
     """The published table (bench/results/rhythm_holdout.json) comes back from the data: the counts exactly,
     the AUCs within 0.005, the expected totals within 1 % (MAP from the same start: deterministic up to the
     optimizer's tolerance)."""
-    if not DATA.exists():
-        pytest.fail(f"the UCI Online Retail file is missing: expected {DATA}")
     published = json.loads(RESULTS.read_text(encoding="utf-8"))
-    got = load_script().measure(DATA, ["bg", "mbg"], 0.0)
+    got = load_script().measure(online_retail, ["bg", "mbg"], 0.0)
     for key in ("customers", "actual_orders", "horizon_days"):
         assert got[key] == published[key]
     for base in ("past_orders", "recency"):
