@@ -31,7 +31,15 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from rfmseg.errors import StoreError
-from rfmseg.stores.base import ChangesPage, ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
+from rfmseg.stores.base import (
+    ChangesPage,
+    FeedTrimmedError,
+    ProfileStore,
+    PublishReport,
+    StagedBatch,
+    StagedPublish,
+    StageToken,
+)
 from rfmseg.stores.rows import CHANGE_FIELDS, PROFILE_FIELDS
 from rfmseg.stores.urls import redact_url
 
@@ -40,6 +48,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "SCHEMES",
     "ChangesPage",
+    "FeedTrimmedError",
     "ProfileStore",
     "PublishReport",
     "StageToken",
