@@ -64,8 +64,10 @@ def export_cmd(
     if changed:
         head += (
             f" whose segment differs from run {changed['run_id']} (as of {changed['as_of']}): {changed['new']:,} new, "
-            f"{changed['moved']:,} moved, {changed['left']:,} left (segment empty, from_segment where they were)"
+            f"{changed['moved']:,} moved, {changed['left']:,} left"
         )
+        if changed["left"]:
+            head += " (rows with the segment empty and from_segment where they were)"
     out.print(head, markup=False)
     for f in r.files:
         what = f" ({f.segment})" if f.segment else ""

@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,8 @@ def export(
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {sql_string(str(staging / 'spill'))}")
+        with suppress(duckdb.Error):  # a long COPY would draw DuckDB's progress bar on stdout (Jupyter refuses it)
+            con.execute("SET enable_progress_bar = false")
         sql, columns = _query(con, source, meta, run_history.timeline(runs_dir, until=meta), base, selected)
         rows_file = staging / "rows.parquet"
         total = _copy(con, sql, rows_file, "parquet", False)
