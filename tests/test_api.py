@@ -567,6 +567,7 @@ def test_openapi_and_offline_docs(client: TestClient) -> None:
         "/transitions",
         "/warnings",
         "/health",
+        "/changes",
     ):
         assert path in schema["paths"], path
     docs = client.get("/docs")
@@ -594,6 +595,7 @@ def test_every_json_route_declares_its_payload_and_real_responses_match_it(clien
         ("get", "/transitions"): lambda: client.get("/transitions"),
         ("get", "/warnings"): lambda: client.get("/warnings?recency_jump=0"),
         ("get", "/health"): lambda: client.get("/health"),
+        ("get", "/changes"): lambda: client.get("/changes?limit=5"),
     }
     rows = {
         "/customers/lookup": "customers",
@@ -604,6 +606,7 @@ def test_every_json_route_declares_its_payload_and_real_responses_match_it(clien
         "/runs": "runs",
         "/transitions": "moves",
         "/warnings": "warnings",
+        "/changes": "items",
     }
     json_routes = {
         (method, path)

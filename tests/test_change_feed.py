@@ -21,7 +21,7 @@ import pytest
 
 import test_stores
 from rfmseg.errors import InputError, ParameterError, StoreError
-from rfmseg.stores import CHANGE_FIELDS, ChangesPage, ProfileStore, open_store, stage_batch
+from rfmseg.stores import CHANGE_FIELDS, ChangesPage, FeedTrimmedError, ProfileStore, open_store, stage_batch
 from test_stores import D1, D2, D3, assignments, purge, uniform
 
 # the store fixtures of test_stores.py: each test once per backend, in a namespace of its own
@@ -409,6 +409,7 @@ def test_trim_removes_the_oldest_changes_and_stops_a_consumer_that_fell_behind(s
     with pytest.raises(StoreError, match=f"trimmed through {through}, past cursor {slow}") as caught:
         store.changes(slow, 10)
     assert "after=None" in str(caught.value) and "\n" not in str(caught.value)
+    assert isinstance(caught.value, FeedTrimmedError) and caught.value.http_status == 410  # gone, not down
 
     assert store.trim_changes(through) == 0  # again: nothing left to remove
     assert store.trim_changes(slow) == 0  # an older cursor does not move the trim point back

@@ -118,6 +118,14 @@ def test_the_life_cycle_and_agent_commands_use_the_files_runs_store_and_rules(cl
     assert (p["run_id"], p["store"]) == (refresh_id, project.store_url)
     assert project.store.is_file() and not (project.runs / "profiles.db").exists()
 
+    # export reads the file's runs folder; the change feed is the file's store (the first run: everyone new;
+    # the refresh: who moved; publishing it again: nothing)
+    e = ok(cli("export", "--out", project.folder / "lists" / "all.csv", "--json")).json()
+    assert (e["run_id"], e["rows"]) == (refresh_id, a.num_rows)
+    feed = ok(cli("ask", "changes-since", "--limit", "10000", "--json")).json()
+    assert feed["store"] == project.store_url and feed["more"] is False
+    assert [c["run_id"] for c in feed["items"]] == [first["run_id"]] * len(before) + [refresh_id] * changed
+
     # touches, questions, context packs, report: the same runs folder and store
     touches = project.folder / "touches.csv"
     touched = ["C001", "C002", "C003"]
@@ -268,6 +276,8 @@ COMMANDS = [
     ("ask", "recency-jump"),
     ("ask", "tracking", "C087"),
     ("ask", "intervention"),
+    ("ask", "changes-since"),
+    ("export", "--out", "all.csv"),
     ("context", "C087"),
     ("mcp",),
 ]

@@ -22,9 +22,10 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
 from rfmseg import questions as q
-from rfmseg.agent.mcp_server import QUESTION_TOOLS, build_server
+from rfmseg.agent.mcp_server import QUESTION_TOOLS, SERVER_BOUND, build_server
 from rfmseg.datasets import study
 from rfmseg.jobs.run import segment
+from rfmseg.stores import open_store
 from servers import free_port, wait_until_listening
 
 TOOLS = {
@@ -47,6 +48,7 @@ TOOLS = {
     "campaign_plan",
     "campaign_measure",
     "campaign_size",
+    "changes_since",
 }
 TEMPLATES = {"rfmseg://runs/{run_id}/summary", "rfmseg://segments/{segment}", "rfmseg://context/{target}"}
 PROMPTS = {"segment_subject_lines", "win_back_email"}
@@ -178,6 +180,8 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
             assert set(traj["trend"]) == {"Champions", "Occasional"}
             iv = await call(s, "intervention_effect")
             assert iv["answer"].startswith("No touches were sent") and iv["best"] is None
+            text = await error(s, "changes_since")  # nothing was published from these runs
+            assert f"no profile store to read: none is configured and {study_runs / 'profiles.db'} does not" in text
             assert [(x["kind"], x["contacted"], x["too_thin"]) for x in iv["interventions"]] == [("any", 0, True)]
 
             uris = {str(r.uri) for r in (await s.list_resources()).resources}
@@ -215,12 +219,12 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
 
 
 def test_question_tools_are_the_questions_own_signatures_and_docstrings(tmp_path: Path) -> None:
-    """Each question tool publishes its question's parameters (without runs_dir; renamed where the server says),
-    defaults and docstring: nothing is declared twice."""
+    """Each question tool publishes its question's parameters (without runs_dir and the store, which the server
+    binds; renamed where the server says), defaults and docstring: nothing is declared twice."""
     tools = {t.name: t for t in asyncio.run(build_server(tmp_path).list_tools())}
     assert set(QUESTION_TOOLS) | {"get_customer_segment", "get_context"} == set(tools) == TOOLS
     for name, (question, rename) in QUESTION_TOOLS.items():
-        params = {p.name: p for p in inspect.signature(question).parameters.values() if p.name != "runs_dir"}
+        params = {p.name: p for p in inspect.signature(question).parameters.values() if p.name not in SERVER_BOUND}
         schema = tools[name].input_schema
         assert list(schema["properties"]) == [rename.get(p, p) for p in params], name
         for p in params.values():
@@ -231,6 +235,7 @@ def test_question_tools_are_the_questions_own_signatures_and_docstrings(tmp_path
                 assert prop.get("default") == jsonable(p.default), (name, p.name)
         assert tools[name].description == " ".join(inspect.getdoc(question).split()), name
     assert tools["find_customers"].input_schema["properties"]["limit"]["maximum"] == 1000
+    assert list(tools["changes_since"].input_schema["properties"]) == ["after", "limit"]  # never the store
 
 
 # ------------------------------------------------------------------------------------------------ 12 weeks
@@ -247,6 +252,22 @@ def test_every_tool_on_the_simulated_twelve_weeks(sim_runs: Path) -> None:
             assert "previous_segment" in c and "segment_since" in c
             segs = await call(s, "list_segments")
             assert segs["as_of"] == "2024-03-31"
+
+            feed, after = [], None  # the store's change feed, page by page, from the saved `next`
+            while True:
+                page = await call(s, "changes_since", limit=300, **({"after": after} if after else {}))
+                assert page["after"] == after and page["count"] == len(page["items"]) <= 300
+                feed += page["items"]
+                after = page["next"]
+                if not page["more"]:
+                    break
+            with open_store(f"sqlite:///{sim_runs / 'profiles.db'}") as store:
+                assert feed == store.changes(None, 100_000).rows  # the week-12 publish: everyone new
+                assert len(feed) == store.count() > 600 and {c["reason"] for c in feed} == {"new"}
+            assert page["answer"].startswith(f"{len(feed) % 300 or 300} changes after cursor ")
+            assert (await call(s, "changes_since", after=after))["items"] == []
+            assert "is not a cursor of the change feed" in await error(s, "changes_since", after="nope")
+            assert "less than or equal to 10000" in await error(s, "changes_since", limit=10_001)
             assert (await call(s, "segment_profile", segment="Loyal Buyers"))["segment"] == "Loyal Buyers"
             big = await call(s, "find_customers", monetary_min=5000, sort_by="aov", limit=5)
             assert all(x["monetary"] >= 5000 for x in big["customers"])

@@ -97,27 +97,39 @@ QUESTION_TOOLS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, str]]] 
     "campaign_plan": (q.campaign_plan, {}),
     "campaign_measure": (q.campaign_measure, {}),
     "campaign_size": (q.campaign_size, {}),
+    "changes_since": (q.changes_since, {}),
 }
 """Tool name -> (the question, its parameters the tool names differently). The question's signature (minus
-``runs_dir``, which the server binds) is the tool's input schema and its docstring the tool's description."""
+what the server binds: :data:`SERVER_BOUND`) is the tool's input schema and its docstring the tool's
+description."""
+
+SERVER_BOUND = ("runs_dir", "store")
+"""Parameters the server sets, never the client: the runs folder, and the profile store of a question that
+reads it (the server's --store, else $RFMSEG_STORE, else <runs_dir>/profiles.db)."""
 
 
 def question_tool(
-    name: str, question: Callable[..., dict[str, Any]], runs: Path, rename: Mapping[str, str]
+    name: str,
+    question: Callable[..., dict[str, Any]],
+    runs: Path,
+    rename: Mapping[str, str],
+    store: str | None = None,
 ) -> Callable[..., Any]:
-    """``question`` as the tool ``name``: ``runs_dir`` bound to ``runs``, parameters renamed by ``rename``, user
-    errors as tool errors. The SDK reads the returned function's ``__signature__`` and ``__doc__``."""
+    """``question`` as the tool ``name``: ``runs_dir`` bound to ``runs`` (and ``store``, if it has that
+    parameter, to ``store``), parameters renamed by ``rename``, user errors as tool errors. The SDK reads the
+    returned function's ``__signature__`` and ``__doc__``."""
     sig = inspect.signature(question, eval_str=True)
     back = {new: old for old, new in rename.items()}
+    bound = {"store": store} if "store" in sig.parameters else {}
 
     def tool(**kwargs: Any) -> dict[str, Any]:
         with _tool_errors():
-            return question(runs, **{back.get(k, k): v for k, v in kwargs.items()})
+            return question(runs, **bound, **{back.get(k, k): v for k, v in kwargs.items()})
 
     params = [
         p.replace(name=rename.get(p.name, p.name), kind=inspect.Parameter.KEYWORD_ONLY)
         for p in sig.parameters.values()
-        if p.name != "runs_dir"
+        if p.name not in SERVER_BOUND
     ]
     tool.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     tool.__name__, tool.__doc__ = name, question.__doc__
@@ -152,7 +164,9 @@ def build_server(runs_dir: str | Path | None = None, store: str | None = None) -
             return {"kind": pack["kind"], "format": "markdown", "markdown": ctx.to_markdown(pack)}
         return pack
 
-    tools = {name: question_tool(name, question, runs, rename) for name, (question, rename) in QUESTION_TOOLS.items()}
+    tools = {
+        name: question_tool(name, question, runs, rename, store) for name, (question, rename) in QUESTION_TOOLS.items()
+    }
     named: dict[str, Callable[..., Any]] = {"get_customer_segment": get_customer_segment, **tools}
     named["get_context"] = get_context
     for name, fn in named.items():

@@ -11,6 +11,7 @@ from rfmseg.cli import (
     campaign,  # noqa: F401  (campaign plan, measure, size, list)
     core,  # noqa: F401  (registers demo, run, choose-k, show)
     datasets,  # noqa: F401  (datasets fetch, list, path)
+    export,  # noqa: F401  (export)
     life,  # noqa: F401  (runs, assign, refresh, retrain, publish)
     life_history,  # noqa: F401  (simulate, transitions, watch, history)
     serve,  # noqa: F401  (serve, report)

@@ -67,7 +67,10 @@ def rows_table(rows: list[dict[str, Any]], title: str | None = None, columns: Co
     cols = [(c, c) if isinstance(c, str) else c for c in (columns or (list(rows[0]) if rows else []))]
     t = Table(title=title)
     for key, header in cols:
-        left = key in ("customer_id", "segment", "segment_then", "kind", "verdict", "why", "action", "matched")
+        left = key in (
+            *("customer_id", "segment", "segment_then", "kind", "verdict", "why", "action", "matched"),
+            *("from_segment", "to_segment", "reason", "run_id"),
+        )
         t.add_column(header, justify="left" if left else "right")
     for r in rows:
         t.add_row(*(", ".join(r[k]) if k == "matched" else _cell(r.get(k)) for k, _ in cols))
@@ -354,6 +357,40 @@ def ask_changed(
             ("monetary_change", "M change"),
         ],
     )
+
+
+@ask_app.command("changes-since")
+def ask_changes_since(
+    ctx: typer.Context,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="The next cursor of the page read before (default: the oldest change kept)."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most changes to show (1-10,000).")] = 100,
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
+    store: ReadStore = None,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Who changed segment in the profile store after a cursor (its change feed): new, moved, left."""
+    settings = resolve(ctx)  # runs_dir and store: options, else $RFMSEG_RUNS_DIR / $RFMSEG_STORE, else rfmseg.toml
+    r = q.changes_since(settings.runs_path, after=after, limit=limit, store=settings.store)
+    report(
+        r,
+        as_json,
+        "items",
+        [
+            ("cursor", "cursor"),
+            ("customer_id", "customer"),
+            ("from_segment", "from"),
+            ("to_segment", "to"),
+            ("reason", "reason"),
+            ("run_id", "run"),
+            ("as_of", "as of"),
+        ],
+    )
+    if not as_json and r["next"] is not None:
+        out.print(f"Next: --after {r['next']}" + (" (more changes wait)" if r["more"] else ""), markup=False)
 
 
 @ask_app.command("recency-jump")

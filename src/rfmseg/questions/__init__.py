@@ -9,7 +9,8 @@ definition (:mod:`rfmseg.agent.mcp_server`).
 By theme: :mod:`~rfmseg.questions.lookups` (segments, one customer, customers by RFM range),
 :mod:`~rfmseg.questions.campaigns` (campaign fit, responders, not contacted, intervention effect),
 :mod:`~rfmseg.questions.trends` (trends, recent changes, recency jumps, one customer's trajectory,
-transitions, warnings); what they share is in :mod:`~rfmseg.questions.common`.
+transitions, warnings), :mod:`~rfmseg.questions.feed` (the profile store's change feed); what they share is in
+:mod:`~rfmseg.questions.common`.
 """
 
 from rfmseg.questions.campaigns import (
@@ -35,6 +36,7 @@ from rfmseg.questions.common import (
     rounded,
     slug,
 )
+from rfmseg.questions.feed import MAX_FEED_PAGE, changes_since, feed_page
 from rfmseg.questions.lookups import SortField, customer_segment, find_customers, list_segments, segment_profile
 from rfmseg.questions.trends import (
     Membership,
@@ -55,11 +57,13 @@ QUESTIONS = {
     "recency-jump": recency_jump,
     "tracking": customer_tracking,
     "intervention": intervention_effect,
+    "changes-since": changes_since,
 }
 """CLI name -> question function."""
 
 __all__ = [
     "KIND_KEYWORDS",
+    "MAX_FEED_PAGE",
     "QUESTIONS",
     "RFM",
     "CustomerId",
@@ -72,9 +76,11 @@ __all__ = [
     "campaign_segments",
     "campaign_size",
     "campaigns",
+    "changes_since",
     "customer_segment",
     "customer_tracking",
     "discount_candidates",
+    "feed_page",
     "find_customers",
     "intervention_effect",
     "keyword_hits",

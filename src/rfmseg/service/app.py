@@ -27,7 +27,7 @@ from rfmseg import __version__
 from rfmseg.errors import RfmsegError
 from rfmseg.service.deps import AppState, Settings, dumps, field_of, json_response
 from rfmseg.service.models import ErrorPublic
-from rfmseg.service.routes import campaigns, customers, runs, score, segments, system
+from rfmseg.service.routes import campaigns, changes, customers, runs, score, segments, system
 
 log = logging.getLogger("rfmseg.service")
 PUBLIC_PATHS = ("/", "/static/", "/docs-static/")
@@ -40,8 +40,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 """The error responses of every route: one-line JSON (invalid input also lists its problems in `errors`)."""
 
 DESCRIPTION = """Customer segments over HTTP: one customer's segment from the online profile store in
-milliseconds, the segments and their customers from the run registry, scoring with a stored model, runs,
-transitions and early warnings. The explorer is at `/`."""
+milliseconds, who changed segment (the store's change feed, read with a cursor), the segments and their customers
+from the run registry, scoring with a stored model, runs, transitions and early warnings. The explorer is at `/`."""
 
 
 class ApiKeyMiddleware:
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     if offline_docs:
         install_docs(app)
-    for module in (customers, segments, score, runs, campaigns, system):
+    for module in (customers, changes, segments, score, runs, campaigns, system):
         app.include_router(module.router, responses=ERRORS)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)

@@ -79,6 +79,35 @@ class CustomerHistoryPublic(Public):
     history: list[CustomerRunRow] = Field(description="Oldest run first")
 
 
+# ------------------------------------------------------------------------------------------------ changes
+class ChangePublic(Public):
+    """One change of the profile store's feed: a customer whose segment a publish changed."""
+
+    cursor: str = Field(description="The change's position in the feed (opaque; strictly increasing)")
+    customer_id: str
+    from_segment: str | None = Field(description="The segment served before; null for a new customer")
+    to_segment: str | None = Field(description="The segment published; null for a customer who left")
+    reason: Literal["new", "moved", "left"] = Field(
+        description="new: not served before; moved: served in another segment; left: not in the published run"
+    )
+    segment_reason: str | None = Field(description="Why the customer got to_segment (nearest_centroid, cold_start)")
+    run_id: str = Field(description="The publish that made the change")
+    as_of: str
+    model_version: str
+
+
+class ChangesPublic(Public):
+    store: str = Field(description="The profile store read (password hidden)")
+    after: str | None = Field(description="The cursor asked for (null: from the oldest change kept)")
+    limit: int
+    count: int = Field(description="Changes in this page")
+    items: list[ChangePublic] = Field(description="Oldest first")
+    next: str | None = Field(
+        description="Pass as `after` for the next page: the last item's cursor, or `after` when nothing was new"
+    )
+    more: bool = Field(description="Whether more changes were waiting after this page (ask again at once)")
+
+
 # ------------------------------------------------------------------------------------------------ segments
 class SegmentProfile(RunDocument):
     name: str

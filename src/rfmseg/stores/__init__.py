@@ -32,7 +32,15 @@ import pyarrow as pa
 
 from rfmseg.errors import StoreError
 from rfmseg.install import install_command
-from rfmseg.stores.base import ChangesPage, ProfileStore, PublishReport, StagedBatch, StagedPublish, StageToken
+from rfmseg.stores.base import (
+    ChangesPage,
+    FeedTrimmedError,
+    ProfileStore,
+    PublishReport,
+    StagedBatch,
+    StagedPublish,
+    StageToken,
+)
 from rfmseg.stores.rows import CHANGE_FIELDS, PROFILE_FIELDS
 from rfmseg.stores.urls import redact_url
 
@@ -41,6 +49,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "SCHEMES",
     "ChangesPage",
+    "FeedTrimmedError",
     "ProfileStore",
     "PublishReport",
     "StageToken",

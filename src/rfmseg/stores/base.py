@@ -52,6 +52,13 @@ MAX_CHANGES_LIMIT = 100_000
 """Most changes one :meth:`ProfileStore.changes` call returns."""
 
 
+class FeedTrimmedError(StoreError):
+    """A change feed cursor older than the feed's trim point: the changes after it were removed, so the
+    consumer must reload and start again (HTTP 410 Gone: the store is up, what was asked for is gone)."""
+
+    http_status = 410
+
+
 @dataclass(frozen=True)
 class ChangesPage:
     """One page of the change feed (:meth:`ProfileStore.changes`)."""
@@ -231,8 +238,8 @@ class ProfileStore(ABC):
         serves its run, so the feed never holds changes of a run that was not served and never lags the
         served run. Cursors are opaque strings, strictly increasing: a consumer that saves
         ``next_cursor`` after processing a page and resumes from it (another process, days later) reads
-        every change once. A cursor older than a :meth:`trim_changes` raises StoreError (changes after it
-        were removed: reload the customers and start again from None).
+        every change once. A cursor older than a :meth:`trim_changes` raises FeedTrimmedError, a StoreError
+        (changes after it were removed: reload the customers and start again from None).
         """
         if after is not None and (not isinstance(after, str) or not self._cursor_re.fullmatch(after)):
             raise ParameterError(
@@ -243,7 +250,7 @@ class ProfileStore(ABC):
             raise ParameterError(f"limit must be a whole number from 1 to {MAX_CHANGES_LIMIT:,}, got {limit!r}")
         rows, trimmed = self._changes(after, limit + 1)
         if after is not None and trimmed is not None and self._cursor_key(after) < self._cursor_key(trimmed):
-            raise StoreError(
+            raise FeedTrimmedError(
                 f"the change feed of the profile store at {self.url_display} was trimmed through {trimmed}, "
                 f"past cursor {after}: changes after it were removed; reload the customers and read the feed "
                 "from the start (after=None)"
