@@ -11,9 +11,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmseg.errors import ParameterError
-from rfmseg.presets.preset import Preset, ReadFormats, build_policy, with_features
+from rfmseg.presets.preset import (
+    Onboarding,
+    OnboardingPath,
+    Preset,
+    ReadFormats,
+    UsageSignal,
+    build_policy,
+    with_features,
+)
 
-__all__ = ["PRESETS", "Preset", "ReadFormats", "build_policy", "get_preset", "with_features"]
+__all__ = [
+    "PRESETS",
+    "Onboarding",
+    "OnboardingPath",
+    "Preset",
+    "ReadFormats",
+    "UsageSignal",
+    "build_policy",
+    "get_preset",
+    "with_features",
+]
 
 
 def _ecommerce() -> Preset:
