@@ -3,6 +3,7 @@ parsed, and reach ``config.resolve``, while the command itself is called with it
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,51 @@ def test_an_error_names_the_parameter_as_the_running_command_spells_it() -> None
     assert err.render(flags_of_command(["transitions"])) == "pass --from with an earlier run"
     assert flags_of_command(["run", "orders.csv"])("columns") == "--col"
     assert flags_of_command(["--config", "x.toml", "run"])("as_of") == "--as-of"
+
+
+# ------------------------------------------------------------------------------------------------ help texts
+def _every_command() -> list[tuple[tuple[str, ...], Any]]:
+    """Every command and sub-command of rfmseg with its path (``("ask", "campaign")``)."""
+    found: list[tuple[tuple[str, ...], Any]] = []
+
+    def walk(cmd: Any, path: tuple[str, ...]) -> None:
+        found.append((path, cmd))
+        for name, sub in sorted((getattr(cmd, "commands", None) or {}).items()):
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+EVERY_COMMAND = _every_command()
+EMPTY_PLACEHOLDERS = ("()", "[]", "{}", "''", '""', "``", "( ", " )", "[default: ]", "[default:]")
+
+
+def _flat(text: str) -> str:
+    """``text`` with the help boxes' borders removed and every run of white space made one space."""
+    return " ".join(re.sub(r"[│╭╮╰╯─┃]", " ", text).split())
+
+
+@pytest.mark.parametrize(("path", "command"), EVERY_COMMAND, ids=[" ".join(p) or "rfmseg" for p, _ in EVERY_COMMAND])
+def test_no_help_has_a_double_space_or_an_empty_placeholder(
+    path: tuple[str, ...], command: Any, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each text a command's help is made of (its docstring, every parameter's help) has no double space, no
+    empty placeholder and no template left unfilled, and is printed whole: no word of it is lost to the
+    terminal's markup (a help saying "the [source] of" once printed "the  of")."""
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per parameter: nothing wrapped
+    r = cli(*path, "--help")
+    assert r.code == 0, r.err
+    shown = _flat(r.out)
+    texts = [(command.help or "").split("\f")[0]] + [p.help for p in command.params if getattr(p, "help", None)]
+    for text in texts:
+        raw = text.replace("\\[", "[")
+        where = f"{' '.join(path)}: {text!r}"
+        assert not re.search(r"\S  +\S", re.sub(r" *\n\s*", " ", raw)), f"double space in {where}"
+        assert not re.search(r"\s[.,;:](\s|$)", raw), f"a word missing before a stop in {where}"
+        assert not re.search(r"\{[a-z_]*\}", raw), f"template left in {where}"
+        for empty in EMPTY_PLACEHOLDERS:
+            assert empty not in raw, f"{empty!r} in {where}"
+        assert _flat(raw) in shown, f"printed differently (a word lost to markup?): {where}"
+    for empty in ("[default: ]", "[default:]", "()", "[]"):
+        assert empty not in shown, f"{empty!r} in the help of {' '.join(path)}"

@@ -44,6 +44,7 @@ TOOLS = {
     "recency_increase",
     "customer_trajectory",
     "intervention_effect",
+    "onboarding_path",
     "campaigns",
     "campaign_plan",
     "campaign_measure",

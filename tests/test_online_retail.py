@@ -158,6 +158,16 @@ def test_default_segments_fit_their_names(default_run: tuple[dict, Path]) -> Non
     assert {i["id"] for i in summary["insights"]} >= {"pareto"}
 
 
+def test_no_activation_project_when_the_largest_segment_is_not_the_smallest(default_run: tuple[dict, Path]) -> None:
+    """On Online Retail the largest segment by customers is not the smallest by revenue: the priority order
+    names no long-term activation project (the sentence would be false)."""
+    segs = default_run[0]["segments"]
+    largest = max(segs, key=lambda s: s["customers"])
+    smallest = min(segs, key=lambda s: s["revenue"])
+    assert largest["name"] != smallest["name"]
+    assert [s["name"] for s in segs if s.get("sequencing")] == []
+
+
 def test_data_warnings_on_the_real_file(default_run: tuple[dict, Path], reference: dict) -> None:
     summary, run_dir = default_run
     ref = reference["rfm"]

@@ -16,7 +16,7 @@ from rfmseg.datasets import study
 from rfmseg.features import DEFAULT_UNITS
 from rfmseg.model.naming import DEFAULT_VOCABULARY
 from rfmseg.presets import get_preset
-from rfmseg.profile import insights, segment_table
+from rfmseg.profile import activation_project, insights, segment_table
 
 ENGAGEMENT = {"segment_mix", "most_active", "longest_inactive"}
 MONEY = {"aov_ratio", "pareto", "recoverable_revenue", "top_20_percent"}
@@ -133,3 +133,41 @@ def test_engagement_rules_stay_silent_when_the_data_does_not_show_it() -> None:
     rfm, table = _table([1, 2, 80, 90], [30, 40, 1, 1], ["A", "A", "B", "B"])
     assert not ENGAGEMENT & {i["id"] for i in insights(rfm, table, units=DEFAULT_UNITS)}
     assert {i["id"] for i in insights(rfm, table, units=saas)} >= ENGAGEMENT
+
+
+# ------------------------------------------------------------------------------------------------ sequencing
+def _segments(rows: dict[str, tuple[int, float]]) -> list[dict]:
+    """Segment rows as segment_table gives them, from name -> (customers, revenue)."""
+    n, total = sum(c for c, _ in rows.values()), sum(r for _, r in rows.values())
+    return [
+        {"name": k, "customers": c, "share_customers": c / n, "revenue": r, "share_revenue": r / total}
+        for k, (c, r) in rows.items()
+    ]
+
+
+def test_the_activation_project_is_named_only_when_the_data_says_so() -> None:
+    study = {"Champions": (30, 218_300.0), "At-Risk": (40, 154_600.0), "Loyal": (50, 94_900.0), "Occ": (80, 17_550.0)}
+    assert activation_project(_segments(study)) == (
+        "Occ",
+        "the long-term activation project: the largest segment (80 customers, 40%) and the smallest by revenue "
+        "($17,550, 4%)",
+    )
+    # the largest by count is not the smallest by revenue: no project named
+    assert activation_project(_segments({**study, "Occ": (80, 100_000.0)})) is None
+    # the largest by count ties with another, or the smallest by revenue does: no project named
+    assert activation_project(_segments({**study, "Loyal": (80, 94_900.0)})) is None
+    assert activation_project(_segments({**study, "Loyal": (50, 17_550.0)})) is None
+    # one segment, or units in which the sum of monetary means nothing (SaaS: features used)
+    assert activation_project(_segments({"Occ": (80, 17_550.0)})) is None
+    assert activation_project(_segments(study), units=get_preset("saas").units) is None
+    # in the units of a preset with a total: its entity and total, in its currency
+    crm = activation_project(_segments(study), "€", get_preset("crm").units)
+    assert crm is not None and crm[1] == (
+        f"the long-term activation project: the largest segment (80 {get_preset('crm').units.entity}, 40%) and the "
+        f"smallest by {get_preset('crm').units.total} ({get_preset('crm').units.value(17_550.0, '€')}, 4%)"
+    )
+
+
+def test_engagement_runs_name_no_activation_project(engagement_run) -> None:
+    _, result, _ = engagement_run
+    assert not any("sequencing" in s for s in result.summary["segments"])  # no revenue to be smallest by

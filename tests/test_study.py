@@ -150,3 +150,36 @@ def test_choose_k_recommends_four(result: rfmseg.RunResult) -> None:
     assert out["recommended_k"] == 4
     assert [m["k"] for m in out["metrics"]] == list(range(2, 11))
     assert "silhouette" in out["reason"] and out["silhouette_sample"] == 200
+
+
+# ------------------------------------------------------------------------------------------------ sequencing
+def test_occasional_is_named_the_long_term_activation_project(result: rfmseg.RunResult, cli, tmp_path: Path) -> None:
+    """Occasional (80 of 200 customers) is the largest segment and, with $17,550, the smallest by revenue: the
+    priority order says it is the long-term activation project, with those figures counted here from the run's
+    own customers."""
+    a = result.assignments.to_pandas()
+    customers = a.groupby("segment").size()
+    revenue = a.groupby("segment")["monetary"].sum()
+    assert customers.idxmax() == "Occasional" == revenue.idxmin()
+    assert (customers["Occasional"], revenue["Occasional"]) == (80, 17_550)
+    assert sorted(customers)[-2] < 80 and sorted(revenue)[1] > 17_550  # no tie either way
+    note = (
+        f"the long-term activation project: the largest segment ({customers['Occasional']} customers, "
+        f"{customers['Occasional'] / len(a):.0%}) and the smallest by revenue (${revenue['Occasional']:,.0f}, "
+        f"{revenue['Occasional'] / revenue.sum():.0%})"
+    )
+    assert note.endswith("(80 customers, 40%) and the smallest by revenue ($17,550, 4%)")
+    assert {s["name"]: s.get("sequencing") for s in result.summary["segments"]} == {
+        "Champions": None,
+        "At-Risk": None,
+        "Loyal Buyers": None,
+        "Occasional": note,
+    }
+    r = cli("run", study.path(study.ORDERS_FILE), "--as-of", study.AS_OF, "--runs-dir", tmp_path / "runs")
+    assert r.code == 0, r.err
+    order = r.out.split("Actions, in priority order\n")[1].split("Insights\n")[0].splitlines()
+    assert order[-2:] == [
+        " 4. Occasional: First-repeat-purchase incentive, product discovery",
+        f"    Occasional is {note}.",
+    ]
+    assert sum("activation" in line for line in order) == 1

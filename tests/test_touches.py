@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -11,8 +12,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from rfmseg import schema
 from rfmseg.errors import ColumnError, InputError
 from rfmseg.touches import (
+    ALIASES,
     RULES,
     import_folders,
     import_touches,
@@ -187,3 +190,65 @@ def test_csv_written_by_arrow_round_trips(tmp_path: Path, runs_dir: Path) -> Non
     stored = load_touches(runs_dir)
     assert stored.column("responded_at").null_count == 1
     assert stored.column("converted_at").null_count == 2
+
+
+# ------------------------------------------------------------------------------------------------ column names
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "agents.md"
+ROW = {
+    "customer_id": "C001",
+    "campaign": "WB-1",
+    "kind": "win_back",
+    "channel": "sms",
+    "sent_at": "2024-11-20 18:00:00",
+    "responded_at": "2024-11-21",
+    "converted_at": "2024-11-23",
+}
+
+
+def docs_alias_table() -> dict[str, tuple[str, ...]]:
+    """The table of column names in docs/agents.md, as written there."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("| field | column names recognised, first match wins |")
+    table: dict[str, tuple[str, ...]] = {}
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        field, names = (cell.strip() for cell in line.strip("|").split("|"))
+        table[field.strip("`")] = tuple(re.findall(r"`([^`]+)`", names))
+    return table
+
+
+def test_the_docs_list_the_column_names_the_import_recognises() -> None:
+    assert docs_alias_table() == ALIASES
+
+
+@pytest.mark.parametrize(
+    ("field", "alias"), [(f, a) for f, names in ALIASES.items() for a in names], ids=lambda x: str(x)
+)
+def test_every_column_name_of_the_table_is_recognised(field: str, alias: str, tmp_path: Path, runs_dir: Path) -> None:
+    header = {f: (alias.upper() if f == field else f) for f in ROW}  # upper case: names compare without case
+    path = tmp_path / "touches.csv"
+    path.write_text(",".join(header.values()) + "\n" + ",".join(ROW.values()) + "\n", encoding="utf-8")
+    report = import_touches(path, runs_dir)
+    assert report.rows_used == 1, report.quarantined
+    manifest = json.loads((Path(report.folder) / "manifest.json").read_text())
+    assert manifest["input"]["columns"] == header
+    stored = load_touches(runs_dir).to_pylist()[0]
+    assert stored["customer_id"] == "C001" and stored["kind"] == "win_back"
+    assert str(stored["sent_at"]) == "2024-11-20 18:00:00" and str(stored["converted_at"]) == "2024-11-23 00:00:00"
+
+
+def test_the_column_names_the_docs_give_as_examples_import_without_a_map(tmp_path: Path, runs_dir: Path, cli) -> None:
+    """'Common column names are recognised (`Customer`, `Type`, `Sent At`, `SendDate`, …)': each of them,
+    spelled as the docs spell it, in a file imported with no --map."""
+    line = next(x for x in DOCS.read_text(encoding="utf-8").splitlines() if x.startswith("Common column names"))
+    examples = re.findall(r"`([^`]+)`", line.split(";")[0])
+    assert {"Customer", "Type", "Sent At", "SendDate"} <= set(examples)
+    for i, example in enumerate(examples):
+        field = next(f for f, names in ALIASES.items() if schema.normalise(example) in names)
+        header = {f: (example if f == field else f) for f in ROW}
+        path = tmp_path / f"touches-{i}.csv"
+        path.write_text(",".join(header.values()) + "\n" + ",".join(ROW.values()) + "\n", encoding="utf-8")
+        r = cli("touches", "import", path, "--runs-dir", tmp_path / f"runs-{i}", "--json")
+        assert r.code == 0, (example, r.err)
+        assert r.json()["rows"] == {"read": 1, "used": 1, "quarantined": {}}

@@ -94,6 +94,32 @@ def segment_table(
     return rows
 
 
+def activation_project(
+    segments: list[dict[str, Any]], currency: str = "$", units: Units | None = None
+) -> tuple[str, str] | None:
+    """The segment to run as the long-term activation project and its sequencing note, or None.
+
+    A segment is that project when it is the largest by customers and the smallest by the total (revenue),
+    each strictly (no tie): many members worth little each, moved up over months rather than by one campaign.
+    None when no segment is both, with fewer than two segments, or when the sum of monetary means nothing in
+    the run's units (SaaS features used, education progress)."""
+    u = units or DEFAULT_UNITS
+    if len(segments) < 2 or not u.total:
+        return None
+    by_count = sorted(segments, key=lambda s: -s["customers"])
+    by_total = sorted(segments, key=lambda s: s["revenue"])
+    largest, smallest = by_count[0], by_total[0]
+    if largest is not smallest:
+        return None
+    if by_count[1]["customers"] == largest["customers"] or by_total[1]["revenue"] == smallest["revenue"]:
+        return None
+    return largest["name"], (
+        f"the long-term activation project: the largest segment ({largest['customers']:,} {u.entity}, "
+        f"{largest['share_customers']:.0%}) and the smallest by {u.total} ({u.value(largest['revenue'], currency)}, "
+        f"{largest['share_revenue']:.0%})"
+    )
+
+
 def insights(
     rfm: pd.DataFrame,
     segments: list[dict[str, Any]],

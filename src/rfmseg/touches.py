@@ -60,10 +60,30 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "campaign": ("campaign", "campaignid", "campaignname", "campaigncode"),
     "kind": ("kind", "type", "campaignkind", "campaigntype", "offertype"),
     "channel": ("channel", "medium", "contactchannel"),
-    "sent_at": ("sentat", "sent", "sentdate", "senton", "sendtime", "contactedat", "date", "timestamp", "ts"),
-    "responded_at": ("respondedat", "responded", "responsedate", "responseat", "respondedon"),
-    "converted_at": ("convertedat", "converted", "conversiondate", "conversionat", "convertedon"),
+    "sent_at": (
+        "sentat",
+        "sent",
+        "sentdate",
+        "senton",
+        "senttime",
+        "sendat",
+        "senddate",
+        "sendon",
+        "sendtime",
+        "contactedat",
+        "contactdate",
+        "date",
+        "timestamp",
+        "ts",
+    ),
+    "responded_at": ("respondedat", "responded", "respondedon", "responsedate", "responseat", "responsetime"),
+    "converted_at": ("convertedat", "converted", "convertedon", "conversiondate", "conversionat", "conversiontime"),
 }
+"""The one table of the column names a touch file may use for each field, compared as
+:func:`rfmseg.schema.normalise` leaves them (lower case, letters and digits only: ``Sent At``, ``sent_at`` and
+``SENT-AT`` are all ``sentat``); a field takes the file's column matching the earliest of its names (one
+already taken by an earlier field is passed over). docs/agents.md lists the same table (a test holds the
+two together)."""
 
 TOUCH_SCHEMA = pa.schema(
     [

@@ -93,6 +93,7 @@ QUESTION_TOOLS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, str]]] 
     "recency_increase": (q.recency_jump, {}),
     "customer_trajectory": (q.customer_tracking, {"runs": "runs_back"}),
     "intervention_effect": (q.intervention_effect, {}),
+    "onboarding_path": (q.onboarding_path, {}),
     "campaigns": (q.campaigns, {}),
     "campaign_plan": (q.campaign_plan, {}),
     "campaign_measure": (q.campaign_measure, {}),

@@ -70,6 +70,7 @@ def rows_table(rows: list[dict[str, Any]], title: str | None = None, columns: Co
         left = key in (
             *("customer_id", "segment", "segment_then", "kind", "verdict", "why", "action", "matched"),
             *("from_segment", "to_segment", "reason", "run_id"),
+            *("signal", "label"),
         )
         t.add_column(header, justify="left" if left else "right")
     for r in rows:
@@ -512,6 +513,40 @@ def ask_intervention(
             ("too_thin", "too thin"),
         ],
     )
+
+
+@ask_app.command("onboarding")
+def ask_onboarding(
+    ctx: typer.Context,
+    customer_id: CustomerId,
+    usage: Annotated[
+        str | None,
+        typer.Option("--usage", help="The usage file the run read (default: the run's input, if unchanged)."),
+    ] = None,
+    run: RunOpt = "latest",
+    runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
+    as_json: Json = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Which onboarding path matches this customer's usage profile? The segment's path (saas preset) and its
+    usage signals checked on the customer's figures."""
+    runs_dir = resolve(ctx).runs_path
+    r = q.onboarding_path(runs_dir, customer_id, run=run, usage=usage)
+    report(
+        r,
+        as_json,
+        "signals",
+        [
+            "signal",
+            ("label", "measure"),
+            ("value", customer_id),
+            ("median_user", "median user"),
+            ("segment_median", f"typical {r['segment']}"),
+            ("holds", "shown"),
+        ],
+    )
+    if not as_json and r["features_note"]:
+        out.print(f"note: {r['features_note']}", markup=False)
 
 
 # ------------------------------------------------------------------------------------------------ context, mcp

@@ -84,7 +84,9 @@ def print_summary(summary: Mapping[str, Any]) -> None:
     out.print(segment_rich_table(summary))
     out.print("[bold]Actions, in priority order[/bold]")
     for s in summary["segments"]:
-        out.print(f" {s['priority']}. {s['name']}: {s['action']}")
+        out.print(f" {s['priority']}. {s['name']}: {s['action']}", markup=False)
+        if s.get("sequencing"):
+            out.print(f"    {s['name']} is {s['sequencing']}.", markup=False)
     if summary.get("insights"):
         out.print("[bold]Insights[/bold]")
         for i in summary["insights"]:

@@ -117,7 +117,7 @@ Limit = Annotated[int, typer.Option("--limit", help="Most rows to show.")]
 Source = Annotated[
     Path | None,
     typer.Argument(
-        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the \\[source] of rfmseg.toml.",
+        help="Transactions (or an RFM table): CSV, Parquet or .xlsx; default: the source set in rfmseg.toml.",
         show_default=False,
     ),
     SettingKey("source"),
@@ -278,7 +278,7 @@ def params(**spec: Any) -> Params:
 
 Decimal = Annotated[
     str | None,
-    typer.Option("--decimal", help="Decimal mark of the numbers, . or , (default: detected; 1.234,50 needs ,)."),
+    typer.Option("--decimal", help="Decimal mark of the numbers: '.' or ',' (default: detected; 1.234,50 needs ',')."),
     SettingKey("decimal"),
 ]
 Encoding = Annotated[

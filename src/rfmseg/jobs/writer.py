@@ -26,7 +26,7 @@ from rfmseg.errors import EnvironmentFailure, os_failure
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
-from rfmseg.profile import insights, pareto_curve, segment_table
+from rfmseg.profile import activation_project, insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import Run, RunWriter
 from rfmseg.runs.artifacts import Manifest, Rows, Summary
@@ -57,6 +57,10 @@ def build_summary(
         df = pd.DataFrame(x, columns=["recency_days", "frequency", "monetary"], copy=False)
     reasons = dict(zip(model.names_, model.reasons_, strict=True))
     table = segment_table(df, segments, model.vocabulary, reasons)
+    project = activation_project(table, currency, units)
+    for row in table:
+        if project and row["name"] == project[0]:
+            row["sequencing"] = project[1]  # said with its action: where the priority order is told
     curve = pareto_curve(df["monetary"].to_numpy(dtype=float))
     return {
         "run_id": run_id,

@@ -13,13 +13,24 @@ from dataclasses import dataclass
 
 from rfmseg import schema
 from rfmseg.errors import ParameterError
-from rfmseg.presets.preset import Preset, ReadFormats, build_policy, with_features
+from rfmseg.presets.preset import (
+    Onboarding,
+    OnboardingPath,
+    Preset,
+    ReadFormats,
+    UsageSignal,
+    build_policy,
+    with_features,
+)
 
 __all__ = [
     "PRESETS",
     "KnownLayout",
+    "Onboarding",
+    "OnboardingPath",
     "Preset",
     "ReadFormats",
+    "UsageSignal",
     "build_policy",
     "get_preset",
     "known_layout",

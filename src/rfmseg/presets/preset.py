@@ -9,13 +9,63 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from rfmseg import schema
 from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io.rules import BadRows, Decimal, ExtraField, Policy, Returns, Rule
 from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
+
+Measure = Literal["recency_days", "frequency", "monetary", "depth"]
+"""a figure of a customer's usage profile: R, F, M, or ``depth`` = frequency / monetary (sessions per feature)"""
+
+
+@dataclass(frozen=True)
+class UsageSignal:
+    """A usage signal that leads to an onboarding path: a measure on the ``low`` or ``high`` side of the median
+    user of the run, and what that says (a noun phrase: "a recent login", "many sessions on each feature")."""
+
+    measure: Measure
+    side: Literal["low", "high"]
+    says: str
+
+
+@dataclass(frozen=True)
+class OnboardingPath:
+    """The onboarding path for the users of one segment: its name, what it is, and the usage signals that lead
+    to it."""
+
+    segment: str
+    name: str
+    what: str
+    signals: tuple[UsageSignal, ...]
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """A preset's onboarding paths, one per segment of its vocabulary, and the words for ``depth``."""
+
+    paths: tuple[OnboardingPath, ...]
+    depth: str = "events per item"
+    """how the units speak of frequency / monetary ("sessions per feature")"""
+
+    def path_of(self, segment: str) -> OnboardingPath | None:
+        return next((p for p in self.paths if p.segment == segment), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "paths": [{**asdict(p), "signals": [asdict(s) for s in p.signals]} for p in self.paths],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Onboarding:
+        paths = tuple(
+            OnboardingPath(p["segment"], p["name"], p["what"], tuple(UsageSignal(**s) for s in p["signals"]))
+            for p in d["paths"]
+        )
+        return cls(paths, d["depth"])
 
 
 @dataclass(frozen=True)
@@ -38,6 +88,9 @@ class Preset:
     """file name of the preset's generated sample data set in rfmseg/presets/data/"""
     cold_start_segment: str = "Occasional"
     """the segment given to customers with too little history (see rfmseg.model.scoring.ColdStart)"""
+    onboarding: Onboarding | None = None
+    """the onboarding path of each segment, for domains where users are onboarded (saas); the question
+    :func:`rfmseg.questions.onboarding_path` answers from it"""
 
     def __post_init__(self) -> None:
         # the naming reasons speak of the entity the units name ("more recent than 80% of users")
@@ -64,6 +117,7 @@ class Preset:
             "units": self.units.to_dict(),
             "sample": self.sample,
             "cold_start_segment": self.cold_start_segment,
+            **({"onboarding": self.onboarding.to_dict()} if self.onboarding else {}),
         }
 
     @classmethod
@@ -86,6 +140,7 @@ class Preset:
             units=Units.from_dict(d["units"]),
             sample=d["sample"],
             cold_start_segment=d["cold_start_segment"],
+            onboarding=Onboarding.from_dict(d["onboarding"]) if d.get("onboarding") else None,
         )
 
     def sample_path(self) -> Path:

@@ -8,7 +8,9 @@ Layout: one row per usage record — ``user_id``, ``feature_name``, ``last_used`
 * monetary  = feature breadth: the number of distinct ``feature_name`` used.
 
 The vocabulary names groups Power Users, Engaged, Drifting, Dormant, ... and its actions are product-led:
-personalised onboarding, feature discovery, upgrade triggers.
+personalised onboarding, feature discovery, upgrade triggers. Each segment has an onboarding path
+(:data:`ONBOARDING`): what it is and the usage signals that lead to it, which ``rfmseg ask onboarding``
+checks against a user's own figures.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from rfmseg.features import Agg, FeatureSet, Units
 from rfmseg.io.rules import ExtraField, Policy
 from rfmseg.model.naming import Vocabulary
-from rfmseg.presets.preset import Preset
+from rfmseg.presets.preset import Onboarding, OnboardingPath, Preset, UsageSignal
 from rfmseg.presets.samples import Group, Sample, draw_entities, event_days, split_total, stamp
 
 NAME = "saas"
@@ -114,6 +116,82 @@ VOCABULARY = Vocabulary.from_records(
     labels=("last login", "sessions", "features used"),
 )
 
+ONBOARDING = Onboarding(
+    (
+        OnboardingPath(
+            "Power Users",
+            "Admin and automation",
+            "set up single sign-on, the API and automations, invite the rest of the team, then the beta programme",
+            (
+                UsageSignal("recency_days", "low", "a recent login"),
+                UsageSignal("frequency", "high", "heavy use"),
+                UsageSignal("monetary", "high", "many features"),
+            ),
+        ),
+        OnboardingPath(
+            "Engaged",
+            "Feature discovery",
+            "one in-app tour a week of a feature their peers use and they have not tried, with a template to start",
+            (
+                UsageSignal("recency_days", "low", "a recent login"),
+                UsageSignal("frequency", "high", "regular sessions"),
+                UsageSignal("monetary", "high", "a core set of features"),
+            ),
+        ),
+        OnboardingPath(
+            "New Users",
+            "Guided setup",
+            "a guided setup by role, a first-week checklist and a check-in after the first sessions",
+            (
+                UsageSignal("recency_days", "low", "a recent login"),
+                UsageSignal("frequency", "low", "few sessions so far"),
+                UsageSignal("monetary", "low", "few features tried"),
+            ),
+        ),
+        OnboardingPath(
+            "Single-Feature Users",
+            "Adjacent features",
+            "templates that join the feature they use to the next one, shown where they already work",
+            (
+                UsageSignal("monetary", "low", "few features"),
+                UsageSignal("depth", "high", "many sessions on each feature"),
+            ),
+        ),
+        OnboardingPath(
+            "Drifting",
+            "Core workflow refresher",
+            "a what's-new digest, a short walkthrough of the workflow they used most, and a customer success check-in",
+            (
+                UsageSignal("recency_days", "high", "a login weeks ago"),
+                UsageSignal("frequency", "low", "fewer sessions"),
+            ),
+        ),
+        OnboardingPath(
+            "At-Risk Accounts",
+            "Account review",
+            "a usage report and a review with customer success before the renewal, then the features that save "
+            "them time",
+            (
+                UsageSignal("recency_days", "high", "a login weeks ago"),
+                UsageSignal("frequency", "high", "heavy use before"),
+                UsageSignal("monetary", "high", "many features"),
+            ),
+        ),
+        OnboardingPath(
+            "Dormant",
+            "Restart",
+            "a win-back email showing what changed, then the guided setup again once they sign in",
+            (
+                UsageSignal("recency_days", "high", "no login for months"),
+                UsageSignal("frequency", "low", "little use before"),
+                UsageSignal("monetary", "low", "few features tried"),
+            ),
+        ),
+    ),
+    depth="sessions per feature",
+)
+"""The onboarding path of each segment of the vocabulary; a signal's side is against the run's median user."""
+
 GROUPS = (
     Group("Power Users", 60, (1, 3), (70, 120), (12, 18)),
     Group("Engaged", 120, (2, 10), (25, 45), (6, 10)),
@@ -156,6 +234,7 @@ def preset() -> Preset:
         units=UNITS,
         sample=SAMPLE,
         cold_start_segment="New Users",
+        onboarding=ONBOARDING,
     )
 
 

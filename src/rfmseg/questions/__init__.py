@@ -6,7 +6,8 @@ and rows the answer was computed from. Numbers, thresholds and segment names are
 the study is assumed. A question's signature (its annotated parameters) and docstring are also its MCP tool's
 definition (:mod:`rfmseg.agent.mcp_server`).
 
-By theme: :mod:`~rfmseg.questions.lookups` (segments, one customer, customers by RFM range),
+By theme: :mod:`~rfmseg.questions.lookups` (segments, one customer, customers by RFM range, the onboarding
+path of one customer),
 :mod:`~rfmseg.questions.campaigns` (campaign fit, responders, not contacted, intervention effect),
 :mod:`~rfmseg.questions.trends` (trends, recent changes, recency jumps, one customer's trajectory,
 transitions, warnings), :mod:`~rfmseg.questions.feed` (the profile store's change feed); what they share is in
@@ -37,7 +38,14 @@ from rfmseg.questions.common import (
     slug,
 )
 from rfmseg.questions.feed import MAX_FEED_PAGE, changes_since, feed_page
-from rfmseg.questions.lookups import SortField, customer_segment, find_customers, list_segments, segment_profile
+from rfmseg.questions.lookups import (
+    SortField,
+    customer_segment,
+    find_customers,
+    list_segments,
+    onboarding_path,
+    segment_profile,
+)
 from rfmseg.questions.trends import (
     Membership,
     customer_tracking,
@@ -58,6 +66,7 @@ QUESTIONS = {
     "tracking": customer_tracking,
     "intervention": intervention_effect,
     "changes-since": changes_since,
+    "onboarding": onboarding_path,
 }
 """CLI name -> question function."""
 
@@ -89,6 +98,7 @@ __all__ = [
     "money",
     "no_runs_error",
     "not_contacted",
+    "onboarding_path",
     "recency_jump",
     "recent_changes",
     "rounded",

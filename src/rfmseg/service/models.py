@@ -126,6 +126,11 @@ class SegmentProfile(RunDocument):
     description: str | None = None
     reason: str | None = Field(None, description="Why the segment got its name")
     priority: int | None = Field(None, description="1 = act first")
+    sequencing: str | None = Field(
+        None,
+        description="Where the segment sits in the sequence of work, when the data says it: 'the long-term "
+        "activation project' for the segment that is both the largest by customers and the smallest by revenue",
+    )
 
 
 class Insight(RunDocument):
