@@ -51,10 +51,12 @@ from rfmseg.engines.spark_session import (
     URI,
     SparkError,
     executor_error,
+    from_arrow,
     get_session,
     hadoop_uri,
     spark_why,
     task_progress,
+    with_row_numbers,
 )
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
@@ -150,7 +152,7 @@ class SparkEngine:
             if fmt == "xlsx":
                 if local is None:
                     raise InputError(f"{text}: workbooks are read from local files only; export it as Parquet")
-                return self._from_arrow(read_xlsx(local)), str(local), sha, fmt
+                return from_arrow(self.spark, read_xlsx(local)), str(local), sha, fmt
             target = text if remote else str(local.resolve())  # type: ignore[union-attr]
             try:
                 if fmt == "parquet":
@@ -167,33 +169,7 @@ class SparkEngine:
         table = to_arrow(source)
         if table.num_rows == 0:
             raise InputError("DataFrame: has no rows; give transactions to segment")
-        return self._from_arrow(table), "DataFrame", None, "dataframe"
-
-    def _from_arrow(self, table: pa.Table) -> Any:
-        if "_row" in table.column_names:
-            table = table.drop_columns(["_row"])
-        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
-        try:
-            return self.spark.createDataFrame(table)
-        except (TypeError, ValueError):  # pragma: no cover - pyspark without Arrow-table input
-            return self.spark.createDataFrame(table.to_pandas())
-
-    def _with_row_numbers(self, df: Any) -> Any:
-        """``_row``: 1-based position in the file (partitions follow the file's order for one file)."""
-        from pyspark.sql import functions as F
-
-        if "_row" in df.columns:
-            return df
-        df = df.withColumn("_mid", F.monotonically_increasing_id())
-        counts = dict(df.groupBy(F.spark_partition_id().alias("p")).count().collect())
-        offsets, total = [], 0
-        for p in range(max(counts, default=-1) + 1):
-            offsets.append(total)
-            total += counts.get(p, 0)
-        part = F.shiftright(F.col("_mid"), 33)
-        within = F.col("_mid") - F.shiftleft(part, 33)
-        offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), (part + 1).cast("int"))
-        return df.withColumn("_row", offset + within + 1).drop("_mid")
+        return from_arrow(self.spark, table), "DataFrame", None, "dataframe"
 
     # --------------------------------------------------------------------------------------- judging
     def load_rfm(
@@ -251,7 +227,7 @@ class SparkEngine:
                     f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use {{engine}} local",
                     param="engine",
                 )
-            df = self._with_row_numbers(df)
+            df = with_row_numbers(df)
             df.createOrReplaceTempView("rfmseg_src")
         with timer.stage("validate"):
             at, rows_read, quarantined = self._judge(spark, src, mapping, policy, parse_as_of(as_of))

@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from rfmseg.errors import RfmsegError, StoreError
 from rfmseg.install import install_command
 
@@ -138,3 +140,32 @@ def task_progress(spark: Any) -> float | None:
     tasks = sum(s.numTasks for s in stages if s is not None)
     done = sum(s.numCompletedTasks for s in stages if s is not None)
     return 100.0 * done / tasks if tasks else None
+
+
+def from_arrow(spark: Any, table: pa.Table) -> Any:
+    """An Arrow table as a Spark DataFrame with a 1-based ``_row``."""
+    if "_row" in table.column_names:
+        table = table.drop_columns(["_row"])
+    table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+    try:
+        return spark.createDataFrame(table)
+    except (TypeError, ValueError):  # pragma: no cover - pyspark without Arrow-table input
+        return spark.createDataFrame(table.to_pandas())
+
+
+def with_row_numbers(df: Any) -> Any:
+    """``_row``: 1-based position in the file (partitions follow the file's order for one file)."""
+    from pyspark.sql import functions as F
+
+    if "_row" in df.columns:
+        return df
+    df = df.withColumn("_mid", F.monotonically_increasing_id())
+    counts = dict(df.groupBy(F.spark_partition_id().alias("p")).count().collect())
+    offsets, total = [], 0
+    for p in range(max(counts, default=-1) + 1):
+        offsets.append(total)
+        total += counts.get(p, 0)
+    part = F.shiftright(F.col("_mid"), 33)
+    within = F.col("_mid") - F.shiftleft(part, 33)
+    offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), (part + 1).cast("int"))
+    return df.withColumn("_row", offset + within + 1).drop("_mid")
