@@ -14,22 +14,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import online_retail_or_skip
 from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import read_rfm
 from rfmseg.io.rules import Policy
 from rfmseg.io.validate import detect_date_formats, detect_decimal
 from rfmseg.presets import build_policy, get_preset
 from test_bad_input import ORDERS_HEADER, assert_clean_failure, write
-from test_online_retail import DATA as ONLINE_RETAIL
 
 RETAIL = get_preset("online-retail")
 
 
 @pytest.fixture(scope="module")
 def lines() -> pd.DataFrame:
-    if not ONLINE_RETAIL.exists():
-        pytest.fail(f"the UCI Online Retail file is missing: expected {ONLINE_RETAIL}")
-    table = pq.read_table(ONLINE_RETAIL)
+    table = pq.read_table(online_retail_or_skip())
     df = table.take(list(range(0, table.num_rows, 100))).to_pandas()
     pounds = table.to_pandas()
     pounds = pounds[pounds["Description"].fillna("").str.contains("£")]
