@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -252,3 +253,44 @@ def test_the_column_names_the_docs_give_as_examples_import_without_a_map(tmp_pat
         r = cli("touches", "import", path, "--runs-dir", tmp_path / f"runs-{i}", "--json")
         assert r.code == 0, (example, r.err)
         assert r.json()["rows"] == {"read": 1, "used": 1, "quarantined": {}}
+
+
+def test_simulate_writes_touches_the_import_reads_whole(tmp_path: Path, runs_dir: Path, cli) -> None:
+    out = tmp_path / "sim"
+    r = cli("simulate", out, "--weeks", "4", "--customers", "200", "--seed", "3", "--no-snapshots", "--json")
+    assert r.code == 0, r.err
+    info = r.json()
+    path = out / "touches.csv"
+    assert info["touches"]["path"] == str(path)
+    table = pacsv.read_csv(path)
+    assert table.num_rows == info["touches"]["rows"] > 0
+    # nothing happens after the simulation's last day: no contact, no response, no conversion
+    last = duckdb.sql(
+        f"SELECT max(greatest(sent_at, coalesce(responded_at, sent_at), coalesce(converted_at, sent_at))) "
+        f"FROM read_csv('{path}')"
+    ).fetchall()[0]
+    assert last is not None and last[0].date() <= date(2024, 2, 4)  # 4 weeks from 2024-01-07
+    assert duckdb.sql(
+        f"SELECT count(*) FROM read_csv('{path}') WHERE converted_at IS NOT NULL AND responded_at IS NULL"
+    ).fetchall() == [(0,)]
+    imported = cli("touches", "import", path, "--runs-dir", runs_dir, "--json")
+    assert imported.code == 0, imported.err
+    got = imported.json()
+    assert got["rows"]["read"] == got["rows"]["used"] == table.num_rows and not got["rows"]["quarantined"]
+
+
+def test_simulated_touches_up_to_the_end_are_those_of_a_longer_simulation(tmp_path: Path) -> None:
+    from rfmseg import simulate as sim
+
+    s = sim.simulate(sim.SimConfig(customers=200, weeks=4, seed=3))
+    short = simulate_touches(s.truth, s.config.start, seed=3, end=date(2024, 1, 21))
+    whole = simulate_touches(s.truth, s.config.start, seed=3)
+    assert 0 < short.num_rows < whole.num_rows
+    sent = set(zip(short.column("customer_id").to_pylist(), short.column("campaign").to_pylist(), strict=True))
+    assert sent <= set(zip(whole.column("customer_id").to_pylist(), whole.column("campaign").to_pylist(), strict=True))
+
+
+def test_simulate_no_touches_writes_none(tmp_path: Path, cli) -> None:
+    r = cli("simulate", tmp_path / "sim", "--weeks", "1", "--customers", "50", "--no-snapshots", "--no-touches")
+    assert r.code == 0, r.err
+    assert not (tmp_path / "sim" / "touches.csv").exists() and "Campaign touches" not in r.out

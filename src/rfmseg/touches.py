@@ -26,6 +26,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg import schema
@@ -470,7 +471,7 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, src: Source, path: Path) -
 # ----------------------------------------------------------------------------------------------- simulation
 
 
-def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7) -> pa.Table:
+def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7, end: date | None = None) -> pa.Table:
     """Seeded campaign contacts for a simulated customer base (:func:`rfmseg.simulate.simulate`'s truth
     table and start date), for demos and tests. Four campaigns:
 
@@ -481,7 +482,9 @@ def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7) -> pa.Ta
     * ``ONB`` onboarding by email, three days after a new customer's first order.
 
     Responses (and conversions among them) are drawn with higher odds for customers whose behaviour the
-    campaign fits. The columns are those ``rfmseg touches import`` reads.
+    campaign fits. The columns are those ``rfmseg touches import`` reads. With ``end`` (the simulation's last
+    day), nothing happens after it: a contact sent later is not sent, a response or conversion later has not
+    happened yet.
     """
     day0 = start.date() if isinstance(start, datetime) else start
     if not isinstance(day0, date):
@@ -493,9 +496,19 @@ def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7) -> pa.Ta
     def at(days: int, hour: int = 9) -> datetime:
         return datetime.combine(day0, datetime.min.time()).replace(hour=hour) + timedelta(days=days)
 
+    last = None if end is None else datetime.combine(end, datetime.max.time())
+
     def add(cid: str, campaign: str, kind: str, channel: str, sent: datetime, p_respond: float) -> None:
         responded = rng.random() < p_respond
         converted = responded and rng.random() < 0.5
+        responded_at = sent + timedelta(days=int(rng.integers(0, 4))) if responded else None
+        converted_at = sent + timedelta(days=int(rng.integers(1, 8))) if converted else None
+        if last is not None:  # the draws above happen either way, so a longer simulation keeps the same touches
+            if sent > last:
+                return
+            responded_at = responded_at if responded_at is not None and responded_at <= last else None
+            if responded_at is None or (converted_at is not None and converted_at > last):
+                converted_at = None
         rows.append(
             {
                 "customer_id": cid,
@@ -503,8 +516,8 @@ def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7) -> pa.Ta
                 "kind": kind,
                 "channel": channel,
                 "sent_at": sent,
-                "responded_at": sent + timedelta(days=int(rng.integers(0, 4))) if responded else None,
-                "converted_at": sent + timedelta(days=int(rng.integers(1, 8))) if converted else None,
+                "responded_at": responded_at,
+                "converted_at": converted_at,
             }
         )
 
@@ -532,3 +545,19 @@ def simulate_touches(truth: pa.Table, start: date | str, seed: int = 7) -> pa.Ta
             "converted_at": pa.array([x["converted_at"] for x in rows], pa.timestamp("us")),
         }
     )
+
+
+def write_simulated_touches(truth: pa.Table, start: date, end: date, seed: int, out_dir: Path) -> dict[str, Any]:
+    """:func:`simulate_touches` up to ``end`` written as ``out_dir/touches.csv`` (the file ``rfmseg touches
+    import`` reads); returns its path, row count and contacts per campaign."""
+    import pyarrow.csv as pacsv
+
+    table = simulate_touches(truth, start, seed=seed, end=end)
+    path = Path(out_dir) / "touches.csv"
+    pacsv.write_csv(table, path)
+    campaigns = pc.value_counts(table.column("campaign")).to_pylist()
+    return {
+        "path": str(path),
+        "rows": table.num_rows,
+        "campaigns": {c["values"]: c["counts"] for c in sorted(campaigns, key=lambda c: c["values"])},
+    }

@@ -31,6 +31,13 @@ def simulate_cmd(
     snapshots: Annotated[
         bool, typer.Option("--snapshots/--no-snapshots", help="Also write each week's export to weekly/<as-of>.")
     ] = True,
+    touches: Annotated[
+        bool,
+        typer.Option(
+            "--touches/--no-touches",
+            help="Also write touches.csv: seeded campaign contacts and responses, for `rfmseg touches import`.",
+        ),
+    ] = True,
     as_json: Json = False,
 ) -> None:
     """A seeded customer base evolving over N weeks, with the truth of who did what."""
@@ -41,7 +48,12 @@ def simulate_cmd(
     except ValueError:
         raise ParameterError(f"--start '{start}' is not a date; use YYYY-MM-DD, e.g. 2024-01-07") from None
     cfg = sim.SimConfig(customers=customers, weeks=weeks, seed=seed, new_per_week=new_per_week, start=start_date)
-    info = sim.write(sim.simulate(cfg), out_dir, snapshots)
+    simulation = sim.simulate(cfg)
+    info = sim.write(simulation, out_dir, snapshots)
+    if touches:
+        from rfmseg.touches import write_simulated_touches
+
+        info["touches"] = write_simulated_touches(simulation.truth, cfg.start, cfg.end, seed, Path(out_dir))
     if as_json:
         print_json(info)
         return
@@ -54,6 +66,10 @@ def simulate_cmd(
     out.print("Behaviours: " + ", ".join(f"{k} {v:,}" for k, v in behaviours.items()))
     if snapshots:
         out.print(f"Weekly exports: {out_dir}/weekly/<as-of>.parquet ({len(weekly)} files)")
+    if touches:
+        t = info["touches"]
+        assert isinstance(t, dict)  # write_simulated_touches' summary
+        out.print(f"Campaign touches: {t['path']} ({t['rows']:,} contacts; import with `rfmseg touches import`)")
 
 
 # --------------------------------------------------------------------------------------------- history
