@@ -194,6 +194,61 @@ class Units:
 DEFAULT_UNITS = Units()
 
 
+@dataclass(frozen=True)
+class Words:
+    """The phrases prose uses for one run's figures, in its units and currency: every sentence an answer, a
+    context pack, a warning or a report writes about a customer's R, F and M goes through here, so a SaaS run
+    speaks of sessions and features used and never of orders and dollars."""
+
+    units: Units = DEFAULT_UNITS
+    currency: str = "$"
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any] | None) -> Words:
+        """The words of a run from its summary (``units`` and ``currency``; older runs: e-commerce, $)."""
+        s = summary or {}
+        return cls(Units.from_dict(s.get("units")), str(s.get("currency") or "$"))
+
+    @property
+    def entity(self) -> str:
+        return self.units.entity
+
+    def value(self, m: float) -> str:
+        """A monetary figure: '$1,234', '2', '80%'."""
+        return self.units.value(float(m), self.currency)
+
+    def count(self, f: float, digits: int | None = None) -> str:
+        """A frequency: '6 orders', '4.2 sessions' (``digits``: always that many decimals, for a mean)."""
+        f = float(f)
+        if digits is None:
+            digits = 0 if f.is_integer() else 1
+        return f"{f:,.{digits}f} {self.units.frequency}"
+
+    def amount(self, m: float) -> str:
+        """A monetary value in a sentence: '$2 spent' for spend, else 'features used 2', 'deal size $5,000'."""
+        if self.units.money and self.units.monetary == "spend":
+            return f"{self.value(m)} spent"
+        return f"{self.units.monetary} {self.value(m)}"
+
+    def ratio(self, x: float | None) -> str:
+        """'AOV $129', or '' where the units have no such ratio (sessions per feature is not a price)."""
+        return f"{self.units.ratio} {self.value(x)}" if self.units.ratio and x is not None else ""
+
+    def last(self, days: float, before: object | None = None) -> str:
+        """'last order 115 days before 2025-06-30' / 'last session 3 days ago'."""
+        when = f"before {before}" if before is not None else "ago"
+        return f"last {self.units.event} {float(days):,.0f} day{'' if float(days) == 1 else 's'} {when}"
+
+    def total(self, x: float) -> str:
+        """A sum over customers, '$94,900 revenue' / '$1.2M pipeline value', or '' where a sum means nothing."""
+        return f"{self.value(x)} {self.units.total}" if self.units.total else ""
+
+    def figures(self, r: float, f: float, m: float, before: object | None = None) -> str:
+        """'last order 115 days before 2025-06-30, 6 orders, $2 spent (AOV $0)'."""
+        ratio = self.ratio(m / f) if f else ""
+        return f"{self.last(r, before)}, {self.count(f)}, {self.amount(m)}" + (f" ({ratio})" if ratio else "")
+
+
 def _level1(fs: FeatureSet) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """The per-(customer, order) aggregates, the per-customer expressions of frequency and monetary, and
     the (alias, column) of distinct counts over columns other than order_id (each its own two-level CTE)."""

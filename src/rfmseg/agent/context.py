@@ -19,6 +19,7 @@ import numpy as np
 
 from rfmseg import questions as q
 from rfmseg.errors import NotFoundError, StoreError
+from rfmseg.features import Units, Words
 from rfmseg.runs import history as run_history
 from rfmseg.settings import DEFAULT_RUNS_DIR, existing_store_url
 from rfmseg.touches import load_touches
@@ -152,7 +153,10 @@ def segment_pack(runs_dir: str | Path, segment: str, *, examples: int = 5) -> di
         "examples": prof["examples"],
         "insights": insights,
     }
-    pack["summary"] = _segment_sentence(pack)
+    words = Words.of(summary.summary(snap))
+    pack["units"] = words.units.to_dict()  # how the run speaks of R, F and M (a prompt words its examples so)
+    pack["currency"] = words.currency
+    pack["summary"] = _segment_sentence(pack, words)
     return pack
 
 
@@ -180,13 +184,15 @@ def segment_movement(runs_dir: str | Path, segment: str, to_run: str | None = No
     }
 
 
-def _segment_sentence(p: dict[str, Any]) -> str:
+def _segment_sentence(p: dict[str, Any], w: Words) -> str:
     pr = p["profile"]
+    total = f", {w.total(pr['revenue'])} ({pr['share_revenue']:.0%})" if w.units.total else ""
+    ratio = f", {w.ratio(pr['aov'])}" if w.units.ratio else ""
     text = (
-        f"{p['segment']} ({p['description']}): {pr['customers']:,} customers ({pr['share_customers']:.0%}), "
-        f"{q.money(pr['revenue'])} revenue ({pr['share_revenue']:.0%}); on average {pr['mean_recency_days']:.0f} "
-        f"days since the last order, {pr['mean_frequency']:.1f} orders, {q.money(pr['mean_monetary'])} spent, "
-        f"AOV {q.money(pr['aov'])}. Recommended: {p['action']} (priority {pr['priority']})."
+        f"{p['segment']} ({p['description']}): {pr['customers']:,} {w.entity} ({pr['share_customers']:.0%})"
+        f"{total}; on average {pr['mean_recency_days']:.0f} {w.units.recency}, "
+        f"{w.count(pr['mean_frequency'], 1)}, {w.amount(pr['mean_monetary'])}{ratio}. "
+        f"Recommended: {p['action']} (priority {pr['priority']})."
     )
     mv = p.get("movement")
     if mv:
@@ -249,16 +255,20 @@ def customer_pack(
     }
     if now.get("store_error"):
         pack["store_error"] = now["store_error"]
-    pack["summary"] = _customer_sentence(pack)
+    words = Words.of(h.summary(snap))
+    pack["units"] = words.units.to_dict()
+    pack["currency"] = words.currency
+    pack["summary"] = _customer_sentence(pack, words)
     return pack
 
 
-def _customer_sentence(p: dict[str, Any]) -> str:
+def _customer_sentence(p: dict[str, Any], w: Words) -> str:
     sp = p["segment_profile"]
     text = (
-        f"{p['customer_id']} is {p['segment']}: last order {p['recency_days']} days before {p['as_of']}, "
-        f"{p['frequency']} orders, {q.money(p['monetary'])} spent (AOV {q.money(p['aov'])}); the segment averages "
-        f"{sp['mean_recency_days']:.0f} days, {sp['mean_frequency']:.1f} orders, {q.money(sp['mean_monetary'])}. "
+        f"{p['customer_id']} is {p['segment']}: "
+        f"{w.figures(p['recency_days'], p['frequency'], p['monetary'], p['as_of'])}; the segment averages "
+        f"{sp['mean_recency_days']:.0f} days, {w.count(sp['mean_frequency'], 1)}, "
+        f"{w.value(sp['mean_monetary']) if w.units.money else w.amount(sp['mean_monetary'])}. "
         f"Recommended: {p['action']}."
     )
     if p.get("next_nearest_segment"):
@@ -294,13 +304,34 @@ def _table(rows: list[dict[str, Any]], cols: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _profile_rows(profile: dict[str, Any], u: Units) -> list[dict[str, Any]]:
+    """A segment profile as table rows labelled in the run's units (the JSON keys stay): 'users', 'mean
+    sessions', 'mean features used'; sums and ratios the units do not have (a total of features used) are left
+    out."""
+    labels = {
+        "customers": u.entity,
+        "share_customers": f"share of {u.entity}",
+        "revenue": u.total,
+        "share_revenue": f"share of {u.total}" if u.total else "",
+        "mean_recency_days": f"mean {u.recency}",
+        "median_recency_days": f"median {u.recency}",
+        "mean_frequency": f"mean {u.frequency}",
+        "median_frequency": f"median {u.frequency}",
+        "mean_monetary": f"mean {u.monetary}",
+        "median_monetary": f"median {u.monetary}",
+        "aov": u.ratio,
+    }
+    return [{"measure": labels.get(k, k), "value": v} for k, v in profile.items() if labels.get(k, k)]
+
+
 def to_markdown(pack: dict[str, Any]) -> str:
-    """The pack as Markdown: a summary paragraph, then tables."""
+    """The pack as Markdown: a summary paragraph, then tables, worded in the run's units."""
+    u = Units.from_dict(pack.get("units"))
     if pack["kind"] == "segment":
         out = [f"# Segment: {pack['segment']}", "", f"Run {pack['run_id']}, as of {pack['as_of']}.", ""]
         out += [pack["summary"], "", f"**Why this name:** {pack['why_this_name']}", ""]
         out += [f"**Recommended action:** {pack['action']}", "", "## Profile", ""]
-        out.append(_table([{"measure": k, "value": v} for k, v in pack["profile"].items()]))
+        out.append(_table(_profile_rows(pack["profile"], u)))
         if pack.get("centroid"):
             out += ["## Centroid", "", _table([pack["centroid"]])]
         out += ["## Recent movement", ""]
@@ -318,7 +349,7 @@ def to_markdown(pack: dict[str, Any]) -> str:
             ]
         else:
             out.append("_only one run: no movement yet_\n")
-        out += ["## Typical customers (nearest the centroid)", "", _table(pack["examples"])]
+        out += [f"## Typical {u.entity} (nearest the centroid)", "", _table(pack["examples"])]
         if pack.get("insights"):
             out += ["## Insights", ""] + [f"- {i['text']}" for i in pack["insights"]] + [""]
         return "\n".join(out)
@@ -333,7 +364,7 @@ def to_markdown(pack: dict[str, Any]) -> str:
             "recency_days",
             "frequency",
             "monetary",
-            "aov",
+            *(("aov",) if u.ratio else ()),
             "distance",
             "margin",
             "next_nearest_segment",
@@ -342,7 +373,7 @@ def to_markdown(pack: dict[str, Any]) -> str:
     }
     out += ["## Now", "", _table([{"field": k, "value": v} for k, v in facts.items()])]
     out += [f"**Recommended action ({pack['segment']}):** {pack['action']}", ""]
-    out += ["## Segment profile", "", _table([{"measure": k, "value": v} for k, v in pack["segment_profile"].items()])]
+    out += ["## Segment profile", "", _table(_profile_rows(pack["segment_profile"], u))]
     out += [
         "## Distance to each centroid",
         "",

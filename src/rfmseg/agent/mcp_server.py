@@ -25,6 +25,7 @@ from rfmseg import __version__
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
 from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.features import Units, Words
 from rfmseg.install import install_command
 from rfmseg.settings import STORE_ENV, runs_path
 
@@ -234,7 +235,8 @@ def add_prompts(mcp: MCPServer, runs: Path, store: str | None) -> None:
                 raise ParameterError(f"count={count} should be between 1 and 50")
             pack = ctx.segment_pack(runs, segment, examples=3)
         return (
-            f'Write {count} email subject lines for customers in the segment "{pack["segment"]}" '
+            f"Write {count} email subject lines for {pack.get('units', {}).get('entity', 'customers')} in the "
+            f'segment "{pack["segment"]}" '
             f"(tone: {tone}). Each under 60 characters, no misleading urgency, no invented discounts.\n\n"
             f"{_segment_brief(pack)}\n\n"
             "Ground each line in what the data says about these customers and in the recommended action. "
@@ -260,18 +262,22 @@ def add_prompts(mcp: MCPServer, runs: Path, store: str | None) -> None:
             if person
             else "\n\nWrite it for a typical customer of the segment (use the example values, not names)."
         )
+        units = Units.from_dict(pack.get("units"))
+        entity = units.entity
+        events = "what they bought" if units.monetary == "spend" else f"their {units.event}s"
         return (
-            f'Write a win-back email for customers in the segment "{pack["segment"]}".\n\n'
+            f'Write a win-back email for {entity} in the segment "{pack["segment"]}".\n\n'
             f"{_segment_brief(pack)}{who}\n\n{offer} Subject line, preview text, then a body under 150 words "
-            "that acknowledges how long it has been, reminds them of what they bought before in general terms, "
+            f"that acknowledges how long it has been, reminds them of {events} before in general terms, "
             "gives one clear call to action, and ends with an easy way to say why they left."
         )
 
 
 def _segment_brief(pack: dict[str, Any]) -> str:
+    w = Words(Units.from_dict(pack.get("units")), pack.get("currency", "$"))
     ex = "; ".join(
-        f"{e['customer_id']}: {e['recency_days']} days since last order, {e['frequency']} orders, "
-        f"{q.money(e['monetary'])} spent"
+        f"{e['customer_id']}: {e['recency_days']} {w.units.recency}, {w.count(e['frequency'])}, "
+        f"{w.amount(e['monetary'])}"
         for e in pack["examples"]
     )
     return (

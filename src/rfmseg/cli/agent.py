@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from rfmseg import questions as q
-from rfmseg.cli.common import app, out, print_json
+from rfmseg.cli.common import app, out, print_json, units_of
 from rfmseg.cli.options import (
     ConfigOpt,
     CustomerId,
@@ -225,12 +225,9 @@ def ask_campaign(
     """Which segment should receive this campaign? Ranked by fit of the action, then revenue at stake."""
     runs_dir = resolve(ctx).runs_path
     r = q.campaign_segments(runs_dir, kind, keywords=keyword or None, run=run)
-    report(
-        r,
-        as_json,
-        "ranking",
-        ["rank", "segment", "fit", "matched", "customers", ("revenue_at_stake", "revenue at stake"), "action"],
-    )
+    u = units_of(r)
+    stake = [("revenue_at_stake", f"{u.total} at stake")] if u.total else []
+    report(r, as_json, "ranking", ["rank", "segment", "fit", "matched", ("customers", u.entity), *stake, "action"])
 
 
 @ask_app.command("discount")
@@ -259,6 +256,7 @@ def ask_discount(
         frequency_weight=frequency_weight,
         run=run,
     )
+    ratio = units_of(r).ratio or "M/F"
     report(
         r,
         as_json,
@@ -268,8 +266,8 @@ def ask_discount(
             ("recency_days", "R days"),
             ("frequency", "F"),
             ("monetary", "M"),
-            ("aov", "AOV"),
-            ("aov_part", "AOV part"),
+            ("aov", ratio),
+            ("aov_part", f"{ratio} part"),
             ("frequency_part", "F part"),
             ("decay", "decay"),
             ("touches", "touches"),

@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import Field
 
 from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.features import Words
 from rfmseg.io.readers import sql_string
 from rfmseg.questions.common import (
     RFM,
@@ -41,7 +42,6 @@ from rfmseg.questions.common import (
     SegmentNames,
     check_limit,
     match_segment,
-    money,
     records,
     rounded,
 )
@@ -63,6 +63,17 @@ at the start of a word, hyphens and spaces alike). Data, not code: pass ``keywor
 
 def _kw_norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def _at_stake(w: Words, s: dict[str, Any]) -> str:
+    """What a campaign to segment ``s`` has at stake: its share of the run's total ('revenue at stake $94,900
+    (20% of revenue, 50 customers)'), or its people where the units have no meaningful total."""
+    if w.units.total:
+        return (
+            f"{w.units.total} at stake {w.value(s['revenue'])} ({s['share_revenue']:.0%} of {w.units.total}, "
+            f"{s['customers']:,} {w.entity})"
+        )
+    return f"{s['customers']:,} {w.entity} at stake ({s['share_customers']:.0%} of {w.entity})"
 
 
 def keyword_hits(action: str, keywords: Sequence[str]) -> list[str]:
@@ -95,6 +106,7 @@ def campaign_segments(
     h = History(runs_dir)
     snap = h.resolve(run)
     summary = h.summary(snap)
+    w = Words.of(summary)
     ranking = []
     for s in summary["segments"]:
         hits = keyword_hits(s.get("action", ""), keywords)
@@ -112,11 +124,12 @@ def campaign_segments(
                 "customers": s["customers"],
                 "revenue_at_stake": s["revenue"],
                 "share_revenue": s["share_revenue"],
-                "why": f"{why}; revenue at stake {money(s['revenue'])} ({s['share_revenue']:.0%} of revenue, "
-                f"{s['customers']:,} customers)",
+                "why": f"{why}; {_at_stake(w, s)}",
             }
         )
-    ranking.sort(key=lambda r: (-r["fit"], -r["revenue_at_stake"], r["segment"]))
+    # without a meaningful sum of monetary (features used, progress) the stake is the people, not a sum
+    stake = "revenue_at_stake" if w.units.total else "customers"
+    ranking.sort(key=lambda r: (-r["fit"], -r[stake], r["segment"]))
     for i, r in enumerate(ranking, start=1):
         r["rank"] = i
     best = ranking[0] if ranking and ranking[0]["fit"] > 0 else None
@@ -134,6 +147,7 @@ def campaign_segments(
         "question": f"Which segment should receive a {k or kind} campaign?",
         "answer": answer,
         "params": {"kind": k or kind, "keywords": list(keywords), "run": run},
+        "units": w.units.to_dict(),
         **snap.brief(),
         "recommended": best["segment"] if best else None,
         "ranking": ranking,
@@ -189,21 +203,25 @@ def discount_candidates(
         answer = f"{name} has no customers in run {snap.run_id}."
     else:
         best = top.iloc[0]
+        w = Words.of(h.summary(snap))
+        ratio = w.units.ratio or f"{w.units.monetary} per {w.units.event}"
         answer = (
-            f"Most likely to respond to a {k} among the {len(m):,} customers in {name}: "
+            f"Most likely to respond to a {k} among the {len(m):,} {w.entity} in {name}: "
             f"{', '.join(top['customer_id'].head(5))}"
             f"{' …' if len(top) > 5 else ''}; the top one, {best['customer_id']}, scores {best['score']:.3f} "
-            f"(AOV {money(best['aov'])}, {int(best['frequency'])} orders, last order {int(best['recency_days'])} "
-            f"day(s) ago, {int(best['touches'])} past {k} touches)."
+            f"({w.ratio(best['aov']) or f'{ratio} {best.aov:,.2f}'}, {w.count(int(best['frequency']))}, "
+            f"{w.last(int(best['recency_days']))}, {int(best['touches'])} past {k} touches)."
         )
         answer += (
             f" {with_history:,} of them have {k} history in the touches."
             if with_history
-            else f" No {k} touches are recorded for them, so the score rests on AOV, frequency and recency."
+            else f" No {k} touches are recorded for them, so the score rests on {ratio}, "
+            f"{w.units.frequency} and recency."
         )
     return {
-        "question": f"Which customers in {name} are most likely to respond to a {k}?",
+        "question": f"Which {Words.of(h.summary(snap)).entity} in {name} are most likely to respond to a {k}?",
         "answer": answer,
+        "units": Words.of(h.summary(snap)).units.to_dict(),
         "params": {
             "segment": name,
             "kind": k,
@@ -290,8 +308,9 @@ def not_contacted(
     )
     never = int(miss["last_sent_at"].isna().sum())
     rows = miss[["customer_id", *RFM, "last_sent_at", "days_since_last"]]
+    entity = Words.of(h.summary(snap)).entity
     answer = (
-        f"{len(miss):,} of the {len(df):,} customers in {name} received no {k} in the {days} days to {ref} "
+        f"{len(miss):,} of the {len(df):,} {entity} in {name} received no {k} in the {days} days to {ref} "
         f"({never:,} never received one); {len(df) - len(miss):,} did."
     )
     return {

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import Field
 
 from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.features import Words
 from rfmseg.model import SegmentModel
 from rfmseg.questions.common import (
     RFM,
@@ -104,8 +105,9 @@ def trending_toward(
                 }
             )
     hits.sort(key=lambda r: (-r["closed_by"], r["customer_id"]))
+    entity = Words.of(h.summary(snap)).entity
     answer = (
-        f"{len(hits):,} of the {len(ids):,} customers in {name} moved closer to {target} (relative to {name}) at every "
+        f"{len(hits):,} of the {len(ids):,} {entity} in {name} moved closer to {target} (relative to {name}) at every "
         f"one of the last {steps} runs ({window[0].as_of} to {window[-1].as_of})"
     )
     if hits:
@@ -118,7 +120,7 @@ def trending_toward(
     else:
         answer += "."
     return {
-        "question": f"Which customers in {name} are trending toward {target}?",
+        "question": f"Which {entity} in {name} are trending toward {target}?",
         "answer": answer,
         "params": {"segment": name, "toward": target, "runs": runs, "limit": limit, "run": run},
         **snap.brief(),
@@ -159,12 +161,14 @@ def recent_changes(
     mean_rec = float(m["recency_days_change"].mean()) if m["recency_days_change"].notna().any() else None
     stayed = int(came_from.get(name, 0))
     parts = [f"{cnt} from {seg}" for seg, cnt in sorted(came_from.items(), key=lambda x: -x[1]) if seg != name]
+    w = Words.of(h.summary(snap))
+    came_back = "placed an order" if w.units.event == "order" else f"had a new {w.units.event}"
     answer = (
-        f"Of the {len(m):,} customers in {name} as of {snap.as_of}, {stayed:,} were already {name} {gap} days "
+        f"Of the {len(m):,} {w.entity} in {name} as of {snap.as_of}, {stayed:,} were already {name} {gap} days "
         f"earlier ({base.as_of})"
         + (f" and {len(moved_in):,} moved in ({', '.join(parts)})" if len(moved_in) else " and none moved in")
         + (f"; their recency changed by {mean_rec:+.1f} days on average" if mean_rec is not None else "")
-        + f"; {ordered:,} placed an order in between."
+        + f"; {ordered:,} {came_back} in between."
     )
     cols = ["customer_id", "segment_then"] + [f"{c}{s}" for c in RFM for s in ("_then", "", "_change")]
     m = m.sort_values(
@@ -172,7 +176,7 @@ def recent_changes(
     )
     moved_first = pd.concat([m[m["segment_then"] != name], m[m["segment_then"] == name]])
     return {
-        "question": f"What changed in the last {days} days for customers now classified {name}?",
+        "question": f"What changed in the last {days} days for {w.entity} now classified {name}?",
         "answer": answer,
         "params": {"segment": name, "days": days, "limit": limit, "run": run},
         **snap.brief(),
@@ -221,8 +225,9 @@ def recency_jump(
     )
     gap = (snap.as_of - base.as_of).days
     left = int((hits["segment"] != name).sum())
+    entity = Words.of(h.summary(snap)).entity
     answer = (
-        f"{len(hits):,} of the {len(m):,} customers {_MEMBERSHIP[membership].format(name)} saw recency rise by more "
+        f"{len(hits):,} of the {len(m):,} {entity} {_MEMBERSHIP[membership].format(name)} saw recency rise by more "
         f"than {more_than_days} days between {base.as_of} and {snap.as_of} ({gap} days)"
         + (f"; {left:,} of them are no longer {name}" if left else "")
         + "."
