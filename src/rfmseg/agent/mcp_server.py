@@ -239,7 +239,8 @@ def add_prompts(mcp: MCPServer, runs: Path, store: str | None) -> None:
             f'segment "{pack["segment"]}" '
             f"(tone: {tone}). Each under 60 characters, no misleading urgency, no invented discounts.\n\n"
             f"{_segment_brief(pack)}\n\n"
-            "Ground each line in what the data says about these customers and in the recommended action. "
+            f"Ground each line in what the data says about these {pack.get('units', {}).get('entity', 'customers')} "
+            "and in the recommended action. "
             "Return a numbered list, one subject line per item, with a few words on which fact it uses."
         )
 
@@ -284,7 +285,7 @@ def _segment_brief(pack: dict[str, Any]) -> str:
         f"Segment facts (run {pack['run_id']}, as of {pack['as_of']}): {pack['summary']}\n"
         f"Why this name: {pack['why_this_name']}\n"
         f"Recommended action: {pack['action']}\n"
-        f"Typical customers: {ex or 'none'}"
+        f"Typical {w.entity}: {ex or 'none'}"
     )
 
 

@@ -151,8 +151,12 @@ def campaign_segments(
         **snap.brief(),
         "recommended": best["segment"] if best else None,
         "ranking": ranking,
-        "method": "fit = number of the kind's keywords in the segment's action; ties broken by revenue at stake "
-        "(sum of the segment's monetary value)",
+        "method": "fit = number of the kind's keywords in the segment's action; ties broken by "
+        + (
+            f"{w.units.total} at stake (sum of the segment's {w.units.monetary})"
+            if w.units.total
+            else f"{w.entity} at stake (a sum of {w.units.monetary} means nothing)"
+        ),
     }
 
 

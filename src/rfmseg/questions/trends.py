@@ -265,21 +265,28 @@ def recency_jump(
     }
 
 
+DEFAULT_TARGETS = ("Champions", "Occasional")
+
+
 def customer_tracking(
     runs_dir: str | Path,
     customer_id: CustomerId,
     *,
-    targets: SegmentNames = ("Champions", "Occasional"),
+    targets: SegmentNames = ("Champions", "Occasional"),  # DEFAULT_TARGETS
     runs: Annotated[int, Field(ge=1, le=100)] = 5,
     run: RunRef = "latest",
 ) -> dict[str, Any]:
-    """Is a customer's behaviour tracking toward one segment or another (default Champions or Occasional)?
-    Distance to every centroid of the latest model in each of the last N runs."""
+    """Is a customer's behaviour tracking toward one segment or another (default Champions or Occasional, or
+    in another vocabulary its first and last segment by priority)? Distance to every centroid of the latest
+    model in each of the last N runs. The answer names the target whose distance fell most ("toward") and
+    the nearest now, and says so when they differ."""
     if runs < 1:
         raise ParameterError(f"runs={runs} should be >= 1")
     h = History(runs_dir)
     snap = h.resolve(run)
     names = h.segments(snap)
+    if tuple(targets) == DEFAULT_TARGETS and not set(DEFAULT_TARGETS) <= set(names):
+        targets = (names[0], names[-1])  # another vocabulary: its first and last segment by priority
     wanted = [match_segment(t, names, snap.run_id) for t in targets]
     if not wanted:
         raise ParameterError(f"give at least one target segment; segments: {', '.join(names)}")
@@ -320,16 +327,23 @@ def customer_tracking(
         )
     else:
         toward = min(closing, key=lambda t: (trend[t]["change"], t)) if closing else None
+        span = f"over {len(points)} runs ({points[0]['as_of']} to {now['as_of']})"
         moves = "; ".join(f"{t} {trend[t]['first']:.3f} → {trend[t]['last']:.3f}" for t in wanted)
-        head = (
-            f"{cid} ({now['segment']}) is tracking toward {toward}"
-            if toward
-            else f"{cid} ({now['segment']}) is moving away from all of {', '.join(wanted)}"
-        )
-        answer = (
-            f"{head}: distance over {len(points)} runs ({points[0]['as_of']} to {now['as_of']}): {moves}. "
-            f"Nearest now: {nearest_target}."
-        )
+        if toward is None:
+            answer = (
+                f"{cid} ({now['segment']}) is moving away from all of {', '.join(wanted)}: distance {span}: {moves}."
+            )
+        elif toward == nearest_target:
+            answer = (
+                f"{cid} ({now['segment']}) is tracking toward {toward}, already the nearest of {', '.join(wanted)}: "
+                f"distance {span}: {moves}."
+            )
+        else:
+            answer = (
+                f"{cid} ({now['segment']}) is moving toward {toward} but is still nearer {nearest_target} "
+                f"({now['distances'][nearest_target]:.3f} vs {now['distances'][toward]:.3f}): distance {span}: "
+                f"{moves}."
+            )
     return {
         "question": f"Is {cid}'s behaviour tracking toward {' or '.join(wanted)}?",
         "answer": answer,
