@@ -310,3 +310,29 @@ def test_the_rfm_table_is_not_left_in_the_shuffles_partitions(spark) -> None:
     finally:
         engine.close()
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_formats_are_detected_or_refused_as_on_the_local_engine(spark, tmp_path: Path) -> None:
+    """Day-first dates and decimal commas read the same on Spark as locally (Spark reads every CSV column as
+    text: without the same detection it read '6,95' as 695 and an ambiguous 01/02/2024 month-first, exit 0)."""
+    rows = [("C1", "O1", "13/01/2024", "6,95"), ("C1", "O2", "02/03/2024", "10,50"), ("C2", "O3", "05/02/2024", "1,25")]
+    rows += [(f"C{i}", f"O{i + 3}", f"0{1 + i % 9}/0{1 + i % 7}/2024", f"{i},{i % 10}0") for i in range(3, 30)]
+    european = tmp_path / "european.csv"
+    european.write_text(
+        "customer_id,order_id,order_date,amount\n" + "".join(f'{c},{o},{d},"{m}"\n' for c, o, d, m in rows)
+    )
+    a = segment(european, runs_dir=None, k=2, as_of="2024-12-31")
+    b = segment(european, runs_dir=None, k=2, as_of="2024-12-31", engine="spark")
+    assert b.rfm.equals(a.rfm)
+    c1 = a.rfm.filter(pc.equal(a.rfm.column("customer_id"), "C1"))
+    assert c1.column("monetary").to_pylist() == [17.45] and c1.column("recency_days").to_pylist() == [304]
+    ambiguous = tmp_path / "ambiguous.csv"
+    ambiguous.write_text("customer_id,order_id,order_date,amount\nC1,O1,01/02/2024,5\nC2,O2,03/04/2024,6\n")
+    with pytest.raises(InputError) as local_err:
+        segment(ambiguous, runs_dir=None, k=2)
+    with pytest.raises(InputError) as spark_err:
+        segment(ambiguous, runs_dir=None, k=2, engine="spark")
+    assert spark_err.value.message == local_err.value.message
+    assert "read both day-first and month-first" in spark_err.value.message

@@ -26,7 +26,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from rfmseg.engines.spark_session import (
     hadoop_uri,
     spark_why,
     task_progress,
+    text_sample,
     with_row_numbers,
 )
 from rfmseg.errors import InputError, ParameterError, RfmsegError
@@ -63,7 +64,7 @@ from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.passes import check_field_columns, check_shares, check_whole_columns, problem_error
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY, SOURCE_COLUMNS, SOURCE_VIEW, Policy, Rule
-from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
+from rfmseg.io.validate import detected, resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL
@@ -222,6 +223,8 @@ class SparkEngine:
             if preset is not None:
                 columns = preset.columns_for(src.columns, columns)
             kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)
+            src = replace(src, sample=text_sample(df))  # day-first dates, decimal commas
+            policy = detected(src, mapping, policy)
             if kind == "rfm":
                 raise ParameterError(
                     f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use {{engine}} local",

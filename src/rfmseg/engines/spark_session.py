@@ -169,3 +169,15 @@ def with_row_numbers(df: Any) -> Any:
     within = F.col("_mid") - F.shiftleft(part, 33)
     offset = F.element_at(F.array(*[F.lit(o) for o in offsets or [0]]), (part + 1).cast("int"))
     return df.withColumn("_row", offset + within + 1).drop("_mid")
+
+
+def text_sample(df: Any, rows: int | None = None) -> pa.Table:
+    """The first ``rows`` rows of ``df``'s text columns, as Arrow: what decides how its dates and numbers are
+    written (rfmseg.io.validate.detected), as the local engine's sample of a file does."""
+    from rfmseg.engines.spark_dialect import spark_to_arrow
+    from rfmseg.io.readers import SAMPLE_ROWS
+
+    text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string" and f.name != "_row"]
+    if not text:
+        return pa.table({})
+    return spark_to_arrow(df.select(*[f"`{c}`" for c in text]).limit(rows or SAMPLE_ROWS))
