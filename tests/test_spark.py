@@ -336,3 +336,23 @@ def test_formats_are_detected_or_refused_as_on_the_local_engine(spark, tmp_path:
         segment(ambiguous, runs_dir=None, k=2, engine="spark")
     assert spark_err.value.message == local_err.value.message
     assert "read both day-first and month-first" in spark_err.value.message
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_semicolon_latin1_export_reads_as_on_the_local_engine(spark, tmp_path: Path) -> None:
+    """A European export: ';' between fields, Latin-1 text (Spark read it as one column named
+    'customer_id;order_id;...' and said the customer_id column was missing)."""
+    lines = ["kunde;bestellung;datum;betrag"]
+    lines += [f"Müller{i % 7};B{i};{1 + i % 28:02d}.{1 + i % 12:02d}.2024;{10 + i},{i % 100:02d}" for i in range(60)]
+    path = tmp_path / "bestellungen.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    cols = {"customer_id": "kunde", "order_id": "bestellung", "order_date": "datum", "amount": "betrag"}
+    a = segment(path, cols, runs_dir=None, k=2, as_of="2024-12-31")
+    b = segment(path, cols, runs_dir=None, k=2, as_of="2024-12-31", engine="spark")
+    assert b.rfm.equals(a.rfm)
+    assert sorted(b.rfm.column("customer_id").to_pylist()) == [f"Müller{i}" for i in range(7)]
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text("customer_id,order_id,order_date,amount\nC1,O1,2024-01-01,5\n", encoding="utf-16")
+    with pytest.raises(InputError, match="is UTF-16 text, which the Spark engine does not read; save it as UTF-8"):
+        segment(utf16, runs_dir=None, engine="spark")

@@ -11,13 +11,11 @@ What runs where:
 * on the driver: the RFM table per customer, collected as Arrow (about 100 bytes per customer), on which
   the transform is fitted, the clusters are named (the same naming code, on the MLlib centroids) and the
   profile, insights and run folder are made, exactly as with the local engine;
-* publishing to the online profile store (:meth:`SparkEngine.publish_from_executors`): begun and committed on the
-  driver, the customers assigned and staged in batches by the executors (:mod:`rfmseg.stores`' staged
-  publish), so the publish passes no customer rows through the driver.
+* publishing to the online profile store (:meth:`SparkEngine.publish_from_executors`): begun and committed
+  on the driver, the customers assigned and staged in batches by the executors (a staged publish).
 
-Beside it: ``spark_dialect`` (the DuckDB text of the rules and features in Spark SQL, in one place:
-:func:`spark_sql`; typing, judging) and ``spark_session`` (the session: ``SPARK_REMOTE``, else
-``spark_master``, default ``local[*]``, else the one active; URIs, errors, progress).
+Beside it: ``spark_dialect`` (the DuckDB text of the rules and features in Spark SQL: :func:`spark_sql`) and
+``spark_session`` (the session, URIs, errors, progress, a CSV's layout and the formats of its text).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,13 +48,14 @@ from rfmseg.engines.spark_dialect import (
 from rfmseg.engines.spark_session import (
     URI,
     SparkError,
+    csv_layout,
+    detect_formats,
     executor_error,
     from_arrow,
     get_session,
     hadoop_uri,
     spark_why,
     task_progress,
-    text_sample,
     with_row_numbers,
 )
 from rfmseg.errors import InputError, ParameterError, RfmsegError
@@ -64,7 +63,7 @@ from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.passes import check_field_columns, check_shares, check_whole_columns, problem_error
 from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY, SOURCE_COLUMNS, SOURCE_VIEW, Policy, Rule
-from rfmseg.io.validate import detected, resolve_columns, row_rules, typed_columns
+from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL
@@ -159,8 +158,8 @@ class SparkEngine:
                 if fmt == "parquet":
                     df = spark.read.parquet(target)
                 else:
-                    sep = "\t" if suffix == ".tsv" else ","
-                    df = spark.read.csv(target, header=True, inferSchema=False, sep=sep)
+                    sep, charset = csv_layout(local, suffix)
+                    df = spark.read.csv(target, header=True, inferSchema=False, sep=sep, encoding=charset)
                 df.schema  # noqa: B018  (reads the footer / header now, so a bad file fails here)
             except Exception as exc:
                 first = spark_why(exc)
@@ -223,8 +222,7 @@ class SparkEngine:
             if preset is not None:
                 columns = preset.columns_for(src.columns, columns)
             kind, mapping = resolve_columns(src, columns, policy.fields, policy.needs_amount)
-            src = replace(src, sample=text_sample(df))  # day-first dates, decimal commas
-            policy = detected(src, mapping, policy)
+            src, policy = detect_formats(df, src, mapping, policy)  # day-first dates, decimal commas
             if kind == "rfm":
                 raise ParameterError(
                     f"{label}: is an RFM table; the Spark engine computes RFM from transactions, use {{engine}} local",

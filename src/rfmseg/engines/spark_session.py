@@ -10,12 +10,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from rfmseg.errors import RfmsegError, StoreError
 from rfmseg.install import install_command
+
+if TYPE_CHECKING:
+    from rfmseg.io.readers import Source
+    from rfmseg.io.rules import Policy
 
 
 def install_hint() -> str:
@@ -171,6 +175,17 @@ def with_row_numbers(df: Any) -> Any:
     return df.withColumn("_row", offset + within + 1).drop("_mid")
 
 
+def detect_formats(df: Any, src: Source, mapping: dict[str, str], policy: Policy) -> tuple[Source, Policy]:
+    """``src`` with the sample of ``df``'s text columns, and ``policy`` with the date formats and decimal mark
+    decided from it (rfmseg.io.validate.detected), as the local engine decides them for a file."""
+    from dataclasses import replace
+
+    from rfmseg.io.validate import detected
+
+    src = replace(src, sample=text_sample(df))
+    return src, detected(src, mapping, policy)
+
+
 def text_sample(df: Any, rows: int | None = None) -> pa.Table:
     """The first ``rows`` rows of ``df``'s text columns, as Arrow: what decides how its dates and numbers are
     written (rfmseg.io.validate.detected), as the local engine's sample of a file does."""
@@ -181,3 +196,19 @@ def text_sample(df: Any, rows: int | None = None) -> pa.Table:
     if not text:
         return pa.table({})
     return spark_to_arrow(df.select(*[f"`{c}`" for c in text]).limit(rows or SAMPLE_ROWS))
+
+
+def csv_layout(local: Path | None, suffix: str) -> tuple[str, str]:
+    """The delimiter and charset Spark reads a CSV with: those the local engine finds in a local file's first
+    line and bytes (',', ';', tab or '|'; UTF-8 or Latin-1), else ',' (tab for .tsv) and UTF-8 for a remote one.
+    A UTF-16 file is refused: Spark reads it only as one multi-line record set."""
+    from rfmseg.errors import InputError
+    from rfmseg.io.readers import csv_encoding, csv_header
+
+    if local is None:
+        return ("\t" if suffix == ".tsv" else ","), "UTF-8"
+    encoding = csv_encoding(local)
+    if encoding == "utf-16":
+        raise InputError(f"{local}: is UTF-16 text, which the Spark engine does not read; save it as UTF-8")
+    delimiter, _ = csv_header(local, encoding)
+    return delimiter, "UTF-8" if encoding == "utf-8" else "ISO-8859-1"
