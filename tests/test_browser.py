@@ -564,6 +564,7 @@ def check_words(preset: str, text: str) -> None:
     banned = {"order", "orders", "aov", "spent", "spend", "revenue", "spenders"}
     found = [line for line in text.splitlines() if banned & set(re.findall(r"[A-Za-z]+", line.lower()))]
     assert not found, (preset, found)
+    assert "null" not in words and "[object" not in text  # no panel left out as "null", no list as "[object Object]"
     if preset == "saas":
         assert "$" not in text and {"users", "sessions", "features", "used"} <= words
         assert "pipeline" not in words and "concentration" not in words  # features used have no meaningful sum
