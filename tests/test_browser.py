@@ -5,6 +5,7 @@ cache) as two runs. Screenshots go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -490,3 +491,126 @@ def test_the_explorer_lists_the_campaigns_with_their_measured_uplift(page: Page,
         assert page.errors == []
     finally:
         served.close()
+
+
+# ----------------------------------------------------------------------------------------------- units
+# A SaaS and a CRM run speak their preset's units (rfmseg.features.Units) everywhere the page words a figure:
+# users, sessions and features used (no currency, no revenue, no AOV), leads, touchpoints and pipeline value.
+PRESET_DATES = {"saas": "last_used", "crm": "last_activity"}
+PAGE_TEXT = """() => {
+  const parts = [document.body.innerText];
+  for (const gd of document.querySelectorAll(".js-plotly-plot")) {
+    for (const t of gd.data || []) {
+      parts.push(t.name || "", t.hovertemplate || "");
+      if (t.node) parts.push(t.node.hovertemplate || "", ...(t.node.label || []));
+      if (t.link) parts.push(t.link.hovertemplate || "");
+    }
+    const l = gd.layout || {};
+    const s = l.scene || {};
+    for (const a of [l.xaxis, l.yaxis, s.xaxis, s.yaxis, s.zaxis]) if (a && a.title) parts.push(a.title.text || "");
+  }
+  for (const t of document.querySelectorAll("svg text")) parts.push(t.textContent);
+  return parts.join("\\n");
+}"""
+
+
+@pytest.fixture(scope="module", params=sorted(PRESET_DATES))
+def preset_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> StudyRuns:
+    """The preset's sample as two runs (its events up to 30 days before the last, then all of them), published:
+    so the page has a Sankey of the preset's entity too."""
+    from rfmseg.presets import get_preset
+
+    preset = request.param
+    root = tmp_path_factory.mktemp(preset)
+    sample = get_preset(preset).sample_path()
+    rows = pd.read_csv(sample, dtype=str)
+    when = pd.to_datetime(rows[PRESET_DATES[preset]])
+    early = root / f"early-{sample.name}"
+    rows[when < when.max() - pd.Timedelta(days=30)].to_csv(early, index=False)
+    runs_dir, store_url = root / "runs", f"sqlite:///{root / 'profiles.db'}"
+    before = segment(early, preset=preset, runs_dir=runs_dir)
+    latest = segment(sample, preset=preset, runs_dir=runs_dir)
+    for r in (before, latest):
+        publish_run(r.run_id, runs_dir, store_url)
+    return StudyRuns(root, runs_dir, store_url, before, latest)
+
+
+@pytest.fixture(scope="module")
+def preset_server(preset_runs: StudyRuns) -> Iterator[str]:
+    yield from serve(preset_runs)
+
+
+def everything_worded(pg: object, runs: StudyRuns, shot: Page, name: str) -> str:
+    """The page's words after the 3-D view is drawn, a customer found and a point hovered: its visible text,
+    chart titles, axis titles, trace names, hover templates and the hover label shown."""
+    customer = runs.latest.assignments.column("customer_id")[0].as_py()
+    pg.fill("#search-id", customer)  # type: ignore[attr-defined]
+    pg.press("#search-id", "Enter")  # type: ignore[attr-defined]
+    pg.locator(f'#search-result [data-customer="{customer}"]').wait_for()  # type: ignore[attr-defined]
+    point = pg.locator("#scatter .scatterlayer .point").first.bounding_box()  # type: ignore[attr-defined]
+    pg.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)  # type: ignore[attr-defined]
+    pg.locator("#scatter .hoverlayer .hovertext").first.wait_for()  # type: ignore[attr-defined]
+    hover = pg.locator("#scatter .hoverlayer").text_content()  # type: ignore[attr-defined]
+    shot.shot(name)
+    pg.click("#view3d")  # type: ignore[attr-defined]
+    pg.wait_for_function("document.getElementById('scatter3d').data !== undefined")  # type: ignore[attr-defined]
+    text = f"{pg.evaluate(PAGE_TEXT)}\n{hover}"  # type: ignore[attr-defined]
+    (ARTIFACTS / name).with_suffix(".txt").write_text(text, encoding="utf-8")  # what was checked, beside the shot
+    return text
+
+
+def check_words(preset: str, text: str) -> None:
+    words = set(re.findall(r"[A-Za-z]+", text.lower()))
+    banned = {"order", "orders", "aov", "spent", "spend", "revenue", "spenders"}
+    found = [line for line in text.splitlines() if banned & set(re.findall(r"[A-Za-z]+", line.lower()))]
+    assert not found, (preset, found)
+    assert "null" not in words and "[object" not in text  # no panel left out as "null", no list as "[object Object]"
+    if preset == "saas":
+        assert "$" not in text and {"users", "sessions", "features", "used"} <= words
+        assert "pipeline" not in words and "concentration" not in words  # features used have no meaningful sum
+    else:
+        assert "$" in text and {"leads", "touchpoints", "deal", "size", "pipeline", "value"} <= words
+        assert "Pipeline value concentration" in text
+
+
+def test_the_explorer_speaks_the_presets_units(page: Page, preset_server: str, preset_runs: StudyRuns) -> None:
+    preset = preset_runs.latest.summary["preset"]
+    pg = page.open(preset_server + "/")
+    pg.wait_for_selector("#segment-table")
+    units = preset_runs.latest.summary["units"]
+    assert pg.locator("#table-count").inner_text().endswith(f" {units['entity']}")
+    headers = pg.locator("#segment-table th").all_inner_texts()
+    assert [h.rstrip(" ▲▼") for h in headers] == [
+        units["entity"].removesuffix("s"),
+        "recency (days)",
+        units["frequency"],
+        units["monetary"],
+        "distance to centroid",
+    ]
+    text = everything_worded(pg, preset_runs, page, f"explorer-{preset}.png")
+    check_words(preset, text)
+    assert f"recency %{{x}} days<br>%{{customdata[1]}} {units['frequency']}" in text
+    expected = {"scatter3d", "elbow", "silhouette", "sankey"} | ({"pareto"} if units["total"] else set())
+    check_titles_clear_of_the_mode_bar(pg, expected)
+    assert page.errors == []
+    assert page.outside == []
+
+
+def test_the_report_speaks_the_presets_units(page: Page, preset_runs: StudyRuns) -> None:
+    preset = preset_runs.latest.summary["preset"]
+    units = preset_runs.latest.summary["units"]
+    pg = page.open((preset_runs.latest.path / REPORT_FILE).as_uri())
+    first = preset_runs.latest.summary["segments"][0]
+    card = pg.locator(f'.card[data-segment="{first["name"]}"]')
+    assert card.locator("dt").all_text_contents()[0] == units["entity"].capitalize()  # shown in capitals (CSS)
+    assert (card.locator(".v-revenue").count() == 1) == bool(units["total"])
+    assert card.locator(".v-aov").count() == 0
+    text = everything_worded(pg, preset_runs, page, f"report-{preset}.png")
+    check_words(preset, text)
+    assert f"showing all {preset_runs.latest.summary['n_customers']:,} {units['entity']}" in text
+    line = pg.locator("#search-result .values-line").inner_text()
+    assert re.fullmatch(
+        rf"\d+ days since the last {units['event']} · \d+ {units['frequency']} · {units['monetary']} \S+", line
+    )
+    assert page.errors == []
+    assert page.outside == []

@@ -233,3 +233,18 @@ def test_a_refresh_reuses_the_k_choice_of_the_model_it_scores_with(tmp_path: Pat
     refreshed = lifecycle.refresh(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs_dir, publish=False)
     assert refreshed.run.manifest["kind"] == "refresh"
     assert json.loads((refreshed.run.path / CHOOSE_K_FILE).read_text())["note"] == "computed when the model was trained"
+
+
+def test_a_saas_report_names_its_users(tmp_path: Path) -> None:
+    """The sentences the view carries (the scatter's note, the K choice's note) name the run's entity."""
+    from rfmseg.jobs.run import segment
+    from rfmseg.presets import get_preset
+
+    result = segment(get_preset("saas").sample_path(), preset="saas", runs_dir=tmp_path / "runs")
+    view = embedded_view((result.path / REPORT_FILE).read_text(encoding="utf-8"))
+    n = result.summary["n_customers"]
+    assert view["scatter"]["note"] == f"showing all {n:,} users"
+    assert view["choose_k"]["note"].startswith(f"computed on all {n:,} users ")
+    assert json.loads((result.path / CHOOSE_K_FILE).read_text(encoding="utf-8"))["note"] == view["choose_k"]["note"]
+    sampled = scatter(result.assignments, 100, entity="users")
+    assert sampled["note"] == f"showing {sampled['shown']:,} of {n:,} users, sampled per segment"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from rfmseg.features import Units
 from rfmseg.report.data import (
     CHOOSE_K_FILE,
     build_view,
@@ -62,7 +63,7 @@ def write_run_report(
     params = manifest.get("params") or {}
     ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
     if ks is None:
-        ks = k_choice(assignments, params)
+        ks = k_choice(assignments, params, entity=Units.from_dict(summary.get("units")).entity)
     if ks is not None:
         (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
     run_id = str(summary.get("run_id"))

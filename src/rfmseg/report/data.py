@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from rfmseg.errors import RfmsegError
+from rfmseg.features import Units
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
 from rfmseg.profile import pareto_curve
@@ -93,17 +94,20 @@ def sample_indices(
     return np.sort(np.concatenate(picked))
 
 
-def scatter(assignments: pa.Table, max_points: int = MAX_POINTS, seed: int = 0) -> dict[str, Any]:
-    """The customers the scatter draws (columnar), with how they were chosen."""
+def scatter(
+    assignments: pa.Table, max_points: int = MAX_POINTS, seed: int = 0, entity: str = "customers"
+) -> dict[str, Any]:
+    """The customers the scatter draws (columnar), with how they were chosen (the note names them ``entity``:
+    the run's units, users for a SaaS run)."""
     by = "cluster" if "cluster" in assignments.column_names else "segment"
     idx = sample_indices(assignments.column(by), max_points, seed)
     total = assignments.num_rows
     sampled = len(idx) < total
     picked = assignments.take(pa.array(idx)) if sampled else assignments
     note = (
-        f"showing {len(idx):,} of {total:,} customers, sampled per segment"
+        f"showing {len(idx):,} of {total:,} {entity}, sampled per segment"
         if sampled
-        else f"showing all {total:,} customers"
+        else f"showing all {total:,} {entity}"
     )
     return {
         "total": total,
@@ -127,9 +131,12 @@ def _columns(table: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ K choice
-def k_choice(table: pa.Table, params: dict[str, Any], sample: int = CHOOSE_K_SAMPLE) -> dict[str, Any] | None:
+def k_choice(
+    table: pa.Table, params: dict[str, Any], sample: int = CHOOSE_K_SAMPLE, entity: str = "customers"
+) -> dict[str, Any] | None:
     """``rfmseg.model.choose_k.choose_k`` for the run's parameters, on at most ``sample`` customers and
-    without the bootstrap stability check (it triples the cost; ``rfmseg choose-k`` runs it).
+    without the bootstrap stability check (it triples the cost; ``rfmseg choose-k`` runs it). Its note and
+    error name the customers ``entity`` (the run's units).
 
     Returns None when there are too few customers to compare two K (choose_k needs K < customers)."""
     n = table.num_rows
@@ -141,7 +148,7 @@ def k_choice(table: pa.Table, params: dict[str, Any], sample: int = CHOOSE_K_SAM
     k_max = min(10, data.shape[0] - 1, np.unique(data, axis=0).shape[0])
     if k_max < 2:
         return {
-            "error": "the customers have too few distinct RFM values to compare values of K",
+            "error": f"the {entity} have too few distinct RFM values to compare values of K",
             "chosen_k": params.get("k"),
         }
     try:
@@ -163,7 +170,7 @@ def k_choice(table: pa.Table, params: dict[str, Any], sample: int = CHOOSE_K_SAM
     result["sampled_from"] = n
     scope = f"a seeded sample of {data.shape[0]:,} of {n:,}" if data.shape[0] < n else f"all {n:,}"
     result["note"] = (
-        f"computed on {scope} customers with at most {CHOOSE_K_N_INIT} restarts per K, without the bootstrap "
+        f"computed on {scope} {entity} with at most {CHOOSE_K_N_INIT} restarts per K, without the bootstrap "
         "stability check of `rfmseg choose-k`"
     )
     result["chosen_k"] = params.get("k")
@@ -186,7 +193,7 @@ def cached_k_choice(run: Run, params: dict[str, Any]) -> dict[str, Any] | None:
     path = run.path / CHOOSE_K_FILE
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
-    result = k_choice(run.table("assignments"), params)
+    result = k_choice(run.table("assignments"), params, entity=Units.from_dict(run.summary.get("units")).entity)
     if result is not None:
         write_json_atomic(path, result)
     return result
@@ -347,7 +354,7 @@ def build_view(
     """
     run_id = str(summary.get("run_id"))
     earlier = earlier or Earlier([], None)
-    points = scatter(assignments, max_points)
+    points = scatter(assignments, max_points, entity=Units.from_dict(summary.get("units")).entity)
     view: dict[str, Any] = {
         "format": 1,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -52,6 +52,14 @@
     return node;
   }
   const cur = () => (state.view && state.view.summary.currency) || "$";
+  /* The run's words (rfmseg.features.Units, in its summary): users/sessions/features used for a SaaS run,
+   * leads/touchpoints/deal size for a CRM one. No total: a sum of monetary means nothing (no revenue, no shares
+   * of it, no Pareto); no ratio: no AOV; not money: no currency. Runs without units speak e-commerce. */
+  const DEFAULT_UNITS = { entity: "customers", recency: "days since last order", frequency: "orders",
+    event: "order", monetary: "spend", total: "revenue", ratio: "AOV", money: true, suffix: "" };
+  const W = () => Object.assign({}, DEFAULT_UNITS, state.view && state.view.summary.units);
+  const cap = (w) => w.charAt(0).toUpperCase() + w.slice(1);
+  const one = (w) => w.replace(/s$/, ""); // "users" -> "user"
 
   /* Python's format(x, f",.{d}f"): the double's exact decimal expansion (toFixed(100) is exact for |x| >= 2^-48;
    * anything smaller rounds to zero anyway), rounded half to even, with thousands separators. So 8.25 is "8.2"
@@ -80,6 +88,18 @@
   const int = (x) => pyFixed(x, 0);
   const num = (x, d) => pyFixed(x, d);
   const money = (x) => (x < 0 ? "-" : "") + cur() + int(Math.abs(x));
+  function value(x) { // a monetary figure as Units.value words it: "$1,234", "2", "4.5", "80%"
+    const u = W();
+    if (u.money) return money(x);
+    return (Math.abs(x) >= 10 || Number.isInteger(Number(x)) ? int(x) : num(x, 1)) + u.suffix;
+  }
+  // a frequency, "8 orders" / "94.1 sessions" (d: always that many decimals, for a mean)
+  const count = (f, d) => `${d === undefined ? (Number.isInteger(Number(f)) ? int(f) : num(f, 1)) : num(f, d)} ` +
+    W().frequency;
+  // a monetary value in a sentence: "$3,800 spent", "features used 2", "deal size $5,000"
+  const amount = (m) => (W().money && W().monetary === "spend" ? `${value(m)} spent` : `${W().monetary} ${value(m)}`);
+  // a mean monetary value after other figures: "$1,290" for spend, else "features used 15"
+  const mean = (m) => (W().monetary === "spend" ? value(m) : amount(m));
   const pct = (x) => pyFixed(Number(x) * 100, 0) + "%";
   const chart = (id, title, cls) => el("figure", { class: "chart" },
     el("h3", { class: "chart-title", id: id + "-title" }, title), el("div", { class: cls || "plot", id }));
@@ -95,8 +115,15 @@
   function formatValue(key, v) {
     if (typeof v !== "number") return String(v);
     if (/share|lift|ratio/.test(key)) return /share/.test(key) ? pct(v) : num(v, 1) + "×";
-    if (/revenue|monetary|aov/.test(key)) return money(v);
+    if (/revenue|monetary|aov/.test(key)) return value(v);
     return Number.isInteger(v) ? int(v) : num(v, 1);
+  }
+
+  function keyWords(key) { // an insight's value name in the run's words: "share_customers" -> "share users"
+    const u = W();
+    const say = { customers: u.entity, orders: u.frequency, revenue: u.total || "total",
+      aov: u.ratio === "AOV" ? "aov" : u.ratio || "ratio" };
+    return key.split("_").map((w) => say[w] || w).join(" ");
   }
 
   // ------------------------------------------------------------------------------------------- the API
@@ -140,15 +167,17 @@
     assignColors(state.segments);
     const s = view.summary;
     const r = view.run;
+    const u = W();
     const app = document.getElementById("app");
     const header = el("header", { class: "top" },
       el("h1", {}, MODE === "report" ? "rfmseg report" : "rfmseg explorer"),
       el("div", { class: "sub", id: "run-line" },
-        `Run ${r.run_id}` + (s.as_of ? ` · as of ${s.as_of}` : "") + ` · ${int(s.n_customers)} customers · revenue ` +
-        `${money(s.total_revenue)} · K=${s.k} (${s.transform || "minmax"})` + (r.input ? ` · ${r.input}` : "")),
+        `Run ${r.run_id}` + (s.as_of ? ` · as of ${s.as_of}` : "") + ` · ${int(s.n_customers)} ${u.entity}` +
+        (u.total ? ` · ${u.total} ${value(s.total_revenue)}` : "") + ` · K=${s.k} (${s.transform || "minmax"})` +
+        (r.input ? ` · ${r.input}` : "")),
       runs && runs.length > 1 ? runPicker(runs, r.run_id) : null);
     const notices = (s.warnings || []).map((w) => el("p", { class: "notice" }, typeof w === "string" ? w : w.text));
-    app.replaceChildren(
+    app.replaceChildren(...[ // without the panels a run has nothing for (replaceChildren would write "null")
       header,
       ...notices,
       el("section", { class: "cards", id: "cards" }, s.segments.map(card)),
@@ -165,7 +194,7 @@
         MODE === "report"
           ? `Self-contained report generated ${view.generated} by rfmseg; it works offline.`
           : el("span", {}, "Data from the rfmseg API — ", el("a", { href: "docs" }, "API docs"), ".")),
-    );
+    ].filter(Boolean));
     drawScatter();
     openTable(state.table.segment && state.segments.includes(state.table.segment) ? state.table.segment
       : state.segments[0], false);
@@ -186,34 +215,37 @@
   }
 
   function card(seg) {
+    const u = W();
     return el("article", { class: "card", "data-segment": seg.name, style: segStyle(seg.name) },
       el("header", {}, el("h3", {}, seg.name), el("span", { class: "prio" }, `priority ${seg.priority}`)),
       el("dl", {},
-        el("div", {}, el("dt", {}, "Customers"), el("dd", { class: "v-customers" }, int(seg.customers)),
-          el("dd", { class: "sub" }, `${pct(seg.share_customers)} of customers`)),
-        el("div", {}, el("dt", {}, "Revenue"), el("dd", { class: "v-revenue" }, money(seg.revenue)),
-          el("dd", { class: "sub" }, `${pct(seg.share_revenue)} of revenue`)),
-        el("div", {}, el("dt", {}, "Average order value"), el("dd", { class: "v-aov" }, money(seg.aov))),
+        el("div", {}, el("dt", {}, cap(u.entity)), el("dd", { class: "v-customers" }, int(seg.customers)),
+          el("dd", { class: "sub" }, `${pct(seg.share_customers)} of ${u.entity}`)),
+        u.total ? el("div", {}, el("dt", {}, cap(u.total)), el("dd", { class: "v-revenue" }, value(seg.revenue)),
+          el("dd", { class: "sub" }, `${pct(seg.share_revenue)} of ${u.total}`)) : null,
+        u.ratio ? el("div", {}, el("dt", {}, u.ratio === "AOV" ? "Average order value" : u.ratio),
+          el("dd", { class: "v-aov" }, value(seg.aov))) : null,
         el("div", {}, el("dt", {}, "Profile (means)"), el("dd", { class: "profile" },
-          `${int(seg.mean_recency_days)} days · ${num(seg.mean_frequency, 1)} orders · ${money(seg.mean_monetary)}`))),
+          `${int(seg.mean_recency_days)} days · ${count(seg.mean_frequency, 1)} · ${mean(seg.mean_monetary)}`))),
       el("p", { class: "action" }, el("strong", {}, "Action: "), seg.action || "—"),
       seg.reason ? el("p", { class: "reason" }, seg.reason) : null,
       el("button", { type: "button", class: "show-customers", "data-segment": seg.name,
-        onclick: () => openTable(seg.name, true) }, "Customers ▸"));
+        onclick: () => openTable(seg.name, true) }, `${cap(u.entity)} ▸`));
   }
 
   function insightsPanel(s) {
     const items = (s.insights || []).map((i) =>
       el("li", { "data-insight": i.id }, i.text,
-        el("div", { class: "values" }, Object.entries(i.values || {}).map(([k, v]) =>
-          el("span", {}, `${k.replace(/_/g, " ")}: ${formatValue(k, v)}`)))));
+        el("div", { class: "values" }, Object.entries(i.values || {}).filter(([, v]) => typeof v !== "object")
+          .map(([k, v]) => el("span", {}, `${keyWords(k)}: ${formatValue(k, v)}`)))));
     return el("section", { class: "panel", id: "insights-panel" }, el("h2", {}, "Insights"),
       items.length ? el("ul", { class: "insights" }, items) : el("p", { class: "note" }, "No insight rule fired."));
   }
 
   // ------------------------------------------------------------------------------------------- scatter
-  /* The log rule: spend is heavy-tailed when the 99th percentile of the positive spends drawn is more than LOG_RULE
-   * times their median; then the y axis starts on a log scale (the "log spend" button still toggles it). */
+  /* The log rule: spend (monetary) is heavy-tailed when the 99th percentile of the positive values drawn is more
+   * than LOG_RULE times their median; then the y axis starts on a log scale (the "log spend" button still toggles
+   * it). */
   function heavyTail(values) {
     const v = values.filter((x) => x > 0).sort((a, b) => a - b);
     if (v.length < 2) return { heavy: false, ratio: 1, nonPositive: values.length - v.length };
@@ -225,29 +257,32 @@
   function scatterPanel(view) {
     const tail = heavyTail(view.scatter.points.monetary);
     state.autoLog = tail;
+    const u = W();
+    const m = u.monetary;
     const logNote = tail.heavy
-      ? `Spend is heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, over ${LOG_RULE}×), so ` +
-        "the spend axis starts on a log scale" + (tail.nonPositive ? `; the ${int(tail.nonPositive)} customers with ` +
-        "spend of zero or less are not drawn on it" : "") + "."
-      : `Spend is not heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, at most ${LOG_RULE}×), ` +
-        "so the spend axis starts linear.";
+      ? `${cap(m)} is heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, over ${LOG_RULE}×), ` +
+        `so the ${m} axis starts on a log scale` + (tail.nonPositive ? `; the ${int(tail.nonPositive)} ${u.entity} ` +
+        `with ${m} of zero or less are not drawn on it` : "") + "."
+      : `${cap(m)} is not heavy-tailed (the 99th percentile is ${num(tail.ratio, 1)}× the median, at most ` +
+        `${LOG_RULE}×), so the ${m} axis starts linear.`;
     const toggles = state.segments.map((name, i) =>
       el("label", { style: segStyle(name) },
         el("input", { type: "checkbox", checked: true, "data-segment": name, "data-trace": i, onchange: onToggle }),
         el("span", { class: "chip" }), name));
     return el("section", { class: "panel", id: "scatter-panel" },
-      el("h2", {}, "Customers: recency against spend"),
+      el("h2", {}, `${cap(u.entity)}: recency against ${m}`),
       el("div", { class: "toolbar", id: "segment-toggles" }, toggles,
         el("button", { type: "button", id: "log-toggle", "aria-pressed": String(tail.heavy), "data-auto": String(tail.heavy),
-          onclick: onLog }, "log spend"),
+          onclick: onLog }, `log ${m}`),
         el("button", { type: "button", id: "view3d", "aria-pressed": "false", onclick: on3d }, "3-D RFM view"),
         el("span", { class: "count", id: "points-drawn" })),
       el("p", { class: "note", id: "scatter-note" },
-        view.scatter.note + ". Marker size: orders. Hover a point for the customer; click a segment to hide it."),
+        view.scatter.note + `. Marker size: ${u.frequency}. Hover a point for the ${one(u.entity)}; click a segment ` +
+        "to hide it."),
       el("p", { class: "note", id: "log-note" }, logNote),
-      chart("scatter", `Recency against spend: ${view.scatter.note}`),
+      chart("scatter", `Recency against ${m}: ${view.scatter.note}`),
       el("figure", { class: "chart", id: "scatter3d-figure", hidden: true },
-        el("h3", { class: "chart-title", id: "scatter3d-title" }, `Recency, orders and spend: ${view.scatter.note}`),
+        el("h3", { class: "chart-title", id: "scatter3d-title" }, `Recency, ${u.frequency} and ${m}: ${view.scatter.note}`),
         el("div", { class: "plot", id: "scatter3d" })));
   }
 
@@ -274,7 +309,7 @@
     const groups = pointsBySegment();
     const fmax = Math.max(1, ...state.view.scatter.points.frequency);
     const vis = visibility();
-    const c = cur();
+    const u = W();
     const traces = state.segments.map((name, i) => {
       const g = groups[name];
       return {
@@ -283,14 +318,14 @@
         customdata: g.id.map((id, j) => [id, g.f[j]]),
         marker: { color: colorOf(name), opacity: 0.75, line: { width: 0.5, color: "#fff" },
           size: g.f.map((f) => 5 + 16 * Math.sqrt(f / fmax)) },
-        hovertemplate: `<b>%{customdata[0]}</b><br>${name}<br>recency %{x} days<br>%{customdata[1]} orders<br>` +
-          `spend ${c}%{y:,.2f}<extra></extra>`,
+        hovertemplate: `<b>%{customdata[0]}</b><br>${name}<br>recency %{x} days<br>%{customdata[1]} ${u.frequency}` +
+          `<br>${hoverValue("y")}<extra></extra>`,
       };
     });
     const layout = {
       margin: { t: TOP, r: 10, b: 50, l: 70 },
-      xaxis: { title: { text: "Recency (days since last order)" }, zeroline: false },
-      yaxis: { title: { text: `Monetary (${c})` }, type: logOn() ? "log" : "linear" },
+      xaxis: { title: { text: `Recency (${u.recency})` }, zeroline: false },
+      yaxis: { title: { text: `Monetary (${monetaryUnit()})` }, type: logOn() ? "log" : "linear" },
       legend: { orientation: "h", y: -0.18 },
       hovermode: "closest",
     };
@@ -300,6 +335,13 @@
       countPoints();
     });
   }
+
+  // a hover's monetary line, "spend $%{y:,.2f}" / "features used %{y:,.2~f}", and the monetary axis' unit
+  function hoverValue(axis) {
+    const u = W();
+    return u.money ? `${u.monetary} ${cur()}%{${axis}:,.2f}` : `${u.monetary} %{${axis}:,.2~f}${u.suffix}`;
+  }
+  const monetaryUnit = () => (W().money ? cur() : W().monetary + (W().suffix ? ", " + W().suffix : ""));
 
   function logOn() {
     const b = document.getElementById("log-toggle");
@@ -358,7 +400,7 @@
       type: "scatter3d", mode: "markers", name, visible: vis[i] === true,
       x: groups[name].r, y: groups[name].f, z: groups[name].m, text: groups[name].id,
       marker: { color: colorOf(name), size: 3, opacity: 0.8 },
-      hovertemplate: `<b>%{text}</b><br>${name}<br>recency %{x} days<br>%{y} orders<br>spend ${cur()}%{z:,.2f}` +
+      hovertemplate: `<b>%{text}</b><br>${name}<br>recency %{x} days<br>%{y} ${W().frequency}<br>${hoverValue("z")}` +
         "<extra></extra>",
     }));
     const layout = {
@@ -366,8 +408,8 @@
       height: 620,
       scene: {
         xaxis: { title: { text: "recency (days)" } },
-        yaxis: { title: { text: "frequency (orders)" } },
-        zaxis: { title: { text: `monetary (${cur()})` }, type: logOn() ? "log" : "linear" },
+        yaxis: { title: { text: `frequency (${W().frequency})` } },
+        zaxis: { title: { text: `monetary (${monetaryUnit()})` }, type: logOn() ? "log" : "linear" },
       },
     };
     Plotly.newPlot(gd3, traces, layout, PLOT_CONFIG).catch((err) => {
@@ -376,28 +418,31 @@
   }
 
   // ------------------------------------------------------------------------------------------- customer table
-  const TABLE_COLUMNS = [
-    ["customer_id", "customer", null],
+  const tableColumns = (u) => [
+    ["customer_id", one(u.entity), null],
     ["recency_days", "recency (days)", (v) => int(v)],
-    ["frequency", "orders", (v) => int(v)],
-    ["monetary", "spend", (v) => money(v)],
-    ["aov", "AOV", (v) => money(v)],
+    ["frequency", u.frequency, (v) => int(v)],
+    ["monetary", u.monetary, (v) => value(v)],
+    u.ratio ? ["aov", u.ratio, (v) => value(v)] : null,
     ["distance", "distance to centroid", (v) => num(v, 3)],
-  ];
+  ].filter(Boolean);
   const SORTABLE = new Set(["recency_days", "frequency", "monetary", "aov", "distance"]);
 
   function tablePanel(s) {
+    const u = W();
+    if (!u.ratio && state.table.sort === "aov") state.table.sort = "monetary";
     const select = el("select", { id: "table-segment", onchange: (e) => openTable(e.target.value, false) },
       s.segments.map((x) => el("option", { value: x.name }, x.name)));
-    return el("section", { class: "panel", id: "customers-panel" }, el("h2", {}, "Customers of a segment"),
+    return el("section", { class: "panel", id: "customers-panel" }, el("h2", {}, `${cap(u.entity)} of a segment`),
       el("div", { class: "toolbar" }, el("label", {}, "Segment ", select),
         el("span", { class: "count", id: "table-count" }),
         MODE === "server" ? el("a", { id: "csv-link", class: "button", href: "#", download: "",
           onclick: onCsv }, "Download CSV") : null),
       MODE === "server"
         ? el("p", { class: "note" }, "Click a column heading to sort by it (again to reverse); Download CSV gives " +
-          "every customer of the segment, in this order.")
-        : el("p", { class: "note" }, "The customer table needs the explorer (rfmseg serve): it pages through the API."),
+          `every ${one(u.entity)} of the segment, sorted as shown.`)
+        : el("p", { class: "note" }, `The ${one(u.entity)} table needs the explorer (rfmseg serve): it pages through ` +
+          "the API."),
       el("div", { id: "segment-table-box" }));
   }
 
@@ -424,7 +469,7 @@
       const body = await api(tableQuery({ page: t.page, page_size: TABLE_PAGE }));
       if (body.segment !== t.segment || body.page !== t.page) return; // a newer request took over
       box.replaceChildren(customerTable(body));
-      document.getElementById("table-count").textContent = `${int(body.total)} customers`;
+      document.getElementById("table-count").textContent = `${int(body.total)} ${W().entity}`;
     } catch (err) {
       if (err.status !== 401) box.replaceChildren(el("p", { class: "error", id: "table-error" }, err.message));
     }
@@ -440,7 +485,8 @@
 
   function customerTable(body) {
     const t = state.table;
-    const head = TABLE_COLUMNS.map(([key, label]) => {
+    const columns = tableColumns(W());
+    const head = columns.map(([key, label]) => {
       const sorted = t.sort === key;
       const aria = sorted ? (t.order === "asc" ? "ascending" : "descending") : "none";
       return el("th", { "data-key": key, "aria-sort": SORTABLE.has(key) ? aria : null },
@@ -448,7 +494,7 @@
           label, sorted ? (t.order === "asc" ? " ▲" : " ▼") : "") : label);
     });
     const rows = body.customers.map((c) => el("tr", { "data-customer": c.customer_id },
-      TABLE_COLUMNS.map(([key, , fmt]) => el("td", { "data-key": key }, fmt ? fmt(c[key]) : c[key]))));
+      columns.map(([key, , fmt]) => el("td", { "data-key": key }, fmt ? fmt(c[key]) : c[key]))));
     const go = (page) => () => {
       t.page = page;
       openTable(t.segment, false);
@@ -481,7 +527,8 @@
 
   // ------------------------------------------------------------------------------------------- search
   function searchPanel(view) {
-    const input = el("input", { id: "search-id", type: "search", placeholder: "customer id, e.g. " +
+    const u = W();
+    const input = el("input", { id: "search-id", type: "search", placeholder: `${one(u.entity)} id, e.g. ` +
       (view.scatter.points.customer_id[0] || "C001"), autocomplete: "off", spellcheck: "false" });
     const form = el("form", { class: "search", id: "search-form", onsubmit: (e) => {
       e.preventDefault();
@@ -489,10 +536,10 @@
     } }, input, el("button", { type: "submit" }, "Find"));
     let note = null;
     if (MODE === "report" && view.search && !view.search.complete) {
-      note = el("p", { class: "note" }, `This report holds the ${int(view.search.customers)} customers shown ` +
+      note = el("p", { class: "note" }, `This report holds the ${int(view.search.customers)} ${u.entity} shown ` +
         `in the scatter, of ${int(view.summary.n_customers)}; the explorer (rfmseg serve) finds them all.`);
     }
-    return el("section", { class: "panel", id: "search-panel" }, el("h2", {}, "Find a customer"), form, note,
+    return el("section", { class: "panel", id: "search-panel" }, el("h2", {}, `Find a ${one(u.entity)}`), form, note,
       el("div", { id: "search-result", class: "result" }));
   }
 
@@ -521,8 +568,9 @@
     const s = state.view.search;
     const rows = s && s.history.customers[id];
     if (!rows) {
-      const why = s && s.complete ? `no customer '${id}' in run ${state.view.run.run_id}`
-        : `customer '${id}' is not among the customers this report holds`;
+      const who = W().entity;
+      const why = s && s.complete ? `no ${one(who)} '${id}' in run ${state.view.run.run_id}`
+        : `${one(who)} '${id}' is not among the ${who} this report holds`;
       return el("p", { class: "error", id: "search-error" }, why);
     }
     const runs = s.history.runs;
@@ -536,25 +584,26 @@
     const here = entries.find((e) => e.run_id === runId) || null;
     const latest = here || entries[entries.length - 1];
     const seg = state.view.summary.segments.find((x) => x.name === (latest && latest.segment));
+    const u = W();
     const box = el("div", { "data-customer": id, "data-segment": latest ? latest.segment : "" },
       el("h3", {}, id, " ", latest ? el("span", { class: "badge", style: segStyle(latest.segment) }, latest.segment)
         : null),
       here ? null : el("p", { class: "note" }, `Not in run ${runId}; its last run is ${latest.run_id}.`),
       latest ? el("p", { class: "values-line" },
-        `${int(latest.recency_days)} days since the last order · ${int(latest.frequency)} orders · ` +
-        `${money(latest.monetary)} spent · AOV ${money(latest.frequency ? latest.monetary / latest.frequency : 0)}`)
-        : null,
+        `${int(latest.recency_days)} days since the last ${u.event} · ${count(latest.frequency)} · ` +
+        amount(latest.monetary) + (u.ratio ? ` · ${u.ratio} ` +
+        value(latest.frequency ? latest.monetary / latest.frequency : 0) : "")) : null,
       seg ? el("p", {}, el("strong", {}, "Action: "), seg.action) : null,
       served ? el("p", { class: "note" }, `Served by the profile store (run ${served.run_id}): ${served.segment} ` +
         `since ${served.segment_since}` + (served.previous_segment ? `, before that ${served.previous_segment}` : "") +
         ".") : null);
     if (entries.length) {
       box.append(el("table", { class: "data history" },
-        el("thead", {}, el("tr", {}, ["run", "as of", "segment", "recency", "orders", "spend"].map((h) =>
+        el("thead", {}, el("tr", {}, ["run", "as of", "segment", "recency", u.frequency, u.monetary].map((h) =>
           el("th", {}, h)))),
         el("tbody", {}, entries.map((e) => el("tr", {},
           el("td", {}, e.run_id), el("td", {}, e.as_of || ""), el("td", {}, e.segment),
-          el("td", {}, `${int(e.recency_days)} d`), el("td", {}, int(e.frequency)), el("td", {}, money(e.monetary)))))));
+          el("td", {}, `${int(e.recency_days)} d`), el("td", {}, int(e.frequency)), el("td", {}, value(e.monetary)))))));
     }
     return box;
   }
@@ -563,7 +612,7 @@
   function kPanel(ck) {
     if (!ck || ck.error) {
       return el("section", { class: "panel", id: "k-panel" }, el("h2", {}, "Choosing K"),
-        el("p", { class: "note" }, ck ? ck.error : "Too few customers to compare values of K."));
+        el("p", { class: "note" }, ck ? ck.error : `Too few ${W().entity} to compare values of K.`));
     }
     return el("section", { class: "panel", id: "k-panel" }, el("h2", {}, "Choosing K"),
       el("p", {}, `Recommended: ${ck.reason}. This run uses K=${ck.chosen_k}.`),
@@ -600,44 +649,52 @@
   }
 
   // ------------------------------------------------------------------------------------------- Pareto
+  // the concentration of the units' total (revenue, pipeline value); none where a sum of monetary means nothing
   function paretoPanel(view) {
     const p = view.pareto;
+    const u = W();
+    if (!u.total || !p) return null;
     const at = (x) => p.share_revenue[Math.round(x * (p.share_customers.length - 1))];
-    return el("section", { class: "panel", id: "pareto-panel" }, el("h2", {}, "Revenue concentration"),
-      el("p", { class: "note", id: "pareto-note" }, `The top 20% of customers by spend bring ${pct(at(0.2))} of ` +
-        `revenue; the top 50% bring ${pct(at(0.5))}.`),
-      chart("pareto", "Cumulative share of revenue against share of customers", "plot small"));
+    return el("section", { class: "panel", id: "pareto-panel" }, el("h2", {}, `${cap(u.total)} concentration`),
+      el("p", { class: "note", id: "pareto-note" }, `The top 20% of ${u.entity} by ${u.monetary} bring ` +
+        `${pct(at(0.2))} of ${u.total}; the top 50% bring ${pct(at(0.5))}.`),
+      chart("pareto", `Cumulative share of ${u.total} against share of ${u.entity}`, "plot small"));
   }
 
   function drawPareto(view) {
     const p = view.pareto;
+    const u = W();
+    if (!u.total || !p) return;
     const x = p.share_customers.map((v) => v * 100);
     const y = p.share_revenue.map((v) => v * 100);
+    const first = u.monetary === "spend" ? "biggest spenders first" : `largest ${u.monetary} first`;
     Plotly.newPlot("pareto", [
-      { type: "scatter", mode: "lines", x, y, name: "customers by spend", line: { color: "#2f5bd3", width: 3 },
-        hovertemplate: "top %{x:.0f}% of customers<br>%{y:.1f}% of revenue<extra></extra>" },
-      { type: "scatter", mode: "lines", x: [0, 100], y: [0, 100], name: "equal spend",
+      { type: "scatter", mode: "lines", x, y, name: `${u.entity} by ${u.monetary}`,
+        line: { color: "#2f5bd3", width: 3 },
+        hovertemplate: `top %{x:.0f}% of ${u.entity}<br>%{y:.1f}% of ${u.total}<extra></extra>` },
+      { type: "scatter", mode: "lines", x: [0, 100], y: [0, 100], name: `equal ${u.monetary}`,
         line: { color: "#aaa", dash: "dot" }, hoverinfo: "skip" },
     ], {
       margin: { t: TOP, r: 10, b: 45, l: 60 }, legend: { x: 0.6, y: 0.1 },
-      xaxis: { title: { text: "share of customers, biggest spenders first (%)" }, range: [0, 100] },
-      yaxis: { title: { text: "share of revenue (%)" }, range: [0, 100] },
+      xaxis: { title: { text: `share of ${u.entity}, ${first} (%)` }, range: [0, 100] },
+      yaxis: { title: { text: `share of ${u.total} (%)` }, range: [0, 100] },
     }, PLOT_CONFIG);
   }
 
   // ------------------------------------------------------------------------------------------- transitions
   function transitionsPanel(t) {
+    const who = W().entity;
     if (!t) {
       return el("section", { class: "panel", id: "transitions-panel" }, el("h2", {}, "Transitions"),
-        el("p", { class: "note" }, "A Sankey of how customers moved between segments appears once there are two runs."));
+        el("p", { class: "note" }, `A Sankey of how ${who} moved between segments appears once there are two runs.`));
     }
     return el("section", { class: "panel", id: "transitions-panel" }, el("h2", {}, "Transitions"),
       el("p", { class: "note", id: "transitions-note" }, `From run ${t.from_run} (as of ${t.from_as_of}) to run ` +
-        `${t.to_run} (as of ${t.to_as_of}): ${int(t.moved)} of the ${int(t.customers)} customers in both runs changed ` +
-        `segment; ${int(t.new)} are new and ${int(t.gone)} are gone. Link width: customers; "(new)" and "(gone)" ` +
-        `are drawn at least ${pct(MIN_FLOW_SHARE)} of the customers tall so they stay readable (their labels and ` +
+        `${t.to_run} (as of ${t.to_as_of}): ${int(t.moved)} of the ${int(t.customers)} ${who} in both runs changed ` +
+        `segment; ${int(t.new)} are new and ${int(t.gone)} are gone. Link width: ${who}; "(new)" and "(gone)" ` +
+        `are drawn at least ${pct(MIN_FLOW_SHARE)} of the ${who} tall so they stay readable (their labels and ` +
         "hover give the true counts)."),
-      chart("sankey", `Customers from run ${t.from_run} (left) to run ${t.to_run} (right)`));
+      chart("sankey", `${cap(who)} from run ${t.from_run} (left) to run ${t.to_run} (right)`));
   }
 
   function drawSankey(t) {
@@ -658,22 +715,23 @@
       const n = l.source === "(new)" ? out["(new)"] : l.target === "(gone)" ? into["(gone)"] : 0;
       return n && n < floor ? floor / n : 1;
     };
-    const label = (n, when, totals) => (n.startsWith("(") ? `${n}: ${int(totals[n])} customers` : side(n, when));
+    const u = W();
+    const label = (n, when, totals) => (n.startsWith("(") ? `${n}: ${int(totals[n])} ${u.entity}` : side(n, when));
     const labels = left.map((n) => label(n, t.from_as_of, out)).concat(right.map((n) => label(n, t.to_as_of, into)));
     const colors = left.concat(right).map((n) => (n.startsWith("(") ? "#6b7385" : colorOf(n)));
     Plotly.newPlot("sankey", [{
       type: "sankey", arrangement: "snap",
       node: { label: labels, color: colors, pad: 18, thickness: 16,
         customdata: left.map((n) => int(out[n])).concat(right.map((n) => int(into[n]))),
-        hovertemplate: "%{label}<br>%{customdata} customers<extra></extra>" },
+        hovertemplate: `%{label}<br>%{customdata} ${u.entity}<extra></extra>` },
       link: {
         source: t.links.map((l) => left.indexOf(l.source)),
         target: t.links.map((l) => left.length + right.indexOf(l.target)),
         value: t.links.map((l) => l.customers * scale(l)),
-        customdata: t.links.map((l) => [int(l.customers), money(l.revenue)]),
+        customdata: t.links.map((l) => [int(l.customers), value(l.revenue)]),
         color: t.links.map((l) => (l.source === l.target ? "rgba(160,170,190,0.35)" : "rgba(230,85,13,0.45)")),
-        hovertemplate: "%{source.label} → %{target.label}<br>%{customdata[0]} customers, %{customdata[1]} revenue" +
-          "<extra></extra>",
+        hovertemplate: `%{source.label} → %{target.label}<br>%{customdata[0]} ${u.entity}` +
+          (u.total ? `, %{customdata[1]} ${u.total}` : "") + "<extra></extra>",
       },
     }], { margin: { t: TOP, r: 10, b: 10, l: 10 }, font: { size: 12 } }, PLOT_CONFIG);
   }
