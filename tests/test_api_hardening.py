@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from rfmseg.cli.serve import bind_address, is_loopback
 from rfmseg.errors import ParameterError
 from rfmseg.service import Settings, create_app
+from rfmseg.service.deps import InvalidError, check_id, printable
 from servers import free_port
 from test_api import StudyRuns, build_study_runs
 
@@ -206,6 +207,14 @@ def test_what_the_422s_say(client: TestClient) -> None:
     )
     long = client.get("/segments/at-risk/customers", params={"sort": "x" * 500}).json()["detail"]
     assert long.endswith("(got '" + "x" * 60 + "'…)")
+
+
+def test_an_id_with_a_lone_surrogate_is_refused_and_shown_printable() -> None:
+    with pytest.raises(InvalidError) as raised:
+        check_id("C\ud8001")
+    assert raised.value.http_status == 422
+    assert str(raised.value).startswith("customer id 'C?1' is not valid")
+    assert printable("a\udc80b") == "a?b"
 
 
 def test_an_uplift_no_campaign_can_detect_is_a_400_not_a_500(client: TestClient, spec: dict) -> None:

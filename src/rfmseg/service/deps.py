@@ -46,8 +46,9 @@ DEFAULT_STORE_TIMEOUT_S = 2.0
 DEFAULT_MAX_BODY_BYTES = 10_000_000
 """10 MB: a /score call of 10,000 transactions is about 1 MB"""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 """what the id rule of a read refuses too (:data:`rfmseg.io.validate.BAD_CUSTOMER_ID`): every stored id passes"""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""a lone surrogate: JSON can carry one (``"\\ud800"``), UTF-8 and so no store can"""
 
 
 class TooLargeError(ParameterError):
@@ -247,7 +248,8 @@ def json_response(data: Any, status_code: int = 200, headers: Mapping[str, str] 
 
 
 def check_id(customer_id: str) -> str:
-    """A customer id as the API accepts it: 1 to 128 characters, none of them a control character."""
+    """A customer id as the API accepts it: 1 to 128 characters, none of them a control character or a lone
+    surrogate."""
     if (
         not customer_id
         or not customer_id.strip()
