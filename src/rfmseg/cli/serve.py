@@ -18,11 +18,21 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.stores.base import MAX_READ_TIMEOUT_S
 
 
+def bind_address(host: str) -> str:
+    """The address to listen on as the socket takes it: an IPv6 literal without the brackets of a URL
+    (``[::1]`` -> ``::1``)."""
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
+
+
 def is_loopback(host: str) -> bool:
+    host = bind_address(host)
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to anything
 
@@ -60,13 +70,21 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the explorer (at /) with uvicorn; OpenAPI docs at /docs."""
     try:
-        from rfmseg.service.deps import ENV_API_KEY, ENV_RUNS_DIR, ENV_STORE, ENV_STORE_TIMEOUT, Settings
+        from rfmseg.service.deps import ENV_RUNS_DIR, ENV_STORE, ENV_STORE_TIMEOUT, Settings
     except ImportError as exc:  # the core install has no FastAPI
         raise RfmsegError(f"rfmseg serve needs {exc.name}: {install_command('serve')}") from None
 
     settings = resolve(ctx)  # runs_dir and store: options, else $RFMSEG_RUNS_DIR / $RFMSEG_STORE, else rfmseg.toml
     runs_dir = settings.runs_path
-    check_bind(host, os.environ.get(ENV_API_KEY))
+    host = bind_address(host)
+    if store_timeout is not None:
+        if not 0 < store_timeout <= MAX_READ_TIMEOUT_S:
+            raise ParameterError(
+                f"--store-timeout {store_timeout:g} is not a number of seconds in (0, {MAX_READ_TIMEOUT_S:g}]; e.g. 2"
+            )
+        os.environ[ENV_STORE_TIMEOUT] = repr(store_timeout)
+    api_key = Settings.from_env().api_key  # stripped; a blank key, a bad timeout or body limit stops here
+    check_bind(host, api_key)
     if not 0 < port < 65536:
         raise ParameterError(f"--port {port} is not a TCP port; use 1-65535, e.g. 8000")
     try:
@@ -75,13 +93,6 @@ def serve(
         import rfmseg.service.app  # noqa: F401  (fails early when FastAPI is missing)
     except ImportError as exc:
         raise RfmsegError(f"rfmseg serve needs {exc.name}: {install_command('serve')}") from None
-    if store_timeout is not None:
-        if not 0 < store_timeout <= MAX_READ_TIMEOUT_S:
-            raise ParameterError(
-                f"--store-timeout {store_timeout:g} is not a number of seconds in (0, {MAX_READ_TIMEOUT_S:g}]; e.g. 2"
-            )
-        os.environ[ENV_STORE_TIMEOUT] = repr(store_timeout)
-    Settings.from_env()  # a bad RFMSEG_STORE_TIMEOUT stops here, not in every worker
     # uvicorn workers build the app from the environment (rfmseg.service.app:app_from_env)
     os.environ[ENV_RUNS_DIR] = str(runs_dir.resolve())
     if settings.store:
@@ -89,7 +100,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     err.print(
         f"rfmseg: serving the API and the explorer on http://{shown}:{port}/ (runs in {runs_dir}; "
-        f"API docs at /docs){'; API key required' if os.environ.get(ENV_API_KEY) else ''}",
+        f"API docs at /docs){'; API key required' if api_key else ''}",
         markup=False,
     )
     uvicorn.run(

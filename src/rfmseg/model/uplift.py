@@ -161,6 +161,10 @@ def _bootstrap_difference(a: np.ndarray, b: np.ndarray, confidence: float, seed:
     return float(np.quantile(d, tail)), float(np.quantile(d, 1 - tail))
 
 
+MAX_CUSTOMERS_NEEDED = 1e12
+"""more customers than any campaign has: an uplift that needs more cannot be detected (and tiny ones overflow)"""
+
+
 def holdout_size(
     baseline: float,
     uplift: float,
@@ -182,11 +186,20 @@ def holdout_size(
         raise ParameterError(f"{{holdout}} {holdout} should be a share between 0 and 1", param="holdout")
     z = _z(0.5 + confidence / 2) + _z(power)
     p = baseline + uplift / 2
-    unit = z * z * p * (1 - p) / (uplift * uplift)
+    square = uplift * uplift
+    unit = z * z * p * (1 - p) / square if square > 0 else math.inf
     """customers needed = unit * (1/h + 1/(1-h)) for a holdout share h"""
     out: dict[str, Any] = {"baseline": baseline, "uplift": uplift, "confidence": confidence, "power": power}
     share = holdout if holdout is not None else 0.5
-    needed = math.ceil(unit * (1 / share + 1 / (1 - share)))
+    exact = unit * (1 / share + 1 / (1 - share))
+    if not math.isfinite(exact) or exact > MAX_CUSTOMERS_NEEDED:
+        raise ParameterError(
+            f"{{uplift}} {uplift:g} over {{baseline}} {baseline:g} cannot be detected by any campaign (it needs more "
+            f"than {MAX_CUSTOMERS_NEEDED:.0e} customers at this holdout and confidence); ask for a larger uplift, a "
+            "holdout nearer 50 % or a lower confidence",
+            param=("uplift", "baseline"),
+        )
+    needed = math.ceil(exact)
     out.update(holdout=share, customers_needed=needed, control_needed=math.ceil(needed * share))
     if customers is not None:
         k = customers / unit

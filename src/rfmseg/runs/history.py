@@ -283,6 +283,11 @@ def transitions(
 
 
 # --------------------------------------------------------------------------------------------- warnings
+MAX_WARNING_DAYS = 36_500
+"""a hundred years: the most days a warning's recency jump or period may span"""
+MAX_TREND_RUNS = 1_000
+
+
 def warnings(
     runs_dir: str | Path,
     run: str | None = None,
@@ -315,6 +320,13 @@ def warnings(
         raise ParameterError(f"{{period_days}} {period_days} should be >= 1 day", param="period_days")
     if trend_runs < 2:
         raise ParameterError(f"{{trend_runs}} {trend_runs} should be >= 2 (a trend needs two runs)", param="trend_runs")
+    for param, value, most in (
+        ("recency_jump_days", recency_jump_days, MAX_WARNING_DAYS),
+        ("period_days", period_days, MAX_WARNING_DAYS),
+        ("trend_runs", trend_runs, MAX_TREND_RUNS),
+    ):
+        if value > most:
+            raise ParameterError(f"{{{param}}} {value} should be <= {most:,}", param=param)
     now = resolve(runs_dir, run)
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None

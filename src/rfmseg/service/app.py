@@ -1,15 +1,16 @@
 """The FastAPI app: ``create_app(settings)`` builds it (no globals built at import time, so tests build it
 with any store and runs folder); ``app_from_env()`` is the factory uvicorn workers call.
 
-Errors are JSON with a one-line ``detail``: user errors (``RfmsegError``) by their ``http_status``, invalid
-input as 422 naming the parameter, anything unexpected as a 500 that says nothing about internals (the
-traceback goes to the server log). With an API key set, every endpoint needs ``Authorization: Bearer <key>``,
-except the explorer's static page, which holds no data and asks for the key.
+Errors are JSON with a one-line ``detail`` (one body for all, :class:`ErrorPublic`, declared on every
+operation): user errors (``RfmsegError``) by their ``http_status``, invalid input as 422 naming the parameter
+(and listing each problem in ``errors``), a body over the limit as 413 before it is read, anything unexpected
+as a 500 that says nothing about internals (the traceback goes to the server log). With an API key set, every
+endpoint needs ``Authorization: Bearer <key>``, except the explorer's static page, which holds no data and asks
+for the key.
 """
 
 from __future__ import annotations
 
-import hmac
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -21,66 +22,44 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rfmseg import __version__
 from rfmseg.errors import RfmsegError
-from rfmseg.service.deps import AppState, Settings, dumps, field_of, json_response
+from rfmseg.service.deps import AppState, Settings, field_of, json_response, printable
+from rfmseg.service.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from rfmseg.service.models import ErrorPublic
 from rfmseg.service.routes import campaigns, changes, customers, runs, score, segments, system
 
 log = logging.getLogger("rfmseg.service")
-PUBLIC_PATHS = ("/", "/static/", "/docs-static/")
-"""Paths served without the API key: the explorer's page and assets and the docs' assets (no data)."""
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorPublic, "description": description}
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorPublic, "description": "What was asked cannot be answered; `detail` says why and how"},
-    "5XX": {"model": ErrorPublic, "description": "The profile store is down (503) or a bug (500)"},
+    400: _error("A user error in what was sent (bad transactions, a bad option value, a cursor of another store)"),
+    401: _error("The API key is missing or wrong (only when the server has RFMSEG_API_KEY set)"),
+    404: _error("Unknown customer, run, segment, campaign or endpoint, or nothing published yet"),
+    413: _error("The request is too large: over the body limit (RFMSEG_MAX_BODY_BYTES), or too many ids or rows"),
+    422: _error("Invalid input: a parameter or body field breaks its rule; `errors` lists each problem"),
+    500: _error("A bug: the server log has the traceback"),
+    503: _error("The profile store is down or does not answer"),
+    "4XX": _error("Another client error (405 method not allowed, 410 cursor trimmed); `detail` says why and how"),
 }
-"""The error responses of every route: one-line JSON (invalid input also lists its problems in `errors`)."""
+"""The error responses of every operation, one body for all (:class:`ErrorPublic`): ``{"detail": "<one line:
+the problem and the fix>"}``, and for invalid input also ``errors``, each problem with its place and kind."""
 
 DESCRIPTION = """Customer segments over HTTP: one customer's segment from the online profile store in
 milliseconds, who changed segment (the store's change feed, read with a cursor), the segments and their customers
-from the run registry, scoring with a stored model, runs, transitions and early warnings. The explorer is at `/`."""
+from the run registry, scoring with a stored model, runs, transitions and early warnings. The explorer is at `/`.
+
+Every error answers one JSON body, `ErrorPublic`: `{"detail": "<one line: the problem and the fix>"}`, with
+`errors: [{"loc", "msg", "type"}, ...]` added for invalid input (422). Request bodies are limited in size (413)."""
 
 
-class ApiKeyMiddleware:
-    """Refuse every request without ``Authorization: Bearer <key>`` (compared in constant time)."""
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app = app
-        self.key = key.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _public(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if auth is None:
-            detail = "this API needs a key: send the header 'Authorization: Bearer <key>' (RFMSEG_API_KEY)"
-        else:
-            scheme, _, given = auth.partition(b" ")
-            if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.key):
-                await self.app(scope, receive, send)
-                return
-            detail = "the API key is not valid; send the key set in RFMSEG_API_KEY as 'Authorization: Bearer <key>'"
-        body = dumps({"detail": detail})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="rfmseg"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def _public(path: str) -> bool:
-    return path == "/" or path.startswith(PUBLIC_PATHS[1:])
+SHOWN_INPUT = 60
+"""characters of a bad query or path value a 422 repeats"""
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -95,7 +74,9 @@ def _describe_validation(exc: RequestValidationError) -> str:
         text = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         subject = f"{label} '{name}'" if name else ("the request body" if where == "body" else label or "input")
         given = err.get("input")
-        shown = f" (got {given!r})" if where in ("query", "path") and isinstance(given, str) else ""
+        shown = ""
+        if where in ("query", "path") and isinstance(given, str):
+            shown = f" (got {given[:SHOWN_INPUT]!r}{'…' if len(given) > SHOWN_INPUT else ''})"
         parts.append(f"{subject}: {text}{shown}")
     return "; ".join(parts) or "the request is not valid"
 
@@ -103,19 +84,26 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RfmsegError)
     async def user_error(request: Request, exc: RfmsegError) -> Response:
-        return json_response({"detail": exc.render(field_of)}, status_code=exc.http_status)
+        return json_response({"detail": printable(exc.render(field_of))}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        return json_response({"detail": _describe_validation(exc), "errors": errors}, status_code=422)
+        errors = [
+            {
+                "loc": [x if isinstance(x, int) else printable(str(x)) for x in e.get("loc", ())],
+                "msg": printable(str(e.get("msg"))),
+                "type": str(e.get("type", "value_error")),
+            }
+            for e in exc.errors()
+        ]
+        return json_response({"detail": printable(_describe_validation(exc)), "errors": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no endpoint {request.url.path}; see /docs for the API"
-        return json_response({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        return json_response({"detail": printable(str(detail))}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -185,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
         _document_bearer(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # outermost: before the key check
     return app
 
 

@@ -17,12 +17,13 @@ import duckdb
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.errors import NotFoundError, ParameterError, RfmsegError, StoreError
 from rfmseg.io.rules import MAX_ID_LENGTH
 from rfmseg.runs import Run, get_run
 from rfmseg.settings import DEFAULT_RUNS_DIR, RUNS_ENV, STORE_ENV, runs_path, store_url
 from rfmseg.stores import ProfileStore, open_store
 from rfmseg.stores.base import check_read_timeout
+from rfmseg.stores.urls import redact_url
 
 try:  # orjson is 3-10x faster on the hot path; the stdlib is the fallback
     import orjson
@@ -40,9 +41,14 @@ ENV_RUNS_DIR = RUNS_ENV
 ENV_STORE = STORE_ENV
 ENV_API_KEY = "RFMSEG_API_KEY"
 ENV_STORE_TIMEOUT = "RFMSEG_STORE_TIMEOUT"
+ENV_MAX_BODY_BYTES = "RFMSEG_MAX_BODY_BYTES"
 DEFAULT_STORE_TIMEOUT_S = 2.0
+DEFAULT_MAX_BODY_BYTES = 10_000_000
+"""10 MB: a /score call of 10,000 transactions is about 1 MB"""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """what the id rule of a read refuses too (:data:`rfmseg.io.validate.BAD_CUSTOMER_ID`): every stored id passes"""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""a lone surrogate: JSON can carry one (``"\\ud800"``), UTF-8 and so no store can"""
 
 
 class TooLargeError(ParameterError):
@@ -70,6 +76,13 @@ class Settings:
     max_lookup: int = 1_000
     max_page_size: int = 1_000
     max_score_rows: int = 10_000
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest request body in bytes; a larger one is answered 413 before it is read (RFMSEG_MAX_BODY_BYTES)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api_key", clean_api_key(self.api_key))
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise ParameterError(f"max_body_bytes must be a whole number of bytes above 0, got {self.max_body_bytes!r}")
 
     @property
     def store(self) -> str:
@@ -77,8 +90,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_STORE_TIMEOUT and RFMSEG_API_KEY; ``overrides``
-        win when not None."""
+        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_STORE_TIMEOUT, RFMSEG_MAX_BODY_BYTES and
+        RFMSEG_API_KEY; ``overrides`` win when not None."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "runs_dir": runs_path(None, env),
@@ -93,9 +106,39 @@ class Settings:
                 raise ParameterError(
                     f"{ENV_STORE_TIMEOUT}={timeout!r} is not a number of seconds above 0; e.g. {ENV_STORE_TIMEOUT}=2"
                 ) from None
+        body = env.get(ENV_MAX_BODY_BYTES)
+        if body:
+            values["max_body_bytes"] = max_body_bytes(body)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["runs_dir"] = Path(values["runs_dir"])
         return cls(**values)
+
+
+def clean_api_key(key: str | None) -> str | None:
+    """The API key as the server compares it: surrounding whitespace stripped (a trailing newline or space from
+    a secrets file or a shell is never part of the key; clients' keys are stripped the same way). A key that
+    is only whitespace is refused: serving with it would either lock everyone out or serve without a key."""
+    if key is None or key == "":
+        return None
+    stripped = key.strip()
+    if not stripped:
+        raise ParameterError(
+            f"{ENV_API_KEY} is set but blank (only whitespace); set it to the key clients send, or unset it"
+        )
+    return stripped
+
+
+def max_body_bytes(text: str) -> int:
+    """RFMSEG_MAX_BODY_BYTES as a number of bytes (digits, ``_`` allowed: ``10_000_000``)."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ParameterError(
+            f"{ENV_MAX_BODY_BYTES}={text!r} is not a whole number of bytes above 0; e.g. {ENV_MAX_BODY_BYTES}=10000000"
+        )
+    return value
 
 
 class AppState:
@@ -107,6 +150,8 @@ class AppState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._store: ProfileStore | None = None
+        self._store_lock = threading.Lock()
+        """held while the store opens, which may wait on a silent server: only for requests that need the store"""
         self._lock = threading.Lock()
         self._summaries: dict[str, dict[str, Any]] = {}
         self._actions: dict[str, dict[str, tuple[str | None, int | None]]] = {}
@@ -114,20 +159,31 @@ class AppState:
         self._duckdb = duckdb.connect()
 
     # -- store
-    def store(self) -> ProfileStore:
+    def store(self, wait: bool = True) -> ProfileStore:
+        """The store, opened on first use. Without ``wait``, a store another request is still opening (a
+        silent server can hold that for the whole read timeout) is a StoreError at once: ``/health`` says
+        so instead of queueing behind that request."""
         store = self._store
         if store is None:
-            with self._lock:
+            if not self._store_lock.acquire(blocking=wait):
+                raise StoreError(
+                    f"the profile store at {redact_url(self.settings.store)} has not answered yet: another request "
+                    "is still connecting to it; ask again in a moment, and check that it is up if this persists"
+                )
+            try:
                 if self._store is None:
                     self._store = open_store(self.settings.store, read_timeout=self.settings.store_timeout)
                 store = self._store
+            finally:
+                self._store_lock.release()
         return store
 
     def close(self) -> None:
-        with self._lock:
+        with self._store_lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+        with self._lock:
             self._duckdb.close()
 
     # -- runs
@@ -192,14 +248,26 @@ def json_response(data: Any, status_code: int = 200, headers: Mapping[str, str] 
 
 
 def check_id(customer_id: str) -> str:
-    """A customer id as the API accepts it: 1 to 128 characters, none of them a control character."""
-    if not customer_id or not customer_id.strip() or len(customer_id) > MAX_ID_LENGTH or _CONTROL.search(customer_id):
-        shown = _CONTROL.sub("?", customer_id[:40]) + ("…" if len(customer_id) > 40 else "")
+    """A customer id as the API accepts it: 1 to 128 characters, none of them a control character or a lone
+    surrogate."""
+    if (
+        not customer_id
+        or not customer_id.strip()
+        or len(customer_id) > MAX_ID_LENGTH
+        or _CONTROL.search(customer_id)
+        or _SURROGATE.search(customer_id)
+    ):
+        shown = printable(_CONTROL.sub("?", customer_id[:40])) + ("…" if len(customer_id) > 40 else "")
         raise InvalidError(
             f"customer id '{shown}' is not valid: ids are 1 to {MAX_ID_LENGTH} characters, "
             "not blank, with no control characters"
         )
     return customer_id
+
+
+def printable(text: str) -> str:
+    """``text`` as a response may carry it: a lone surrogate (which JSON can hold, UTF-8 cannot) shown as '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def not_served(store: ProfileStore) -> NotFoundError:

@@ -10,11 +10,33 @@ plus any a newer pipeline adds).
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from rfmseg.io.rules import MAX_ABS_NUMBER
 
 Number = int | float
+
+
+def _unicode(value: str) -> str:
+    """Text a request may carry: JSON lets a string hold a lone surrogate (``"\\ud800"``), which is no character
+    and cannot be stored, compared with a stored id or written back."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "the text holds a lone surrogate (\\ud800-\\udfff), which is not a character; send valid Unicode"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+"""A string of a request body: any valid Unicode (a lone surrogate is a 422)."""
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""A number of a request body: Infinity, NaN and numbers too large for a float (1e400) are a 422."""
+MAX_COUNT = int(MAX_ABS_NUMBER)
+"""the largest whole number a request may carry (a frequency): beyond it no count is real, and 2**63 overflows"""
 
 
 class Public(BaseModel):
@@ -48,7 +70,7 @@ class CustomerPublic(Public):
 
 
 class LookupRequest(BaseModel):
-    ids: list[str] = Field(description="Customer ids (at most 1,000)", examples=[["C001", "C087"]])
+    ids: list[Text] = Field(description="Customer ids (at most 1,000)", examples=[["C001", "C087"]])
 
 
 class CustomersLookupPublic(Public):
@@ -184,24 +206,24 @@ class SegmentCustomersPublic(Public):
 
 # ------------------------------------------------------------------------------------------------ score
 class RfmRow(BaseModel):
-    customer_id: str
-    recency_days: float = Field(ge=0)
-    frequency: int = Field(ge=0)
-    monetary: float
+    customer_id: Text
+    recency_days: Finite = Field(ge=0, le=MAX_ABS_NUMBER)
+    frequency: int = Field(ge=0, le=MAX_COUNT)
+    monetary: Finite
 
 
 class Transaction(BaseModel):
-    customer_id: str
-    order_id: str
-    order_date: str = Field(description="YYYY-MM-DD or an ISO timestamp")
-    amount: float
+    customer_id: Text
+    order_id: Text
+    order_date: Text = Field(description="YYYY-MM-DD or an ISO timestamp")
+    amount: Finite
 
 
 class ScoreRequest(BaseModel):
     rfm: list[RfmRow] | None = Field(None, description="Ready RFM rows (give these or transactions)")
     transactions: list[Transaction] | None = Field(None, description="Orders; RFM is computed as of `as_of`")
     as_of: date | None = Field(None, description="Date recency is counted to (transactions only)")
-    model: str = Field("latest", description="The run whose model scores: id, unique prefix or 'latest'")
+    model: Text = Field("latest", description="The run whose model scores: id, unique prefix or 'latest'")
     cold_start: bool = Field(True, description="Give customers with a thin history the cold-start segment")
 
     @model_validator(mode="after")
@@ -375,9 +397,21 @@ class HealthPublic(Public):
     latest_run: LatestRun | None
 
 
+class ErrorItem(Public):
+    """One problem of an invalid request, as FastAPI's validation reports it."""
+
+    loc: list[str | int] = Field(description="Where: ['query', 'page'], ['body', 'rfm', 0, 'monetary'], ...")
+    msg: str = Field(description="What is wrong with the value")
+    type: str = Field(description="The kind of problem: missing, int_parsing, less_than_equal, finite_number, ...")
+
+
 class ErrorPublic(Public):
+    """The body of every error the API answers (400, 401, 404, 405, 410, 413, 422, 500, 503)."""
+
     detail: str = Field(description="One line: the problem and the fix")
-    errors: list[dict[str, Any]] | None = Field(None, description="Invalid input: each problem (422)")
+    errors: list[ErrorItem] | None = Field(
+        None, description="Invalid input (422 from validation only): each problem, where it is and its kind"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ campaigns
@@ -420,20 +454,20 @@ class CampaignSizePublic(RunDocument):
 class CampaignPlanBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64)
-    segments: list[str] = Field(min_length=1, max_length=50)
-    action: str = "win_back"
-    holdout: str = "10%"
+    name: Text = Field(min_length=1, max_length=64)
+    segments: list[Text] = Field(min_length=1, max_length=50)
+    action: Text = "win_back"
+    holdout: Text = "10%"
     seed: int = Field(default=7, ge=0, le=2**31 - 1)
-    rank_by: str = "monetary"
+    rank_by: Text = "monetary"
     bands: int = Field(default=4, ge=1, le=20)
-    run: str = "latest"
-    send_date: str | None = None
+    run: Text = "latest"
+    send_date: Text | None = None
 
 
 class CampaignMeasureBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transactions: str = Field(min_length=1, description="Path of the transactions file on the server")
-    window: str = "30d"
-    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    transactions: Text = Field(min_length=1, description="Path of the transactions file on the server")
+    window: Text = "30d"
+    confidence: Finite = Field(default=0.95, ge=0.5, le=0.999)

@@ -324,7 +324,7 @@ class ProfileStore(ABC):
         """The StoreError for a read that got no answer within :attr:`read_timeout` (to raise ``from exc``).
 
         For :data:`SILENT_PAUSE_S` afterwards, reads fail at once instead of each waiting the whole timeout:
-        an API worker that reads on its event loop stays free to answer (503) while the store is silent.
+        the API's requests that need the store answer 503 at once instead of each holding a worker thread.
         """
         self._silent_until = time.monotonic() + SILENT_PAUSE_S
         return StoreError(

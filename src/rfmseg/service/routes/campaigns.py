@@ -35,7 +35,7 @@ def size(
     state: StateDep,
     customers: Annotated[int | None, Query(ge=1, le=10**9, description="Customers the campaign can reach")] = None,
     holdout: Annotated[str | None, Query(description="Share held out: 10% or 0.1")] = None,
-    confidence: Annotated[float, Query(ge=0.5, lt=1)] = 0.95,
+    confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
 ) -> Response:
     """Customers needed to detect ``uplift`` over ``baseline`` with 80 % power (and, with ``customers``, the
     smallest holdout share that does)."""

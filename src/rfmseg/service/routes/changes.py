@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from rfmseg.questions import MAX_FEED_PAGE, feed_page
 from rfmseg.questions.feed import MAX_CURSOR
 from rfmseg.service.deps import StateDep, json_response
-from rfmseg.service.models import ChangesPublic
+from rfmseg.service.models import ChangesPublic, ErrorPublic
 
 router = APIRouter(tags=["changes"])
 DEFAULT_LIMIT = 1_000
@@ -21,7 +21,12 @@ DEFAULT_LIMIT = 1_000
     "/changes",
     response_model=ChangesPublic,
     summary="Who changed segment: the profile store's change feed, after a cursor",
-    responses={410: {"description": "The cursor is older than the feed's trim point: reload, start again"}},
+    responses={
+        410: {
+            "model": ErrorPublic,
+            "description": "The cursor is older than the feed's trim point: reload, start again",
+        }
+    },
 )
 def changes(
     state: StateDep,

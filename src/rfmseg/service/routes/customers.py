@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from rfmseg.errors import NotFoundError
@@ -22,7 +23,13 @@ from rfmseg.service.deps import (
     json_response,
     not_served,
 )
-from rfmseg.service.models import CustomerHistoryPublic, CustomerPublic, CustomersLookupPublic, LookupRequest
+from rfmseg.service.models import (
+    CustomerHistoryPublic,
+    CustomerPublic,
+    CustomersLookupPublic,
+    ErrorPublic,
+    LookupRequest,
+)
 
 router = APIRouter(tags=["customers"])
 
@@ -58,20 +65,21 @@ class RawLookupRoute(APIRoute):
     (its response model and errors are in the OpenAPI schema), but a GET is answered straight from ASGI with
     :func:`customer_json`, without FastAPI's request parsing, validation and dependency resolution, which cost
     several times the lookup itself (bench/bench_api.py --compare-fast-path; figures in docs/api.md). User errors
-    go to the app's handlers like any route's. The store call runs on the event loop: a lookup takes well under
-    a millisecond, less than a thread hand-off."""
+    go to the app's handlers like any route's. The store call runs in the thread pool, as every route's does:
+    on the event loop, a store that stops answering held up every other request of the worker (``/segments``,
+    ``/health``) for the whole read timeout."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "GET":
             await super().handle(scope, receive, send)  # 405, as for any route
             return
-        body = customer_json(scope["app"].state.rfmseg, scope["path_params"]["customer_id"])
+        body = await run_in_threadpool(customer_json, scope["app"].state.rfmseg, scope["path_params"]["customer_id"])
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
-async def get_customer(customer_id: str, state: StateDep) -> Response:
+def get_customer(customer_id: str, state: StateDep) -> Response:
     """The customer's profile in the run the profile store serves: segment, previous segment, segment since,
     RFM values, distance, the segment's action, run id and as-of date."""
     return Response(customer_json(state, customer_id), media_type="application/json")
@@ -101,7 +109,9 @@ def get_customer_by_query(
     "/customers/lookup",
     response_model=CustomersLookupPublic,
     summary="Many customers in one call",
-    responses={413: {"description": "More ids than one call may ask for"}},
+    responses={
+        413: {"model": ErrorPublic, "description": "More ids than one call may ask for, or a body over the limit"}
+    },
 )
 def lookup(body: LookupRequest, state: StateDep) -> Response:
     """Profiles of up to 1,000 ids from one run of the profile store; unknown ids are listed in ``missing``."""

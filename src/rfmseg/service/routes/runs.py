@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from rfmseg.report import REPORT_FILE, inline_assets, render_html, view_for_run
 from rfmseg.runs import history
+from rfmseg.runs.history import MAX_TREND_RUNS, MAX_WARNING_DAYS
 from rfmseg.runs.registry import describe_run, runs_table
 from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import RunPublic, RunsPublic, RunViewPublic, TransitionsPublic, WarningsPublic
@@ -42,7 +43,12 @@ def view(run_id: str, state: StateDep) -> Response:
     return json_response(state.view(run_, lambda: view_for_run(run_, runs_dir)))
 
 
-@router.get("/runs/{run_id}/report", summary="The run's self-contained HTML report", response_class=HTMLResponse)
+@router.get(
+    "/runs/{run_id}/report",
+    summary="The run's self-contained HTML report",
+    response_class=Response,  # not HTMLResponse: the errors stay declared as JSON
+    responses={200: {"description": "The report page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+)
 def report(run_id: str, state: StateDep) -> Response:
     run_ = state.run(run_id)
     file = run_.path / REPORT_FILE
@@ -69,9 +75,11 @@ def transitions(
 def warnings(
     state: StateDep,
     run: Annotated[str | None, Query(description="Run id (default: the latest of the timeline)")] = None,
-    recency_jump: Annotated[int, Query(description="Recency rise in days that triggers a warning")] = 10,
-    period: Annotated[int, Query(description="Within this many days")] = 30,
-    trend_runs: Annotated[int, Query(description="Runs a trend is read over")] = 3,
+    recency_jump: Annotated[
+        int, Query(le=MAX_WARNING_DAYS, description="Recency rise in days that triggers a warning (0 to 36,500)")
+    ] = 10,
+    period: Annotated[int, Query(le=MAX_WARNING_DAYS, description="Within this many days (1 to 36,500)")] = 30,
+    trend_runs: Annotated[int, Query(le=MAX_TREND_RUNS, description="Runs a trend is read over (2 to 1,000)")] = 3,
 ) -> Response:
     """Champions who dropped to Loyal Buyers, recency jumps with flat frequency, Loyal Buyers trending toward
     At-Risk and every segment change; each lists the customers with the values that triggered it."""

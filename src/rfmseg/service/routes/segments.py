@@ -26,7 +26,15 @@ _RANGE_COLUMN = {"recency": "recency_days", "frequency": "frequency", "monetary"
 CSV_BATCH_ROWS = 10_000
 """Rows per chunk of a streamed CSV: DuckDB hands over one record batch at a time, so memory stays flat."""
 DEFAULT_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000_000
+"""the largest page number asked for (past the last page a page is empty; beyond this the offset would overflow)"""
+MAX_PAGE_SIZE_QUERY = 1_000_000
+"""the schema's bound on page_size; the setting (``max_page_size``, 1,000) is the real limit, a 422 that says so"""
 RunQuery = Annotated[str, Query(description="Run id, unique prefix or 'latest'")]
+
+
+def _bound(what: str) -> Any:
+    return Query(description=what, allow_inf_nan=False)
 
 
 @router.get(
@@ -70,18 +78,23 @@ def segment_customers(
     state: StateDep,
     run: RunQuery = "latest",
     page: Annotated[
-        int | None, Query(ge=1, description="Page number, from 1 (default 1); given with CSV: that page only")
+        int | None,
+        Query(ge=1, le=MAX_PAGE, description="Page number, from 1 (default 1); given with CSV: that page only"),
     ] = None,
     page_size: Annotated[
         int | None,
-        Query(ge=1, description="Customers per page (default 100, at most 1,000); given with CSV: that page only"),
+        Query(
+            ge=1,
+            le=MAX_PAGE_SIZE_QUERY,
+            description="Customers per page (default 100, at most 1,000); given with CSV: that page only",
+        ),
     ] = None,
-    min_recency: Annotated[float | None, Query(description="recency_days >= this")] = None,
-    max_recency: Annotated[float | None, Query(description="recency_days <= this")] = None,
-    min_frequency: Annotated[float | None, Query(description="frequency >= this")] = None,
-    max_frequency: Annotated[float | None, Query(description="frequency <= this")] = None,
-    min_monetary: Annotated[float | None, Query(description="monetary >= this")] = None,
-    max_monetary: Annotated[float | None, Query(description="monetary <= this")] = None,
+    min_recency: Annotated[float | None, _bound("recency_days >= this")] = None,
+    max_recency: Annotated[float | None, _bound("recency_days <= this")] = None,
+    min_frequency: Annotated[float | None, _bound("frequency >= this")] = None,
+    max_frequency: Annotated[float | None, _bound("frequency <= this")] = None,
+    min_monetary: Annotated[float | None, _bound("monetary >= this")] = None,
+    max_monetary: Annotated[float | None, _bound("monetary <= this")] = None,
     sort: Annotated[Literal["recency_days", "frequency", "monetary", "aov", "distance"], Query()] = "monetary",
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     format: Annotated[Literal["json", "csv"] | None, Query(description="json or csv (else the Accept header)")] = None,

@@ -15,6 +15,7 @@ from rfmseg.report.html import plotly_js_path
 from rfmseg.runs import list_runs
 from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import HealthPublic
+from rfmseg.stores.urls import redact_url
 
 router = APIRouter()
 STATIC = Path(str(resources.files("rfmseg.service").joinpath("static")))
@@ -45,9 +46,9 @@ def health(state: StateDep) -> Response:
     """200 when the profile store answers, 503 when it does not (the body says why). Also: the run the store
     serves, and the latest run of the registry with its age in seconds."""
     try:
-        store: dict[str, Any] = state.store().health()
-    except RfmsegError as exc:  # the store could not even be opened
-        store = {"ok": False, "url": state.settings.store, "error": exc.message}
+        store: dict[str, Any] = state.store(wait=False).health()
+    except RfmsegError as exc:  # the store could not even be opened (or another request is still opening it)
+        store = {"ok": False, "url": redact_url(state.settings.store), "error": exc.message}
     ok = bool(store.get("ok"))
     body = {
         "status": "ok" if ok else "degraded",
