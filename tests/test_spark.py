@@ -356,3 +356,26 @@ def test_a_semicolon_latin1_export_reads_as_on_the_local_engine(spark, tmp_path:
     utf16.write_text("customer_id,order_id,order_date,amount\nC1,O1,2024-01-01,5\n", encoding="utf-16")
     with pytest.raises(InputError, match="is UTF-16 text, which the Spark engine does not read; save it as UTF-8"):
         segment(utf16, runs_dir=None, engine="spark")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_one_id_rule_holds_on_spark(spark, tmp_path: Path) -> None:
+    """An id no store could hold (a control character, over 128 characters) is quarantined as
+    bad_customer_id on Spark as locally, so whatever a Spark run accepts can be published and served."""
+    long_id = "L" * 129
+    path = tmp_path / "ids.csv"
+    path.write_text(
+        "customer_id,order_id,order_date,amount\n"
+        'C1,O1,2024-01-02,10\nC2,O2,2024-02-03,4\n"C\t3",O3,2024-03-01,7\n'
+        f"{long_id},O4,2024-03-01,8\n" + "".join(f"C{i},O{i},2024-03-{i:02d},{i}\n" for i in range(5, 15))
+    )
+    a = segment(path, runs_dir=None, k=2, bad_rows="quarantine")
+    b = segment(path, runs_dir=None, k=2, bad_rows="quarantine", engine="spark")
+    assert b.manifest["rows"] == a.manifest["rows"] == {"read": 14, "used": 12, "quarantined": {"bad_customer_id": 2}}
+    assert b.rfm.equals(a.rfm)
+    with pytest.raises(InputError) as local_err:
+        segment(path, runs_dir=None, k=2)
+    with pytest.raises(InputError) as spark_err:
+        segment(path, runs_dir=None, k=2, engine="spark")
+    assert spark_err.value.message == local_err.value.message

@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rfmseg import features
+from rfmseg import features, schema
 from rfmseg.engines.base import publish_table
 from rfmseg.engines.spark_dialect import (
     SPARK,
     SparkIntake,
     first_problem,
+    is_numeric,
     normalise_rfm,
     sorted_by_customer,
     spark_case,
@@ -239,9 +240,8 @@ class SparkEngine:
             quarantined = self._settle_returns_only(spark, src, rows_read, quarantined, policy)
             rfm = sorted_by_customer(normalise_rfm(spark_to_arrow(self._rfm_df)))
         self._customers = rfm.num_rows  # what a publish from the executors must deliver
-        # the customer-level stages (transform, K-Means iterations, assignment, publish) need a few partitions,
-        # not the shuffle's: a cluster's default 200 made a 200-customer fit over Spark Connect take 40 s
-        # (200 Python tasks per K-Means pass); coalescing never adds partitions
+        # the customer stages (transform, K-Means, assignment, publish) need a few partitions, not the shuffle's 200
+        # (a 200-customer fit over Spark Connect took 40 s: 200 Python tasks per pass); coalesce never adds any
         self._rfm_df = self._rfm_df.coalesce(max(1, -(-rfm.num_rows // CUSTOMERS_PER_PARTITION)))
         return SparkIntake(
             "transactions", src, mapping, at, rows_read, quarantined, "rfmseg_canon", rfm, spark, tuple(src.columns)
@@ -265,7 +265,7 @@ class SparkEngine:
             "CREATE OR REPLACE TEMP VIEW rfmseg_typed_r AS SELECT *, "
             f"coalesce({spark_sql(policy.returns_condition)}, FALSE) AS is_return FROM rfmseg_typed"
         )
-        rules, has_returns = row_rules(policy, mapping)
+        rules, has_returns = row_rules(policy, mapping, text_id=not is_numeric(t[mapping[schema.CUSTOMER_ID]]))
         spark.sql(
             f"CREATE OR REPLACE TEMP VIEW rfmseg_judged AS SELECT *, {spark_case(rules)} AS _reason FROM rfmseg_typed_r"
         )

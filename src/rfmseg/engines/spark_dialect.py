@@ -18,7 +18,7 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.io.intake import Intake
 from rfmseg.io.passes import problem_text, reason_case
 from rfmseg.io.readers import sql_string
-from rfmseg.io.rules import Rule
+from rfmseg.io.rules import BAD_CUSTOMER_ID, MAX_ID_LENGTH, Rule
 from rfmseg.io.validate import Dialect
 
 _SPARK_INTEGER = ("tinyint", "smallint", "int", "bigint", "byte", "short", "long", "integer")
@@ -69,6 +69,8 @@ KNOWN_FORMS = {
     # the Online Retail preset's duplicate-line flag: every copy of a line but the first (lowest _row)
     "_row IN (SELECT unnest(list(_row ORDER BY _row)[2:]) FROM {source} GROUP BY {source_columns} "
     "HAVING count(*) > 1)": "row_number() OVER (PARTITION BY {source_columns} ORDER BY _row) > 1",
+    # the one id rule: Java's \p{Cntrl} is [\x00-\x1f\x7f]
+    BAD_CUSTOMER_ID.condition: f"length(customer_id) > {MAX_ID_LENGTH} OR customer_id RLIKE '\\\\p{{Cntrl}}'",
 }
 """Whole DuckDB expressions (preset SQL) and their Spark SQL equivalents."""
 
@@ -101,7 +103,7 @@ def spark_sql(sql: str) -> str:
     return _rewrite(sql, "date_diff", _date_diff)
 
 
-def _is_numeric(spark_type: str) -> bool:
+def is_numeric(spark_type: str) -> bool:
     return spark_type.lower().startswith(_SPARK_NUMERIC)
 
 
@@ -115,7 +117,7 @@ def id_expr(col: str, spark_type: str) -> str:
     t = spark_type.lower()
     if t.startswith(_SPARK_INTEGER):
         return f"CAST({q} AS STRING)"
-    if _is_numeric(t):
+    if is_numeric(t):
         return (
             f"CASE WHEN {q} IS NULL OR isnan(CAST({q} AS DOUBLE)) THEN NULL "
             f"WHEN {q} = floor({q}) THEN CAST(CAST({q} AS DECIMAL(38, 0)) AS STRING) ELSE CAST({q} AS STRING) END"
@@ -129,7 +131,7 @@ def number_expr(col: str, spark_type: str, decimal: str = ".") -> str:
     """validate.number_expr in Spark SQL: text read with ``decimal`` as the decimal mark, the other mark
     taken as a thousands separator."""
     q = spark_ident(col)
-    if _is_numeric(spark_type):
+    if is_numeric(spark_type):
         return f"CAST({q} AS DOUBLE)"
     t = f"trim(CAST({q} AS STRING))"
     if decimal == ",":
@@ -183,7 +185,7 @@ def date_expr(col: str, spark_type: str, date_format: str | None, fallbacks: tup
     t = spark_type.lower()
     if t.startswith(("timestamp", "date")):
         return f"CAST({q} AS TIMESTAMP_NTZ)"
-    if _is_numeric(t):
+    if is_numeric(t):
         raise InputError(
             f"column '{col}' holds numbers ({spark_type}), not dates; "
             "map the order date with {columns.order_date} NAME",

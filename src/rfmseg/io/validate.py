@@ -319,15 +319,14 @@ def typed_columns(mapping: dict[str, str], types: dict[str, str], policy: Policy
     )
 
 
-def row_rules(
-    policy: Policy, mapping: dict[str, str], types: dict[str, str] | None = None
-) -> tuple[tuple[Rule, ...], bool]:
+def row_rules(policy: Policy, mapping: dict[str, str], text_id: bool = False) -> tuple[tuple[Rule, ...], bool]:
     """The row rules of ``policy`` in the order they are checked (before the as-of and returns-only rules,
     which need the data), and whether the policy recognises returns. Shared with the Spark engine.
 
-    With the source's column ``types``, a text customer id is also judged by :data:`BAD_CUSTOMER_ID`."""
+    A text customer id (``text_id``: the source's id column is not a number) is also judged by
+    :data:`BAD_CUSTOMER_ID`."""
     generic: tuple[Rule, ...] = GENERIC_RULES
-    if types is not None and not _is_numeric(types[mapping[schema.CUSTOMER_ID]]):
+    if text_id:
         generic = (GENERIC_RULES[0], BAD_CUSTOMER_ID, *GENERIC_RULES[1:])
     rules = (*policy.rules_before, *generic, *(r for f in policy.fields for r in f.rules()))
     if schema.AMOUNT not in mapping and schema.QUANTITY not in mapping:
@@ -384,7 +383,7 @@ def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan
             f"FROM {source.name}"
         )
         return Plan("rfm", source, mapping, policy, RFM_RULES, typed, typed)
-    rules, has_returns = row_rules(policy, mapping, t)
+    rules, has_returns = row_rules(policy, mapping, text_id=not _is_numeric(t[mapping[schema.CUSTOMER_ID]]))
     originals = ", ".join(sql_identifier(c) for c in t)
     extra = "".join(
         f", {sql.replace(SOURCE_COLUMNS, originals).replace(SOURCE_VIEW, source.name)} AS {name}"
