@@ -19,6 +19,7 @@ from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
 from rfmseg.runs import Run
 from rfmseg.runs import history as hist
+from rfmseg.runs import warnings as early
 from rfmseg.simulate import GROUPS, SimConfig, Simulation, simulate, snapshot
 from rfmseg.stores import open_store
 
@@ -49,12 +50,25 @@ def test_the_base_and_its_behaviours_follow_the_config() -> None:
     assert t.column_names == ["customer_id", "order_id", "order_date", "amount"]
     assert pc.max(t["order_date"]).as_py() < cfg.end and pc.min(t["amount"]).as_py() > 0
     assert pc.count_distinct(t["order_id"]).as_py() == t.num_rows
-    # a customer who stopped has no order after the change date; a new one none before arriving
-    last = {r["customer_id"]: r["order_date"] for r in t.group_by("customer_id").aggregate([("order_date", "max")])
-            .rename_columns(["customer_id", "order_date"]).to_pylist()}  # fmt: skip
-    for r in truth:
-        if r["behaviour"] in ("champion_slowing", "loyal_lapsing"):
-            assert last[r["customer_id"]] < r["change_date"]
+    # a customer who slowed down keeps 0-30 % of their rate from a change day in the first six weeks, both drawn
+    # at random: over the rest of the weeks they order at most about that share of what their rhythm says
+    orders = t.to_pandas()
+    slowed = [r for r in truth if r["behaviour"] in ("champion_slowing", "loyal_lapsing")]
+    assert all(cfg.start <= r["change_date"] < cfg.start + timedelta(weeks=6) for r in slowed)
+    kept = [r["rate_kept"] for r in slowed]
+    assert 0 <= min(kept) < 0.05 and 0.25 < max(kept) <= 0.3 and len({r["change_date"] for r in slowed}) > 20
+    after, due = 0, 0.0
+    for r in slowed:
+        mine = orders[(orders.customer_id == r["customer_id"]) & (orders.order_date >= r["change_date"])]
+        after += len(mine)
+        due += (cfg.end - r["change_date"]).days / r["mean_gap_days"]
+    assert after < 0.2 * due  # 0.15 of the rhythm on average, and the first order after the change comes late
+    # each customer has their own rhythm around their group's
+    gaps = {g.name: [r["mean_gap_days"] for r in truth if r["group"] == g.name] for g in GROUPS}
+    for g in GROUPS:
+        assert 0.8 * g.mean_gap_days < np.median(gaps[g.name]) < 1.2 * g.mean_gap_days
+        assert np.std(np.log(gaps[g.name])) == pytest.approx(0.25, abs=0.05)
+    # a new customer has no order before arriving
     first = {r["customer_id"]: r["order_date_min"] for r in t.group_by("customer_id").aggregate(
         [("order_date", "min")]).to_pylist()}  # fmt: skip
     assert all(first[r["customer_id"]] == r["first_order_date"] for r in truth if r["customer_id"] in first)
@@ -86,6 +100,8 @@ class Life:
     runs: Path
     weekly: dict[int, Run]
     store: str
+    refreshed: dict[int, Run]
+    """on retrain weeks, the refresh of the same day and data written before the retrain"""
 
     def labels(self, week: int) -> dict[str, dict]:
         return {r["customer_id"]: r for r in self.weekly[week].table("assignments").to_pylist()}
@@ -94,17 +110,32 @@ class Life:
 @pytest.fixture(scope="module")
 def twelve_weeks(tmp_path_factory: pytest.TempPathFactory) -> Life:
     """Week 0: `run`; then each week a refresh, except weeks 4, 8 and 12: a retrain. All published."""
-    runs = tmp_path_factory.mktemp("life") / "runs"
-    sim = simulate(SimConfig(seed=SEED))
+    return _life(tmp_path_factory, SEED, store="sqlite")
+
+
+def _life(tmp_path_factory: pytest.TempPathFactory, seed: int, store: str | None) -> Life:
+    """On retrain days the refresh of the same day and data comes first, unpublished (``refreshed``): what the
+    labels would be without the retrain."""
+    runs = tmp_path_factory.mktemp(f"life{seed}") / "runs"
+    sim = simulate(SimConfig(seed=seed))
     dates = sim.config.as_of_dates()
-    store = f"sqlite:///{runs / 'profiles.db'}"
+    url = f"sqlite:///{runs / 'profiles.db'}" if store else None
     first = segment(sim.snapshot(dates[0]), as_of=dates[0], runs_dir=runs)
     assert first.run is not None
-    weekly = {0: first.run}
+    weekly, refreshed = {0: first.run}, {}
     for week, day in enumerate(dates[1:], start=1):
-        job = life.retrain if week % 4 == 0 else life.refresh
-        weekly[week] = job(sim.snapshot(day), as_of=day, runs_dir=runs, store=store).run
-    return Life(sim, runs, weekly, store)
+        if week % 4 == 0:
+            refreshed[week] = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False).run
+            weekly[week] = life.retrain(sim.snapshot(day), as_of=day, runs_dir=runs, store=url, publish=bool(url)).run
+        else:
+            weekly[week] = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, store=url, publish=bool(url)).run
+    return Life(sim, runs, weekly, url or "", refreshed)
+
+
+@pytest.fixture(scope="module")
+def seed_eleven(tmp_path_factory: pytest.TempPathFactory) -> Life:
+    """The same life on another seed (not published)."""
+    return _life(tmp_path_factory, 11, store=None)
 
 
 def test_week_zero_finds_the_four_groups(twelve_weeks: Life) -> None:
@@ -127,35 +158,60 @@ def test_names_stay_put_across_retrains(twelve_weeks: Life) -> None:
     assert any(s["data_driven_name"] != s["name"] for s in last)
 
 
-def test_slowing_champions_show_up_in_the_warnings(twelve_weeks: Life) -> None:
-    slowing = set(twelve_weeks.sim.ids("champion_slowing"))
-    w = hist.warnings(twelve_weeks.runs, jump_segments=["Champions"])
-    jump = next(x for x in w["warnings"] if x["id"] == "recency_jump")
-    flagged = {c["customer_id"] for c in jump["customers"]}
-    assert slowing <= flagged
-    assert all(c["rise_days"] > 10 and c["frequency"] == c["frequency_from"] for c in jump["customers"])
-    stable = {r["customer_id"] for r in twelve_weeks.sim.truth.to_pylist() if r["group"] == "Champions"} - slowing
-    assert len(flagged & stable) <= 0.05 * len(stable)
+def _precision_recall(life: Life, warning: str, behaviours: tuple[str, ...]) -> tuple[float, float]:
+    flagged = {c["customer_id"] for c in early.find(early.warnings(life.runs), warning)["customers"]}
+    positive = {r["customer_id"] for r in life.sim.truth.to_pylist() if r["behaviour"] in behaviours}
+    hit = len(flagged & positive)
+    return hit / len(flagged), hit / len(positive)
 
 
-def test_lapsing_loyal_buyers_trend_toward_at_risk(twelve_weeks: Life) -> None:
-    lapsing = set(twelve_weeks.sim.ids("loyal_lapsing"))
-    flagged: set[str] = set()
-    for week in range(3, 13):
-        w = hist.warnings(twelve_weeks.runs, twelve_weeks.weekly[week].run_id)
-        trend = next(x for x in w["warnings"] if x["id"] == "loyal_trending_at_risk")
-        flagged |= {c["customer_id"] for c in trend["customers"]}
-    assert len(flagged & lapsing) >= 0.95 * len(lapsing)
-    # measured with the week-12 model, every one of them is closer to At-Risk than at week 0
+@pytest.mark.parametrize(
+    ("warning", "behaviours"),
+    [
+        ("champions_slowing", ("champion_slowing",)),
+        ("overdue", ("champion_slowing", "loyal_lapsing")),
+        ("loyal_lapsing", ("loyal_lapsing",)),
+    ],
+)
+def test_rhythm_warnings_find_who_slowed_down(
+    twelve_weeks: Life, seed_eleven: Life, warning: str, behaviours: tuple[str, ...]
+) -> None:
+    """On the last week, the warning against the truth: the customers whose buying rate dropped (by a random
+    share from a random day) and nobody else. Two seeds; every seed measured is in docs/production.md."""
+    for life_ in (twelve_weeks, seed_eleven):
+        precision, recall = _precision_recall(life_, warning, behaviours)
+        assert precision >= 0.8 and recall >= 0.8, (life_.sim.config.seed, precision, recall)
+
+
+def test_lapsing_loyal_buyers_head_toward_at_risk(twelve_weeks: Life) -> None:
+    # measured with the week-12 model, the lapsing Loyal Buyers are closer to At-Risk than at week 0
+    lapsing = sorted(twelve_weeks.sim.ids("loyal_lapsing"))
     model = SegmentModel.load(twelve_weeks.weekly[12].path / "model.json")
     at_risk = model.names_.index("At-Risk")
     before, after = twelve_weeks.labels(0), twelve_weeks.labels(12)
 
     def dist(rows: dict[str, dict]) -> np.ndarray:
-        x = np.array([[rows[i]["recency_days"], rows[i]["frequency"], rows[i]["monetary"]] for i in sorted(lapsing)])
+        x = np.array([[rows[i]["recency_days"], rows[i]["frequency"], rows[i]["monetary"]] for i in lapsing])
         return model.distances(x)[:, at_risk]
 
-    assert (dist(after) < dist(before)).all()
+    assert (dist(after) < dist(before)).mean() >= 0.9
+
+
+def test_the_overdue_are_late_on_their_own_rhythm(twelve_weeks: Life) -> None:
+    overdue = early.find(early.warnings(twelve_weeks.runs), "recency_jump")  # the former id still finds it
+    assert overdue["id"] == "overdue" and overdue["count"] > 0
+    for c in overdue["customers"]:
+        assert c["days_late"] > max(c["expected_gap_days"], 7) - 0.1 and c["recency_days"] > c["expected_gap_days"]
+    # the calendar alone flags far more: everyone whose recency rose by over 10 days in 30, frequency flat
+    week8 = {r["customer_id"]: r for r in twelve_weeks.labels(8).values()}
+    calendar = [
+        r
+        for cid, r in twelve_weeks.labels(12).items()
+        if cid in week8
+        and r["recency_days"] - week8[cid]["recency_days"] > 10
+        and r["frequency"] == week8[cid]["frequency"]
+    ]
+    assert len(calendar) > 4 * overdue["count"]
 
 
 def test_returning_occasional_buyers_move_up(twelve_weeks: Life) -> None:
@@ -199,5 +255,8 @@ def test_the_store_serves_the_last_week(twelve_weeks: Life) -> None:
         got = store.get_many(returning)
         assert {cid: p["segment"] for cid, p in got.items()} == {cid: final[cid]["segment"] for cid in returning}
         # segment history carried through the weekly publishes: they left Occasional during the weeks
-        assert all(p["previous_segment"] == "Occasional" for p in got.values() if p["segment"] != "Occasional")
+        # (the store's history starts at week 1, its first publish: who was already out of Occasional then has none)
+        first = twelve_weeks.sim.config.as_of_dates()[1].isoformat()
+        moved = [p for p in got.values() if p["segment"] != "Occasional" and p["segment_since"] > first]
+        assert len(moved) >= 0.9 * len(got) and all(p["previous_segment"] == "Occasional" for p in moved)
         assert all(p["segment_since"] > twelve_weeks.sim.config.start.isoformat() for p in got.values())

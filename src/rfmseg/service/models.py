@@ -335,6 +335,7 @@ class TransitionsPublic(Public):
 
 class EarlyWarning(Public):
     id: str
+    aliases: list[str] = Field(default_factory=list, description="Former ids of this warning, still accepted")
     title: str
     text: str
     params: dict[str, Any]
