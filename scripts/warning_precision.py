@@ -9,7 +9,7 @@ refresh every week, a retrain every 4th week, all through the real jobs), then `
 Positives: ``champions_slowing`` = the ``champion_slowing`` customers, ``loyal_lapsing`` = the
 ``loyal_lapsing`` ones, ``overdue`` = both (the customers whose buying rate dropped during the weeks); anyone
 else flagged is a false positive. Also the retrain's relabelling: a refresh and a retrain on the same data and
-day (week 12), the share of customers whose label differs.
+day (weeks 4, 8 and 12), the share of customers whose label differs, and the retrain's drift moves.
 
 **Online Retail** (``--retail``): a ``run`` as of 2011-03-06, then a weekly refresh each Sunday up to
 2011-09-04 and a retrain every 4th week, each on the orders before its date (``--preset online-retail``);
@@ -52,26 +52,38 @@ TRUTH = {
 }
 
 
-def sim_life(seed: int, customers: int, runs: Path) -> dict[str, Any]:
+def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_HOLD) -> dict[str, Any]:
     """The 12-week life on one simulated base; the warnings' precision and recall on its last week."""
     sim = simulate(SimConfig(seed=seed, customers=customers))
     dates = sim.config.as_of_dates()
-    segment(sim.snapshot(dates[0]), as_of=dates[0], runs_dir=runs)
-    last: Any = None
+    relabelled, quiet, drift = [], [], []
+    last = segment(sim.snapshot(dates[0]), as_of=dates[0], runs_dir=runs).run
     for week, day in enumerate(dates[1:], start=1):
         if week % 4 == 0:
             # the refresh of the retrain's day first: what the labels would be without the retrain
-            refreshed = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False)
-            last = life.retrain(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False)
+            refreshed = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False, hold=hold)
+            trained = life.retrain(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False, hold=hold)
+            before = {r["customer_id"]: r for r in refreshed.run.table("assignments").to_pylist()}
+            after = {r["customer_id"]: r for r in trained.run.table("assignments").to_pylist()}
+            week_before = {r["customer_id"]: r for r in last.table("assignments").to_pylist()}
+            differ = {c for c in after if before[c]["segment"] != after[c]["segment"]}
+            relabelled.append(round(len(differ) / len(after), 4))
+            # the customers without an order since the week before: only the calendar and the model moved
+            still = [c for c in after if c in week_before and week_before[c]["frequency"] == after[c]["frequency"]]
+            quiet.append(round(len(differ.intersection(still)) / len(still), 4))
+            drift.append(trained.manifest["drift"]["moves"])
+            last = trained.run
         else:
-            life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False)
-    assert last is not None and refreshed is not None
-    before = dict(zip(*_cols(refreshed.run.table("assignments"), "customer_id", "segment"), strict=True))
-    after = dict(zip(*_cols(last.run.table("assignments"), "customer_id", "segment"), strict=True))
-    relabelled = sum(before[c] != after[c] for c in after) / len(after)
+            last = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False, hold=hold).run
     w = early.warnings(runs)
     truth = sim.truth.to_pylist()
-    out: dict[str, Any] = {"seed": seed, "customers": customers, "retrain_relabelled": round(relabelled, 4)}
+    out: dict[str, Any] = {
+        "seed": seed,
+        "customers": customers,
+        "retrain_relabelled": relabelled,
+        "retrain_relabelled_no_order": quiet,
+        "drift_moves": drift,
+    }
     for wid in RHYTHM:
         flagged = {c["customer_id"] for c in early.find(w, wid)["customers"]}
         positive = {r["customer_id"] for r in truth if r["behaviour"] in TRUTH[wid]}
@@ -153,13 +165,19 @@ def _cid(x: str) -> str:
 
 # ------------------------------------------------------------------------------------------- tables
 def sim_table(results: list[dict[str, Any]]) -> str:
-    head = "| seed | customers | " + " | ".join(f"{w} P / R (flagged)" for w in RHYTHM) + " | retrain relabels |"
-    lines = [head, "|" + "---|" * (3 + len(RHYTHM))]
+    head = (
+        "| seed | customers | "
+        + " | ".join(f"{w} P / R (flagged)" for w in RHYTHM)
+        + " | retrain vs refresh, weeks 4/8/12: all | no order since the week before | drift moves |"
+    )
+    lines = [head, "|" + "---|" * (5 + len(RHYTHM))]
     for r in results:
         cells = [f"{r[w]['precision']} / {r[w]['recall']} ({r[w]['flagged']})" for w in RHYTHM]
-        lines.append(
-            f"| {r['seed']} | {r['customers']:,} | " + " | ".join(cells) + f" | {100 * r['retrain_relabelled']:.1f} % |"
-        )
+        share = " / ".join(f"{100 * x:.1f}" for x in r["retrain_relabelled"])
+        still = " / ".join(f"{100 * x:.1f}" for x in r["retrain_relabelled_no_order"])
+        moves = " / ".join(str(x) for x in r["drift_moves"])
+        row = f"| {r['seed']} | {r['customers']:,} | " + " | ".join(cells) + f" | {share} % | {still} % | {moves} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1600,5000")
     ap.add_argument("--retail", action="store_true", help="also replay Online Retail")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulator")
+    ap.add_argument("--hold", type=float, default=life.DEFAULT_HOLD, help="the retrains' hold band (0: off)")
     ap.add_argument("--data", type=Path, default=None, help="Online Retail (default: the data set cache)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--retail-runs", type=Path, default=None, help="keep the Online Retail registry here (reused)")
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in (int(x) for x in a.sizes.split(",")):
             for seed in (int(x) for x in a.seeds.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
-                    report["simulator"].append(sim_life(seed, size, Path(tmp) / "runs"))
+                    report["simulator"].append(sim_life(seed, size, Path(tmp) / "runs", a.hold))
                 print(f"seed {seed} size {size}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         print(sim_table(report["simulator"]))
     if a.retail:

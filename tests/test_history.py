@@ -125,7 +125,17 @@ def test_transitions_matrix_moves_new_and_gone(toy: tuple[Path, dict[str, str]])
     ]
     assert t["revenue"][0][2] == 7000 and t["revenue"][2][2] == 1700 and t["revenue"][3][4] == 0
     assert t["revenue_from"][3][4] == 200 and t["revenue_from"][2][2] == 1500
-    assert t["totals"] == {"customers_from": 5, "customers_to": 5, "moved": 2, "new": 1, "gone": 1, "stayed": 2}
+    assert t["totals"] == {
+        "customers_from": 5,
+        "customers_to": 5,
+        "moved": 2,
+        "new": 1,
+        "gone": 1,
+        "stayed": 2,
+        "drift": 0,  # no move here is a retrain's model drift (segment_reason model_drift)
+        "behaviour": 2,
+    }
+    assert t["drift"] == {"customers": {}, "retrain": None} and {m["cause"] for m in t["moves"]} == {"behaviour", None}
     assert [(m["customer_id"], m["from"], m["to"]) for m in t["moves"]] == [
         ("A", C, L),
         ("B", L, A),
@@ -155,7 +165,15 @@ def test_warnings_on_the_toy_history(toy: tuple[Path, dict[str, str]]) -> None:
     w = early.warnings(runs)
     assert w["run_id"] == ids["r4b"] and w["previous_run"] == ids["r3"]
     by = {x["id"]: x for x in w["warnings"]}
-    assert list(by) == ["champions_to_loyal", "champions_slowing", "overdue", "loyal_lapsing", "segment_changed"]
+    assert list(by) == [
+        "champions_to_loyal",
+        "champions_slowing",
+        "overdue",
+        "loyal_lapsing",
+        "segment_changed",
+        "model_drift",
+    ]
+    assert by["model_drift"]["customers"] == [] and "not a retrain with a drift report" in by["model_drift"]["text"]
     assert ids_of(by["champions_to_loyal"]) == ["A"]
     a = by["champions_to_loyal"]["customers"][0]
     assert (a["recency_days_from"], a["recency_days_to"]) == (19, 26)

@@ -154,8 +154,111 @@ def test_names_stay_put_across_retrains(twelve_weeks: Life) -> None:
         assert {s["name"] for s in names["segments"]} == names0
         assert all(s["decision"] == "kept" for s in names["segments"]) and names["changes"] == []
     # the naming rules alone would have renamed some of them by week 12: the carry-over is what kept them
-    last = twelve_weeks.weekly[12].summary["names"]["segments"]
-    assert any(s["data_driven_name"] != s["name"] for s in last)
+    last = twelve_weeks.weekly[12].summary["names"]
+    assert any(s["data_driven_name"] != s["name"] for s in last["segments"])
+    # and the disagreement is said as a warning, naming both
+    disagree = [s for s in last["segments"] if s["data_driven_name"] != s["name"]]
+    assert len(last["warnings"]) == len(disagree)
+    for s, w in zip(disagree, last["warnings"], strict=True):
+        assert f"'{s['name']}' carried over" in w and f"would call this profile '{s['data_driven_name']}'" in w
+
+
+# --------------------------------------------------------------------------------------------- quiet retrains
+def _labels(run: Run) -> dict[str, str]:
+    t = run.table("assignments")
+    return dict(zip(t.column("customer_id").to_pylist(), t.column("segment").to_pylist(), strict=True))
+
+
+def test_a_retrain_alone_relabels_at_most_two_percent(twelve_weeks: Life, seed_eleven: Life) -> None:
+    """A refresh and a retrain on the same data and day (weeks 4, 8, 12). Among the customers without an order
+    since the week before (only the calendar and the model moved) the retrain changes at most 2 % of the labels
+    at every retrain; over all customers at most 2 % at weeks 8 and 12. Week 4, the first refit after the
+    initial run, also re-places those who ordered that week (returning buyers the week-0 model still called
+    Occasional): 4-5 % in all, measured and reported as such in docs/production.md, bounded here at 6 %."""
+    for life_ in (twelve_weeks, seed_eleven):
+        for week in (4, 8, 12):
+            refreshed, trained = _labels(life_.refreshed[week]), _labels(life_.weekly[week])
+            assert refreshed.keys() == trained.keys()
+            before = {r["customer_id"]: r["frequency"] for r in life_.weekly[week - 1].table("assignments").to_pylist()}
+            now = {r["customer_id"]: r["frequency"] for r in life_.weekly[week].table("assignments").to_pylist()}
+            still = [c for c in trained if before.get(c) == now[c]]
+            quiet = sum(refreshed[c] != trained[c] for c in still) / len(still)
+            share = sum(refreshed[c] != trained[c] for c in trained) / len(trained)
+            assert quiet <= 0.02, (life_.sim.config.seed, week, quiet)
+            assert share <= (0.02 if week > 4 else 0.06), (life_.sim.config.seed, week, share)
+
+
+def test_drift_is_reported_apart_from_behaviour(twelve_weeks: Life, seed_eleven: Life) -> None:
+    drifted = 0
+    for life_ in (twelve_weeks, seed_eleven):
+        for week in (4, 8, 12):
+            run, before = life_.weekly[week], life_.weekly[week - 1]
+            drift = run.manifest["drift"]
+            rows = run.table("assignments").to_pylist()
+            prev = {r["customer_id"]: r for r in before.table("assignments").to_pylist()}
+            marked = [r for r in rows if r["segment_reason"] == "model_drift"]
+            assert len(marked) == drift["moves"] == sum(sum(v.values()) for v in drift["matrix"].values())
+            # a drift move: a segment change the previous model (the same-day refresh) did not make
+            refreshed = _labels(life_.refreshed[week])
+            for r in marked:
+                assert prev[r["customer_id"]]["segment"] == refreshed[r["customer_id"]] != r["segment"]
+            assert {c["segment"] for c in drift["centroids"]} == set(run.summary["names"]["segments"][i]["name"]
+                                                                    for i in range(4))  # fmt: skip
+            t = hist.transitions(life_.runs, before.run_id, run.run_id)
+            assert t["totals"]["drift"] == drift["moves"] and t["drift"]["retrain"]["moves"] == drift["moves"]
+            assert t["totals"]["behaviour"] + t["totals"]["drift"] == t["totals"]["moved"]
+            assert {m["customer_id"] for m in t["moves"] if m["cause"] == "model_drift"} == {
+                r["customer_id"] for r in marked
+            }
+            w = early.warnings(life_.runs, run.run_id)
+            assert {c["customer_id"] for c in early.find(w, "model_drift")["customers"]} == {
+                r["customer_id"] for r in marked
+            }
+            drifted += len(marked)
+    assert drifted > 0  # the band holds the near ones; the centroids moved far enough for a few
+
+
+def test_lapsing_customers_are_still_caught_after_the_retrains(twelve_weeks: Life) -> None:
+    """Quiet retrains do not hide the lapsing: by label (no longer Loyal Buyers) or by warning."""
+    lapsing = set(twelve_weeks.sim.ids("loyal_lapsing"))
+    w = early.warnings(twelve_weeks.runs)
+    warned = {c["customer_id"] for c in early.find(w, "loyal_lapsing")["customers"]}
+    final = twelve_weeks.labels(12)
+    relabelled = {c for c in lapsing if final[c]["segment"] != "Loyal Buyers"}
+    assert len((warned | relabelled) & lapsing) >= 0.85 * len(lapsing)
+
+
+def test_drift_keeps_previous_segment_and_segment_since(twelve_weeks: Life) -> None:
+    """The export (computed from the runs) and the store (published every week) keep a drift move's history:
+    previous_segment and segment_since change only on a behavioural move."""
+    from rfmseg.jobs.export import export
+
+    week = next(w for w in (4, 8, 12) if twelve_weeks.weekly[w].manifest["drift"]["moves"])
+    run, before = twelve_weeks.weekly[week], twelve_weeks.weekly[week - 1]
+    marked = {r["customer_id"] for r in run.table("assignments").to_pylist() if r["segment_reason"] == "model_drift"}
+    tables = {}
+    for r in (before, run):
+        out = twelve_weeks.runs.parent / f"export-{r.run_id}.parquet"
+        export(twelve_weeks.runs, r.run_id, out=out)
+        tables[r.run_id] = {x["customer_id"]: x for x in pq.read_table(out).to_pylist()}
+    then, now = tables[before.run_id], tables[run.run_id]
+    for cid in marked:
+        assert now[cid]["segment"] != then[cid]["segment"]  # moved by the retrain ...
+        assert now[cid]["segment_since"] == then[cid]["segment_since"]  # ... its history as it was
+        assert now[cid]["previous_segment"] == then[cid]["previous_segment"]
+    # a behavioural move in the same run does start a new history
+    behaviour = [c for c in now if c in then and now[c]["segment"] != then[c]["segment"] and c not in marked]
+    assert all(now[c]["segment_since"].isoformat() == run.manifest["as_of"] for c in behaviour)
+    # the store serves week 12: who stayed in the drift segment since has the history the export computed
+    final = twelve_weeks.labels(12)
+    stayed = [c for c in marked if final[c]["segment"] == now[c]["segment"]]
+    assert stayed
+    with open_store(twelve_weeks.store) as store:
+        got = store.get_many(stayed)
+    first_publish = twelve_weeks.sim.config.as_of_dates()[1]  # week 0 was not published: the store starts at week 1
+    for cid in stayed:
+        assert got[cid]["segment_since"] == max(now[cid]["segment_since"], first_publish).isoformat()
+        assert got[cid]["segment_since"] < run.manifest["as_of"]
 
 
 def _precision_recall(life: Life, warning: str, behaviours: tuple[str, ...]) -> tuple[float, float]:

@@ -83,6 +83,12 @@ def transitions_cmd(
         f"From {t['from_run']} ({t['from_as_of']}) to {t['to_run']} ({t['to_as_of']}): {tot['stayed']:,} stayed, "
         f"{tot['moved']:,} moved, {tot['new']:,} new, {tot['gone']:,} gone"
     )
+    if tot.get("drift"):
+        cells = ", ".join(f"{a} → {b} {n:,}" for a, row in t["drift"]["customers"].items() for b, n in row.items())
+        out.print(
+            f"Of the {tot['moved']:,} moves, {tot['drift']:,} are model drift (the retrain moved the centroids, not "
+            f"the customers: {cells}) and {tot['behaviour']:,} behaviour"
+        )
     matrices: list[tuple[str, list[list[Any]], Any]] = [(u.entity, t["customers"], lambda v: f"{v:,}" if v else "·")]
     if u.total:  # a sum of monetary that means something (revenue, not distinct features)
         matrices.append((f"{u.total} (to-run)", t["revenue"], lambda v: u.value(v, currency) if v else "·"))

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
+from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
 _Date = date
@@ -172,6 +172,17 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- transitions
+def drift_report(meta: RunMeta) -> dict[str, Any] | None:
+    """A retrain's drift report from its manifest (None for other runs, or runs written before it)."""
+    if meta.kind != "retrain":
+        return None
+    try:
+        report = get_run(meta.run_id, Path(meta.file).parent.parent).manifest.get("drift")
+    except (NotFoundError, OSError, ValueError):
+        return None
+    return dict(report) if isinstance(report, dict) else None
+
+
 def previous_run(runs_dir: str | Path, to: RunMeta) -> RunMeta:
     tl = timeline(runs_dir, until=to)
     if len(tl) < 2:
@@ -202,7 +213,10 @@ def transitions(
     ``customers[i][j]`` counts customers in ``rows[i]`` of the from-run and ``columns[j]`` of the to-run;
     rows end with ``(new)`` (only in the to-run), columns with ``(gone)`` (only in the from-run).
     ``revenue`` sums the to-run's monetary, ``revenue_from`` the from-run's. ``moves`` lists the customers
-    who changed segment (or, with ``from_segment``/``to_segment``, those of that pair).
+    who changed segment (or, with ``from_segment``/``to_segment``, those of that pair), each with its ``cause``:
+    ``behaviour``, or ``model_drift`` when a retrain moved them although the previous model would not have
+    (:mod:`rfmseg.jobs.quiet`). ``totals`` counts both (``behaviour``, ``drift``); ``drift`` has the drift
+    moves' from -> to matrix and, when the to-run is a retrain, its drift report (centroid shifts).
     """
     to = resolve(runs_dir, to_run)
     fr = resolve(runs_dir, from_run) if from_run else previous_run(runs_dir, to)
@@ -251,7 +265,9 @@ def transitions(
                 where.append("seg_from <> seg_to")
         moves = query_rows(
             con,
-            'SELECT customer_id, seg_from AS "from", seg_to AS "to", reason_from, reason_to, recency_days_from, '
+            'SELECT customer_id, seg_from AS "from", seg_to AS "to", reason_from, reason_to, '
+            f"CASE WHEN seg_from = '{NEW}' OR seg_to = '{GONE}' THEN NULL "
+            f"WHEN reason_to = '{REASON_DRIFT}' THEN 'model_drift' ELSE 'behaviour' END AS cause, recency_days_from, "
             "recency_days_to, frequency_from, frequency_to, monetary_from, monetary_to FROM pair "
             f"WHERE {' AND '.join(where)} "
             "ORDER BY coalesce(monetary_to, monetary_from) DESC, customer_id",
@@ -261,9 +277,17 @@ def transitions(
             f"SELECT count(*) FILTER (seg_from <> '{NEW}'), count(*) FILTER (seg_to <> '{GONE}'), "
             f"count(*) FILTER (seg_from <> seg_to AND seg_from <> '{NEW}' AND seg_to <> '{GONE}'), "
             f"count(*) FILTER (seg_from = '{NEW}'), count(*) FILTER (seg_to = '{GONE}'), "
-            "count(*) FILTER (seg_from = seg_to) FROM pair"
+            "count(*) FILTER (seg_from = seg_to), "
+            f"count(*) FILTER (seg_from <> seg_to AND seg_from <> '{NEW}' AND seg_to <> '{GONE}' "
+            f"AND reason_to = '{REASON_DRIFT}') FROM pair"
         ).fetchone()
         assert totals is not None  # an aggregate has one row
+        drift: dict[str, dict[str, int]] = {}
+        for f, t, n in con.execute(
+            f"SELECT seg_from, seg_to, count(*) FROM pair WHERE seg_from <> seg_to AND reason_to = '{REASON_DRIFT}' "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
+            drift.setdefault(f, {})[t] = int(n)
     finally:
         con.close()
     return {
@@ -277,7 +301,13 @@ def transitions(
         "customers": customers,
         "revenue": revenue,
         "revenue_from": revenue_from,
-        "totals": dict(zip(("customers_from", "customers_to", "moved", "new", "gone", "stayed"), totals, strict=True)),
+        "totals": {
+            **dict(
+                zip(("customers_from", "customers_to", "moved", "new", "gone", "stayed", "drift"), totals, strict=True)
+            ),
+            "behaviour": totals[2] - totals[6],
+        },
+        "drift": {"customers": drift, "retrain": drift_report(to)},
         "filter": {"from_segment": from_segment, "to_segment": to_segment},
         "moves": moves,
     }

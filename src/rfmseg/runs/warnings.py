@@ -25,7 +25,10 @@ The warnings:
 * ``overdue`` (formerly ``recency_jump``, still accepted) — late customers of any segment (or of ``segments``);
 * ``loyal_lapsing`` (formerly ``loyal_trending_at_risk``, still accepted) — late customers who were ``loyal``
   at the start of the lookback or are now: lapsing toward ``at_risk``;
-* ``segment_changed`` — a different segment than in the previous run.
+* ``segment_changed`` — a different segment than in the previous run (each with its ``cause``: ``behaviour``
+  or ``model_drift``);
+* ``model_drift`` — the changes a retrain made although the previous model would have kept the customer
+  (:mod:`rfmseg.jobs.quiet`), with the retrain's centroid shifts.
 
 Measured against the simulator's truth and on Online Retail: docs/production.md, ``scripts/warning_precision.py``.
 """
@@ -39,7 +42,8 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import ParameterError
-from rfmseg.runs.history import RunMeta, query_rows, resolve, run_table, timeline
+from rfmseg.model.scoring import REASON_DRIFT
+from rfmseg.runs.history import RunMeta, drift_report, query_rows, resolve, run_table, timeline
 
 ALIASES = {"recency_jump": "overdue", "loyal_trending_at_risk": "loyal_lapsing"}
 """old warning id -> the warning that replaced it (both ids are accepted wherever a warning is named)"""
@@ -141,6 +145,7 @@ def warnings(
             _rhythm_warning(late, "overdue", "Overdue on their own rhythm", rule, None, segments),
             _rhythm_warning(late, "loyal_lapsing", f"{loyal} lapsing toward {at_risk}", rule, [loyal], None),
             _segment_changed(con, now, prev),
+            _model_drift(con, now, prev),
         ]
     finally:
         con.close()
@@ -241,6 +246,7 @@ def _moved_sql(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta, wher
     return (
         "SELECT b.customer_id, a.segment AS segment_from, b.segment AS segment_to, "
         "a.segment_reason AS reason_from, b.segment_reason AS reason_to, "
+        f"CASE WHEN b.segment_reason = '{REASON_DRIFT}' THEN 'model_drift' ELSE 'behaviour' END AS cause, "
         "a.recency_days AS recency_days_from, b.recency_days AS recency_days_to, "
         "a.frequency AS frequency_from, b.frequency AS frequency_to, "
         "a.monetary AS monetary_from, b.monetary AS monetary_to "
@@ -268,3 +274,23 @@ def _segment_changed(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta
     rows = query_rows(con, _moved_sql(con, now, prev, "a.segment <> b.segment"))
     text = f"{len(rows)} customers changed segment between {prev.date} and {now.date}"
     return _warning("segment_changed", title, text, {}, [prev, now], rows)
+
+
+def _model_drift(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None) -> dict[str, Any]:
+    title = "Segment changes made by the retrain, not by the customers (model drift)"
+    report = drift_report(now)
+    params: dict[str, Any] = {"hold": report.get("hold") if report else None}
+    if prev is None:
+        return _warning("model_drift", title, "needs an earlier run to compare with", params, [now], [])
+    where = f"a.segment <> b.segment AND b.segment_reason = '{REASON_DRIFT}'"
+    rows = query_rows(con, _moved_sql(con, now, prev, where))
+    if report is None:
+        text = f"{now.run_id} is not a retrain with a drift report: no segment change is the model's"
+    else:
+        shifts = ", ".join(f"{c['segment']} {c['shift']:.3f}" for c in report.get("centroids", []))
+        text = (
+            f"{len(rows)} customers changed segment between {prev.date} and {now.date} because the retrain moved "
+            f"the centroids (shift in scaled units: {shifts or 'none'}); their previous_segment and segment_since "
+            "stay as they were"
+        )
+    return _warning("model_drift", title, text, params, [prev, now], rows)

@@ -309,6 +309,9 @@ class Move(Public):
     to: str
     reason_from: str | None
     reason_to: str | None
+    cause: str | None = Field(
+        default=None, description="behaviour, or model_drift: a retrain moved them, their values did not"
+    )
     recency_days_from: Number | None
     recency_days_to: Number | None
     frequency_from: int | None
@@ -329,6 +332,10 @@ class TransitionsPublic(Public):
     revenue: list[list[float]] = Field(description="Their revenue in the to-run")
     revenue_from: list[list[float]] = Field(description="Their revenue in the from-run")
     totals: dict[str, int]
+    drift: dict[str, Any] = Field(
+        default_factory=dict,
+        description="customers: the from -> to counts of the moves a retrain made (model drift); retrain: its report",
+    )
     filter: dict[str, str | None]
     moves: list[Move] = Field(description="The customers who moved (within the filter)")
 
