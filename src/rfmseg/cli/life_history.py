@@ -147,7 +147,7 @@ def watch(
         int, typer.Option("--min-orders", help="Orders a customer needs for a rhythm.")
     ] = early.RhythmRule.min_orders,
     trend_runs: Annotated[
-        int | None, typer.Option("--trend-runs", hidden=True, help="No longer used (the rhythm rules replaced it).")
+        int | None, typer.Option("--trend-runs", help="No longer used (the rhythm rules replaced it).")
     ] = None,
     champions: Annotated[str, typer.Option("--champions", help="Name of the top segment.")] = "Champions",
     loyal: Annotated[str, typer.Option("--loyal", help="Name of the loyal segment.")] = "Loyal Buyers",
