@@ -187,7 +187,7 @@ def watch(
         compact = [_compact(r) for r in rows]
         table = Table(show_header=True)
         for k in compact[0]:
-            table.add_column(k, justify="right" if k in ("recency", "frequency", "monetary", "rise") else "left")
+            table.add_column(k, justify="right" if k in _RIGHT else "left")
         for r in compact:
             table.add_row(*r.values())
         out.print(table)
@@ -202,7 +202,14 @@ _SHORT = {
     "segment_reason": "reason",
     "reason": "reason",
     "segments": "segments",
+    "segment_start": "was",
+    "expected_gap_days": "gap",
+    "days_late": "late",
+    "limit_days": "limit",
+    "orders_in_span": "orders",
+    "expected_in_span": "due",
 }
+_RIGHT = {"recency", "frequency", "monetary", "rise", "gap", "late", "limit", "orders", "due"}
 _REASONS = {"cold_start": "cold", "nearest_centroid": "model"}
 
 

@@ -236,8 +236,8 @@ def _rhythm_warning(
     first, last = late.runs[0], late.runs[-1]
     who = f" in {', '.join(member_of or now_in or [])}" if (member_of or now_in) else ""
     text = (
-        f"{len(rows)} customers{who} are later than their own rhythm by more than max({rule.late_factor:g} x their "
-        f"mean gap - 1 gap, {rule.overdue_days} days) as of {last.date}, and were not late on {first.date}"
+        f"{len(rows)} customers{who} are later than their own rhythm by more than max({rule.late_factor - 1:g} x "
+        f"their mean gap between orders, {rule.overdue_days} days) as of {last.date}, and were not late on {first.date}"
     )
     return _warning(wid, title, text, params, late.runs, rows)
 
