@@ -49,8 +49,9 @@ but for the optional :data:`REASON_COLUMN`)."""
 
 REASON_COLUMN = "segment_reason"
 """An optional column of ``assignments`` (why the customer got its segment: ``nearest_centroid``,
-``cold_start``); a publish keeps it in the change feed only. :func:`prepare_assignments` always returns it
-(null when absent)."""
+``cold_start``, ``held``, ``model_drift``); a publish keeps it in the change feed, and a ``model_drift`` move
+keeps the customer's previous_segment and segment_since (:func:`history_and_changes`).
+:func:`prepare_assignments` always returns it (null when absent)."""
 
 STATE_SCHEMA = pa.schema(
     [
