@@ -19,6 +19,7 @@ from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.jobs.run import segment
 from rfmseg.runs import RunWriter
 from rfmseg.runs import history as hist
+from rfmseg.runs import warnings as early
 
 D0 = date(2024, 1, 1)
 C, L, A, OC = "Champions", "Loyal Buyers", "At-Risk", "Occasional"
@@ -37,6 +38,9 @@ TOY: dict[str, tuple[int, str, dict[str, tuple[str, int, int, float]]]] = {
                             "E": (A, 171, 8, 4000), "F": (OC, 2, 1, 90)}),
 }  # fmt: skip
 PRIORITY = [C, A, L, OC]
+FIRST_ORDER = {"A": -150, "B": -150, "C": -85, "D": -200, "E": -290, "F": 19}
+"""days from D0 to each customer's first order: A's rhythm is 5 days, B's 10, C's 7, E's 20 (orders - 1 gaps
+from the first order to the last, the last being the as-of date minus the recency)"""
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]
                     "frequency": pa.array([r[2] for _, r in ordered], pa.int64()),
                     "monetary": pa.array([float(r[3]) for _, r in ordered]),
                     "distance": pa.array([0.1] * len(ordered)),
+                    "first_order_date": pa.array([D0 + timedelta(days=FIRST_ORDER[c]) for c, _ in ordered]),
                 }
             ),
         )
@@ -120,7 +125,17 @@ def test_transitions_matrix_moves_new_and_gone(toy: tuple[Path, dict[str, str]])
     ]
     assert t["revenue"][0][2] == 7000 and t["revenue"][2][2] == 1700 and t["revenue"][3][4] == 0
     assert t["revenue_from"][3][4] == 200 and t["revenue_from"][2][2] == 1500
-    assert t["totals"] == {"customers_from": 5, "customers_to": 5, "moved": 2, "new": 1, "gone": 1, "stayed": 2}
+    assert t["totals"] == {
+        "customers_from": 5,
+        "customers_to": 5,
+        "moved": 2,
+        "new": 1,
+        "gone": 1,
+        "stayed": 2,
+        "drift": 0,  # no move here is a retrain's model drift (segment_reason model_drift)
+        "behaviour": 2,
+    }
+    assert t["drift"] == {"customers": {}, "retrain": None} and {m["cause"] for m in t["moves"]} == {"behaviour", None}
     assert [(m["customer_id"], m["from"], m["to"]) for m in t["moves"]] == [
         ("A", C, L),
         ("B", L, A),
@@ -147,49 +162,70 @@ def test_transitions_filters_and_defaults(toy: tuple[Path, dict[str, str]]) -> N
 # --------------------------------------------------------------------------------------------- warnings
 def test_warnings_on_the_toy_history(toy: tuple[Path, dict[str, str]]) -> None:
     runs, ids = toy
-    w = hist.warnings(runs)
+    w = early.warnings(runs)
     assert w["run_id"] == ids["r4b"] and w["previous_run"] == ids["r3"]
     by = {x["id"]: x for x in w["warnings"]}
-    assert list(by) == ["champions_to_loyal", "recency_jump", "loyal_trending_at_risk", "segment_changed"]
+    assert list(by) == [
+        "champions_to_loyal",
+        "champions_slowing",
+        "overdue",
+        "loyal_lapsing",
+        "segment_changed",
+        "model_drift",
+    ]
+    assert by["model_drift"]["customers"] == [] and "not a retrain with a drift report" in by["model_drift"]["text"]
     assert ids_of(by["champions_to_loyal"]) == ["A"]
     a = by["champions_to_loyal"]["customers"][0]
     assert (a["recency_days_from"], a["recency_days_to"]) == (19, 26)
-    # baseline: the earliest run within 30 days (r1, 21 days before); rise 21 > 10 with frequency flat
-    jump = by["recency_jump"]
-    assert ids_of(jump) == ["A", "E", "B"]  # by monetary, largest first; C bought, D gone, F new
-    assert jump["customers"][0]["rise_days"] == 21 and jump["compared"][0]["run_id"] == ids["r1"]
-    trend = by["loyal_trending_at_risk"]
-    assert ids_of(trend) == ["B"]  # C bought in between
-    assert trend["customers"][0]["recency_days"] == [17, 24, 31]
-    assert trend["customers"][0]["segments"] == [L, L, A]
-    assert "1 of them are At-Risk now" in trend["text"]
+    # base and start: r1 (the earliest run within 56 and 90 days; 21 days before). A's rhythm is 5 days: late by
+    # max(26 - 5, 21 - 1 x 5) = 21 > max(1 x 5, 7); B's 10: max(31 - 10, 21 - 10) = 21 > 10; C bought twice in
+    # the 21 days (max(3 - 7, 21 - 3 x 7) = 0); E was already late at r1 (150 > 20 + 20); D has 2 orders, F is new
+    overdue = by["overdue"]
+    assert ids_of(overdue) == ["A", "B"] and overdue["aliases"] == ["recency_jump"]
+    got = {c["customer_id"]: c for c in overdue["customers"]}
+    assert (got["A"]["expected_gap_days"], got["A"]["days_late"], got["A"]["limit_days"]) == (5.0, 21.0, 7.0)
+    assert (got["B"]["expected_gap_days"], got["B"]["days_late"], got["B"]["limit_days"]) == (10.0, 21.0, 10.0)
+    assert got["B"]["orders_in_span"] == 0 and got["B"]["expected_in_span"] == 2.1
+    assert [m["run_id"] for m in overdue["compared"]] == [ids["r1"], ids["r4b"]]
+    assert ids_of(by["champions_slowing"]) == ["A"]  # a Champion at r1
+    lapsing = by["loyal_lapsing"]
+    assert ids_of(lapsing) == ["A", "B"] and lapsing["aliases"] == ["loyal_trending_at_risk"]  # Loyal now / at r1
+    assert early.find(w, "loyal_trending_at_risk") is lapsing and early.find(w, "recency_jump") is overdue
     assert ids_of(by["segment_changed"]) == ["A", "B"]
     json.dumps(w)
 
 
 def test_warning_thresholds_and_names_are_parameters(toy: tuple[Path, dict[str, str]]) -> None:
     runs, ids = toy
-    by = {x["id"]: x for x in hist.warnings(runs, recency_jump_days=25)["warnings"]}
-    assert ids_of(by["recency_jump"]) == []
-    by = {x["id"]: x for x in hist.warnings(runs, period_days=10)["warnings"]}
-    assert by["recency_jump"]["compared"][0]["run_id"] == ids["r3"] and ids_of(by["recency_jump"]) == []
-    by = {x["id"]: x for x in hist.warnings(runs, jump_segments=[A])["warnings"]}
-    assert ids_of(by["recency_jump"]) == ["E", "B"]
-    by = {x["id"]: x for x in hist.warnings(runs, trend_runs=4)["warnings"]}
-    assert by["loyal_trending_at_risk"]["customers"][0]["recency_days"] == [10, 17, 24, 31]
-    by = {x["id"]: x for x in hist.warnings(runs, ids["r3"])["warnings"]}
+    by = {x["id"]: x for x in early.warnings(runs, overdue_days=25)["warnings"]}
+    assert ids_of(by["overdue"]) == []
+    by = {x["id"]: x for x in early.warnings(runs, recency_jump_days=25)["warnings"]}  # the former name
+    assert ids_of(by["overdue"]) == [] and by["overdue"]["params"]["overdue_days"] == 25
+    by = {x["id"]: x for x in early.warnings(runs, late_factor=4.5)["warnings"]}  # limits 17.5 and 35 days
+    assert ids_of(by["overdue"]) == ["A"]
+    by = {x["id"]: x for x in early.warnings(runs, window_days=10)["warnings"]}
+    assert [m["run_id"] for m in by["overdue"]["compared"]] == [ids["r1"], ids["r3"], ids["r4b"]]
+    assert ids_of(by["overdue"]) == ["A", "B"]
+    by = {x["id"]: x for x in early.warnings(runs, min_orders=16)["warnings"]}
+    assert ids_of(by["overdue"]) == ["A"]  # B has 15 orders
+    by = {x["id"]: x for x in early.warnings(runs, segments=[A])["warnings"]}
+    assert ids_of(by["overdue"]) == ["B"]
+    by = {x["id"]: x for x in early.warnings(runs, ids["r3"])["warnings"]}
     assert ids_of(by["segment_changed"]) == [] and ids_of(by["champions_to_loyal"]) == []
-    by = {x["id"]: x for x in hist.warnings(runs, champions=L, loyal=A)["warnings"]}
-    assert ids_of(by["champions_to_loyal"]) == ["B"]
-    only_first = {x["id"]: x for x in hist.warnings(runs, ids["r1"])["warnings"]}
+    by = {x["id"]: x for x in early.warnings(runs, champions=L, loyal=A)["warnings"]}
+    assert ids_of(by["champions_to_loyal"]) == ["B"] and ids_of(by["champions_slowing"]) == ["A", "B"]
+    only_first = {x["id"]: x for x in early.warnings(runs, ids["r1"])["warnings"]}
     assert all(x["customers"] == [] for x in only_first.values())
     assert only_first["segment_changed"]["text"] == "needs an earlier run to compare with"
-    with pytest.raises(ParameterError, match=r"^trend_runs 1 ") as raised:  # Python names the parameter
-        hist.warnings(runs, trend_runs=1)
-    assert raised.value.render(flag_of).startswith("--trend-runs 1 ")  # the CLI its flag
+    assert only_first["overdue"]["text"].startswith("needs a run within the 56 days before")
+    with pytest.raises(ParameterError, match=r"^min_orders 1 ") as raised:  # Python names the parameter
+        early.warnings(runs, min_orders=1)
+    assert raised.value.render(flag_of).startswith("--min-orders 1 ")  # the CLI its flag
     with pytest.raises(ParameterError, match=r"^recency_jump_days -1 ") as raised:
-        hist.warnings(runs, recency_jump_days=-1)
+        early.warnings(runs, recency_jump_days=-1)
     assert raised.value.render(flag_of).startswith("--recency-jump -1 ")
+    with pytest.raises(ParameterError, match=r"^overdue_days -1 "):
+        early.warnings(runs, overdue_days=-1)
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -204,9 +240,12 @@ def test_cli_transitions_watch_history(toy: tuple[Path, dict[str, str]], cli) ->
     assert bad.code == 2 and "use one of" in bad.err and bad.err.count("\n") == 1
     w = cli("watch", "--runs-dir", runs)
     assert w.code == 0, w.err
-    assert "Champions who dropped to Loyal Buyers: 1 Champions" in w.out and "17 → 24 → 31" in w.out
-    wj = cli("watch", "--runs-dir", runs, "--json", "--recency-jump", "25").json()
-    assert next(x for x in wj["warnings"] if x["id"] == "recency_jump")["customers"] == []
+    assert "Champions who dropped to Loyal Buyers: 1 Champions" in w.out and "Overdue on their own rhythm" in w.out
+    assert "Loyal Buyers lapsing toward At-Risk: 2 customers" in w.out
+    wj = cli("watch", "--runs-dir", runs, "--json", "--recency-jump", "25").json()  # the former flag
+    assert next(x for x in wj["warnings"] if x["id"] == "overdue")["customers"] == []
+    wj = cli("watch", "--runs-dir", runs, "--json", "--overdue-days", "25", "--late-factor", "1").json()
+    assert next(x for x in wj["warnings"] if x["id"] == "overdue")["params"]["overdue_days"] == 25
     h = cli("history", "B", "--runs-dir", runs)
     assert h.code == 0 and "across 5 runs" in h.out and "At-Risk" in h.out
     assert [x["segment"] for x in cli("history", "B", "--runs-dir", runs, "--json").json()][-1] == A
@@ -230,9 +269,13 @@ def test_history_over_runs_the_pipeline_wrote(tmp_path: Path) -> None:
     moved = {m["customer_id"] for m in t["moves"]}
     before, after = first.assignments.to_pylist(), later.run.table("assignments").to_pylist()
     assert moved == {a["customer_id"] for a, b in zip(before, after, strict=True) if a["segment"] != b["segment"]}
-    # nobody ordered in 40 days: every recency rose by 40 with frequency flat
-    w = hist.warnings(runs, period_days=60)
-    jump = next(x for x in w["warnings"] if x["id"] == "recency_jump")
-    assert jump["count"] == 200 and {c["rise_days"] for c in jump["customers"]} == {40}
+    # nobody ordered in 40 days: the late ones are those whose own rhythm is shorter than that allows
+    w = early.warnings(runs, period_days=60)
+    overdue = early.find(w, "recency_jump")
+    assert 0 < overdue["count"] < 200
+    for c in overdue["customers"]:
+        assert c["orders_in_span"] == 0 and c["frequency"] >= 4 and c["days_late"] > c["limit_days"]
+        late = max(c["recency_days"] - c["expected_gap_days"], 40 - c["expected_gap_days"])
+        assert c["days_late"] == pytest.approx(late, abs=0.11)
     c001 = hist.history(runs, "C001")
     assert [r["recency_days"] for r in c001] == [5, 45] and [r["kind"] for r in c001] == ["run", "refresh"]

@@ -55,7 +55,7 @@ def test_an_unknown_keyword_is_refused_before_any_work(job, tmp_path: Path) -> N
 
 def test_a_refresh_manifest_has_the_shared_layout(jobs) -> None:
     first, m = jobs["first"], manifest_file(jobs["refresh"])
-    assert list(m) == [*LAYOUT, "versions", "source_run", "cold_start", "timings"]
+    assert list(m) == [*LAYOUT, "versions", "source_run", "held", "cold_start", "timings"]
     assert (m["kind"], m["model_version"], m["source_run"]) == ("refresh", first.run_id, first.run_id)
     assert m["input"]["path"] == "orders" and m["as_of"] == "2024-12-31" and m["customers"] == 200
     # the model's parameters and the reading of its run
@@ -73,10 +73,10 @@ def test_a_refresh_manifest_has_the_shared_layout(jobs) -> None:
 
 def test_a_retrain_manifest_has_the_shared_layout_and_its_own_keys(jobs) -> None:
     m = manifest_file(jobs["retrain"])
-    extra = ["model", "previous_model", "names", "scoring_key", "cold_start", "timings"]
+    extra = ["model", "previous_model", "names", "scoring_key", "held", "drift", "cold_start", "timings"]
     assert list(m) == [*LAYOUT, "versions", *extra]
     assert m["kind"] == "retrain" and m["model_version"] == m["run_id"] == jobs["retrain"].run_id
-    assert m["params"]["max_name_shift"] == 0.4 and list(m["params"])[-1] == "max_name_shift"
+    assert m["params"]["max_name_shift"] == 0.4 and list(m["params"])[-2:] == ["max_name_shift", "hold"]
     assert m["previous_model"] == jobs["first"].run_id == m["names"]["previous_model"]
     # a refresh of the same day and data with the retrained model finds the retrain instead of writing
     again = life.refresh(

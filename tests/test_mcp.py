@@ -155,7 +155,8 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
             assert t["to_as_of"] == "2024-12-31" and t["from_as_of"] == "2024-12-16"
             assert sum(map(sum, t["customers"])) == 200
             w = await call(s, "warnings")
-            assert {x["id"] for x in w["warnings"]} >= {"champions_to_loyal", "recency_jump", "segment_changed"}
+            assert {x["id"] for x in w["warnings"]} >= {"champions_to_loyal", "overdue", "segment_changed"}
+            assert next(x for x in w["warnings"] if x["id"] == "overdue")["aliases"] == ["recency_jump"]
 
             ctx = await call(s, "get_context", target="C087")
             assert ctx["kind"] == "customer" and ctx["segment"] == "At-Risk"

@@ -4,14 +4,20 @@ The base starts like the reference study's four groups, scaled up (15 % Champion
 20 % At-Risk, 40 % Occasional), each with an order history before the start date drawn from its own
 buying rhythm. Then, over the simulated weeks:
 
-* ``champion_slowing`` — some Champions stop buying (from a change date in the first three weeks);
-* ``loyal_lapsing`` — some Loyal Buyers stop buying (same);
+* ``champion_slowing`` — some Champions slow down: from a change date drawn in the first six weeks they keep
+  only a random share (0 to 30 %) of their buying rate, down to stopping altogether;
+* ``loyal_lapsing`` — some Loyal Buyers lapse the same way (their own change date and share);
 * ``occasional_returning`` — some Occasional buyers come back and buy every week or two, larger baskets;
 * ``new`` — new customers arrive every week; most come back for more orders, some buy once;
 * ``stable`` — everyone else keeps their rhythm (At-Risk stay silent; Occasional buy now and then).
 
+Every customer has a rhythm of their own: their group's mean gap between orders times a log-normal factor
+(sigma ``RHYTHM_SIGMA``), so that a customer's own history, not their group's, says when they are late.
+
 ``simulate`` returns the transactions (customer_id, order_id, order_date, amount) and the truth table
-(customer_id, group, behaviour, change_date, first_order_date); ``snapshot`` cuts the transactions known
+(customer_id, group, behaviour, change_date, first_order_date, mean_gap_days: the customer's own rhythm
+before any change, rate_kept: the share of the buying rate a slowing or lapsing customer keeps after
+``change_date``); ``snapshot`` cuts the transactions known
 on an as-of date (orders dated before it), which is what a daily export on that date holds.
 Everything is drawn from one ``numpy`` generator seeded with ``seed``: the same seed gives the same tables.
 """
@@ -29,6 +35,9 @@ import pyarrow.parquet as pq
 
 from rfmseg.errors import ParameterError
 from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR
+
+Row = tuple[str, str, str, int | None, int, float, float | None]
+"""a truth row: customer_id, group, behaviour, change day, first order day, own mean gap, rate kept"""
 
 BEHAVIOURS = ("stable", "champion_slowing", "loyal_lapsing", "occasional_returning", "new")
 
@@ -48,6 +57,12 @@ class Group:
 
 
 GAP_SHAPE = 6.0
+RHYTHM_SIGMA = 0.25
+"""each customer's mean gap is the group's times exp(N(0, RHYTHM_SIGMA))"""
+CHANGE_WEEKS = 6
+"""slowing and lapsing customers change on a day drawn uniformly in the first CHANGE_WEEKS weeks"""
+RATE_KEPT = (0.0, 0.3)
+"""the share of their buying rate they keep after the change, drawn uniformly in this range"""
 GROUPS = (
     Group("Champions", 0.15, 10.0, 230.0, (1, 12), (28, 36)),
     Group("Loyal Buyers", 0.25, 24.0, 127.0, (5, 30), (12, 18)),
@@ -152,7 +167,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     rng = np.random.default_rng(cfg.seed)
     horizon = cfg.weeks * 7
     orders = _Orders()
-    truth: list[tuple[str, str, str, int | None, int]] = []
+    truth: list[Row] = []
     sizes = [round(cfg.customers * g.share) for g in GROUPS]
     sizes[-1] = cfg.customers - sum(sizes[:-1])
     shares = {"Champions": cfg.champion_slowing, "Loyal Buyers": cfg.loyal_lapsing}
@@ -164,31 +179,38 @@ def simulate(config: SimConfig | None = None) -> Simulation:
         for i in range(size):
             n += 1
             cid = f"C{n:05d}"
+            gap = group.mean_gap_days * float(np.exp(rng.normal(0.0, RHYTHM_SIGMA)))
             last = -int(rng.integers(group.last_order[0], group.last_order[1] + 1))
             count = int(rng.integers(group.orders[0], group.orders[1] + 1))
-            gaps = rng.gamma(GAP_SHAPE, group.mean_gap_days / GAP_SHAPE, count - 1)
+            gaps = rng.gamma(GAP_SHAPE, gap / GAP_SHAPE, count - 1)
             past = np.floor(last - np.concatenate([[0.0], np.cumsum(gaps)]))[::-1]
             orders.add(cid, past, _amounts(rng, count, group.order_value))
-            behaviour, change = "stable", None
+            behaviour, change, kept = "stable", None, None
             if i in changing:
-                change = int(rng.integers(0, 21))
                 behaviour = behaviour_of.get(group.name, "occasional_returning")
+                weeks = CHANGE_WEEKS if behaviour != "occasional_returning" else 3
+                change = int(rng.integers(0, min(weeks * 7, horizon)))
             future = np.zeros(0)
-            next_order = last + rng.gamma(GAP_SHAPE, group.mean_gap_days / GAP_SHAPE)
+            next_order = last + rng.gamma(GAP_SHAPE, gap / GAP_SHAPE)
             # a behaviour other than "stable" comes with its change day
             if change is not None and behaviour in ("champion_slowing", "loyal_lapsing"):
-                future = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), min(change, horizon), group.mean_gap_days)
+                kept = float(rng.uniform(*RATE_KEPT))
+                before = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), min(change, horizon), gap)
+                # the slower rhythm starts at the change: its first order one (slower) gap after it
+                slow = gap / max(kept, 1e-3)
+                after = _rhythm(rng, change + rng.gamma(GAP_SHAPE, slow / GAP_SHAPE), horizon, slow)
+                future = np.concatenate([before, after])
             elif change is not None and behaviour == "occasional_returning":
                 future = _rhythm(rng, change + rng.uniform(0, 4), horizon, 9.0)
             elif group.name in ("Champions", "Loyal Buyers"):
-                future = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), horizon, group.mean_gap_days)
+                future = _rhythm(rng, max(next_order, 1 + rng.uniform(0, 3)), horizon, gap)
             elif group.name == "Occasional":
                 k = rng.poisson(horizon / cfg.occasional_rate_days)
                 future = np.sort(np.floor(rng.uniform(1, horizon, k)))
             value = 140.0 if behaviour == "occasional_returning" else group.order_value
             future = future[future >= 1]
             orders.add(cid, future, _amounts(rng, len(future), value))
-            truth.append((cid, group.name, behaviour, change, int(past[0])))
+            truth.append((cid, group.name, behaviour, change, int(past[0]), round(gap, 2), kept))
     for week in range(cfg.weeks):
         for _ in range(cfg.new_per_week):
             n += 1
@@ -197,7 +219,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             days = _rhythm(rng, first, horizon, 12.0) if rng.random() < cfg.new_repeat else np.array([first], float)
             days = days[days < horizon]
             orders.add(cid, days, _amounts(rng, len(days), 110.0))
-            truth.append((cid, "new", "new", first, first))
+            truth.append((cid, "new", "new", first, first, 12.0, None))
     return Simulation(cfg, _transactions(cfg, orders), _truth(cfg, truth))
 
 
@@ -218,7 +240,7 @@ def _transactions(cfg: SimConfig, o: _Orders) -> pa.Table:
     return table.filter(pc.less(table.column("order_date"), pa.scalar(cfg.end, pa.date32())))
 
 
-def _truth(cfg: SimConfig, rows: list[tuple[str, str, str, int | None, int]]) -> pa.Table:
+def _truth(cfg: SimConfig, rows: list[Row]) -> pa.Table:
     def day(d: int | None) -> date | None:
         return None if d is None else cfg.start + timedelta(days=d)
 
@@ -229,6 +251,8 @@ def _truth(cfg: SimConfig, rows: list[tuple[str, str, str, int | None, int]]) ->
             "behaviour": pa.array([r[2] for r in rows], pa.string()),
             "change_date": pa.array([day(r[3]) for r in rows], pa.date32()),
             "first_order_date": pa.array([day(r[4]) for r in rows], pa.date32()),
+            "mean_gap_days": pa.array([r[5] for r in rows], pa.float64()),
+            "rate_kept": pa.array([r[6] for r in rows], pa.float64()),
         }
     )
 

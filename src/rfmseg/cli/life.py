@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -301,8 +301,11 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
             ]
             if kept:
                 out.print(f"Names kept from model {names['previous_model']}: {', '.join(kept)}")
+            for w in names.get("warnings") or []:
+                out.print(f"[yellow]Warning:[/yellow] {w}")
         else:
             out.print("No earlier model: names come from the naming rules alone.")
+        _drift_lines(cast("dict[str, Any]", m.get("drift") or {}))
     out.print(f"Run {result.run_id} ({result.kind}) written to {result.run.path}/")
     _publish_line(result.publish, units_of(s))
 
@@ -316,6 +319,15 @@ def refresh(
     model: Annotated[
         str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
     ] = "latest",
+    hold: Annotated[
+        float,
+        typer.Option(
+            "--hold",
+            min=0,
+            help="A customer within this distance (scaled units) of their previous segment's centroid keeps it; "
+            "0 = off.",
+        ),
+    ] = life.DEFAULT_HOLD,
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -330,7 +342,7 @@ def refresh(
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
     with progress_shown(as_json, err):
         result = life.refresh(
-            s.require_source(), dict(s.columns), as_of=s.as_of, model=model, **_job_options(s, publish)
+            s.require_source(), dict(s.columns), as_of=s.as_of, model=model, hold=hold, **_job_options(s, publish)
         )
     _life_report(result, as_json)
 
@@ -359,6 +371,15 @@ def retrain(
             "other previous centroid.",
         ),
     ] = life.DEFAULT_MAX_NAME_SHIFT,
+    hold: Annotated[
+        float,
+        typer.Option(
+            "--hold",
+            min=0,
+            help="A customer within this distance (scaled units) of their previous segment's centroid keeps it; "
+            "0 = off.",
+        ),
+    ] = life.DEFAULT_HOLD,
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -385,9 +406,26 @@ def retrain(
             n_init=_set(s, "n_init"),
             random_state=_set(s, "random_state"),
             max_name_shift=max_name_shift,
+            hold=hold,
             **_job_options(s, publish),
         )
     _life_report(result, as_json)
+
+
+def _drift_lines(drift: dict[str, Any]) -> None:
+    """The retrain's model drift: the moves it made that the customers' values did not, and the centroids."""
+    if not drift.get("previous_run") or "moves" not in drift:
+        return
+    moves = ", ".join(f"{a} → {b} {n:,}" for a, row in drift["matrix"].items() for b, n in row.items())
+    out.print(
+        f"Model drift: {drift['moves']:,} customers changed segment because the centroids moved, not their values"
+        + (f" ({moves})" if moves else "")
+        + f"; {drift['behaviour_moves']:,} moved on their own values since run {drift['previous_run']} "
+        f"(hold band {drift['hold']:g})"
+    )
+    shifts = ", ".join(f"{c['segment']} {c['shift']:.3f}" for c in drift.get("centroids", []))
+    if shifts:
+        out.print(f"Centroid shifts (scaled units): {shifts}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.runs import history as hist
+from rfmseg.runs import warnings as early
 
 
 # --------------------------------------------------------------------------------------------- simulate
@@ -98,6 +99,12 @@ def transitions_cmd(
         f"From {t['from_run']} ({t['from_as_of']}) to {t['to_run']} ({t['to_as_of']}): {tot['stayed']:,} stayed, "
         f"{tot['moved']:,} moved, {tot['new']:,} new, {tot['gone']:,} gone"
     )
+    if tot.get("drift"):
+        cells = ", ".join(f"{a} → {b} {n:,}" for a, row in t["drift"]["customers"].items() for b, n in row.items())
+        out.print(
+            f"Of the {tot['moved']:,} moves, {tot['drift']:,} are model drift (the retrain moved the centroids, not "
+            f"the customers: {cells}) and {tot['behaviour']:,} behaviour"
+        )
     matrices: list[tuple[str, list[list[Any]], Any]] = [(u.entity, t["customers"], lambda v: f"{v:,}" if v else "·")]
     if u.total:  # a sum of monetary that means something (revenue, not distinct features)
         matrices.append((f"{u.total} (to-run)", t["revenue"], lambda v: u.value(v, currency) if v else "·"))
@@ -137,23 +144,53 @@ def _num(v: Any) -> str:
 def watch(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Option("--run", help="Run to check (default: the latest).")] = None,
-    recency_jump: Annotated[int, typer.Option("--recency-jump", help="Days recency must rise by.")] = 10,
-    period: Annotated[int, typer.Option("--period", help="Within this many days.")] = 30,
-    trend_runs: Annotated[int, typer.Option("--trend-runs", help="Runs of rising recency for a trend.")] = 3,
+    overdue_days: Annotated[
+        int,
+        typer.Option(
+            "--overdue-days", "--recency-jump", help="Late by more than this many days past one's own rhythm.", min=0
+        ),
+    ] = early.RhythmRule.overdue_days,
+    late_factor: Annotated[
+        float, typer.Option("--late-factor", help="Late past this many times one's own mean gap between orders.")
+    ] = early.RhythmRule.late_factor,
+    window: Annotated[
+        int, typer.Option("--window", "--period", help="Rhythm and orders read since the earliest run in these days.")
+    ] = early.RhythmRule.window_days,
+    lookback: Annotated[
+        int, typer.Option("--lookback", help="Leave out who was already late this many days ago.")
+    ] = early.RhythmRule.lookback_days,
+    min_orders: Annotated[
+        int, typer.Option("--min-orders", help="Orders a customer needs for a rhythm.")
+    ] = early.RhythmRule.min_orders,
+    trend_runs: Annotated[
+        int | None, typer.Option("--trend-runs", help="No longer used (the rhythm rules replaced it).")
+    ] = None,
     champions: Annotated[str, typer.Option("--champions", help="Name of the top segment.")] = "Champions",
     loyal: Annotated[str, typer.Option("--loyal", help="Name of the loyal segment.")] = "Loyal Buyers",
     at_risk: Annotated[str, typer.Option("--at-risk", help="Name of the at-risk segment.")] = "At-Risk",
     segment: Annotated[
-        list[str] | None, typer.Option("--segment", help="Recency jumps only in this segment (repeatable).")
+        list[str] | None, typer.Option("--segment", help="Overdue customers only in this segment (repeatable).")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Customers to print per warning.", min=0)] = 10,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Early warnings: Champions dropping, recency jumps, Loyal Buyers trending toward At-Risk, changes."""
+    """Early warnings on each customer's own rhythm: Champions slowing, overdue, Loyal Buyers lapsing; changes."""
     runs_dir = resolve(ctx).runs_path
-    w = hist.warnings(runs_dir, run, recency_jump, period, trend_runs, champions, loyal, at_risk, segment or None)
+    w = early.warnings(
+        runs_dir,
+        run,
+        overdue_days=overdue_days,
+        late_factor=late_factor,
+        window_days=window,
+        lookback_days=lookback,
+        min_orders=min_orders,
+        champions=champions,
+        loyal=loyal,
+        at_risk=at_risk,
+        segments=segment or None,
+    )
     if as_json:
         print_json(w)
         return
@@ -166,7 +203,7 @@ def watch(
         compact = [_compact(r) for r in rows]
         table = Table(show_header=True)
         for k in compact[0]:
-            table.add_column(k, justify="right" if k in ("recency", "frequency", "monetary", "rise") else "left")
+            table.add_column(k, justify="right" if k in _RIGHT else "left")
         for r in compact:
             table.add_row(*r.values())
         out.print(table)
@@ -181,7 +218,14 @@ _SHORT = {
     "segment_reason": "reason",
     "reason": "reason",
     "segments": "segments",
+    "segment_start": "was",
+    "expected_gap_days": "gap",
+    "days_late": "late",
+    "limit_days": "limit",
+    "orders_in_span": "orders",
+    "expected_in_span": "due",
 }
+_RIGHT = {"recency", "frequency", "monetary", "rise", "gap", "late", "limit", "orders", "due"}
 _REASONS = {"cold_start": "cold", "nearest_centroid": "model"}
 
 

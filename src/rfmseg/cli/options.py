@@ -253,6 +253,8 @@ FLAGS = {
     "from_run": "--from",
     "recency_jump_days": "--recency-jump",
     "period_days": "--period",
+    "window_days": "--window",
+    "lookback_days": "--lookback",
 }
 """parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
 

@@ -14,6 +14,7 @@ as one: ``rfmseg.jobs.refresh`` is the function; its module is imported as ``rfm
 from rfmseg.jobs.assign import AssignResult, assign, jsonable_rows, write_table
 from rfmseg.jobs.job import JobOptions, LifeResult, idempotency_key
 from rfmseg.jobs.publish import publish_computed, publish_if_configured, publish_run, publish_target
+from rfmseg.jobs.quiet import DEFAULT_HOLD
 from rfmseg.jobs.reading import ModelRef, Reading, load_model, reading
 from rfmseg.jobs.refresh import refresh
 from rfmseg.jobs.retrain import retrain
@@ -22,6 +23,7 @@ from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT
 from rfmseg.model.scoring import OFF, ColdStart
 
 __all__ = [
+    "DEFAULT_HOLD",
     "DEFAULT_MAX_NAME_SHIFT",
     "OFF",
     "AssignResult",

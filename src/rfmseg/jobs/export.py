@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.io.readers import sql_string
-from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
+from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
 from rfmseg.runs import history as run_history
 from rfmseg.runs.history import RunMeta
@@ -190,7 +190,9 @@ def _history(con: duckdb.DuckDBPyConnection, steps: list[RunMeta]) -> str:
     customer entered the segment it has now (``since_step``) and the segment before that
     (``previous_segment``), by the profile store's rules: a customer present in consecutive runs with the same
     segment keeps both; one whose segment changed has the old one as previous; one absent from the run before
-    (new, or back after leaving) has none."""
+    (new, or back after leaving) has none; a move a retrain made without the customer's behaviour changing
+    (segment_reason ``model_drift``) changes neither."""
+    con.register("rfmseg_assignments_schema", ASSIGNMENTS_SCHEMA.empty_table())  # old folders lack segment_reason
     con.register(
         "rfmseg_export_steps",
         pa.table({"file": [m.file for m in steps], "step": pa.array(range(len(steps)), pa.int32())}),
@@ -198,18 +200,20 @@ def _history(con: duckdb.DuckDBPyConnection, steps: list[RunMeta]) -> str:
     files = ", ".join(sql_string(m.file) for m in steps)
     return f"""
         WITH hist AS (
-            SELECT CAST(h.customer_id AS VARCHAR) AS customer_id, h.segment, s.step
-            FROM read_parquet([{files}], union_by_name = true, filename = true) h
+            SELECT CAST(h.customer_id AS VARCHAR) AS customer_id, h.segment, h.segment_reason, s.step
+            FROM (SELECT * FROM rfmseg_assignments_schema UNION ALL BY NAME
+                  SELECT * FROM read_parquet([{files}], union_by_name = true, filename = true)) h
             JOIN rfmseg_export_steps s ON h.filename = s.file
         ), marks AS (
-            SELECT customer_id, segment, step,
+            SELECT customer_id, segment, segment_reason, step,
                    lag(step) OVER w AS prev_step, lag(segment) OVER w AS prev_segment
             FROM hist WINDOW w AS (PARTITION BY customer_id ORDER BY step)
         )
         SELECT customer_id, step AS since_step,
                CASE WHEN prev_step = step - 1 THEN prev_segment END AS previous_segment
         FROM marks
-        WHERE prev_step IS NULL OR prev_step <> step - 1 OR prev_segment IS DISTINCT FROM segment
+        WHERE prev_step IS NULL OR prev_step <> step - 1
+           OR (prev_segment IS DISTINCT FROM segment AND segment_reason IS DISTINCT FROM '{REASON_DRIFT}')
         QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY step DESC) = 1"""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -67,7 +68,15 @@ def idempotency_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def refresh_key(as_of: date | None, model_version: str, data_sha: str, cold_start: ColdStart, read: Reading) -> str:
+def refresh_key(
+    as_of: date | None,
+    model_version: str,
+    data_sha: str,
+    cold_start: ColdStart,
+    read: Reading,
+    held: tuple[str | None, float] | None = None,
+) -> str:
+    """``held``: the previous run the labels are held against and the band (:mod:`rfmseg.jobs.quiet`)."""
     return idempotency_key(
         kind="refresh",
         as_of=as_of,
@@ -75,6 +84,7 @@ def refresh_key(as_of: date | None, model_version: str, data_sha: str, cold_star
         data=data_sha,
         cold_start=cold_start.to_dict(),
         reading=read.describe(),
+        **({"held": list(held)} if held is not None else {}),
     )
 
 
@@ -88,6 +98,10 @@ class JobManifest(TypedDict, total=False):
     names: dict[str, Any]
     scoring_key: str
     """retrain: the fit, the model it follows, the names carried over, and the key a same-day refresh has"""
+    held: dict[str, Any]
+    """refresh and retrain: the previous run the labels are held against and the band"""
+    drift: dict[str, Any]
+    """retrain: the customers moved by the model, not by their behaviour (rfmseg.jobs.quiet)"""
 
 
 class JobOptions(TypedDict, total=False):
@@ -192,6 +206,7 @@ class Job:
         names: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         manifest: JobManifest | None = None,
+        adjust: Callable[[pa.Table], pa.Table] | None = None,
     ) -> LifeResult:
         """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run
         (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``names`` (a retrain's name carry-over
@@ -199,6 +214,8 @@ class Job:
         t, read, cold = self.timer, self.read, self.cold_start
         with t.stage("assign"):
             assignments = score(model, rfm, prepared.as_of, cold)
+            if adjust is not None:  # the labels held across a model change (rfmseg.jobs.quiet)
+                assignments = adjust(assignments)
         segments = assignments.column("segment").to_pylist()
         with t.stage("profile"):
             summ = build_summary(

@@ -8,7 +8,10 @@ from typing import Any, Unpack
 
 from rfmseg.errors import NotFoundError
 from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, refresh_key
+from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold, previous_labels, previous_run, shifts_of
+from rfmseg.jobs.quiet import hold as hold_labels
 from rfmseg.jobs.reading import load_model
+from rfmseg.model.scoring import rfm_matrix
 from rfmseg.runs.registry import latest_model_run
 
 
@@ -18,11 +21,14 @@ def refresh(
     *,
     as_of: str | date | None = None,
     model: str = "latest",
+    hold: float = DEFAULT_HOLD,
     **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The daily job: RFM as of ``as_of`` for every customer, scored with the current model, written as a run
     of kind 'refresh' and published. ``model='latest'`` is the most recent run that trained a model.
-    ``options``: see :class:`JobOptions`."""
+    ``hold``: a customer within this band of their previous run's segment keeps it (:mod:`rfmseg.jobs.quiet`;
+    0 = off). ``options``: see :class:`JobOptions`."""
+    band = check_hold(hold)
     started = datetime.now(UTC)
     runs_dir = job_runs_dir("refresh", options)
     if model == "latest":
@@ -35,8 +41,18 @@ def refresh(
     ref = load_model(model, runs_dir)
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
-        key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read)
+        before = previous_run(runs_dir, prepared.as_of)
+        held = (before.run_id if before else None, band)
+        key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read, held)
+        x = rfm_matrix(rfm)
         result = job.find(key) or job.write(
-            prepared, rfm, data_sha, key, ref.model, ref.model_version, manifest={"source_run": ref.run.run_id}
+            prepared,
+            rfm,
+            data_sha,
+            key,
+            ref.model,
+            ref.model_version,
+            manifest={"source_run": ref.run.run_id, "held": {"previous_run": held[0], "hold": band}},
+            adjust=lambda a: hold_labels(a, ref.model, x, previous_labels(before), band, shifts_of(ref.run.manifest)),
         )
     return job.finish(result)

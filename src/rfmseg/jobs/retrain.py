@@ -8,11 +8,23 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
 
+import pyarrow as pa
+
 from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
+from rfmseg.jobs.quiet import (
+    DEFAULT_HOLD,
+    centroid_shift,
+    check_hold,
+    mark_drift,
+    previous_labels,
+    previous_run,
+    shifts_of,
+)
+from rfmseg.jobs.quiet import hold as hold_labels
 from rfmseg.jobs.reading import ModelRef, load_model
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
-from rfmseg.model.scoring import rfm_matrix
+from rfmseg.model.scoring import rfm_matrix, score
 from rfmseg.runs.manifest import provenance
 from rfmseg.runs.registry import latest_model_run
 
@@ -37,14 +49,18 @@ def retrain(
     n_init: int | None = None,
     random_state: int | None = None,
     max_name_shift: float = DEFAULT_MAX_NAME_SHIFT,
+    hold: float = DEFAULT_HOLD,
     **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The weekly job: refit K-Means as of ``as_of``, carry names over from ``previous`` (the latest trained
     model by default; None = name from the data alone), score with cold start, write a 'retrain' run, publish.
 
     K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
+    ``hold``: a customer within this band of their previous run's segment keeps it, and the customers the new
+    model moves although the previous model would not are reported as model drift (:mod:`rfmseg.jobs.quiet`).
     ``options``: see :class:`JobOptions`.
     """
+    band = check_hold(hold)
     started = datetime.now(UTC)
     runs_dir = job_runs_dir("retrain", options)
     prev: ModelRef | None = None
@@ -67,6 +83,8 @@ def retrain(
     model = SegmentModel(**params, vocabulary=replace(vocabulary, entity=read.units.entity))
     with job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
+        before = previous_run(runs_dir, prepared.as_of)
+        held = (before.run_id if before else None, band)
         key = idempotency_key(
             kind="retrain",
             as_of=prepared.as_of,
@@ -76,6 +94,7 @@ def retrain(
             cold_start=cold_start.to_dict(),
             carry_over=bool(prev),
             reading=read.describe(),
+            held=list(held),
         )
         result = job.find(key)
         if result is None:
@@ -90,12 +109,31 @@ def retrain(
             prov = provenance(job.run_id, started, prepared.as_of, prepared.source.sha256, rfm)
             prov["previous_model"] = prev.model_version if prev else None
             model.provenance_ = prov
+            labels_before = previous_labels(before)
+            drift: dict[str, Any] = {"previous_run": held[0], "hold": band}
+
+            centroids = centroid_shift(prev.model, model) if prev else []
+            moved = {str(c["segment"]): float(c["shift"]) for c in centroids}
+
+            def adjust(assignments: pa.Table) -> pa.Table:
+                assignments = hold_labels(assignments, model, x, labels_before, band, moved)
+                if prev is None:
+                    return assignments
+                # the reference: what a refresh today with the previous model publishes
+                reference = score(prev.model, rfm, prepared.as_of, cold_start, x=x)
+                reference = hold_labels(reference, prev.model, x, labels_before, band, shifts_of(prev.run.manifest))
+                assignments, report = mark_drift(assignments, reference, labels_before)
+                drift.update(report, centroids=centroids)
+                return assignments
+
             manifest: JobManifest = {
                 "model": {"inertia": model.inertia_, "n_iter": model.n_iter_},
                 "previous_model": prev.model_version if prev else None,
                 "names": names,
                 # a refresh of the same day, data and rule with this model would write these very labels
-                "scoring_key": refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read),
+                "scoring_key": refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read, held),
+                "held": {"previous_run": held[0], "hold": band},
+                "drift": drift,
             }
             result = job.write(
                 prepared,
@@ -105,7 +143,8 @@ def retrain(
                 model,
                 job.run_id,
                 names=names,
-                params={"max_name_shift": max_name_shift},
+                params={"max_name_shift": max_name_shift, "hold": band},
                 manifest=manifest,
+                adjust=adjust,
             )
     return job.finish(result)

@@ -403,4 +403,12 @@ def carry_names(
         "segments": [asdict(x) for x in decisions],
         "retired": retired,
         "changes": changes,
+        # a carried name the naming rules disagree with: kept (the centroid stayed within the limit), said aloud
+        "warnings": [
+            f"'{x.name}' carried over from model {previous_version or 'the previous model'} although the naming "
+            f"rules alone would call this profile '{x.data_driven_name}' (centroid moved {x.distance:.3f}, limit "
+            f"{x.limit:.3f}); it is renamed once it moves past the limit"
+            for x in decisions
+            if x.decision == "kept" and x.data_driven_name != x.name and x.distance is not None and x.limit is not None
+        ],
     }

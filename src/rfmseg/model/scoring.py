@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 DEFAULT_COLD_SEGMENT = "Occasional"
 REASON_MODEL = "nearest_centroid"
 REASON_COLD = "cold_start"
+REASON_HELD = "held"
+"""kept in the previous run's segment, within the hysteresis band of its centroid (rfmseg.jobs.quiet)"""
+REASON_DRIFT = "model_drift"
+"""moved by a retrain although the previous model would have kept them: the model moved, not the customer"""
 ASSIGNMENTS_SCHEMA = pa.schema(
     [
         ("customer_id", pa.string()),

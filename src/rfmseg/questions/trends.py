@@ -35,6 +35,7 @@ from rfmseg.questions.common import (
 )
 from rfmseg.questions.lookups import customer_segment
 from rfmseg.runs import history as run_history
+from rfmseg.runs import warnings as early
 
 Membership = Literal["now", "start", "either"]
 _MEMBERSHIP = {
@@ -377,15 +378,31 @@ def transitions(
 def warnings(
     runs_dir: str | Path,
     run: str | None = None,
-    recency_jump_days: Annotated[int, Field(ge=0, le=3650)] = 10,
-    period_days: Days = 30,
-    trend_runs: Annotated[int, Field(ge=2, le=100)] = 3,
+    overdue_days: Annotated[int | None, Field(ge=0, le=3650)] = None,
+    window_days: Annotated[int | None, Field(ge=1, le=3650)] = None,
+    late_factor: Annotated[float, Field(ge=1, le=100)] = 2.0,
+    lookback_days: Days = 90,
+    min_orders: Annotated[int, Field(ge=2, le=1000)] = 4,
     limit: Limit = 50,
+    recency_jump_days: Annotated[int | None, Field(ge=0, le=3650)] = None,
+    period_days: Annotated[int | None, Field(ge=1, le=3650)] = None,
 ) -> dict[str, Any]:
-    """Early warnings for a run: Champions who dropped to Loyal Buyers, recency jumps with flat frequency, Loyal
-    Buyers trending toward At-Risk, segment changes — each with the customers and their values."""
+    """Early warnings for a run, on each customer's own rhythm: Champions who dropped to Loyal Buyers, Champions
+    slowing down, customers overdue (later than their own mean gap between orders allows), Loyal Buyers lapsing
+    toward At-Risk, segment changes — each with the customers and their values. recency_jump_days and
+    period_days are the former names of overdue_days and window_days."""
     check_limit(limit)
-    w = run_history.warnings(runs_dir, run, recency_jump_days, period_days, trend_runs)
+    w = early.warnings(
+        runs_dir,
+        run,
+        overdue_days=overdue_days,
+        window_days=window_days,
+        late_factor=late_factor,
+        lookback_days=lookback_days,
+        min_orders=min_orders,
+        recency_jump_days=recency_jump_days,
+        period_days=period_days,
+    )
     for item in w["warnings"]:
         item["customers"], item["customers_left_out"] = _first(item["customers"], limit)
     return w

@@ -4,8 +4,7 @@
 * :func:`history` — one customer's segment and RFM values in every run that has them;
 * :func:`transitions` — the segment-to-segment matrix between two runs, in customers and revenue, and
   the customers who moved (customers in one run only appear as ``(new)`` / ``(gone)``);
-* :func:`warnings` — the early warnings: Champions who dropped to Loyal Buyers, recency that jumped while
-  frequency stayed flat, Loyal Buyers trending toward At-Risk, and every segment change.
+* the early warnings read this history in :mod:`rfmseg.runs.warnings`.
 
 Runs are put on a *timeline* by their as-of date (the creation date for RFM-table runs, which have none),
 then creation time; when several runs share an as-of date (a refresh and a retrain on the same day) the
@@ -24,7 +23,7 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import NotFoundError, ParameterError
-from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA
+from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
 _Date = date
@@ -114,7 +113,7 @@ def _lit(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def _scan(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+def scan(con: duckdb.DuckDBPyConnection, files: list[str], columns: tuple[str, ...] = COLUMNS) -> str:
     """A SELECT of :data:`COLUMNS` and the file name over ``files``, read by column name against the one
     assignments schema. Every run writes all its columns; a run folder written by an earlier version (whose
     'run' kind wrote 8 columns, without segment_reason) reads NULL for the columns it lacks."""
@@ -122,24 +121,26 @@ def _scan(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
     listing = ", ".join(_lit(f) for f in files)
     files_sql = f"read_parquet([{listing}], union_by_name = true, filename = true)"
     rows = f"SELECT * FROM rfmseg_assignments_schema UNION ALL BY NAME SELECT * FROM {files_sql}"
-    return f"SELECT {', '.join(COLUMNS)}, filename FROM ({rows})"
+    return f"SELECT {', '.join(columns)}, filename FROM ({rows})"
 
 
-def _one(con: duckdb.DuckDBPyConnection, meta: RunMeta) -> str:
-    return f"({_scan(con, [meta.file])})"
+def run_table(con: duckdb.DuckDBPyConnection, meta: RunMeta, columns: tuple[str, ...] = COLUMNS) -> str:
+    """A run's assignments as a parenthesised SELECT of ``columns`` (and the file name)."""
+    return f"({scan(con, [meta.file], columns)})"
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts of plain (JSON-able) values."""
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
-    return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+    return [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
     if isinstance(v, date):
         return v.isoformat()
     if isinstance(v, list):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, float) and v != v:  # NaN
         return None
     return v
@@ -155,9 +156,9 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
     by_file = {m.file: m for m in metas}
     con = duckdb.connect()
     try:
-        found = _rows(con, f"SELECT * FROM ({_scan(con, list(by_file))}) WHERE customer_id = ?", [customer_id])
+        found = query_rows(con, f"SELECT * FROM ({scan(con, list(by_file))}) WHERE customer_id = ?", [customer_id])
         if not found:
-            sample = con.execute(f"SELECT customer_id FROM {_one(con, metas[-1])} LIMIT 1").fetchone()
+            sample = con.execute(f"SELECT customer_id FROM {run_table(con, metas[-1])} LIMIT 1").fetchone()
             hint = f"; ids look like {sample[0]}" if sample else ""
             raise NotFoundError(f"customer '{customer_id}' is in none of the {len(metas)} runs in {runs_dir}{hint}")
     finally:
@@ -171,7 +172,18 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------- transitions
-def _previous(runs_dir: str | Path, to: RunMeta) -> RunMeta:
+def drift_report(meta: RunMeta) -> dict[str, Any] | None:
+    """A retrain's drift report from its manifest (None for other runs, or runs written before it)."""
+    if meta.kind != "retrain":
+        return None
+    try:
+        report = get_run(meta.run_id, Path(meta.file).parent.parent).manifest.get("drift")
+    except (NotFoundError, OSError, ValueError):
+        return None
+    return dict(report) if isinstance(report, dict) else None
+
+
+def previous_run(runs_dir: str | Path, to: RunMeta) -> RunMeta:
     tl = timeline(runs_dir, until=to)
     if len(tl) < 2:
         raise NotFoundError(
@@ -201,10 +213,13 @@ def transitions(
     ``customers[i][j]`` counts customers in ``rows[i]`` of the from-run and ``columns[j]`` of the to-run;
     rows end with ``(new)`` (only in the to-run), columns with ``(gone)`` (only in the from-run).
     ``revenue`` sums the to-run's monetary, ``revenue_from`` the from-run's. ``moves`` lists the customers
-    who changed segment (or, with ``from_segment``/``to_segment``, those of that pair).
+    who changed segment (or, with ``from_segment``/``to_segment``, those of that pair), each with its ``cause``:
+    ``behaviour``, or ``model_drift`` when a retrain moved them although the previous model would not have
+    (:mod:`rfmseg.jobs.quiet`). ``totals`` counts both (``behaviour``, ``drift``); ``drift`` has the drift
+    moves' from -> to matrix and, when the to-run is a retrain, its drift report (centroid shifts).
     """
     to = resolve(runs_dir, to_run)
-    fr = resolve(runs_dir, from_run) if from_run else _previous(runs_dir, to)
+    fr = resolve(runs_dir, from_run) if from_run else previous_run(runs_dir, to)
     con = duckdb.connect()
     try:
         con.execute(
@@ -214,7 +229,7 @@ def transitions(
             "a.recency_days AS recency_days_from, b.recency_days AS recency_days_to, "
             "a.frequency AS frequency_from, b.frequency AS frequency_to, "
             "a.monetary AS monetary_from, b.monetary AS monetary_to "
-            f"FROM {_one(con, fr)} a FULL OUTER JOIN {_one(con, to)} b ON a.customer_id = b.customer_id"
+            f"FROM {run_table(con, fr)} a FULL OUTER JOIN {run_table(con, to)} b ON a.customer_id = b.customer_id"
         )
         cells = con.execute(
             "SELECT seg_from, seg_to, count(*), coalesce(sum(monetary_to), 0), coalesce(sum(monetary_from), 0) "
@@ -248,9 +263,11 @@ def transitions(
             params.append(to_segment)
             if from_segment is None:
                 where.append("seg_from <> seg_to")
-        moves = _rows(
+        moves = query_rows(
             con,
-            'SELECT customer_id, seg_from AS "from", seg_to AS "to", reason_from, reason_to, recency_days_from, '
+            'SELECT customer_id, seg_from AS "from", seg_to AS "to", reason_from, reason_to, '
+            f"CASE WHEN seg_from = '{NEW}' OR seg_to = '{GONE}' THEN NULL "
+            f"WHEN reason_to = '{REASON_DRIFT}' THEN 'model_drift' ELSE 'behaviour' END AS cause, recency_days_from, "
             "recency_days_to, frequency_from, frequency_to, monetary_from, monetary_to FROM pair "
             f"WHERE {' AND '.join(where)} "
             "ORDER BY coalesce(monetary_to, monetary_from) DESC, customer_id",
@@ -260,9 +277,17 @@ def transitions(
             f"SELECT count(*) FILTER (seg_from <> '{NEW}'), count(*) FILTER (seg_to <> '{GONE}'), "
             f"count(*) FILTER (seg_from <> seg_to AND seg_from <> '{NEW}' AND seg_to <> '{GONE}'), "
             f"count(*) FILTER (seg_from = '{NEW}'), count(*) FILTER (seg_to = '{GONE}'), "
-            "count(*) FILTER (seg_from = seg_to) FROM pair"
+            "count(*) FILTER (seg_from = seg_to), "
+            f"count(*) FILTER (seg_from <> seg_to AND seg_from <> '{NEW}' AND seg_to <> '{GONE}' "
+            f"AND reason_to = '{REASON_DRIFT}') FROM pair"
         ).fetchone()
         assert totals is not None  # an aggregate has one row
+        drift: dict[str, dict[str, int]] = {}
+        for f, t, n in con.execute(
+            f"SELECT seg_from, seg_to, count(*) FROM pair WHERE seg_from <> seg_to AND reason_to = '{REASON_DRIFT}' "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
+            drift.setdefault(f, {})[t] = int(n)
     finally:
         con.close()
     return {
@@ -276,186 +301,13 @@ def transitions(
         "customers": customers,
         "revenue": revenue,
         "revenue_from": revenue_from,
-        "totals": dict(zip(("customers_from", "customers_to", "moved", "new", "gone", "stayed"), totals, strict=True)),
+        "totals": {
+            **dict(
+                zip(("customers_from", "customers_to", "moved", "new", "gone", "stayed", "drift"), totals, strict=True)
+            ),
+            "behaviour": totals[2] - totals[6],
+        },
+        "drift": {"customers": drift, "retrain": drift_report(to)},
         "filter": {"from_segment": from_segment, "to_segment": to_segment},
         "moves": moves,
     }
-
-
-# --------------------------------------------------------------------------------------------- warnings
-MAX_WARNING_DAYS = 36_500
-"""a hundred years: the most days a warning's recency jump or period may span"""
-MAX_TREND_RUNS = 1_000
-
-
-def warnings(
-    runs_dir: str | Path,
-    run: str | None = None,
-    recency_jump_days: int = 10,
-    period_days: int = 30,
-    trend_runs: int = 3,
-    champions: str = "Champions",
-    loyal: str = "Loyal Buyers",
-    at_risk: str = "At-Risk",
-    jump_segments: list[str] | None = None,
-) -> dict[str, Any]:
-    """The early warnings for ``run`` (default: the latest of the timeline) against the runs before it.
-
-    * ``champions_to_loyal``: in ``champions`` in the previous run, in ``loyal`` now;
-    * ``recency_jump``: recency rose by more than ``recency_jump_days`` since the earliest run within the
-      last ``period_days`` days while frequency did not grow (only customers now in ``jump_segments``
-      when given, e.g. ``["Champions"]``);
-    * ``loyal_trending_at_risk``: in ``loyal`` at the start of the last ``trend_runs`` runs, recency rising
-      at every one of them, and now ``loyal`` or ``at_risk``;
-    * ``segment_changed``: a different segment than in the previous run.
-
-    Each warning: id, title, text, params, compared (the runs), count, customers (with the values that
-    triggered it), customers sorted by monetary, largest first.
-    """
-    if recency_jump_days < 0:
-        raise ParameterError(
-            f"{{recency_jump_days}} {recency_jump_days} should be >= 0 days", param="recency_jump_days"
-        )
-    if period_days < 1:
-        raise ParameterError(f"{{period_days}} {period_days} should be >= 1 day", param="period_days")
-    if trend_runs < 2:
-        raise ParameterError(f"{{trend_runs}} {trend_runs} should be >= 2 (a trend needs two runs)", param="trend_runs")
-    for param, value, most in (
-        ("recency_jump_days", recency_jump_days, MAX_WARNING_DAYS),
-        ("period_days", period_days, MAX_WARNING_DAYS),
-        ("trend_runs", trend_runs, MAX_TREND_RUNS),
-    ):
-        if value > most:
-            raise ParameterError(f"{{{param}}} {value} should be <= {most:,}", param=param)
-    now = resolve(runs_dir, run)
-    tl = timeline(runs_dir, until=now)
-    prev = tl[-2] if len(tl) >= 2 else None
-    con = duckdb.connect()
-    try:
-        out = [
-            _champions_to_loyal(con, now, prev, champions, loyal),
-            _recency_jump(con, now, tl, recency_jump_days, period_days, jump_segments),
-            _loyal_trend(con, tl, trend_runs, loyal, at_risk),
-            _segment_changed(con, now, prev),
-        ]
-    finally:
-        con.close()
-    return {
-        "run_id": now.run_id,
-        "as_of": now.date.isoformat(),
-        "previous_run": prev.run_id if prev else None,
-        "timeline": [m.run_id for m in tl],
-        "warnings": out,
-    }
-
-
-def _warning(
-    wid: str, title: str, text: str, params: dict[str, Any], compared: list[RunMeta], customers: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": wid,
-        "title": title,
-        "text": text,
-        "params": params,
-        "compared": [m.label() for m in compared],
-        "count": len(customers),
-        "customers": customers,
-    }
-
-
-def _moved_sql(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta, where: str) -> str:
-    return (
-        "SELECT b.customer_id, a.segment AS segment_from, b.segment AS segment_to, "
-        "a.segment_reason AS reason_from, b.segment_reason AS reason_to, "
-        "a.recency_days AS recency_days_from, b.recency_days AS recency_days_to, "
-        "a.frequency AS frequency_from, b.frequency AS frequency_to, "
-        "a.monetary AS monetary_from, b.monetary AS monetary_to "
-        f"FROM {_one(con, prev)} a JOIN {_one(con, now)} b ON a.customer_id = b.customer_id "
-        f"WHERE {where} ORDER BY b.monetary DESC, b.customer_id"
-    )
-
-
-def _champions_to_loyal(
-    con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None, champions: str, loyal: str
-) -> dict[str, Any]:
-    title = f"{champions} who dropped to {loyal}"
-    params = {"from_segment": champions, "to_segment": loyal}
-    if prev is None:
-        return _warning("champions_to_loyal", title, "needs an earlier run to compare with", params, [now], [])
-    rows = _rows(con, _moved_sql(con, now, prev, "a.segment = ? AND b.segment = ?"), [champions, loyal])
-    text = f"{len(rows)} {champions} in {prev.date} are {loyal} in {now.date}"
-    return _warning("champions_to_loyal", title, text, params, [prev, now], rows)
-
-
-def _recency_jump(
-    con: duckdb.DuckDBPyConnection,
-    now: RunMeta,
-    tl: list[RunMeta],
-    jump: int,
-    period: int,
-    segments: list[str] | None,
-) -> dict[str, Any]:
-    who = f" ({', '.join(segments)})" if segments else ""
-    title = f"Recency up more than {jump} days within {period} days, frequency flat{who}"
-    params = {"recency_jump_days": jump, "period_days": period, "segments": segments}
-    window = [m for m in tl[:-1] if (now.date - m.date).days <= period]
-    if not window:
-        text = f"needs a run within the {period} days before {now.date} to compare with"
-        return _warning("recency_jump", title, text, params, [now], [])
-    base = window[0]
-    rows = _rows(
-        con,
-        "SELECT b.customer_id, b.segment, a.segment AS segment_from, a.recency_days AS recency_days_from, "
-        "b.recency_days AS recency_days_to, b.recency_days - a.recency_days AS rise_days, "
-        "b.frequency, a.frequency AS frequency_from, b.monetary "
-        f"FROM {_one(con, base)} a JOIN {_one(con, now)} b ON a.customer_id = b.customer_id "
-        "WHERE b.recency_days - a.recency_days > ? AND b.frequency <= a.frequency "
-        f"{'AND list_contains(?, b.segment) ' if segments else ''}"
-        "ORDER BY b.monetary DESC, b.customer_id",
-        [jump, segments] if segments else [jump],
-    )
-    days = (now.date - base.date).days
-    text = (
-        f"{len(rows)} customers{who}' recency rose by more than {jump} days between {base.date} and {now.date} "
-        f"({days} days) while their frequency stayed flat"
-    )
-    return _warning("recency_jump", title, text, params, [base, now], rows)
-
-
-def _loyal_trend(con: duckdb.DuckDBPyConnection, tl: list[RunMeta], n: int, loyal: str, at_risk: str) -> dict[str, Any]:
-    title = f"{loyal} trending toward {at_risk}"
-    params = {"trend_runs": n, "from_segment": loyal, "toward_segment": at_risk}
-    if len(tl) < n:
-        text = f"needs {n} runs on the timeline, there are {len(tl)}"
-        return _warning("loyal_trending_at_risk", title, text, params, tl[-1:], [])
-    window = tl[-n:]
-    union = " UNION ALL ".join(f"SELECT {i} AS idx, * FROM {_one(con, m)}" for i, m in enumerate(window))
-    rows = _rows(
-        con,
-        f"WITH w AS ({union}), l AS (SELECT *, lag(recency_days) OVER (PARTITION BY customer_id ORDER BY idx) "
-        "AS prev_r FROM w) "
-        "SELECT customer_id, arg_max(segment, idx) AS segment, list(recency_days ORDER BY idx) AS recency_days, "
-        "list(segment ORDER BY idx) AS segments, arg_max(frequency, idx) AS frequency, "
-        "arg_max(monetary, idx) AS monetary FROM l GROUP BY customer_id "
-        "HAVING count(*) = ? AND bool_and(prev_r IS NULL OR recency_days > prev_r) "
-        "AND arg_min(segment, idx) = ? AND arg_max(segment, idx) IN (?, ?) "
-        "ORDER BY monetary DESC, customer_id",
-        [n, loyal, loyal, at_risk],
-    )
-    dates = [m.date.isoformat() for m in window]
-    for r in rows:
-        r["as_of"] = dates
-    text = (
-        f"{len(rows)} {loyal} in {window[0].date} saw their recency rise at each of the last {n} runs "
-        f"(to {window[-1].date}); {sum(r['segment'] == at_risk for r in rows)} of them are {at_risk} now"
-    )
-    return _warning("loyal_trending_at_risk", title, text, params, window, rows)
-
-
-def _segment_changed(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None) -> dict[str, Any]:
-    title = "Customers whose segment changed"
-    if prev is None:
-        return _warning("segment_changed", title, "needs an earlier run to compare with", {}, [now], [])
-    rows = _rows(con, _moved_sql(con, now, prev, "a.segment <> b.segment"))
-    text = f"{len(rows)} customers changed segment between {prev.date} and {now.date}"
-    return _warning("segment_changed", title, text, {}, [prev, now], rows)

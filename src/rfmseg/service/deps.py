@@ -232,7 +232,15 @@ def field_of(param: str) -> str:
     return _FIELDS.get(param) or param.removeprefix("columns.")
 
 
-_FIELDS = {"from_run": "from", "to_run": "to", "recency_jump_days": "recency_jump", "period_days": "period"}
+_FIELDS = {
+    "from_run": "from",
+    "to_run": "to",
+    "recency_jump_days": "recency_jump",
+    "period_days": "period",
+    "overdue_days": "overdue_days",
+    "window_days": "window",
+    "lookback_days": "lookback",
+}
 """parameter -> query field, where the API names it otherwise (history's queries)"""
 
 

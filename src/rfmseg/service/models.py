@@ -331,6 +331,9 @@ class Move(Public):
     to: str
     reason_from: str | None
     reason_to: str | None
+    cause: str | None = Field(
+        default=None, description="behaviour, or model_drift: a retrain moved them, their values did not"
+    )
     recency_days_from: Number | None
     recency_days_to: Number | None
     frequency_from: int | None
@@ -351,12 +354,17 @@ class TransitionsPublic(Public):
     revenue: list[list[float]] = Field(description="Their revenue in the to-run")
     revenue_from: list[list[float]] = Field(description="Their revenue in the from-run")
     totals: dict[str, int]
+    drift: dict[str, Any] = Field(
+        default_factory=dict,
+        description="customers: the from -> to counts of the moves a retrain made (model drift); retrain: its report",
+    )
     filter: dict[str, str | None]
     moves: list[Move] = Field(description="The customers who moved (within the filter)")
 
 
 class EarlyWarning(Public):
     id: str
+    aliases: list[str] = Field(default_factory=list, description="Former ids of this warning, still accepted")
     title: str
     text: str
     params: dict[str, Any]

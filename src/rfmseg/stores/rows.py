@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg.errors import ColumnError, InputError, ParameterError
+from rfmseg.model.scoring import REASON_DRIFT as DRIFT
 
 PROFILE_FIELDS = (
     "customer_id",
@@ -48,8 +49,9 @@ but for the optional :data:`REASON_COLUMN`)."""
 
 REASON_COLUMN = "segment_reason"
 """An optional column of ``assignments`` (why the customer got its segment: ``nearest_centroid``,
-``cold_start``); a publish keeps it in the change feed only. :func:`prepare_assignments` always returns it
-(null when absent)."""
+``cold_start``, ``held``, ``model_drift``); a publish keeps it in the change feed, and a ``model_drift`` move
+keeps the customer's previous_segment and segment_since (:func:`history_and_changes`).
+:func:`prepare_assignments` always returns it (null when absent)."""
 
 STATE_SCHEMA = pa.schema(
     [
@@ -177,7 +179,9 @@ def apply_history(assignments: pa.Table, served: pa.Table, as_of: dt.date) -> tu
     """Carry ``previous_segment`` and ``segment_since`` forward from the served run.
 
     Same segment as served: both are kept. Different segment: previous_segment is the served one and
-    segment_since is ``as_of``. New customer: previous_segment is null and segment_since is ``as_of``.
+    segment_since is ``as_of`` — unless the segment_reason is ``model_drift`` (a retrain moved the customer, not
+    their behaviour: :mod:`rfmseg.jobs.quiet`), which keeps both. New customer: previous_segment is null and
+    segment_since is ``as_of``.
     Returns the :data:`ROW_SCHEMA` table (in the order of ``assignments``), the number changed and new.
     """
     rows, changed, new, _changes = history_and_changes(assignments, served, as_of, departures=False)
@@ -203,8 +207,13 @@ def history_and_changes(
     old_segment = pc.take(served["segment"], positions)
     found = pc.is_valid(positions)
     same = pc.fill_null(pc.equal(assignments["segment"], old_segment), False)
-    previous = pc.if_else(same, pc.take(served["previous_segment"], positions), old_segment)
-    since = pc.if_else(same, pc.take(served["segment_since"], positions), pa.scalar(as_of, pa.date32()))
+    reasons = assignments[REASON_COLUMN] if REASON_COLUMN in assignments.column_names else None
+    # a move the model made (a retrain's drift), not the customer: the history stays as it was
+    keep = same
+    if reasons is not None:
+        keep = pc.or_(same, pc.and_(found, pc.fill_null(pc.equal(reasons, DRIFT), False)))
+    previous = pc.if_else(keep, pc.take(served["previous_segment"], positions), old_segment)
+    since = pc.if_else(keep, pc.take(served["segment_since"], positions), pa.scalar(as_of, pa.date32()))
     rows = pa.table(
         [
             assignments["customer_id"],
@@ -220,7 +229,6 @@ def history_and_changes(
     )
     new = assignments.num_rows - _count_true(found)
     changed = _count_true(pc.and_(found, pc.invert(same)))
-    reasons = assignments[REASON_COLUMN] if REASON_COLUMN in assignments.column_names else None
     arrived = pc.invert(same)  # null segments (new customers) compare as not the same
     changes = pa.table(
         [

@@ -51,7 +51,7 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
-from rfmseg.stores.rows import LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
+from rfmseg.stores.rows import DRIFT, LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
 from rfmseg.stores.urls import failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
@@ -385,10 +385,12 @@ class SqliteStore(ProfileStore):
             f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id'
         ).fetchone()
         # staging rows are in key order (rowid order), so the new table is appended in key order too
+        drift = f"(o.customer_id IS NOT NULL AND s.segment_reason = '{DRIFT}')"
         conn.execute(
             f'INSERT INTO "{table}" SELECT s.customer_id, s.segment, '
-            "CASE WHEN o.segment = s.segment THEN o.previous_segment ELSE o.segment END, "
-            "CASE WHEN o.segment = s.segment THEN o.segment_since ELSE ? END, "
+            # a retrain's drift move (the model moved, not the customer) keeps the history: rows.DRIFT
+            f"CASE WHEN o.segment = s.segment OR {drift} THEN o.previous_segment ELSE o.segment END, "
+            f"CASE WHEN o.segment = s.segment OR {drift} THEN o.segment_since ELSE ? END, "
             "s.recency_days, s.frequency, s.monetary, s.distance "
             f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id',
             (as_of.isoformat(),),

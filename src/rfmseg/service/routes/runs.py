@@ -10,8 +10,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from rfmseg.report import REPORT_FILE, inline_assets, render_html, view_for_run
 from rfmseg.runs import history
-from rfmseg.runs.history import MAX_TREND_RUNS, MAX_WARNING_DAYS
+from rfmseg.runs import warnings as early
 from rfmseg.runs.registry import describe_run, runs_table
+from rfmseg.runs.warnings import MAX_LATE_FACTOR, MAX_MIN_ORDERS, MAX_WARNING_DAYS
 from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import RunPublic, RunsPublic, RunViewPublic, TransitionsPublic, WarningsPublic
 
@@ -75,13 +76,41 @@ def transitions(
 def warnings(
     state: StateDep,
     run: Annotated[str | None, Query(description="Run id (default: the latest of the timeline)")] = None,
-    recency_jump: Annotated[
-        int, Query(le=MAX_WARNING_DAYS, description="Recency rise in days that triggers a warning (0 to 36,500)")
-    ] = 10,
-    period: Annotated[int, Query(le=MAX_WARNING_DAYS, description="Within this many days (1 to 36,500)")] = 30,
-    trend_runs: Annotated[int, Query(le=MAX_TREND_RUNS, description="Runs a trend is read over (2 to 1,000)")] = 3,
+    overdue_days: Annotated[
+        int | None,
+        Query(le=MAX_WARNING_DAYS, description="Late by more than this many days past the customer's own rhythm (7)"),
+    ] = None,
+    late_factor: Annotated[
+        float, Query(ge=1, le=MAX_LATE_FACTOR, description="Late past this many times the customer's mean gap")
+    ] = 2.0,
+    window: Annotated[
+        int | None, Query(le=MAX_WARNING_DAYS, description="Rhythm read in the earliest run within these days (56)")
+    ] = None,
+    lookback: Annotated[
+        int, Query(le=MAX_WARNING_DAYS, description="Leave out who was already late this many days ago")
+    ] = 90,
+    min_orders: Annotated[int, Query(le=MAX_MIN_ORDERS, description="Orders a customer needs for a rhythm")] = 4,
+    recency_jump: Annotated[int | None, Query(le=MAX_WARNING_DAYS, description="Former name of overdue_days")] = None,
+    period: Annotated[int | None, Query(le=MAX_WARNING_DAYS, description="Former name of window")] = None,
+    trend_runs: Annotated[
+        int | None, Query(le=1_000, description="No longer used (the rhythm rules replaced it)")
+    ] = None,
 ) -> Response:
-    """Champions who dropped to Loyal Buyers, recency jumps with flat frequency, Loyal Buyers trending toward
-    At-Risk and every segment change; each lists the customers with the values that triggered it."""
+    """Champions who dropped to Loyal Buyers, Champions slowing down, customers overdue on their own rhythm,
+    Loyal Buyers lapsing toward At-Risk and every segment change; each lists the customers with the values that
+    triggered it. ``recency_jump`` and ``loyal_trending_at_risk`` are the former ids of ``overdue`` and
+    ``loyal_lapsing`` (each warning lists its ``aliases``)."""
     runs_dir = state.settings.runs_dir
-    return json_response(history.warnings(runs_dir, run, recency_jump, period, trend_runs))
+    return json_response(
+        early.warnings(
+            runs_dir,
+            run,
+            overdue_days=overdue_days,
+            late_factor=late_factor,
+            window_days=window,
+            lookback_days=lookback,
+            min_orders=min_orders,
+            recency_jump_days=recency_jump,
+            period_days=period,
+        )
+    )

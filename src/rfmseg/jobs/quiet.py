@@ -1,0 +1,212 @@
+"""Quiet retrains: a customer whose own R, F and M did not move keeps their label across a model change.
+
+**Hysteresis on the margin.** Wherever the production loop scores (``refresh`` and ``retrain``), a customer
+scored by the model (not cold start) who placed no order since the previous run (same frequency and monetary:
+only the calendar moved them) and whose label in the previous run of the timeline is ``P`` — a segment of
+the model — and whose nearest centroid is another one keeps ``P`` while their distance to ``P``'s centroid is
+within ``hold`` (scaled units, default :data:`DEFAULT_HOLD`) of their distance to the nearest:
+``segment = P``, ``segment_reason = held``; ``model_segment`` still names the nearest centroid. They move when
+their own values carry them past the band. Why: a retrain refits the centroids on today's customers, and the
+boundaries between segments move with them (on the simulator by 0.02-0.12 in scaled units in four weeks,
+mostly because everybody aged); without the band 2-10 % of the customers change segment on a retrain, most of
+them although nothing about them changed, and the next refresh would move them again if only the retrain held
+them. Warm-starting K-Means from the previous centroids was measured too and does not help: the optimum itself
+moved (2.2-2.6 % relabelled with a warm start, 2.2-2.7 % without; docs/production.md).
+
+The band also covers how far the centroids moved at the model's retrain: between segments P and N it is
+``max(hold, shift[P] + shift[N])`` (the shifts are in the retrain's manifest; every refresh with that model
+reads them). A customer at the previous model's boundary of P whose own values did not move is within that
+band of P under the new one (triangle inequality), so the model moving does not move them: their values have to.
+
+**Model drift.** A retrain compares its labels with the *reference*: the labels the previous model gives
+today's data with the same band (what a refresh on the same day publishes). A customer without an order since
+the previous run whose reference label is their previous label (the old yardstick says they stayed) but who
+lands in another segment with the new model changed segment without changing behaviour: their
+``segment_reason`` is ``model_drift``, they are counted in the retrain's ``drift`` report (count, from -> to
+matrix, the centroid shifts) apart from the behavioural moves, and the profile store keeps their
+``previous_segment`` and ``segment_since``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfmseg.errors import ParameterError
+from rfmseg.model import SegmentModel
+from rfmseg.model.scoring import REASON_DRIFT, REASON_HELD, REASON_MODEL
+from rfmseg.runs.history import RunMeta, run_metas
+
+DEFAULT_HOLD = 0.05
+"""the band, in the model's scaled units (min-max: a 20th of a feature's range)"""
+
+
+def check_hold(hold: float) -> float:
+    if not hold >= 0:
+        raise ParameterError(f"{{hold}} {hold} should be >= 0 (0 switches the band off)", param="hold")
+    return float(hold)
+
+
+def previous_run(runs_dir: Path, as_of: date | None) -> RunMeta | None:
+    """The run of the timeline before ``as_of`` (the last written on the latest earlier date)."""
+    if as_of is None:
+        return None
+    earlier = [m for m in run_metas(runs_dir) if m.as_of is not None and m.as_of < as_of]
+    return earlier[-1] if earlier else None
+
+
+def previous_labels(meta: RunMeta | None) -> pa.Table | None:
+    """customer_id, segment, segment_reason, frequency, monetary of ``meta``'s assignments."""
+    if meta is None:
+        return None
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(meta.file)
+    reason = t.column("segment_reason") if "segment_reason" in t.column_names else pa.nulls(t.num_rows, pa.string())
+    return pa.table(
+        {
+            "customer_id": t.column("customer_id"),
+            "segment": t.column("segment"),
+            "segment_reason": reason,
+            "frequency": pc.cast(t.column("frequency"), pa.float64()),
+            "monetary": pc.cast(t.column("monetary"), pa.float64()),
+        }
+    )
+
+
+def hold(
+    assignments: pa.Table,
+    model: SegmentModel,
+    x: np.ndarray,
+    previous: pa.Table | None,
+    band: float,
+    shifts: dict[str, float] | None = None,
+) -> pa.Table:
+    """``assignments`` (as :func:`rfmseg.model.scoring.score` writes them, rows of ``x``) with the customers
+    within the band of their previous segment's centroid kept there (reason ``held``); a customer who ordered
+    since the previous run is placed by the model (their own values moved).
+
+    The band between a customer's previous segment P and their nearest N is ``max(band, shift[P] + shift[N])``
+    with ``shifts`` the distances the model's centroids moved at its retrain (:func:`centroid_shift`): a
+    customer at the old boundary of P whose own values did not move is within that of P under this one
+    (triangle inequality), so the model moving does not move them; their own values have to."""
+    if previous is None or band <= 0 or assignments.num_rows == 0:
+        return assignments
+    prev, ordered = _previous_segment(assignments, previous)
+    names = list(model.names_)
+    index = np.array([names.index(p) if p in names else -1 for p in prev])
+    nearest = assignments.column("model_segment").to_numpy(zero_copy_only=False)
+    reason = assignments.column("segment_reason").to_numpy(zero_copy_only=False)
+    # who ordered since the previous run moved on their own values: the model places them, no band
+    candidate = (index >= 0) & (reason == REASON_MODEL) & (prev != nearest) & ~ordered
+    if not candidate.any():
+        return assignments
+    d = model.distances(x[candidate])
+    rows = np.flatnonzero(candidate)
+    to_prev = d[np.arange(len(rows)), index[candidate]]
+    limit = np.full(len(rows), band)
+    if shifts:
+        near = nearest[candidate]
+        moved = [shifts.get(p, 0.0) + shifts.get(q, 0.0) for p, q in zip(prev[candidate], near, strict=True)]
+        limit = np.maximum(limit, moved)
+    within = to_prev - d.min(axis=1) <= limit
+    keep = rows[within]
+    segment = assignments.column("segment").to_numpy(zero_copy_only=False).astype(object)
+    distance = assignments.column("distance").to_numpy().copy()
+    segment[keep] = prev[keep]
+    reason = reason.astype(object)
+    reason[keep] = REASON_HELD
+    distance[keep] = to_prev[within]
+    return _replace(assignments, segment=segment, segment_reason=reason, distance=distance)
+
+
+def mark_drift(
+    assignments: pa.Table, reference: pa.Table, previous: pa.Table | None
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The retrain's ``assignments`` with the drift moves marked (reason ``model_drift``), and the counts:
+    customers in the previous run whose reference label (the previous model's, held the same way) is their
+    previous segment, and whose new label is another."""
+    if previous is None:
+        return assignments, {"previous_run": None, "moves": 0, "matrix": {}, "behaviour_moves": 0}
+    prev, ordered = _previous_segment(assignments, previous)
+    ref = reference.column("segment").to_numpy(zero_copy_only=False)
+    new = assignments.column("segment").to_numpy(zero_copy_only=False)
+    reason = assignments.column("segment_reason").to_numpy(zero_copy_only=False).astype(object)
+    known = np.array([p is not None for p in prev])
+    moved = known & (new != prev)
+    drift = moved & (ref == prev) & ~ordered
+    reason[drift] = REASON_DRIFT
+    matrix: dict[str, dict[str, int]] = {}
+    for a, b in Counter(zip(prev[drift].tolist(), new[drift].tolist(), strict=True)).items():
+        matrix.setdefault(a[0], {})[a[1]] = b
+    report = {
+        "moves": int(drift.sum()),
+        "matrix": matrix,
+        "behaviour_moves": int((moved & ~drift).sum()),
+        "relabelled_vs_refresh": int((ref != new).sum()),
+        "customers": assignments.num_rows,
+    }
+    return _replace(assignments, segment_reason=reason), report
+
+
+def shifts_of(manifest: dict[str, Any] | Any) -> dict[str, float] | None:
+    """The centroid shifts a retrain's manifest recorded, by segment (None for a model without them)."""
+    drift = manifest.get("drift") if hasattr(manifest, "get") else None
+    if not isinstance(drift, dict) or not drift.get("centroids"):
+        return None
+    return {str(c["segment"]): float(c["shift"]) for c in drift["centroids"]}
+
+
+def centroid_shift(previous: SegmentModel, new: SegmentModel) -> list[dict[str, Any]]:
+    """For each segment name of both models: how far its centroid moved, in the new model's scaled space, and
+    its mean recency, frequency and monetary before and after."""
+    out = []
+    zp = new.transform_.apply(previous.centroids_raw_)
+    zn = new.transform_.apply(new.centroids_raw_)
+    for i, name in enumerate(new.names_):
+        if name not in previous.names_:
+            continue
+        j = list(previous.names_).index(name)
+        pr, cr = previous.centroids_raw_[j], new.centroids_raw_[i]
+        out.append(
+            {
+                "segment": name,
+                "shift": round(float(np.linalg.norm(zn[i] - zp[j])), 4),
+                "recency_days": [round(float(pr[0]), 1), round(float(cr[0]), 1)],
+                "frequency": [round(float(pr[1]), 2), round(float(cr[1]), 2)],
+                "monetary": [round(float(pr[2]), 2), round(float(cr[2]), 2)],
+            }
+        )
+    return out
+
+
+def _previous_segment(assignments: pa.Table, previous: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's segment in ``previous`` (None: not there, or cold start there), and whether they placed
+    an order since (frequency or monetary differ: their own values moved)."""
+    positions = pc.index_in(assignments.column("customer_id"), value_set=previous.column("customer_id"))
+    seg = pc.take(previous.column("segment"), positions)
+    cold = pc.fill_null(pc.equal(pc.take(previous.column("segment_reason"), positions), "cold_start"), False)
+    f_now, m_now = pc.cast(assignments["frequency"], pa.float64()), pc.cast(assignments["monetary"], pa.float64())
+    ordered = pc.fill_null(
+        pc.or_(
+            pc.not_equal(pc.take(previous.column("frequency"), positions), f_now),
+            pc.not_equal(pc.take(previous.column("monetary"), positions), m_now),
+        ),
+        False,
+    )
+    seg = pc.if_else(cold, pa.scalar(None, pa.string()), seg)
+    return np.asarray(seg.to_pylist(), dtype=object), ordered.to_numpy(zero_copy_only=False)
+
+
+def _replace(t: pa.Table, **columns: Any) -> pa.Table:
+    for name, values in columns.items():
+        i = t.column_names.index(name)
+        field = t.schema.field(name)
+        t = t.set_column(i, field, pa.array(list(values) if values.dtype == object else values, field.type))
+    return t
