@@ -101,6 +101,8 @@ def commands(sample: Path, runs: Path) -> list[list[str]]:
         ["ask", "trending", "--segment", segments[0], "--toward", seg, *r],
         ["ask", "tracking", customer, *r],  # default targets: the run's first and last segment
         ["transitions", *r],
+        ["watch", *r],
+        ["watch", "--json", *r],
         ["history", customer, *r],
     ]
 

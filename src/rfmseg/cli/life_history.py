@@ -222,10 +222,10 @@ _SHORT = {
     "expected_gap_days": "gap",
     "days_late": "late",
     "limit_days": "limit",
-    "orders_in_span": "orders",
+    "orders_in_span": "done",  # events in the span, beside those due (any preset's units)
     "expected_in_span": "due",
 }
-_RIGHT = {"recency", "frequency", "monetary", "rise", "gap", "late", "limit", "orders", "due"}
+_RIGHT = {"recency", "frequency", "monetary", "rise", "gap", "late", "limit", "done", "due"}
 _REASONS = {"cold_start": "cold", "nearest_centroid": "model"}
 
 

@@ -35,6 +35,7 @@ Measured against the simulator's truth and on Online Retail: docs/production.md,
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from typing import Any
 import duckdb
 
 from rfmseg.errors import ParameterError
+from rfmseg.features import Words
 from rfmseg.model.scoring import REASON_DRIFT
 from rfmseg.runs.history import RunMeta, drift_report, query_rows, resolve, run_table, timeline
 
@@ -150,14 +152,26 @@ def warnings(
     con = duckdb.connect()
     try:
         late = _late(con, now, tl, rule)
+        w = _words(now)
         out = [
             _champions_to_loyal(con, now, prev, champions, loyal),
-            _rhythm_warning(late, "champions_slowing", f"{champions} slowing down", rule, [champions], None),
-            _rhythm_warning(late, "overdue", "Overdue on their own rhythm", rule, None, segments),
-            _rhythm_warning(late, "loyal_lapsing", f"{loyal} lapsing toward {at_risk}", rule, [loyal], None),
-            _segment_changed(con, now, prev),
-            _model_drift(con, now, prev),
+            _rhythm_warning(late, "champions_slowing", f"{champions} slowing down", rule, [champions], None, w),
+            _rhythm_warning(late, "overdue", "Overdue on their own rhythm", rule, None, segments, w),
+            _rhythm_warning(late, "loyal_lapsing", f"{loyal} lapsing toward {at_risk}", rule, [loyal], None, w),
+            _segment_changed(con, now, prev, w),
+            _model_drift(con, now, prev, w),
         ]
+        for x in out:  # a segment the rule names that this run's vocabulary does not have: say so, not "0"
+            absent = [n for n in x["params"].get("segments") or [] if n not in now.segments] + [
+                x["params"][k]
+                for k in ("from_segment", "to_segment")
+                if x["params"].get(k) not in (None, *now.segments)
+            ]
+            if absent:
+                x["text"] = (
+                    f"this run has no segment {' or '.join(absent)} (its segments: {', '.join(now.segments)}); "
+                    "give this vocabulary's names as champions, loyal and at_risk to watch them"
+                )
     finally:
         con.close()
     return {
@@ -232,6 +246,7 @@ def _rhythm_warning(
     rule: RhythmRule,
     member_of: list[str] | None,
     now_in: list[str] | None,
+    w: Words,
 ) -> dict[str, Any]:
     """The late customers who were in ``member_of`` at the start of the lookback or are now, and/or are now in
     ``now_in``."""
@@ -247,10 +262,17 @@ def _rhythm_warning(
     first, last = late.runs[0], late.runs[-1]
     who = f" in {', '.join(member_of or now_in or [])}" if (member_of or now_in) else ""
     text = (
-        f"{len(rows)} customers{who} are later than their own rhythm by more than max({rule.late_factor - 1:g} x "
-        f"their mean gap between orders, {rule.overdue_days} days) as of {last.date}, and were not late on {first.date}"
+        f"{len(rows)} {w.entity}{who} are later than their own rhythm by more than max({rule.late_factor - 1:g} x "
+        f"their mean gap between {w.units.event}s, {rule.overdue_days} days) as of {last.date}, and were not late on "
+        f"{first.date}"
     )
     return _warning(wid, title, text, params, late.runs, rows)
+
+
+def _words(now: RunMeta) -> Words:
+    """How ``now``'s run speaks of its people and their events (its summary's units)."""
+    summary = Path(now.file).parent / "summary.json"
+    return Words.of(json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else None)
 
 
 def _moved_sql(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta, where: str) -> str:
@@ -278,17 +300,17 @@ def _champions_to_loyal(
     return _warning("champions_to_loyal", title, text, params, [prev, now], rows)
 
 
-def _segment_changed(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None) -> dict[str, Any]:
-    title = "Customers whose segment changed"
+def _segment_changed(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None, w: Words) -> dict[str, Any]:
+    title = f"{w.entity.capitalize()} whose segment changed"
     if prev is None:
         return _warning("segment_changed", title, "needs an earlier run to compare with", {}, [now], [])
     rows = query_rows(con, _moved_sql(con, now, prev, "a.segment <> b.segment"))
-    text = f"{len(rows)} customers changed segment between {prev.date} and {now.date}"
+    text = f"{len(rows)} {w.entity} changed segment between {prev.date} and {now.date}"
     return _warning("segment_changed", title, text, {}, [prev, now], rows)
 
 
-def _model_drift(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None) -> dict[str, Any]:
-    title = "Segment changes made by the retrain, not by the customers (model drift)"
+def _model_drift(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | None, w: Words) -> dict[str, Any]:
+    title = f"Segment changes made by the retrain, not by the {w.entity} (model drift)"
     report = drift_report(now)
     params: dict[str, Any] = {"hold": report.get("hold") if report else None}
     if prev is None:
@@ -300,7 +322,7 @@ def _model_drift(con: duckdb.DuckDBPyConnection, now: RunMeta, prev: RunMeta | N
     else:
         shifts = ", ".join(f"{c['segment']} {c['shift']:.3f}" for c in report.get("centroids", []))
         text = (
-            f"{len(rows)} customers changed segment between {prev.date} and {now.date} because the retrain moved "
+            f"{len(rows)} {w.entity} changed segment between {prev.date} and {now.date} because the retrain moved "
             f"the centroids (shift in scaled units: {shifts or 'none'}); their previous_segment and segment_since "
             "stay as they were"
         )
