@@ -26,6 +26,7 @@ from rfmseg.cli.options import (
     NInit,
     Preset,
     Returns,
+    Rhythm,
     RunId,
     RunsDirBrief,
     RunStore,
@@ -208,6 +209,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    rhythm: Rhythm = None,
 ) -> None:
     """Segment the customers of your own transactions file (or of the source set in rfmseg.toml).
 
@@ -227,6 +229,7 @@ def run(
             output=output,
             sample_size=sample_size,
             store=target if executors else None,
+            rhythm=rhythm,
         )
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:

@@ -23,6 +23,7 @@ from rfmseg.cli.options import (
     KOrPrevious,
     NInitOrPrevious,
     Publish,
+    Rhythm,
     RunId,
     RunsDir,
     SeedOrPrevious,
@@ -359,6 +360,7 @@ def retrain(
             "other previous centroid.",
         ),
     ] = life.DEFAULT_MAX_NAME_SHIFT,
+    rhythm: Rhythm = None,
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -385,6 +387,7 @@ def retrain(
             n_init=_set(s, "n_init"),
             random_state=_set(s, "random_state"),
             max_name_shift=max_name_shift,
+            rhythm=rhythm,
             **_job_options(s, publish),
         )
     _life_report(result, as_json)

@@ -4,12 +4,14 @@ written as a run of kind 'retrain' and published."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
 
 from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, idempotency_key, job_runs_dir, refresh_key
 from rfmseg.jobs.reading import ModelRef, load_model
+from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
 from rfmseg.model.scoring import rfm_matrix
@@ -37,12 +39,15 @@ def retrain(
     n_init: int | None = None,
     random_state: int | None = None,
     max_name_shift: float = DEFAULT_MAX_NAME_SHIFT,
+    rhythm: bool | None = None,
     **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The weekly job: refit K-Means as of ``as_of``, carry names over from ``previous`` (the latest trained
     model by default; None = name from the data alone), score with cold start, write a 'retrain' run, publish.
 
     K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
+    ``rhythm`` refits each customer's rhythm model (:mod:`rfmseg.jobs.rhythm`); default: when the previous
+    model had one.
     ``options``: see :class:`JobOptions`.
     """
     started = datetime.now(UTC)
@@ -65,6 +70,9 @@ def retrain(
     vocabulary = base.vocabulary if base else (read.preset.vocabulary if read.preset else DEFAULT_VOCABULARY)
     # the reasons speak of the reading's entity (users, leads, ...): model.json does not keep it
     model = SegmentModel(**params, vocabulary=replace(vocabulary, entity=read.units.entity))
+    if rhythm is None:
+        rhythm = base is not None and base.rhythm_ is not None
+    rhythm_choice = rhythm_model(read.preset, rhythm)  # refused before reading when it cannot be fitted
     with job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
         key = idempotency_key(
@@ -76,12 +84,15 @@ def retrain(
             cold_start=cold_start.to_dict(),
             carry_over=bool(prev),
             reading=read.describe(),
+            **({"rhythm": rhythm_choice[0]} if rhythm_choice[0] else {}),
         )
         result = job.find(key)
         if result is None:
             x = rfm_matrix(rfm)
             with job.timer.stage("fit"):
                 job.engine.fit(model, x)
+            with job.timer.stage("rhythm") if rhythm_choice[0] else nullcontext():
+                fitted = fit_model_rhythm(model, rhythm_choice, rfm, prepared.as_of, params["random_state"])
             names = (
                 carry_names(prev.model, model, x, max_name_shift, prev.model_version)
                 if prev
@@ -96,6 +107,7 @@ def retrain(
                 "names": names,
                 # a refresh of the same day, data and rule with this model would write these very labels
                 "scoring_key": refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read),
+                "rhythm": fitted,
             }
             result = job.write(
                 prepared,
