@@ -237,6 +237,9 @@ def test_publish_then_get_and_get_many(store: ProfileStore) -> None:
         "frequency": 2,
         "monetary": 200.5,
         "distance": 0.25,
+        "p_alive": None,  # no rhythm columns in these assignments: null (tests/test_rhythm_wiring.py)
+        "expected_orders_90d": None,
+        "expected_value_90d": None,
         "run_id": "run-1",
         "as_of": "2024-10-31",
         "model_version": "m1",
