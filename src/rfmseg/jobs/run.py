@@ -29,6 +29,7 @@ from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW, knee_locator
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
+from rfmseg.model.rhythm import clv_library
 from rfmseg.model.scoring import OFF, rfm_matrix, score
 from rfmseg.presets import Preset, build_policy, get_preset, known_layout
 from rfmseg.profile import net_nonpositive, sufficiency_warnings
@@ -147,10 +148,12 @@ def segment(
     )
     run_id = new_run_id(started)
     writer: RunWriter | None = None
-    background = ThreadPoolExecutor(2)
+    background = ThreadPoolExecutor(3 if rhythm_choice[0] else 2)
     # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
-    # K chart use are imported meanwhile
+    # K chart use are imported meanwhile (and pymc-marketing, seconds of imports, for the rhythm model)
     background.submit(preload_run_modules)
+    if rhythm_choice[0]:
+        background.submit(clv_library)
     try:
         prepared = engine_.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
         rfm = prepared.rfm
