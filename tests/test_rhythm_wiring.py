@@ -243,3 +243,25 @@ def test_the_sample_fit_against_the_full_fit_on_online_retail(online_retail: Pat
     ok = np.isfinite(p_full)
     assert spearmanr(p_full[ok], p_small[ok]).statistic >= 0.99
     assert small.params["r"] == pytest.approx(full.params["r"], rel=0.1)
+
+
+def test_the_project_file_turns_the_rhythm_on(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rhythm = true`` in rfmseg.toml fits it; ``--no-rhythm`` typed wins; a wrong type is refused."""
+    for var in ("RFMSEG_CONFIG", "RFMSEG_RUNS_DIR", "RFMSEG_STORE", "RFMSEG_PRESET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rfmseg.toml").write_text(
+        f'rhythm = true\nas_of = {study.AS_OF}\nruns_dir = "runs"\n[source]\npath = "{ORDERS}"\n', encoding="utf-8"
+    )
+    shown = cli("config", "show", "--json")
+    assert shown.code == 0 and shown.json()["settings"]["rhythm"] == {
+        "value": True,
+        "origin": "file rfmseg.toml: rhythm",
+    }
+    off = cli("run", "--no-rhythm", "--json")
+    assert off.code == 0 and off.json()["rhythm"]["status"] == "off"
+    on = cli("run", "--json")
+    assert on.code == 0 and on.json()["rhythm"]["status"] == "fitted"
+    (tmp_path / "rfmseg.toml").write_text('rhythm = "yes"\n', encoding="utf-8")
+    bad = cli("run")
+    assert bad.code == 2 and "rhythm" in bad.err and "true or false" in bad.err

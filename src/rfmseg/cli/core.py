@@ -229,7 +229,6 @@ def run(
             output=output,
             sample_size=sample_size,
             store=target if executors else None,
-            rhythm=rhythm,
         )
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:

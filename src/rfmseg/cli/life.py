@@ -387,7 +387,7 @@ def retrain(
             n_init=_set(s, "n_init"),
             random_state=_set(s, "random_state"),
             max_name_shift=max_name_shift,
-            rhythm=rhythm,
+            rhythm=s.rhythm,
             **_job_options(s, publish),
         )
     _life_report(result, as_json)

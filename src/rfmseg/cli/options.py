@@ -109,9 +109,11 @@ Rhythm = Annotated[
     typer.Option(
         "--rhythm/--no-rhythm",
         help="Fit each customer's rhythm model: p_alive, expected orders and value over 90 days (needs the clv "
-        "extra; docs/rhythm.md). Default: off for run; for retrain, as the previous model.",
+        "extra; docs/rhythm.md). Default: rhythm in rfmseg.toml, else off for run and as the previous model for "
+        "retrain.",
         show_default=False,
     ),
+    SettingKey("rhythm"),
 ]
 
 _RUN_REF = "Run id, unique prefix, or 'latest'."
