@@ -148,7 +148,7 @@
         `${money(s.total_revenue)} · K=${s.k} (${s.transform || "minmax"})` + (r.input ? ` · ${r.input}` : "")),
       runs && runs.length > 1 ? runPicker(runs, r.run_id) : null);
     const notices = (s.warnings || []).map((w) => el("p", { class: "notice" }, typeof w === "string" ? w : w.text));
-    app.replaceChildren(
+    app.replaceChildren(...[  // a panel with nothing to show is null: left out (replaceChildren would write "null")
       header,
       ...notices,
       el("section", { class: "cards", id: "cards" }, s.segments.map(card)),
@@ -166,7 +166,7 @@
         MODE === "report"
           ? `Self-contained report generated ${view.generated} by rfmseg; it works offline.`
           : el("span", {}, "Data from the rfmseg API — ", el("a", { href: "docs" }, "API docs"), ".")),
-    );
+    ].filter((c) => c !== null && c !== undefined));
     drawScatter();
     openTable(state.table.segment && state.segments.includes(state.table.segment) ? state.table.segment
       : state.segments[0], false);
