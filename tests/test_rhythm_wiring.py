@@ -268,3 +268,12 @@ def test_the_project_file_turns_the_rhythm_on(cli, tmp_path: Path, monkeypatch: 
     (tmp_path / "rfmseg.toml").write_text('rhythm = "yes"\n', encoding="utf-8")
     bad = cli("run")
     assert bad.code == 2 and "rhythm" in bad.err and "true or false" in bad.err
+
+
+def test_a_ready_rfm_table_has_no_order_dates_to_fit_on(cli, runs_dir: Path) -> None:
+    r = cli("run", study.path(study.RFM_FILE), "--rhythm", "--runs-dir", runs_dir)
+    assert r.code == 2
+    assert r.err.strip() == (
+        "error: --rhythm needs each customer's order dates: give transactions, not a ready RFM table"
+    )
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
