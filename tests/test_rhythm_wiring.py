@@ -277,3 +277,13 @@ def test_a_ready_rfm_table_has_no_order_dates_to_fit_on(cli, runs_dir: Path) -> 
         "error: --rhythm needs each customer's order dates: give transactions, not a ready RFM table"
     )
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_preset_definition_recorded_before_the_rhythm_reads_as_its_preset_says() -> None:
+    from rfmseg.presets import PRESETS, Preset
+
+    for name in PRESETS:
+        d = get_preset(name).to_dict()
+        old = {k: v for k, v in d.items() if k not in ("rhythm", "rhythm_note")}
+        assert Preset.from_dict(old).rhythm == get_preset(name).rhythm, name
+        assert Preset.from_dict(d) == get_preset(name)

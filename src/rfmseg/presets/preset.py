@@ -69,6 +69,11 @@ class Onboarding:
         return cls(paths, d["depth"])
 
 
+NOT_PURCHASES = ("crm", "education", "saas")
+"""the built-in presets whose events are not purchases (``Preset.rhythm`` None): what a preset definition
+recorded before that field says (tests/test_rhythm_wiring.py holds it to the registry)"""
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -150,8 +155,8 @@ class Preset:
             sample=d["sample"],
             cold_start_segment=d["cold_start_segment"],
             onboarding=Onboarding.from_dict(d["onboarding"]) if d.get("onboarding") else None,
-            # a definition recorded before the rhythm models: the default model's applicability
-            rhythm=d.get("rhythm", DEFAULT_RHYTHM_MODEL),
+            # a definition recorded before the rhythm models: as the built-in preset of that name says
+            rhythm=d["rhythm"] if "rhythm" in d else (None if d["name"] in NOT_PURCHASES else DEFAULT_RHYTHM_MODEL),
             rhythm_note=d.get("rhythm_note", ""),
         )
 
