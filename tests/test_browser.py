@@ -614,3 +614,30 @@ def test_the_report_speaks_the_presets_units(page: Page, preset_runs: StudyRuns)
     )
     assert page.errors == []
     assert page.outside == []
+
+
+def test_the_report_shows_each_segments_rhythm(page: Page, tmp_path: Path) -> None:
+    """A run with --rhythm: the report's rhythm panel has a row per segment and one for all customers, with
+    the median P(alive) and value as the summary has them; a crm run's panel says why there is none."""
+    from rfmseg.datasets import study
+    from rfmseg.presets import get_preset
+
+    run = segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=tmp_path / "runs", rhythm=True)
+    pg = page.open((run.path / REPORT_FILE).as_uri())
+    panel = pg.locator("#rhythm-panel")
+    rhythm = run.summary["rhythm"]
+    assert panel.locator("tbody tr").count() == len(rhythm["segments"]) + 1
+    champions = next(s for s in rhythm["segments"] if s["segment"] == "Champions")
+    cells = panel.locator('tr[data-row="Champions"] td')
+    assert cells.nth(1).inner_text() == f"{champions['customers']:,}"
+    assert cells.nth(3).inner_text().startswith(f"{champions['expected_orders_90d']['median']:,.2f} (")
+    assert cells.nth(5).inner_text() == f"${champions['expected_value_90d']['mean']:,.0f}"
+    page.shot("report-rhythm.png")
+    assert page.errors == []
+    # no panel left empty writes "null" between the others (the page's children are all elements)
+    assert all(n == 1 for n in pg.locator("#app").evaluate("n => [...n.childNodes].map(c => c.nodeType)"))
+    crm = get_preset("crm")
+    other = segment(crm.sample_path(), preset="crm", runs_dir=tmp_path / "crm")
+    note = page.open((other.path / REPORT_FILE).as_uri()).locator("#rhythm-panel .note").inner_text()
+    assert note == f"Not fitted: preset 'crm': {crm.rhythm_note}."
+    assert page.errors == []

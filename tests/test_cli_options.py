@@ -70,7 +70,15 @@ def test_the_life_commands_keep_their_option_order() -> None:
     tail = ["runs_dir", "as_json", "config"]
     assert _params("assign") == ["path", "model", *reading, "as_of", *cold, "output", "show", *tail]
     assert _params("refresh") == ["path", "as_of", "model", *reading, *cold, "hold", "publish", "store", *tail]
-    assert _params("retrain")[-len(reading) - len(cold) - 6 :] == [*reading, *cold, "hold", "publish", "store", *tail]
+    assert _params("retrain")[-len(reading) - len(cold) - 7 :] == [
+        *reading,
+        *cold,
+        "hold",
+        "rhythm",
+        "publish",
+        "store",
+        *tail,
+    ]
     assert _params("retrain")[:10] == [
         "path",
         "as_of",
@@ -146,11 +154,11 @@ READING_KEYS = {"source", "as_of", "bad_rows", "preset", "returns", "runs_dir", 
 COLD_KEYS = {"cold_start.orders", "cold_start.days", "cold_start.segment"}
 MODEL_KEYS = {"k", "transform", "n_init", "random_state"}
 USED = {
-    "run": READING_KEYS | MODEL_KEYS | {"store", "columns.*"},
+    "run": READING_KEYS | MODEL_KEYS | {"store", "columns.*", "rhythm"},
     "choose-k": {"source", "as_of", "preset", "transform", "n_init", "random_state", *FORMAT_KEYS, *COLUMN_KEYS[:4]},
     "assign": READING_KEYS | COLD_KEYS,
     "refresh": READING_KEYS | COLD_KEYS | {"store"},
-    "retrain": READING_KEYS | COLD_KEYS | MODEL_KEYS | {"store"},
+    "retrain": READING_KEYS | COLD_KEYS | MODEL_KEYS | {"store", "rhythm"},
     "publish": {"runs_dir", "store"},
     "serve": {"runs_dir", "store"},
     "context": {"runs_dir", "store"},

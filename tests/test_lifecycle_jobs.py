@@ -55,7 +55,7 @@ def test_an_unknown_keyword_is_refused_before_any_work(job, tmp_path: Path) -> N
 
 def test_a_refresh_manifest_has_the_shared_layout(jobs) -> None:
     first, m = jobs["first"], manifest_file(jobs["refresh"])
-    assert list(m) == [*LAYOUT, "versions", "source_run", "held", "cold_start", "timings"]
+    assert list(m) == [*LAYOUT, "versions", "source_run", "held", "rhythm", "cold_start", "timings"]
     assert (m["kind"], m["model_version"], m["source_run"]) == ("refresh", first.run_id, first.run_id)
     assert m["input"]["path"] == "orders" and m["as_of"] == "2024-12-31" and m["customers"] == 200
     # the model's parameters and the reading of its run
@@ -73,7 +73,7 @@ def test_a_refresh_manifest_has_the_shared_layout(jobs) -> None:
 
 def test_a_retrain_manifest_has_the_shared_layout_and_its_own_keys(jobs) -> None:
     m = manifest_file(jobs["retrain"])
-    extra = ["model", "previous_model", "names", "scoring_key", "held", "drift", "cold_start", "timings"]
+    extra = ["model", "previous_model", "names", "scoring_key", "held", "drift", "rhythm", "cold_start", "timings"]
     assert list(m) == [*LAYOUT, "versions", *extra]
     assert m["kind"] == "retrain" and m["model_version"] == m["run_id"] == jobs["retrain"].run_id
     assert m["params"]["max_name_shift"] == 0.4 and list(m["params"])[-2:] == ["max_name_shift", "hold"]
@@ -103,7 +103,7 @@ def test_run_manifest_rebuilds_the_manifest_of_a_run(jobs) -> None:
         rfm=prepared.rfm,
         data_sha256=written["data_sha256"],
         params=written["params"],
-        **{k: written[k] for k in ("warnings", "net_nonpositive", "model", "engine")},
+        **{k: written[k] for k in ("warnings", "net_nonpositive", "model", "engine", "rhythm")},
     )
     assert list(rebuilt) == list(written)
     assert rebuilt == written

@@ -16,7 +16,7 @@ from rfmseg.stores.rows import ROW_SCHEMA, SEPARATOR
 from rfmseg.stores.wire import PGCOPY_HEADER, PGCOPY_TRAILER, hset_commands, packed_profiles, pgcopy_tuples
 from test_stores import PG_URL, REDIS_URL
 
-PG_TYPES = ["text", "text", "text", "date", "int8", "int8", "float8", "float8"]
+PG_TYPES = ["text", "text", "text", "date", "int8", "int8", "float8", "float8", "float8", "float8", "float8"]
 
 
 def awkward_rows() -> pa.Table:
@@ -40,6 +40,10 @@ def awkward_rows() -> pa.Table:
             "frequency": [1, 2**40, 0, 3, -5, 12, 2**31],
             "monetary": [0.1, -0.0, 1.7976931348623157e308, 5e-324, -2.5, 123456.789, math.inf],
             "distance": [0.0, 1e-300, 2.220446049250313e-16, 1 / 3, 0.5, 9.75, -math.inf],
+            # the rhythm columns may be NULL (no rhythm model, no dated history)
+            "p_alive": [None, 0.5, 1.0, 0.0, None, 1e-9, 0.9999999999999999],
+            "expected_orders_90d": [None, 2.25, 0.0, 1 / 7, None, 1e-300, 12.5],
+            "expected_value_90d": [None, 1234.5678, -0.0, 5e-324, None, 1.7976931348623157e308, 0.1],
         },
         schema=ROW_SCHEMA,
     )
@@ -82,7 +86,8 @@ def test_pgcopy_loads_into_postgresql_and_reads_back() -> None:
         cur.execute(
             sql.SQL(
                 "CREATE TEMPORARY TABLE {} (n serial, customer_id text, segment text, previous_segment text, "
-                "segment_since date, recency_days bigint, frequency bigint, monetary float8, distance float8)"
+                "segment_since date, recency_days bigint, frequency bigint, monetary float8, distance float8, "
+                "p_alive float8, expected_orders_90d float8, expected_value_90d float8)"
             ).format(table)
         )
         columns = sql.SQL(", ").join(map(sql.Identifier, rows.column_names))
@@ -99,7 +104,7 @@ def test_pgcopy_tuple_layout() -> None:
     """One tuple by hand: field count, then length-prefixed big-endian fields, -1 for NULL."""
     row = awkward_rows().slice(0, 1).to_batches()[0]
     expected = (
-        b"\x00\x08"
+        b"\x00\x0b"
         + b"\x00\x00\x00\x02C1"
         + b"\x00\x00\x00\x09Champions"
         + b"\xff\xff\xff\xff"
@@ -108,6 +113,7 @@ def test_pgcopy_tuple_layout() -> None:
         + b"\x00\x00\x00\x08" + (1).to_bytes(8, "big")
         + b"\x00\x00\x00\x08" + bytes.fromhex("3fb999999999999a")  # 0.1
         + b"\x00\x00\x00\x08" + bytes(8)
+        + b"\xff\xff\xff\xff" * 3  # no rhythm: three NULLs
     )  # fmt: skip
     assert bytes(pgcopy_tuples(row)) == expected
 
@@ -129,7 +135,8 @@ def expected_hsets(key: str, parts: list[pa.RecordBatch], per_command: int) -> l
 
 def test_packed_profiles_are_the_stored_fields() -> None:
     values = packed_profiles(batches()[0]).to_pylist()
-    assert values[0] == SEPARATOR.join(["Champions", "", "2000-01-01", "0", "1", "0.1", "0"])
+    assert values[0] == SEPARATOR.join(["Champions", "", "2000-01-01", "0", "1", "0.1", "0", "", "", ""])
+    assert [float(v) for v in values[1].split(SEPARATOR)[7:]] == [0.5, 2.25, 1234.5678]
     assert values[1].split(SEPARATOR)[1:4] == ["Loyal", "1999-12-31", "-1"]
     assert float(values[1].split(SEPARATOR)[5]) == 0.0 and values[1].split(SEPARATOR)[5].startswith("-")
 

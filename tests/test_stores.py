@@ -237,6 +237,9 @@ def test_publish_then_get_and_get_many(store: ProfileStore) -> None:
         "frequency": 2,
         "monetary": 200.5,
         "distance": 0.25,
+        "p_alive": None,  # no rhythm columns in these assignments: null (tests/test_rhythm_wiring.py)
+        "expected_orders_90d": None,
+        "expected_value_90d": None,
         "run_id": "run-1",
         "as_of": "2024-10-31",
         "model_version": "m1",
@@ -667,3 +670,87 @@ def test_numeric_customer_ids_are_served_as_strings(store: ProfileStore) -> None
     profile = store.get("17850")
     assert profile is not None and profile["customer_id"] == "17850" and profile["frequency"] == 12
     assert isinstance(profile["monetary"], float)
+
+
+# --- each customer's rhythm -------------------------------------------------------------------------------
+
+RHYTHM = {
+    "p_alive": [0.875, None, 0.0],
+    "expected_orders_90d": [1.5, None, 0.0],
+    "expected_value_90d": [420.25, None, 0.0],
+}
+
+
+def with_rhythm(table: pa.Table) -> pa.Table:
+    """``table`` (three customers) with the rhythm columns; the second customer's are NaN (null)."""
+    for name, values in RHYTHM.items():
+        table = table.append_column(name, pa.array([float("nan") if v is None else v for v in values]))
+    return table
+
+
+def test_the_profile_carries_the_rhythm(store: ProfileStore) -> None:
+    """Published in one go or staged in batches, a profile has p_alive, expected_orders_90d and
+    expected_value_90d; NaN (no dated history) is stored as null."""
+    table = with_rhythm(assignments({"A": "Champions", "B": "Loyal", "C": "At risk"}))
+    store.publish(table, "run-1", D1, "m1")
+    many = store.get_many(["A", "B", "C"])
+    for i, cid in enumerate("ABC"):
+        assert {name: many[cid][name] for name in RHYTHM} == {name: values[i] for name, values in RHYTHM.items()}
+    assert store.get("A")["expected_value_90d"] == 420.25
+    with store.begin_publish("run-2", D2, "m1") as staged, rfmseg.stores.open_stager(staged.token) as stager:
+        stager.stage(table.slice(0, 2))
+        stager.stage(table.slice(2))
+        staged.commit(3)
+    assert store.get("A")["p_alive"] == 0.875 and store.get("B")["p_alive"] is None
+    assert store.get("C")["expected_orders_90d"] == 0.0
+
+
+def test_a_store_published_before_the_rhythm_reads_it_as_null(backend: str, url: str, store: ProfileStore) -> None:
+    """The served table of an earlier rfmseg has no rhythm columns: its profiles read them as null until the
+    next publish (which adds them)."""
+    store.publish(assignments({"A": "Champions", "B": "Loyal"}), "run-1", D1, "m1")
+    ns = store.namespace
+    if backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        table = conn.execute(f'SELECT table_name FROM "{ns}_meta"').fetchone()[0]
+        conn.execute(f'DROP VIEW "{ns}_current"')
+        conn.execute(
+            f'CREATE VIEW "{ns}_current" AS SELECT p.customer_id, p.segment, p.previous_segment, p.segment_since, '
+            "p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, m.as_of, m.model_version "
+            f'FROM "{table}" AS p CROSS JOIN "{ns}_meta" AS m'
+        )
+        conn.commit()
+        conn.close()
+    elif backend == "postgres":
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            view, meta = sql.Identifier(f"{ns}_current"), sql.Identifier(f"{ns}_meta")
+            table = conn.execute(sql.SQL("SELECT table_name FROM {}").format(meta)).fetchone()[0]
+            conn.execute(sql.SQL("DROP VIEW {}").format(view))
+            conn.execute(
+                sql.SQL(
+                    "CREATE VIEW {} AS SELECT p.customer_id, p.segment, p.previous_segment, p.segment_since, "
+                    "p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, m.as_of, m.model_version "
+                    "FROM {} AS p CROSS JOIN {} AS m"
+                ).format(view, sql.Identifier(table), meta)
+            )
+    else:
+        import json
+
+        import redis
+
+        client = redis.Redis.from_url(url)
+        key = json.loads(client.get(f"{ns}:current"))["key"]
+        packed = client.hget(key, "A").decode().split("\x1f")[:7]  # the seven fields of an earlier publish
+        client.hset(key, "A", "\x1f".join(packed))
+        client.close()
+    old = store.get("A")
+    assert old is not None and old["segment"] == "Champions" and old["distance"] == 0.5
+    assert [old[name] for name in RHYTHM] == [None, None, None]
+    assert tuple(store.get_many(["A"])["A"]) == PROFILE_FIELDS
+    store.publish(with_rhythm(assignments({"A": "Champions", "B": "Loyal", "C": "At risk"})), "run-2", D2, "m1")
+    assert store.get("A")["p_alive"] == 0.875

@@ -99,6 +99,7 @@ ALLOWED = {
     "encoding": "utf-8, utf-16 or latin-1 (also for windows-1252)",
     "sheet": 'a sheet name of the workbook, or "all"',
     "max_quarantine": "a share from 0 to 1, e.g. 0.2",
+    "rhythm": "true or false: fit each customer's rhythm model (p_alive, expected orders and value; docs/rhythm.md)",
     "cold_start": "a table with orders, days and segment",
     "cold_start.orders": "a whole number >= 0 (0 switches this part of the rule off)",
     "cold_start.days": "a whole number >= 0 (0 switches this part of the rule off)",

@@ -61,6 +61,7 @@ class SegmentKwargs(TypedDict):
     max_quarantine: float | None
     preset: Preset
     runs_dir: Path
+    rhythm: bool | None
 
 
 CONFIG_ENV = "RFMSEG_CONFIG"
@@ -291,6 +292,8 @@ class Settings(_Strict):
     encoding: StrictStr | None = None
     sheet: StrictStr | None = None
     max_quarantine: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None
+    rhythm: StrictBool | None = None
+    """fit each customer's rhythm model (rfmseg.jobs.rhythm); None: off for run, as the previous model for retrain"""
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     runs_dir: StrictStr = str(DEFAULT_RUNS_DIR)
     store: StrictStr | None = None
@@ -401,6 +404,7 @@ class Settings(_Strict):
             "max_quarantine": None if self.max_quarantine is None else float(self.max_quarantine),
             "preset": self.preset_obj(),
             "runs_dir": self.runs_path,
+            "rhythm": self.rhythm,
         }
 
     def read_formats(self) -> ReadFormats:
@@ -443,6 +447,8 @@ class Settings(_Strict):
         out.append(("sheet", self.sheet or "(the workbook's only sheet with data)", self.origin("sheet")))
         limit = p.policy.max_quarantine if self.max_quarantine is None else self.max_quarantine
         out.append(("max_quarantine", limit, self._or_preset("max_quarantine")))
+        rhythm = "(off; retrain: as the previous model)" if self.rhythm is None else self.rhythm
+        out.append(("rhythm", rhythm, self.origin("rhythm")))
         out.append(("cold_start.orders", self.cold_start.orders, self.origin("cold_start.orders")))
         out.append(("cold_start.days", self.cold_start.days, self.origin("cold_start.days")))
         seg_origin = self.origin("cold_start.segment") if self.cold_start.segment else f"preset {p.name}"

@@ -26,6 +26,7 @@ from rfmseg.cli.options import (
     NInit,
     Preset,
     Returns,
+    Rhythm,
     RunId,
     RunsDirBrief,
     RunStore,
@@ -94,6 +95,17 @@ def _report(
         return
     print_summary(summary)
     u = units_of(summary)
+    rhythm = summary.get("rhythm") or {}
+    if rhythm.get("all"):
+        every, model = rhythm["all"], {"mbg": "modified BG/NBD", "bg": "BG/NBD"}.get(str(rhythm.get("model")), "")
+        value = every["expected_value_90d"]["mean"] or 0.0
+        shown = f"{summary.get('currency', '')}{value:,.2f}" if u.money else f"{value:,.2f} {u.monetary}"
+        out.print(
+            f"Rhythm ({model}, next 90 days): median P(alive) {every['p_alive']['median']:.0%}; mean expected "
+            f"{u.frequency} {every['expected_orders_90d']['mean']:,.2f}, {u.monetary} {shown}. Each of the {u.entity} "
+            "in assignments.parquet, per segment in --json and the report.",
+            markup=False,
+        )
     for c in summary.get("customers", []):
         out.print(
             f"{c['customer_id']}: {c['segment']} — {c['recency_days']} days, {c['frequency']} {u.frequency}, "
@@ -208,6 +220,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    rhythm: Rhythm = None,
 ) -> None:
     """Segment the customers of your own transactions file (or of the source set in rfmseg.toml).
 

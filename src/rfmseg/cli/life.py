@@ -23,6 +23,7 @@ from rfmseg.cli.options import (
     KOrPrevious,
     NInitOrPrevious,
     Publish,
+    Rhythm,
     RunId,
     RunsDir,
     SeedOrPrevious,
@@ -380,6 +381,7 @@ def retrain(
             "0 = off.",
         ),
     ] = life.DEFAULT_HOLD,
+    rhythm: Rhythm = None,
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -407,6 +409,7 @@ def retrain(
             random_state=_set(s, "random_state"),
             max_name_shift=max_name_shift,
             hold=hold,
+            rhythm=s.rhythm,
             **_job_options(s, publish),
         )
     _life_report(result, as_json)

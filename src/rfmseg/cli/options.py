@@ -104,6 +104,17 @@ ServeStore = Annotated[
 ]
 """where serve reads profiles from"""
 Publish = Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")]
+Rhythm = Annotated[
+    bool | None,
+    typer.Option(
+        "--rhythm/--no-rhythm",
+        help="Fit each customer's rhythm model: p_alive, expected orders and value over 90 days (needs the clv "
+        "extra; docs/rhythm.md). Default: rhythm in rfmseg.toml, else off for run and as the previous model for "
+        "retrain.",
+        show_default=False,
+    ),
+    SettingKey("rhythm"),
+]
 
 _RUN_REF = "Run id, unique prefix, or 'latest'."
 RunId = Annotated[str, typer.Argument(help=_RUN_REF)]

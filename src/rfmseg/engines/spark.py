@@ -67,7 +67,7 @@ from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY, SOURCE_COLUMNS, SOURCE_VI
 from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
-from rfmseg.model.scoring import REASON_MODEL
+from rfmseg.model.scoring import REASON_MODEL, RHYTHM_COLUMNS
 from rfmseg.model.segment_model import Assignment, distinct_rows
 from rfmseg.model.transform import Transform
 from rfmseg.timing import Percent, Timer
@@ -424,6 +424,7 @@ class SparkEngine:
                 StructField("model_segment", StringType()),
                 StructField("cluster", IntegerType()),
                 rfm_fields["first_order_date"],
+                *[StructField(c, DoubleType()) for c in RHYTHM_COLUMNS],  # null: no rhythm model on Spark
             ]
         )
 
@@ -447,6 +448,7 @@ class SparkEngine:
                         "model_segment": segment,
                         "cluster": labels.astype("int32"),
                         "first_order_date": b["first_order_date"],
+                        **dict.fromkeys(RHYTHM_COLUMNS, np.nan),
                     }
                 )
 
@@ -515,9 +517,8 @@ class SparkEngine:
         and StoreError (a store problem) or SparkError is raised in one line; nothing was changed.
 
         The run folder is written when this runs, so the tables under ``output`` belong to it whatever
-        happens here. Returns the publish report as a dict (that of ``rfmseg publish``, plus
-        ``by: "executors"``, ``batches`` and ``batches_resent``: batches a retried task attempt sent again,
-        which the store skipped because an earlier attempt had staged them).
+        happens here. Returns the publish report (that of ``rfmseg publish``, plus ``by: "executors"``,
+        ``batches`` and ``batches_resent``: batches a retried task attempt sent again, skipped by the store).
         """
         from rfmseg.stores import open_store
 
@@ -555,8 +556,7 @@ class SparkEngine:
 
             from rfmseg.stores import open_stager
 
-            # a retried or speculative attempt of this task sends the same batches under the same keys (the
-            # partition is sorted by customer id), and the store skips those an earlier attempt staged
+            # a retried task sends the same batches under the same keys (sorted ids): the store skips those staged
             context = TaskContext.get()
             part = context.partitionId() if context is not None else 0
             with open_stager(token) as stager:

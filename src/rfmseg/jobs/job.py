@@ -23,7 +23,8 @@ from rfmseg.io import Policy
 from rfmseg.io.intake import Intake
 from rfmseg.jobs.publish import publish_existing, publish_run
 from rfmseg.jobs.reading import Reading, reading
-from rfmseg.jobs.writer import build_summary, write_run
+from rfmseg.jobs.rhythm import rhythm_status
+from rfmseg.jobs.writer import build_summary, rhythm_summary, write_run
 from rfmseg.model import SegmentModel
 from rfmseg.model.scoring import REASON_COLD, ColdStart, cold_warnings, score
 from rfmseg.presets import Preset, ReadFormats
@@ -97,6 +98,7 @@ class JobManifest(TypedDict, total=False):
     previous_model: str | None
     names: dict[str, Any]
     scoring_key: str
+    rhythm: dict[str, Any]
     """retrain: the fit, the model it follows, the names carried over, and the key a same-day refresh has"""
     held: dict[str, Any]
     """refresh and retrain: the previous run the labels are held against and the band"""
@@ -259,6 +261,9 @@ class Job:
             idempotency_key=key,
         )
         man.update(manifest or {})
+        # a refresh scores with its model's rhythm parameters (fitted by the run that trained it), if any
+        man.setdefault("rhythm", rhythm_status(model))
+        summ["rhythm"] = rhythm_summary(assignments, man["rhythm"])
         man["cold_start"] = {
             "orders": cold.orders,
             "days": cold.days,

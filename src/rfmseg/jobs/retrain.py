@@ -4,6 +4,7 @@ written as a run of kind 'retrain' and published."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
@@ -22,6 +23,7 @@ from rfmseg.jobs.quiet import (
 )
 from rfmseg.jobs.quiet import hold as hold_labels
 from rfmseg.jobs.reading import ModelRef, load_model
+from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
 from rfmseg.model.scoring import rfm_matrix, score
@@ -50,6 +52,7 @@ def retrain(
     random_state: int | None = None,
     max_name_shift: float = DEFAULT_MAX_NAME_SHIFT,
     hold: float = DEFAULT_HOLD,
+    rhythm: bool | None = None,
     **options: Unpack[JobOptions],
 ) -> LifeResult:
     """The weekly job: refit K-Means as of ``as_of``, carry names over from ``previous`` (the latest trained
@@ -58,6 +61,8 @@ def retrain(
     K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
     ``hold``: a customer within this band of their previous run's segment keeps it, and the customers the new
     model moves although the previous model would not are reported as model drift (:mod:`rfmseg.jobs.quiet`).
+    ``rhythm`` refits each customer's rhythm model (:mod:`rfmseg.jobs.rhythm`); default: when the previous
+    model had one.
     ``options``: see :class:`JobOptions`.
     """
     band = check_hold(hold)
@@ -81,6 +86,9 @@ def retrain(
     vocabulary = base.vocabulary if base else (read.preset.vocabulary if read.preset else DEFAULT_VOCABULARY)
     # the reasons speak of the reading's entity (users, leads, ...): model.json does not keep it
     model = SegmentModel(**params, vocabulary=replace(vocabulary, entity=read.units.entity))
+    if rhythm is None:
+        rhythm = base is not None and base.rhythm_ is not None
+    rhythm_choice = rhythm_model(read.preset, rhythm)  # refused before reading when it cannot be fitted
     with job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
         before = previous_run(runs_dir, prepared.as_of)
@@ -95,12 +103,15 @@ def retrain(
             carry_over=bool(prev),
             reading=read.describe(),
             held=list(held),
+            **({"rhythm": rhythm_choice[0]} if rhythm_choice[0] else {}),
         )
         result = job.find(key)
         if result is None:
             x = rfm_matrix(rfm)
             with job.timer.stage("fit"):
                 job.engine.fit(model, x)
+            with job.timer.stage("rhythm") if rhythm_choice[0] else nullcontext():
+                fitted = fit_model_rhythm(model, rhythm_choice, rfm, prepared.as_of, params["random_state"])
             names = (
                 carry_names(prev.model, model, x, max_name_shift, prev.model_version)
                 if prev
@@ -134,6 +145,7 @@ def retrain(
                 "scoring_key": refresh_key(prepared.as_of, job.run_id, data_sha, cold_start, read, held),
                 "held": {"previous_run": held[0], "hold": band},
                 "drift": drift,
+                "rhythm": fitted,
             }
             result = job.write(
                 prepared,

@@ -8,6 +8,7 @@ code for every engine and every kind of run (:mod:`rfmseg.jobs.writer`).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,14 +19,17 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from rfmseg.engines import open_engine
+from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet
 from rfmseg.io import Policy
 from rfmseg.jobs.publish import publish_computed
-from rfmseg.jobs.writer import build_summary, write_run
+from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
+from rfmseg.jobs.writer import build_summary, rhythm_summary, write_run
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW, knee_locator
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
+from rfmseg.model.rhythm import clv_library
 from rfmseg.model.scoring import OFF, rfm_matrix, score
 from rfmseg.presets import Preset, build_policy, get_preset, known_layout
 from rfmseg.profile import net_nonpositive, sufficiency_warnings
@@ -89,6 +93,7 @@ def segment(
     spark_master: str | None = None,
     output: str | None = None,
     store: str | None = None,
+    rhythm: bool | None = None,
 ) -> RunResult:
     """Segment the customers of ``source`` (path, pandas DataFrame or Arrow table).
 
@@ -104,6 +109,8 @@ def segment(
     ``store``: the profile store URL to publish the run to once it is written (``manifest["publish"]`` is
     the report): from the Spark executors on engine "spark", from this process on the local engine, which
     needs ``runs_dir`` for the run it publishes (:func:`rfmseg.jobs.publish.publish_computed`).
+    ``rhythm=True`` also fits each customer's rhythm model where the preset says it applies (p_alive, expected
+    orders and value in the assignments; needs the clv extra; :mod:`rfmseg.jobs.rhythm`).
     """
     engine_ = open_engine(engine, spark_master=spark_master, output=output)
     if store is not None:
@@ -128,6 +135,9 @@ def segment(
     vocabulary = vocabulary or (preset.vocabulary if preset else DEFAULT_VOCABULARY)
     feature_set = feature_set or (preset.features if preset else DEFAULT_FEATURES)
     units = preset.units if preset else DEFAULT_UNITS
+    rhythm_choice = rhythm_model(preset, rhythm)  # refused here, before reading, when it cannot be fitted
+    if rhythm_choice[0] is not None and engine != "local":
+        raise ParameterError("{rhythm} runs on the local engine only; run without it on Spark", param="rhythm")
     model = SegmentModel(
         k=k,
         transform=transform,
@@ -138,10 +148,12 @@ def segment(
     )
     run_id = new_run_id(started)
     writer: RunWriter | None = None
-    background = ThreadPoolExecutor(2)
+    background = ThreadPoolExecutor(3 if rhythm_choice[0] else 2)
     # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
-    # K chart use are imported meanwhile
+    # K chart use are imported meanwhile (and pymc-marketing, seconds of imports, for the rhythm model)
     background.submit(preload_run_modules)
+    if rhythm_choice[0]:
+        background.submit(clv_library)
     try:
         prepared = engine_.load_rfm(source, columns, as_of, policy, timer, preset, feature_set)
         rfm = prepared.rfm
@@ -158,6 +170,8 @@ def segment(
             threadpool_limits(1 if x.shape[0] < SINGLE_THREAD_BELOW else None),
         ):
             assigned = engine_.fit(model, x)
+        with timer.stage("rhythm", "p_alive, expected orders and value") if rhythm_choice[0] else nullcontext():
+            rhythm_info = fit_model_rhythm(model, rhythm_choice, rfm, prepared.as_of, random_state)
         with timer.stage("assign"):
             # a first segmentation labels the customers it was fitted on by their clusters: no cold start
             assignments = score(model, rfm, prepared.as_of, OFF, x=x, assigned=assigned)
@@ -181,6 +195,7 @@ def segment(
                 warnings=sufficiency_warnings(rfm, k, currency),
             )
             summary["net_nonpositive"] = net_nonpositive(rfm)
+            summary["rhythm"] = rhythm_summary(assignments, rhythm_info)
             layout = known_layout(prepared.source.columns, preset)
             if layout is not None:  # a public data set run without the preset made for it
                 summary["notes"] = [layout.note()]
@@ -212,6 +227,7 @@ def segment(
             net_nonpositive=summary["net_nonpositive"],
             model={"inertia": model.inertia_, "n_iter": model.n_iter_, "fit": model.fit_info_},
             engine=engine_.describe(),
+            rhythm=rhythm_info,
         )
         tables = engine_.write_output(run_id, model, timer)
         if tables is not None:

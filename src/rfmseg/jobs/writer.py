@@ -26,6 +26,7 @@ from rfmseg.errors import EnvironmentFailure, os_failure
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
+from rfmseg.model.scoring import RHYTHM_COLUMNS
 from rfmseg.profile import activation_project, insights, pareto_curve, segment_table
 from rfmseg.report import write_run_report
 from rfmseg.runs import Run, RunWriter
@@ -78,6 +79,44 @@ def build_summary(
         "rows": rows,
         "warnings": warnings,
     }
+
+
+def rhythm_summary(assignments: pa.Table, status: dict[str, Any]) -> dict[str, Any]:
+    """The rhythm model's ``status`` (:func:`rfmseg.jobs.rhythm.fit_model_rhythm`) and, when it scored,
+    per segment (in the order of the segment table's largest first) and over all customers: the customers
+    scored, and the mean, 25th percentile, median and 75th percentile of p_alive, expected_orders_90d and
+    expected_value_90d (customers without a dated order history left out)."""
+    out: dict[str, Any] = {k: v for k, v in status.items() if k in ("status", "model", "reason")}
+    if not all(c in assignments.column_names for c in RHYTHM_COLUMNS) or assignments.column("p_alive").null_count == (
+        assignments.num_rows
+    ):
+        return out
+    con = duckdb.connect()
+    try:
+        con.register("a", assignments.select(["segment", *RHYTHM_COLUMNS]))
+        figures = ", ".join(
+            f"avg({c}), quantile_cont({c}, 0.25), median({c}), quantile_cont({c}, 0.75)" for c in RHYTHM_COLUMNS
+        )
+        rows = con.execute(
+            f"SELECT segment, count(p_alive), {figures} FROM a GROUP BY GROUPING SETS ((segment), ()) "
+            "ORDER BY segment IS NULL, count(*) DESC, segment"
+        ).fetchall()
+    finally:
+        con.close()
+    table = []
+    for row in rows:
+        entry: dict[str, Any] = {"segment": row[0], "customers": row[1]}
+        for i, c in enumerate(RHYTHM_COLUMNS):
+            vals = row[2 + 4 * i : 6 + 4 * i]
+            entry[c] = dict(zip(("mean", "p25", "median", "p75"), (_round(v) for v in vals), strict=True))
+        table.append(entry)
+    out["segments"] = [e for e in table if e["segment"] is not None]
+    out["all"] = next(({k: v for k, v in e.items() if k != "segment"} for e in table if e["segment"] is None), None)
+    return out
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 4)
 
 
 def write_run(

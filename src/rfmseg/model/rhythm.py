@@ -151,6 +151,7 @@ class Rhythm:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "status": "fitted",
             "model": self.model,
             "library_class": MODELS[self.model],
             "params": self.params,

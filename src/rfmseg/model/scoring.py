@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg.errors import ParameterError
+from rfmseg.model.rhythm import COLUMNS as RHYTHM_COLUMNS
 from rfmseg.model.segment_model import Assignment, SegmentModel
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ ASSIGNMENTS_SCHEMA = pa.schema(
         ("model_segment", pa.string()),
         ("cluster", pa.int32()),
         ("first_order_date", pa.date32()),
+        *[(c, pa.float64()) for c in RHYTHM_COLUMNS],
     ]
 )
 """every assignments.parquet, as :func:`score` makes it from an RFM of transactions (an RFM table read as
@@ -117,7 +119,9 @@ def score(
     Columns (:data:`ASSIGNMENT_COLUMNS`): customer_id, segment, segment_reason, recency_days, frequency,
     monetary, distance (to the centroid of the segment given; for a cold-start segment the model lacks, to
     the nearest centroid), margin (second-nearest minus nearest distance), model_segment (the nearest
-    centroid's name), cluster (its index), first_order_date.
+    centroid's name), cluster (its index), first_order_date, and each customer's rhythm: p_alive,
+    expected_orders_90d, expected_value_90d (:mod:`rfmseg.model.rhythm`; null unless the model has a rhythm
+    model and the customer a dated order history).
     ``x`` is ``rfm_matrix(rfm)`` and ``assigned`` the model's assignment of it, when at hand (a fit's last
     pass computed it: the customers are not scored again).
     """
@@ -155,8 +159,17 @@ def score(
             "model_segment": model_segment,
             "cluster": labels,
             "first_order_date": first if first is not None else pa.nulls(rfm.num_rows, pa.date32()),
+            **rhythm_columns(model, rfm, as_of),
         }
     )
+
+
+def rhythm_columns(model: SegmentModel, rfm: pa.Table, as_of: date | None) -> dict[str, pa.Array]:
+    """p_alive, expected_orders_90d and expected_value_90d of each customer by the model's rhythm model
+    (closed forms, no library), all null when it has none."""
+    if model.rhythm_ is None or as_of is None:
+        return {c: pa.nulls(rfm.num_rows, pa.float64()) for c in RHYTHM_COLUMNS}
+    return model.rhythm_.score(rfm, as_of)
 
 
 def cold_warnings(model: SegmentModel, cold_start: ColdStart, entity: str) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 from rfmseg.errors import ModelFormatError, ParameterError
 from rfmseg.model.kmeans import cluster_means, fit_kmeans, nearest
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary, name_clusters
+from rfmseg.model.rhythm import Rhythm
 from rfmseg.model.transform import Transform, check_transform
 
 FORMAT_VERSION = 1
@@ -41,6 +42,10 @@ class Assignment:
 class SegmentModel:
     provenance_: Mapping[str, Any]
     """where the model came from (run id, as-of, data hash...): set by the job that fits or loads it"""
+    rhythm_: Rhythm | None
+    """each customer's rhythm model (p_alive, expected orders and value), when the run fitted one"""
+    rhythm_status_: Mapping[str, Any]
+    """why there is no rhythm model (``status`` off or not_applicable, and the ``reason``), when there is none"""
 
     def __init__(
         self,
@@ -58,6 +63,8 @@ class SegmentModel:
         self.vocabulary = vocabulary
         self.sample_size = sample_size
         """points the K-Means restarts run on above kmeans.SCALE_THRESHOLD customers (None: the default)"""
+        self.rhythm_ = None
+        self.rhythm_status_ = {"status": "off"}
 
     # ----------------------------------------------------------------------------------------- fitting
     def check_params(self, n_customers: int) -> None:
@@ -189,6 +196,8 @@ class SegmentModel:
             },
             # who trained it, on what data, with which package versions (set by the run that writes it)
             "provenance": dict(getattr(self, "provenance_", {})),
+            # the rhythm model's parameters (a refresh scores with them), or why there is none
+            "rhythm": self.rhythm_.to_dict() if self.rhythm_ is not None else dict(self.rhythm_status_),
         }
 
     @classmethod
@@ -221,6 +230,11 @@ class SegmentModel:
             model.n_customers_ = int(d["n_customers"])
             model.fit_info_ = dict(d.get("fit") or {})
             model.provenance_ = dict(d.get("provenance") or {})
+            rhythm = d.get("rhythm") or {"status": "off", "reason": "the model was trained before the rhythm models"}
+            if rhythm.get("status") == "fitted":
+                model.rhythm_ = Rhythm.from_dict(rhythm)
+            else:
+                model.rhythm_status_ = dict(rhythm)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: damaged model file ({exc!r} missing or wrong); retrain it") from None
         return model

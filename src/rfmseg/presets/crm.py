@@ -114,6 +114,13 @@ GROUPS = (
 )
 
 
+RHYTHM_NOTE = (
+    "frequency counts interactions with a lead or account, and monetary a deal value: not repeat "
+    "purchases with a spend per order"
+)
+"""why the rhythm models (docs/rhythm.md) do not apply to this domain"""
+
+
 def preset() -> Preset:
     return Preset(
         NAME,
@@ -125,6 +132,8 @@ def preset() -> Preset:
         units=UNITS,
         sample=SAMPLE,
         cold_start_segment="New Leads",
+        rhythm=None,
+        rhythm_note=RHYTHM_NOTE,
     )
 
 

@@ -122,6 +122,13 @@ GROUPS = (
 )
 
 
+RHYTHM_NOTE = (
+    "frequency counts learning sessions and monetary a progress percentage: no spend per order, and "
+    "leaving a course is not a silent churn from buying"
+)
+"""why the rhythm models (docs/rhythm.md) do not apply to this domain"""
+
+
 def preset() -> Preset:
     return Preset(
         NAME,
@@ -134,6 +141,8 @@ def preset() -> Preset:
         units=UNITS,
         sample=SAMPLE,
         cold_start_segment="New Learners",
+        rhythm=None,
+        rhythm_note=RHYTHM_NOTE,
     )
 
 

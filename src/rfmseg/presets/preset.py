@@ -16,6 +16,7 @@ from rfmseg.errors import ParameterError
 from rfmseg.features import DEFAULT_FEATURES, DEFAULT_UNITS, FeatureSet, Units
 from rfmseg.io.rules import BadRows, Decimal, ExtraField, Policy, Returns, Rule
 from rfmseg.model.naming import DEFAULT_VOCABULARY, SegmentType, Vocabulary
+from rfmseg.model.rhythm import DEFAULT_MODEL as DEFAULT_RHYTHM_MODEL
 
 Measure = Literal["recency_days", "frequency", "monetary", "depth"]
 """a figure of a customer's usage profile: R, F, M, or ``depth`` = frequency / monetary (sessions per feature)"""
@@ -68,6 +69,11 @@ class Onboarding:
         return cls(paths, d["depth"])
 
 
+NOT_PURCHASES = ("crm", "education", "saas")
+"""the built-in presets whose events are not purchases (``Preset.rhythm`` None): what a preset definition
+recorded before that field says (tests/test_rhythm_wiring.py holds it to the registry)"""
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -91,6 +97,12 @@ class Preset:
     onboarding: Onboarding | None = None
     """the onboarding path of each segment, for domains where users are onboarded (saas); the question
     :func:`rfmseg.questions.onboarding_path` answers from it"""
+    rhythm: str | None = DEFAULT_RHYTHM_MODEL
+    """the repeat-order model of each customer's rhythm (p_alive, expected orders and value:
+    :mod:`rfmseg.model.rhythm`, docs/rhythm.md), or None where it does not apply: an "order" must be a
+    repeatable, purchase-like event"""
+    rhythm_note: str = ""
+    """why the rhythm models do not apply to this domain (when ``rhythm`` is None)"""
 
     def __post_init__(self) -> None:
         # the naming reasons speak of the entity the units name ("more recent than 80% of users")
@@ -118,6 +130,8 @@ class Preset:
             "sample": self.sample,
             "cold_start_segment": self.cold_start_segment,
             **({"onboarding": self.onboarding.to_dict()} if self.onboarding else {}),
+            "rhythm": self.rhythm,
+            "rhythm_note": self.rhythm_note,
         }
 
     @classmethod
@@ -141,6 +155,9 @@ class Preset:
             sample=d["sample"],
             cold_start_segment=d["cold_start_segment"],
             onboarding=Onboarding.from_dict(d["onboarding"]) if d.get("onboarding") else None,
+            # a definition recorded before the rhythm models: as the built-in preset of that name says
+            rhythm=d["rhythm"] if "rhythm" in d else (None if d["name"] in NOT_PURCHASES else DEFAULT_RHYTHM_MODEL),
+            rhythm_note=d.get("rhythm_note", ""),
         )
 
     def sample_path(self) -> Path:

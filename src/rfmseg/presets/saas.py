@@ -222,6 +222,13 @@ FEATURE_NAMES = (
 )
 
 
+RHYTHM_NOTE = (
+    "frequency counts sessions and monetary distinct features used: no spend per order; a subscription "
+    "ends with a cancellation, not silently"
+)
+"""why the rhythm models (docs/rhythm.md) do not apply to this domain"""
+
+
 def preset() -> Preset:
     return Preset(
         NAME,
@@ -235,6 +242,8 @@ def preset() -> Preset:
         sample=SAMPLE,
         cold_start_segment="New Users",
         onboarding=ONBOARDING,
+        rhythm=None,
+        rhythm_note=RHYTHM_NOTE,
     )
 
 

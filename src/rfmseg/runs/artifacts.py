@@ -64,6 +64,9 @@ class Summary(TypedDict):
     cold_start: NotRequired[ColdStartRecord]
     names: NotRequired[dict[str, Any]]
     """kind 'retrain': the name carry-over report (:func:`rfmseg.model.naming.carry_names`)"""
+    rhythm: NotRequired[dict[str, Any]]
+    """the rhythm model's status and, when fitted, the mean, median and quartiles of p_alive, expected orders
+    and expected value per segment (:func:`rfmseg.jobs.writer.rhythm_summary`)"""
 
 
 class Manifest(TypedDict):
@@ -98,6 +101,8 @@ class Manifest(TypedDict):
     versions: dict[str, str]
     timings: dict[str, float]
     publish: NotRequired[dict[str, Any] | None]
+    rhythm: NotRequired[dict[str, Any]]
+    """the rhythm model: ``status`` fitted (model, fit), off or not_applicable (reason); rfmseg.jobs.rhythm"""
 
 
 class Provenance(TypedDict, total=False):

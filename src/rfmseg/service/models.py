@@ -62,6 +62,15 @@ class CustomerPublic(Public):
     monetary: float
     aov: float = Field(description="Average order value: monetary / frequency")
     distance: float = Field(description="Distance to the segment's centroid, in scaled units")
+    p_alive: float | None = Field(
+        default=None,
+        description="Probability the customer is still a customer (modified BG/NBD; docs/rhythm.md); null when "
+        "the run fitted no rhythm model (not asked, or the preset's events are not purchases)",
+    )
+    expected_orders_90d: float | None = Field(default=None, description="Orders to expect in the next 90 days")
+    expected_value_90d: float | None = Field(
+        default=None, description="Spend to expect in the next 90 days (expected orders × Gamma-Gamma spend per order)"
+    )
     action: str | None = Field(description="The recommended action for the segment")
     priority: int | None = Field(description="1 = act first")
     run_id: str
@@ -94,6 +103,9 @@ class CustomerRunRow(RunDocument):
     monetary: float
     distance: float | None = None
     margin: float | None = None
+    p_alive: float | None = None
+    expected_orders_90d: float | None = None
+    expected_value_90d: float | None = None
 
 
 class CustomerHistoryPublic(Public):

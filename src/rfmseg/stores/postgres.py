@@ -72,6 +72,7 @@ from rfmseg.stores.postgres_sql import (
 )
 from rfmseg.stores.rows import (
     PROFILE_FIELDS,
+    RHYTHM_COLUMNS,
     RunInfo,
     changes_from_parts,
     changes_parts,
@@ -119,6 +120,9 @@ class PostgresStore(ProfileStore):
         self._conn = self._reader()
         fields = sql.SQL(", ").join(map(sql.Identifier, PROFILE_FIELDS))
         self._select = sql.SQL("SELECT {} FROM {}").format(fields, self._view)
+        legacy = [sql.SQL("NULL::float8") if f in RHYTHM_COLUMNS else sql.Identifier(f) for f in PROFILE_FIELDS]
+        self._legacy_select = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(legacy), self._view)
+        """a served table that predates the rhythm columns reads them as NULL (until the next publish)"""
 
     def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
         try:
@@ -180,16 +184,25 @@ class PostgresStore(ProfileStore):
             for i, (name, value) in enumerate(zip(PROFILE_FIELDS, row, strict=True))
         }
 
+    def _profiles(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The profile rows of the view ``WHERE ...`` (autocommit: nothing to roll back before the legacy one)."""
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            try:
+                return conn.execute(sql.SQL("{} WHERE " + where).format(self._select), params).fetchall()
+            except psycopg.errors.UndefinedColumn:
+                return conn.execute(sql.SQL("{} WHERE " + where).format(self._legacy_select), params).fetchall()
+
+        return self._read(run, [])
+
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        query = sql.SQL("{} WHERE customer_id = %s").format(self._select)
-        row = self._read(lambda conn: conn.execute(query, (customer_id,)).fetchone(), None)
-        return self._profile(row) if row else None
+        rows = self._profiles("customer_id = %s", (customer_id,))
+        return self._profile(rows[0]) if rows else None
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not customer_ids:
             return {}
-        query = sql.SQL("{} WHERE customer_id = ANY(%s)").format(self._select)
-        rows: list[tuple[Any, ...]] = self._read(lambda conn: conn.execute(query, (list(customer_ids),)).fetchall(), [])
+        rows = self._profiles("customer_id = ANY(%s)", (list(customer_ids),))
         return {row[0]: self._profile(row) for row in rows}
 
     def current_run(self) -> str | None:
@@ -334,7 +347,9 @@ class PostgresStore(ProfileStore):
         cur.execute(
             sql.SQL(
                 "CREATE OR REPLACE VIEW {} AS SELECT p.customer_id, p.segment, p.previous_segment, p.segment_since, "
-                "p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, m.as_of, m.model_version "
+                "p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, m.as_of, m.model_version, "
+                # last: CREATE OR REPLACE VIEW adds columns only at the end of a view made before them
+                "p.p_alive, p.expected_orders_90d, p.expected_value_90d "
                 "FROM {} AS p CROSS JOIN {} AS m"
             ).format(self._view, sql.Identifier(table), self._meta)
         )

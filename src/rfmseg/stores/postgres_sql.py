@@ -43,7 +43,8 @@ def create_rows_table(cur: psycopg.Cursor[Any], table: str) -> None:
         sql.SQL(
             'CREATE TABLE {} (customer_id text COLLATE "C" NOT NULL, segment text NOT NULL, previous_segment text, '
             "segment_since date NOT NULL, recency_days bigint NOT NULL, frequency bigint NOT NULL, "
-            "monetary double precision NOT NULL, distance double precision NOT NULL)"
+            "monetary double precision NOT NULL, distance double precision NOT NULL, p_alive double precision, "
+            "expected_orders_90d double precision, expected_value_90d double precision)"
         ).format(sql.Identifier(table))
     )
 

@@ -3,8 +3,9 @@
 Keys for namespace ``ns``:
 
 * ``ns:v:<n>`` - one hash per published version: field = customer id, value = the profile packed as
-  ``segment, previous_segment, segment_since, recency_days, frequency, monetary, distance`` joined by
-  the unit separator ``\\x1f`` (a compact string, cheaper to write and read than a hash per customer);
+  ``segment, previous_segment, segment_since, recency_days, frequency, monetary, distance, p_alive,
+  expected_orders_90d, expected_value_90d`` (empty for none) joined by the unit separator ``\\x1f`` (a compact
+  string, cheaper to write and read than a hash per customer);
 * ``ns:v:<n>:state`` - a list of Arrow IPC parts holding customer_id, segment, previous_segment and
   segment_since of that version, read back by the next publish to carry the segment history forward;
 * ``ns:current`` - the pointer: JSON with the served version's hash key, run id, as-of date, model
@@ -174,7 +175,9 @@ class RedisStore(ProfileStore):
 
     @staticmethod
     def _profile(customer_id: str, packed: bytes, pointer: dict[str, Any]) -> dict[str, Any]:
-        segment, previous, since, recency, frequency, monetary, distance = packed.decode().split(SEPARATOR)
+        fields = packed.decode().split(SEPARATOR)
+        segment, previous, since, recency, frequency, monetary, distance = fields[:7]
+        rhythm = fields[7:] or ["", "", ""]  # a version published before the rhythm columns: none
         values = (
             customer_id,
             segment,
@@ -184,6 +187,7 @@ class RedisStore(ProfileStore):
             int(frequency),
             float(monetary),
             float(distance),
+            *(float(v) if v else None for v in rhythm),
             pointer["run_id"],
             pointer["as_of"],
             pointer["model_version"],

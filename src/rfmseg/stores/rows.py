@@ -28,6 +28,9 @@ PROFILE_FIELDS = (
     "frequency",
     "monetary",
     "distance",
+    "p_alive",
+    "expected_orders_90d",
+    "expected_value_90d",
     "run_id",
     "as_of",
     "model_version",
@@ -45,7 +48,11 @@ ASSIGNMENT_SCHEMA = pa.schema(
     ]
 )
 """The columns :meth:`~rfmseg.stores.base.ProfileStore.publish` needs in ``assignments`` (others are ignored,
-but for the optional :data:`REASON_COLUMN`)."""
+but for the optional :data:`REASON_COLUMN` and :data:`RHYTHM_COLUMNS`)."""
+
+RHYTHM_COLUMNS = ("p_alive", "expected_orders_90d", "expected_value_90d")
+"""Optional columns of ``assignments``: each customer's rhythm (:mod:`rfmseg.model.rhythm`), stored with the
+profile, null when absent (no rhythm model, or a customer without a dated order history)."""
 
 REASON_COLUMN = "segment_reason"
 """An optional column of ``assignments`` (why the customer got its segment: ``nearest_centroid``,
@@ -73,6 +80,7 @@ ROW_SCHEMA = pa.schema(
         ("frequency", pa.int64()),
         ("monetary", pa.float64()),
         ("distance", pa.float64()),
+        *[(c, pa.float64()) for c in RHYTHM_COLUMNS],
     ]
 )
 """What a backend stores per customer; run_id, as_of and model_version are stored once per run."""
@@ -158,7 +166,20 @@ def prepare_assignments(assignments: pa.Table) -> pa.Table:
     for name in ("customer_id", "segment"):
         if pc.any(pc.match_substring(table[name], SEPARATOR)).as_py():
             raise InputError(f"assignments have a {name} containing the control character \\x1f")
+    for name in RHYTHM_COLUMNS:
+        table = table.append_column(name, _rhythm(assignments, name))
     return table.append_column(REASON_COLUMN, _reasons(assignments))
+
+
+def _rhythm(assignments: pa.Table, name: str) -> pa.Array:
+    """The rhythm column ``name`` of ``assignments`` as one float64 array (NaN as null; all null when absent)."""
+    if name not in assignments.column_names:
+        return pa.nulls(assignments.num_rows, pa.float64())
+    try:
+        values = assignments[name].cast(pa.float64()).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"assignments have a {name} column that is not a number ({exc})") from exc
+    return pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
 
 
 def _reasons(assignments: pa.Table) -> pa.Array:
@@ -224,6 +245,7 @@ def history_and_changes(
             assignments["frequency"],
             assignments["monetary"],
             assignments["distance"],
+            *[_rhythm(assignments, c) for c in RHYTHM_COLUMNS],
         ],
         schema=ROW_SCHEMA,
     )

@@ -51,11 +51,15 @@ from rfmseg.stores.base import (
     stage_moved,
     stage_short,
 )
-from rfmseg.stores.rows import DRIFT, LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
+from rfmseg.stores.rows import DRIFT, LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RHYTHM_COLUMNS, RunInfo
 from rfmseg.stores.urls import failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
 INSERT_BATCH = 50_000
+_RHYTHM = ", ".join(RHYTHM_COLUMNS)
+_RHYTHM_OF_S, _RHYTHM_OF_P = (", ".join(f"{t}.{c}" for c in RHYTHM_COLUMNS) for t in "sp")
+_LEGACY_FIELDS = ", ".join("NULL" if f in RHYTHM_COLUMNS else f for f in PROFILE_FIELDS)
+"""The profile fields of a store whose served table predates the rhythm columns (until its next publish)."""
 _RUN_COLUMNS = ":run_id AS run_id, :as_of AS as_of, :model_version AS model_version"
 """The run-level columns of a change, as the parameters of :meth:`SqliteStore._append_changes`."""
 
@@ -142,17 +146,25 @@ class SqliteStore(ProfileStore):
             except sqlite3.Error as exc:
                 raise failed(self.url_display, "read", exc) from exc
 
+    def _profiles(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """The profile rows of the view ``WHERE ...``; a store whose served table predates the rhythm columns
+        reads them as NULL (its next publish adds them)."""
+        try:
+            return self._query(f"{self._select} WHERE {where}", params)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, sqlite3.OperationalError) or "no such column" not in str(exc.__cause__):
+                raise
+        return self._query(f'SELECT {_LEGACY_FIELDS} FROM "{self._view}" WHERE {where}', params)
+
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        rows = self._query(f"{self._select} WHERE customer_id = ?", (customer_id,))
+        rows = self._profiles("customer_id = ?", (customer_id,))
         return dict(zip(PROFILE_FIELDS, rows[0], strict=True)) if rows else None
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not customer_ids:
             return {}
         # one statement = one snapshot, so a batch never mixes two runs
-        rows = self._query(
-            f"{self._select} WHERE customer_id IN (SELECT value FROM json_each(?))", (json.dumps(list(customer_ids)),)
-        )
+        rows = self._profiles("customer_id IN (SELECT value FROM json_each(?))", (json.dumps(list(customer_ids)),))
         return {row[0]: dict(zip(PROFILE_FIELDS, row, strict=True)) for row in rows or []}
 
     def current_run(self) -> str | None:
@@ -333,8 +345,8 @@ class SqliteStore(ProfileStore):
         conn.execute(
             f'CREATE TABLE "{table}" (customer_id TEXT PRIMARY KEY, segment TEXT NOT NULL, '
             "previous_segment TEXT, segment_since TEXT NOT NULL, recency_days INTEGER NOT NULL, "
-            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, distance REAL NOT NULL) "
-            "WITHOUT ROWID"
+            "frequency INTEGER NOT NULL, monetary REAL NOT NULL, distance REAL NOT NULL, p_alive REAL, "
+            "expected_orders_90d REAL, expected_value_90d REAL) WITHOUT ROWID"
         )
 
     def _load(
@@ -362,13 +374,14 @@ class SqliteStore(ProfileStore):
         conn.execute(f'DROP TABLE IF EXISTS temp."{self._staging}"')
         conn.execute(
             f'CREATE TEMP TABLE "{self._staging}" (customer_id TEXT NOT NULL, segment TEXT NOT NULL, '
-            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL, segment_reason TEXT)"
+            "recency_days INTEGER, frequency INTEGER, monetary REAL, distance REAL, p_alive REAL, "
+            "expected_orders_90d REAL, expected_value_90d REAL, segment_reason TEXT)"
         )
         if ordered[REASON_COLUMN].null_count == ordered.num_rows:  # no reasons: not sent row by row
-            insert = f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, NULL)'
+            insert = f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)'
             self._insert(conn, insert, ordered.drop_columns([REASON_COLUMN]))
         else:
-            self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?)', ordered)
+            self._insert(conn, f'INSERT INTO temp."{self._staging}" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', ordered)
 
     def _insert_staging(self, conn: sqlite3.Connection, table: str, as_of: date, served: str | None) -> tuple[int, int]:
         """Copy the temporary table into ``table`` with the history joined from ``served``; (changed, new)."""
@@ -376,7 +389,7 @@ class SqliteStore(ProfileStore):
         if served is None:
             conn.execute(
                 f'INSERT INTO "{table}" SELECT customer_id, segment, NULL, ?, recency_days, frequency, monetary, '
-                f"distance FROM {staging}",
+                f"distance, {_RHYTHM} FROM {staging}",
                 (as_of.isoformat(),),
             )
             return 0, conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
@@ -391,7 +404,7 @@ class SqliteStore(ProfileStore):
             # a retrain's drift move (the model moved, not the customer) keeps the history: rows.DRIFT
             f"CASE WHEN o.segment = s.segment OR {drift} THEN o.previous_segment ELSE o.segment END, "
             f"CASE WHEN o.segment = s.segment OR {drift} THEN o.segment_since ELSE ? END, "
-            "s.recency_days, s.frequency, s.monetary, s.distance "
+            f"s.recency_days, s.frequency, s.monetary, s.distance, {_RHYTHM_OF_S} "
             f'FROM {staging} AS s LEFT JOIN "{served}" AS o ON o.customer_id = s.customer_id',
             (as_of.isoformat(),),
         )
@@ -417,7 +430,7 @@ class SqliteStore(ProfileStore):
         conn.execute(f'DROP VIEW IF EXISTS "{self._view}"')
         conn.execute(
             f'CREATE VIEW "{self._view}" AS SELECT p.customer_id, p.segment, p.previous_segment, '
-            "p.segment_since, p.recency_days, p.frequency, p.monetary, p.distance, m.run_id, "
+            f"p.segment_since, p.recency_days, p.frequency, p.monetary, p.distance, {_RHYTHM_OF_P}, m.run_id, "
             f'm.as_of, m.model_version FROM "{table}" AS p CROSS JOIN "{self._meta}" AS m'
         )
         if served:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rfmseg.stores.rows import SEPARATOR, RunInfo
+from rfmseg.stores.rows import RHYTHM_COLUMNS, SEPARATOR, RunInfo
 
 # --- PostgreSQL COPY binary -------------------------------------------------------------------------------
 # A tuple is an int16 field count, then per field an int32 byte length (-1 for NULL) and the value in
@@ -58,6 +58,14 @@ def _text_field(column: pa.Array) -> pa.Array:
     return field
 
 
+def _nullable_float8(column: pa.Array) -> pa.Array:
+    """A float8 field that may be NULL (length -1, no value)."""
+    field = _fixed_width(pc.fill_null(column, 0.0).to_numpy(zero_copy_only=False), ">f8")
+    if column.null_count:
+        field = pc.if_else(pc.is_valid(column), field, pa.scalar(b"\xff\xff\xff\xff", pa.large_binary()))
+    return field
+
+
 def pgcopy_tuples(batch: pa.RecordBatch) -> memoryview:
     """The COPY binary tuples of a ROW_SCHEMA batch, as one buffer (without header and trailer)."""
     days = pc.cast(batch["segment_since"], pa.int32()).to_numpy(zero_copy_only=False) - _PG_EPOCH_DAYS
@@ -71,6 +79,7 @@ def pgcopy_tuples(batch: pa.RecordBatch) -> memoryview:
         _fixed_width(batch["frequency"].to_numpy(zero_copy_only=False), ">i8"),
         _fixed_width(batch["monetary"].to_numpy(zero_copy_only=False), ">f8"),
         _fixed_width(batch["distance"].to_numpy(zero_copy_only=False), ">f8"),
+        *(_nullable_float8(batch[c]) for c in RHYTHM_COLUMNS),
         pa.scalar(b"", pa.large_binary()),
     )
     return _joined(tuples)
@@ -105,7 +114,8 @@ def _text_bytes(value: str) -> bytes:
 
 def packed_profiles(batch: pa.RecordBatch) -> pa.Array:
     """Each row's profile as the Redis store keeps it: ``segment, previous_segment (empty for none),
-    segment_since, recency_days, frequency, monetary, distance`` as text joined by :data:`SEPARATOR`."""
+    segment_since, recency_days, frequency, monetary, distance, p_alive, expected_orders_90d,
+    expected_value_90d`` (the last three empty for none) as text joined by :data:`SEPARATOR`."""
     return pc.binary_join_element_wise(
         batch["segment"],
         pc.fill_null(batch["previous_segment"], ""),
@@ -114,6 +124,7 @@ def packed_profiles(batch: pa.RecordBatch) -> pa.Array:
         pc.cast(batch["frequency"], pa.string()),
         pc.cast(batch["monetary"], pa.string()),
         pc.cast(batch["distance"], pa.string()),
+        *(pc.fill_null(pc.cast(batch[c], pa.string()), "") for c in RHYTHM_COLUMNS),
         SEPARATOR,
     )
 

@@ -190,6 +190,7 @@
       transitionsPanel(view.transitions),
       campaignsPanel(state.campaigns),
       qualityPanel(view.quality),
+      rhythmPanel(s.rhythm),
       el("footer", {},
         MODE === "report"
           ? `Self-contained report generated ${view.generated} by rfmseg; it works offline.`
@@ -769,6 +770,34 @@
         : "Every row read was used."),
       el("table", { class: "data" }, el("tbody", {}, rows.map(([k, v]) =>
         el("tr", { "data-row": k }, el("td", {}, k), el("td", {}, int(v)))))));
+  }
+
+  // ------------------------------------------------------------------------------------------- rhythm
+  function rhythmPanel(r) {
+    // each customer's rhythm (docs/rhythm.md): the distribution per segment, median (25th–75th percentile)
+    if (!r || r.status === "off") return null;
+    const title = el("h2", {}, "Rhythm: P(alive) and expected value per segment");
+    if (!r.segments) {
+      return el("section", { class: "panel", id: "rhythm-panel" }, title,
+        el("p", { class: "note" }, `Not fitted: ${r.reason || r.status}.`));
+    }
+    const spread = (d, f) => (d && d.median !== null)
+      ? `${f(d.median)} (${f(d.p25)}–${f(d.p75)})` : "—";
+    const rows = [...r.segments, Object.assign({ segment: "all customers" }, r.all || {})].map((x) =>
+      el("tr", { "data-row": x.segment },
+        el("td", {}, x.segment), el("td", {}, int(x.customers || 0)),
+        el("td", {}, spread(x.p_alive, pct)),
+        el("td", {}, spread(x.expected_orders_90d, (v) => num(v, 2))),
+        el("td", {}, spread(x.expected_value_90d, money)),
+        el("td", {}, x.expected_value_90d && x.expected_value_90d.mean !== null ? money(x.expected_value_90d.mean) : "—")));
+    return el("section", { class: "panel", id: "rhythm-panel" }, title,
+      el("p", { class: "note" }, `Model: ${r.model === "mbg" ? "modified BG/NBD" : r.model} with Gamma-Gamma spend; ` +
+        "median (25th–75th percentile) per segment. Expected figures are at the past pace: a season the data " +
+        "has not seen is not in them."),
+      el("table", { class: "data" },
+        el("thead", {}, el("tr", {}, ["segment", "customers", "P(alive)", "orders, next 90 days",
+          "value, next 90 days", "mean value"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)));
   }
 
   // ------------------------------------------------------------------------------------------- start
