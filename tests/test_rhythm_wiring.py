@@ -287,3 +287,29 @@ def test_a_preset_definition_recorded_before_the_rhythm_reads_as_its_preset_says
         old = {k: v for k, v in d.items() if k not in ("rhythm", "rhythm_note")}
         assert Preset.from_dict(old).rhythm == get_preset(name).rhythm, name
         assert Preset.from_dict(d) == get_preset(name)
+
+
+def test_win_back_candidates_are_ranked_by_what_a_win_back_can_recover(fitted, tmp_path: Path) -> None:
+    """ask discount with the run's rhythm model: P(alive) x the 90 days' value if still active, x the response
+    factor of past touches, every part shown and the method said; without the model, the heuristic, saying so."""
+    from rfmseg import questions as q
+
+    runs = fitted["runs"]
+    got = q.discount_candidates(runs, segment="At-Risk", limit=1000)
+    assert got["ranking"] == "win_back_value" and "P(alive)" in got["method"] and "How: ranked by what" in got["answer"]
+    rows = got["customers"]
+    assert len(rows) == got["segment_customers"] == 40
+    latest = pq.read_table(fitted["refresh"].run.path / "assignments.parquet").to_pandas().set_index("customer_id")
+    for r in rows:
+        a = latest.loc[r["customer_id"]]
+        assert r["p_alive"] == pytest.approx(a["p_alive"], abs=1e-4)
+        assert r["value_if_active_90d"] == pytest.approx(a["expected_value_90d"] / a["p_alive"], abs=0.01)
+        assert r["recoverable_90d"] == pytest.approx(a["expected_value_90d"], abs=0.01)  # P(alive) x value if active
+        assert r["score"] == pytest.approx(r["recoverable_90d"] * r["response_factor"], rel=1e-3, abs=1e-3)
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    # the same question on a run without the model: the heuristic, and the answer says how to get the other
+    plain = segment(ORDERS, as_of=study.AS_OF, runs_dir=tmp_path / "plain")
+    other = q.discount_candidates(tmp_path / "plain", segment="At-Risk")
+    assert other["ranking"] == "heuristic" and "no rhythm model" in other["method"]
+    assert "p_alive" not in other["customers"][0]

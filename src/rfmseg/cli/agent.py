@@ -244,28 +244,25 @@ def ask_discount(
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Which customers of a segment are most likely to respond to a discount? The score and its parts."""
+    """Which customers of a segment are most likely to respond to a discount? With the run's rhythm model, by
+    what a win-back can recover (P(alive) x value if active); else a heuristic score. The parts shown."""
     runs_dir = resolve(ctx).runs_path
-    r = q.discount_candidates(
-        runs_dir,
-        segment=segment,
-        kind=kind,
-        limit=limit,
-        half_life_days=half_life,
-        aov_weight=aov_weight,
-        frequency_weight=frequency_weight,
-        run=run,
-    )
+    weights = {"half_life_days": half_life, "aov_weight": aov_weight, "frequency_weight": frequency_weight}
+    r = q.discount_candidates(runs_dir, segment=segment, kind=kind, limit=limit, run=run, **weights)
     ratio = units_of(r).ratio or "M/F"
-    report(
-        r,
-        as_json,
-        "customers",
-        [
-            ("customer_id", "customer"),
-            ("recency_days", "R days"),
-            ("frequency", "F"),
-            ("monetary", "M"),
+    rfm = [("customer_id", "customer"), ("recency_days", "R days"), ("frequency", "F"), ("monetary", "M")]
+    if r.get("ranking") == "win_back_value":  # the run's rhythm model: what a win-back can recover
+        parts = [
+            ("p_alive", "P(alive)"),
+            ("value_if_active_90d", "90d if active"),
+            ("recoverable_90d", "recoverable"),
+            ("touches", "touches"),
+            ("response_factor", "resp. factor"),
+            ("score", "score"),
+            ("heuristic_score", "heuristic"),
+        ]
+    else:
+        parts = [
             ("aov", ratio),
             ("aov_part", f"{ratio} part"),
             ("frequency_part", "F part"),
@@ -274,8 +271,8 @@ def ask_discount(
             ("responses", "resp."),
             ("response_factor", "resp. factor"),
             ("score", "score"),
-        ],
-    )
+        ]
+    report(r, as_json, "customers", [*rfm, *parts])
 
 
 @ask_app.command("not-contacted")

@@ -8,7 +8,8 @@ definition (:mod:`rfmseg.agent.mcp_server`).
 
 By theme: :mod:`~rfmseg.questions.lookups` (segments, one customer, customers by RFM range, the onboarding
 path of one customer),
-:mod:`~rfmseg.questions.campaigns` (campaign fit, responders, not contacted, intervention effect),
+:mod:`~rfmseg.questions.campaigns` (campaign fit, responders, not contacted),
+:mod:`~rfmseg.questions.interventions` (intervention effect, holdout campaigns),
 :mod:`~rfmseg.questions.trends` (trends, recent changes, recency jumps, one customer's trajectory,
 transitions, warnings), :mod:`~rfmseg.questions.feed` (the profile store's change feed); what they share is in
 :mod:`~rfmseg.questions.common`.
@@ -16,13 +17,8 @@ transitions, warnings), :mod:`~rfmseg.questions.feed` (the profile store's chang
 
 from rfmseg.questions.campaigns import (
     KIND_KEYWORDS,
-    campaign_measure,
-    campaign_plan,
     campaign_segments,
-    campaign_size,
-    campaigns,
     discount_candidates,
-    intervention_effect,
     keyword_hits,
     not_contacted,
 )
@@ -38,6 +34,13 @@ from rfmseg.questions.common import (
     slug,
 )
 from rfmseg.questions.feed import MAX_FEED_PAGE, changes_since, feed_page
+from rfmseg.questions.interventions import (
+    campaign_measure,
+    campaign_plan,
+    campaign_size,
+    campaigns,
+    intervention_effect,
+)
 from rfmseg.questions.lookups import (
     SortField,
     customer_segment,

@@ -1,5 +1,5 @@
 """Campaigns with a randomised holdout: list, plan, measure and size them (the questions of
-rfmseg.questions.campaigns, as the CLI's `rfmseg campaign` and the MCP tools ask them)."""
+rfmseg.questions.interventions, as the CLI's `rfmseg campaign` and the MCP tools ask them)."""
 
 from __future__ import annotations
 
