@@ -113,3 +113,19 @@ def check_cli(
     changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(tmp_path, k).is_dir())
     assert not (added or removed or changed), f"left behind: added {added}, removed {removed}, changed {changed}"
     return line
+
+
+def build_registry(runs: Path) -> Path:
+    """The registry the catalogue's commands, API requests and MCP calls run against: two runs of the study
+    (as of 16 and 31 December 2024), the latest published to the embedded SQLite store
+    (``<runs>/profiles.db``), and a campaign ``spring`` planned on it."""
+    from rfmseg.datasets import study
+    from rfmseg.jobs import campaign
+    from rfmseg.jobs.publish import publish_run
+    from rfmseg.jobs.run import segment
+
+    for as_of in ("2024-12-16", "2024-12-31"):
+        latest = segment(study.path(study.ORDERS_FILE), as_of=as_of, runs_dir=runs, bad_rows="quarantine")
+    publish_run(latest.run_id, runs, f"sqlite:///{runs / 'profiles.db'}")
+    campaign.plan("spring", ["At-Risk"], "win_back", "10%", runs_dir=runs)
+    return runs

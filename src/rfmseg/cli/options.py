@@ -253,6 +253,8 @@ FLAGS = {
     "from_run": "--from",
     "recency_jump_days": "--recency-jump",
     "period_days": "--period",
+    "half_life_days": "--half-life",
+    "more_than_days": "--more-than",
 }
 """parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
 
