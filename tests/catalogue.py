@@ -76,6 +76,12 @@ def assert_one_line(err: str, code: int, says: str) -> str:
     return line
 
 
+def _sqlite_sidecar(name: str, size: int) -> bool:
+    """SQLite's shared-memory index, or an empty write-ahead log: what opening a store leaves beside it (a
+    server holding the store open has them too); a WAL holding a commit is not one of them."""
+    return name.endswith("-shm") or (name.endswith("-wal") and size == 0)
+
+
 @dataclass(frozen=True)
 class Paths:
     tmp: Path
@@ -95,20 +101,24 @@ def check_cli(
     registry: Path | None,
     study_orders: Path,
     study_rfm: Path,
+    prepare: Callable[[Path], None] | None = None,
 ) -> str:
-    """Run ``case`` and assert the house rule; returns the line printed."""
+    """Run ``case`` and assert the house rule; returns the line printed. ``prepare`` is called on the case's
+    folder once its files are written, before the command (e.g. to fill the disk)."""
     runs = tmp_path / "runs"
     if case.registry:
         assert registry is not None
         shutil.copytree(registry, runs, symlinks=True)
     write_files(tmp_path, case.files)
+    if prepare is not None:
+        prepare(tmp_path)
     paths = Paths(tmp_path, runs, study_orders, study_rfm)
     before = snapshot(tmp_path)
     r = cli(*paths.argv(case.argv))
     assert r.code == case.code, (r.code, r.out[-2000:], r.err[-2000:])
     line = assert_one_line(r.err, case.code, case.says)
     after = snapshot(tmp_path)
-    added = sorted(set(after) - set(before))
+    added = sorted(k for k in set(after) - set(before) if not _sqlite_sidecar(k, after[k][0]))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(tmp_path, k).is_dir())
     assert not (added or removed or changed), f"left behind: added {added}, removed {removed}, changed {changed}"
@@ -129,3 +139,24 @@ def build_registry(runs: Path) -> Path:
     publish_run(latest.run_id, runs, f"sqlite:///{runs / 'profiles.db'}")
     campaign.plan("spring", ["At-Risk"], "win_back", "10%", runs_dir=runs)
     return runs
+
+
+def fill_disk(folder: Path) -> None:
+    """Fill the file system of ``folder`` to the last byte (a file ``filler`` there)."""
+    import errno
+    import os
+
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    block = b"\0" * (1 << 16)
+    try:
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 2]
+    finally:
+        os.close(fd)

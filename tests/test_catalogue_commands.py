@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogue import Case, build_registry, check_cli
+from catalogue import Case, build_registry, check_cli, fill_disk
 
 STUDY = "{study}"
 R = "--runs-dir {runs}"
@@ -324,3 +324,54 @@ def test_an_unknown_customers_id_says_the_run_is_kept(cli, tmp_path: Path, study
     assert line.startswith("error: unknown customer id(s): NOPE; ids look like C001; ")
     assert f"run {run.name} is written all the same, in {run}/" in line
     assert f"runs show {run.name} --runs-dir" in line
+
+
+# ------------------------------------------------------------------------------------------------ a full disk
+FULL_DISK = [
+    fresh("run", f"run {STUDY} {R}", "No space left on device"),
+    fresh("demo", f"demo {R}", "No space left on device"),
+    c("refresh", f"refresh {STUDY} --as-of 2025-01-05 {R}", "No space left on device"),
+    c("retrain", f"retrain {STUDY} --as-of 2025-01-05 {R}", "No space left on device"),
+    c("assign-output", f"assign {STUDY} -o {{tmp}}/a.parquet {R}", "No space left on device"),
+    c("publish-new-sqlite-store", f"publish latest --store sqlite:///{{tmp}}/new.db {R}", "the disk is full"),
+    c("publish-full-store", f"publish latest --store sqlite:///{{runs}}/profiles.db?namespace=b {R}", "disk is full"),
+    c("export", f"export latest -o {{tmp}}/x.csv {R}", "No space left on device"),
+    c("export-out-dir", f"export latest --out-dir {{tmp}}/lists {R}", "No space left on device"),
+    c("campaign-plan", f"campaign plan p1 --segment At-Risk --action win_back {R}", "No space left on device"),
+    c("touches-import", f"touches import {{tmp}}/t.csv {R}", "No space left on device", **{"t.csv": TOUCHES}),
+    c("report", f"report latest -o {{tmp}}/r.html {R}", "No space left on device"),
+    fresh("simulate", "simulate {tmp}/sim --weeks 1 --customers 50", "No space left on device"),
+]
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 16 MB tmpfs (needs the right to mount: skipped elsewhere), unmounted after."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("case", [x.param() for x in FULL_DISK])
+def test_a_full_disk_is_exit_3_in_one_line_leaving_nothing(
+    case: Case,
+    cli,
+    full_disk: Path,
+    registry: Path,
+    study_orders: Path,
+    study_rfm_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(full_disk)
+    for var in ("RFMSEG_RUNS_DIR", "RFMSEG_STORE", "RFMSEG_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    case = Case(case.id, case.argv, case.says, case.files, 3, case.registry)
+    check_cli(case, cli, full_disk, registry, study_orders, study_rfm_file, prepare=fill_disk)

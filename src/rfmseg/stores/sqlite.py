@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from rfmseg.errors import StoreError
+from rfmseg.errors import ENVIRONMENT_ERRNOS, EnvironmentFailure, StoreError
 from rfmseg.stores.base import (
     ProfileStore,
     StagedBatch,
@@ -52,7 +52,7 @@ from rfmseg.stores.base import (
     stage_short,
 )
 from rfmseg.stores.rows import LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RunInfo
-from rfmseg.stores.urls import failed, unreachable
+from rfmseg.stores.urls import describe_failure, failed, unreachable
 
 BUSY_TIMEOUT_S = 60.0
 INSERT_BATCH = 50_000
@@ -90,6 +90,14 @@ def _use_wal(conn: sqlite3.Connection) -> str:
             time.sleep(0.01)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's failure (a full disk, an I/O error): exit code 3, not a bad URL."""
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+        return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+    return isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS
+
+
 def _missing_table(exc: sqlite3.OperationalError) -> bool:
     return str(exc).startswith("no such table")
 
@@ -112,12 +120,25 @@ class SqliteStore(ProfileStore):
         self._select = f'SELECT {", ".join(PROFILE_FIELDS)} FROM "{self._view}"'
 
     def _connect(self) -> sqlite3.Connection:
+        existed = self.path.exists()
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             mode = _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()  # no file left open (a server would keep it, a full disk could not be unmounted)
+            if not existed:  # nor an empty store file where there was none
+                for leftover in (self.path, *(self.path.with_name(self.path.name + x) for x in ("-wal", "-shm"))):
+                    with suppress(OSError):
+                        leftover.unlink()
+            if _disk_full(exc):
+                raise EnvironmentFailure(
+                    f"cannot open the profile store at {self.url_display}: the disk is full "
+                    f"({describe_failure(exc)}); free space (or fix the disk) and run again"
+                ) from exc
             raise unreachable(self.url_display, exc) from exc
         if mode.lower() != "wal":
             conn.close()
@@ -231,6 +252,11 @@ class SqliteStore(ProfileStore):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            if _disk_full(exc):
+                raise EnvironmentFailure(
+                    f"the profile store at {self.url_display} failed to {action}: the disk is full "
+                    f"({describe_failure(exc)}); free space (or fix the disk) and run again"
+                ) from exc
             raise failed(self.url_display, action, exc) from exc
         finally:
             conn.close()
