@@ -156,6 +156,8 @@ FILES = [
     run("fewer-fields.csv", orders("C996,O996,2024-01-01"), "line 42 has fewer fields"),
     run("one-field.csv", orders("C995"), "line 42 has fewer fields"),
     run("ragged-middle.csv", HEADER + "A,1,2024-01-01,10\nB,2\n" + good_rows(), "line 3 has fewer fields"),
+    run("record-separator.csv", "0\x1e0\n1\n", "no customer_id column; columns found: 0?0", case_id="header-u001e"),
+    run("line-separator.csv", "id\u2028x,b\n1,2\n", "columns found: id?x, b", case_id="header-u2028"),
     run("header-one-column.csv", "customer_id\n" + "A\nB\n", "no order_date column"),
     run("header-repeated.csv", orders(HEADER.strip()), "bad_date", case_id="header-repeated-mid-file"),
     run("concatenated-with-bom.csv", orders("\ufeff" + HEADER.strip()), "bad_date"),

@@ -111,6 +111,14 @@ def os_failure(exc: OSError, doing: str, param: str = "") -> RfmsegError:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line whatever it quotes (a column name, a path, an id from the user's file): every
+    control character, and each character Python or a terminal reads as a line break (``\x1e``, U+2028),
+    shown as ``?``."""
+    return _BREAKS.sub("?", message)
 
 
 def shown_id(value: str, width: int = 40) -> str:

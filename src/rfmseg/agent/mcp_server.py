@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError
 from rfmseg import __version__
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
-from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.errors import NotFoundError, ParameterError, RfmsegError, one_line
 from rfmseg.install import install_command
 from rfmseg.settings import STORE_ENV, runs_path
 
@@ -58,7 +58,7 @@ def _tool_errors() -> Iterator[None]:
     try:
         yield
     except RfmsegError as exc:
-        raise ToolError(exc.message) from None
+        raise ToolError(one_line(exc.message)) from None
 
 
 @contextmanager
@@ -139,7 +139,7 @@ def describe_invalid(exc: ValidationError) -> str:
         text = str(err.get("msg", "not valid")).removeprefix("Value error, ")
         given = "" if err.get("type") == "missing" else f" (got {err.get('input')!r})"
         parts.append(f"argument '{name}': {text}{given}" if name else f"{text}{given}")
-    return "; ".join(parts).replace("\n", " ") or "the arguments are not valid"
+    return one_line("; ".join(parts)) or "the arguments are not valid"
 
 
 def question_tool(
