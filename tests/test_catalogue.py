@@ -147,6 +147,15 @@ FILES = [
     Case("missing-file", "run {tmp}/nope.csv --runs-dir {runs}", "no such file"),
     Case("folder", "run {tmp}/dir.csv --runs-dir {runs}", "is a folder", {"dir.csv/x.txt": "x"}),
     Case("dev-null", "run /dev/null --runs-dir {runs}", "unknown file type ''"),
+    Case(
+        "name-with-newline",
+        "run '{tmp}/new\nline.csv' --runs-dir {runs}",
+        "new?line.csv: the file is empty",
+        {"new\nline.csv": ""},
+    ),
+    Case(
+        "symlink-loop", "run {tmp}/loop.csv --runs-dir {runs}", "no such file", {"loop.csv": lambda p: p.symlink_to(p)}
+    ),
     # ------------------------------------------------------------------ CSV dialect
     run("semicolon-rows.csv", HEADER + good_rows().replace(",", ";"), "fewer fields than the header's 4"),
     run("tab-rows.csv", HEADER + good_rows().replace(",", "\t"), "fewer fields than the header's 4"),
