@@ -329,7 +329,7 @@ def test_misnamed_mapping_names_the_columns_found(cli, real_slice: Path, tmp_pat
         ("really_csv.parquet", b"InvoiceNo,CustomerID\n1,2\n", "not a parquet file although its name ends in .parquet"),
         ("really_text.xlsx", b"InvoiceNo\tCustomerID\n", "not a xlsx file although its name ends in .xlsx"),
         ("broken.xlsx", b"PK\x03\x04" + bytes(range(256)) * 8, "cannot be read as a workbook"),
-        ("garbage.csv", b"InvoiceNo,CustomerID\n" + bytes(range(256)) * 20, "cannot be read as csv"),
+        ("garbage.csv", b"InvoiceNo,CustomerID\n" + bytes(range(256)) * 20, "is not latin-1 text (a binary file"),
     ],
 )
 def test_unreadable_file_stops_before_writing(cli, tmp_path: Path, name: str, content: bytes, fragment: str) -> None:

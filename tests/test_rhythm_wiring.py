@@ -309,7 +309,7 @@ def test_win_back_candidates_are_ranked_by_what_a_win_back_can_recover(fitted, t
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
     # the same question on a run without the model: the heuristic, and the answer says how to get the other
-    plain = segment(ORDERS, as_of=study.AS_OF, runs_dir=tmp_path / "plain")
+    segment(ORDERS, as_of=study.AS_OF, runs_dir=tmp_path / "plain")
     other = q.discount_candidates(tmp_path / "plain", segment="At-Risk")
     assert other["ranking"] == "heuristic" and "no rhythm model" in other["method"]
     assert "p_alive" not in other["customers"][0]

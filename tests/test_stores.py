@@ -644,7 +644,7 @@ def test_postgres_history_without_a_snapshot_is_read_from_the_table() -> None:
 
 
 def test_sqlite_urls_follow_the_sqlalchemy_convention() -> None:
-    from rfmseg.stores.sqlite import sqlite_path
+    from rfmseg.stores.sqlite_file import sqlite_path
 
     assert sqlite_path("sqlite:///profiles.db") == Path("profiles.db")
     assert sqlite_path("sqlite:///runs/profiles.db") == Path("runs/profiles.db")

@@ -90,7 +90,7 @@ ALLOWED = {
     "as_of": 'a date, as_of = 2024-12-31 (or "2024-12-31")',
     "transform": "minmax, log-minmax or rank",
     "k": "a whole number from 2 to 10",
-    "random_state": "a whole number >= 0",
+    "random_state": "a whole number from 0 to 4294967295 (2**32 - 1)",
     "n_init": "a whole number >= 1",
     "bad_rows": "error or quarantine",
     "returns": "net or exclude",

@@ -110,6 +110,34 @@ def os_failure(exc: OSError, doing: str, param: str = "") -> RfmsegError:
     return ParameterError(f"{doing}: {reason}{where}; {fix}", param=param or ())
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line whatever it quotes (a column name, a path, an id from the user's file): every
+    control character, and each character Python or a terminal reads as a line break (``\x1e``, U+2028),
+    shown as ``?``."""
+    return _BREAKS.sub("?", message)
+
+
+def shown_id(value: str, width: int = 40) -> str:
+    """An id (a customer's, a target's) as a one-line message shows it: a control character (a line break)
+    as ``?``, and cut after ``width`` characters with ``…``."""
+    return _CONTROL.sub("?", value[:width]) + ("…" if len(value) > width else "")
+
+
+def check_customer_id(customer_id: str, max_length: int = 128) -> str:
+    """``customer_id`` when the one id rule allows it (1 to ``max_length`` characters, not blank, no control
+    character: what a run accepts, docs/data-quality.md), else a :class:`ParameterError` saying so."""
+    if not customer_id.strip() or len(customer_id) > max_length or _CONTROL.search(customer_id):
+        raise ParameterError(
+            f"customer id '{shown_id(customer_id)}' is not valid: ids are 1 to {max_length} characters, "
+            "not blank, with no control characters"
+        )
+    return customer_id
+
+
 class DatasetError(RfmsegError):
     """A public data set cannot be fetched, checked or converted (``rfmseg datasets fetch``)."""
 

@@ -118,13 +118,17 @@ class ConfigError(ParameterError):
 def _as_date(value: Any) -> Any:
     if isinstance(value, datetime):
         raise ValueError("a date without a time is needed")
-    if isinstance(value, date):
-        return value
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip())
+            value = date.fromisoformat(value.strip())
         except ValueError:
             raise ValueError("not a date; use YYYY-MM-DD, e.g. 2024-12-31") from None
+    if isinstance(value, date):
+        from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR
+
+        if not FIRST_YEAR <= value.year <= LAST_YEAR:  # 9999-12-31 is a placeholder, as in an order date
+            raise ValueError(f"not a date in the years {FIRST_YEAR}-{LAST_YEAR}; use YYYY-MM-DD, e.g. 2024-12-31")
+        return value
     raise ValueError("a date is needed")
 
 
@@ -283,7 +287,7 @@ class Settings(_Strict):
     as_of: Day | None = None
     transform: Transform | None = None
     k: Annotated[StrictInt, Field(ge=2, le=10)] = 4
-    random_state: Annotated[StrictInt, Field(ge=0)] = 42
+    random_state: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 42  # what scikit-learn seeds with
     n_init: Annotated[StrictInt, Field(ge=1)] = 10
     bad_rows: Literal["error", "quarantine"] | None = None
     returns: Literal["net", "exclude"] | None = None

@@ -24,6 +24,7 @@ Everything is drawn from one ``numpy`` generator seeded with ``seed``: the same 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rfmseg.errors import ParameterError
+from rfmseg.errors import ParameterError, os_failure
 from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR
 
 Row = tuple[str, str, str, int | None, int, float, float | None]
@@ -260,16 +261,26 @@ def _truth(cfg: SimConfig, rows: list[Row]) -> pa.Table:
 def write(sim: Simulation, out_dir: Path, snapshots: bool = True) -> dict[str, object]:
     """transactions.parquet, truth.parquet and (with ``snapshots``) weekly/<as-of>.parquet: each week's export."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(sim.transactions, out_dir / "transactions.parquet", compression="zstd")
-    pq.write_table(sim.truth, out_dir / "truth.parquet", compression="zstd")
+    created = next((p for p in (*reversed(out_dir.parents), out_dir) if not p.exists()), None)
+    written: list[Path] = []
     files = []
-    if snapshots:
-        (out_dir / "weekly").mkdir(exist_ok=True)
-        for d in sim.config.as_of_dates():
-            path = out_dir / "weekly" / f"{d.isoformat()}.parquet"
-            pq.write_table(sim.snapshot(d), path, compression="zstd")
-            files.append(str(path))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, table in (("transactions.parquet", sim.transactions), ("truth.parquet", sim.truth)):
+            written.append(out_dir / name)
+            pq.write_table(table, written[-1], compression="zstd")
+        if snapshots:
+            (out_dir / "weekly").mkdir(exist_ok=True)
+            for d in sim.config.as_of_dates():
+                written.append(out_dir / "weekly" / f"{d.isoformat()}.parquet")
+                pq.write_table(sim.snapshot(d), written[-1], compression="zstd")
+                files.append(str(written[-1]))
+    except OSError as exc:  # a full disk, a file where the folder goes: nothing half-written stays
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise os_failure(exc, f"writing the simulation to {out_dir}") from None
     behaviours = pc.value_counts(sim.truth.column("behaviour")).to_pylist()
     return {
         "out_dir": str(out_dir),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rfmseg import questions as q
-from rfmseg.errors import NotFoundError, StoreError
+from rfmseg.errors import NotFoundError, StoreError, check_customer_id, shown_id
 from rfmseg.features import Units, Words
 from rfmseg.runs import history as run_history
 from rfmseg.settings import DEFAULT_RUNS_DIR, existing_store_url
@@ -70,6 +70,7 @@ def store_profile(runs_dir: str | Path, customer_id: str, store: str | None = No
 def lookup_customer(runs_dir: str | Path, customer_id: str, store: str | None = None) -> dict[str, Any]:
     """get_customer_segment: the online store's answer when it serves the customer (with previous segment
     and segment-since date), else the latest run's. A store that is down is reported, not fatal."""
+    check_customer_id(customer_id)
     from_run: dict[str, Any] | None = None
     store_error = None
     try:
@@ -121,7 +122,8 @@ def context_pack(
         return customer_pack(runs_dir, target, touches=touches, history_runs=history_runs, store=store)
     except NotFoundError:
         raise NotFoundError(
-            f"'{target}' is neither a segment nor a customer of run {snap.run_id}; segments: {', '.join(names)}; "
+            f"'{shown_id(target)}' is neither a segment nor a customer of run {snap.run_id}; "
+            f"segments: {', '.join(names)}; "
             "customer ids look like "
             + str(h.assignments(snap)["customer_id"].iloc[0] if len(h.assignments(snap)) else "?")
         ) from None

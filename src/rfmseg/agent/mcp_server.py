@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from rfmseg import __version__
 from rfmseg import questions as q
 from rfmseg.agent import context as ctx
-from rfmseg.errors import NotFoundError, ParameterError, RfmsegError
+from rfmseg.errors import NotFoundError, ParameterError, RfmsegError, one_line
 from rfmseg.features import Units, Words
 from rfmseg.install import install_command
 from rfmseg.settings import STORE_ENV, runs_path
@@ -59,7 +59,7 @@ def _tool_errors() -> Iterator[None]:
     try:
         yield
     except RfmsegError as exc:
-        raise ToolError(exc.message) from None
+        raise ToolError(one_line(exc.message)) from None
 
 
 @contextmanager
@@ -110,6 +110,39 @@ SERVER_BOUND = ("runs_dir", "store")
 reads it (the server's --store, else $RFMSEG_STORE, else <runs_dir>/profiles.db)."""
 
 
+class _Server(MCPServer):
+    """The SDK's server, with a tool's arguments that fail its schema told in one line (the SDK gives
+    pydantic's several lines and a link), as the API tells a bad query parameter."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        known = set((tool.parameters.get("properties") or {}) if tool is not None else ())
+        unknown = sorted(set(arguments or {}) - known) if tool is not None else []
+        if unknown:  # the SDK would drop a misspelt argument and answer another question
+            raise ToolError(
+                f"Error executing tool {name}: no argument {', '.join(repr(u) for u in unknown)}; "
+                f"its arguments: {', '.join(sorted(known)) or 'none'}"
+            )
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {describe_invalid(exc.__cause__)}") from exc.__cause__
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A tool's arguments that fail its schema, on one line: ``argument 'limit': Input should be greater than
+    or equal to 1 (got 0)``, each error so, joined by ``;``."""
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(x) for x in err.get("loc", ()))
+        text = str(err.get("msg", "not valid")).removeprefix("Value error, ")
+        given = "" if err.get("type") == "missing" else f" (got {err.get('input')!r})"
+        parts.append(f"argument '{name}': {text}{given}" if name else f"{text}{given}")
+    return one_line("; ".join(parts)) or "the arguments are not valid"
+
+
 def question_tool(
     name: str,
     question: Callable[..., dict[str, Any]],
@@ -147,7 +180,7 @@ def build_server(runs_dir: str | Path | None = None, store: str | None = None) -
     """The MCP server over ``runs_dir`` (and the profile store ``store``); nothing is read until a call."""
     runs = resolve_runs_dir(runs_dir)
     store = store or os.environ.get(STORE_ENV) or None
-    mcp = MCPServer("rfmseg", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    mcp = _Server("rfmseg", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def get_customer_segment(customer_id: q.CustomerId) -> dict[str, Any]:
         """A customer's segment, RFM values, distance to the centroid and the segment's recommended action (from

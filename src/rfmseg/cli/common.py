@@ -16,7 +16,7 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from rfmseg.cli.options import flag_of
-from rfmseg.errors import RfmsegError, os_failure
+from rfmseg.errors import RfmsegError, one_line, os_failure
 from rfmseg.install import typed_path
 
 if TYPE_CHECKING:
@@ -130,11 +130,12 @@ def run_app(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="rfmseg", standalone_mode=False)
     except RfmsegError as exc:
-        err.print(f"error: {exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))}", markup=False)
+        message = exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))
+        err.print(f"error: {one_line(message)}", markup=False)
         return exc.exit_code
     except OSError as exc:  # a file or folder the machine refused where no step expected it: still one line
         failure = os_failure(exc, "the command could not go on")
-        err.print(f"error: {failure.message}", markup=False)
+        err.print(f"error: {one_line(failure.message)}", markup=False)
         return failure.exit_code
     except typer.Abort:
         err.print("aborted", markup=False)
@@ -142,7 +143,7 @@ def run_app(argv: list[str] | None = None) -> int:
     except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
         message = exc.format_message()
         if message:  # no arguments at all: the help was printed, nothing else to say
-            err.print(f"error: {message} (see `rfmseg --help`)", markup=False)
+            err.print(f"error: {one_line(message)} (see `rfmseg --help`)", markup=False)
         return 2
     except typer.Exit as exc:
         return exc.exit_code

@@ -244,7 +244,15 @@ def run(
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:
         published = publish_run(result.run, settings.runs_path, target)
-    _report(result, as_json, parse_ids(customers), published, command_here(settings, "serve"))
+    try:
+        _report(result, as_json, parse_ids(customers), published, command_here(settings, "serve"))
+    except NotFoundError as exc:  # an unknown --customers id: the run is done and kept, and the line says so
+        if result.path is None:
+            raise
+        raise exc.with_hint(
+            f"run {result.run_id} is written all the same, in {result.path}/ "
+            f"(`{command_here(settings, 'runs', 'show', result.run_id)}`)"
+        ) from None
 
 
 @app.command("choose-k")

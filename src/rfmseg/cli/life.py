@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 from rich.table import Table
@@ -33,7 +33,8 @@ from rfmseg.cli.options import (
 )
 from rfmseg.cli.progress import progress_shown
 from rfmseg.config import Settings, resolve
-from rfmseg.errors import NotFoundError
+from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.jobs.job import Kind
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.runs.registry import describe_run, runs_table
 
@@ -105,6 +106,9 @@ app.add_typer(runs_app, name="runs")
 def _runs(ctx: typer.Context, kind: str | None) -> tuple[Path, list[dict[str, Any]]]:
     """The run registry in force and its runs (of ``kind`` only, when given), oldest first."""
     runs_dir = resolve(ctx).runs_path
+    kinds = get_args(Kind)
+    if kind is not None and kind not in kinds:  # else an unknown kind reads as a registry without such runs
+        raise ParameterError(f"--kind '{kind}' is not a kind of run; use {', '.join(kinds)}")
     return runs_dir, [r for r in runs_table(runs_dir) if kind is None or r["kind"] == kind]
 
 

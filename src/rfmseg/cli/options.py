@@ -266,6 +266,8 @@ FLAGS = {
     "period_days": "--period",
     "window_days": "--window",
     "lookback_days": "--lookback",
+    "half_life_days": "--half-life",
+    "more_than_days": "--more-than",
 }
 """parameter -> flag, where the flag is not the parameter with dashes (the column map's fields, touches' kinds)"""
 

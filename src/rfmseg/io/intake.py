@@ -23,7 +23,7 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
 from rfmseg.io.readers import Source, open_source, sample_view
-from rfmseg.io.rules import Policy
+from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR, Policy
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import plan
 from rfmseg.io.views import VIEWS
@@ -63,14 +63,20 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 def parse_as_of(value: str | date | None) -> date | None:
     """An as-of date given as ``YYYY-MM-DD`` text, a date, or None (the day after the last order)."""
-    if value is None or isinstance(value, date):
+    if value is None:
         return value
     try:
-        return date.fromisoformat(value)
+        day = value if isinstance(value, date) else date.fromisoformat(value)
     except ValueError:
         raise ParameterError(
             f"{{as_of}} '{value}' is not a date; use YYYY-MM-DD, e.g. 2024-12-31", param="as_of"
         ) from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:  # 9999-12-31 is a placeholder, as in an order date
+        raise ParameterError(
+            f"{{as_of}} '{value}' is not a date in the years {FIRST_YEAR}-{LAST_YEAR}; use YYYY-MM-DD, e.g. 2024-12-31",
+            param="as_of",
+        )
+    return day
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ DETECT_BYTES = 64 << 20
 SAMPLE_ROWS = 100_000
 """the first rows of a source whose text columns decide how its dates and numbers are written"""
 DELIMITERS = (",", ";", "\t", "|")
+_LINE_END = re.compile(r"\r\n?|\n")
 ALL_SHEETS = "all"
 
 
@@ -156,13 +157,14 @@ def to_arrow(obj: Any) -> pa.Table:
     if hasattr(obj, "__arrow_c_stream__") or hasattr(obj, "to_arrow"):
         try:
             return pa.table(obj)
-        except (TypeError, pa.ArrowInvalid):
+        except (TypeError, ValueError, pa.ArrowInvalid):  # ValueError: a DataFrame naming a column twice
             pass
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is a core dependency
         pd = None
     if pd is not None and isinstance(obj, pd.DataFrame):
+        unique_names("DataFrame", [str(c) for c in obj.columns])  # Arrow refuses a column named twice
         return pa.Table.from_pandas(obj, preserve_index=False)
     raise InputError(f"cannot read a {type(obj).__name__}; pass a file path, a pandas DataFrame or a pyarrow Table")
 
@@ -173,6 +175,7 @@ def register_arrow(
     """Register ``table`` as the view ``name`` with a 1-based ``_row`` column (``label`` names it to a user)."""
     if table.num_rows == 0:
         raise InputError(f"{label}: has no rows; give transactions to segment")
+    unique_names(label, list(table.column_names))  # a column named twice (a DataFrame's) is refused
     if "_row" in table.column_names:
         table = table.drop_columns(["_row"])
     table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
@@ -267,34 +270,49 @@ def csv_encoding(path: Path, given: str | None = None) -> str:
 
 
 def csv_header(path: Path, encoding: str) -> tuple[str, list[str]]:
-    """The delimiter and the column names of a CSV, from its first line."""
+    """The delimiter and the column names of a CSV, from its first line (ended by ``\n``, ``\r\n`` or a lone
+    ``\r``, as old Mac exports end lines). A header naming a column twice is refused: which of the two a field
+    would read cannot be told (a PostgreSQL source is refused alike)."""
     with path.open("rb") as f:
         head = f.read(1 << 16)
     try:
         if encoding == "utf-16":
-            line = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore").split("\n")[0]
+            text = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
         else:
-            line = head.split(b"\n")[0].decode("utf-8-sig" if encoding == "utf-8" else encoding)
+            text = head.split(b"\n")[0].decode("utf-8-sig" if encoding == "utf-8" else encoding)
     except UnicodeError:
         raise InputError(
             f"{path}: the header line is not {encoding} text; set {{encoding}} (utf-8, utf-16 or latin-1)",
             param="encoding",
         ) from None
-    line = line.rstrip("\r\n")
+    line = _LINE_END.split(text, maxsplit=1)[0]
     if not line.strip():
         raise InputError(f"{path}: the first line is empty; put the column names on the first line")
+    if "\x00" in line:
+        raise InputError(
+            f"{path}: the header line holds NUL bytes, so this is not {encoding} CSV text (a binary file, or "
+            "another encoding); export the file again as CSV, or set {encoding} (utf-8, utf-16 or latin-1)",
+            param="encoding",
+        )
     delim = max(DELIMITERS, key=line.count) if any(d in line for d in DELIMITERS) else ","
-    names = next(csv.reader([line], delimiter=delim))
+    try:
+        names = next(csv.reader([line], delimiter=delim))
+    except csv.Error as exc:
+        raise InputError(f"{path}: the header line cannot be read as CSV ({exc}); export the file again") from None
+    return delim, unique_names(str(path), [n.strip() for n in names])
+
+
+def unique_names(label: str, names: list[str]) -> list[str]:
+    """A header's column names, a blank one named ``column<i>`` (0-based); a name given twice is refused."""
     seen: dict[str, int] = {}
-    unique = []
-    for i, raw in enumerate(names):
-        n = raw.strip() or f"column{i}"
-        if n in seen:
-            seen[n] += 1
-            n = f"{n}_{seen[n]}"
-        seen.setdefault(n, 0)
-        unique.append(n)
-    return delim, unique
+    for i, n in enumerate(names):
+        if n and n in seen:
+            raise InputError(
+                f"{label}: columns {seen[n] + 1} and {i + 1} are both named '{n}', and which one to read cannot be "
+                "told; give each column its own name in the export"
+            )
+        seen.setdefault(n, i)
+    return [n or f"column{i}" for i, n in enumerate(names)]
 
 
 def csv_reader(path: Path, encoding: str | None = None) -> str:
@@ -312,6 +330,7 @@ def csv_reader(path: Path, encoding: str | None = None) -> str:
 
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _FIELDS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+_NOT_ENCODED = re.compile(r"not ([a-z0-9-]+) encoded")
 
 
 def read_error(label: str, exc: Exception, fmt: str = "csv") -> InputError:
@@ -322,6 +341,13 @@ def read_error(label: str, exc: Exception, fmt: str = "csv") -> InputError:
     if "not utf-8 encoded" in text or "Invalid unicode" in text:
         return InputError(
             f"{label}: {at} is not UTF-8 text; set {{encoding}} latin-1 (or utf-16), or save the file as UTF-8",
+            param="encoding",
+        )
+    other = _NOT_ENCODED.search(text)
+    if other:  # bytes no text encoding gives (NUL, a binary file), or the wrong encoding given
+        return InputError(
+            f"{label}: {at} is not {other[1]} text (a binary file, or another encoding); export the file again as "
+            "CSV, or set {encoding} (utf-8, utf-16 or latin-1)",
             param="encoding",
         )
     fields = _FIELDS.search(text)
@@ -397,7 +423,7 @@ def _text(v: Any) -> str | None:
 
 
 def _sheet_table(path: Path, name: str, rows: list[list[Any]]) -> pa.Table:
-    header = [str(h).strip() for h in rows[0]]
+    header = unique_names(f"{path}: sheet '{name}'", [("" if h is None else str(h)).strip() for h in rows[0]])
     columns = list(zip(*rows[1:], strict=True)) if len(rows) > 1 else [() for _ in header]
     arrays = {}
     for h, values in zip(header, columns, strict=True):

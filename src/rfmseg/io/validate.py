@@ -51,18 +51,32 @@ def _find(source: Source, field_name: str, explicit: str | None, aliases: tuple[
             f"{source.label}: no column '{explicit}' (given for {field_name}); "
             f"columns found: {', '.join(source.columns)}"
         )
-    by_key = source.by_key
+    by_key: dict[str, list[str]] = {}
+    for c in source.columns:
+        by_key.setdefault(schema.normalise(c), []).append(c)
     for w in (schema.normalise(field_name), *aliases):
-        if w in by_key:
-            return by_key[w]
+        found = by_key.get(w, [])
+        if len(found) > 1:  # 'CustomerID' and 'customer_id': which one is meant cannot be told
+            param, option = _option(field_name)
+            raise ColumnError(
+                f"{source.label}: columns {' and '.join(repr(c) for c in found)} could each be the {field_name} "
+                f"column; map the one to read with {option}",
+                param=param,
+            )
+        if found:
+            return found[0]
     return None
 
 
-def _missing(source: Source, field_name: str, also: str = "") -> ColumnError:
+def _option(field_name: str) -> tuple[str, str]:
+    """The parameter that maps ``field_name`` to a column, and how a message shows it (a template)."""
     if field_name in (*schema.TRANSACTION_FIELDS, schema.QUANTITY, schema.UNIT_PRICE):
-        param, option = f"columns.{field_name}", f"{{columns.{field_name}}} NAME"
-    else:  # a preset's extra field: mapped through the column map by its name
-        param, option = "columns", f"{{columns}} {field_name}=NAME"
+        return f"columns.{field_name}", f"{{columns.{field_name}}} NAME"
+    return "columns", f"{{columns}} {field_name}=NAME"  # a preset's extra field: mapped by its name
+
+
+def _missing(source: Source, field_name: str, also: str = "") -> ColumnError:
+    param, option = _option(field_name)
     return ColumnError(
         f"{source.label}: no {field_name} column{also}; columns found: {', '.join(source.columns)}; "
         f"map yours with {option}",

@@ -23,6 +23,7 @@ a file is never seen half written. No table is held in Python.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -36,7 +37,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.errors import ENVIRONMENT_ERRNOS, NotFoundError, ParameterError, RfmsegError, os_failure
 from rfmseg.io.readers import sql_string
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
@@ -282,7 +283,9 @@ def _query(
     return sql, columns
 
 
-def _cannot_write(dest: Path, exc: OSError, param: str) -> ParameterError:
+def _cannot_write(dest: Path, exc: OSError, param: str) -> RfmsegError:
+    if exc.errno in ENVIRONMENT_ERRNOS:  # a full disk: the machine's failure (exit code 3)
+        return os_failure(exc, f"writing the export to {dest}")
     blocker = next((p for p in (dest, *dest.parents) if p.is_file()), None)
     if blocker is not None and isinstance(exc, (FileExistsError, NotADirectoryError)):
         why = f"{blocker} is a file, not a folder"
@@ -340,12 +343,14 @@ def export(
     where = f"run {source.run_id}" + (f" or run {base.run_id}" if base is not None else "")
     selected = _match(segments or [], known, where)
 
+    created = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".rfmseg-export-", dir=folder))
     except OSError as exc:
         raise _cannot_write(target, exc, param) from None
     con = duckdb.connect()
+    failed = True
     try:
         con.execute(f"SET temp_directory = {sql_string(str(staging / 'spill'))}")
         with suppress(duckdb.Error):  # a long COPY would draw DuckDB's progress bar on stdout (Jupyter refuses it)
@@ -392,9 +397,14 @@ def export(
             except OSError as exc:
                 raise _cannot_write(dest, exc, param) from None
             files.append(ExportFile(dest, n, segment))
+        failed = False
+    except OSError as exc:
+        raise _cannot_write(target, exc, param) from None
     finally:
         con.close()
         shutil.rmtree(staging, ignore_errors=True)
+        if failed and created is not None:  # the folders this export made go with it
+            shutil.rmtree(created, ignore_errors=True)
     as_of = source.manifest.get("as_of")
     return ExportResult(
         run_id=source.run_id,
@@ -418,5 +428,10 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, dest: Path, fmt: str, gzi
         options = ("FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT json") + (
             ", COMPRESSION gzip" if gzip else ""
         )
-    result = con.execute(f"COPY ({select}) TO {sql_string(str(dest))} ({options})").fetchall()
+    try:
+        result = con.execute(f"COPY ({select}) TO {sql_string(str(dest))} ({options})").fetchall()
+    except duckdb.IOException as exc:  # the file system refused the write: an OSError with DuckDB's errno
+        code = re.search(r'"errno":"(\d+)"', str(exc))
+        err = int(code[1]) if code else errno.EIO
+        raise OSError(err, os.strerror(err), str(dest)) from None
     return int(result[0][0]) if result else 0

@@ -32,6 +32,8 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import rfm_sha256, run_manifest
 from rfmseg.runs.registry import find_run
+from rfmseg.settings import store_url
+from rfmseg.stores import check_store_url
 from rfmseg.timing import Timer
 
 Kind = Literal["run", "refresh", "retrain"]
@@ -168,6 +170,8 @@ class Job:
     def start(cls, kind: Kind, started: datetime, runs_dir: Path, trained: Run | None, options: JobOptions) -> Job:
         """The job, reading its input as ``trained`` (the run of the model it starts from) read its own."""
         o = options
+        if o.get("publish", True):  # a store URL no store opens from is refused before a run is written
+            check_store_url(store_url(runs_dir, o.get("store")))
         read = o.get("read") or reading(
             trained,
             o.get("preset"),

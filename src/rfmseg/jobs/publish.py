@@ -63,7 +63,11 @@ def publish_target(
     publishes only when a store is configured (``store`` given or $RFMSEG_STORE set)."""
     if publish is False or (publish is None and not store_configured(store)):
         return None
-    return store_url(runs_dir, store)
+    from rfmseg.stores import check_store_url
+
+    url = store_url(runs_dir, store)
+    check_store_url(url)  # before the run is computed and written: not after
+    return url
 
 
 def publish_if_configured(

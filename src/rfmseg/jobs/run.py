@@ -114,6 +114,9 @@ def segment(
     """
     engine_ = open_engine(engine, spark_master=spark_master, output=output)
     if store is not None:
+        from rfmseg.stores import check_store_url
+
+        check_store_url(store)  # a URL no store opens from is refused before the run is computed
         engine_.check_publish(writes_folder=runs_dir is not None)
     started = datetime.now(UTC)
     timer = Timer()

@@ -53,6 +53,11 @@ def choose_k(
     """Metrics per K on the RFM matrix ``x`` (n, 3: recency_days, frequency, monetary), transformed with
     ``transform``, and the recommended K with its reason."""
     n = x.shape[0]
+    if k_max < k_min:  # the range given is empty, whatever the customers
+        raise ParameterError(
+            f"{{k_min}} {k_min} is above {{k_max}} {k_max}: no K to try; give {{k_min}} <= {{k_max}}",
+            param=("k_min", "k_max"),
+        )
     k_max = min(k_max, n - 1)
     if k_max < k_min:
         raise ParameterError(f"choosing K needs more customers: {n} customers allow no K in {k_min}..{k_max}")

@@ -317,9 +317,10 @@ def carry_names(
     Sets the names and reasons of ``new`` (:meth:`SegmentModel.set_names`); returns the report stored in the
     summary and the manifest.
     """
-    if max_shift < 0:
+    if not max_shift >= 0:  # NaN too: no shift compares with it
         raise ParameterError(
-            f"{{max_name_shift}} {max_shift} should be >= 0 (0 never carries a name over)", param="max_name_shift"
+            f"{{max_name_shift}} {max_shift} should be a number >= 0 (0 never carries a name over)",
+            param="max_name_shift",
         )
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)

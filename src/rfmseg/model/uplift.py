@@ -184,6 +184,10 @@ def holdout_size(
         )
     if holdout is not None and not 0 < holdout < 1:
         raise ParameterError(f"{{holdout}} {holdout} should be a share between 0 and 1", param="holdout")
+    if not 0 < confidence < 1:
+        raise ParameterError(f"{{confidence}} {confidence} should be a level between 0 and 1", param="confidence")
+    if customers is not None and customers < 1:
+        raise ParameterError(f"{{customers}} {customers} should be a whole number >= 1", param="customers")
     z = _z(0.5 + confidence / 2) + _z(power)
     p = baseline + uplift / 2
     square = uplift * uplift

@@ -174,10 +174,13 @@ def discount_candidates(
     part is shown."""
     # the formula in full: the module's docstring
     check_limit(limit)
-    if half_life_days <= 0:
-        raise ParameterError(f"half_life_days={half_life_days} should be > 0")
-    if aov_weight < 0 or frequency_weight < 0 or aov_weight + frequency_weight <= 0:
-        raise ParameterError("aov_weight and frequency_weight should be >= 0 and not both 0")
+    if not half_life_days > 0:  # NaN too
+        raise ParameterError(f"{{half_life_days}} {half_life_days} should be > 0 days", param="half_life_days")
+    if not (aov_weight >= 0 and frequency_weight >= 0 and aov_weight + frequency_weight > 0):
+        raise ParameterError(
+            f"{{aov_weight}} {aov_weight} and {{frequency_weight}} {frequency_weight} should be >= 0 and not both 0",
+            param=("aov_weight", "frequency_weight"),
+        )
     k = normalise_kind(kind)
     h = History(runs_dir)
     snap = h.resolve(run)

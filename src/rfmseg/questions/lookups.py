@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 import pandas as pd
 from pydantic import Field
 
-from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.errors import NotFoundError, ParameterError, check_customer_id
 from rfmseg.features import Units
 from rfmseg.presets import Onboarding
 from rfmseg.questions.common import (
@@ -50,6 +50,8 @@ def segment_profile(
     examples: Annotated[int, Field(ge=0, le=100)] = 5,
 ) -> dict[str, Any]:
     """One segment's profile, centroid, why it got its name, and its most typical customers."""
+    if not 0 <= examples <= 100:
+        raise ParameterError(f"{{examples}} {examples} should be from 0 to 100 customers", param="examples")
     h = History(runs_dir)
     snap = h.resolve(run)
     name = h.segment(snap, segment)
@@ -61,7 +63,7 @@ def segment_profile(
         centroid = {f: rounded(v, 2) for f, v in zip(RFM, c, strict=True)}
     a = h.assignments(snap)
     members = a[a["segment"] == name].sort_values(["distance", "customer_id"])
-    ex = members.head(max(0, examples))[["customer_id", *RFM, "distance"]]
+    ex = members.head(examples)[["customer_id", *RFM, "distance"]]
     return {
         "run_id": snap.run_id,
         "as_of": snap.as_of.isoformat(),
@@ -75,6 +77,7 @@ def segment_profile(
 
 def customer_segment(runs_dir: str | Path, customer_id: CustomerId, run: RunRef = "latest") -> dict[str, Any]:
     """A customer's segment, RFM values and distance in a run, with the segment's action."""
+    check_customer_id(customer_id)
     h = History(runs_dir)
     snap = h.resolve(run)
     a = h.assignments(snap)
@@ -283,6 +286,7 @@ def _onboarding_of(snap: Snapshot) -> Onboarding:
 
 
 def _member(a: pd.DataFrame, customer_id: str, run_id: str) -> pd.Series:
+    check_customer_id(customer_id)
     hit = a[a["customer_id"] == customer_id]
     if hit.empty:
         example = a["customer_id"].iloc[0] if len(a) else "?"

@@ -207,6 +207,10 @@ def recency_jump(
     """Customers of a segment (default Champions) whose recency rose by more than N days (default 10) over the
     period (default 30 days). membership: in the segment now, at the start, or either."""
     check_limit(limit)
+    if not 0 <= more_than_days <= 3650:
+        raise ParameterError(
+            f"{{more_than_days}} {more_than_days} should be from 0 to 3650 days", param="more_than_days"
+        )
     if membership not in get_args(Membership):
         raise ParameterError(f"membership '{membership}' is not allowed; use now, start or either")
     h = History(runs_dir)

@@ -148,7 +148,9 @@ def write_html(path: Path, page: str) -> Path:
     try:
         tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, path)
-    except PermissionError:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write the report to {path}: permission denied; choose another -o") from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy beside the report
+        if isinstance(exc, PermissionError):
+            raise InputError(f"cannot write the report to {path}: permission denied; choose another -o") from None
+        raise
     return path

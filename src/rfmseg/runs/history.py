@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.errors import NotFoundError, ParameterError, shown_id
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 
@@ -160,7 +160,9 @@ def history(runs_dir: str | Path, customer_id: str) -> list[dict[str, Any]]:
         if not found:
             sample = con.execute(f"SELECT customer_id FROM {run_table(con, metas[-1])} LIMIT 1").fetchone()
             hint = f"; ids look like {sample[0]}" if sample else ""
-            raise NotFoundError(f"customer '{customer_id}' is in none of the {len(metas)} runs in {runs_dir}{hint}")
+            raise NotFoundError(
+                f"customer '{shown_id(customer_id)}' is in none of the {len(metas)} runs in {runs_dir}{hint}"
+            )
     finally:
         con.close()
     out = []

@@ -56,6 +56,7 @@ __all__ = [
     "StagedBatch",
     "StagedPublish",
     "Stager",
+    "check_store_url",
     "open_stager",
     "open_store",
     "stage_batch",
@@ -73,6 +74,30 @@ SCHEMES = tuple(_BACKENDS)
 _EXAMPLES = "sqlite:///path/to/profiles.db, postgresql://user@host:5432/db or redis://host:6379/0"
 
 
+def check_store_url(url: str) -> str:
+    """The scheme of the profile store URL ``url``, or StoreError when no store can be opened from it (no
+    scheme, an unknown one, a Redis database that is not a number): checked before a job computes anything,
+    so that a run is not written only to find its store URL wrong. Nothing is connected to."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StoreError(
+            f"the profile store URL {redact_url(str(url))!r} has no scheme; "
+            f"supported: {', '.join(SCHEMES)} (e.g. {_EXAMPLES})"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _BACKENDS:
+        raise StoreError(
+            f"unsupported profile store scheme {scheme!r} in {redact_url(url)}; "
+            f"supported: {', '.join(SCHEMES)} (e.g. {_EXAMPLES})"
+        )
+    db = parts.path.strip("/")
+    if scheme in ("redis", "rediss") and db and not db.isdigit():  # redis-py would use database 0 instead
+        raise StoreError(
+            f"the Redis database {db!r} in {redact_url(url)} is not a number; give one, e.g. redis://host:6379/0"
+        )
+    return scheme
+
+
 def open_store(url: str, namespace: str | None = None, read_timeout: float | None = None) -> ProfileStore:
     """Connect to the profile store at ``url``; raise StoreError if it is unknown or unreachable.
 
@@ -82,17 +107,7 @@ def open_store(url: str, namespace: str | None = None, read_timeout: float | Non
     raises StoreError "did not answer a read within N s", and reads fail at once for a few seconds after.
     Publishing is not bounded by it.
     """
-    if not isinstance(url, str) or "://" not in url:
-        raise StoreError(
-            f"the profile store URL {redact_url(str(url))!r} has no scheme; "
-            f"supported: {', '.join(SCHEMES)} (e.g. {_EXAMPLES})"
-        )
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _BACKENDS:
-        raise StoreError(
-            f"unsupported profile store scheme {scheme!r} in {redact_url(url)}; "
-            f"supported: {', '.join(SCHEMES)} (e.g. {_EXAMPLES})"
-        )
+    scheme = check_store_url(url)
     module_name, class_name, driver, extra = _BACKENDS[scheme]
     try:
         module = importlib.import_module(module_name)

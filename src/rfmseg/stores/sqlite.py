@@ -30,18 +30,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from rfmseg.errors import StoreError
+from rfmseg.errors import EnvironmentFailure, StoreError
 from rfmseg.stores.base import (
     ProfileStore,
     StagedBatch,
@@ -52,9 +49,9 @@ from rfmseg.stores.base import (
     stage_short,
 )
 from rfmseg.stores.rows import DRIFT, LEFT, MOVED, NEW, PROFILE_FIELDS, REASON_COLUMN, RHYTHM_COLUMNS, RunInfo
-from rfmseg.stores.urls import failed, unreachable
+from rfmseg.stores.sqlite_file import BUSY_TIMEOUT_S, disk_full, missing_table, sqlite_path, use_wal
+from rfmseg.stores.urls import describe_failure, failed, unreachable
 
-BUSY_TIMEOUT_S = 60.0
 INSERT_BATCH = 50_000
 _RHYTHM = ", ".join(RHYTHM_COLUMNS)
 _RHYTHM_OF_S, _RHYTHM_OF_P = (", ".join(f"{t}.{c}" for c in RHYTHM_COLUMNS) for t in "sp")
@@ -62,40 +59,6 @@ _LEGACY_FIELDS = ", ".join("NULL" if f in RHYTHM_COLUMNS else f for f in PROFILE
 """The profile fields of a store whose served table predates the rhythm columns (until its next publish)."""
 _RUN_COLUMNS = ":run_id AS run_id, :as_of AS as_of, :model_version AS model_version"
 """The run-level columns of a change, as the parameters of :meth:`SqliteStore._append_changes`."""
-
-
-def sqlite_path(url: str) -> Path:
-    """The file of a ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` URL."""
-    parts = urlsplit(url)
-    if parts.netloc:
-        raise StoreError(
-            f"a SQLite store URL has no host: use sqlite:///relative/path.db or sqlite:////absolute/path.db, not {url}"
-        )
-    path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
-    if not path or path == ":memory:":
-        raise StoreError("a SQLite store needs a file path, e.g. sqlite:///profiles.db")
-    return Path(path)
-
-
-def _use_wal(conn: sqlite3.Connection) -> str:
-    """Switch ``conn``'s file to WAL mode; the journal mode it is in afterwards.
-
-    Switching a new file needs its exclusive lock, and SQLite answers "database is locked" at once, without
-    the busy timeout, when another connection switches the same file at the same moment (two stores opened
-    together on a file nobody has written yet): retry until the busy timeout is spent.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _missing_table(exc: sqlite3.OperationalError) -> bool:
-    return str(exc).startswith("no such table")
 
 
 class SqliteStore(ProfileStore):
@@ -116,12 +79,25 @@ class SqliteStore(ProfileStore):
         self._select = f'SELECT {", ".join(PROFILE_FIELDS)} FROM "{self._view}"'
 
     def _connect(self) -> sqlite3.Connection:
+        existed = self.path.exists()
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            mode = _use_wal(conn)
+            mode = use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()  # no file left open (a server would keep it, a full disk could not be unmounted)
+            if not existed:  # nor an empty store file where there was none
+                for leftover in (self.path, *(self.path.with_name(self.path.name + x) for x in ("-wal", "-shm"))):
+                    with suppress(OSError):
+                        leftover.unlink()
+            if disk_full(exc):
+                raise EnvironmentFailure(
+                    f"cannot open the profile store at {self.url_display}: the disk is full "
+                    f"({describe_failure(exc)}); free space (or fix the disk) and run again"
+                ) from exc
             raise unreachable(self.url_display, exc) from exc
         if mode.lower() != "wal":
             conn.close()
@@ -140,7 +116,7 @@ class SqliteStore(ProfileStore):
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
-                if _missing_table(exc):
+                if missing_table(exc):
                     return None
                 raise failed(self.url_display, "read", exc) from exc
             except sqlite3.Error as exc:
@@ -243,6 +219,11 @@ class SqliteStore(ProfileStore):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            if disk_full(exc):
+                raise EnvironmentFailure(
+                    f"the profile store at {self.url_display} failed to {action}: the disk is full "
+                    f"({describe_failure(exc)}); free space (or fix the disk) and run again"
+                ) from exc
             raise failed(self.url_display, action, exc) from exc
         finally:
             conn.close()
@@ -506,7 +487,7 @@ class SqliteStore(ProfileStore):
             pointer = conn.execute(f'SELECT generation, run_id FROM "{self._meta}"').fetchone()
             stage = conn.execute(f'SELECT problem FROM "{self._stages}" WHERE token = ?', (token.stage,)).fetchone()
         except sqlite3.OperationalError as exc:
-            if _missing_table(exc):  # the store was dropped
+            if missing_table(exc):  # the store was dropped
                 raise stage_gone(token, self.url_display) from None
             raise
         generation, current_run = pointer if pointer else (0, None)
