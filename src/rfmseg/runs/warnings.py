@@ -161,15 +161,17 @@ def warnings(
             _segment_changed(con, now, prev, w),
             _model_drift(con, now, prev, w),
         ]
-        for x in out:  # a segment the rule names that this run's vocabulary does not have: say so, not "0"
-            absent = [n for n in x["params"].get("segments") or [] if n not in now.segments] + [
-                x["params"][k]
-                for k in ("from_segment", "to_segment")
-                if x["params"].get(k) not in (None, *now.segments)
+        known = {n for m in tl for n in m.segments}  # every segment of the runs compared
+        for x in out:  # a segment the rule names that these runs' vocabulary does not have: say so, not "0"
+            named = [
+                *(x["params"].get("segments") or []),
+                x["params"].get("from_segment"),
+                x["params"].get("to_segment"),
             ]
+            absent = [n for n in named if n is not None and known and n not in known]
             if absent:
                 x["text"] = (
-                    f"this run has no segment {' or '.join(absent)} (its segments: {', '.join(now.segments)}); "
+                    f"these runs have no segment {' or '.join(absent)} (segments: {', '.join(now.segments)}); "
                     "give this vocabulary's names as champions, loyal and at_risk to watch them"
                 )
     finally:
