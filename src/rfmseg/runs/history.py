@@ -290,7 +290,7 @@ MAX_TREND_RUNS = 1_000
 
 def warnings(
     runs_dir: str | Path,
-    run: str | None = None,
+    run: str | RunMeta | None = None,
     recency_jump_days: int = 10,
     period_days: int = 30,
     trend_runs: int = 3,
@@ -299,7 +299,8 @@ def warnings(
     at_risk: str = "At-Risk",
     jump_segments: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The early warnings for ``run`` (default: the latest of the timeline) against the runs before it.
+    """The early warnings for ``run`` (default: the latest of the timeline) against the runs before it; ``run``
+    may be a :class:`RunMeta` of a run not committed yet (the report written with it).
 
     * ``champions_to_loyal``: in ``champions`` in the previous run, in ``loyal`` now;
     * ``recency_jump``: recency rose by more than ``recency_jump_days`` since the earliest run within the
@@ -327,7 +328,7 @@ def warnings(
     ):
         if value > most:
             raise ParameterError(f"{{{param}}} {value} should be <= {most:,}", param=param)
-    now = resolve(runs_dir, run)
+    now = run if isinstance(run, RunMeta) else resolve(runs_dir, run)
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None
     con = duckdb.connect()

@@ -2,7 +2,7 @@
  *
  * One script draws a run's "view" (see rfmseg/report/data.py): segment cards, insights, the customer scatter
  * (2-D and 3-D), the customers of a segment (a sortable, paged table and its whole-segment CSV), customer search,
- * the K choice, the Pareto curve, transitions and data quality.
+ * the K choice, the Pareto curve, transitions, the early warnings (drawn by warnings.js) and data quality.
  * Numbers are rounded as the CLI rounds them (Python's format(): the exact binary value, ties to even), chart
  * titles are HTML headings above each plot and Plotly's mode bar sits in the plot's top margin, so the two never
  * meet.
@@ -32,7 +32,7 @@
   const LOG_RULE = 10; // spend is heavy-tailed (log axis by default) when its 99th percentile / median exceeds this
   const MIN_FLOW_SHARE = 0.04; // "(new)"/"(gone)" drawn at least this share of the customers tall
   const TABLE_PAGE = 25;
-  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null, campaigns: null,
+  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null, campaigns: null, warnings: null,
     table: { segment: null, page: 1, sort: "monetary", order: "desc" } };
 
   // ------------------------------------------------------------------------------------------- helpers
@@ -182,6 +182,7 @@
       ...notices,
       el("section", { class: "cards", id: "cards" }, s.segments.map(card)),
       insightsPanel(s),
+      warningsPanel(view),
       tablePanel(s),
       scatterPanel(view),
       searchPanel(view),
@@ -240,6 +241,17 @@
           .map(([k, v]) => el("span", {}, `${keyWords(k)}: ${formatValue(k, v)}`)))));
     return el("section", { class: "panel", id: "insights-panel" }, el("h2", {}, "Insights"),
       items.length ? el("ul", { class: "insights" }, items) : el("p", { class: "note" }, "No insight rule fired."));
+  }
+
+  // the early warnings (warnings.js): GET /warnings in the explorer, embedded in a report's view
+  function warningsPanel(view) {
+    const data = MODE === "report" ? view.warnings : state.warnings;
+    if (!window.rfmsegWarnings || !data) return null;
+    return window.rfmsegWarnings.panel(data, { el, int, num, value, W, cap, one, find: (id) => {
+      document.getElementById("search-id").value = id;
+      document.getElementById("search-panel").scrollIntoView();
+      search(id);
+    } });
   }
 
   // ------------------------------------------------------------------------------------------- scatter
@@ -574,10 +586,24 @@
       return el("p", { class: "error", id: "search-error" }, why);
     }
     const runs = s.history.runs;
-    const entries = rows.map(([i, segment, r, f, m]) => ({
+    const extra = s.forecast || []; // the forecast columns the report's run carries, after its own row's values
+    const entries = rows.map(([i, segment, r, f, m, ...more]) => Object.assign({
       run_id: runs[i].run_id, as_of: runs[i].as_of, segment, recency_days: r, frequency: f, monetary: m,
-    }));
+    }, Object.fromEntries(extra.map((k, j) => [k, more[j]]))));
     return customerResult(id, entries, state.view.run.run_id, null);
+  }
+
+  /* P(alive) and the expected events and value in the next 90 days, when the run's assignments carry them
+   * (p_alive, expected_orders_90d, expected_value_90d); nothing when they are absent or null. */
+  function forecastLine(row) {
+    const has = (k) => row && row[k] !== null && row[k] !== undefined && Number.isFinite(Number(row[k]));
+    if (!has("p_alive") && !has("expected_orders_90d") && !has("expected_value_90d")) return null;
+    const u = W();
+    const what = [has("expected_orders_90d") ? `${num(row.expected_orders_90d, 1)} ${u.frequency}` : null,
+      has("expected_value_90d") ? mean(row.expected_value_90d) : null].filter(Boolean);
+    const parts = [has("p_alive") ? `P(alive) ${num(row.p_alive, 2)}` : null,
+      what.length ? `expected ${what.join(" and ")} in the next 90 days` : null].filter(Boolean);
+    return el("p", { class: "forecast" }, parts.join(" · "));
   }
 
   function customerResult(id, entries, runId, served) {
@@ -593,6 +619,7 @@
         `${int(latest.recency_days)} days since the last ${u.event} · ${count(latest.frequency)} · ` +
         amount(latest.monetary) + (u.ratio ? ` · ${u.ratio} ` +
         value(latest.frequency ? latest.monetary / latest.frequency : 0) : "")) : null,
+      forecastLine(here || (served && served.run_id === runId ? served : null)),
       seg ? el("p", {}, el("strong", {}, "Action: "), seg.action) : null,
       served ? el("p", { class: "note" }, `Served by the profile store (run ${served.run_id}): ${served.segment} ` +
         `since ${served.segment_since}` + (served.previous_segment ? `, before that ${served.previous_segment}` : "") +
@@ -783,6 +810,7 @@
       ]);
       state.servedRun = health && health.store && health.store.run_id;
       state.campaigns = campaigns && campaigns.campaigns;
+      state.warnings = await api(`warnings?run=${encodeURIComponent(view.run.run_id)}`).catch(() => null);
       render(view, runs.runs);
     } catch (err) {
       if (err.status !== 401) app.replaceChildren(el("p", { class: "error", id: "load-error" }, err.message));
