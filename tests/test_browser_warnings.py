@@ -257,3 +257,35 @@ def test_with_an_api_key_the_panel_is_fetched_with_it(page: Page, weekly: SimRun
         assert panel.locator("div.warning").count() >= 1
     finally:
         keyed.close()
+
+
+def test_a_large_runs_own_report_leaves_the_warnings_out_and_says_where_they_are(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over WARNINGS_LIMIT customers (lowered here to 100) the report a run writes into its folder does not gather
+    the warnings (seconds on a large run, with every refresh); its panel names the explorer and the commands."""
+    import rfmseg.report
+    from rfmseg.jobs import refresh, retrain
+    from rfmseg.runs import list_runs
+    from rfmseg.simulate import SimConfig, simulate
+
+    monkeypatch.setattr(rfmseg.report, "WARNINGS_LIMIT", 100)
+    runs_dir = tmp_path / "runs"
+    s = simulate(SimConfig(customers=400, weeks=1, seed=7))
+    first, second = s.config.as_of_dates()
+    retrain(s.snapshot(first), as_of=first, runs_dir=runs_dir, previous=None, publish=False)
+    refresh(s.snapshot(second), as_of=second, runs_dir=runs_dir, publish=False)
+    run = list_runs(runs_dir)[-1]
+    latest, n = run.run_id, run.summary["n_customers"]
+    assert n > 100
+    pg = page.open((runs_dir / latest / REPORT_FILE).as_uri())
+    panel = _wait_panel(pg)
+    assert panel.locator("div.warning").count() == 0
+    note = panel.locator("#warnings-note").inner_text()
+    assert f"whose {n:,} customers are more than the 100 " in note
+    assert f"`rfmseg watch --run {latest}` and `rfmseg report {latest} -o FILE`" in note
+    # the report written on demand has them
+    out = write_report(latest, tmp_path / "on-demand.html", runs_dir)
+    pg = page.open(out.as_uri())
+    assert _wait_panel(pg).locator("div.warning").count() == len(history.warnings(runs_dir, latest)["warnings"])
+    assert page.errors == []

@@ -17,12 +17,14 @@ import pyarrow as pa
 from rfmseg.features import Units
 from rfmseg.report.data import (
     CHOOSE_K_FILE,
+    WARNINGS_LIMIT,
     build_view,
     earlier_runs,
     embedded_warnings,
     k_choice,
     pending_meta,
     view_for_run,
+    warnings_left_out,
 )
 from rfmseg.report.html import inline_assets, render_html, shared_plotly, write_html
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
@@ -64,7 +66,9 @@ def write_run_report(
     temporary folder, before the run is committed), from the tables the pipeline holds.
 
     The early warnings are read from the folder's assignments.parquet against the registry's earlier runs:
-    ``assignments_written`` waits until that file is written (the pipeline writes it on another thread)."""
+    ``assignments_written`` waits until that file is written (the pipeline writes it on another thread). A run
+    of more than :data:`~rfmseg.report.data.WARNINGS_LIMIT` customers leaves them out (the panel says where
+    to see them)."""
     folder = Path(folder)
     params = manifest.get("params") or {}
     ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
@@ -74,7 +78,10 @@ def write_run_report(
         (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
     run_id = str(summary.get("run_id"))
     warnings = None
-    if runs_dir is not None:
+    if runs_dir is not None and assignments.num_rows > WARNINGS_LIMIT:  # too slow to gather with every run
+        entity = Units.from_dict(summary.get("units")).entity
+        warnings = warnings_left_out(run_id, assignments.num_rows, entity, WARNINGS_LIMIT)
+    elif runs_dir is not None:
         if assignments_written is not None:
             assignments_written()
         warnings = embedded_warnings(Path(runs_dir), pending_meta(folder, summary, manifest))

@@ -53,6 +53,10 @@ HISTORY_RUNS = 12
 FEATURES = ("recency_days", "frequency", "monetary")
 FORECAST = ("p_alive", "expected_orders_90d", "expected_value_90d")
 """Per-customer forecasts a run's assignments may carry; a report's search shows those present."""
+WARNINGS_LIMIT = 50_000
+"""A run written with more customers than this leaves the early warnings out of its folder's report.html: they
+are gathered as Python rows (every customer of every warning, about 5 s on 200,000 simulated customers over four
+weekly runs) and would slow every daily refresh; the explorer and `rfmseg report RUN -o FILE` still show them."""
 WARNING_CUSTOMERS = 500
 """Customers a report embeds per early warning at most (its count stays the whole number; the page says so and
 the explorer lists them all)."""
@@ -370,6 +374,21 @@ def embedded_warnings(runs_dir: Path | None, run: str | RunMeta, cap: int = WARN
         w["customers"] = (w.get("customers") or [])[:cap]
     found["customers_cap"] = cap
     return found
+
+
+def warnings_left_out(
+    run_id: str, customers: int, entity: str = "customers", limit: int = WARNINGS_LIMIT
+) -> dict[str, Any]:
+    """What a run folder's report embeds instead of the warnings of a run over :data:`WARNINGS_LIMIT`."""
+    return {
+        "run_id": run_id,
+        "warnings": [],
+        "note": (
+            f"This report was written with run {run_id}, whose {customers:,} {entity} are more than the "
+            f"{limit:,} a run's own report gathers the early warnings for; the explorer (rfmseg serve), "
+            f"`rfmseg watch --run {run_id}` and `rfmseg report {run_id} -o FILE` show them."
+        ),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the view

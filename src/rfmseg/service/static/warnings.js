@@ -122,6 +122,10 @@
     const { el } = ctx;
     const u = ctx.W();
     const first = !data.previous_run;
+    if (data.note) { // a large run's own report leaves the warnings out and says where they are
+      return el("section", { class: "panel", id: "warnings-panel", "data-run": data.run_id },
+        el("h2", {}, "Early warnings"), el("p", { class: "note", id: "warnings-note" }, data.note));
+    }
     return el("section", { class: "panel", id: "warnings-panel", "data-run": data.run_id },
       el("h2", {}, "Early warnings"),
       el("p", { class: "note", id: "warnings-note" }, first
