@@ -76,7 +76,7 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def _wait_panel(pg: object) -> object:
-    pg.locator("#warnings-panel").wait_for()  # type: ignore[attr-defined]
+    pg.locator("#warnings-panel[data-run]").wait_for()  # type: ignore[attr-defined]  # not the placeholder
     return pg.locator("#warnings-panel")  # type: ignore[attr-defined]
 
 

@@ -32,7 +32,7 @@
   const LOG_RULE = 10; // spend is heavy-tailed (log axis by default) when its 99th percentile / median exceeds this
   const MIN_FLOW_SHARE = 0.04; // "(new)"/"(gone)" drawn at least this share of the customers tall
   const TABLE_PAGE = 25;
-  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null, campaigns: null, warnings: null,
+  const state = { view: null, colors: {}, segments: [], servedRun: null, autoLog: null, campaigns: null,
     table: { segment: null, page: 1, sort: "monetary", order: "desc" } };
 
   // ------------------------------------------------------------------------------------------- helpers
@@ -243,15 +243,32 @@
       items.length ? el("ul", { class: "insights" }, items) : el("p", { class: "note" }, "No insight rule fired."));
   }
 
-  // the early warnings (warnings.js): GET /warnings in the explorer, embedded in a report's view
+  /* the early warnings (warnings.js): embedded in a report's view; in the explorer a placeholder, replaced once
+   * GET /warnings answers (it lists every customer of every warning: the rest of the page does not wait) */
   function warningsPanel(view) {
-    const data = MODE === "report" ? view.warnings : state.warnings;
-    if (!window.rfmsegWarnings || !data) return null;
-    return window.rfmsegWarnings.panel(data, { el, int, num, value, W, cap, one, find: (id) => {
+    if (!window.rfmsegWarnings) return null;
+    if (MODE === "server") {
+      return el("section", { class: "panel", id: "warnings-panel" }, el("h2", {}, "Early warnings"),
+        el("p", { class: "note" }, "Loading the early warnings…"));
+    }
+    return warningsFrom(view.warnings);
+  }
+
+  function warningsFrom(data) {
+    return data ? window.rfmsegWarnings.panel(data, { el, int, num, value, W, cap, one, find: (id) => {
       document.getElementById("search-id").value = id;
       document.getElementById("search-panel").scrollIntoView();
       search(id);
-    } });
+    } }) : null;
+  }
+
+  async function loadWarnings(runId) {
+    const data = await api(`warnings?run=${encodeURIComponent(runId)}`).catch(() => null);
+    const here = document.getElementById("warnings-panel");
+    if (!here || !state.view || state.view.run.run_id !== runId) return; // another run is shown by now
+    const panel = warningsFrom(data);
+    if (panel) here.replaceWith(panel);
+    else here.remove(); // no warnings for this run: the panel is left out
   }
 
   // ------------------------------------------------------------------------------------------- scatter
@@ -810,8 +827,8 @@
       ]);
       state.servedRun = health && health.store && health.store.run_id;
       state.campaigns = campaigns && campaigns.campaigns;
-      state.warnings = await api(`warnings?run=${encodeURIComponent(view.run.run_id)}`).catch(() => null);
       render(view, runs.runs);
+      if (window.rfmsegWarnings) loadWarnings(view.run.run_id);
     } catch (err) {
       if (err.status !== 401) app.replaceChildren(el("p", { class: "error", id: "load-error" }, err.message));
     }
