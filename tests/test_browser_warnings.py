@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from test_browser import Page, serve
 
 browser = test_browser.browser  # the fixtures of test_browser.py: one Chromium per module, a page per test
 page = test_browser.page
+preset_runs = test_browser.preset_runs  # a SaaS and a CRM preset's sample as two runs
+preset_server = test_browser.preset_server
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("playwright.sync_api")
@@ -288,4 +291,32 @@ def test_a_large_runs_own_report_leaves_the_warnings_out_and_says_where_they_are
     out = write_report(latest, tmp_path / "on-demand.html", runs_dir)
     pg = page.open(out.as_uri())
     assert _wait_panel(pg).locator("div.warning").count() == len(history.warnings(runs_dir, latest)["warnings"])
+    assert page.errors == []
+
+
+def test_the_panel_speaks_the_presets_units(
+    page: Page, preset_server: str, preset_runs: test_browser.StudyRuns
+) -> None:
+    """In a SaaS or CRM run the panel's counts, headings and values are in the run's units (users, sessions, deal
+    size), in the explorer and in the run's report; no "null" or "[object Object]"."""
+    units = preset_runs.latest.summary["units"]
+    run_id = preset_runs.latest.run_id
+    found = history.warnings(preset_runs.runs_dir, run_id)
+    assert any(w["count"] for w in found["warnings"])
+    for url in (preset_server + "/", (preset_runs.latest.path / REPORT_FILE).as_uri()):
+        pg = page.open(url)
+        panel = _wait_panel(pg)
+        assert panel.get_attribute("data-run") == run_id
+        counts = panel.locator(".warning-count").all_inner_texts()
+        assert counts and all(c.endswith(f" {units['entity']}") for c in counts)
+        headings = set(panel.locator("thead th").all_inner_texts())
+        assert headings and not {h for h in headings if re.search(r"\b(orders|spend|monetary|frequency)\b", h)}
+        text = panel.inner_text()
+        assert "null" not in text and "[object" not in text and "undefined" not in text
+        if not units["money"]:
+            assert "$" not in text
+        where = "report" if url.startswith("file") else "explorer"
+        test_browser.ARTIFACTS.mkdir(exist_ok=True)
+        name = f"warnings-{preset_runs.latest.summary['preset']}-{where}.png"
+        panel.screenshot(path=str(test_browser.ARTIFACTS / name))
     assert page.errors == []
