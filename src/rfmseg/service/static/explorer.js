@@ -611,9 +611,14 @@
   }
 
   /* P(alive) and the expected events and value in the next 90 days, when the run's assignments carry them
-   * (p_alive, expected_orders_90d, expected_value_90d); nothing when they are absent or null. */
-  function forecastLine(row) {
-    const has = (k) => row && row[k] !== null && row[k] !== undefined && Number.isFinite(Number(row[k]));
+   * (p_alive, expected_orders_90d, expected_value_90d): each from the first of `rows` (the customer's row of
+   * the run shown, its profile-store record of the same run) that has it; nothing when absent or null. */
+  function forecastLine(rows) {
+    const row = {};
+    for (const k of ["p_alive", "expected_orders_90d", "expected_value_90d"]) {
+      row[k] = rows.map((r) => r && r[k]).find((v) => v !== null && v !== undefined && v !== "");
+    }
+    const has = (k) => row[k] !== undefined && Number.isFinite(Number(row[k]));
     if (!has("p_alive") && !has("expected_orders_90d") && !has("expected_value_90d")) return null;
     const u = W();
     const what = [has("expected_orders_90d") ? `${num(row.expected_orders_90d, 1)} ${u.frequency}` : null,
@@ -636,7 +641,7 @@
         `${int(latest.recency_days)} days since the last ${u.event} · ${count(latest.frequency)} · ` +
         amount(latest.monetary) + (u.ratio ? ` · ${u.ratio} ` +
         value(latest.frequency ? latest.monetary / latest.frequency : 0) : "")) : null,
-      forecastLine(here || (served && served.run_id === runId ? served : null)),
+      forecastLine([here, served && served.run_id === runId ? served : null]),
       seg ? el("p", {}, el("strong", {}, "Action: "), seg.action) : null,
       served ? el("p", { class: "note" }, `Served by the profile store (run ${served.run_id}): ${served.segment} ` +
         `since ${served.segment_since}` + (served.previous_segment ? `, before that ${served.previous_segment}` : "") +
