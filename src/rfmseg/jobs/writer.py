@@ -150,7 +150,14 @@ def write_run(
             writer.json("summary.json", summary)
             engine.write_quarantine(prepared, writer.path("quarantine.parquet"))
             # the HTML report (with the K choice it shows) is part of the run, written before the commit
-            write_run_report(writer.tmp, writer.runs_dir, summary, manifest, assignments)
+            write_run_report(
+                writer.tmp,
+                writer.runs_dir,
+                summary,
+                manifest,
+                assignments,
+                assignments_written=lambda: [written.result() for written in started],
+            )
             for written in started:
                 written.result()
         # the manifest is the last file: its write timing covers everything written before it

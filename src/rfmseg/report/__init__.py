@@ -8,7 +8,7 @@ Every run also gets ``report.html`` in its folder, written by the pipeline befor
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,14 @@ import pyarrow as pa
 from rfmseg.features import Units
 from rfmseg.report.data import (
     CHOOSE_K_FILE,
+    WARNINGS_LIMIT,
     build_view,
     earlier_runs,
+    embedded_warnings,
     k_choice,
+    pending_meta,
     view_for_run,
+    warnings_left_out,
 )
 from rfmseg.report.html import inline_assets, render_html, shared_plotly, write_html
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
@@ -56,9 +60,15 @@ def write_run_report(
     summary: Mapping[str, Any],
     manifest: Mapping[str, Any],
     assignments: pa.Table,
+    assignments_written: Callable[[], object] | None = None,
 ) -> None:
     """Write ``choose_k.json`` and ``report.html`` into a run folder that is being written (the pipeline's
-    temporary folder, before the run is committed), from the tables the pipeline holds."""
+    temporary folder, before the run is committed), from the tables the pipeline holds.
+
+    The early warnings are read from the folder's assignments.parquet against the registry's earlier runs:
+    ``assignments_written`` waits until that file is written (the pipeline writes it on another thread). A run
+    of more than :data:`~rfmseg.report.data.WARNINGS_LIMIT` customers leaves them out (the panel says where
+    to see them)."""
     folder = Path(folder)
     params = manifest.get("params") or {}
     ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
@@ -67,6 +77,14 @@ def write_run_report(
     if ks is not None:
         (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
     run_id = str(summary.get("run_id"))
+    warnings = None
+    if runs_dir is not None and assignments.num_rows > WARNINGS_LIMIT:  # too slow to gather with every run
+        entity = Units.from_dict(summary.get("units")).entity
+        warnings = warnings_left_out(run_id, assignments.num_rows, entity, WARNINGS_LIMIT)
+    elif runs_dir is not None:
+        if assignments_written is not None:
+            assignments_written()
+        warnings = embedded_warnings(Path(runs_dir), pending_meta(folder, summary, manifest))
     view = build_view(
         summary,
         manifest,
@@ -74,6 +92,7 @@ def write_run_report(
         k_choice_result=ks,
         earlier=earlier_runs(Path(runs_dir) if runs_dir else None, run_id, manifest),
         searchable=True,
+        warnings=warnings,
     )
     plotly = shared_plotly(Path(runs_dir)) if runs_dir is not None else None  # inline without a registry
     (folder / REPORT_FILE).write_text(render_html(view, plotly), encoding="utf-8")

@@ -5,7 +5,8 @@ are drawn by the same script (``service/static/explorer.js``), so they show the 
 
 Everything here is computed from the run's own files (or, while a run is being written, from the tables the
 pipeline holds): the summary, a per-segment sample of the customers for the scatter, the K choice, the Pareto
-curve, the transitions from the previous run and the data-quality counts.
+curve, the transitions from the previous run and the data-quality counts; a report also embeds the run's
+early warnings (:func:`embedded_warnings`), which the explorer fetches from ``GET /warnings``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
 from rfmseg.profile import pareto_curve
 from rfmseg.runs import Run
+from rfmseg.runs import warnings as early
 from rfmseg.runs.history import GONE, NEW, RunMeta, run_metas, timeline
 
 CHOOSE_K_FILE = "choose_k.json"
@@ -49,6 +51,15 @@ SEARCH_LIMIT = 20_000
 HISTORY_RUNS = 12
 """Runs (this one and the ones before it) a report's customer search shows the history over."""
 FEATURES = ("recency_days", "frequency", "monetary")
+FORECAST = ("p_alive", "expected_orders_90d", "expected_value_90d")
+"""Per-customer forecasts a run's assignments may carry; a report's search shows those present."""
+WARNINGS_LIMIT = 50_000
+"""A run written with more customers than this leaves the early warnings out of its folder's report.html: they
+are gathered as Python rows (every customer of every warning, about 5 s on 200,000 simulated customers over four
+weekly runs) and would slow every daily refresh; the explorer and `rfmseg report RUN -o FILE` still show them."""
+WARNING_CUSTOMERS = 500
+"""Customers a report embeds per early warning at most (its count stays the whole number; the page says so and
+the explorer lists them all)."""
 
 
 # ------------------------------------------------------------------------------------------------ scatter
@@ -335,6 +346,51 @@ def history(
     return {"runs": meta, "customers": customers}
 
 
+def pending_meta(folder: Path, summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> RunMeta:
+    """The timeline entry of a run being written in ``folder`` (not committed yet: no manifest.json there)."""
+    created = datetime.fromisoformat(manifest["created"]) if manifest.get("created") else datetime.now(UTC)
+    return RunMeta(
+        run_id=str(summary.get("run_id") or manifest.get("run_id")),
+        kind=str(manifest.get("kind", "run")),
+        as_of=date.fromisoformat(str(manifest["as_of"])) if manifest.get("as_of") else None,
+        created=created,
+        model_version=str(manifest.get("model_version") or summary.get("run_id")),
+        file=str(Path(folder) / "assignments.parquet"),
+        segments=tuple(str(s["name"]) for s in summary.get("segments") or []),
+    )
+
+
+def embedded_warnings(runs_dir: Path | None, run: str | RunMeta, cap: int = WARNING_CUSTOMERS) -> dict[str, Any] | None:
+    """The early warnings of ``run`` (:func:`rfmseg.runs.warnings.warnings`, default parameters) for a report,
+    each warning's customers cut to the first ``cap`` (``count`` stays the whole number). None without a
+    registry, or when they cannot be computed: the report then leaves the panel out."""
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return None
+    try:
+        found = early.warnings(runs_dir, run)
+    except (RfmsegError, duckdb.Error):
+        return None
+    for w in found.get("warnings") or []:
+        w["customers"] = (w.get("customers") or [])[:cap]
+    found["customers_cap"] = cap
+    return found
+
+
+def warnings_left_out(
+    run_id: str, customers: int, entity: str = "customers", limit: int = WARNINGS_LIMIT
+) -> dict[str, Any]:
+    """What a run folder's report embeds instead of the warnings of a run over :data:`WARNINGS_LIMIT`."""
+    return {
+        "run_id": run_id,
+        "warnings": [],
+        "note": (
+            f"This report was written with run {run_id}, whose {customers:,} {entity} are more than the "
+            f"{limit:,} a run's own report gathers the early warnings for; the explorer (rfmseg serve), "
+            f"`rfmseg watch --run {run_id}` and `rfmseg report {run_id} -o FILE` show them."
+        ),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ the view
 def build_view(
     summary: Mapping[str, Any],
@@ -345,12 +401,14 @@ def build_view(
     earlier: Earlier | None = None,
     searchable: bool = False,
     max_points: int = MAX_POINTS,
+    warnings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the explorer and the report draw for one run.
 
     ``earlier`` are the runs before this one (for the Sankey from the previous run and the search history);
     ``searchable`` embeds the customers (all of them up to ``SEARCH_LIMIT``, else the scatter's sample) and
-    their history, so a report can search without a server.
+    their history, so a report can search without a server; ``warnings`` are the early warnings a report
+    embeds (:func:`embedded_warnings`).
     """
     run_id = str(summary.get("run_id"))
     earlier = earlier or Earlier([], None)
@@ -367,6 +425,7 @@ def build_view(
         "quality": quality(summary, manifest),
         "transitions": None,
         "search": None,
+        "warnings": warnings,
     }
     con = duckdb.connect()
     try:
@@ -386,13 +445,28 @@ def build_view(
                     con, earlier.runs, table, run_id, summary.get("as_of"), table.column("customer_id").combine_chunks()
                 ),
             }
+            _add_forecast(view["search"], table)
     finally:
         con.close()
     return _finite(view)
 
 
+def _add_forecast(search: dict[str, Any], table: pa.Table) -> None:
+    """Append the :data:`FORECAST` columns the run carries to each customer's row of this run (the last of its
+    history rows) and name them in ``search["forecast"]``; nothing when the run has none."""
+    names = [c for c in FORECAST if c in table.column_names]
+    if not names:
+        return
+    rows = search["history"]["customers"]
+    columns = [table.column(c).to_pylist() for c in names]
+    for cid, *values in zip(table.column("customer_id").to_pylist(), *columns, strict=True):
+        rows[cid][-1].extend(None if v is None else round(float(v), 4) for v in values)
+    search["forecast"] = names
+
+
 def view_for_run(run: Run, runs_dir: Path | None, *, searchable: bool = False) -> dict[str, Any]:
-    """The view of a stored run (computing and caching its K choice on first use)."""
+    """The view of a stored run (computing and caching its K choice on first use); a ``searchable`` one (a
+    report's) embeds the early warnings too."""
     summary = run.summary
     manifest = run.manifest
     assignments = run.table("assignments")
@@ -403,4 +477,5 @@ def view_for_run(run: Run, runs_dir: Path | None, *, searchable: bool = False) -
         k_choice_result=cached_k_choice(run, manifest.get("params") or {}),
         earlier=earlier_runs(runs_dir, run.run_id, manifest),
         searchable=searchable,
+        warnings=embedded_warnings(runs_dir, run.run_id) if searchable else None,
     )

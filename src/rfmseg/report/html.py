@@ -126,7 +126,7 @@ def render_html(view: dict[str, Any], plotly_src: str | None = None) -> str:
         css=static_file("explorer.css"),
         data=embed_json(view),
         plotly=_plotly_tag(plotly_src),
-        script=_inline_script(static_file("explorer.js")),
+        script=_inline_script(static_file("warnings.js") + "\n" + static_file("explorer.js")),
     )
 
 

@@ -108,7 +108,7 @@ def find(result: dict[str, Any], warning_id: str) -> dict[str, Any]:
 
 def warnings(
     runs_dir: str | Path,
-    run: str | None = None,
+    run: str | RunMeta | None = None,
     *,
     overdue_days: int | None = None,
     late_factor: float = RhythmRule.late_factor,
@@ -146,7 +146,7 @@ def warnings(
             raise ParameterError(e.template.replace(f"{{{param}}}", f"{{{old}}}"), param=old) from None
         raise
     segments = segments if segments is not None else jump_segments
-    now = resolve(runs_dir, run)
+    now = run if isinstance(run, RunMeta) else resolve(runs_dir, run)  # a RunMeta: a run not committed yet
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None
     con = duckdb.connect()

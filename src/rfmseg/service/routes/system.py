@@ -19,7 +19,7 @@ from rfmseg.stores.urls import redact_url
 
 router = APIRouter()
 STATIC = Path(str(resources.files("rfmseg.service").joinpath("static")))
-_STATIC_FILES = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
+_STATIC_FILES = {"explorer.js": "text/javascript", "warnings.js": "text/javascript", "explorer.css": "text/css"}
 
 
 def latest_run_info(runs_dir: Path) -> dict[str, Any] | None:

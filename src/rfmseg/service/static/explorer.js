@@ -2,7 +2,7 @@
  *
  * One script draws a run's "view" (see rfmseg/report/data.py): segment cards, insights, the customer scatter
  * (2-D and 3-D), the customers of a segment (a sortable, paged table and its whole-segment CSV), customer search,
- * the K choice, the Pareto curve, transitions and data quality.
+ * the K choice, the Pareto curve, transitions, the early warnings (drawn by warnings.js) and data quality.
  * Numbers are rounded as the CLI rounds them (Python's format(): the exact binary value, ties to even), chart
  * titles are HTML headings above each plot and Plotly's mode bar sits in the plot's top margin, so the two never
  * meet.
@@ -182,6 +182,7 @@
       ...notices,
       el("section", { class: "cards", id: "cards" }, s.segments.map(card)),
       insightsPanel(s),
+      warningsPanel(view),
       tablePanel(s),
       scatterPanel(view),
       searchPanel(view),
@@ -241,6 +242,34 @@
           .map(([k, v]) => el("span", {}, `${keyWords(k)}: ${formatValue(k, v)}`)))));
     return el("section", { class: "panel", id: "insights-panel" }, el("h2", {}, "Insights"),
       items.length ? el("ul", { class: "insights" }, items) : el("p", { class: "note" }, "No insight rule fired."));
+  }
+
+  /* the early warnings (warnings.js): embedded in a report's view; in the explorer a placeholder, replaced once
+   * GET /warnings answers (it lists every customer of every warning: the rest of the page does not wait) */
+  function warningsPanel(view) {
+    if (!window.rfmsegWarnings) return null;
+    if (MODE === "server") {
+      return el("section", { class: "panel", id: "warnings-panel" }, el("h2", {}, "Early warnings"),
+        el("p", { class: "note" }, "Loading the early warnings…"));
+    }
+    return warningsFrom(view.warnings);
+  }
+
+  function warningsFrom(data) {
+    return data ? window.rfmsegWarnings.panel(data, { el, int, num, value, W, cap, one, find: (id) => {
+      document.getElementById("search-id").value = id;
+      document.getElementById("search-panel").scrollIntoView();
+      search(id);
+    } }) : null;
+  }
+
+  async function loadWarnings(runId) {
+    const data = await api(`warnings?run=${encodeURIComponent(runId)}`).catch(() => null);
+    const here = document.getElementById("warnings-panel");
+    if (!here || !state.view || state.view.run.run_id !== runId) return; // another run is shown by now
+    const panel = warningsFrom(data);
+    if (panel) here.replaceWith(panel);
+    else here.remove(); // no warnings for this run: the panel is left out
   }
 
   // ------------------------------------------------------------------------------------------- scatter
@@ -575,10 +604,29 @@
       return el("p", { class: "error", id: "search-error" }, why);
     }
     const runs = s.history.runs;
-    const entries = rows.map(([i, segment, r, f, m]) => ({
+    const extra = s.forecast || []; // the forecast columns the report's run carries, after its own row's values
+    const entries = rows.map(([i, segment, r, f, m, ...more]) => Object.assign({
       run_id: runs[i].run_id, as_of: runs[i].as_of, segment, recency_days: r, frequency: f, monetary: m,
-    }));
+    }, Object.fromEntries(extra.map((k, j) => [k, more[j]]))));
     return customerResult(id, entries, state.view.run.run_id, null);
+  }
+
+  /* P(alive) and the expected events and value in the next 90 days, when the run's assignments carry them
+   * (p_alive, expected_orders_90d, expected_value_90d): each from the first of `rows` (the customer's row of
+   * the run shown, its profile-store record of the same run) that has it; nothing when absent or null. */
+  function forecastLine(rows) {
+    const row = {};
+    for (const k of ["p_alive", "expected_orders_90d", "expected_value_90d"]) {
+      row[k] = rows.map((r) => r && r[k]).find((v) => v !== null && v !== undefined && v !== "");
+    }
+    const has = (k) => row[k] !== undefined && Number.isFinite(Number(row[k]));
+    if (!has("p_alive") && !has("expected_orders_90d") && !has("expected_value_90d")) return null;
+    const u = W();
+    const what = [has("expected_orders_90d") ? `${num(row.expected_orders_90d, 1)} ${u.frequency}` : null,
+      has("expected_value_90d") ? mean(row.expected_value_90d) : null].filter(Boolean);
+    const parts = [has("p_alive") ? `P(alive) ${num(row.p_alive, 2)}` : null,
+      what.length ? `expected ${what.join(" and ")} in the next 90 days` : null].filter(Boolean);
+    return el("p", { class: "forecast" }, parts.join(" · "));
   }
 
   function customerResult(id, entries, runId, served) {
@@ -594,6 +642,7 @@
         `${int(latest.recency_days)} days since the last ${u.event} · ${count(latest.frequency)} · ` +
         amount(latest.monetary) + (u.ratio ? ` · ${u.ratio} ` +
         value(latest.frequency ? latest.monetary / latest.frequency : 0) : "")) : null,
+      forecastLine([here, served && served.run_id === runId ? served : null]),
       seg ? el("p", {}, el("strong", {}, "Action: "), seg.action) : null,
       served ? el("p", { class: "note" }, `Served by the profile store (run ${served.run_id}): ${served.segment} ` +
         `since ${served.segment_since}` + (served.previous_segment ? `, before that ${served.previous_segment}` : "") +
@@ -813,6 +862,7 @@
       state.servedRun = health && health.store && health.store.run_id;
       state.campaigns = campaigns && campaigns.campaigns;
       render(view, runs.runs);
+      if (window.rfmsegWarnings) loadWarnings(view.run.run_id);
     } catch (err) {
       if (err.status !== 401) app.replaceChildren(el("p", { class: "error", id: "load-error" }, err.message));
     }
