@@ -24,7 +24,7 @@ import test_browser
 from rfmseg.jobs.publish import publish_run
 from rfmseg.report import REPORT_FILE, write_report
 from rfmseg.report.data import embedded_warnings
-from rfmseg.runs import history
+from rfmseg.runs import warnings as early
 from test_browser import Page, serve
 
 browser = test_browser.browser  # the fixtures of test_browser.py: one Chromium per module, a page per test
@@ -157,7 +157,7 @@ def test_the_run_picker_fetches_the_warnings_of_the_run_shown(page: Page, weekly
 def test_the_report_shows_the_warnings_from_disk(page: Page, weekly: SimRuns) -> None:
     """The report.html each run wrote into its folder (before it was committed) embeds its warnings."""
     latest = weekly.run_ids[-1]
-    found = history.warnings(weekly.runs_dir, latest)
+    found = early.warnings(weekly.runs_dir, latest)
     pg = page.open((weekly.runs_dir / latest / REPORT_FILE).as_uri())
     panel = _wait_panel(pg)
     assert check_panel(page, panel, found) >= 1
@@ -175,7 +175,7 @@ def test_a_report_caps_the_customers_it_embeds_and_says_so(page: Page, weekly: S
     latest = weekly.run_ids[-1]
     found = embedded_warnings(weekly.runs_dir, latest, cap=20)
     assert found is not None
-    full = history.warnings(weekly.runs_dir, latest)
+    full = early.warnings(weekly.runs_dir, latest)
     assert [w["count"] for w in found["warnings"]] == [w["count"] for w in full["warnings"]]
     assert all(len(w["customers"]) == min(20, w["count"]) for w in found["warnings"])
     # the page: write a report whose view carries the capped warnings
@@ -290,7 +290,7 @@ def test_a_large_runs_own_report_leaves_the_warnings_out_and_says_where_they_are
     # the report written on demand has them
     out = write_report(latest, tmp_path / "on-demand.html", runs_dir)
     pg = page.open(out.as_uri())
-    assert _wait_panel(pg).locator("div.warning").count() == len(history.warnings(runs_dir, latest)["warnings"])
+    assert _wait_panel(pg).locator("div.warning").count() == len(early.warnings(runs_dir, latest)["warnings"])
     assert page.errors == []
 
 
@@ -301,7 +301,7 @@ def test_the_panel_speaks_the_presets_units(
     size), in the explorer and in the run's report; no "null" or "[object Object]"."""
     units = preset_runs.latest.summary["units"]
     run_id = preset_runs.latest.run_id
-    found = history.warnings(preset_runs.runs_dir, run_id)
+    found = early.warnings(preset_runs.runs_dir, run_id)
     assert any(w["count"] for w in found["warnings"])
     for url in (preset_server + "/", (preset_runs.latest.path / REPORT_FILE).as_uri()):
         pg = page.open(url)

@@ -295,7 +295,7 @@ def test_win_back_candidates_are_ranked_by_what_a_win_back_can_recover(fitted, t
     from rfmseg import questions as q
 
     runs = fitted["runs"]
-    got = q.discount_candidates(runs, segment="At-Risk", limit=1000)
+    got = q.discount_candidates(runs, segment="At-Risk", limit=1000, run=fitted["refresh"].run_id)
     assert got["ranking"] == "win_back_value" and "P(alive)" in got["method"] and "How: ranked by what" in got["answer"]
     rows = got["customers"]
     assert len(rows) == got["segment_customers"] == 40

@@ -115,8 +115,8 @@ GROUPS = (
 
 
 RHYTHM_NOTE = (
-    "frequency counts interactions with a lead or account, and monetary a deal value: not repeat "
-    "purchases with a spend per order"
+    "touchpoints count interactions with a lead or account and deal size is one deal's value: not repeated "
+    "purchases, each with an amount of its own"
 )
 """why the rhythm models (docs/rhythm.md) do not apply to this domain"""
 

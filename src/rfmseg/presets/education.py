@@ -123,7 +123,7 @@ GROUPS = (
 
 
 RHYTHM_NOTE = (
-    "frequency counts learning sessions and monetary a progress percentage: no spend per order, and "
+    "sessions and a progress percentage measure learning, not repeated purchases each with an amount, and "
     "leaving a course is not a silent churn from buying"
 )
 """why the rhythm models (docs/rhythm.md) do not apply to this domain"""

@@ -223,8 +223,8 @@ FEATURE_NAMES = (
 
 
 RHYTHM_NOTE = (
-    "frequency counts sessions and monetary distinct features used: no spend per order; a subscription "
-    "ends with a cancellation, not silently"
+    "sessions and distinct features used measure usage, not repeated purchases each with an amount; a "
+    "subscription ends with a cancellation, not silently"
 )
 """why the rhythm models (docs/rhythm.md) do not apply to this domain"""
 

@@ -453,9 +453,9 @@ def build_view(
 
 def _add_forecast(search: dict[str, Any], table: pa.Table) -> None:
     """Append the :data:`FORECAST` columns the run carries to each customer's row of this run (the last of its
-    history rows) and name them in ``search["forecast"]``; nothing when the run has none."""
-    names = [c for c in FORECAST if c in table.column_names]
-    if not names:
+    history rows) and name them in ``search["forecast"]``; nothing when the run has none (or only nulls)."""
+    names = [c for c in FORECAST if c in table.column_names and table.column(c).null_count < table.num_rows]
+    if not names:  # a run without the rhythm model has the columns, all null
         return
     rows = search["history"]["customers"]
     columns = [table.column(c).to_pylist() for c in names]

@@ -103,7 +103,8 @@
         el("span", { class: "warning-count", "data-count": String(count) }, `${ctx.int(count)} ${u.entity}`)),
       w.text ? el("p", { class: "rule" }, w.text) : null,
       params.length ? el("p", { class: "note params" }, "Parameters: ",
-        params.map(([k, v], i) => el("span", { "data-param": k }, (i ? " · " : "") + `${k} = ${param(v)}`))) : null,
+        params.map(([k, v], i) => el("span", { "data-param": k }, (i ? " · " : "") + `${heading(ctx, k)} = ${param(v)}`)))
+        : null,
       compared.length ? el("p", { class: "note compared" }, `Compared: ${compared.join(" → ")}`) : null,
       rows.length ? el("details", { class: "warning-customers", open: true },
         el("summary", {}, `${ctx.cap(u.entity)} (${ctx.int(count)})`),
