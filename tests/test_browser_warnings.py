@@ -1,5 +1,5 @@
 """The early-warnings panel and the customer card's forecast, in a real headless Chromium against a real
-`rfmseg serve` (the helpers and fixtures of test_browser.py): the simulator's weekly runs (400 customers, 6 weeks
+`rfmseg serve` (the helpers and fixtures of test_browser.py): the simulator's weekly runs (2,000 customers, 6 weeks
 after the first), the panel from GET /warnings, its CSV, and the same panel in the run folders' report.html
 opened from disk. Screenshots go to test-artifacts/."""
 
@@ -48,14 +48,15 @@ class SimRuns:
 
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory: pytest.TempPathFactory) -> SimRuns:
-    """400 simulated customers: a retrain at week 0, then a refresh each week for 6 weeks; the last published."""
+    """2,000 simulated customers (enough for a warning to page): a retrain at week 0, then a refresh each week
+    for 6 weeks; the last published."""
     from rfmseg.jobs import refresh, retrain
     from rfmseg.runs import list_runs
     from rfmseg.simulate import SimConfig, simulate
 
     root = tmp_path_factory.mktemp("warnings")
     runs_dir, store_url = root / "runs", f"sqlite:///{root / 'profiles.db'}"
-    s = simulate(SimConfig(customers=400, weeks=6, seed=7))
+    s = simulate(SimConfig(customers=2000, weeks=6, seed=7))
     for week, d in enumerate(s.config.as_of_dates()):
         if week == 0:
             retrain(s.snapshot(d), as_of=d, runs_dir=runs_dir, previous=None, publish=False)
@@ -96,7 +97,8 @@ def check_panel(page: Page, panel: object, found: dict, *, capped_at: int | None
         assert block.locator(".warning-title").inner_text() == w["title"]
         assert block.locator(".rule").inner_text() == w["text"]
         for name in w["params"]:
-            assert block.locator(f'.params [data-param="{name}"]').inner_text().lstrip(" ·").startswith(f"{name} = ")
+            shown = block.locator(f'.params [data-param="{name}"]').inner_text().lstrip(" ·")
+            assert shown.startswith(f"{name.replace('_', ' ')} = ")  # named in the run's words (e-commerce here)
         held = w["count"] if capped_at is None else min(w["count"], capped_at)
         if not w["count"]:
             assert block.locator("table").count() == 0
@@ -161,7 +163,7 @@ def test_the_report_shows_the_warnings_from_disk(page: Page, weekly: SimRuns) ->
     pg = page.open((weekly.runs_dir / latest / REPORT_FILE).as_uri())
     panel = _wait_panel(pg)
     assert check_panel(page, panel, found) >= 1
-    assert panel.locator(".capped").count() == 0  # 400 customers: no warning reaches the cap
+    assert panel.locator(".capped").count() == 0  # 2,000 customers: no warning reaches the 500 cap
     page.shot("report-warnings.png")
     assert page.errors == []
     assert page.outside == []
@@ -227,7 +229,9 @@ def test_the_customer_card_shows_the_forecast_when_the_run_has_it(page: Page, we
     orders = [1.4 if i == 0 else None for i in range(n)]
     value = [230.0 if i == 0 else None for i in range(n)]
     for name, values in (("p_alive", p_alive), ("expected_orders_90d", orders), ("expected_value_90d", value)):
-        table = table.append_column(name, pa.array(values, pa.float64()))
+        column = pa.array(values, pa.float64())  # the run's own columns (all null without --rhythm) replaced
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, column) if i >= 0 else table.append_column(name, column)
     pq.write_table(table, file)
     assert pc.sum(pc.is_valid(table.column("p_alive"))).as_py() == 1
     out = write_report(latest, tmp_path / "forecast.html", runs_dir)
