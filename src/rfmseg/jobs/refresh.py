@@ -4,11 +4,12 @@ of kind 'refresh' and published."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Unpack
 
 from rfmseg.errors import NotFoundError
 from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, refresh_key
-from rfmseg.jobs.reading import load_model
+from rfmseg.jobs.reading import ModelRef, load_model
 from rfmseg.runs.registry import latest_model_run
 
 
@@ -25,14 +26,7 @@ def refresh(
     ``options``: see :class:`JobOptions`."""
     started = datetime.now(UTC)
     runs_dir = job_runs_dir("refresh", options)
-    if model == "latest":
-        trained = latest_model_run(runs_dir)
-        if trained is None:
-            raise NotFoundError(
-                f"no trained model in {runs_dir}; train one first with `rfmseg run FILE` or `rfmseg retrain FILE`"
-            )
-        model = trained.run_id
-    ref = load_model(model, runs_dir)
+    ref = model_ref(model, runs_dir)
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
         key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read)
@@ -40,3 +34,15 @@ def refresh(
             prepared, rfm, data_sha, key, ref.model, ref.model_version, manifest={"source_run": ref.run.run_id}
         )
     return job.finish(result)
+
+
+def model_ref(model: str, runs_dir: Path) -> ModelRef:
+    """The model a refresh scores with: run ``model``'s, or for 'latest' the most recent trained one."""
+    if model == "latest":
+        trained = latest_model_run(runs_dir)
+        if trained is None:
+            raise NotFoundError(
+                f"no trained model in {runs_dir}; train one first with `rfmseg run FILE` or `rfmseg retrain FILE`"
+            )
+        model = trained.run_id
+    return load_model(model, runs_dir)
