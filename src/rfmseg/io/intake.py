@@ -23,7 +23,7 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
 from rfmseg.io.readers import Source, open_source, sample_view
-from rfmseg.io.rules import Policy
+from rfmseg.io.rules import Policy, Rule
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import plan
 from rfmseg.io.views import VIEWS
@@ -91,6 +91,8 @@ class Intake:
     columns) with ``_reason``, NULL for a used row; the quarantine file is read from it"""
     rfm: pa.Table = field(repr=False, compare=False)
     """one row per customer: customer_id, recency_days, frequency, monetary, first and last order date"""
+    rules: tuple[Rule, ...] = ()
+    """the row rules the rows were judged by, in order (what :func:`rfmseg.io.passes.check_shares` reads)"""
 
     @property
     def rows_used(self) -> int:
@@ -137,4 +139,4 @@ def read_rfm(
         if layout is None:
             raise
         raise exc.with_hint(layout.hint(), param="preset") from None
-    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm)
+    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm, read.rules)

@@ -30,7 +30,10 @@ full recompute over the history (the files the state names, and the new file), w
   a reading other than the state's;
 * an as-of date before the state's, a new file that ends before the history's last order (without
   ``--as-of``) or holds no order, earlier rows dated after their as-of date;
-* a new file the read refuses on its own (e.g. one reason over its quarantine share on one day).
+* a new file the read refuses (a broken row in ``error`` mode, a misread format).
+
+The quarantine guard (one reason over the policy's share of the rows) is a full read's: it is checked on the
+history's counts plus the new file's, so a day with many lines set aside merges as long as the whole does.
 
 Without the history at hand the refresh stops with one line naming what to do.
 """
@@ -48,6 +51,7 @@ import duckdb
 from rfmseg.errors import InputError
 from rfmseg.features import STATE_FEATURES, STATE_MERGE_SQL, state_rfm_sql, state_sql
 from rfmseg.io.intake import Intake
+from rfmseg.io.passes import check_shares
 from rfmseg.io.readers import file_sha256, sql_string
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY
 from rfmseg.io.sources import FileList
@@ -55,6 +59,7 @@ from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, job_runs_d
 from rfmseg.jobs.reading import ModelRef
 from rfmseg.jobs.refresh import model_ref
 from rfmseg.runs import Run
+from rfmseg.runs.artifacts import Rows
 from rfmseg.runs.manifest import rfm_sha256
 from rfmseg.runs.registry import list_runs
 
@@ -151,14 +156,20 @@ def _merged(
         raise Unmergeable(f"the features {job.read.features.to_dict()} have no mergeable state")
     if _canonical(state.get("reading")) != _canonical(_reading_key(job)):
         raise Unmergeable(f"the reading differs from the one run {base.run_id}'s state was built with")
+    if "rows" not in state:
+        raise Unmergeable(f"the state of run {base.run_id} does not count its rows")
     if state.get("after_as_of"):
         raise Unmergeable(f"{state['after_as_of']:,} row(s) of the history are dated after their as-of date")
     orders = [base.path.parent / r / ORDERS_FILE for r in state["orders"]]
     gone = [str(p) for p in orders if not p.is_file()]
     if gone or not (base.path / STATE_FILE).is_file():
         raise Unmergeable(f"the state of run {base.run_id} is incomplete ({(gone or [STATE_FILE])[0]} is gone)")
+    # the quarantine guard is a full read's: on the history's counts with the new file's (a day may set aside
+    # a larger share than the history as a whole)
+    policy = job.read.policy
+    unguarded = replace(job.read, policy=replace(policy, max_quarantine=1.0))
     try:
-        intake, _, _ = job.load(str(path), columns, as_of)
+        intake, _ = unguarded.load(job.engine, str(path), columns, as_of, job.timer)
     except InputError as exc:
         raise Unmergeable(f"{path.name} read alone is refused ({str(exc).splitlines()[0]})") from None
     con = job.engine.con
@@ -172,6 +183,9 @@ def _merged(
         )
         rfm = con.sql(state_rfm_sql(STATE, new_as_of)).to_arrow_table()
         prepared = _returns_settled(con, intake)
+    history = _added(state["rows"], prepared.rows_summary())
+    rules = (*prepared.rules, RETURNS_ONLY)
+    check_shares(f"the history and {path.name}", history["read"], history["quarantined"], policy, rules)
     data_sha = rfm_sha256(rfm)
     key = refresh_key(new_as_of, ref.model_version, data_sha, job.cold_start, job.read)
     meta = _meta(job, con, prepared, "incremental", base.run_id, None)
@@ -179,6 +193,7 @@ def _merged(
         files=[*state["files"], {"path": str(path), "sha256": sha, "rows": prepared.rows_read}],
         orders=[*state["orders"], job.run_id],
         after_as_of=int(state.get("after_as_of", 0)) + meta["after_as_of"],
+        rows=history,
     )
     return _written(job, ref, prepared, rfm, data_sha, key, meta)
 
@@ -202,8 +217,21 @@ def _full(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STATE} AS SELECT * FROM {NEW_STATE}")
     key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read)
     meta = _meta(job, con, prepared, "full", base.run_id, note)
-    meta.update(files=[{"path": f["path"], "sha256": f["sha256"]} for f in files], orders=[job.run_id])
+    meta.update(
+        files=[{"path": f["path"], "sha256": f["sha256"]} for f in files],
+        orders=[job.run_id],
+        rows=prepared.rows_summary(),
+    )
     return _written(job, ref, prepared, rfm, data_sha, key, meta)
+
+
+def _added(history: Rows, new: Rows) -> Rows:
+    """The rows of the history and of a new file, per fate (a customer with returns only in the history who
+    orders in the new file stays counted as such: the sum is an upper bound of that reason)."""
+    quarantined = dict(history["quarantined"])
+    for reason, n in new["quarantined"].items():
+        quarantined[reason] = quarantined.get(reason, 0) + n
+    return {"read": history["read"] + new["read"], "used": history["used"] + new["used"], "quarantined": quarantined}
 
 
 def _state_tables(con: duckdb.DuckDBPyConnection, view: str) -> None:
