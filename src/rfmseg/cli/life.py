@@ -317,10 +317,6 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
 def refresh(
     ctx: typer.Context,
     path: Input = None,
-    as_of: AsOf = None,
-    model: Annotated[
-        str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
-    ] = "latest",
     since_last: Annotated[
         Path | None,
         typer.Option(
@@ -329,6 +325,10 @@ def refresh(
             "refresh of the whole history; recomputed in full when they cannot be merged).",
         ),
     ] = None,
+    as_of: AsOf = None,
+    model: Annotated[
+        str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
+    ] = "latest",
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
