@@ -91,7 +91,7 @@ class Intake:
     columns) with ``_reason``, NULL for a used row; the quarantine file is read from it"""
     rfm: pa.Table = field(repr=False, compare=False)
     """one row per customer: customer_id, recency_days, frequency, monetary, first and last order date"""
-    rules: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = field(default=(), kw_only=True)
     """the row rules the rows were judged by, in order (what :func:`rfmseg.io.passes.check_shares` reads)"""
 
     @property
@@ -139,4 +139,4 @@ def read_rfm(
         if layout is None:
             raise
         raise exc.with_hint(layout.hint(), param="preset") from None
-    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm, read.rules)
+    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm, rules=read.rules)
