@@ -235,3 +235,28 @@ def test_a_full_disk_leaves_the_registry_as_it_was(december: list[Path], tmp_pat
         assert got.manifest["state"]["mode"] == "incremental" and got.manifest["state"]["built_on"] == built.run_id
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)  # lazily: a closed file may still be let go
+
+
+def test_a_day_whose_dates_read_both_ways_takes_the_historys_format(online_retail: Path, tmp_path: Path) -> None:
+    """CSV exports with month-first dates: the days 1-12 of a month read both ways on their own (a read
+    alone refuses them); the day file is read with the formats the history's read found."""
+    files = []
+    bounds = ["2011-11-01", "2011-11-15", "2011-12-01", "2011-12-10"]
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        path = tmp_path / f"part_{i}.csv"
+        duckdb.sql(
+            f"COPY (SELECT * FROM read_parquet('{online_retail}') WHERE InvoiceDate >= TIMESTAMP '{lo}' AND "
+            f"InvoiceDate < TIMESTAMP '{hi}') TO '{path}' (HEADER, TIMESTAMPFORMAT '%m/%d/%Y %H:%M')"
+        )
+        files.append(path)
+    with pytest.raises(InputError, match="read both day-first and month-first"):
+        life.segment(files[2], runs_dir=None, preset="online-retail")
+    runs = tmp_path / "runs"
+    life.segment(files[0], runs_dir=runs, preset="online-retail")
+    life.refresh_since_last(files[1], runs_dir=runs, publish=False)
+    got = life.refresh_since_last(files[2], runs_dir=runs, publish=False)
+    assert got.manifest["state"]["mode"] == "incremental", got.manifest["state"]["note"]
+    whole = tmp_path / "whole.csv"
+    whole.write_text("".join(f.read_text() if i == 0 else f.read_text().split("\n", 1)[1] for i, f in enumerate(files)))
+    want = life.refresh(whole, runs_dir=runs, publish=False)
+    _same(got, want)

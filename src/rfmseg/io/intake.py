@@ -93,6 +93,8 @@ class Intake:
     """one row per customer: customer_id, recency_days, frequency, monetary, first and last order date"""
     rules: tuple[Rule, ...] = field(default=(), kw_only=True)
     """the row rules the rows were judged by, in order (what :func:`rfmseg.io.passes.check_shares` reads)"""
+    policy: Policy | None = field(default=None, kw_only=True, repr=False, compare=False)
+    """the policy as the read settled it: with the date formats and decimal mark it found in the source"""
 
     @property
     def rows_used(self) -> int:
@@ -139,4 +141,5 @@ def read_rfm(
         if layout is None:
             raise
         raise exc.with_hint(layout.hint(), param="preset") from None
-    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm, rules=read.rules)
+    kept = (p.rows_read, p.quarantined, VIEWS.canon, rfm)
+    return Intake(p.kind, src, read.mapping, p.as_of, *kept, rules=read.rules, policy=read.policy)

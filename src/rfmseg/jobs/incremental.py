@@ -166,8 +166,18 @@ def _merged(
         raise Unmergeable(f"the state of run {base.run_id} is incomplete ({(gone or [STATE_FILE])[0]} is gone)")
     # the quarantine guard is a full read's: on the history's counts with the new file's (a day may set aside
     # a larger share than the history as a whole)
+    # and the date formats and decimal mark are the history's (a day's dates may all read both ways)
     policy = job.read.policy
-    unguarded = replace(job.read, policy=replace(policy, max_quarantine=1.0))
+    found = state.get("formats") or {}
+    unguarded = replace(
+        job.read,
+        policy=replace(
+            policy,
+            max_quarantine=1.0,
+            date_formats=policy.date_formats or tuple(found.get("date_formats") or ()),
+            decimal=policy.decimal or found.get("decimal"),
+        ),
+    )
     try:
         intake, _ = unguarded.load(job.engine, str(path), columns, as_of, job.timer)
     except InputError as exc:
@@ -310,6 +320,10 @@ def _meta(
         "customers": customers,
         "after_as_of": int(prepared.quarantined.get(AFTER_AS_OF.reason, 0)),
         "reading": _reading_key(job),
+        "formats": {
+            "date_formats": list(prepared.policy.date_formats) if prepared.policy else [],
+            "decimal": prepared.policy.decimal if prepared.policy else None,
+        },
     }
 
 
