@@ -10,7 +10,9 @@ failure):
   their returns in as a full read would;
 * ``orders.parquet``: the (customer, order) pairs of the file(s) this run read, any row's fate;
 * the manifest's ``state``: the files the history is made of, the runs whose ``orders.parquet`` make up the
-  orders seen, the as-of date and last order date, the rows dated after their as-of date, the reading.
+  orders seen, the as-of date and last order date, the history's rows per fate, the rows dated after their
+  as-of date, the reading, and the date formats and decimal mark the history's read found (a day of the
+  1st-12th reads both day-first and month-first on its own).
 
 The new file is read and judged by the one read path (:func:`rfmseg.io.intake.read_rfm`, the same rules and
 reasons); its state is merged into the last run's (SQL over Parquet, :data:`rfmseg.features.STATE_MERGE_SQL`),
