@@ -69,7 +69,18 @@ def test_the_life_commands_keep_their_option_order() -> None:
     cold = [p.name for p in COLD_START]
     tail = ["runs_dir", "as_json", "config"]
     assert _params("assign") == ["path", "model", *reading, "as_of", *cold, "output", "show", *tail]
-    assert _params("refresh") == ["path", "as_of", "model", *reading, *cold, "hold", "publish", "store", *tail]
+    assert _params("refresh") == [
+        "path",
+        "since_last",
+        "as_of",
+        "model",
+        *reading,
+        *cold,
+        "hold",
+        "publish",
+        "store",
+        *tail,
+    ]
     assert _params("retrain")[-len(reading) - len(cold) - 7 :] == [
         *reading,
         *cold,

@@ -25,14 +25,18 @@ import pyarrow as pa
 
 from rfmseg.errors import ParameterError
 
-RFM_SQL = """
+ORDERS_CTE = """
 WITH orders AS (
     SELECT customer_id, order_id, bool_and(is_return) AS is_return, max(ts) AS ts, sum(amount) AS amount
     FROM {source}
     WHERE _reason IS NULL
     GROUP BY customer_id, order_id
 )
-SELECT
+"""
+"""the first level of the default RFM query: one row per (customer, order) of the used rows"""
+RFM_SQL = (
+    ORDERS_CTE
+    + """SELECT
     customer_id,
     CAST(date_diff('day', CAST(max(ts) FILTER (WHERE NOT is_return) AS DATE), DATE '{as_of}') AS BIGINT)
         AS recency_days,
@@ -43,6 +47,7 @@ SELECT
 FROM orders
 GROUP BY customer_id
 """
+)
 
 
 # ------------------------------------------------------------------------------------ features as definitions
@@ -406,3 +411,51 @@ def compute_rfm(
     kept as whole numbers, which sort far faster than their text; text order otherwise).
     ``flag``, ``strict``: see :func:`rfm_sql`."""
     return con.sql(_ordered(rfm_sql(source, as_of, features, flag=flag, strict=strict))).to_arrow_table()
+
+
+# ------------------------------------------------------------------------------------ the mergeable RFM state
+STATE_FEATURES = DEFAULT_FEATURES
+"""the one feature set the RFM state holds the aggregates of (distinct orders, summed amounts): its R, F and M
+are sums, minima and maxima of per-order values, so the state of two sets of whole orders merges exactly.
+Another definition (a distinct count of another column, a mean) needs the history: no state."""
+STATE_SQL = (
+    ORDERS_CTE
+    + """SELECT
+    customer_id,
+    min(ts) FILTER (WHERE NOT is_return) AS first_ts,
+    max(ts) FILTER (WHERE NOT is_return) AS last_ts,
+    CAST(count(*) FILTER (WHERE NOT is_return) AS BIGINT) AS orders,
+    sum(amount) AS spend
+FROM orders
+GROUP BY customer_id
+"""
+)
+"""The RFM state of the judged view ``{source}``, one row per customer: first and last (non-return) order
+time, the number of (non-return) orders and the unrounded sum of the order amounts (returns netted). The
+orders are those of :data:`ORDERS_CTE` over ``{used}`` rows: a state keeps the customers whose rows are all
+returns too (``orders`` 0), whom a later order brings in."""
+STATE_MERGE_SQL = """
+SELECT customer_id, min(first_ts) AS first_ts, max(last_ts) AS last_ts, CAST(sum(orders) AS BIGINT) AS orders,
+    sum(spend) AS spend
+FROM (SELECT * FROM {old} UNION ALL BY NAME SELECT * FROM {new}) AS s
+GROUP BY customer_id
+"""
+"""two RFM states of disjoint sets of orders, merged"""
+
+
+def state_sql(source: str, used: str = "_reason IS NULL") -> str:
+    """The RFM state (:data:`STATE_SQL`) of the judged view ``source`` over the rows that meet ``used``."""
+    return STATE_SQL.format(source=source).replace("WHERE _reason IS NULL", f"WHERE {used}")
+
+
+def state_rfm_sql(state: str, as_of: date) -> str:
+    """The RFM table of the RFM state ``state`` as of ``as_of``: what :data:`RFM_SQL` gives on the rows the
+    state was built from, in the same customer id order (customers with returns only are left out)."""
+    sql = (
+        "SELECT customer_id,\n"
+        f"    CAST(date_diff('day', CAST(last_ts AS DATE), DATE '{as_of.isoformat()}') AS BIGINT) AS recency_days,\n"
+        "    orders AS frequency,\n    CAST(round(spend, 2) AS DOUBLE) AS monetary,\n"
+        "    CAST(first_ts AS DATE) AS first_order_date,\n    CAST(last_ts AS DATE) AS last_order_date\n"
+        f"FROM {state} WHERE orders > 0"
+    )
+    return _ordered(sql)

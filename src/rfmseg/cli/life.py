@@ -291,6 +291,11 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
     _cold_line(s)
     if result.kind == "refresh":
         out.print(f"Model {m['model_version']} (read from run {m['source_run']})")
+        state = m.get("state") or {}
+        if state.get("note"):
+            out.print(f"Note: {state['note']}")
+        elif state.get("mode") == "incremental":
+            out.print(f"Incremental: {state['rows_new']:,} new rows merged into the state of run {state['built_on']}")
     else:
         names = m.get("names") or {}
         if names.get("previous_model"):
@@ -320,6 +325,14 @@ def _life_report(result: life.LifeResult, as_json: bool) -> None:
 def refresh(
     ctx: typer.Context,
     path: Input = None,
+    since_last: Annotated[
+        Path | None,
+        typer.Option(
+            "--since-last",
+            help="Only the transactions since the last run: merged into its RFM state (the same result as a "
+            "refresh of the whole history; recomputed in full when they cannot be merged).",
+        ),
+    ] = None,
     as_of: AsOf = None,
     model: Annotated[
         str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
@@ -341,14 +354,22 @@ def refresh(
 ) -> None:
     """The daily job: RFM as of a date, scored with the current model, written as a run and published.
 
-    Running it again for the same date, model and data finds the run already written.
+    Running it again for the same date, model and data finds the run already written. With --since-last NEW
+    only the new transactions are read (docs/production.md, "Incremental refresh").
 
     Options override rfmseg.toml; `rfmseg config show` prints what is in force."""
     s = resolve(ctx)  # the project file, the environment and the options typed above, merged
     with progress_shown(as_json, err):
-        result = life.refresh(
-            s.require_source(), dict(s.columns), as_of=s.as_of, model=model, hold=hold, **_job_options(s, publish)
-        )
+        if since_last is not None:
+            if path is not None:
+                raise ParameterError("give the new transactions with --since-last NEW_FILE and no input file")
+            result = life.refresh_since_last(
+                since_last, dict(s.columns), as_of=s.as_of, model=model, hold=hold, **_job_options(s, publish)
+            )
+        else:
+            result = life.refresh(
+                s.require_source(), dict(s.columns), as_of=s.as_of, model=model, hold=hold, **_job_options(s, publish)
+            )
     _life_report(result, as_json)
 
 

@@ -23,7 +23,7 @@ from rfmseg.errors import InputError, ParameterError
 from rfmseg.features import DEFAULT_FEATURES, FeatureSet, rfm_queries
 from rfmseg.io.passes import Stages, Untimed, settle
 from rfmseg.io.readers import Source, open_source, sample_view
-from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR, Policy
+from rfmseg.io.rules import FIRST_YEAR, LAST_YEAR, Policy, Rule
 from rfmseg.io.sources import SourceSpec
 from rfmseg.io.validate import plan
 from rfmseg.io.views import VIEWS
@@ -97,6 +97,10 @@ class Intake:
     columns) with ``_reason``, NULL for a used row; the quarantine file is read from it"""
     rfm: pa.Table = field(repr=False, compare=False)
     """one row per customer: customer_id, recency_days, frequency, monetary, first and last order date"""
+    rules: tuple[Rule, ...] = field(default=(), kw_only=True)
+    """the row rules the rows were judged by, in order (what :func:`rfmseg.io.passes.check_shares` reads)"""
+    policy: Policy | None = field(default=None, kw_only=True, repr=False, compare=False)
+    """the policy as the read settled it: with the date formats and decimal mark it found in the source"""
 
     @property
     def rows_used(self) -> int:
@@ -143,4 +147,5 @@ def read_rfm(
         if layout is None:
             raise
         raise exc.with_hint(layout.hint(), param="preset") from None
-    return Intake(p.kind, src, read.mapping, p.as_of, p.rows_read, p.quarantined, VIEWS.canon, rfm)
+    kept = (p.rows_read, p.quarantined, VIEWS.canon, rfm)
+    return Intake(p.kind, src, read.mapping, p.as_of, *kept, rules=read.rules, policy=read.policy)

@@ -94,3 +94,17 @@ class FileGlob(SourceSpec):
             first = str(exc).strip().splitlines()[0]
             raise InputError(f"{self.pattern}: cannot be read as {fmt} ({first}); check the files") from None
         return Source(name, columns, self.pattern, digest.hexdigest(), fmt, sample)
+
+
+@dataclass(frozen=True)
+class FileList(FileGlob):
+    """Files named one by one, read as one table in the order given (``pattern`` is the label): a history
+    kept as a first export and the daily files after it (:mod:`rfmseg.jobs.incremental`)."""
+
+    paths: tuple[str, ...] = ()
+
+    def files(self) -> list[Path]:
+        for p in self.paths:
+            if not Path(p).is_file():
+                raise InputError(f"{p}: no such file (part of {self.pattern}); put the file back or read another")
+        return [Path(p) for p in self.paths]

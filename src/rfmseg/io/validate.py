@@ -434,7 +434,8 @@ def detected(source: Source, mapping: dict[str, str], policy: Policy) -> Policy:
     date_col = mapping.get(schema.ORDER_DATE)
     if policy.date_format is not None:
         check_date_format(policy.date_format)
-    elif date_col is not None and date_col in sample.column_names:
+    elif date_col is not None and date_col in sample.column_names and not policy.date_formats:
+        # (formats given, e.g. those an earlier read of the same export found, are taken as they are)
         found = detect_date_formats(source.label, date_col, _texts(sample, date_col), sample.num_rows)
         if found:
             policy = replace(policy, date_formats=found)

@@ -3,6 +3,7 @@ agent) and the edges (io, engines, runs, stores):
 
 * :mod:`rfmseg.jobs.run` — ``segment`` (``rfmseg run``, ``rfmseg demo``): fit a model, write a run;
 * :mod:`rfmseg.jobs.refresh` — the daily job: score today's data with the current model;
+* :mod:`rfmseg.jobs.incremental` — the daily job from the new transactions only (an RFM state kept with the runs);
 * :mod:`rfmseg.jobs.retrain` — the weekly job: refit, carry the names over;
 * :mod:`rfmseg.jobs.assign` — score new customers with a stored model, writing nothing;
 * :mod:`rfmseg.jobs.publish` — publish a run to the profile store;
@@ -12,6 +13,7 @@ as one: ``rfmseg.jobs.refresh`` is the function; its module is imported as ``rfm
 """
 
 from rfmseg.jobs.assign import AssignResult, assign, jsonable_rows, write_table
+from rfmseg.jobs.incremental import refresh_since_last
 from rfmseg.jobs.job import JobOptions, LifeResult, idempotency_key
 from rfmseg.jobs.publish import publish_computed, publish_if_configured, publish_run, publish_target
 from rfmseg.jobs.quiet import DEFAULT_HOLD
@@ -43,6 +45,7 @@ __all__ = [
     "publish_target",
     "reading",
     "refresh",
+    "refresh_since_last",
     "retrain",
     "segment",
     "write_table",

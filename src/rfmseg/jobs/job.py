@@ -96,6 +96,8 @@ class JobManifest(TypedDict, total=False):
 
     source_run: str
     """refresh: the run whose model scored"""
+    state: dict[str, Any]
+    """refresh with an RFM state (:mod:`rfmseg.jobs.incremental`): how it was built, what it holds"""
     model: dict[str, Any]
     previous_model: str | None
     names: dict[str, Any]
@@ -213,10 +215,12 @@ class Job:
         params: dict[str, Any] | None = None,
         manifest: JobManifest | None = None,
         adjust: Callable[[pa.Table], pa.Table] | None = None,
+        extra: Callable[[Path], None] | None = None,
     ) -> LifeResult:
         """Score ``rfm`` with ``model`` (the cold-start rule first), profile the segments and write the run
         (:func:`rfmseg.jobs.writer.write_run`, as every kind of run); ``names`` (a retrain's name carry-over
-        report), ``params`` and ``manifest`` are what the job's kind adds to the files."""
+        report), ``params`` and ``manifest`` are what the job's kind adds to the files; ``extra`` writes files of its
+        own into the run folder before it is committed (:func:`rfmseg.jobs.writer.write_run`)."""
         t, read, cold = self.timer, self.read, self.cold_start
         with t.stage("assign"):
             assignments = score(model, rfm, prepared.as_of, cold)
@@ -276,7 +280,7 @@ class Job:
         }
         with t.stage("write"):
             writer = RunWriter(self.runs_dir, self.run_id)
-            run = write_run(writer, self.engine, prepared, model, rfm, assignments, summ, man, t)
+            run = write_run(writer, self.engine, prepared, model, rfm, assignments, summ, man, t, extra=extra)
         return LifeResult(self.kind, run, "created", summ, man)
 
     def finish(self, result: LifeResult) -> LifeResult:

@@ -4,13 +4,14 @@ of kind 'refresh' and published."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, Unpack
 
 from rfmseg.errors import NotFoundError
 from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, refresh_key
 from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold, previous_labels, previous_run, shifts_of
 from rfmseg.jobs.quiet import hold as hold_labels
-from rfmseg.jobs.reading import load_model
+from rfmseg.jobs.reading import ModelRef, load_model
 from rfmseg.model.scoring import rfm_matrix
 from rfmseg.runs.registry import latest_model_run
 
@@ -31,14 +32,7 @@ def refresh(
     band = check_hold(hold)
     started = datetime.now(UTC)
     runs_dir = job_runs_dir("refresh", options)
-    if model == "latest":
-        trained = latest_model_run(runs_dir)
-        if trained is None:
-            raise NotFoundError(
-                f"no trained model in {runs_dir}; train one first with `rfmseg run FILE` or `rfmseg retrain FILE`"
-            )
-        model = trained.run_id
-    ref = load_model(model, runs_dir)
+    ref = model_ref(model, runs_dir)
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
         before = previous_run(runs_dir, prepared.as_of)
@@ -56,3 +50,15 @@ def refresh(
             adjust=lambda a: hold_labels(a, ref.model, x, previous_labels(before), band, shifts_of(ref.run.manifest)),
         )
     return job.finish(result)
+
+
+def model_ref(model: str, runs_dir: Path) -> ModelRef:
+    """The model a refresh scores with: run ``model``'s, or for 'latest' the most recent trained one."""
+    if model == "latest":
+        trained = latest_model_run(runs_dir)
+        if trained is None:
+            raise NotFoundError(
+                f"no trained model in {runs_dir}; train one first with `rfmseg run FILE` or `rfmseg retrain FILE`"
+            )
+        model = trained.run_id
+    return load_model(model, runs_dir)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -131,12 +133,14 @@ def write_run(
     timer: Timer,
     *,
     files: list[Future[None]] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Run:
     """Write the run folder opened by ``writer`` and commit it: rfm.parquet, assignments.parquet, model.json,
     summary.json, quarantine.parquet (by ``engine``), report.html, and manifest.json last (its ``timings``
     cover the writing). ``files``: the writing of rfm.parquet and assignments.parquet when it was started
-    already (on other threads, while the model was fitted and the profile made). On failure nothing is
-    left behind."""
+    already (on other threads, while the model was fitted and the profile made); ``extra`` writes the files
+    a kind of run adds into the folder it is given (an incremental refresh's RFM state). On failure nothing
+    is left behind."""
     t0 = time.perf_counter()
     started: list[Future[None]] = list(files or [])
     try:
@@ -158,6 +162,8 @@ def write_run(
                 assignments,
                 assignments_written=lambda: [written.result() for written in started],
             )
+            if extra is not None:
+                extra(writer.tmp)
             for written in started:
                 written.result()
         # the manifest is the last file: its write timing covers everything written before it

@@ -93,6 +93,8 @@ class Manifest(TypedDict):
     """engine 'spark' with an output path"""
     source_run: NotRequired[str]
     """kind 'refresh': the run whose model scored it"""
+    state: NotRequired[dict[str, Any]]
+    """kind 'refresh' with ``--since-last``: the RFM state it wrote (:mod:`rfmseg.jobs.incremental`)"""
     previous_model: NotRequired[str | None]
     names: NotRequired[dict[str, Any]]
     scoring_key: NotRequired[str]
