@@ -18,6 +18,7 @@ from rfmseg.cli.options import (
     READING,
     AsOf,
     ConfigOpt,
+    Hold,
     Input,
     Json,
     KOrPrevious,
@@ -337,15 +338,7 @@ def refresh(
     model: Annotated[
         str, typer.Option("--model", help="Run whose model scores; 'latest' = the latest trained model.")
     ] = "latest",
-    hold: Annotated[
-        float,
-        typer.Option(
-            "--hold",
-            min=0,
-            help="A customer within this distance (scaled units) of their previous segment's centroid keeps it; "
-            "0 = off.",
-        ),
-    ] = life.DEFAULT_HOLD,
+    hold: Hold = life.DEFAULT_HOLD,
     publish: Publish = True,
     store: Store = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
@@ -397,15 +390,7 @@ def retrain(
             "other previous centroid.",
         ),
     ] = life.DEFAULT_MAX_NAME_SHIFT,
-    hold: Annotated[
-        float,
-        typer.Option(
-            "--hold",
-            min=0,
-            help="A customer within this distance (scaled units) of their previous segment's centroid keeps it; "
-            "0 = off.",
-        ),
-    ] = life.DEFAULT_HOLD,
+    hold: Hold = life.DEFAULT_HOLD,
     rhythm: Rhythm = None,
     publish: Publish = True,
     store: Store = None,

@@ -104,6 +104,14 @@ ServeStore = Annotated[
 ]
 """where serve reads profiles from"""
 Publish = Annotated[bool, typer.Option("--publish/--no-publish", help="Publish to the profile store.")]
+Hold = Annotated[
+    float,
+    typer.Option(
+        "--hold",
+        min=0,
+        help="A customer within this distance (scaled units) of their previous segment's centroid keeps it; 0 = off.",
+    ),
+]
 Rhythm = Annotated[
     bool | None,
     typer.Option(

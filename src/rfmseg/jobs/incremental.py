@@ -58,12 +58,10 @@ from rfmseg.io.passes import check_shares
 from rfmseg.io.readers import file_sha256, sql_string
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY
 from rfmseg.io.sources import FileList
-from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, job_runs_dir, publish_result, refresh_key
-from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold, previous_labels, previous_run, shifts_of
-from rfmseg.jobs.quiet import hold as hold_labels
+from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, publish_result
+from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold
 from rfmseg.jobs.reading import ModelRef
-from rfmseg.jobs.refresh import model_ref
-from rfmseg.model.scoring import rfm_matrix
+from rfmseg.jobs.refresh import model_ref, scored
 from rfmseg.runs import Run
 from rfmseg.runs.artifacts import Rows
 from rfmseg.runs.manifest import rfm_sha256
@@ -342,31 +340,9 @@ def _written(
     """The run, scored with the model (the labels held within ``band`` as a full refresh holds them) and written
     with its state (or found written already)."""
     con = job.engine.con
-    before = previous_run(job.runs_dir, prepared.as_of)
-    held = (before.run_id if before else None, band)
-    key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read, held)
-    x = rfm_matrix(rfm)
 
     def write_state(folder: Path) -> None:
         for table, name in ((STATE, STATE_FILE), (NEW_ORDERS, ORDERS_FILE)):
             con.execute(f"COPY {table} TO {sql_string(str(folder / name))} (FORMAT parquet, COMPRESSION zstd)")
 
-    found = job.find(key)
-    if found is not None and found.manifest.get("state"):
-        return found
-    manifest: JobManifest = {
-        "source_run": ref.run.run_id,
-        "held": {"previous_run": held[0], "hold": band},
-        "state": meta,
-    }
-    return job.write(
-        prepared,
-        rfm,
-        data_sha,
-        key,
-        ref.model,
-        ref.model_version,
-        manifest=manifest,
-        adjust=lambda a: hold_labels(a, ref.model, x, previous_labels(before), band, shifts_of(ref.run.manifest)),
-        extra=write_state,
-    )
+    return scored(job, ref, prepared, rfm, data_sha, band, state=meta, extra=write_state)

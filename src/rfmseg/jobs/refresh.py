@@ -3,12 +3,16 @@ of kind 'refresh' and published."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Unpack
 
+import pyarrow as pa
+
 from rfmseg.errors import NotFoundError
-from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, refresh_key
+from rfmseg.io.intake import Intake
+from rfmseg.jobs.job import Job, JobManifest, JobOptions, LifeResult, job_runs_dir, refresh_key
 from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold, previous_labels, previous_run, shifts_of
 from rfmseg.jobs.quiet import hold as hold_labels
 from rfmseg.jobs.reading import ModelRef, load_model
@@ -35,21 +39,45 @@ def refresh(
     ref = model_ref(model, runs_dir)
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
         prepared, rfm, data_sha = job.load(source, columns, as_of)
-        before = previous_run(runs_dir, prepared.as_of)
-        held = (before.run_id if before else None, band)
-        key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read, held)
-        x = rfm_matrix(rfm)
-        result = job.find(key) or job.write(
-            prepared,
-            rfm,
-            data_sha,
-            key,
-            ref.model,
-            ref.model_version,
-            manifest={"source_run": ref.run.run_id, "held": {"previous_run": held[0], "hold": band}},
-            adjust=lambda a: hold_labels(a, ref.model, x, previous_labels(before), band, shifts_of(ref.run.manifest)),
-        )
+        result = scored(job, ref, prepared, rfm, data_sha, band)
     return job.finish(result)
+
+
+def scored(
+    job: Job,
+    ref: ModelRef,
+    prepared: Intake,
+    rfm: pa.Table,
+    data_sha: str,
+    band: float,
+    *,
+    state: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
+) -> LifeResult:
+    """A refresh's run: ``rfm`` scored with ``ref``'s model, the labels held within ``band`` against the run
+    before (:mod:`rfmseg.jobs.quiet`), written; or the run written before with the same key. ``state`` and
+    ``extra``: an incremental refresh's state (its manifest entry, and the files it writes into the run)."""
+    before = previous_run(job.runs_dir, prepared.as_of)
+    held = (before.run_id if before else None, band)
+    key = refresh_key(prepared.as_of, ref.model_version, data_sha, job.cold_start, job.read, held)
+    found = job.find(key)
+    if found is not None and (state is None or found.manifest.get("state")):
+        return found
+    manifest: JobManifest = {"source_run": ref.run.run_id, "held": {"previous_run": held[0], "hold": band}}
+    if state is not None:
+        manifest["state"] = state
+    x = rfm_matrix(rfm)
+    return job.write(
+        prepared,
+        rfm,
+        data_sha,
+        key,
+        ref.model,
+        ref.model_version,
+        manifest=manifest,
+        adjust=lambda a: hold_labels(a, ref.model, x, previous_labels(before), band, shifts_of(ref.run.manifest)),
+        extra=extra,
+    )
 
 
 def model_ref(model: str, runs_dir: Path) -> ModelRef:
