@@ -204,7 +204,7 @@ COMMANDS = [
     c("transitions-unknown-segment", f"transitions --from-segment Whales {R}", "Whales"),
     c("history-unknown-customer", f"history NOPE {R}", "NOPE"),
     c("watch-unknown-run", f"watch --run nope {R}", "nope"),
-    c("watch-period-zero", f"watch --period 0 {R}", "--period"),
+    c("watch-period-zero", f"watch --period 0 {R}", "--window"),  # --period: the former name of --window
     c("watch-recency-jump-negative", f"watch --recency-jump -1 {R}", "--recency-jump"),
     # ------------------------------------------------------------------ simulate
     fresh("simulate-customers-zero", "simulate {tmp}/sim --customers 0", "customers"),

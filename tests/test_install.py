@@ -99,6 +99,7 @@ def test_every_install_hint_goes_through_the_helper() -> None:
         "install.py",
         "io/postgres.py",
         "io/readers.py",
+        "jobs/rhythm.py",
         "model/rhythm.py",
         "stores/__init__.py",
     ]

@@ -56,6 +56,8 @@ class TerminalProgress:
     def started(self, name: str, detail: str = "") -> None:
         with self._lock:
             self._stage = (name, detail, time.monotonic(), None)
+            if self.show_after <= 0:  # no delay asked (RFMSEG_PROGRESS_AFTER=0): every stage drawn as it starts
+                self._draw()
 
     def finished(self, name: str) -> None:
         with self._lock:
@@ -67,24 +69,30 @@ class TerminalProgress:
     def _poll(self) -> None:
         while not self._stop.wait(POLL):
             with self._lock:
-                if self._stage is None:
-                    continue
-                name, detail, since, task = self._stage
-                elapsed = time.monotonic() - since
-                if elapsed < self.show_after:
-                    continue
-                if not self._shown:
-                    self.progress.start()
-                    self._shown = True
-                percent = self._read()
-                if task is None:
-                    task = self.progress.add_task(name, total=None, done="", elapsed="", detail=detail)
-                    self._stage = (name, detail, since, task)
-                shown = f"{elapsed:.1f} s"
-                if percent is None:  # the bar pulses: the stage runs, the engine cannot say how far
-                    self.progress.update(task, total=None, done="", elapsed=shown)
-                else:
-                    self.progress.update(task, total=100.0, completed=percent, done=f"{percent:.0f}%", elapsed=shown)
+                self._draw()
+
+    def _draw(self) -> None:
+        """Draw the running stage once it has run ``show_after`` seconds (the caller holds the lock)."""
+        if self._stage is None:
+            return
+        name, detail, since, task = self._stage
+        elapsed = time.monotonic() - since
+        if elapsed < self.show_after:
+            return
+        if not self._shown:
+            self.progress.start()
+            self._shown = True
+        percent = self._read()
+        if task is None:
+            task = self.progress.add_task(name, total=None, done="", elapsed="", detail=detail)
+            self._stage = (name, detail, since, task)
+        shown = f"{elapsed:.1f} s"
+        if percent is None:  # the bar pulses: the stage runs, the engine cannot say how far
+            self.progress.update(task, total=None, done="", elapsed=shown)
+        else:
+            self.progress.update(task, total=100.0, completed=percent, done=f"{percent:.0f}%", elapsed=shown)
+        if self.show_after <= 0:
+            self.progress.refresh()  # drawn now, not at the next tick: a short stage is seen too
 
     def _read(self) -> float | None:
         try:
