@@ -201,10 +201,6 @@ def match_segment(name: str, valid: Sequence[str], where: str = "the latest run"
     raise NotFoundError(f"unknown segment '{name}'; segments in {where}: {', '.join(valid)}")
 
 
-def money(x: float) -> str:
-    return f"{'-' if x < 0 else ''}${abs(x):,.0f}"
-
-
 def rounded(x: float, nd: int = 4) -> float:
     return float(round(float(x), nd))
 
