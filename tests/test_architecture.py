@@ -43,6 +43,7 @@ LAYERS = {
     "profile": 1,
     "timing": 1,
     "install": 1,
+    "digest": 1,
 }
 
 

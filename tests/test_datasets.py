@@ -20,10 +20,11 @@ import pytest
 
 from rfmseg.datasets import cached, data_dir, fetch
 from rfmseg.datasets import online_retail as retail
-from rfmseg.datasets.base import file_sha256, table_sha256
+from rfmseg.datasets.base import table_sha256
 from rfmseg.datasets.cache import shared_folders
 from rfmseg.datasets.study import ORDERS_FILE
 from rfmseg.datasets.study import path as study_path
+from rfmseg.digest import file_sha256
 from rfmseg.errors import DatasetError
 from servers import free_port
 from workbooks import write_workbook, zip_workbook

@@ -48,14 +48,6 @@ class Dataset:
     """the member file (as extracted) -> the reference table's layout"""
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def table_sha256(table: pa.Table) -> str:
     """SHA-256 of a table's content: column names, types, nulls and values in row order, independent of the
     file format, compression, chunking and writer version it came from. Strings by their UTF-8 bytes,

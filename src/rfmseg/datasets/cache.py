@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rfmseg.datasets import online_retail
-from rfmseg.datasets.base import Dataset, file_sha256, table_sha256
+from rfmseg.datasets.base import Dataset, table_sha256
+from rfmseg.digest import file_sha256
 from rfmseg.errors import DatasetError, ParameterError
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rfmseg import features, schema
+from rfmseg import digest, features, schema
 from rfmseg.engines.base import publish_table
 from rfmseg.engines.spark_dialect import (
     SPARK,
@@ -62,7 +62,7 @@ from rfmseg.engines.spark_session import (
 from rfmseg.errors import InputError, ParameterError, RfmsegError
 from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.passes import check_field_columns, check_shares, check_whole_columns, problem_error
-from rfmseg.io.readers import FORMATS, Source, check_file, file_sha256, read_xlsx, sql_string, to_arrow
+from rfmseg.io.readers import FORMATS, Source, check_file, read_xlsx, sql_string, to_arrow
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY, SOURCE_COLUMNS, SOURCE_VIEW, Policy, Rule
 from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
@@ -149,7 +149,7 @@ class SparkEngine:
                         raise InputError(f"{local}: a folder without .parquet files; give a file or a Parquet folder")
                 else:
                     check_file(local, fmt)
-                    sha = file_sha256(local)
+                    sha = digest.file_sha256(local)
             if fmt == "xlsx":
                 if local is None:
                     raise InputError(f"{text}: workbooks are read from local files only; export it as Parquet")

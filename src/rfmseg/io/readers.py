@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from rfmseg import schema
+from rfmseg.digest import file_sha256
 from rfmseg.errors import InputError, ParameterError
 from rfmseg.install import install_command
 from rfmseg.io.views import VIEWS
@@ -81,14 +81,6 @@ class Source:
     @property
     def sha256(self) -> str | None:
         return self.digest.result() if isinstance(self.digest, Future) else self.digest
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _hasher: ThreadPoolExecutor | None = None

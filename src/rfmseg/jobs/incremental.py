@@ -51,11 +51,12 @@ from typing import Any, Unpack
 import duckdb
 import pyarrow as pa
 
+from rfmseg.digest import file_sha256
 from rfmseg.errors import InputError
 from rfmseg.features import STATE_FEATURES, STATE_MERGE_SQL, state_rfm_sql, state_sql
 from rfmseg.io.intake import Intake
 from rfmseg.io.passes import check_shares
-from rfmseg.io.readers import file_sha256, sql_string
+from rfmseg.io.readers import sql_string
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY
 from rfmseg.io.sources import FileList
 from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, publish_result
