@@ -540,6 +540,22 @@ def test_warnings(client: TestClient, runs: StudyRuns) -> None:
     assert bad.json()["detail"] == "period 0 should be >= 1 day"
 
 
+def test_warnings_paged(client: TestClient, runs: StudyRuns) -> None:
+    everyone = {w["id"]: w for w in client.get("/warnings").json()["warnings"]}
+    changed = everyone["segment_changed"]
+    assert changed["count"] >= 3
+    page = {w["id"]: w for w in client.get("/warnings", params={"limit": 2, "offset": 1}).json()["warnings"]}
+    assert page["segment_changed"]["count"] == changed["count"]  # the count is every customer, the list a page
+    assert page["segment_changed"]["customers"] == changed["customers"][1:3]
+    assert all(len(w["customers"]) <= 2 for w in page.values())
+    rest = client.get("/warnings", params={"offset": 2}).json()["warnings"]
+    assert next(w for w in rest if w["id"] == "segment_changed")["customers"] == changed["customers"][2:]
+    none = client.get("/warnings", params={"limit": 0}).json()["warnings"]
+    assert all(w["customers"] == [] for w in none) and any(w["count"] for w in none)
+    bad = client.get("/warnings", params={"limit": -1})
+    assert bad.status_code == 422
+
+
 def test_health(client: TestClient, runs: StudyRuns) -> None:
     r = client.get("/health")
     assert r.status_code == 200

@@ -72,6 +72,10 @@ def transitions(
     return json_response(history.transitions(runs_dir, from_run, to_run, from_segment, to_segment))
 
 
+MAX_LISTED = 1_000_000_000
+"""the schema's bound on a warning list's limit and offset"""
+
+
 @router.get("/warnings", response_model=WarningsPublic, summary="Early warnings for a run")
 def warnings(
     state: StateDep,
@@ -95,22 +99,33 @@ def warnings(
     trend_runs: Annotated[
         int | None, Query(le=1_000, description="No longer used (the rhythm rules replaced it)")
     ] = None,
+    limit: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_LISTED, description="List at most this many customers per warning (default: all)"),
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_LISTED, description="Skip this many customers of each warning's list first")
+    ] = 0,
 ) -> Response:
     """Champions who dropped to Loyal Buyers, Champions slowing down, customers overdue on their own rhythm,
     Loyal Buyers lapsing toward At-Risk and every segment change; each lists the customers with the values that
     triggered it. ``recency_jump`` and ``loyal_trending_at_risk`` are the former ids of ``overdue`` and
-    ``loyal_lapsing`` (each warning lists its ``aliases``)."""
+    ``loyal_lapsing`` (each warning lists its ``aliases``). Each warning's ``count`` is all its customers;
+    ``limit`` and ``offset`` page the ``customers`` listed (largest spend first), the same page of every warning."""
     runs_dir = state.settings.runs_dir
-    return json_response(
-        early.warnings(
-            runs_dir,
-            run,
-            overdue_days=overdue_days,
-            late_factor=late_factor,
-            window_days=window,
-            lookback_days=lookback,
-            min_orders=min_orders,
-            recency_jump_days=recency_jump,
-            period_days=period,
-        )
+    result = early.warnings(
+        runs_dir,
+        run,
+        overdue_days=overdue_days,
+        late_factor=late_factor,
+        window_days=window,
+        lookback_days=lookback,
+        min_orders=min_orders,
+        recency_jump_days=recency_jump,
+        period_days=period,
     )
+    if limit is not None or offset:
+        end = None if limit is None else offset + limit
+        for w in result["warnings"]:
+            w["customers"] = w["customers"][offset:end]
+    return json_response(result)
