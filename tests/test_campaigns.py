@@ -229,7 +229,9 @@ def test_campaign_size_command(cli) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ API, MCP, ask
-def test_the_api_mcp_and_intervention_answer_from_the_measured_campaign(base, tmp_path: Path) -> None:
+def test_the_api_mcp_and_intervention_answer_from_the_measured_campaign(
+    base, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Plan and measure through the HTTP API; the MCP tools and `intervention_effect` then give the measured,
     experimental answer first."""
     import asyncio
@@ -258,6 +260,21 @@ def test_the_api_mcp_and_intervention_answer_from_the_measured_campaign(base, tm
         refresh(data, None, as_of=(SEND + timedelta(days=31)).isoformat(), runs_dir=runs, publish=False)
         m = c.post("/campaigns/api/measure", json={"transactions": str(data), "window": "30d"})
         assert m.status_code == 200, m.text
+        # a file outside the folders the server reads from (its runs folder's parent, its working folder) is
+        # refused before it is opened, links and .. resolved first
+        outside = tmp_path_factory.mktemp("elsewhere") / "after.parquet"
+        shutil.copy(data, outside)
+        link = tmp_path / "link.parquet"
+        link.symlink_to(outside)
+        for name in (str(outside), str(link), str(runs / ".." / ".." / outside.parent.name / "after.parquet")):
+            refused = c.post("/campaigns/api/measure", json={"transactions": name})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["detail"].startswith(f"{name} is outside the folders this server reads files from (")
+            assert refused.json()["detail"].endswith("add its folder to RFMSEG_DATA_DIRS (separated by ':')")
+        # ... and read once its folder is one of RFMSEG_DATA_DIRS
+        opened = Settings.from_env({"RFMSEG_DATA_DIRS": f"{tmp_path}:{outside.parent}"}, runs_dir=runs)
+        assert opened.data_dirs == (tmp_path, outside.parent)
+        assert opened.readable(str(link)) == outside.resolve()
         assert m.json()["by_segment"]["At-Risk"]["effect"] is True
         listed = c.get("/campaigns").json()
         assert "api" in [x["name"] for x in listed["campaigns"]] and listed["count"] >= 1

@@ -42,6 +42,7 @@ ENV_STORE = STORE_ENV
 ENV_API_KEY = "RFMSEG_API_KEY"
 ENV_STORE_TIMEOUT = "RFMSEG_STORE_TIMEOUT"
 ENV_MAX_BODY_BYTES = "RFMSEG_MAX_BODY_BYTES"
+ENV_DATA_DIRS = "RFMSEG_DATA_DIRS"
 DEFAULT_STORE_TIMEOUT_S = 2.0
 DEFAULT_MAX_BODY_BYTES = 10_000_000
 """10 MB: a /score call of 10,000 transactions is about 1 MB"""
@@ -78,11 +79,28 @@ class Settings:
     max_score_rows: int = 10_000
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body in bytes; a larger one is answered 413 before it is read (RFMSEG_MAX_BODY_BYTES)."""
+    data_dirs: tuple[Path, ...] | None = None
+    """The folders a request may name a file in (campaign measure's transactions; RFMSEG_DATA_DIRS, separated
+    by the system's path separator); None: the runs folder's parent and the server's working folder."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_key", clean_api_key(self.api_key))
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise ParameterError(f"max_body_bytes must be a whole number of bytes above 0, got {self.max_body_bytes!r}")
+
+    def readable(self, name: str) -> Path:
+        """The file a request names, if it is inside one of :attr:`data_dirs` (links and ``..`` resolved first);
+        else a one-line 400 that names the folders and the setting."""
+        dirs = self.data_dirs if self.data_dirs is not None else (self.runs_dir.parent, Path.cwd())
+        roots = [Path(os.path.realpath(d)) for d in dirs]
+        path = Path(os.path.realpath(name))
+        if not any(path == r or r in path.parents for r in roots):
+            shown = ", ".join(str(r) for r in roots) or "none"
+            raise ParameterError(
+                f"{name} is outside the folders this server reads files from ({shown}); put the file in one of "
+                f"them or add its folder to {ENV_DATA_DIRS} (separated by '{os.pathsep}')"
+            )
+        return path
 
     @property
     def store(self) -> str:
@@ -90,8 +108,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_STORE_TIMEOUT, RFMSEG_MAX_BODY_BYTES and
-        RFMSEG_API_KEY; ``overrides`` win when not None."""
+        """Settings from RFMSEG_RUNS_DIR, RFMSEG_STORE, RFMSEG_STORE_TIMEOUT, RFMSEG_MAX_BODY_BYTES,
+        RFMSEG_DATA_DIRS and RFMSEG_API_KEY; ``overrides`` win when not None."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "runs_dir": runs_path(None, env),
@@ -109,6 +127,9 @@ class Settings:
         body = env.get(ENV_MAX_BODY_BYTES)
         if body:
             values["max_body_bytes"] = max_body_bytes(body)
+        dirs = env.get(ENV_DATA_DIRS)
+        if dirs:
+            values["data_dirs"] = tuple(Path(d) for d in dirs.split(os.pathsep) if d.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["runs_dir"] = Path(values["runs_dir"])
         return cls(**values)

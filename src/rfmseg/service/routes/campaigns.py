@@ -67,5 +67,7 @@ def plan(body: CampaignPlanBody, state: StateDep) -> Response:
 
 @router.post("/campaigns/{name}/measure", response_model=CampaignMeasurePublic, summary="Measure a campaign")
 def measure(name: str, body: CampaignMeasureBody, state: StateDep) -> Response:
-    """Treated against control in the window after the send date, from a transactions file on the server."""
+    """Treated against control in the window after the send date, from a transactions file on the server: in
+    the runs folder's parent or the server's working folder, or a folder of ``RFMSEG_DATA_DIRS``."""
+    state.settings.readable(body.transactions)
     return json_response(q.campaign_measure(state.settings.runs_dir, name=name, **body.model_dump()))
