@@ -360,10 +360,10 @@ def test_user_errors_are_one_line_and_name_the_fix(tmp_path: Path, study_runs: P
     ):
         with pytest.raises(NotFoundError, match=r"at least (two|2) runs"):
             call()
-    with pytest.raises(ParameterError, match="runs=1 should be >= 2"):
+    with pytest.raises(ParameterError, match="runs 1 should be >= 2"):
         q.trending_toward(study_runs, runs=1)
     r = cli("ask", "discount", "--limit", "0", "--runs-dir", study_runs)
-    assert r.code == 2 and "limit=0" in r.err
+    assert r.code == 2 and r.err == "error: --limit 0 should be a whole number >= 1\n"
 
 
 def test_find_customers_filters_and_sorts(study_runs: Path) -> None:

@@ -265,7 +265,7 @@ def add_prompts(mcp: MCPServer, runs: Path, store: str | None) -> None:
     def segment_subject_lines(segment: str, count: int = 5, tone: str = "warm and direct") -> str:
         with _prompt_errors():
             if not 1 <= count <= 50:
-                raise ParameterError(f"count={count} should be between 1 and 50")
+                raise ParameterError(f"{{count}} {count} should be between 1 and 50", param="count")
             pack = ctx.segment_pack(runs, segment, examples=3)
         return (
             f"Write {count} email subject lines for {pack.get('units', {}).get('entity', 'customers')} in the "

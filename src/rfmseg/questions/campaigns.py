@@ -335,7 +335,7 @@ def not_contacted(
     # not contacted: no touch of the kind with reference - days <= sent date <= reference
     check_limit(limit)
     if days < 1:
-        raise ParameterError(f"days={days} should be >= 1")
+        raise ParameterError(f"{{days}} {days} should be >= 1", param="days")
     k = normalise_kind(kind)
     h = History(runs_dir)
     snap = h.resolve(run)

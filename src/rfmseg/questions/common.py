@@ -102,7 +102,7 @@ class History:
 
     def recent(self, snap: Snapshot, n: int) -> list[Snapshot]:
         if n < 1:
-            raise ParameterError(f"runs={n} should be >= 1")
+            raise ParameterError(f"{{runs}} {n} should be >= 1", param="runs")
         return self.before(snap)[-n:]
 
     def baseline(self, snap: Snapshot, days: int) -> Snapshot:
@@ -224,5 +224,5 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def check_limit(limit: int) -> int:
     if not isinstance(limit, int) or limit < 1:
-        raise ParameterError(f"limit={limit} should be a whole number >= 1")
+        raise ParameterError(f"{{limit}} {limit} should be a whole number >= 1", param="limit")
     return limit

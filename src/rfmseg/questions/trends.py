@@ -66,7 +66,7 @@ def trending_toward(
     # latest run's model, and a gap of 0 is where they would switch
     check_limit(limit)
     if runs < 2:
-        raise ParameterError(f"runs={runs} should be >= 2 to see a trend")
+        raise ParameterError(f"{{runs}} {runs} should be >= 2 to see a trend", param="runs")
     h = History(runs_dir)
     snap = h.resolve(run)
     name = h.segment(snap, segment)
@@ -286,7 +286,7 @@ def customer_tracking(
     model in each of the last N runs. The answer names the target whose distance fell most ("toward") and
     the nearest now, and says so when they differ."""
     if runs < 1:
-        raise ParameterError(f"runs={runs} should be >= 1")
+        raise ParameterError(f"{{runs}} {runs} should be >= 1", param="runs")
     h = History(runs_dir)
     snap = h.resolve(run)
     names = h.segments(snap)
