@@ -114,13 +114,14 @@ RETAIL_END = date(2011, 9, 4)
 HORIZON = 90
 
 
-def retail(data: Path, runs: Path, **options: Any) -> dict[str, Any]:
-    """The weekly replay on Online Retail and, per warning and segment, who buys again in the next 90 days."""
+def retail(data: Path, runs: Path, end: date = RETAIL_END, **options: Any) -> dict[str, Any]:
+    """The weekly replay on Online Retail up to ``end`` and, per warning and segment, who buys again in the next
+    90 days (and the ceiling, when there are two weeks or more to check)."""
     orders = pq.read_table(data)
     day, n = RETAIL_START, 0
     if not (runs.exists() and any(runs.iterdir())):  # a registry kept from an earlier replay is read again
         segment(data, preset="online-retail", as_of=day, runs_dir=runs)
-        while (day := day + timedelta(weeks=1)) <= RETAIL_END:
+        while (day := day + timedelta(weeks=1)) <= end:
             n += 1
             job = life.retrain if n % 4 == 0 else life.refresh
             job(data, preset="online-retail", as_of=day, runs_dir=runs, publish=False)
@@ -159,7 +160,7 @@ def retail(data: Path, runs: Path, **options: Any) -> dict[str, Any]:
         "params": options,
         "rows": rows,
         "pooled": _pooled(rows),
-        "ceiling": ceiling(orders, tl[8::4], tl),
+        "ceiling": ceiling(orders, tl[8::4], tl) if len(tl[8::4]) > 1 else [],
     }
 
 
