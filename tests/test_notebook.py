@@ -3,7 +3,6 @@ nbclient (the venv's python3 kernel) to check its outputs hold the study's figur
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import nbformat
 import pytest
 
 import rfmseg
+from repo_scripts import load_script
 from rfmseg.datasets import study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,17 +25,9 @@ STUDY = {
 }
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebook", REPO / "scripts" / "build_notebook.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_notebook_is_what_the_script_builds() -> None:
     committed = nbformat.read(NOTEBOOK, as_version=4)
-    built = _builder().build()
+    built = load_script("build_notebook").build()
     assert [c.source for c in committed.cells] == [c.source for c in built.cells]
     assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")  # committed without outputs
 

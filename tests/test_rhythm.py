@@ -6,18 +6,17 @@ Needs the clv extra (in ``.[dev]``; alone: ``pip install 'rfmseg[clv]'``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+from repo_scripts import load_script
 from rfmseg.model import rhythm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,21 +123,13 @@ def test_inputs_from_an_rfm_table() -> None:
 
 
 # --------------------------------------------------------------------------- the holdout figures of docs/rhythm.md
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("rhythm_holdout", REPO / "scripts" / "rhythm_holdout.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.slow
 def test_holdout_figures_are_reproduced(online_retail: Path) -> None:
     """The published table (bench/results/rhythm_holdout.json) comes back from the data: the counts exactly,
     the AUCs within 0.005, the expected totals within 1 % (MAP from the same start: deterministic up to the
     optimizer's tolerance)."""
     published = json.loads(RESULTS.read_text(encoding="utf-8"))
-    got = load_script().measure(online_retail, ["bg", "mbg"], 0.0)
+    got = load_script("rhythm_holdout").measure(online_retail, ["bg", "mbg"], 0.0)
     for key in ("customers", "actual_orders", "horizon_days"):
         assert got[key] == published[key]
     for base in ("past_orders", "recency"):

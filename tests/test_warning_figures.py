@@ -3,29 +3,21 @@ weekly replay of ``scripts/warning_precision.py`` up to its first week checked g
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from repo_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "warning_precision.json"
 
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("warning_precision", REPO / "scripts" / "warning_precision.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.slow
 def test_first_week_of_the_online_retail_replay_is_reproduced(online_retail: Path, tmp_path: Path) -> None:
-    script = load_script()
+    script = load_script("warning_precision")
     published = json.loads(RESULTS.read_text(encoding="utf-8"))["online_retail"]
     first = date(2011, 5, 1)  # the 8th week after the run of 2011-03-06: the first the rhythm can be read on
     got = script.retail(online_retail, tmp_path / "runs", end=first)
