@@ -9,7 +9,9 @@ refresh every week, a retrain every 4th week, all through the real jobs), then `
 Positives: ``champions_slowing`` = the ``champion_slowing`` customers, ``loyal_lapsing`` = the
 ``loyal_lapsing`` ones, ``overdue`` = both (the customers whose buying rate dropped during the weeks); anyone
 else flagged is a false positive. Also the retrain's relabelling: a refresh and a retrain on the same data and
-day (weeks 4, 8 and 12), the share of customers whose label differs, and the retrain's drift moves.
+day (weeks 4, 8 and 12), the share of customers whose label differs, and the retrain's drift moves; and the
+share of the slowing Champions and lapsing Loyal Buyers caught on the last week, by label (no longer in their
+group's segment) or by their warning.
 
 **Online Retail** (``--retail``): a ``run`` as of 2011-03-06, then a weekly refresh each Sunday up to
 2011-09-04 and a retrain every 4th week, each on the orders before its date (``--preset online-retail``);
@@ -57,6 +59,8 @@ TRUTH = {
     "loyal_lapsing": ("loyal_lapsing",),
     "overdue": ("champion_slowing", "loyal_lapsing"),
 }
+CAUGHT = {"champion_slowing": ("Champions", "champions_slowing"), "loyal_lapsing": ("Loyal Buyers", "loyal_lapsing")}
+"""behaviour: the segment of their group and the warning that says it"""
 
 
 def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_HOLD) -> dict[str, Any]:
@@ -84,13 +88,22 @@ def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_H
             last = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False, hold=hold).run
     w = early.warnings(runs)
     truth = sim.truth.to_pylist()
+    final = {r["customer_id"]: r["segment"] for r in last.table("assignments").to_pylist()}
     out: dict[str, Any] = {
         "seed": seed,
         "customers": customers,
         "retrain_relabelled": relabelled,
         "retrain_relabelled_no_order": quiet,
         "drift_moves": drift,
+        "caught": {},
     }
+    # the quiet retrains must not hide who slowed down: on the last week, relabelled out of their group's
+    # segment or flagged by their warning
+    for behaviour, (group, wid) in CAUGHT.items():
+        ids = {r["customer_id"] for r in truth if r["behaviour"] == behaviour}
+        flagged = {c["customer_id"] for c in early.find(w, wid)["customers"]}
+        caught = {c for c in ids if c in flagged or final.get(c) != group}
+        out["caught"][behaviour] = round(len(caught) / len(ids), 3) if ids else None
     for wid in RHYTHM:
         flagged = {c["customer_id"] for c in early.find(w, wid)["customers"]}
         positive = {r["customer_id"] for r in truth if r["behaviour"] in TRUTH[wid]}
@@ -301,15 +314,21 @@ def sim_table(results: list[dict[str, Any]]) -> str:
     head = (
         "| seed | customers | "
         + " | ".join(f"{w} P / R (flagged)" for w in RHYTHM)
-        + " | retrain vs refresh, weeks 4/8/12: all | no order since the week before | drift moves |"
+        + " | retrain vs refresh, weeks 4/8/12: all | no order since the week before | drift moves"
+        + " | caught by label or warning: slowing / lapsing |"
     )
-    lines = [head, "|" + "---|" * (5 + len(RHYTHM))]
+    lines = [head, "|" + "---|" * (6 + len(RHYTHM))]
     for r in results:
         cells = [f"{r[w]['precision']} / {r[w]['recall']} ({r[w]['flagged']})" for w in RHYTHM]
         share = " / ".join(f"{100 * x:.1f}" for x in r["retrain_relabelled"])
         still = " / ".join(f"{100 * x:.1f}" for x in r["retrain_relabelled_no_order"])
         moves = " / ".join(str(x) for x in r["drift_moves"])
-        row = f"| {r['seed']} | {r['customers']:,} | " + " | ".join(cells) + f" | {share} % | {still} % | {moves} |"
+        caught = " / ".join(f"{r['caught'][b]}" for b in CAUGHT)
+        row = (
+            f"| {r['seed']} | {r['customers']:,} | "
+            + " | ".join(cells)
+            + f" | {share} % | {still} % | {moves} | {caught} |"
+        )
         lines.append(row)
     return "\n".join(lines)
 

