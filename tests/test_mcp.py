@@ -213,7 +213,7 @@ def test_every_tool_resource_and_prompt_on_the_study(study_runs: Path) -> None:
             assert '"At-Risk"' in email and "C087" in email and "130 days" in email
             with pytest.raises(MCPError, match="unknown segment 'Whales'"):
                 await s.get_prompt("win_back_email", {"segment": "Whales"})
-            with pytest.raises(MCPError, match="count=0"):
+            with pytest.raises(MCPError, match="count 0 should be between 1 and 50"):
                 await s.get_prompt("segment_subject_lines", {"segment": "Champions", "count": "0"})
             assert (await call(s, "get_customer_segment", customer_id="C001"))["segment"] == "Champions"
 
