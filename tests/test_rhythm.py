@@ -88,6 +88,30 @@ def test_library_and_closed_forms_match_the_published_formulas(model: str, small
     )
 
 
+@pytest.mark.parametrize("model", ["bg", "mbg"])
+def test_scoring_once_per_distinct_pair_gives_the_same_figures(model: str) -> None:
+    """From 100,000 customers on, the factor of the expected orders that depends on (x, T) alone is computed
+    once per distinct pair and gathered (rhythm.per_distinct_pair): the very same numbers as computed per
+    customer, and per customer again when x or T is not a whole number."""
+    p = {"a": 0.06, "b": 2.4, "r": 0.62, "alpha": 44.4}
+    rng = np.random.default_rng(11)
+    n = 150_000
+    x = np.minimum(rng.geometric(0.3, n) - 1, 400).astype(float)
+    T = rng.integers(0, 731, n).astype(float)
+    t_x = np.floor(T * rng.uniform(0, 1, n))
+    assert n >= rhythm.PAIRS_FROM
+    each = rhythm.orders_if_alive(model, p, 90.0, x[:99_999], T[:99_999])  # below PAIRS_FROM: per customer
+    pairs = rhythm.orders_if_alive(model, p, 90.0, x, T)
+    np.testing.assert_array_equal(pairs[:99_999], each)
+    whole = rhythm.expected_orders(model, p, 90.0, x, t_x, T)
+    np.testing.assert_array_equal(whole[:99_999], each * rhythm.p_alive(model, p, x, t_x, T)[:99_999])
+    half = T + 0.5  # not whole: per customer
+    np.testing.assert_array_equal(
+        rhythm.orders_if_alive(model, p, 90.0, x, half)[:99_999],
+        rhythm.orders_if_alive(model, p, 90.0, x[:99_999], half[:99_999]),
+    )
+
+
 def test_bg_nbd_gives_every_one_time_buyer_p_alive_one() -> None:
     p = {"a": 0.5, "b": 2.0, "r": 0.6, "alpha": 40.0}
     zero = np.zeros(3)
