@@ -111,8 +111,8 @@ def expected_orders(
     """E[X(t) | x, t_x, T], the orders to expect in the next ``t`` days (Fader, Hardie & Lee 2005, eq. 10;
     Batislam et al. 2007, eq. 6 for the modified BG/NBD): :func:`orders_if_alive` times P(alive) (``alive``:
     :func:`p_alive` of the same customers, when already computed)."""
-    per_pair = orders_if_alive(model, p, t, x, T)
-    return per_pair * (p_alive(model, p, x, t_x, T) if alive is None else alive)
+    if_alive = orders_if_alive(model, p, t, x, T)
+    return if_alive * (p_alive(model, p, x, t_x, T) if alive is None else alive)
 
 
 def orders_if_alive(model: str, p: dict[str, float], t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:

@@ -406,9 +406,10 @@ def warnings(
         min_orders=min_orders,
         recency_jump_days=recency_jump_days,
         period_days=period_days,
+        limit=limit,
     )
     for item in w["warnings"]:
-        item["customers"], item["customers_left_out"] = _first(item["customers"], limit)
+        item["customers_left_out"] = item["count"] - len(item["customers"])
     return w
 
 

@@ -122,8 +122,13 @@ def warnings(
     recency_jump_days: int | None = None,
     period_days: int | None = None,
     jump_segments: list[str] | None = None,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The early warnings for ``run`` (default: the latest of the timeline) against the runs before it.
+
+    ``offset`` and ``limit`` page each warning's customers (the same page of every warning; ``count`` stays
+    all of them; ``limit`` None: to the end).
 
     ``recency_jump_days``, ``period_days`` and ``jump_segments`` are the former names of ``overdue_days``,
     ``window_days`` and ``segments`` (the calendar rule they configured is gone; they set the rhythm rule's).
@@ -146,6 +151,10 @@ def warnings(
             raise ParameterError(e.template.replace(f"{{{param}}}", f"{{{old}}}"), param=old) from None
         raise
     segments = segments if segments is not None else jump_segments
+    if offset < 0:
+        raise ParameterError(f"{{offset}} {offset} should be >= 0", param="offset")
+    if limit is not None and limit < 0:
+        raise ParameterError(f"{{limit}} {limit} should be >= 0", param="limit")
     now = run if isinstance(run, RunMeta) else resolve(runs_dir, run)  # a RunMeta: a run not committed yet
     tl = timeline(runs_dir, until=now)
     prev = tl[-2] if len(tl) >= 2 else None
@@ -176,6 +185,9 @@ def warnings(
                 )
     finally:
         con.close()
+    end = None if limit is None else offset + limit
+    for x in out:
+        x["customers"] = x["customers"][offset:end]
     return {
         "run_id": now.run_id,
         "as_of": now.date.isoformat(),

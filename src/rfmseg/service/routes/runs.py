@@ -113,19 +113,18 @@ def warnings(
     ``loyal_lapsing`` (each warning lists its ``aliases``). Each warning's ``count`` is all its customers;
     ``limit`` and ``offset`` page the ``customers`` listed (largest spend first), the same page of every warning."""
     runs_dir = state.settings.runs_dir
-    result = early.warnings(
-        runs_dir,
-        run,
-        overdue_days=overdue_days,
-        late_factor=late_factor,
-        window_days=window,
-        lookback_days=lookback,
-        min_orders=min_orders,
-        recency_jump_days=recency_jump,
-        period_days=period,
+    return json_response(
+        early.warnings(
+            runs_dir,
+            run,
+            overdue_days=overdue_days,
+            late_factor=late_factor,
+            window_days=window,
+            lookback_days=lookback,
+            min_orders=min_orders,
+            recency_jump_days=recency_jump,
+            period_days=period,
+            offset=offset,
+            limit=limit,
+        )
     )
-    if limit is not None or offset:
-        end = None if limit is None else offset + limit
-        for w in result["warnings"]:
-            w["customers"] = w["customers"][offset:end]
-    return json_response(result)
