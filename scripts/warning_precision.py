@@ -225,9 +225,8 @@ def _features(now: hist.RunMeta, tl: list[hist.RunMeta], window_days: int) -> pa
             "n.frequency::DOUBLE AS frequency, n.monetary::DOUBLE AS monetary, g.gap, "
             "n.recency_days / g.gap AS late, (n.frequency - g.frequency) / (? / g.gap) AS pace "
             f"FROM {hist.run_table(con, now, cols)} n LEFT JOIN ("
-            "SELECT customer_id, frequency, "
-            "(date_diff('day', first_order_date, ?::DATE) - recency_days) / (frequency - 1) AS gap "
-            f"FROM {hist.run_table(con, base, cols)} WHERE frequency >= 2) g "
+            f"SELECT b.customer_id, b.frequency, {early.gap_sql('b')} AS gap "
+            f"FROM {hist.run_table(con, base, cols)} b WHERE b.frequency >= 2) g "
             "ON n.customer_id = g.customer_id AND g.gap > 0",
             [span, base.date],
         ).to_arrow_table()

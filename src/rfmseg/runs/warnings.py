@@ -53,6 +53,13 @@ ALIASES = {"recency_jump": "overdue", "loyal_trending_at_risk": "loyal_lapsing"}
 RHYTHM_COLUMNS = ("customer_id", "segment", "recency_days", "frequency", "monetary", "first_order_date")
 
 
+def gap_sql(table: str) -> str:
+    """The SQL of a customer's mean gap between orders in a run's assignments (``table``: its alias) as of the
+    run's date (the one ``?`` parameter): (last order - first order) / (orders - 1), the last order being that
+    date minus the recency."""
+    return f"(date_diff('day', {table}.first_order_date, ?::DATE) - {table}.recency_days) / ({table}.frequency - 1)"
+
+
 MAX_WARNING_DAYS = 36_500
 """a hundred years: the most days a warning's window, lookback or overdue days may span"""
 MAX_LATE_FACTOR = 1_000.0
@@ -234,7 +241,7 @@ def _late(con: duckdb.DuckDBPyConnection, now: RunMeta, tl: list[RunMeta], rule:
         "WITH r AS ("
         "SELECT n.customer_id, n.segment, s.segment AS segment_start, n.recency_days, "
         "s.recency_days AS recency_days_start, n.frequency, b.frequency AS frequency_base, n.monetary, "
-        "(date_diff('day', b.first_order_date, ?::DATE) - b.recency_days) / (b.frequency - 1) AS gap, "
+        f"{gap_sql('b')} AS gap, "
         "n.frequency - b.frequency AS orders_in_span "
         f"FROM {run_table(con, now, cols)} n JOIN {run_table(con, base, cols)} b ON n.customer_id = b.customer_id "
         f"LEFT JOIN {run_table(con, start, cols)} s ON n.customer_id = s.customer_id "
