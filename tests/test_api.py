@@ -465,7 +465,7 @@ def test_runs_and_one_run(client: TestClient, runs: StudyRuns) -> None:
     body = one.json()
     assert body["run_id"] == runs.before.run_id
     assert body["manifest"]["rows"]["quarantined"] == {"negative_amount": 1, "bad_date": 1}
-    assert "report.html" in body["files"] and "choose_k.json" in body["files"]
+    assert "report.html" in body["files"]
     missing = client.get("/runs/nope")
     assert missing.status_code == 404
     assert missing.json()["detail"] == (
@@ -486,6 +486,8 @@ def test_run_view_is_what_the_explorer_draws(client: TestClient, runs: StudyRuns
     assert view["quality"] == {"read": 2200, "used": 2200, "quarantined": {}, "quarantined_total": 0}
     before = client.get(f"/runs/{runs.before.run_id}/view").json()
     assert before["quality"]["quarantined"] == {"bad_date": 1, "negative_amount": 1}
+    # the K choice is computed when a run is first shown, and kept in its folder
+    assert "choose_k.json" in client.get(f"/runs/{runs.before.run_id}").json()["files"]
     assert before["transitions"] is None
 
 

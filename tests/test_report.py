@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,10 @@ def test_every_run_folder_has_its_report(runs: StudyRuns) -> None:
         view = embedded_view(page)
         assert view["run"]["run_id"] == result.run_id
         assert view["summary"] == json.loads(json.dumps(result.summary))
-        assert (result.path / CHOOSE_K_FILE).exists()
+        # the K choice is left to the explorer and `rfmseg report` (it needs scikit-learn): the panel says so
+        assert not (result.path / CHOOSE_K_FILE).exists()
+        assert view["choose_k"]["chosen_k"] == 4
+        assert f"`rfmseg report {result.run_id}` writes this report with the K charts" in view["choose_k"]["pending"]
 
 
 def _assert_standalone(page: str) -> None:
@@ -76,7 +80,7 @@ def test_a_run_folder_report_shares_plotly_with_its_registry(runs: StudyRuns, cl
 
 
 def test_report_shows_the_study(runs: StudyRuns) -> None:
-    view = embedded_view((runs.latest.path / REPORT_FILE).read_text(encoding="utf-8"))
+    view = embedded_view(report_html("latest", runs.runs_dir))
     champions = view["summary"]["segments"][0]
     assert (champions["name"], champions["customers"], champions["revenue"]) == ("Champions", 30, 218300.0)
     points = view["scatter"]["points"]
@@ -137,8 +141,11 @@ def test_rfmseg_report_writes_the_same_view(cli, runs: StudyRuns, tmp_path: Path
     assert result.out.startswith(f"Report of run {runs.latest.run_id} written to {out} (")
     mine = embedded_view(out.read_text(encoding="utf-8"))
     stored = embedded_view((runs.latest.path / REPORT_FILE).read_text(encoding="utf-8"))
-    for key in ("run", "summary", "scatter", "choose_k", "pareto", "quality", "transitions", "search"):
+    for key in ("run", "summary", "scatter", "pareto", "quality", "transitions", "search"):
         assert mine[key] == stored[key], key
+    # the run's own report leaves the K choice pending; `rfmseg report` computes it and caches it in the run
+    assert "pending" in stored["choose_k"] and mine["choose_k"]["chosen_k"] == stored["choose_k"]["chosen_k"]
+    assert mine["choose_k"] == json.loads((runs.latest.path / CHOOSE_K_FILE).read_text(encoding="utf-8"))
 
 
 def test_rfmseg_report_errors(cli, runs: StudyRuns, tmp_path: Path) -> None:
@@ -213,7 +220,7 @@ def test_k_choice_stops_at_the_number_of_distinct_customers(tmp_path: Path) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "fewer distinct clusters than n_clusters" from the K choice
         result = segment(rfm, k=2, runs_dir=tmp_path / "runs")
-    view = embedded_view((result.path / REPORT_FILE).read_text(encoding="utf-8"))
+        view = embedded_view(report_html(result.run_id, tmp_path / "runs"))
     assert [m["k"] for m in view["choose_k"]["metrics"]] == [2, 3]
     assert view["search"]["customers"] == 30
 
@@ -225,12 +232,17 @@ def test_a_refresh_reuses_the_k_choice_of_the_model_it_scores_with(tmp_path: Pat
 
     runs_dir = tmp_path / "runs"
     trained = rfmseg.segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs_dir)
+    pending = lifecycle.refresh(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs_dir, publish=False)
+    assert not (pending.run.path / CHOOSE_K_FILE).exists()  # not computed yet for the model: left pending
+    assert "pending" in embedded_view((pending.run.path / REPORT_FILE).read_text(encoding="utf-8"))["choose_k"]
+    report_html(trained.run_id, runs_dir)  # computes the trained run's K choice and caches it
     # mark the trained run's K choice so a copy can be told from a recomputation
     path = trained.path / CHOOSE_K_FILE
     ks = json.loads(path.read_text())
     ks["note"] = "computed when the model was trained"
     path.write_text(json.dumps(ks))
-    refreshed = lifecycle.refresh(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs_dir, publish=False)
+    next_day = date.fromisoformat(str(study.AS_OF)) + timedelta(days=1)  # the same day's refresh exists already
+    refreshed = lifecycle.refresh(study.path(study.ORDERS_FILE), as_of=next_day, runs_dir=runs_dir, publish=False)
     assert refreshed.run.manifest["kind"] == "refresh"
     assert json.loads((refreshed.run.path / CHOOSE_K_FILE).read_text())["note"] == "computed when the model was trained"
 
@@ -241,7 +253,7 @@ def test_a_saas_report_names_its_users(tmp_path: Path) -> None:
     from rfmseg.presets import get_preset
 
     result = segment(get_preset("saas").sample_path(), preset="saas", runs_dir=tmp_path / "runs")
-    view = embedded_view((result.path / REPORT_FILE).read_text(encoding="utf-8"))
+    view = embedded_view(report_html(result.run_id, tmp_path / "runs"))
     n = result.summary["n_customers"]
     assert view["scatter"]["note"] == f"showing all {n:,} users"
     assert view["choose_k"]["note"].startswith(f"computed on all {n:,} users ")

@@ -26,7 +26,7 @@ from rfmseg.jobs.publish import publish_computed
 from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
 from rfmseg.jobs.writer import build_summary, rhythm_summary, write_run
 from rfmseg.model import SegmentModel
-from rfmseg.model.choose_k import SINGLE_THREAD_BELOW, knee_locator
+from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
 from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.rhythm import clv_library
@@ -37,13 +37,6 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import provenance, rfm_sha256, run_manifest
 from rfmseg.timing import Timer
-
-
-def preload_run_modules() -> None:
-    """What a run imports for its fit, naming and report's K chart (scikit-learn, SciPy, kneed), imported
-    on a thread while DuckDB reads the data."""
-    preload_fit_modules()
-    knee_locator()
 
 
 @dataclass
@@ -152,9 +145,9 @@ def segment(
     run_id = new_run_id(started)
     writer: RunWriter | None = None
     background = ThreadPoolExecutor(3 if rhythm_choice[0] else 2)
-    # DuckDB reads and judges the data without the GIL: the libraries the fit, the naming and the report's
-    # K chart use are imported meanwhile (and pymc-marketing, seconds of imports, for the rhythm model)
-    background.submit(preload_run_modules)
+    # DuckDB reads and judges the data without the GIL: what the naming imports (SciPy) is imported meanwhile
+    # (and pymc-marketing, seconds of imports, for the rhythm model)
+    background.submit(preload_fit_modules)
     if rhythm_choice[0]:
         background.submit(clv_library)
     try:

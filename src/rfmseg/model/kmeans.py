@@ -1,22 +1,24 @@
-"""K-Means fitting and nearest-centre assignment (scikit-learn underneath).
+"""K-Means fitting and nearest-centre assignment (numpy; scikit-learn is the reference the tests compare with).
 
 Two fitting paths, chosen by the number of points:
 
-* ``exact`` (up to :data:`SCALE_THRESHOLD` points): scikit-learn's KMeans, k-means++ with ``n_init``
-  restarts on every point, the best inertia kept. The 200-customer study always takes this path.
-* ``sample+refine`` (more points): the same k-means++ with ``n_init`` restarts on a seeded uniform sample of
-  ``sample_size`` points, then Lloyd iterations over *all* points started from the sample's centres
-  (scikit-learn KMeans with ``init=centres, n_init=1``, at most ``refine_max_iter`` iterations, until the
-  centres stop moving). The restarts, which are what makes a full fit slow, run on the sample; the refinement
-  costs a few passes over the data, so the centres, labels and inertia are those of all points. From
-  :data:`PRE_REFINE_FROM` points, the sample's centres are first refined on a larger seeded sample of
+* ``exact`` (up to :data:`SCALE_THRESHOLD` points): k-means++ with ``n_init`` restarts on every point, each
+  followed by Lloyd iterations, the best inertia kept (:func:`restarts`: what scikit-learn's
+  ``KMeans(n_init=10)`` does). The 200-customer study always takes this path.
+* ``sample+refine`` (more points): the same restarts on a seeded uniform sample of ``sample_size`` points,
+  then Lloyd iterations over *all* points started from the sample's centres (at most ``refine_max_iter``,
+  until the centres stop moving). The restarts, which are what makes a full fit slow, run on the sample; the
+  refinement costs a few passes over the data, so the centres, labels and inertia are those of all points.
+  From :data:`PRE_REFINE_FROM` points, the sample's centres are first refined on a larger seeded sample of
   :data:`PRE_REFINE_SIZE` points (each pass a twentieth of the cost at 10M), which leaves the passes over
-  all points little to move: 2 instead of 5 on 9.6M customers, with the same stopping rule. The
-  refinement is our own :func:`lloyd` (scikit-learn's Lloyd loop with its stopping rule) on the blocked,
-  threaded :func:`nearest`: its last pass gives every point's label, distance and margin, which are the
-  training customers' assignment, so scoring them again costs nothing.
-  bench/bench_scale.py measures both paths side by side (docs/performance.md): within 0.5 % of the full
-  ``KMeans(n_init=10)`` inertia at a small fraction of its time at 1M and 10M customers.
+  all points little to move: 2 instead of 5 on 9.6M customers, with the same stopping rule.
+
+Both run on our own :func:`lloyd` (scikit-learn's Lloyd loop with its stopping rule) over the blocked,
+threaded :func:`nearest`: the last pass gives every point's label, distance and margin, which are the
+training customers' assignment, so scoring them again costs nothing. They are our own rather than
+scikit-learn's so that a run does not import scikit-learn (about 1.5-1.9 s on this machine, longer than the
+whole run at a million order lines); scikit-learn stays the reference: tests/test_scale.py and
+bench/bench_scale.py hold both paths' inertia within :data:`INERTIA_BOUND` of its ``KMeans(n_init=10)``.
 
 ``fit_kmeans`` picks the path (``method="auto"``); ``fit_on_sample`` is the restarts-on-a-sample step alone,
 for callers that score many K on a sample (choose-k).
@@ -31,7 +33,6 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 SCALE_THRESHOLD = 50_000
 """Above this many points ``fit_kmeans`` fits on a sample and refines on all points. Measured on customers
@@ -56,11 +57,14 @@ THREADS = min(4, os.cpu_count() or 1)
 """threads :func:`nearest` spreads its blocks over"""
 
 Method = Literal["auto", "exact", "sample+refine"]
-FIT_MODULES = ("sklearn.cluster", "sklearn.metrics", "scipy.optimize")
-"""What fitting, naming and choosing K import from scikit-learn and SciPy. They are imported where they are
-used, not when rfmseg is: importing them takes about 1.9 s, more than the rest of rfmseg's imports together
-(commands that do not fit start that much sooner), and a run imports them on a thread while DuckDB reads
-and judges the data (:func:`preload_fit_modules`)."""
+FIT_MODULES = ("scipy.optimize",)
+"""What fitting and naming import from SciPy (the assignment of names to clusters). It is imported where it
+is used, not when rfmseg is (half a second), and a run imports it on a thread while DuckDB reads and judges
+the data (:func:`preload_fit_modules`). The fit itself imports nothing: scikit-learn, whose import takes about
+1.5-1.9 s here, more than a whole run below a million customers, is used only to choose K."""
+INERTIA_BOUND = 0.005
+"""how far above scikit-learn's ``KMeans(n_init=10)`` inertia our fits may end, as a share (both paths; the
+tests and bench/bench_scale.py check it)"""
 
 
 def preload_fit_modules() -> None:
@@ -123,10 +127,7 @@ def fit_kmeans(
     Lloyd refinement on all points (see the module docstring). No input validation (callers check)."""
     path = choose_method(x.shape[0], method, sample_size)
     if path == "exact":
-        from sklearn.cluster import KMeans  # imported where used: see FIT_MODULES
-
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(x)
-        return KMeansFit(km.cluster_centers_, km.labels_, float(km.inertia_), int(km.n_iter_))
+        return restarts(x, k, n_init, random_state)
     if path != "sample+refine":
         raise ValueError(f"unknown K-Means method '{method}'; use auto, exact or sample+refine")
     sample = fit_on_sample(x, k, n_init, random_state, sample_size)
@@ -160,11 +161,52 @@ def fit_on_sample(
     more than they share (3 s instead of 0.07 s measured at 25,000 points on this 2-core machine)."""
     size = min(sample_size or DEFAULT_SAMPLE_SIZE, x.shape[0])
     xs = np.ascontiguousarray(x[sample_rows(x.shape[0], size, random_state)])
-    from sklearn.cluster import KMeans  # imported where used: see FIT_MODULES
+    fit = restarts(xs, k, n_init, random_state)
+    return replace(fit, method="sample", sample_size=size, distance=None, margin=None)
 
-    with threadpool_limits(1):
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state, init="k-means++").fit(xs)
-    return KMeansFit(km.cluster_centers_, km.labels_, float(km.inertia_), int(km.n_iter_), "sample", size)
+
+def restarts(x: np.ndarray, k: int, n_init: int = 10, random_state: int = 42, max_iter: int = 300) -> KMeansFit:
+    """k-means++ seeding then Lloyd iterations, ``n_init`` times from one seeded generator, the lowest inertia
+    kept: what scikit-learn's ``KMeans(init="k-means++", n_init=n_init)`` does, with its defaults (at most 300
+    iterations, tolerance 1e-4 of the mean feature variance). Our own so that a run does not import
+    scikit-learn: its import takes longer than the whole fit below a million customers (docs/performance.md).
+    The seeds differ from scikit-learn's, so the centres may differ where several solutions are nearly as
+    good; tests/test_scale.py holds the inertia to scikit-learn's within :data:`INERTIA_BOUND`."""
+    x = np.asarray(x, dtype=float)
+    rng = np.random.default_rng(random_state)
+    tol = tolerance(x)
+    best: KMeansFit | None = None
+    for _ in range(max(1, n_init)):
+        fit = lloyd(x, kmeans_plusplus(x, k, rng), max_iter, tol)
+        if best is None or fit.inertia < best.inertia:
+            best = fit
+    assert best is not None
+    return replace(best, method="exact")
+
+
+def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
+    """``k`` starting centres drawn from the points by greedy k-means++ (Arthur and Vassilvitskii 2007, with
+    the greedy variant scikit-learn uses): the first uniformly, each next one the best of ``trials`` (2 + ln k)
+    candidates drawn with probability proportional to the squared distance to the nearest centre so far, best
+    meaning the lowest total squared distance once it is added."""
+    n = x.shape[0]
+    trials = trials or 2 + int(np.log(k))
+    centers = np.empty((k, x.shape[1]))
+    first = int(rng.integers(n))
+    centers[0] = x[first]
+    closest = ((x - x[first]) ** 2).sum(axis=1)
+    potential = float(closest.sum())
+    for c in range(1, k):
+        cumulative = np.cumsum(closest)
+        picks = np.searchsorted(cumulative, rng.random(trials) * potential)
+        np.minimum(picks, n - 1, out=picks)
+        to_candidates = ((x[None, :, :] - x[picks][:, None, :]) ** 2).sum(axis=2)
+        np.minimum(closest, to_candidates, out=to_candidates)
+        totals = to_candidates.sum(axis=1)
+        chosen = int(np.argmin(totals))
+        potential, closest = float(totals[chosen]), to_candidates[chosen]
+        centers[c] = x[picks[chosen]]
+    return centers
 
 
 def tolerance(x: np.ndarray, rel: float = 1e-4) -> float:

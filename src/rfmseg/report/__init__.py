@@ -21,7 +21,7 @@ from rfmseg.report.data import (
     build_view,
     earlier_runs,
     embedded_warnings,
-    k_choice,
+    pending_k_choice,
     pending_meta,
     view_for_run,
     warnings_left_out,
@@ -62,8 +62,11 @@ def write_run_report(
     assignments: pa.Table,
     assignments_written: Callable[[], object] | None = None,
 ) -> None:
-    """Write ``choose_k.json`` and ``report.html`` into a run folder that is being written (the pipeline's
-    temporary folder, before the run is committed), from the tables the pipeline holds.
+    """Write ``report.html`` into a run folder that is being written (the pipeline's temporary folder, before
+    the run is committed), from the tables the pipeline holds.
+
+    The K choice is not computed here (:func:`~rfmseg.report.data.pending_k_choice`: the panel says how to get
+    it); a refresh shows the one its model's run has in ``choose_k.json``, when it has been computed.
 
     The early warnings are read from the folder's assignments.parquet against the registry's earlier runs:
     ``assignments_written`` waits until that file is written (the pipeline writes it on another thread). A run
@@ -71,12 +74,12 @@ def write_run_report(
     to see them)."""
     folder = Path(folder)
     params = manifest.get("params") or {}
+    run_id = str(summary.get("run_id"))
     ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
     if ks is None:
-        ks = k_choice(assignments, params, entity=Units.from_dict(summary.get("units")).entity)
-    if ks is not None:
+        ks = pending_k_choice(run_id, params.get("k"))
+    else:
         (folder / CHOOSE_K_FILE).write_text(json.dumps(ks, indent=1) + "\n", encoding="utf-8")
-    run_id = str(summary.get("run_id"))
     warnings = None
     if runs_dir is not None and assignments.num_rows > WARNINGS_LIMIT:  # too slow to gather with every run
         entity = Units.from_dict(summary.get("units")).entity

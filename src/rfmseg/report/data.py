@@ -42,10 +42,9 @@ MIN_POINTS_PER_SEGMENT = 100
 """A small segment still gets this many points (or all its customers) in a sampled scatter."""
 CHOOSE_K_SAMPLE = 1_000
 CHOOSE_K_N_INIT = 4
-"""The report's K chart is written with every run, so it is kept cheap: a seeded sample of at most 1,000
-customers and at most 4 restarts per K (about 0.2 s); `rfmseg choose-k` gives the full analysis."""
-"""Customers the K choice is computed on at most (a seeded sample beyond): K-Means for K=2..10 plus the
-O(n²) silhouette stay under a second, cheap enough to run with every run."""
+"""The K chart of the explorer and of `rfmseg report` is computed once per run and cached, so it is kept
+cheap: a seeded sample of at most 1,000 customers and at most 4 restarts per K (about 0.2 s once
+scikit-learn is imported); `rfmseg choose-k` gives the full analysis."""
 SEARCH_LIMIT = 20_000
 """Runs up to this size embed every customer in the report for the search box; larger ones the sample."""
 HISTORY_RUNS = 12
@@ -186,6 +185,20 @@ def k_choice(
     )
     result["chosen_k"] = params.get("k")
     return _finite(result)
+
+
+def pending_k_choice(run_id: str, k: Any) -> dict[str, Any]:
+    """The K panel of the report a run writes into its folder: the K choice is not computed with the run.
+    Its silhouette and Davies-Bouldin scores need scikit-learn, whose import alone (about 1.5-1.9 s here)
+    took longer than the rest of a run below a million order lines; the explorer and `rfmseg report`
+    compute it on first use and cache it in the run's choose_k.json."""
+    return {
+        "chosen_k": k,
+        "pending": (
+            f"Not computed with the run, to keep runs fast: `rfmseg report {run_id}` writes this report with the "
+            "K charts, and the explorer (`rfmseg serve`) shows them; `rfmseg choose-k` gives the full analysis."
+        ),
+    }
 
 
 def _finite(value: Any) -> Any:

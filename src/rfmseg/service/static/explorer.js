@@ -660,9 +660,9 @@
 
   // ------------------------------------------------------------------------------------------- K choice
   function kPanel(ck) {
-    if (!ck || ck.error) {
+    if (!ck || ck.error || ck.pending) {
       return el("section", { class: "panel", id: "k-panel" }, el("h2", {}, "Choosing K"),
-        el("p", { class: "note" }, ck ? ck.error : `Too few ${W().entity} to compare values of K.`));
+        el("p", { class: "note" }, ck ? ck.pending || ck.error : `Too few ${W().entity} to compare values of K.`));
     }
     return el("section", { class: "panel", id: "k-panel" }, el("h2", {}, "Choosing K"),
       el("p", {}, `Recommended: ${ck.reason}. This run uses K=${ck.chosen_k}.`),
@@ -674,7 +674,7 @@
   }
 
   function drawK(ck) {
-    if (!ck || ck.error) return;
+    if (!ck || ck.error || ck.pending) return;
     const ks = ck.metrics.map((m) => m.k);
     const knee = ck.votes["elbow (inertia knee)"];
     const best = ck.recommended_k;
