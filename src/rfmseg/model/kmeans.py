@@ -191,22 +191,35 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int
     meaning the lowest total squared distance once it is added."""
     n = x.shape[0]
     trials = trials or 2 + int(np.log(k))
+    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
     centers = np.empty((k, x.shape[1]))
     first = int(rng.integers(n))
     centers[0] = x[first]
-    closest = ((x - x[first]) ** 2).sum(axis=1)
+    closest = _squared_distances(cols, x[first : first + 1])[0]
     potential = float(closest.sum())
     for c in range(1, k):
         cumulative = np.cumsum(closest)
         picks = np.searchsorted(cumulative, rng.random(trials) * potential)
         np.minimum(picks, n - 1, out=picks)
-        to_candidates = ((x[None, :, :] - x[picks][:, None, :]) ** 2).sum(axis=2)
+        to_candidates = _squared_distances(cols, x[picks])
         np.minimum(closest, to_candidates, out=to_candidates)
         totals = to_candidates.sum(axis=1)
         chosen = int(np.argmin(totals))
         potential, closest = float(totals[chosen]), to_candidates[chosen]
         centers[c] = x[picks[chosen]]
     return centers
+
+
+def _squared_distances(cols: list[np.ndarray], points: np.ndarray) -> np.ndarray:
+    """(len(points), n) squared distances from each of ``points`` to the n points given column by column
+    (one pass per feature: no (points, n, features) temporary)."""
+    out = np.zeros((points.shape[0], cols[0].shape[0]))
+    tmp = np.empty_like(out)
+    for f, col in enumerate(cols):
+        np.subtract(col[None, :], points[:, f : f + 1], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        out += tmp
+    return out
 
 
 def tolerance(x: np.ndarray, rel: float = 1e-4) -> float:
