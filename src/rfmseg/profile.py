@@ -7,15 +7,17 @@ Every insight carries the values it was computed from and is left out when the d
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg.features import DEFAULT_UNITS, Units
 from rfmseg.model.naming import Vocabulary
+
+if TYPE_CHECKING:  # pandas is imported by the functions that take its tables, and comes with them
+    import pandas as pd
 
 THREADED_MEDIANS_FROM = 100_000
 """customers from which the segments' medians are computed on two threads (below, threads cost more)"""
@@ -35,6 +37,8 @@ def segment_table(
 
     Aggregates on integer codes with numpy (bincount; a mask per segment for the medians): at millions of
     customers a pandas groupby on segment names cost seconds and a copy of the table."""
+    import pandas as pd
+
     if isinstance(segments, pd.Categorical):
         codes, names = segments.codes, [str(c) for c in segments.categories]
     else:

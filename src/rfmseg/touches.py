@@ -290,6 +290,20 @@ def _slug(expr: str) -> str:
     return f"NULLIF(regexp_replace(lower(trim({expr})), '[^a-z0-9]+', '_', 'g'), '')"
 
 
+KIND_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "loyalty_offer": ("loyalty", "early access", "vip", "membership", "premium", "concierge"),
+    "discount": ("discount", "incentive", "offer", "limited-time"),
+    "win_back": ("win-back", "reactivation", "outreach", "exit survey", "reminder"),
+    "onboarding": ("onboarding", "welcome", "first-repeat", "second order", "discovery"),
+    "cross_sell": ("cross-sell", "recommendation", "bundle", "second-category", "discovery"),
+    "subscription": ("subscription", "membership", "volume"),
+    "survey": ("survey", "feedback"),
+    "newsletter": ("new products", "discovery", "reminder"),
+}
+"""Which words in a segment's recommended action make a campaign kind fit it (matched case-insensitively
+at the start of a word, hyphens and spaces alike). Data, not code: pass ``keywords`` to override."""
+
+
 def normalise_kind(kind: str) -> str:
     """'Win-Back' -> 'win_back': how kinds are compared everywhere."""
     import re

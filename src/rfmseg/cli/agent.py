@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.table import Table
 
-from rfmseg import questions as q
 from rfmseg.cli.common import app, out, print_json, units_of
 from rfmseg.cli.options import (
     ConfigOpt,
@@ -25,6 +24,10 @@ from rfmseg.cli.options import (
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
 from rfmseg.runs import DEFAULT_RUNS_DIR
+from rfmseg.touches import KIND_KEYWORDS
+
+# the commands import rfmseg.questions (and with it pandas, a third of a second) when they run, so that the
+# other commands do not wait for it
 
 if TYPE_CHECKING:
     from rfmseg.questions.trends import Membership
@@ -213,7 +216,7 @@ def touches_list(
 @ask_app.command("campaign")
 def ask_campaign(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Campaign kind: " + ", ".join(q.KIND_KEYWORDS) + ".")],
+    kind: Annotated[str, typer.Argument(help="Campaign kind: " + ", ".join(KIND_KEYWORDS) + ".")],
     keyword: Annotated[
         list[str] | None, typer.Option("--keyword", help="Match these words instead of the kind's (repeatable).")
     ] = None,
@@ -224,6 +227,8 @@ def ask_campaign(
 ) -> None:
     """Which segment should receive this campaign? Ranked by fit of the action, then revenue at stake."""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.campaign_segments(runs_dir, kind, keywords=keyword or None, run=run)
     u = units_of(r)
     stake = [("revenue_at_stake", f"{u.total} at stake")] if u.total else []
@@ -248,6 +253,8 @@ def ask_discount(
     what a win-back can recover (P(alive) x value if active); else a heuristic score. The parts shown."""
     runs_dir = resolve(ctx).runs_path
     weights = {"half_life_days": half_life, "aov_weight": aov_weight, "frequency_weight": frequency_weight}
+    from rfmseg import questions as q
+
     r = q.discount_candidates(runs_dir, segment=segment, kind=kind, limit=limit, run=run, **weights)
     ratio = units_of(r).ratio or "M/F"
     rfm = [("customer_id", "customer"), ("recency_days", "R days"), ("frequency", "F"), ("monetary", "M")]
@@ -292,6 +299,8 @@ def ask_not_contacted(
 ) -> None:
     """Which customers of a segment received no campaign of a kind in the last N days?"""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.not_contacted(runs_dir, segment=segment, kind=kind, days=days, reference=reference, limit=limit, run=run)
     report(r, as_json, "customers")
 
@@ -310,6 +319,8 @@ def ask_trending(
 ) -> None:
     """Which customers of a segment are trending toward another (gap narrowing at every run)?"""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.trending_toward(runs_dir, segment=segment, toward=toward, runs=runs, limit=limit, run=run)
     report(
         r,
@@ -338,6 +349,8 @@ def ask_changed(
 ) -> None:
     """What changed in the last N days for the customers now in a segment?"""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.recent_changes(runs_dir, segment=segment, days=days, limit=limit, run=run)
     report(
         r,
@@ -370,6 +383,8 @@ def ask_changes_since(
 ) -> None:
     """Who changed segment in the profile store after a cursor (its change feed): new, moved, left."""
     settings = resolve(ctx)  # runs_dir and store: options, else $RFMSEG_RUNS_DIR / $RFMSEG_STORE, else rfmseg.toml
+    from rfmseg import questions as q
+
     r = q.changes_since(settings.runs_path, after=after, limit=limit, store=settings.store)
     report(
         r,
@@ -406,6 +421,8 @@ def ask_recency_jump(
 ) -> None:
     """Customers of a segment whose recency rose by more than N days over the period."""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.recency_jump(
         runs_dir,
         segment=segment,
@@ -447,6 +464,8 @@ def ask_tracking(
 ) -> None:
     """Is this customer's behaviour tracking toward one segment or another? Distances across recent runs."""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.customer_tracking(runs_dir, customer_id, targets=target or ("Champions", "Occasional"), runs=runs, run=run)
     if as_json:
         print_json(r)
@@ -481,6 +500,8 @@ def ask_intervention(
 ) -> None:
     """What intervention has historically moved a segment's customers to the target segment(s)?"""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.intervention_effect(
         runs_dir,
         segment=segment,
@@ -526,6 +547,8 @@ def ask_onboarding(
     """Which onboarding path matches this customer's usage profile? The segment's path (saas preset) and its
     usage signals checked on the customer's figures."""
     runs_dir = resolve(ctx).runs_path
+    from rfmseg import questions as q
+
     r = q.onboarding_path(runs_dir, customer_id, run=run, usage=usage)
     report(
         r,

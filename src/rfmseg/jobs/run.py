@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
@@ -37,6 +36,13 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, Run, RunWriter, new_run_id
 from rfmseg.runs.artifacts import Manifest, Summary
 from rfmseg.runs.manifest import provenance, rfm_sha256, run_manifest
 from rfmseg.timing import Timer
+
+
+def preload_run_modules() -> None:
+    """Import what a run uses after reading its data, on a thread while DuckDB reads and judges it: SciPy for
+    the naming (:func:`preload_fit_modules`), pandas for the profile."""
+    preload_fit_modules()
+    import pandas  # noqa: F401
 
 
 @dataclass
@@ -145,9 +151,9 @@ def segment(
     run_id = new_run_id(started)
     writer: RunWriter | None = None
     background = ThreadPoolExecutor(3 if rhythm_choice[0] else 2)
-    # DuckDB reads and judges the data without the GIL: what the naming imports (SciPy) is imported meanwhile
-    # (and pymc-marketing, seconds of imports, for the rhythm model)
-    background.submit(preload_fit_modules)
+    # DuckDB reads and judges the data without the GIL: what the naming and the profile import (SciPy, pandas)
+    # is imported meanwhile (and pymc-marketing, seconds of imports, for the rhythm model)
+    background.submit(preload_run_modules)
     if rhythm_choice[0]:
         background.submit(clv_library)
     try:
@@ -176,6 +182,8 @@ def segment(
             background.submit(writer.parquet, "assignments.parquet", assignments) if writer is not None else None
         )
         with timer.stage("profile"):
+            import pandas as pd  # imported on a thread meanwhile (preload_run_modules)
+
             segments = pd.Categorical.from_codes(assigned.labels, categories=model.names_)
             summary = build_summary(
                 run_id,

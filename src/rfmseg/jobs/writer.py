@@ -20,7 +20,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from rfmseg.engines.base import Engine
@@ -54,6 +53,8 @@ def build_summary(
     customer), with the preset's name, the input's ``rows`` and the run's ``warnings``; ``x`` is the RFM
     matrix of ``rfm`` when at hand (read in place instead of copying the three columns again). The kind of
     run adds its own keys (:class:`rfmseg.runs.artifacts.Summary`)."""
+    import pandas as pd  # imported where used (a run imports it on a thread while DuckDB reads the data)
+
     if x is None:
         df = rfm.select(["recency_days", "frequency", "monetary"]).to_pandas()
     else:

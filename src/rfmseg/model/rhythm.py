@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.special import hyp2f1
 
 from rfmseg.errors import ParameterError
 from rfmseg.install import install_command
@@ -121,6 +120,7 @@ def orders_if_alive(model: str, p: dict[str, float], t: float, x: np.ndarray, T:
     if model not in SCORED:
         raise ParameterError(f"no closed-form scoring for rhythm model '{model}'; use one of {', '.join(SCORED)}")
     a, b, r, alpha = p["a"], p["b"], p["r"], p["alpha"]
+    from scipy.special import hyp2f1  # imported where used: a third of a second, for --rhythm runs only
 
     def factor(x: np.ndarray, T: np.ndarray) -> np.ndarray:
         z = t / (alpha + T + t)

@@ -43,20 +43,7 @@ from rfmseg.questions.common import (
     records,
     rounded,
 )
-from rfmseg.touches import normalise_kind, register_touches
-
-KIND_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "loyalty_offer": ("loyalty", "early access", "vip", "membership", "premium", "concierge"),
-    "discount": ("discount", "incentive", "offer", "limited-time"),
-    "win_back": ("win-back", "reactivation", "outreach", "exit survey", "reminder"),
-    "onboarding": ("onboarding", "welcome", "first-repeat", "second order", "discovery"),
-    "cross_sell": ("cross-sell", "recommendation", "bundle", "second-category", "discovery"),
-    "subscription": ("subscription", "membership", "volume"),
-    "survey": ("survey", "feedback"),
-    "newsletter": ("new products", "discovery", "reminder"),
-}
-"""Which words in a segment's recommended action make a campaign kind fit it (matched case-insensitively
-at the start of a word, hyphens and spaces alike). Data, not code: pass ``keywords`` to override."""
+from rfmseg.touches import KIND_KEYWORDS, normalise_kind, register_touches
 
 
 def _kw_norm(text: str) -> str:
