@@ -3,11 +3,10 @@
 Each repeat starts a new Python process that runs the CLI in-process (``run_app``) and reports, from inside,
 the time from its first statement (the interpreter has started) to the end, the import time, the peak RSS
 (getrusage) and the run's per-stage timings (manifest.json: read, validate, rfm, fit, assign, profile,
-write); the parent times the process from spawn to exit (interpreter start included). Two configurations:
-the default, and ``OMP_NUM_THREADS=1`` (K-Means on one thread), because on a 2-core machine shared with
-other work, OpenMP threads spin-waiting for a busy core make the fit stage erratic.
+write); the parent times the process from spawn to exit (interpreter start included).
 
-Targets (issue 3): the whole run under 3 s after interpreter start, the RFM stage under 0.5 s.
+Targets: the whole process, as a user runs it, under 1 s (issue 16); the run under 3 s after interpreter
+start and the RFM stage under 0.5 s (issue 3).
 Writes bench/results/online_retail.json and the ``## Online Retail`` section of docs/performance.md.
 
     .venv/bin/python bench/bench_online_retail.py [--repeats 5] [--data PATH]
@@ -33,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "online_retail.json"
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Online Retail"
-TARGETS = {"after_start_s": 3.0, "rfm_s": 0.5}
+TARGETS = {"process_s": 1.0, "after_start_s": 3.0, "rfm_s": 0.5}
 STAGES = ("read", "validate", "rfm", "fit", "assign", "profile", "write")
 
 CHILD = r"""
@@ -117,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"error: no Online Retail file at {args.data}; pass --data PATH", file=sys.stderr)
         return 2
-    configs = {
-        "default": dict(os.environ),
-        "OMP_NUM_THREADS=1": {**os.environ, "OMP_NUM_THREADS": "1"},
-    }
+    configs = {"default": dict(os.environ)}
     load_before = os.getloadavg()
     result: dict[str, Any] = {
         "benchmark": "online_retail",
@@ -148,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     best = min(result["configs"].values(), key=lambda c: c["after_start_s"])
     result["met"] = {
+        "process_s": best["process_s"] < TARGETS["process_s"],
         "after_start_s": best["after_start_s"] < TARGETS["after_start_s"],
         "rfm_s": best["stages_s"]["rfm"] < TARGETS["rfm_s"],
     }
@@ -169,13 +166,17 @@ def render(r: dict[str, Any]) -> str:
         lines.append(f"| {label} | {' | '.join(values)} | {target} |")
 
     c = [r["configs"][n] for n in names]
-    row("process, spawn to exit (interpreter start included)", [f"{x['process_s']:.2f} s" for x in c])
+    row(
+        "**process, spawn to exit** (interpreter start included)",
+        [f"**{x['process_s']:.2f} s**" for x in c],
+        f"< {TARGETS['process_s']:.0f} s",
+    )
     row(
         "**whole run after interpreter start** (imports + run)",
         [f"**{x['after_start_s']:.2f} s** ({x['min_after_start_s']:.2f}–{x['max_after_start_s']:.2f})" for x in c],
         f"< {TARGETS['after_start_s']:.0f} s",
     )
-    row("of which imports (rfmseg, DuckDB, scikit-learn, ...)", [f"{x['imports_s']:.2f} s" for x in c])
+    row("of which imports (rfmseg, DuckDB, pyarrow, typer, ...)", [f"{x['imports_s']:.2f} s" for x in c])
     row("of which the run (`run_app`)", [f"{x['run_s']:.2f} s" for x in c])
     for s in STAGES:
         target = f"< {TARGETS['rfm_s']} s" if s == "rfm" else ""
