@@ -219,16 +219,19 @@ def _settle(x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> tu
     labels, distances and inertia from one exact pass."""
     c = np.array(centers, dtype=float)
     k = c.shape[0]
+    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
 
     def nearest_fast(c: np.ndarray) -> np.ndarray:
-        return ((c * c).sum(axis=1) - 2.0 * (x @ c.T)).argmin(axis=1)
+        scores = x @ (-2.0 * c.T)  # (n, k); written in place below, no other temporary of that size
+        scores += (c * c).sum(axis=1)
+        return scores.argmin(axis=1)
 
     labels = nearest_fast(c)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
         counts = np.bincount(labels, minlength=k)
-        new = np.column_stack([np.bincount(labels, weights=x[:, f], minlength=k) for f in range(x.shape[1])])
+        new = np.column_stack([np.bincount(labels, weights=col, minlength=k) for col in cols])
         empty = counts == 0  # a centre that loses all its points stays where it was
         new[~empty] /= counts[~empty, None]
         new[empty] = c[empty]
