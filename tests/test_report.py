@@ -235,7 +235,9 @@ def test_a_refresh_reuses_the_k_choice_of_the_model_it_scores_with(tmp_path: Pat
     pending = lifecycle.refresh(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs_dir, publish=False)
     assert not (pending.run.path / CHOOSE_K_FILE).exists()  # not computed yet for the model: left pending
     assert "pending" in embedded_view((pending.run.path / REPORT_FILE).read_text(encoding="utf-8"))["choose_k"]
-    report_html(trained.run_id, runs_dir)  # computes the trained run's K choice and caches it
+    # shown (explorer, report), the refresh's K choice is its model's: computed once, kept in the trained run
+    assert view_for_run(pending.run, runs_dir)["choose_k"]["recommended_k"] == 4
+    assert (trained.path / CHOOSE_K_FILE).exists() and not (pending.run.path / CHOOSE_K_FILE).exists()
     # mark the trained run's K choice so a copy can be told from a recomputation
     path = trained.path / CHOOSE_K_FILE
     ks = json.loads(path.read_text())

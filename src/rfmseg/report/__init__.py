@@ -23,10 +23,11 @@ from rfmseg.report.data import (
     embedded_warnings,
     pending_k_choice,
     pending_meta,
+    save_k_choice,
     view_for_run,
     warnings_left_out,
 )
-from rfmseg.report.html import inline_assets, render_html, shared_plotly, write_html
+from rfmseg.report.html import check_output, inline_assets, render_html, shared_plotly, write_html
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 
 REPORT_FILE = "report.html"
@@ -50,8 +51,14 @@ def report_html(run_id: str = "latest", runs_dir: Path = DEFAULT_RUNS_DIR) -> st
 
 
 def write_report(run_id: str, output: Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
-    """Write the report of a stored run to ``output``; returns the path written."""
-    return write_html(Path(output), report_html(run_id, runs_dir))
+    """Write the report of a stored run to ``output``; returns the path written. A K choice computed for it
+    is kept in the run folder once the report is written (an output that cannot be written leaves nothing)."""
+    output = check_output(Path(output))
+    run = get_run(run_id, Path(runs_dir))
+    view = view_for_run(run, Path(runs_dir), searchable=True, save_k_choice=False)
+    path = write_html(output, render_html(view))
+    save_k_choice(run, Path(runs_dir), view.get("choose_k"))
+    return path
 
 
 def write_run_report(

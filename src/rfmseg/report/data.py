@@ -31,7 +31,7 @@ from rfmseg.features import Units
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
 from rfmseg.profile import pareto_curve
-from rfmseg.runs import Run
+from rfmseg.runs import Run, get_run
 from rfmseg.runs import warnings as early
 from rfmseg.runs.history import GONE, NEW, RunMeta, run_metas, timeline
 
@@ -212,25 +212,45 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def cached_k_choice(run: Run, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's K choice from ``choose_k.json``, computed and saved there the first time."""
-    path = run.path / CHOOSE_K_FILE
+def k_choice_run(run: Run, runs_dir: Path | None) -> Run:
+    """The run whose K choice ``run`` shows: a refresh fits nothing and shows the one of the run that trained
+    its model (when that run is still in ``runs_dir``); any other run its own."""
+    source = run.manifest.get("model_version") if run.manifest.get("kind") == "refresh" else None
+    if source and runs_dir is not None and (Path(runs_dir) / str(source) / "manifest.json").exists():
+        return get_run(str(source), Path(runs_dir))
+    return run
+
+
+def cached_k_choice(run: Run, runs_dir: Path | None, save: bool = True) -> dict[str, Any] | None:
+    """The K choice ``run`` shows (:func:`k_choice_run`), from its ``choose_k.json``; computed the first time
+    and, with ``save``, kept there (:func:`save_k_choice`)."""
+    home = k_choice_run(run, runs_dir)
+    path = home.path / CHOOSE_K_FILE
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
-    result = k_choice(run.table("assignments"), params, entity=Units.from_dict(run.summary.get("units")).entity)
-    if result is not None:
-        write_json_atomic(path, result)
+    entity = Units.from_dict(home.summary.get("units")).entity
+    result = k_choice(home.table("assignments"), home.manifest.get("params") or {}, entity=entity)
+    if save:
+        save_k_choice(run, runs_dir, result)
     return result
+
+
+def save_k_choice(run: Run, runs_dir: Path | None, result: dict[str, Any] | None) -> None:
+    """Keep a computed K choice in the ``choose_k.json`` of the run it belongs to, unless one is there."""
+    path = k_choice_run(run, runs_dir).path / CHOOSE_K_FILE
+    if result is not None and "pending" not in result and not path.exists():
+        write_json_atomic(path, result)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` next to ``path`` and rename it into place, so readers never see half a file.
-    A read-only run folder is not an error: the result is simply not cached."""
+    A folder that cannot be written (read-only, full) is not an error: the result is simply not cached, and
+    no partial file is left."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
-    except PermissionError:
+    except OSError:
         tmp.unlink(missing_ok=True)
 
 
@@ -477,9 +497,11 @@ def _add_forecast(search: dict[str, Any], table: pa.Table) -> None:
     search["forecast"] = names
 
 
-def view_for_run(run: Run, runs_dir: Path | None, *, searchable: bool = False) -> dict[str, Any]:
-    """The view of a stored run (computing and caching its K choice on first use); a ``searchable`` one (a
-    report's) embeds the early warnings too."""
+def view_for_run(
+    run: Run, runs_dir: Path | None, *, searchable: bool = False, save_k_choice: bool = True
+) -> dict[str, Any]:
+    """The view of a stored run (computing its K choice on first use, and keeping it with ``save_k_choice``);
+    a ``searchable`` one (a report's) embeds the early warnings too."""
     summary = run.summary
     manifest = run.manifest
     assignments = run.table("assignments")
@@ -487,7 +509,7 @@ def view_for_run(run: Run, runs_dir: Path | None, *, searchable: bool = False) -
         summary,
         manifest,
         assignments,
-        k_choice_result=cached_k_choice(run, manifest.get("params") or {}),
+        k_choice_result=cached_k_choice(run, runs_dir, save=save_k_choice),
         earlier=earlier_runs(runs_dir, run.run_id, manifest),
         searchable=searchable,
         warnings=embedded_warnings(runs_dir, run.run_id) if searchable else None,

@@ -137,13 +137,20 @@ def inline_assets(page: str) -> str:
     return page.replace(tag, _plotly_tag(None), 1) if tag in page else page
 
 
-def write_html(path: Path, page: str) -> Path:
-    """Write ``page`` to ``path`` atomically (a temporary file renamed into place)."""
+def check_output(path: Path) -> Path:
+    """``path`` as a report's output, or the one-line error that says why it cannot be (checked before the
+    report is computed)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; give a file name for the report, e.g. -o {path / 'report.html'}")
     if not path.parent.exists():
         raise InputError(f"cannot write the report to {path}: the folder {path.parent} does not exist")
+    return path
+
+
+def write_html(path: Path, page: str) -> Path:
+    """Write ``page`` to ``path`` atomically (a temporary file renamed into place)."""
+    path = check_output(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(page, encoding="utf-8")
