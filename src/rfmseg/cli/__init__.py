@@ -3,6 +3,7 @@ one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import rfmseg.cli.config  # noqa: F401  (init, config show, presets, --config; first: they head `rfmseg --help`)
@@ -22,4 +23,15 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    sys.exit(run_app())
+    """The ``rfmseg`` executable: the command, then an exit that skips the interpreter's teardown.
+
+    Freeing every object of pandas, SciPy and DuckDB one by one takes about 0.2 s at the end of each command
+    (measured on the Online Retail run: 2.0 s to the end of the command, 2.2 s to the end of the process)
+    and serves nothing once the command is done: its files are written and closed, its output is flushed
+    below. A process that started Spark exits the normal way, so that PySpark stops the JVM it launched."""
+    code = run_app()
+    if "pyspark" in sys.modules:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
