@@ -55,7 +55,9 @@ open(sys.argv[3], "w").write(json.dumps({
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "timings": manifest["timings"], "rows": manifest["rows"], "customers": manifest["customers"],
     "files": sorted(os.listdir(summary["run_dir"])),
+    "file_bytes": {f: os.path.getsize(os.path.join(summary["run_dir"], f)) for f in os.listdir(summary["run_dir"])},
 }))
+os._exit(0)  # as the rfmseg executable ends (rfmseg.cli.main): no interpreter teardown
 """
 
 
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         result["configs"][name] = summarise(runs)
         result["rows"], result["customers"] = runs[-1]["rows"], runs[-1]["customers"]
         result["run_files"] = runs[-1]["files"]
+        result["run_file_bytes"] = runs[-1]["file_bytes"]
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     best = min(result["configs"].values(), key=lambda c: c["after_start_s"])
     result["met"] = {
@@ -193,6 +196,12 @@ def render(r: dict[str, Any]) -> str:
         + ", ".join(f"`{st}` {best['stages_s'][st]:.2f} s" for st in order[:4])
         + f". `write` covers every file of the run folder: {', '.join(r['run_files'])}."
     )
+    sizes = r.get("run_file_bytes") or {}
+    folder = (
+        f"The run folder holds {sum(sizes.values()) / 1e6:.2f} MB: "
+        + ", ".join(f"{name} {size / 1e3:,.0f} kB" for name, size in sorted(sizes.items(), key=lambda kv: -kv[1]))
+        + " (plotly.js, 4.8 MB, is one copy in the registry's shared folder, not in each run)."
+    )
     text = [
         f"`.venv/bin/python bench/bench_online_retail.py --repeats {r['repeats']}` on {r['when'][:10]}: "
         f"{rows['read']:,} lines ({r['input']['bytes'] / 2**20:.1f} MiB Parquet) → {rows['used']:,} used, "
@@ -203,6 +212,8 @@ def render(r: dict[str, Any]) -> str:
         *lines,
         "",
         where,
+        "",
+        folder,
         "",
         "Targets met (best configuration): "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["met"].items())
