@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import suppress
 
 import rfmseg.cli.config  # noqa: F401  (init, config show, presets, --config; first: they head `rfmseg --help`)
 from rfmseg.cli import (
@@ -32,6 +33,7 @@ def main() -> None:
     code = run_app()
     if "pyspark" in sys.modules:
         sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a reader gone (`rfmseg ... | head`) or a closed stream
+            stream.flush()
     os._exit(code)
