@@ -175,9 +175,10 @@ def restarts(x: np.ndarray, k: int, n_init: int = 10, random_state: int = 42, ma
     x = np.asarray(x, dtype=float)
     rng = np.random.default_rng(random_state)
     tol = tolerance(x)
+    cols = _columns(x)  # once for every restart
     best: KMeansFit | None = None
     for _ in range(max(1, n_init)):
-        centers, n_iter = _settle(x, kmeans_plusplus(x, k, rng), max_iter, tol)
+        centers, n_iter = _settle(x, cols, kmeans_plusplus(x, k, rng, cols=cols), max_iter, tol)
         fit = replace(lloyd(x, centers, 0), n_iter=n_iter)  # the labels, distances and inertia, exactly
         if best is None or fit.inertia < best.inertia:
             best = fit
@@ -185,14 +186,17 @@ def restarts(x: np.ndarray, k: int, n_init: int = 10, random_state: int = 42, ma
     return replace(best, method="exact")
 
 
-def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None) -> np.ndarray:
+def kmeans_plusplus(
+    x: np.ndarray, k: int, rng: np.random.Generator, trials: int | None = None, cols: list[np.ndarray] | None = None
+) -> np.ndarray:
     """``k`` starting centres drawn from the points by greedy k-means++ (Arthur and Vassilvitskii 2007, with
     the greedy variant scikit-learn uses): the first uniformly, each next one the best of ``trials`` (2 + ln k)
     candidates drawn with probability proportional to the squared distance to the nearest centre so far, best
-    meaning the lowest total squared distance once it is added."""
+    meaning the lowest total squared distance once it is added. ``cols``: :func:`_columns` of ``x``, when at
+    hand."""
     n = x.shape[0]
     trials = trials or 2 + int(np.log(k))
-    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
+    cols = cols or _columns(x)
     centers = np.empty((k, x.shape[1]))
     first = int(rng.integers(n))
     centers[0] = x[first]
@@ -211,15 +215,16 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator, trials: int
     return centers
 
 
-def _settle(x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, int]:
+def _settle(
+    x: np.ndarray, cols: list[np.ndarray], centers: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, int]:
     """:func:`lloyd`'s iterations and stopping rule for points that fit in memory at once (the restarts run on
     at most :data:`SCALE_THRESHOLD` or ``sample_size`` points): each pass finds the nearest centres with one
     matrix product (``|c|² - 2 x·c``, scikit-learn's way), several times faster than :func:`nearest`'s exact
     blocks on tens of thousands of points. Returns the centres and the iterations; the caller takes the
-    labels, distances and inertia from one exact pass."""
+    labels, distances and inertia from one exact pass. ``cols``: :func:`_columns` of ``x``."""
     c = np.array(centers, dtype=float)
     k = c.shape[0]
-    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
 
     def nearest_fast(c: np.ndarray) -> np.ndarray:
         scores = x @ (-2.0 * c.T)  # (n, k); written in place below, no other temporary of that size
@@ -230,12 +235,10 @@ def _settle(x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float) -> tu
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        counts = np.bincount(labels, minlength=k)
-        new = np.column_stack([np.bincount(labels, weights=col, minlength=k) for col in cols])
-        empty = counts == 0  # a centre that loses all its points stays where it was
-        new[~empty] /= counts[~empty, None]
-        new[empty] = c[empty]
-        shift = float(((new - c) ** 2).sum())
+        sums = np.column_stack(
+            [np.bincount(labels, minlength=k), *(np.bincount(labels, weights=col, minlength=k) for col in cols)]
+        )
+        new, shift = _moved(c, sums)
         c, previous = new, labels
         labels = nearest_fast(c)
         if shift <= tol or np.array_equal(labels, previous):
@@ -282,12 +285,7 @@ def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, t
     while n_iter < max_iter:
         n_iter += 1
         assert sums is not None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            new = sums[:, 1:] / sums[:, :1]
-        empty = sums[:, 0] == 0
-        new[empty] = c[empty]
-        shift = float(((new - c) ** 2).sum())
-        c = new
+        c, shift = _moved(c, sums)
         previous = labels
         labels, best, margin, sums = _assign(x, c, spare, with_sums=True)
         spare = (previous, best, margin)
@@ -295,6 +293,22 @@ def lloyd(x: np.ndarray, centers: np.ndarray, max_iter: int = REFINE_MAX_ITER, t
             break
     inertia = float(np.dot(best, best))
     return KMeansFit(c, labels, inertia, n_iter, "lloyd", distance=best, margin=margin)
+
+
+def _moved(c: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, float]:
+    """One Lloyd update: each centre moved to the mean of its points, from ``sums`` (k, 1 + features: the count
+    then the coordinate sums of the points nearest each centre); a centre that lost all its points stays where
+    it was. Returns the new centres and the sum of squared shifts (scikit-learn's convergence measure)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new = sums[:, 1:] / sums[:, :1]
+    empty = sums[:, 0] == 0
+    new[empty] = c[empty]
+    return new, float(((new - c) ** 2).sum())
+
+
+def _columns(x: np.ndarray) -> list[np.ndarray]:
+    """The features of ``x`` as contiguous columns (views when ``x`` is column-major)."""
+    return [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]
 
 
 def _nearest_block(
@@ -361,7 +375,7 @@ def _assign(
     x = np.asarray(x, dtype=float)
     centers = np.asarray(centers, dtype=float)
     n, k = x.shape[0], centers.shape[0]
-    cols = [np.ascontiguousarray(x[:, f]) for f in range(x.shape[1])]  # views when x is column-major
+    cols = _columns(x)
     labels, best, second = out or (np.empty(n, dtype=np.int32), np.empty(n), np.empty(n))
     blocks = [(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
 
