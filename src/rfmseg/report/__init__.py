@@ -21,6 +21,7 @@ from rfmseg.report.data import (
     build_view,
     earlier_runs,
     embedded_warnings,
+    model_run_id,
     pending_k_choice,
     pending_meta,
     save_k_choice,
@@ -82,7 +83,7 @@ def write_run_report(
     folder = Path(folder)
     params = manifest.get("params") or {}
     run_id = str(summary.get("run_id"))
-    ks = _model_k_choice(runs_dir, manifest) if manifest.get("kind") == "refresh" else None
+    ks = _model_k_choice(runs_dir, manifest)
     if ks is None:
         ks = pending_k_choice(run_id, params.get("k"))
     else:
@@ -111,10 +112,10 @@ def write_run_report(
 def _model_k_choice(runs_dir: Path | None, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """A refresh scores with a model fitted earlier and chooses no K: show the K choice of the run that
     trained the model (its choose_k.json) instead of recomputing it every day."""
-    source = manifest.get("model_version")
-    if not runs_dir or not source:
+    source = model_run_id(manifest, runs_dir)
+    if source is None or runs_dir is None:
         return None
-    path = Path(runs_dir) / str(source) / CHOOSE_K_FILE
+    path = Path(runs_dir) / source / CHOOSE_K_FILE
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))

@@ -212,13 +212,19 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def k_choice_run(run: Run, runs_dir: Path | None) -> Run:
-    """The run whose K choice ``run`` shows: a refresh fits nothing and shows the one of the run that trained
-    its model (when that run is still in ``runs_dir``); any other run its own."""
-    source = run.manifest.get("model_version") if run.manifest.get("kind") == "refresh" else None
+def model_run_id(manifest: Mapping[str, Any], runs_dir: Path | None) -> str | None:
+    """For a refresh (it fits nothing), the run that trained its model, when it is still in ``runs_dir``: the
+    run whose K choice the refresh shows. None for any other run."""
+    source = manifest.get("model_version") if manifest.get("kind") == "refresh" else None
     if source and runs_dir is not None and (Path(runs_dir) / str(source) / "manifest.json").exists():
-        return get_run(str(source), Path(runs_dir))
-    return run
+        return str(source)
+    return None
+
+
+def k_choice_run(run: Run, runs_dir: Path | None) -> Run:
+    """The run whose K choice ``run`` shows (:func:`model_run_id`, else its own)."""
+    source = model_run_id(run.manifest, runs_dir)
+    return get_run(source, Path(runs_dir)) if source and runs_dir is not None else run
 
 
 def cached_k_choice(run: Run, runs_dir: Path | None, save: bool = True) -> dict[str, Any] | None:
