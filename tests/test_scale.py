@@ -190,6 +190,11 @@ def test_streaming_path_on_generated_lines_with_bad_rows(
         kept, streamed = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, as_of=as_of, runs_dir=tmp_path)
         assert streamed.manifest["rows"] == kept.manifest["rows"]
         assert streamed.rfm.equals(kept.rfm)
+        # the streamed read writes its quarantine from the view that found the rows (the originals carried
+        # through it), the materialised one joins the source: the same file, every reason
+        q_streamed = pq.read_table(streamed.path / "quarantine.parquet")
+        assert q_streamed.equals(pq.read_table(kept.path / "quarantine.parquet"))
+        assert q_streamed.num_rows == sum(streamed.manifest["rows"]["quarantined"].values())
     q = streamed.manifest["rows"]["quarantined"]
     assert q["missing_customer_id"] > 0 and q["negative_amount"] > 0 and q["after_as_of"] > 0
     assert q["returns_only_customer"] > 0

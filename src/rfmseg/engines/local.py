@@ -15,6 +15,8 @@ from rfmseg.errors import ParameterError
 from rfmseg.features import FeatureSet
 from rfmseg.io import Policy
 from rfmseg.io.intake import Intake, connect, read_rfm
+from rfmseg.io.readers import sql_identifier
+from rfmseg.io.views import ORIGINAL
 from rfmseg.model import SegmentModel
 from rfmseg.model.segment_model import Assignment
 from rfmseg.presets import Preset
@@ -67,21 +69,22 @@ class LocalEngine:
         return model.fit_predict(x)  # the fit's last pass scores the training customers
 
     def write_quarantine(self, prepared: Intake, path: Path) -> None:
-        """Every quarantined row with its reason and its original values (as text), straight from DuckDB."""
-        originals = ", ".join(
-            'CAST(s."{0}" AS VARCHAR) AS "{0}"'.format(c.replace('"', '""')) for c in prepared.source.columns
-        )
+        """Every quarantined row with its reason and its original values (as text), straight from DuckDB: in
+        the one pass that finds them when the canonical view carries the source's columns (a streamed read),
+        else joined to the source by row number."""
         target = str(path).replace("'", "''")
-        rows = (
-            f"(SELECT _row, _reason FROM {prepared.view} WHERE _reason IS NOT NULL) q "
-            f"JOIN {prepared.source.name} s USING (_row)"
-        )
-        if not any(prepared.quarantined.values()):
-            # nothing quarantined (the counts say so): the same columns, no rows, without reading the input again
-            rows = (
-                f"(SELECT CAST(NULL AS BIGINT) AS _row, CAST(NULL AS VARCHAR) AS _reason) q, {prepared.source.name} s"
-            )
-            rows += " WHERE false"
+        src = prepared.source.name
+        columns = [sql_identifier(c) for c in prepared.source.columns]
+        if prepared.originals and any(prepared.quarantined.values()):
+            values = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
+            rows = f"{prepared.view} q WHERE q._reason IS NOT NULL"
+        else:
+            values = [f"s.{c}" for c in columns]
+            rows = f"(SELECT _row, _reason FROM {prepared.view} WHERE _reason IS NOT NULL) q JOIN {src} s USING (_row)"
+            if not any(prepared.quarantined.values()):
+                # nothing quarantined (the counts say so): the same columns, no rows, without reading the input again
+                rows = f"(SELECT CAST(NULL AS BIGINT) AS _row, CAST(NULL AS VARCHAR) AS _reason) q, {src} s WHERE false"
+        originals = ", ".join(f"CAST({v} AS VARCHAR) AS {c}" for v, c in zip(values, columns, strict=True))
         self.con.execute(
             f"COPY (SELECT q._row AS row_number, q._reason AS reason, {originals} FROM {rows} ORDER BY q._row) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"

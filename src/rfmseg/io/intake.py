@@ -101,6 +101,9 @@ class Intake:
     """the row rules the rows were judged by, in order (what :func:`rfmseg.io.passes.check_shares` reads)"""
     policy: Policy | None = field(default=None, kw_only=True, repr=False, compare=False)
     """the policy as the read settled it: with the date formats and decimal mark it found in the source"""
+    originals: bool = field(default=False, kw_only=True)
+    """whether ``view`` carries the source's columns as read, named with :data:`rfmseg.io.views.ORIGINAL`
+    (a streamed read): the quarantine file is then written from ``view`` alone"""
 
     @property
     def rows_used(self) -> int:
@@ -148,4 +151,6 @@ def read_rfm(
             raise
         raise exc.with_hint(layout.hint(), param="preset") from None
     kept = (p.rows_read, p.quarantined, VIEWS.canon, rfm)
-    return Intake(p.kind, src, read.mapping, p.as_of, *kept, rules=read.rules, policy=read.policy)
+    return Intake(
+        p.kind, src, read.mapping, p.as_of, *kept, rules=read.rules, policy=read.policy, originals=p.originals
+    )

@@ -91,6 +91,9 @@ class Prepared:
     """set on large inputs with text ids, which ``canon`` then takes as they are: the condition, over the RFM
     pass's ``orders``, of an id that cleaning would change; if any order meets it, the input is prepared
     again with clean ids (:func:`settle`)"""
+    originals: bool = False
+    """whether ``canon`` carries the source's columns as read (:meth:`rfmseg.io.validate.Plan.carrying`): a
+    streamed read's does, a materialised one's table leaves them out"""
 
     @property
     def kind(self) -> Literal["transactions", "rfm"]:
@@ -170,7 +173,8 @@ def _prepare(con: duckdb.DuckDBPyConnection, plan: Plan, as_of: date | None, cle
         _typed_views(con, base, plan.typed)
         return _materialised(con, base)
     unclean = None if clean_ids else plan.unclean_ids
-    _typed_views(con, base, plan.typed if unclean is None else plan.typed_ids_as_is)
+    base = replace(base, originals=True)
+    _typed_views(con, base, plan.carrying(plan.typed if unclean is None else plan.typed_ids_as_is))
     if plan.source.format != "csv":  # the row count is exact: the strict RFM pass counts the rest
         return replace(_uncounted(con, base, rows), unchecked_ids=unclean)
     if unclean is None:
@@ -179,7 +183,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, plan: Plan, as_of: date | None, cle
         counted = _count(con, base, as_of)
     except InputError:
         # a problem found with the ids as they are is judged again on clean ids
-        _typed_views(con, base, plan.typed)
+        _typed_views(con, base, plan.carrying(plan.typed))
         return _count(con, base, as_of)
     return replace(counted, unchecked_ids=unclean)
 

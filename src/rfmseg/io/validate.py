@@ -34,6 +34,7 @@ from rfmseg.io.rules import (
     Policy,
     Rule,
 )
+from rfmseg.io.views import ORIGINAL
 
 # date formats tried, in order, on text dates when no date format is given or detected (ISO is tried first by
 # CAST); a column of day/month/year dates gets its own (detect_date_formats)
@@ -380,6 +381,20 @@ class Plan:
     """the policy recognises returns and nets them: a customer's used rows can then all be returns"""
     numbers: tuple[str, ...] = ()
     """the extra fields that hold numbers (a column without a single number is a wrong mapping)"""
+    originals: str = ""
+    """a SELECT list of the source's columns as they were read, each named with :data:`rfmseg.io.views.ORIGINAL`
+    before it (empty for a ready RFM table): what a streamed read's typed rows carry (:meth:`carrying`)"""
+
+    def carrying(self, typed: str) -> str:
+        """``typed`` (:attr:`typed` or :attr:`typed_ids_as_is`) also carrying the source's columns as read.
+
+        A streamed read carries them so that the quarantine file comes from ``canon`` in the same pass that
+        finds the rows (the RFM pass reads none of them: DuckDB leaves unread columns out of the scan); a
+        materialised read leaves them out of its table and joins the small source when it writes the file."""
+        if not self.originals:
+            return typed
+        head, _, tail = typed.rpartition(" FROM ")
+        return f"{head}, {self.originals} FROM {tail}"
 
 
 def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan:
@@ -420,6 +435,7 @@ def plan(source: Source, columns: dict[str, str] | None, policy: Policy) -> Plan
         unclean,
         has_returns and policy.returns == "net",
         number_fields(policy.fields),
+        ", ".join(f"{sql_identifier(c)} AS {sql_identifier(ORIGINAL + c)}" for c in t),
     )
 
 

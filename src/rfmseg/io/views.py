@@ -28,3 +28,8 @@ class Views:
 
 VIEWS = Views()
 """The names a read uses."""
+
+ORIGINAL = "_source:"
+"""the prefix of a source column carried, as it was read, through the typed views of a streamed read (``"amount"``
+as ``"_source:amount"``): the quarantine file is then written from ``canon`` in one pass, without joining the
+source read again (:attr:`rfmseg.io.validate.Plan.originals`)"""

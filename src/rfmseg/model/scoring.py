@@ -58,7 +58,10 @@ def rfm_matrix(rfm: pa.Table) -> np.ndarray:
     K-Means passes, naming, profiles) reads it a column at a time."""
     x = np.empty((rfm.num_rows, 3), order="F")
     for j, c in enumerate(("recency_days", "frequency", "monetary")):
-        x[:, j] = rfm.column(c).to_numpy(zero_copy_only=False)
+        start = 0
+        for chunk in rfm.column(c).chunks:  # chunk by chunk: no concatenated copy of the column first
+            x[start : start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
     return x
 
 
@@ -168,7 +171,8 @@ def rhythm_columns(model: SegmentModel, rfm: pa.Table, as_of: date | None) -> di
     """p_alive, expected_orders_90d and expected_value_90d of each customer by the model's rhythm model
     (closed forms, no library), all null when it has none."""
     if model.rhythm_ is None or as_of is None:
-        return {c: pa.nulls(rfm.num_rows, pa.float64()) for c in RHYTHM_COLUMNS}
+        none = pa.nulls(rfm.num_rows, pa.float64())  # one array for the three columns (arrays are immutable)
+        return dict.fromkeys(RHYTHM_COLUMNS, none)
     return model.rhythm_.score(rfm, as_of)
 
 
