@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 
 class Engine(Protocol):
+    quarantine_alongside: bool
+    """whether :meth:`write_quarantine` may run on a thread of its own once the data is loaded, while the model
+    is fitted and the profile made: nothing else uses what it reads with until the run is written"""
+
     def describe(self) -> str | dict[str, Any]:
         """What the manifest records as the run's ``engine``."""
         ...

@@ -27,6 +27,9 @@ class LocalEngine:
     """The engine of ``--engine local`` (the default), computing with one DuckDB connection (``con``,
     default :func:`rfmseg.io.intake.connect`) that it closes with :meth:`close`."""
 
+    quarantine_alongside = True
+    """the quarantine file is one DuckDB query on ``con``, which the fit, profile and report never use"""
+
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.con = con if con is not None else connect()
 

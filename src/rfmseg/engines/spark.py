@@ -85,6 +85,9 @@ class SparkEngine:
     """``rfmseg.segment(..., engine="spark")``: read, judge, RFM and K-Means on Spark (an
     :class:`rfmseg.engines.base.Engine`)."""
 
+    quarantine_alongside = False
+    """the quarantine file is a Spark job, written after the K-Means jobs rather than beside them"""
+
     def __init__(self, spark_master: str | None = None, output: str | None = None, spark: Any = None) -> None:
         self.master = spark_master
         self.output = hadoop_uri(output.rstrip("/")) if output else None

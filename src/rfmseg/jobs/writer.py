@@ -134,48 +134,50 @@ def write_run(
     manifest: Manifest | dict[str, Any],
     timer: Timer,
     *,
-    files: list[Future[None]] | None = None,
+    files: dict[str, Future[None]] | None = None,
     extra: Callable[[Path], None] | None = None,
 ) -> Run:
     """Write the run folder opened by ``writer`` and commit it: rfm.parquet, assignments.parquet, model.json,
     summary.json, quarantine.parquet (by ``engine``), report.html, and manifest.json last (its ``timings``
-    cover the writing). ``files``: the writing of rfm.parquet and assignments.parquet when it was started
-    already (on other threads, while the model was fitted and the profile made); ``extra`` writes the files
-    a kind of run adds into the folder it is given (an incremental refresh's RFM state). On failure nothing
-    is left behind."""
+    cover the writing). ``files``: the files among rfm.parquet, assignments.parquet and quarantine.parquet
+    whose writing was started already, by name (on other threads, while the model was fitted and the profile
+    made); ``extra`` writes the files a kind of run adds into the folder it is given (an incremental
+    refresh's RFM state). On failure nothing is left behind."""
     t0 = time.perf_counter()
-    started: list[Future[None]] = list(files or [])
+    started: dict[str, Future[None]] = dict(files or {})
     try:
         # the big tables are encoded on threads of their own (Arrow releases the GIL) while this one writes
         # the rest; the pool is left only once they are written or failed
         with ThreadPoolExecutor(2) as pool:
-            if not started:
-                started.append(pool.submit(writer.parquet, "rfm.parquet", rfm))
-                started.append(pool.submit(writer.parquet, "assignments.parquet", assignments))
+            for name, table in (("rfm.parquet", rfm), ("assignments.parquet", assignments)):
+                if name not in started:
+                    started[name] = pool.submit(writer.parquet, name, table)
             writer.json("model.json", model.to_dict())
             writer.json("summary.json", summary)
-            engine.write_quarantine(prepared, writer.path("quarantine.parquet"))
+            if "quarantine.parquet" not in started:
+                engine.write_quarantine(prepared, writer.path("quarantine.parquet"))
             # the HTML report (with the K choice it shows) is part of the run, written before the commit
+            tables = [started["rfm.parquet"], started["assignments.parquet"]]
             write_run_report(
                 writer.tmp,
                 writer.runs_dir,
                 summary,
                 manifest,
                 assignments,
-                assignments_written=lambda: [written.result() for written in started],
+                assignments_written=lambda: [written.result() for written in tables],
             )
             if extra is not None:
                 extra(writer.tmp)
-            for written in started:
+            for written in started.values():
                 written.result()
         # the manifest is the last file: its write timing covers everything written before it
         manifest["timings"] = {**timer.stages, "write": round(time.perf_counter() - t0, 4)}
         writer.json("manifest.json", manifest)
         return writer.commit()
     except BaseException as exc:
-        for written in started:
+        for written in started.values():
             written.cancel()
-        concurrent.futures.wait(started)  # nothing may still be writing into the folder removed next
+        concurrent.futures.wait(started.values())  # nothing may still be writing into the folder removed next
         writer.abort()
         if isinstance(exc, OSError):
             raise os_failure(exc, f"writing the run to {writer.runs_dir}", "runs_dir") from None
