@@ -6,6 +6,7 @@ Read from the source with :mod:`ast` (imports under ``if TYPE_CHECKING:`` are an
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,15 +156,57 @@ def test_importing_the_errors_or_the_package_loads_no_heavy_library(module: str)
     assert out.stdout.strip() == ""
 
 
+HEAVY_FOR_THE_CLI = ("pandas", "scipy", "sklearn", "kneed", "plotly", "pymc", "pytensor", "fastapi", "mcp", "redis",
+                     "psycopg", "polars", "pyspark")  # fmt: skip
+"""what only some commands use, imported by those commands when they run"""
+
+
 def test_the_command_line_starts_without_the_libraries_few_commands_need() -> None:
     """`import rfmseg.cli` (every command's start, `--help` included) loads neither pandas nor SciPy,
     scikit-learn, plotly or the services' libraries: each command imports what it uses (pandas and SciPy
     took 0.8 s of a 1.5 s start, more than a whole run's work on Online Retail)."""
-    heavy = ("pandas", "scipy", "sklearn", "kneed", "plotly", "pymc", "pytensor", "fastapi", "mcp", "redis",
-             "psycopg", "polars", "pyspark")  # fmt: skip
-    code = f"import sys, rfmseg.cli\nprint(','.join(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, rfmseg.cli\nprint(','.join(m for m in {HEAVY_FOR_THE_CLI!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+HELP_WALK = """
+import contextlib, io, json, sys
+import click, typer
+from rfmseg.cli import app
+
+heavy = {heavy!r}
+
+def walk(command, path):
+    yield path
+    for name, sub in sorted((getattr(command, "commands", None) or {{}}).items()):
+        yield from walk(sub, [*path, name])
+
+root = typer.main.get_command(app)
+report = {{}}
+paths = list(walk(root, []))
+for path in paths:
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        try:
+            root.main(args=[*path, "--help"], prog_name="rfmseg", standalone_mode=False)
+        except SystemExit:
+            pass
+    loaded = [m for m in heavy if m in sys.modules]
+    if "Usage" not in shown.getvalue() or loaded:
+        report[" ".join(path) or "(root)"] = loaded or "no help page shown"
+print(json.dumps({{"pages": len(paths), "report": report}}))
+"""
+
+
+def test_every_help_page_shows_without_the_libraries_few_commands_need() -> None:
+    """Each command's `--help` (the root, every group, every command, walked from the command tree so that a
+    new command is covered) shows its page and loads none of :data:`HEAVY_FOR_THE_CLI`: a help page is read
+    often and costs only the start."""
+    code = HELP_WALK.format(heavy=HEAVY_FOR_THE_CLI)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["pages"] > 30, found
+    assert found["report"] == {}, found["report"]
 
 
 def test_the_layers_cover_every_package() -> None:
