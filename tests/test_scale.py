@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn.cluster import KMeans
@@ -193,7 +194,7 @@ def test_streaming_path_on_generated_lines_with_bad_rows(
         # the streamed read writes its quarantine from the view that found the rows (the originals carried
         # through it), the materialised one joins the source: the same file, every reason
         q_streamed = pq.read_table(streamed.path / "quarantine.parquet")
-        assert q_streamed.equals(pq.read_table(kept.path / "quarantine.parquet"))
+        assert _same_rows(q_streamed, pq.read_table(kept.path / "quarantine.parquet"))
         assert q_streamed.num_rows == sum(streamed.manifest["rows"]["quarantined"].values())
     q = streamed.manifest["rows"]["quarantined"]
     assert q["missing_customer_id"] > 0 and q["negative_amount"] > 0 and q["after_as_of"] > 0
@@ -282,17 +283,26 @@ def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
     monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path
 ) -> None:
     """A large Parquet input is settled by the strict RFM pass: with every row used, no counting pass at all;
-    a return dated after the last order (the default as-of date would set it aside) or a given as-of date
-    that leaves rows after it send the input through the counting pass. Every case equals the materialised
-    path, which counts first."""
-    counting = read_passes._count
+    a return dated after the last order (the default as-of date would set it aside) sends the input through
+    the counting pass. In quarantine mode, when the strict pass meets a row set aside (here: rows after a given
+    as-of date), the rows set aside are kept in a table and counted from it instead; with the default as-of
+    date and a late return, that too ends in the counting pass. Every case equals the materialised path, which
+    counts first, quarantine file included."""
+    counting, setting_aside = read_passes._count, read_passes._set_aside
     passes: list[date | None] = []
+    tables: list[bool] = []
 
     def spy(con, prepared, as_of):
         passes.append(as_of)
         return counting(con, prepared, as_of)
 
+    def spy_aside(con, prepared, as_of):
+        kept = setting_aside(con, prepared, as_of)
+        tables.append(kept is not None)
+        return kept
+
     monkeypatch.setattr(read_passes, "_count", spy)
+    monkeypatch.setattr(read_passes, "_set_aside", spy_aside)
     kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, runs_dir=None)
     assert passes == [] and streamed.manifest["rows"] == kept.manifest["rows"]
     assert streamed.rfm.equals(kept.rfm) and streamed.manifest["as_of"] == kept.manifest["as_of"]
@@ -306,10 +316,36 @@ def test_streaming_path_settles_counts_and_as_of_from_the_rfm_pass(
     kept, streamed = _both_paths(monkeypatch, late, policy=CANCELLATIONS, runs_dir=None)
     assert passes == [None] and kept.manifest["rows"]["quarantined"] == {"after_as_of": 1}
     assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+    assert tables == []  # the strict pass used every row: nothing to keep
     passes.clear()
-    kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, as_of="2024-03-31", runs_dir=None)
-    assert passes == [date(2024, 3, 31)] and kept.manifest["rows"]["quarantined"]["after_as_of"] > 0
+    runs = tmp_path / "runs"
+    kept, streamed = _both_paths(monkeypatch, tx, policy=CANCELLATIONS, as_of="2024-03-31", runs_dir=runs)
+    assert passes == [] and tables == [True] and kept.manifest["rows"]["quarantined"]["after_as_of"] > 0
     assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+    quarantine = pq.read_table(streamed.path / "quarantine.parquet")
+    assert _same_rows(quarantine, pq.read_table(kept.path / "quarantine.parquet"))
+    assert quarantine.num_rows == kept.manifest["rows"]["quarantined"]["after_as_of"]
+    # a row set aside and a late return: the table is kept and counted, the as-of date cannot be settled from
+    # the RFM table, and the counting pass settles it
+    both = tmp_path / "late_and_bad.parquet"
+    con.execute(
+        f"COPY (SELECT * FROM '{late}' UNION ALL SELECT NULL, 'X1', min(order_date), 5.0 FROM '{tx}') TO '{both}'"
+    )
+    passes.clear()
+    tables.clear()
+    kept, streamed = _both_paths(monkeypatch, both, policy=CANCELLATIONS, runs_dir=runs)
+    assert passes == [None] and tables == [True]
+    assert kept.manifest["rows"]["quarantined"] == {"missing_customer_id": 1, "after_as_of": 1}
+    assert streamed.manifest["rows"] == kept.manifest["rows"] and streamed.rfm.equals(kept.rfm)
+    quarantine = pq.read_table(streamed.path / "quarantine.parquet")
+    assert _same_rows(quarantine, pq.read_table(kept.path / "quarantine.parquet")) and quarantine.num_rows == 2
+
+
+def _same_rows(a: pa.Table, b: pa.Table) -> bool:
+    """The same columns (names and types) and rows; a column that holds no null may be marked not-null in one
+    file and not in the other (DuckDB's Parquet writer marks it from what it knows of the column)."""
+    types = [(f.name, f.type) for f in a.schema]
+    return types == [(f.name, f.type) for f in b.schema] and a.to_pylist() == b.to_pylist()
 
 
 def test_strict_pass_stops_at_a_row_set_aside_even_with_ids_to_clean(

@@ -72,13 +72,16 @@ class LocalEngine:
         return model.fit_predict(x)  # the fit's last pass scores the training customers
 
     def write_quarantine(self, prepared: Intake, path: Path) -> None:
-        """Every quarantined row with its reason and its original values (as text), straight from DuckDB: in
-        the one pass that finds them when the canonical view carries the source's columns (a streamed read),
-        else joined to the source by row number."""
+        """Every quarantined row with its reason and its original values (as text), straight from DuckDB: from
+        the table of the rows set aside when the read kept one, else in one pass over the canonical view when it
+        carries the source's columns (a streamed read), else joined to the source by row number."""
         target = str(path).replace("'", "''")
         src = prepared.source.name
         columns = [sql_identifier(c) for c in prepared.source.columns]
-        if prepared.originals and any(prepared.quarantined.values()):
+        if prepared.set_aside is not None:
+            values = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
+            rows = f"{prepared.set_aside} q"
+        elif prepared.originals and any(prepared.quarantined.values()):
             values = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
             rows = f"{prepared.view} q WHERE q._reason IS NOT NULL"
         else:

@@ -104,6 +104,9 @@ class Intake:
     originals: bool = field(default=False, kw_only=True)
     """whether ``view`` carries the source's columns as read, named with :data:`rfmseg.io.views.ORIGINAL`
     (a streamed read): the quarantine file is then written from ``view`` alone"""
+    set_aside: str | None = field(default=None, kw_only=True)
+    """a table holding every row set aside with its reason and the source's columns as read, when the read
+    kept one (a streamed read in quarantine mode): the quarantine file is written from it"""
 
     @property
     def rows_used(self) -> int:
@@ -152,5 +155,13 @@ def read_rfm(
         raise exc.with_hint(layout.hint(), param="preset") from None
     kept = (p.rows_read, p.quarantined, VIEWS.canon, rfm)
     return Intake(
-        p.kind, src, read.mapping, p.as_of, *kept, rules=read.rules, policy=read.policy, originals=p.originals
+        p.kind,
+        src,
+        read.mapping,
+        p.as_of,
+        *kept,
+        rules=read.rules,
+        policy=read.policy,
+        originals=p.originals,
+        set_aside=p.set_aside,
     )

@@ -10,8 +10,9 @@ the input's size is chosen, and this is the only place that chooses it:
 * a larger CSV is streamed: a counting pass over the file, then the RFM pass over it again (:func:`_count`);
 * a larger Parquet or Arrow input, whose row count is known without reading it, is not counted first: the
   RFM pass is strict, it stops at the first row a rule sets aside, and only then does the counting pass run
-  (:func:`_rfm_settled`). Counting in the RFM pass instead (a row count per order and per customer) made its
-  hash tables spill to disk at 100M rows: 28 s instead of 20 s;
+  (:func:`_rfm_settled`), or, in quarantine mode, the pass that keeps the rows set aside in a table of their
+  own and counts them there (:func:`_set_aside`). Counting in the RFM pass instead (a row count per order and
+  per customer) made its hash tables spill to disk at 100M rows: 28 s instead of 20 s;
 * a large input takes text ids as they are (cleaning every id of 100M rows doubled the cost of both passes);
   the RFM pass flags an order whose id cleaning would change, and then everything is read again with clean
   ids (:func:`settle`);
@@ -37,9 +38,9 @@ import pyarrow.compute as pc
 
 from rfmseg import schema
 from rfmseg.errors import EnvironmentFailure, InputError
-from rfmseg.io.readers import read_error
+from rfmseg.io.readers import read_error, sql_identifier
 from rfmseg.io.rules import AFTER_AS_OF, EXCLUDED_RETURN, RETURNS_ONLY, Policy, Rule
-from rfmseg.io.views import VIEWS, Views
+from rfmseg.io.views import ORIGINAL, VIEWS, Views
 
 if TYPE_CHECKING:
     from rfmseg.features import RfmQueries
@@ -94,6 +95,9 @@ class Prepared:
     originals: bool = False
     """whether ``canon`` carries the source's columns as read (:meth:`rfmseg.io.validate.Plan.carrying`): a
     streamed read's does, a materialised one's table leaves them out"""
+    set_aside: str | None = None
+    """the table holding every row set aside (:attr:`Views.set_aside`) when the read kept one (:func:`_set_aside`)
+    and no later rule set aside more"""
 
     @property
     def kind(self) -> Literal["transactions", "rfm"]:
@@ -288,11 +292,51 @@ def _rfm_settled(
         settled = _settled_by_strict_pass(con, p, rfm, given)
         if settled is not None:
             return settled
+        aside = _set_aside(con, p, given) if rfm is None else None
+    if aside is not None:
+        with timer.stage("rfm"):
+            again = _rfm_pass(con, aside, queries)
+        assert again is not None  # counted: not strict
+        if aside.as_of is not None:
+            return aside, again
+        with timer.stage("validate"):
+            settled = _settled_by_strict_pass(con, aside, again, None)
+        if settled is not None:
+            return settled
+    with timer.stage("validate"):
         counted = _count(con, p, given)  # raises on bad rows in error mode, or when no row is usable
     with timer.stage("rfm"):
         again = _rfm_pass(con, counted, queries)
     assert again is not None  # counted: not strict
     return counted, again
+
+
+def _set_aside(con: duckdb.DuckDBPyConnection, p: Prepared, given: date | None) -> Prepared | None:
+    """After a strict pass met a row set aside, in quarantine mode: the rows set aside kept in a table of their
+    own (one pass over the file, the same as the counting pass's) and counted from it, with the rest known
+    without reading the file again. The rows read are known, every used row has a date and an amount (the row
+    rules set aside those without), and the as-of date, when not given, is settled from the RFM table as after
+    a strict pass (:func:`_settled_by_strict_pass`; when it cannot be, the counting pass runs after all). The
+    quarantine file is then written from that table instead of another scan.
+
+    None (the counting pass runs) in error mode, which stops on the first problem, and for a policy with extra
+    number fields, whose whole-column check needs the used rows' counts."""
+    if p.plan.policy.bad_rows != "quarantine" or p.plan.numbers or not p.originals:
+        return None
+    v = p.views
+    carried = ", ".join(sql_identifier(ORIGINAL + c) for c in p.source.columns)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {v.set_aside} AS SELECT _row, _reason, ts, amount, {carried} "
+        f"FROM {v.canon} WHERE _reason IS NOT NULL"
+    )
+    counting = f"SELECT _reason, count(*), count(ts), count(amount) FROM {v.set_aside} GROUP BY ALL"
+    groups = con.execute(counting).fetchall()
+    used = p.rows_read - sum(g[1] for g in groups)
+    dates, amounts = used + sum(g[2] for g in groups), used + sum(g[3] for g in groups)
+    check_whole_columns(p.source, p.plan.mapping, (p.rows_read, dates, amounts))
+    counts = {"": used, **{g[0]: g[1] for g in groups}}
+    counted = _with_counts(con, p, counts, (*p.rules, *_late(p.as_of)))
+    return replace(counted, counted=True, set_aside=v.set_aside)
 
 
 def _rfm_pass(con: duckdb.DuckDBPyConnection, p: Prepared, queries: RfmQueries) -> pa.Table | None:
@@ -369,7 +413,9 @@ def _settle_returns_only(con: duckdb.DuckDBPyConnection, p: Prepared, rfm: pa.Ta
     late = (*_late(p.as_of), RETURNS_ONLY)
     _settle_canon(con, v, late)
     n = _row(con, f"SELECT count(*) FROM {v.canon} WHERE _reason = {RETURNS_ONLY.sql_reason}")[0]
-    settled = replace(p, quarantined={**p.quarantined, RETURNS_ONLY.reason: int(n)}, returns_pending=False)
+    settled = replace(
+        p, quarantined={**p.quarantined, RETURNS_ONLY.reason: int(n)}, returns_pending=False, set_aside=None
+    )
     all_rules = (*p.rules, *late)
     if p.plan.policy.bad_rows == "error":
         raise problem_error(f"{p.source.label}: {_first_problem(con, all_rules, v.canon)}")

@@ -24,6 +24,9 @@ class Views:
     """``judged`` with the rules that need the data (after-as-of, returns-only) on top: the canonical table"""
     returns_only: str = "returns_only"
     """the ids of the customers whose used rows are all returns"""
+    set_aside: str = "set_aside"
+    """the rows set aside by a streamed read in quarantine mode, with their reasons, dates, amounts and the
+    source's columns as read: what is counted instead of the file, and what the quarantine file is written from"""
 
 
 VIEWS = Views()

@@ -308,7 +308,7 @@ def _returns_settled(con: duckdb.DuckDBPyConnection, intake: Intake) -> Intake:
     quarantined = {k: v for k, v in intake.quarantined.items() if k != RETURNS_ONLY.reason}
     if left:
         quarantined[RETURNS_ONLY.reason] = left
-    return replace(intake, view=CANON, quarantined=quarantined)
+    return replace(intake, view=CANON, quarantined=quarantined, set_aside=None)
 
 
 def _meta(
