@@ -388,9 +388,9 @@ class Plan:
     def carrying(self, typed: str) -> str:
         """``typed`` (:attr:`typed` or :attr:`typed_ids_as_is`) also carrying the source's columns as read.
 
-        A streamed read carries them so that the quarantine file comes from ``canon`` in the same pass that
-        finds the rows (the RFM pass reads none of them: DuckDB leaves unread columns out of the scan); a
-        materialised read leaves them out of its table and joins the small source when it writes the file."""
+        A streamed read carries them so that the pass that finds the rows set aside also keeps their original
+        values, for the quarantine file (the RFM pass reads none of them: DuckDB leaves unread columns out of
+        the scan); a materialised read leaves them out of its table and joins the small source for the file."""
         if not self.originals:
             return typed
         head, _, tail = typed.rpartition(" FROM ")

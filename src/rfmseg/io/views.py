@@ -34,5 +34,5 @@ VIEWS = Views()
 
 ORIGINAL = "_source:"
 """the prefix of a source column carried, as it was read, through the typed views of a streamed read (``"amount"``
-as ``"_source:amount"``): the quarantine file is then written from ``canon`` in one pass, without joining the
-source read again (:attr:`rfmseg.io.validate.Plan.originals`)"""
+as ``"_source:amount"``): the rows set aside keep their original values without the source being read again
+for them (:attr:`rfmseg.io.validate.Plan.originals`)"""

@@ -167,8 +167,8 @@ def segment(
         if writer is not None:
             files["rfm.parquet"] = background.submit(writer.parquet, "rfm.parquet", rfm)
             if engine_.quarantine_alongside:
-                # a scan of the judged rows on both cores, while the fit and profile keep one core busy: at
-                # 100M lines with 1.3% set aside it ends before the profile does instead of adding 3-4 s
+                # written meanwhile (from the read's table of rows set aside, or a scan of the judged rows):
+                # the engine's connection is idle until the run is written
                 files["quarantine.parquet"] = background.submit(
                     engine_.write_quarantine, prepared, writer.path("quarantine.parquet")
                 )
