@@ -172,7 +172,7 @@ def test_the_command_line_starts_without_the_libraries_few_commands_need() -> No
 
 HELP_WALK = """
 import contextlib, io, json, sys
-import click, typer
+import typer
 from rfmseg.cli import app
 
 heavy = {heavy!r}

@@ -191,8 +191,9 @@ def test_streaming_path_on_generated_lines_with_bad_rows(
         kept, streamed = _both_paths(monkeypatch, messy, policy=CANCELLATIONS, as_of=as_of, runs_dir=tmp_path)
         assert streamed.manifest["rows"] == kept.manifest["rows"]
         assert streamed.rfm.equals(kept.rfm)
-        # the streamed read writes its quarantine from the view that found the rows (the originals carried
-        # through it), the materialised one joins the source: the same file, every reason
+        # the streamed read writes its quarantine from the rows it set aside with their originals (its table of
+        # them, or the view that found them when a later rule set aside more), the materialised one joins the
+        # source: the same rows, every reason
         q_streamed = pq.read_table(streamed.path / "quarantine.parquet")
         assert _same_rows(q_streamed, pq.read_table(kept.path / "quarantine.parquet"))
         assert q_streamed.num_rows == sum(streamed.manifest["rows"]["quarantined"].values())

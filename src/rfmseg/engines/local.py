@@ -78,12 +78,11 @@ class LocalEngine:
         target = str(path).replace("'", "''")
         src = prepared.source.name
         columns = [sql_identifier(c) for c in prepared.source.columns]
+        carried = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
         if prepared.set_aside is not None:
-            values = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
-            rows = f"{prepared.set_aside} q"
+            values, rows = carried, f"{prepared.set_aside} q"
         elif prepared.originals and any(prepared.quarantined.values()):
-            values = [f"q.{sql_identifier(ORIGINAL + c)}" for c in prepared.source.columns]
-            rows = f"{prepared.view} q WHERE q._reason IS NOT NULL"
+            values, rows = carried, f"{prepared.view} q WHERE q._reason IS NOT NULL"
         else:
             values = [f"s.{c}" for c in columns]
             rows = f"(SELECT _row, _reason FROM {prepared.view} WHERE _reason IS NOT NULL) q JOIN {src} s USING (_row)"
