@@ -56,3 +56,28 @@ def test_a_cold_start_error_read_from_python_names_the_python_parameter() -> Non
     assert err.value.render(flag_of) == "--cold-start-days -1 should be >= 0 (0 switches the rule off)"
     with pytest.raises(ParameterError, match=r"^cold_start_segment is empty"):
         ColdStart(segment=" ")
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols"), [(1, 1), (1, 11), (4, 11), (4, 4), (6, 11), (8, 11), (11, 11), (5, 3), (12, 12), (13, 14)]
+)
+def test_cheapest_pairs_give_the_same_total_as_scipy(rows: int, cols: int) -> None:
+    """The naming's own assignment solver against SciPy's Hungarian method, on random costs (and costs with
+    ties): the same total, every row or every column used once, no pair twice (13 x 14 is past
+    PAIRS_BY_SUBSETS_MAX: SciPy's own answer)."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from rfmseg.model.naming import cheapest_pairs
+
+    rng = np.random.default_rng(rows * 100 + cols)
+    for trial in range(30):
+        cost = rng.random((rows, cols)) * 10
+        if trial % 3 == 0:
+            cost = np.round(cost)  # many equal costs
+        pairs = cheapest_pairs(cost)
+        r, c = linear_sum_assignment(cost)
+        assert len(pairs) == min(rows, cols)
+        assert len({p[0] for p in pairs}) == len(pairs) and len({p[1] for p in pairs}) == len(pairs)
+        assert pairs == sorted(pairs)
+        assert sum(cost[i, j] for i, j in pairs) == pytest.approx(cost[r, c].sum(), abs=1e-9)

@@ -26,7 +26,6 @@ from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
 from rfmseg.jobs.writer import build_summary, rhythm_summary, write_run
 from rfmseg.model import SegmentModel
 from rfmseg.model.choose_k import SINGLE_THREAD_BELOW
-from rfmseg.model.kmeans import preload_fit_modules
 from rfmseg.model.naming import DEFAULT_VOCABULARY, Vocabulary
 from rfmseg.model.rhythm import clv_library
 from rfmseg.model.scoring import OFF, rfm_matrix, score
@@ -39,9 +38,9 @@ from rfmseg.timing import Timer
 
 
 def preload_run_modules() -> None:
-    """Import what a run uses after reading its data, on a thread while DuckDB reads and judges it: SciPy for
-    the naming (:func:`preload_fit_modules`), pandas for the profile."""
-    preload_fit_modules()
+    """Import what a run uses after reading its data, on a thread while DuckDB reads and judges it: pandas,
+    for the profile (and for pyarrow's conversions to numpy, which import it). The fit and the naming import
+    nothing more (:mod:`rfmseg.model.kmeans`, :func:`rfmseg.model.naming.cheapest_pairs`)."""
     import pandas  # noqa: F401
 
 
@@ -151,8 +150,8 @@ def segment(
     run_id = new_run_id(started)
     writer: RunWriter | None = None
     background = ThreadPoolExecutor(4 if rhythm_choice[0] else 3)
-    # DuckDB reads and judges the data without the GIL: what the naming and the profile import (SciPy, pandas)
-    # is imported meanwhile (and pymc-marketing, seconds of imports, for the rhythm model)
+    # DuckDB reads and judges the data without the GIL: what the profile imports (pandas) is imported meanwhile
+    # (and pymc-marketing, seconds of imports, for the rhythm model)
     background.submit(preload_run_modules)
     if rhythm_choice[0]:
         background.submit(clv_library)

@@ -98,7 +98,7 @@ def _metrics(
     resamples: int,
     stability_n_init: int,
 ) -> list[dict[str, Any]]:
-    from sklearn.metrics import (  # imported where used: see kmeans.FIT_MODULES
+    from sklearn.metrics import (  # imported where used: a run does not (rfmseg.model.kmeans)
         calinski_harabasz_score,
         davies_bouldin_score,
         pairwise_distances,
@@ -146,7 +146,7 @@ def bootstrap_stability(
                 idx = np.concatenate([idx, np.arange(m)])
             fit = fit_kmeans(z[idx], k, n_init, seed + b, method="exact")
             labelings.append(nearest(z, fit.centers)[0])
-    from sklearn.metrics import adjusted_rand_score  # imported where used: see kmeans.FIT_MODULES
+    from sklearn.metrics import adjusted_rand_score  # imported where used: a run does not (rfmseg.model.kmeans)
 
     scores = [adjusted_rand_score(a, b) for a, b in combinations(labelings, 2)]
     return {"stability": float(np.mean(scores)), "stability_min": float(np.min(scores))}

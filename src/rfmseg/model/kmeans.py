@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -57,24 +56,9 @@ THREADS = min(4, os.cpu_count() or 1)
 """threads :func:`nearest` spreads its blocks over"""
 
 Method = Literal["auto", "exact", "sample+refine"]
-FIT_MODULES = ("scipy.optimize",)
-"""What fitting and naming import from SciPy (the assignment of names to clusters). It is imported where it
-is used, not when rfmseg is (half a second), and a run imports it on a thread while DuckDB reads and judges
-the data (:func:`preload_fit_modules`). The fit itself imports nothing: scikit-learn, whose import takes about
-1.5-1.9 s here, more than a whole run below a million customers, is used only to choose K."""
 INERTIA_BOUND = 0.005
 """how far above scikit-learn's ``KMeans(n_init=10)`` inertia our fits may end, as a share (both paths; the
 tests and bench/bench_scale.py check it)"""
-
-
-def preload_fit_modules() -> None:
-    """Import :data:`FIT_MODULES` (to run on a thread while something else works; an import error is
-    left for the code that uses them to raise)."""
-    import importlib
-
-    for name in FIT_MODULES:
-        with suppress(ImportError):
-            importlib.import_module(name)
 
 
 @dataclass

@@ -9,8 +9,9 @@ name sits on three levels in [0, 1] — and its action and priority. For each ce
 
 (ties count half, so a mass of one-order customers sits in its middle). Each cluster then gets the name
 whose prototype is nearest (weighted squared distance), one name per cluster, chosen for all clusters at
-once with the Hungarian algorithm so names are unique and the total misfit is smallest. This works for any
-K up to the vocabulary's size, is deterministic, and each name carries the levels that earned it.
+once as an assignment problem (:func:`cheapest_pairs`) so names are unique and the total misfit is
+smallest. This works for any K up to the vocabulary's size, is deterministic, and each name carries the
+levels that earned it.
 
 A user or a preset replaces the vocabulary (see ``Vocabulary.from_records``) without touching code.
 
@@ -19,6 +20,7 @@ A retrained model carries the previous model's names over where the profile held
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, Protocol
@@ -31,6 +33,9 @@ from rfmseg.model.transform import Transform
 DEFAULT_MAX_NAME_SHIFT = 0.5
 """A matched centroid keeps its previous name while it moved less than this fraction of the distance from
 its previous position to the nearest other previous centroid (measured in the new model's scaled space)."""
+PAIRS_BY_SUBSETS_MAX = 12
+"""Up to this many pairs (the smaller side of the cost matrix), :func:`cheapest_pairs` solves the assignment
+itself; above it, with SciPy's ``linear_sum_assignment``."""
 
 
 @dataclass(frozen=True)
@@ -239,15 +244,61 @@ def name_clusters(
     protos = np.array([[t.recency, t.frequency, t.monetary] for t in vocabulary.types])
     w = np.asarray(vocabulary.weights)
     cost = (((lv[:, None, :] - protos[None, :, :]) ** 2) * w).sum(axis=2)
-    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
-
-    rows, cols = linear_sum_assignment(cost)
     out: list[Named | None] = [None] * k
-    for r, c in zip(rows, cols, strict=True):
+    for r, c in cheapest_pairs(cost):
         t = vocabulary.types[c]
         lvl = (float(lv[r][0]), float(lv[r][1]), float(lv[r][2]))
         out[r] = Named(t.name, reason(t, centroids_raw[r], lv[r], vocabulary), lvl, float(cost[r, c]))
     return [n for n in out if n is not None]
+
+
+def cheapest_pairs(cost: np.ndarray) -> list[tuple[int, int]]:
+    """The assignment problem: pairs (row, column) of ``cost``, each row and each column used at most once,
+    min(rows, columns) pairs, with the smallest total cost; sorted by row.
+
+    Naming pairs a handful of clusters with a vocabulary's names, and a retrain a handful of new centroids
+    with the previous ones, so it is solved here by dynamic programming over the subsets of the smaller side
+    (each column in turn given to one row not yet paired, or to none): 11 names x 4 clusters is 700 steps.
+    SciPy's ``linear_sum_assignment`` (the Hungarian method) gives the same total and is used above
+    :data:`PAIRS_BY_SUBSETS_MAX` pairs; importing it costs a third of a second, more than a whole run of a few
+    thousand customers spends naming and writing (tests/test_naming.py compares the two)."""
+    cost = np.asarray(cost, dtype=float)
+    rows, cols = cost.shape
+    if rows > cols:
+        return sorted((r, c) for c, r in cheapest_pairs(cost.T))
+    if rows > PAIRS_BY_SUBSETS_MAX:
+        from scipy.optimize import linear_sum_assignment
+
+        r_idx, c_idx = linear_sum_assignment(cost)
+        return [(int(r), int(c)) for r, c in zip(r_idx, c_idx, strict=True)]
+    table = cost.tolist()
+    states = 1 << rows
+    best = [math.inf] * states  # best[paired]: the lowest total with the rows of bit set ``paired`` paired
+    best[0] = 0.0
+    given: list[list[int]] = []  # per column: the row it went to on the way to each state (-1: to none)
+    for c in range(cols):
+        after, to = best.copy(), [-1] * states
+        for paired, total in enumerate(best):
+            if total == math.inf:
+                continue
+            for r in range(rows):
+                bit = 1 << r
+                if not paired & bit and total + table[r][c] < after[paired | bit]:
+                    after[paired | bit], to[paired | bit] = total + table[r][c], r
+        best = after
+        given.append(to)
+    pairs, paired = [], states - 1
+    for c in range(cols - 1, -1, -1):
+        r = given[c][paired]
+        if r >= 0:
+            pairs.append((r, c))
+            paired ^= 1 << r
+    return sorted(pairs)
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and the rows of ``b`` (a few centroids each)."""
+    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
 
 
 def reason(t: SegmentType, centroid: np.ndarray, lv: np.ndarray, vocabulary: Vocabulary) -> str:
@@ -308,8 +359,8 @@ def carry_names(
 
     Centroids are compared in the *new* model's scaled space: both models' centroids in original units
     (the mean RFM of their members: days, orders, money — comparable across models) go through the new
-    transform, the one fitted on today's customers and used by K-Means to tell clusters apart. The
-    Hungarian algorithm pairs new and previous centroids with the smallest total distance. A pair keeps the
+    transform, the one fitted on today's customers and used by K-Means to tell clusters apart. New and
+    previous centroids are paired with the smallest total distance (:func:`cheapest_pairs`). A pair keeps the
     previous name when the new centroid lies within ``max_shift`` × (distance from the previous centroid
     to its nearest other previous centroid): at 0.5 the centroid has not crossed half way towards another
     segment, so it is still that segment. Otherwise — or when K grew and a centroid has no partner — the
@@ -325,15 +376,11 @@ def carry_names(
     data_driven = list(new.names_)
     zn = new.transform_.apply(new.centroids_raw_)
     zp = new.transform_.apply(previous.centroids_raw_)
-    from scipy.optimize import linear_sum_assignment  # imported where used: see kmeans.FIT_MODULES
-    from scipy.spatial.distance import cdist
-
-    cost = cdist(zn, zp)
-    spacing = cdist(zp, zp)
+    cost = _distances(zn, zp)
+    spacing = _distances(zp, zp)
     np.fill_diagonal(spacing, np.inf)
     nearest_other = spacing.min(axis=1) if zp.shape[0] > 1 else np.full(zp.shape[0], np.inf)
-    rows, cols = linear_sum_assignment(cost)
-    pair = {int(i): int(j) for i, j in zip(rows, cols, strict=True)}
+    pair = dict(cheapest_pairs(cost))
     carried = {i: j for i, j in pair.items() if cost[i, j] <= max_shift * nearest_other[j]}
     names: list[str | None] = [None] * new.k
     for i, j in carried.items():
@@ -397,7 +444,7 @@ def carry_names(
     return {
         "previous_model": previous_version,
         "rule": (
-            f"Hungarian matching of centroids in the new model's scaled space; a match keeps its name within "
+            f"minimum-cost matching of centroids in the new model's scaled space; a match keeps its name within "
             f"{max_shift} × the distance to the nearest other previous centroid"
         ),
         "max_name_shift": max_shift,
