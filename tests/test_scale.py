@@ -4,6 +4,8 @@ path (used above read_passes.MATERIALISE_MAX_ROWS rows), the synthetic generator
 from __future__ import annotations
 
 import sys
+from contextlib import suppress
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from rfmseg.io import Policy
 from rfmseg.jobs.run import segment
 from rfmseg.model import SegmentModel
 from rfmseg.model import kmeans as km
+from rfmseg.presets import Preset, get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -155,10 +158,63 @@ def test_segment_model_records_the_fit_path(monkeypatch: pytest.MonkeyPatch) -> 
 # ------------------------------------------------------------------------------------------------- validation
 def _both_paths(monkeypatch: pytest.MonkeyPatch, source: Path, **kwargs):
     out = []
+    monkeypatch.setattr(read_passes, "STRICT_FIRST_FROM_ROWS", 10**12)
     for limit in (10**12, 0):  # materialised table, then streamed views
         monkeypatch.setattr(read_passes, "MATERIALISE_MAX_ROWS", limit)
         out.append(segment(source, **kwargs))
     return out
+
+
+def _kept_a_table(source: Path, policy: Policy, preset: Preset | None = None) -> bool:
+    """Whether the local engine's read of ``source`` kept its judged rows in a table (else it streamed), whether
+    or not the read then stopped on a row set aside."""
+    from rfmseg.engines.local import LocalEngine
+    from rfmseg.timing import Timer
+
+    engine = LocalEngine()
+    try:
+        with suppress(validate.InputError):
+            engine.load_rfm(source, None, None, policy, Timer(), preset, preset.features if preset else None)
+        tables = engine.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    finally:
+        engine.close()
+    return ("judged",) in tables
+
+
+def test_a_clean_parquet_in_error_mode_is_read_by_the_strict_pass_first(
+    monkeypatch: pytest.MonkeyPatch, tx: Path, tmp_path: Path, online_retail: Path
+) -> None:
+    """From STRICT_FIRST_FROM_ROWS rows (1M; lowered here), a Parquet file read in error mode is streamed even
+    below MATERIALISE_MAX_ROWS, with the same result as its table; quarantine mode, a CSV and a policy with a
+    check over the whole source (the duplicate lines of online-retail) keep the table."""
+    nets = Policy(returns_condition="order_id LIKE 'C%'")  # error mode: the generator's cancellations netted
+    assert _kept_a_table(tx, nets)
+    monkeypatch.setattr(read_passes, "STRICT_FIRST_FROM_ROWS", 1_000)
+    assert not _kept_a_table(tx, nets)
+    assert _kept_a_table(tx, CANCELLATIONS)  # quarantine mode
+    csv = tmp_path / "tx.csv"
+    duckdb.execute(f"COPY (FROM '{tx}') TO '{csv}'")
+    assert _kept_a_table(csv, nets)
+    retail = get_preset("online-retail")
+    assert _kept_a_table(online_retail, replace(retail.policy, bad_rows="error"), retail)
+    streamed = segment(tx, policy=nets, runs_dir=None)
+    monkeypatch.setattr(read_passes, "STRICT_FIRST_FROM_ROWS", 10**12)
+    kept = segment(tx, policy=nets, runs_dir=None)
+    assert streamed.rfm.equals(kept.rfm) and streamed.manifest["rows"] == kept.manifest["rows"]
+    assert streamed.manifest["as_of"] == kept.manifest["as_of"]
+    # a row that breaks a rule stops the read with the same message either way
+    broken = tmp_path / "broken.parquet"
+    duckdb.execute(
+        f"COPY (SELECT * REPLACE (CASE WHEN amount > 0 AND customer_id % 97 = 0 THEN -amount ELSE amount END "
+        f"AS amount) FROM '{tx}') TO '{broken}'"
+    )
+    messages = []
+    for limit in (1_000, 10**12):
+        monkeypatch.setattr(read_passes, "STRICT_FIRST_FROM_ROWS", limit)
+        with pytest.raises(validate.InputError) as err:
+            segment(broken, policy=nets, runs_dir=None)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and "negative" in messages[0]
 
 
 def test_streaming_path_equals_the_materialised_one_on_online_retail(
