@@ -208,7 +208,7 @@ def run(
         int | None,
         typer.Option(
             "--sample-size",
-            help="Customers the K-Means restarts run on when there are more than 50,000 (default 25,000).",
+            help="Customers the K-Means restarts run on when there are more than 50,000 (default 10,000).",
         ),
     ] = None,
     store: RunStore = None,
