@@ -262,3 +262,29 @@ def test_a_saas_report_names_its_users(tmp_path: Path) -> None:
     assert json.loads((result.path / CHOOSE_K_FILE).read_text(encoding="utf-8"))["note"] == view["choose_k"]["note"]
     sampled = scatter(result.assignments, 100, entity="users")
     assert sampled["note"] == f"showing {sampled['shown']:,} of {n:,} users, sampled per segment"
+
+
+def test_the_embedded_data_has_no_nan_and_cannot_close_its_script_element() -> None:
+    """A view's non-finite floats read back as null (JSON has no NaN, and JSON.parse refuses it), numpy values
+    as numbers, tuples as lists; text that would end the <script> element or break a JavaScript string is
+    escaped; other text is written as it is (the page is UTF-8)."""
+    from rfmseg.report.data import _finite
+    from rfmseg.report.html import embed_json
+
+    view = {
+        "summary": {"mean": float("nan"), "top": float("inf"), "low": -float("inf"), "n": np.int64(3)},
+        "points": [1.5, float("nan"), (2, float("nan"))],
+        "reason": "recency 72 days \u2014 </script><b>&amp;\u2028\u2029 caf\u00e9",
+        "array": np.array([1.0, np.nan]),
+    }
+    expected = {
+        "summary": {"mean": None, "top": None, "low": None, "n": 3},
+        "points": [1.5, None, [2, None]],
+        "reason": "recency 72 days \u2014 </script><b>&amp;\u2028\u2029 caf\u00e9",
+        "array": [1.0, None],
+    }
+    assert _finite(view) == expected
+    text = embed_json(view)
+    assert json.loads(text) == expected
+    assert not any(c in text for c in "<>&\u2028\u2029") and "NaN" not in text and "Infinity" not in text
+    assert "\u2014" in text and "caf\u00e9" in text

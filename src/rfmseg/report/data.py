@@ -12,7 +12,6 @@ early warnings (:func:`embedded_warnings`), which the explorer fetches from ``GE
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
@@ -31,6 +31,7 @@ from rfmseg.features import Units
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
 from rfmseg.profile import pareto_curve
+from rfmseg.report.html import JSON_OPTIONS
 from rfmseg.runs import Run, get_run
 from rfmseg.runs import warnings as early
 from rfmseg.runs.history import GONE, NEW, RunMeta, run_metas, timeline
@@ -202,14 +203,10 @@ def pending_k_choice(run_id: str, k: Any) -> dict[str, Any]:
 
 
 def _finite(value: Any) -> Any:
-    """JSON has no NaN: replace non-finite floats by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    """JSON has no NaN: ``value`` as its JSON reads back, non-finite floats as None (orjson writes them as null),
+    tuples and numpy arrays as lists. One pass of orjson each way: a walk of the view in Python took 0.04 s on
+    a report of 1M generated lines and 0.13 s on one embedding 19,000 customers."""
+    return orjson.loads(orjson.dumps(value, option=JSON_OPTIONS))
 
 
 def model_run_id(manifest: Mapping[str, Any], runs_dir: Path | None) -> str | None:

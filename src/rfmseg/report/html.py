@@ -9,12 +9,13 @@ a report written for sharing (``rfmseg report RUN -o FILE``) and the one the API
 from __future__ import annotations
 
 import html
-import json
 import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from rfmseg.errors import InputError
 from rfmseg.runs.registry import ASSETS_DIR
@@ -67,9 +68,14 @@ def _inline_script(code: str) -> str:
     return code.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
 
 
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+"""how a report's data is written as JSON (orjson: 5-10x the standard library's speed; non-finite floats as
+null; the page declares UTF-8, so text is written as it is rather than as \\u escapes)"""
+
+
 def embed_json(data: Any) -> str:
     """JSON safe inside a <script> element: no '<', '>', '&' or line separators left unescaped."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    text = orjson.dumps(data, option=JSON_OPTIONS).decode()
     for char, escaped in (
         ("<", "\\u003c"),
         (">", "\\u003e"),

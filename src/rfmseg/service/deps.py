@@ -3,7 +3,6 @@ files), JSON responses and the input checks shared by several routes."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
+import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
@@ -25,16 +25,10 @@ from rfmseg.stores import ProfileStore, open_store
 from rfmseg.stores.base import check_read_timeout
 from rfmseg.stores.urls import redact_url
 
-try:  # orjson is 3-10x faster on the hot path; the stdlib is the fallback
-    import orjson
 
-    def dumps(data: Any) -> bytes:
-        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str)
-
-except ImportError:  # pragma: no cover - orjson is in the serve extra
-
-    def dumps(data: Any) -> bytes:
-        return json.dumps(data, default=str, separators=(",", ":"), allow_nan=False).encode()
+def dumps(data: Any) -> bytes:
+    """A response body: orjson, 3-10x the standard library's speed on the hot path (non-finite floats as null)."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str)
 
 
 ENV_RUNS_DIR = RUNS_ENV
