@@ -170,6 +170,22 @@ def test_the_command_line_starts_without_the_libraries_few_commands_need() -> No
     assert out.stdout.strip() == ""
 
 
+def test_a_json_run_never_draws_with_rich(study_orders: Path, tmp_path: Path) -> None:
+    """rich (20-30 ms of imports and styles) is loaded when a command first prints a table, a message or the
+    progress display: `rfmseg run --json`, which prints JSON only, never loads it; a run printing its table
+    does, and prints it."""
+    code = (
+        "import io, sys, contextlib\nfrom rfmseg.cli import run_app\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as shown:\n"
+        f"    code = run_app(['run', {str(study_orders)!r}, '--runs-dir', {str(tmp_path / 'runs')!r}] + sys.argv[1:])\n"
+        "print(code, 'rich' in sys.modules, 'Champions' in shown.getvalue())"
+    )
+    json_run = subprocess.run([sys.executable, "-c", code, "--json"], capture_output=True, text=True, check=True)
+    assert json_run.stdout.split() == ["0", "False", "True"]
+    table_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert table_run.stdout.split() == ["0", "True", "True"]
+
+
 HELP_WALK = """
 import contextlib, io, json, sys
 import typer

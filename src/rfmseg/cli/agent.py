@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.table import Table
 
-from rfmseg.cli.common import app, out, print_json, units_of
+from rfmseg.cli.common import app, out, print_json, rich_table, units_of
 from rfmseg.cli.options import (
     ConfigOpt,
     CustomerId,
@@ -30,6 +29,8 @@ from rfmseg.touches import KIND_KEYWORDS
 # other commands do not wait for it
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from rfmseg.questions.trends import Membership
     from rfmseg.touches import BadRows
 
@@ -68,7 +69,7 @@ Columns = Sequence[str | tuple[str, str]]
 def rows_table(rows: list[dict[str, Any]], title: str | None = None, columns: Columns | None = None) -> Table:
     """A Rich table of ``rows``; ``columns`` are keys or (key, header) pairs."""
     cols = [(c, c) if isinstance(c, str) else c for c in (columns or (list(rows[0]) if rows else []))]
-    t = Table(title=title)
+    t = rich_table(title=title)
     for key, header in cols:
         left = key in (
             *("customer_id", "segment", "segment_then", "kind", "verdict", "why", "action", "matched"),

@@ -7,12 +7,10 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 import typer.main
-from rich.console import Console
-from rich.table import Table
 from typer.exceptions import TyperException
 
 from rfmseg.cli.options import flag_of
@@ -20,6 +18,9 @@ from rfmseg.errors import RfmsegError, one_line, os_failure
 from rfmseg.install import typed_path
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from rfmseg.features import Units
 
 app = typer.Typer(
@@ -30,8 +31,37 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},  # every command and group inherits it
 )
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class LazyConsole:
+    """A rich Console made on first use: importing rich and building its styles costs a run 20-30 ms, which a
+    command that prints only JSON (``rfmseg run --json``) need not pay. Every attribute is the Console's, and
+    it is entered as the Console is (by a live display)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        """The Console itself, made the first time it is asked for."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+    def __enter__(self) -> Console:  # a live display (the progress) enters its console
+        return self.made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.made().__exit__(*exc)
+
+
+out = cast("Console", LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120))
+err = cast("Console", LazyConsole(stderr=True, highlight=False, soft_wrap=True))
 
 
 def rfmseg_command() -> str:
@@ -60,12 +90,19 @@ def units_of(summary: Mapping[str, Any] | None) -> Units:
     return Units.from_dict((summary or {}).get("units"))
 
 
+def rich_table(**options: Any) -> Table:
+    """A rich Table (rich is imported when a command first prints one: see :class:`LazyConsole`)."""
+    from rich.table import Table
+
+    return Table(**options)
+
+
 def segment_rich_table(summary: Mapping[str, Any]) -> Table:
     """The segment table, worded in the run's units (customers/orders/spend, users/sessions/features, ...)."""
     cur = summary.get("currency", "$")
     u = units_of(summary)
     total = f", {u.total} {u.value(summary['total_revenue'], cur)}" if u.total else ""
-    t = Table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, as of {summary.get('as_of')}")
+    t = rich_table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, as of {summary.get('as_of')}")
     cols = ["#", "segment", u.entity, "share"]
     cols += [u.total, "rev%" if u.total == "revenue" else "share of total"] if u.total else []
     cols += ["recency", u.frequency, u.monetary, *([u.ratio] if u.ratio else [])]

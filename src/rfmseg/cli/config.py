@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import typer
-from rich.table import Table
 
 from rfmseg import config as cfg
-from rfmseg.cli.common import app, out, print_json
+from rfmseg.cli.common import app, out, print_json, rich_table
 from rfmseg.cli.options import ConfigOpt, JsonBrief, ShowPreset  # ConfigOpt stays importable from here too
 from rfmseg.errors import InputError, ParameterError
 
@@ -68,7 +67,7 @@ def show_config(
         )
         return
     where = str(settings.path) if settings.path else f"none (no ./{cfg.CONFIG_FILE}; `rfmseg init` writes one)"
-    t = Table(title=f"Configuration — project file: {where}")
+    t = rich_table(title=f"Configuration — project file: {where}")
     for c in ("key", "value", "from"):
         t.add_column(c, no_wrap=c != "value")
     for k, v, o in rows:
@@ -146,7 +145,7 @@ def presets_cmd(
     if as_json:
         print_json(items)
         return
-    t = Table(title="Presets")
+    t = rich_table(title="Presets")
     for c in ("preset", "R / F / M", "segments", "sample"):
         t.add_column(c)
     for i in items:

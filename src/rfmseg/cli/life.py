@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
-from rich.table import Table
 
 from rfmseg import jobs as life
-from rfmseg.cli.common import app, err, out, print_json, print_summary, units_of
+from rfmseg.cli.common import app, err, out, print_json, print_summary, rich_table, units_of
 from rfmseg.cli.options import (
     AS_OF,
     COLD_START,
@@ -129,7 +128,7 @@ def runs_list(
     if not rows:
         out.print(f"No runs in {runs_dir}.")
         return
-    t = Table(title=f"Runs in {runs_dir}")
+    t = rich_table(title=f"Runs in {runs_dir}")
     for c in ("run id", "created", "kind", "as-of", "K", "customers", "model", "input"):
         t.add_column(c, justify="right" if c in ("K", "customers") else "left", no_wrap=c != "input")
     for r in rows:
@@ -246,7 +245,7 @@ def assign(
     out.print(
         f"Scored {n:,} {u.entity} with model {data['model_version']} (run {data['model_run']}), as of {data['as_of']}"
     )
-    t = Table(title="Segments")
+    t = rich_table(title="Segments")
     for c in ("segment", u.entity, "share"):
         t.add_column(c, justify="left" if c == "segment" else "right")
     for name, count in data["segments"].items():
@@ -256,7 +255,7 @@ def assign(
     for w in data["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}")
     if show:
-        t = Table(title=f"First {min(show, n):,} of {n:,} {u.entity}")
+        t = rich_table(title=f"First {min(show, n):,} of {n:,} {u.entity}")
         for c in ("id", "segment", "reason", "recency", u.frequency, u.monetary, "distance", "margin"):
             t.add_column(c, justify="left" if c in ("id", "segment", "reason") else "right")
         for r in result.assignments.slice(0, show).to_pylist():

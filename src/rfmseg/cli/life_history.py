@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from rfmseg import simulate as sim
-from rfmseg.cli.common import app, out, print_json, units_of
+from rfmseg.cli.common import app, out, print_json, rich_table, units_of
 from rfmseg.cli.options import ConfigOpt, CustomerId, Json, RunsDir
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError
@@ -109,7 +108,7 @@ def transitions_cmd(
     if u.total:  # a sum of monetary that means something (revenue, not distinct features)
         matrices.append((f"{u.total} (to-run)", t["revenue"], lambda v: u.value(v, currency) if v else "·"))
     for what, matrix, fmt in matrices:
-        table = Table(title=f"Transitions in {what}: rows = from, columns = to")
+        table = rich_table(title=f"Transitions in {what}: rows = from, columns = to")
         table.add_column("from \\ to")
         for c in t["columns"]:
             table.add_column(c, justify="right")
@@ -121,7 +120,7 @@ def transitions_cmd(
         title = (
             "Moves" + (f" from {from_segment}" if from_segment else "") + (f" to {to_segment}" if to_segment else "")
         )
-        table = Table(title=f"{title}: {len(moves):,} {u.entity} (first {min(limit, len(moves))})")
+        table = rich_table(title=f"{title}: {len(moves):,} {u.entity} (first {min(limit, len(moves))})")
         for c in ("id", "from", "to", "recency", u.frequency, u.monetary):
             table.add_column(c, justify="left" if c in ("id", "from", "to") else "right")
         for mv in moves[:limit]:
@@ -201,7 +200,7 @@ def watch(
         if not rows:
             continue
         compact = [_compact(r) for r in rows]
-        table = Table(show_header=True)
+        table = rich_table(show_header=True)
         for k in compact[0]:
             table.add_column(k, justify="right" if k in _RIGHT else "left")
         for r in compact:
@@ -278,7 +277,7 @@ def history_cmd(
         return
     latest: Mapping[str, Any] = get_run(rows[-1]["run_id"], runs_path).summary if rows else {}
     u, currency = units_of(latest), latest.get("currency", "$")
-    t = Table(title=f"{customer_id} across {len(rows)} runs")
+    t = rich_table(title=f"{customer_id} across {len(rows)} runs")
     for c in ("as-of", "run", "kind", "segment", "reason", "recency", u.frequency, u.monetary, "distance"):
         t.add_column(c, justify="right" if c in ("recency", u.frequency, u.monetary, "distance") else "left")
     for r in rows:

@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+from typing import TYPE_CHECKING
 
 from rfmseg.timing import Percent, observed
+
+if TYPE_CHECKING:  # rich's display is imported where it is drawn: a run on a pipe or with --json draws nothing
+    from rich.console import Console
+    from rich.progress import TaskID
 
 SHOW_AFTER = float(os.environ.get("RFMSEG_PROGRESS_AFTER", "2"))
 """seconds a stage runs before the display appears (the environment variable sets it, e.g. 0 in tests)"""
@@ -31,6 +33,8 @@ class TerminalProgress:
     """A :class:`rfmseg.timing.StageObserver` drawing one line per stage on ``console`` (stderr)."""
 
     def __init__(self, console: Console, show_after: float = SHOW_AFTER) -> None:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
         self.show_after = show_after
         self.progress = Progress(
             SpinnerColumn(),
