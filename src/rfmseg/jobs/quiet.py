@@ -87,7 +87,9 @@ def previous_labels(meta: RunMeta | None) -> pa.Table | None:
         return None
     import pyarrow.parquet as pq
 
-    t = pq.read_table(meta.file)
+    # the five columns only: the file holds fourteen (0.25 s for all of them at 961,561 customers)
+    wanted = ("customer_id", "segment", "segment_reason", "frequency", "monetary")
+    t = pq.read_table(meta.file, columns=[c for c in wanted if c in pq.read_schema(meta.file).names])
     reason = t.column("segment_reason") if "segment_reason" in t.column_names else pa.nulls(t.num_rows, pa.string())
     return pa.table(
         {
