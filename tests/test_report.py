@@ -288,3 +288,42 @@ def test_the_embedded_data_has_no_nan_and_cannot_close_its_script_element() -> N
     assert json.loads(text) == expected
     assert not any(c in text for c in "<>&\u2028\u2029") and "NaN" not in text and "Infinity" not in text
     assert "\u2014" in text and "caf\u00e9" in text
+
+
+def test_a_run_folder_report_writes_non_finite_figures_as_null(runs: StudyRuns, tmp_path: Path) -> None:
+    """The report a run writes into its folder skips the view's JSON round trip (``build_view(finite=False)``):
+    a NaN or infinite figure of the summary or of a customer still reaches the page as null (JSON.parse refuses
+    NaN), and the page embeds what the view of the stored run reads back as."""
+    from rfmseg.report import write_run_report
+    from rfmseg.report.data import build_view
+
+    run = get_run(runs.latest.run_id, runs.runs_dir)
+    summary = json.loads(json.dumps(run.summary))
+    summary["segments"][0]["mean_monetary"] = float("nan")
+    summary["total_revenue"] = float("inf")
+    summary["pareto"]["share_revenue"][1] = -float("inf")
+    assignments = run.table("assignments")
+    first = assignments.column("customer_id")[0].as_py()
+    monetary = assignments.column("monetary").to_pylist()
+    monetary[0] = float("nan")
+    assignments = assignments.set_column(
+        assignments.column_names.index("monetary"), "monetary", pa.array(monetary, pa.float64())
+    )
+    write_run_report(tmp_path, None, summary, run.manifest, assignments)
+
+    (data,) = DATA.findall((tmp_path / REPORT_FILE).read_text(encoding="utf-8"))
+    assert "NaN" not in data and "Infinity" not in data
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the embedded JSON")
+
+    view = json.loads(data, parse_constant=refuse)
+    assert view["summary"]["segments"][0]["mean_monetary"] is None
+    assert view["summary"]["total_revenue"] is None
+    assert view["summary"]["pareto"]["share_revenue"][1] is None
+    assert view["scatter"]["points"]["monetary"][view["scatter"]["points"]["customer_id"].index(first)] is None
+    assert view["search"]["history"]["customers"][first][-1][4] is None
+    expected = build_view(
+        summary, run.manifest, assignments, k_choice_result=view["choose_k"], searchable=True, warnings=None
+    )
+    assert {**view, "generated": None} == {**expected, "generated": None}

@@ -104,6 +104,7 @@ def write_run_report(
         earlier=earlier_runs(Path(runs_dir) if runs_dir else None, run_id, manifest),
         searchable=True,
         warnings=warnings,
+        finite=False,  # only written by orjson below (NaN as null): the same text without the round trip
     )
     plotly = shared_plotly(Path(runs_dir)) if runs_dir is not None else None  # inline without a registry
     (folder / REPORT_FILE).write_text(render_html(view, plotly), encoding="utf-8")

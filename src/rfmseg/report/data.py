@@ -16,6 +16,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import compress
+from operator import ne
 from pathlib import Path
 from typing import Any
 
@@ -372,14 +374,26 @@ def history(
             f"SELECT {len(runs)} AS run, customer_id, segment, recency_days, frequency, monetary "
             "FROM _current_assignments WHERE customer_id IN (SELECT customer_id FROM _ids)"
         )
-        rows = con.execute(" UNION ALL ".join(parts) + " ORDER BY customer_id, run", [r.file for r in runs]).fetchall()
+        query = " UNION ALL ".join(parts) + " ORDER BY customer_id, run"
+        found = con.sql(query, params=[r.file for r in runs]).to_arrow_table()
     finally:
         con.unregister("_ids")
         con.unregister("_current_assignments")
-    customers: dict[str, list[list[Any]]] = {}
-    for run, cid, seg, r, f, m in rows:
-        customers.setdefault(cid, []).append([run, seg, r, f, round(float(m), 2)])
-    return {"runs": meta, "customers": customers}
+    return {"runs": meta, "customers": _by_customer(found)}
+
+
+def _by_customer(found: pa.Table) -> dict[Any, list[list[Any]]]:
+    """``{id: [[run, segment, r, f, m], ...]}`` from the history query's rows (run, customer_id, segment, r, f, m;
+    ordered by customer, so each customer's rows are consecutive). Columns to Python lists and one slice per
+    customer: at 19,324 customers 0.02-0.03 s where a loop over DuckDB's row tuples with a dict look-up per row
+    took 0.03-0.07 s (the spread is the garbage collector, which has a tuple per row less to track here)."""
+    if not found.num_rows:
+        return {}
+    run, cid, seg, r, f, m = (found.column(i).to_pylist() for i in range(6))
+    rows = list(map(list, zip(run, seg, r, f, [round(float(v), 2) for v in m], strict=True)))
+    starts = [0, *compress(range(1, len(cid)), map(ne, cid[1:], cid))]  # where the customer changes
+    ends = [*starts[1:], len(rows)]
+    return {cid[s]: rows[s:e] for s, e in zip(starts, ends, strict=True)}
 
 
 def pending_meta(folder: Path, summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> RunMeta:
@@ -438,6 +452,7 @@ def build_view(
     searchable: bool = False,
     max_points: int = MAX_POINTS,
     warnings: dict[str, Any] | None = None,
+    finite: bool = True,
 ) -> dict[str, Any]:
     """Everything the explorer and the report draw for one run.
 
@@ -445,6 +460,11 @@ def build_view(
     ``searchable`` embeds the customers (all of them up to ``SEARCH_LIMIT``, else the scatter's sample) and
     their history, so a report can search without a server; ``warnings`` are the early warnings a report
     embeds (:func:`embedded_warnings`).
+
+    The view is returned as its JSON reads back (:func:`_finite`: non-finite floats as None, tuples and numpy
+    values as lists and numbers). A caller that only writes it with orjson (:func:`~rfmseg.report.html.embed_json`,
+    which writes the same text either way) passes ``finite=False`` to skip that round trip: the view is then
+    the dict as built, its parts shared with ``summary`` and ``manifest`` and NaN left as NaN.
     """
     run_id = str(summary.get("run_id"))
     earlier = earlier or Earlier([], None)
@@ -484,7 +504,7 @@ def build_view(
             _add_forecast(view["search"], table)
     finally:
         con.close()
-    return _finite(view)
+    return _finite(view) if finite else view
 
 
 def _add_forecast(search: dict[str, Any], table: pa.Table) -> None:
