@@ -205,9 +205,9 @@ def mark_drift(
     new = _array(assignments.column("segment"))
     moved = _filled(pc.not_equal(new, prev), False)  # null where the customer has no previous segment
     drift = moved & _filled(pc.equal(ref, prev), False)
-    reason = pc.if_else(pa.array(drift), _text(REASON_DRIFT), _array(assignments.column("segment_reason")))
-    matrix: dict[str, dict[str, int]] = {}
     mask = pa.array(drift)
+    reason = pc.if_else(mask, _text(REASON_DRIFT), _array(assignments.column("segment_reason")))
+    matrix: dict[str, dict[str, int]] = {}
     pairs = zip(pc.filter(prev, mask).to_pylist(), pc.filter(new, mask).to_pylist(), strict=True)
     for a, b in Counter(pairs).items():
         matrix.setdefault(a[0], {})[a[1]] = b

@@ -69,8 +69,8 @@ def _inline_script(code: str) -> str:
 
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-"""how a report's data is written as JSON (orjson: 5-10x the standard library's speed; non-finite floats as
-null; the page declares UTF-8, so text is written as it is rather than as \\u escapes)"""
+"""how rfmseg writes JSON with orjson, a report's embedded data and the API's bodies alike (5-10x the standard
+library's speed; non-finite floats as null; text as UTF-8 rather than as \\u escapes: the page declares UTF-8)"""
 
 
 def embed_json(data: Any) -> str:
