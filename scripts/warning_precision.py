@@ -24,7 +24,9 @@ should be at most 0.6. Also pooled over the five weeks (flagged and unflagged cu
 (recency, orders, spend, the rhythm's gap, how late against it, orders in the window against the rhythm's
 due) and predicts "buys again in 90 days", trained on four of the weeks and scored on the fifth (each week in
 turn); the customers it ranks least likely to buy again (the lowest 2, 5 and 10 %) are compared with the rest
-of their segment, as a warning's flagged customers are.
+of their segment, as a warning's flagged customers are. The same ceiling is computed a second time from each
+customer's order dates in the file instead of the runs' figures (the gaps between their order days: mean,
+longest, spread, 90th percentile), which say how irregular a customer is, as a run does not.
 
 Prints the markdown tables and writes the JSON (default bench/results/warning_precision.json).
 """
@@ -174,6 +176,7 @@ def retail(data: Path, runs: Path, end: date = RETAIL_END, **options: Any) -> di
         "rows": rows,
         "pooled": _pooled(rows),
         "ceiling": ceiling(orders, tl[8::4], tl) if len(tl[8::4]) > 1 else [],
+        "ceiling_orders": ceiling_orders(data, tl[8::4]) if len(tl[8::4]) > 1 else [],
     }
 
 
@@ -239,30 +242,89 @@ def ceiling(
 ) -> list[dict[str, Any]]:
     """Per segment: how much less often the customers a classifier given every figure ranks least likely to
     buy again do buy again, against the rest of the segment (trained on the other weeks, scored on each)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     frames = []
-    for i, meta in enumerate(weeks):
+    for meta in weeks:
         t = _features(meta, tl, window_days)
         buyers = _buyers(orders, meta.date, meta.date + timedelta(days=HORIZON))
         ids = t.column("customer_id").to_pylist()
-        frames.append((i, t.column("segment").to_pylist(), np.array([_cid(c) in buyers for c in ids]), t))
+        x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in FEATURES])
+        frames.append((t.column("segment").to_pylist(), np.array([_cid(c) in buyers for c in ids]), x))
+    return _ranked(frames, FEATURES)
+
+
+ORDER_FEATURES = ("orders", "recency_days", "mean_gap", "max_gap", "sd_gap", "gap_p90", "age_days")
+
+
+def ceiling_orders(data: Path, weeks: list[hist.RunMeta]) -> list[dict[str, Any]]:
+    """The same ceiling, given each customer's order dates instead of a run's figures (:func:`order_features`)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        _order_days(con, data)
+        frames = []
+        for meta in weeks:
+            t = order_features(con, meta)
+            x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in ORDER_FEATURES])
+            frames.append((t.column("segment").to_pylist(), t.column("buys").to_numpy(zero_copy_only=False), x))
+    finally:
+        con.close()
+    return _ranked(frames, ORDER_FEATURES)
+
+
+def _order_days(con: Any, data: Path) -> None:
+    """The temporary table ``days``: each customer's order days in Online Retail's raw columns (cancellations,
+    invoice numbers starting with C, are not orders)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE days AS SELECT DISTINCT CAST(CAST(CustomerID AS BIGINT) AS VARCHAR) "
+        "AS customer_id, CAST(InvoiceDate AS DATE) AS day FROM read_parquet(?) "
+        "WHERE CustomerID IS NOT NULL AND NOT starts_with(CAST(InvoiceNo AS VARCHAR), 'C')",
+        [str(data)],
+    )
+
+
+def order_features(con: Any, meta: hist.RunMeta) -> pa.Table:
+    """The customers of ``meta``'s run who ordered before its date (in :func:`_order_days`'s ``days``), with
+    their segment in the run, whether they order in the next 90 days (``buys``) and :data:`ORDER_FEATURES`,
+    all from the days before the as-of date: how many days they ordered on, the days since the last, the gaps
+    between order days (mean, longest, spread, 90th percentile: how irregular they are, which a run does not
+    keep) and the days since the first. A single order day: no gap (null)."""
+    return con.execute(
+        "WITH g AS (SELECT customer_id, day, date_diff('day', lag(day) OVER (PARTITION BY customer_id "
+        "ORDER BY day), day) AS gap FROM days WHERE day < ?), "
+        "f AS (SELECT customer_id, count(*)::DOUBLE AS orders, date_diff('day', max(day), ?)::DOUBLE "
+        "AS recency_days, avg(gap) AS mean_gap, max(gap)::DOUBLE AS max_gap, stddev_samp(gap) AS sd_gap, "
+        "quantile_cont(gap, 0.9) AS gap_p90, date_diff('day', min(day), ?)::DOUBLE AS age_days "
+        "FROM g GROUP BY customer_id), "
+        "b AS (SELECT DISTINCT customer_id FROM days WHERE day >= ? AND day < ?) "
+        "SELECT f.customer_id, r.segment, b.customer_id IS NOT NULL AS buys, f.* EXCLUDE (customer_id) "
+        "FROM read_parquet(?) r JOIN f ON f.customer_id = CAST(r.customer_id AS VARCHAR) "
+        "LEFT JOIN b ON b.customer_id = f.customer_id ORDER BY f.customer_id",
+        [meta.date, meta.date, meta.date, meta.date, meta.date + timedelta(days=HORIZON), str(meta.file)],
+    ).to_arrow_table()
+
+
+def _ranked(frames: list[tuple[list[str], np.ndarray, np.ndarray]], features: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per segment, over ``frames`` (one per week: each customer's segment, whether they bought again, their
+    ``features``): a classifier trained on the other weeks ranks each week's customers; the lowest 2, 5 and
+    10 % against the rest of the segment, with the median figures of the lowest."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     out: list[dict[str, Any]] = []
-    segments = sorted({s for _, segs, _, _ in frames for s in segs})
+    segments = sorted({s for segs, _, _ in frames for s in segs})
     for seg in segments:
         xs, ys, gs = [], [], []
-        for i, segs, y, t in frames:
-            keep = np.array([s == seg for s in segs])
-            x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in FEATURES])
+        for i, (segs, y, x) in enumerate(frames):
+            keep = np.array([s == seg for s in segs], dtype=bool)
             xs.append(x[keep])
             ys.append(y[keep])
             gs.append(np.full(int(keep.sum()), i))
-        x, y, g = np.vstack(xs), np.concatenate(ys), np.concatenate(gs)
+        x, y, g = np.vstack(xs), np.concatenate(ys).astype(bool), np.concatenate(gs)
         if len(y) < 200 or y.all() or not y.any():
             continue
-        xf = np.nan_to_num(x, nan=-1.0)  # no rhythm: -1 (every figure is >= 0)
+        xf = np.nan_to_num(x, nan=-1.0)  # no rhythm (or a single order day): -1 (every figure is >= 0)
         score = np.empty(len(y))
-        for i in range(len(weeks)):
+        for i in range(len(frames)):
             test = g == i
             if not test.any() or y[~test].all() or not y[~test].any():
                 score[test] = np.nan
@@ -275,7 +337,10 @@ def ceiling(
         for share in CEILING_SHARES:
             k = max(1, int(len(y) * share))
             low, rest = order[:k], order[k:]
-            profile = {f: round(float(np.nanmedian(x[low, j])), 1) for j, f in enumerate(FEATURES)}
+            profile = {
+                f: (round(float(np.nanmedian(x[low, j])), 1) if not np.isnan(x[low, j]).all() else None)
+                for j, f in enumerate(features)
+            }
             out.append(
                 {
                     "segment": seg,
@@ -367,8 +432,26 @@ def retail_table(res: dict[str, Any]) -> str:
         lines.append(
             f"| {r['segment']} | {100 * r['share']:.0f} % ({r['flagged']:,}) | {r['customers']:,} | "
             f"{r['rebuy_flagged']:.3f} | {r['rebuy_rest']:.3f} | {r['ratio']} | {m['frequency']:g}, "
-            f"{m['recency_days']:g} days, {m['late'] if m['late'] == m['late'] else '-'} |"
+            f"{m['recency_days']:g} days, {m['late'] if m['late'] is not None else '-'} |"
         )
+    if res.get("ceiling_orders"):
+        lines += [
+            "",
+            "The same ceiling given each customer's order dates instead (days ordered on, recency, mean, longest, "
+            "spread and 90th percentile of the gaps between order days, days since the first):",
+            "",
+            "| segment | lowest share | customers (5 weeks) | buy again: lowest | the rest | ratio | "
+            "median order days, recency, longest gap of the lowest |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in res["ceiling_orders"]:
+            m = r["median_of_flagged"]
+            gap = "-" if m["max_gap"] is None else f"{m['max_gap']:g} day{'s' * (m['max_gap'] != 1)}"
+            lines.append(
+                f"| {r['segment']} | {100 * r['share']:.0f} % ({r['flagged']:,}) | {r['customers']:,} | "
+                f"{r['rebuy_flagged']:.3f} | {r['rebuy_rest']:.3f} | {r['ratio']} | {m['orders']:g}, "
+                f"{m['recency_days']:g} days, {gap} |"
+            )
     return "\n".join(lines)
 
 
