@@ -814,4 +814,4 @@ def test_a_core_parameter_error_names_the_json_field(runs: StudyRuns) -> None:
     with TestClient(app) as c:
         r = c.get("/fit-tiny", params={"k": 4})
     assert r.status_code == 400
-    assert r.json() == {"detail": "k=4 is larger than the number of customers (3); use a smaller k"}
+    assert r.json() == {"detail": "k 4 is larger than the number of customers (3); use a smaller k"}

@@ -105,7 +105,7 @@ def test_bad_rows_can_be_quarantined_instead(cli, tmp_path: Path, runs_dir: Path
 def test_k_larger_than_customers(cli, tmp_path: Path, runs_dir: Path) -> None:
     text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-01-02,12\nC,3,2024-02-01,8\n"
     r = cli("run", write(tmp_path, "o.csv", text), "--k", "5", "--runs-dir", runs_dir)
-    assert_clean_failure(r, runs_dir, "k=5 is larger than the number of customers (3)")
+    assert_clean_failure(r, runs_dir, "--k 5 is larger than the number of customers (3); use a smaller --k")
 
 
 def test_wrong_format_for_extension(cli, tmp_path: Path, runs_dir: Path) -> None:
@@ -162,14 +162,14 @@ def test_a_core_error_names_the_python_parameter() -> None:
 
     with pytest.raises(ParameterError) as caught:
         SegmentModel(k=4).fit(np.array([[1.0, 1, 1], [2, 2, 2], [3, 3, 3]]))
-    assert str(caught.value) == "k=4 is larger than the number of customers (3); use a smaller k"
+    assert str(caught.value) == "k 4 is larger than the number of customers (3); use a smaller k"
     assert caught.value.params == ("k",)
 
 
 def test_the_same_error_through_the_cli_names_the_flag(cli, tmp_path: Path, runs_dir: Path) -> None:
     r = cli("run", write(tmp_path, "o.csv", TINY), "--k", "4", "--runs-dir", runs_dir)
     assert_clean_failure(r, runs_dir)
-    assert r.err.strip() == "error: k=4 is larger than the number of customers (3); use a smaller --k"
+    assert r.err.strip() == "error: --k 4 is larger than the number of customers (3); use a smaller --k"
 
 
 def test_a_python_caller_reads_parameter_names_where_the_cli_reads_flags(tmp_path: Path) -> None:

@@ -541,7 +541,7 @@ def test_a_failed_run_leaves_no_runs_folder(cli, tmp_path: Path) -> None:
     runs = tmp_path / "a" / "b" / "runs"
     text = ORDERS_HEADER + "A,1,2024-01-01,10\nB,2,2024-01-02,12\nC,3,2024-02-01,8\n"
     r = cli("run", write(tmp_path, "o.csv", text), "--k", "5", "--runs-dir", runs)
-    assert_clean_failure(r, runs, "k=5 is larger than the number of customers (3)")
+    assert_clean_failure(r, runs, "--k 5 is larger than the number of customers (3); use a smaller --k")
     assert not (tmp_path / "a").exists()
     existing = tmp_path / "kept"
     existing.mkdir()

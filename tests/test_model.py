@@ -69,7 +69,7 @@ def test_custom_vocabulary_is_data() -> None:
     centroids = np.array([[5, 10, 2000], [600, 1, 20]], float)
     named = name_clusters(centroids, population, voc)
     assert [n.name for n in named] == ["Best", "Rest"]
-    with pytest.raises(ParameterError, match="k=3 is more segments than the vocabulary has names"):
+    with pytest.raises(ParameterError, match="k 3 is more segments than the vocabulary has names"):
         name_clusters(np.vstack([centroids, centroids[:1]]), population, voc)
     with pytest.raises(ParameterError, match="levels must lie in"):
         Vocabulary.from_records([{"name": "X", "recency": 2, "frequency": 0, "monetary": 0}])
@@ -103,7 +103,7 @@ def test_model_format_version_is_checked(tmp_path: Path, x: np.ndarray) -> None:
 def test_predict_before_fit_and_bad_k(x: np.ndarray) -> None:
     with pytest.raises(ParameterError, match="not fitted"):
         SegmentModel().predict(x)
-    with pytest.raises(ParameterError, match="k=1 should be a whole number >= 2"):
+    with pytest.raises(ParameterError, match="k 1 should be a whole number >= 2"):
         SegmentModel(k=1).fit(x)
     same = np.repeat(x[:1], 10, axis=0)
     with pytest.raises(ParameterError, match="needs at least 4 customers with different RFM values"):

@@ -151,7 +151,7 @@ def test_segment_model_records_the_fit_path(monkeypatch: pytest.MonkeyPatch) -> 
     back = SegmentModel.from_dict(model.to_dict())
     assert back.sample_size == 500 and back.fit_info_ == model.fit_info_
     assert sorted(back.names_) == sorted(model.names_)
-    with pytest.raises(Exception, match="sample_size=2 should be a whole number >= k=4"):
+    with pytest.raises(Exception, match=r"sample_size 2 should be a whole number >= k \(4\)"):
         SegmentModel(k=4, sample_size=2).fit(x)
 
 
@@ -485,7 +485,7 @@ def test_cli_scale_options_are_checked(cli, study_orders: Path, runs_dir: Path) 
     res = cli("run", study_orders, "--spark-master", "local[2]", "--runs-dir", runs_dir)
     assert res.code == 2 and "--spark-master go(es) with --engine spark" in res.err
     res = cli("run", study_orders, "--sample-size", "3", "--runs-dir", runs_dir)
-    assert res.code == 2 and "sample_size=3 should be a whole number >= k=4" in res.err
+    assert res.code == 2 and "--sample-size 3 should be a whole number >= --k (4)" in res.err
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
     res = cli("run", study_orders, "--sample-size", "50000", "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--json")
     assert res.code == 0, res.err

@@ -23,7 +23,8 @@ def test_first_week_of_the_online_retail_replay_is_reproduced(online_retail: Pat
     got = script.retail(online_retail, tmp_path / "runs", end=first)
     assert got["rows"], "no warning flagged anybody on the first week"
     assert got["rows"] == [r for r in published["rows"] if r["as_of"] == first.isoformat()]
-    assert got["ceiling"] == got["ceiling_orders"] == []  # one week: nothing to train the ceiling's classifier on apart from it
+    # one week: nothing to train the ceilings' classifier on apart from it
+    assert got["ceiling"] == got["ceiling_orders"] == []
     # the pooled ratios are the weeks' counts summed
     for p in script._pooled(published["rows"]):
         rows = [r for r in published["rows"] if (r["warning"], r["segment"]) == (p["warning"], p["segment"])]

@@ -4,10 +4,11 @@ the process exit code of the CLI, and the HTTP status of the API.
 An error about a parameter knows which one: its message is a template whose ``{name}`` fields are the
 parameters it is about::
 
-    ParameterError("k=3 is larger than the number of customers (2); use a smaller {k}", param="k")
+    ParameterError("{k} 3 is larger than the number of customers (2); use a smaller {k}", param="k")
 
-``str(err)`` and ``err.message`` speak Python (``use a smaller k``); each adapter renders the same error in
-its own words with :meth:`RfmsegError.render`: the CLI names the flag (``use a smaller --k``), the API the
+``str(err)`` and ``err.message`` speak Python (``k 3 is larger ...; use a smaller k``); each adapter renders
+the same error in its own words with :meth:`RfmsegError.render`: the CLI names the flag (``--k 3 is larger
+...; use a smaller --k``), the API the
 JSON field. The core never names a command-line flag. Only ``{name}`` for a name in ``param`` is replaced;
 other braces (a path, a TOML example) are left as they are.
 """

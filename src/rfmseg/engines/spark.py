@@ -68,7 +68,7 @@ from rfmseg.io.validate import resolve_columns, row_rules, typed_columns
 from rfmseg.io.views import VIEWS
 from rfmseg.model.kmeans import nearest
 from rfmseg.model.scoring import REASON_MODEL, RHYTHM_COLUMNS
-from rfmseg.model.segment_model import Assignment, distinct_rows
+from rfmseg.model.segment_model import Assignment, distinct_rows, too_few_distinct
 from rfmseg.model.transform import Transform
 from rfmseg.timing import Percent, Timer
 
@@ -354,9 +354,7 @@ class SparkEngine:
         model.check_params(x.shape[0])
         distinct = distinct_rows(x, model.k)
         if distinct < model.k:
-            raise ParameterError(
-                f"k={model.k} needs at least {model.k} customers with different RFM values; the data has {distinct}"
-            )
+            raise too_few_distinct(model.k, distinct)
         transform = Transform.fit(model.transform, x)
         scaled = self._scaled(transform)
         vectors = VectorAssembler(inputCols=["z0", "z1", "z2"], outputCol="features").transform(scaled)

@@ -237,8 +237,9 @@ def name_clusters(
     k = centroids_raw.shape[0]
     if k > len(vocabulary.types):
         raise ParameterError(
-            f"k={k} is more segments than the vocabulary has names ({len(vocabulary.types)}); "
-            "use a smaller K or add names to the vocabulary"
+            f"{{k}} {k} is more segments than the vocabulary has names ({len(vocabulary.types)}); "
+            "use a smaller {k} or add names to the vocabulary",
+            param="k",
         )
     lv = levels(centroids_raw, population)
     protos = np.array([[t.recency, t.frequency, t.monetary] for t in vocabulary.types])

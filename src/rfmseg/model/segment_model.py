@@ -39,6 +39,15 @@ class Assignment:
         return np.asarray(self.names, dtype=object)[self.labels].tolist()
 
 
+def too_few_distinct(k: int, distinct: int) -> ParameterError:
+    """The error of a fit asked for ``k`` segments of data with only ``distinct`` different RFM rows."""
+    return ParameterError(
+        f"{{k}} {k} needs at least {k} customers with different RFM values; the data has {distinct}; "
+        "use a smaller {k}",
+        param="k",
+    )
+
+
 class SegmentModel:
     provenance_: Mapping[str, Any]
     """where the model came from (run id, as-of, data hash...): set by the job that fits or loads it"""
@@ -71,18 +80,18 @@ class SegmentModel:
         """Refuse hyper-parameters no fit on ``n_customers`` customers can honour (any engine checks them)."""
         check_transform(self.transform)
         if not isinstance(self.k, int) or self.k < 2:
-            raise ParameterError(f"k={self.k} should be a whole number >= 2")
+            raise ParameterError(f"{{k}} {self.k} should be a whole number >= 2", param="k")
         if self.k > n_customers:
             raise ParameterError(
-                f"k={self.k} is larger than the number of customers ({n_customers}); use a smaller {{k}}", param="k"
+                f"{{k}} {self.k} is larger than the number of customers ({n_customers}); use a smaller {{k}}", param="k"
             )
         if self.n_init < 1:
-            raise ParameterError(f"n_init={self.n_init} should be >= 1")
+            raise ParameterError(f"{{n_init}} {self.n_init} should be >= 1", param="n_init")
         if self.sample_size is not None and (not isinstance(self.sample_size, int) or self.sample_size < self.k):
             raise ParameterError(
-                f"sample_size={self.sample_size} should be a whole number >= k={self.k}; "
+                f"{{sample_size}} {self.sample_size} should be a whole number >= {{k}} ({self.k}); "
                 "omit {sample_size} for the default",
-                param="sample_size",
+                param=("sample_size", "k"),
             )
 
     def fit(self, rfm: np.ndarray) -> SegmentModel:
@@ -97,9 +106,7 @@ class SegmentModel:
         self.check_params(x.shape[0])
         distinct = distinct_rows(x, self.k)
         if distinct < self.k:
-            raise ParameterError(
-                f"k={self.k} needs at least {self.k} customers with different RFM values; the data has {distinct}"
-            )
+            raise too_few_distinct(self.k, distinct)
         self.transform_ = Transform.fit(self.transform, x)
         z = self.transform_.apply(x)
         km = fit_kmeans(z, self.k, self.n_init, self.random_state, sample_size=self.sample_size)
