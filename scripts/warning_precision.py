@@ -65,8 +65,10 @@ CAUGHT = {"champion_slowing": ("Champions", "champions_slowing"), "loyal_lapsing
 """behaviour: the segment of their group and the warning that says it"""
 
 
-def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_HOLD) -> dict[str, Any]:
-    """The 12-week life on one simulated base; the warnings' precision and recall on its last week."""
+def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_HOLD, **options: Any) -> dict[str, Any]:
+    """The 12-week life on one simulated base; the warnings' precision and recall on its last week
+    (``options``: the rhythm rule's parameters, e.g. ``late_factor``, as :func:`rfmseg.runs.warnings.warnings`
+    takes them)."""
     sim = simulate(SimConfig(seed=seed, customers=customers))
     dates = sim.config.as_of_dates()
     relabelled, quiet, drift = [], [], []
@@ -88,7 +90,7 @@ def sim_life(seed: int, customers: int, runs: Path, hold: float = life.DEFAULT_H
             last = trained.run
         else:
             last = life.refresh(sim.snapshot(day), as_of=day, runs_dir=runs, publish=False, hold=hold).run
-    w = early.warnings(runs)
+    w = early.warnings(runs, **options)
     truth = sim.truth.to_pylist()
     final = {r["customer_id"]: r["segment"] for r in last.table("assignments").to_pylist()}
     out: dict[str, Any] = {
@@ -465,14 +467,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="Online Retail (default: the data set cache)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--retail-runs", type=Path, default=None, help="keep the Online Retail registry here (reused)")
+    ap.add_argument(
+        "--late-factor",
+        type=float,
+        default=None,
+        help=f"the warnings' late factor (default {early.RhythmRule.late_factor:g}; a stricter rule: 5)",
+    )
     a = ap.parse_args(argv)
-    report: dict[str, Any] = {"simulator": [], "online_retail": None}
+    rule: dict[str, Any] = {} if a.late_factor is None else {"late_factor": a.late_factor}
+    report: dict[str, Any] = {"simulator": [], "online_retail": None, "rule": rule}
     t0 = time.perf_counter()
     if not a.no_sim:
         for size in (int(x) for x in a.sizes.split(",")):
             for seed in (int(x) for x in a.seeds.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
-                    report["simulator"].append(sim_life(seed, size, Path(tmp) / "runs", a.hold))
+                    report["simulator"].append(sim_life(seed, size, Path(tmp) / "runs", a.hold, **rule))
                 print(f"seed {seed} size {size}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         print(sim_table(report["simulator"]))
     if a.retail:
@@ -480,10 +489,10 @@ def main(argv: list[str] | None = None) -> int:
 
         data = a.data or online_retail_path()
         if a.retail_runs:
-            report["online_retail"] = retail(data, a.retail_runs)
+            report["online_retail"] = retail(data, a.retail_runs, **rule)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                report["online_retail"] = retail(data, Path(tmp) / "runs")
+                report["online_retail"] = retail(data, Path(tmp) / "runs", **rule)
         print()
         print(retail_table(report["online_retail"]))
     a.out.parent.mkdir(parents=True, exist_ok=True)
