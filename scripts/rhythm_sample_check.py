@@ -100,7 +100,7 @@ def markdown(r: dict[str, Any]) -> str:
         worst = sorted(s["param_rel_diff"].items(), key=lambda kv: -kv[1])[:2]
         which = ", ".join(f"{k} {v:.1%}" for k, v in worst)
         lines.append(
-            f"| {s['sample_size']:,} | {s.get('random_state', 42)} | {s['sample']:,} | {s['max_param_rel_diff']:.2%} "
+            f"| {s['sample_size']:,} | {s['random_state']} | {s['sample']:,} | {s['max_param_rel_diff']:.2%} "
             f"({which}) | {s['spearman_p_alive']:.4f} | {s['spearman_expected_value_90d']:.4f} | "
             f"{s['max_abs_diff_p_alive']:.4f} | {s['total_rel_diff_expected_orders_90d']:+.2%}, "
             f"{s['total_rel_diff_expected_value_90d']:+.2%} |"

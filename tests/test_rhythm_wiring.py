@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy.stats import spearmanr
 
+from repo_scripts import BENCH, load_script
 from rfmseg.datasets import study
 from rfmseg.errors import ParameterError
 from rfmseg.jobs import refresh, retrain, segment
@@ -346,14 +347,7 @@ def test_the_runs_sample_fit_against_the_full_fit_on_a_million_generated_lines(t
     scripts/rhythm_sample_check.py --scale, docs/rhythm.md), more than the 2 % asked, while the figures the
     run serves stay those of the full fit: the ranking of p_alive, each customer's p_alive within a few
     hundredths and the base's expected orders and value within about 1 %."""
-    import importlib.util
-
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    spec = importlib.util.spec_from_file_location("generate", bench / "generate.py")
-    assert spec is not None and spec.loader is not None
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    data = generate.generate(1_000_000, tmp_path / "tx.parquet", seed=0, quiet=True)
+    data = load_script("generate", BENCH).generate(1_000_000, tmp_path / "tx.parquet", seed=0, quiet=True)
     result = segment(data, returns="net", runs_dir=None)
     rfm, as_of = result.rfm, date.fromisoformat(str(result.summary["as_of"])[:10])
     full = fit_rhythm(rfm, as_of, sample_size=None)

@@ -8,9 +8,8 @@ parameters it is about::
 
 ``str(err)`` and ``err.message`` speak Python (``k 3 is larger ...; use a smaller k``); each adapter renders
 the same error in its own words with :meth:`RfmsegError.render`: the CLI names the flag (``--k 3 is larger
-...; use a smaller --k``), the API the
-JSON field. The core never names a command-line flag. Only ``{name}`` for a name in ``param`` is replaced;
-other braces (a path, a TOML example) are left as they are.
+...; use a smaller --k``), the API the JSON field. The core never names a command-line flag. Only ``{name}``
+for a name in ``param`` is replaced; other braces (a path, a TOML example) are left as they are.
 """
 
 from __future__ import annotations
