@@ -225,7 +225,7 @@ def _features(now: hist.RunMeta, tl: list[hist.RunMeta], window_days: int) -> pa
     cols = early.RHYTHM_COLUMNS
     con = duckdb.connect()
     try:
-        return con.execute(
+        return con.sql(
             "SELECT n.customer_id::VARCHAR AS customer_id, n.segment, n.recency_days::DOUBLE AS recency_days, "
             "n.frequency::DOUBLE AS frequency, n.monetary::DOUBLE AS monetary, g.gap, "
             "n.recency_days / g.gap AS late, (n.frequency - g.frequency) / (? / g.gap) AS pace "
@@ -233,7 +233,7 @@ def _features(now: hist.RunMeta, tl: list[hist.RunMeta], window_days: int) -> pa
             f"SELECT b.customer_id, b.frequency, {early.gap_sql('b')} AS gap "
             f"FROM {hist.run_table(con, base, cols)} b WHERE b.frequency >= 2) g "
             "ON n.customer_id = g.customer_id AND g.gap > 0",
-            [span, base.date],
+            params=[span, base.date],
         ).to_arrow_table()
     finally:
         con.close()
@@ -291,7 +291,7 @@ def order_features(con: Any, meta: hist.RunMeta) -> pa.Table:
     all from the days before the as-of date: how many days they ordered on, the days since the last, the gaps
     between order days (mean, longest, spread, 90th percentile: how irregular they are, which a run does not
     keep) and the days since the first. A single order day: no gap (null)."""
-    return con.execute(
+    return con.sql(
         "WITH g AS (SELECT customer_id, day, date_diff('day', lag(day) OVER (PARTITION BY customer_id "
         "ORDER BY day), day) AS gap FROM days WHERE day < ?), "
         "f AS (SELECT customer_id, count(*)::DOUBLE AS orders, date_diff('day', max(day), ?)::DOUBLE "
@@ -302,7 +302,7 @@ def order_features(con: Any, meta: hist.RunMeta) -> pa.Table:
         "SELECT f.customer_id, r.segment, b.customer_id IS NOT NULL AS buys, f.* EXCLUDE (customer_id) "
         "FROM read_parquet(?) r JOIN f ON f.customer_id = CAST(r.customer_id AS VARCHAR) "
         "LEFT JOIN b ON b.customer_id = f.customer_id ORDER BY f.customer_id",
-        [meta.date, meta.date, meta.date, meta.date, meta.date + timedelta(days=HORIZON), str(meta.file)],
+        params=[meta.date, meta.date, meta.date, meta.date, meta.date + timedelta(days=HORIZON), str(meta.file)],
     ).to_arrow_table()
 
 

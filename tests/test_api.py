@@ -30,6 +30,7 @@ from rfmseg.jobs.run import RunResult, segment
 from rfmseg.runs import list_runs
 from rfmseg.service import Settings, create_app
 from rfmseg.stores import open_store
+from runids import unique_prefix
 from servers import free_port
 
 BEFORE_AS_OF = "2024-11-30"
@@ -460,7 +461,7 @@ def test_runs_and_one_run(client: TestClient, runs: StudyRuns) -> None:
     assert [r["run_id"] for r in listing["runs"]] == [runs.before.run_id, runs.latest.run_id]
     assert listing["latest"] == runs.latest.run_id
     assert all("path" not in r for r in listing["runs"])
-    one = client.get(f"/runs/{runs.before.run_id[:-2]}")  # a unique prefix
+    one = client.get(f"/runs/{unique_prefix(runs.before.run_id, runs.runs_dir)}")
     assert one.status_code == 200
     body = one.json()
     assert body["run_id"] == runs.before.run_id

@@ -25,6 +25,7 @@ from rfmseg.jobs.export import COLUMNS, export
 from rfmseg.runs import Run, list_runs
 from rfmseg.simulate import SimConfig, simulate
 from rfmseg.stores import open_store
+from runids import unique_prefix
 
 GONE = ("C00003", "C00010", "C00042", "C00077", "C00150")
 """customers whose orders are deleted from the last week's data (they leave the base)"""
@@ -193,7 +194,7 @@ def test_previous_segment_and_since_are_what_the_store_serves(life: Life, tmp_pa
 
 
 def test_an_earlier_run_is_exported_with_its_own_history(life: Life, tmp_path: Path) -> None:
-    r = export(life.runs_dir, life.runs[2].run_id[:17], out=tmp_path / "week2.parquet")
+    r = export(life.runs_dir, unique_prefix(life.runs[2].run_id, life.runs_dir), out=tmp_path / "week2.parquet")
     rows = pq.read_table(tmp_path / "week2.parquet").to_pylist()
     assert r.run_id == life.runs[2].run_id and without(rows, "previous_segment", "segment_since") == expected_rows(
         life, 2

@@ -26,6 +26,7 @@ from rfmseg.agent.mcp_server import QUESTION_TOOLS, SERVER_BOUND, build_server
 from rfmseg.datasets import study
 from rfmseg.jobs.run import segment
 from rfmseg.stores import open_store
+from runids import unique_prefix
 from servers import free_port, wait_until_listening
 
 TOOLS = {
@@ -311,7 +312,8 @@ def test_every_tool_on_the_simulated_twelve_weeks(sim_runs: Path) -> None:
             segment_json = json.loads((await s.read_resource("rfmseg://segments/occasional")).contents[0].text)
             assert segment_json["movement"]["from_as_of"] == "2024-03-24"
             run_id = segs["run_id"]
-            by_id = json.loads((await s.read_resource(f"rfmseg://runs/{run_id[:20]}/summary")).contents[0].text)
+            summary = f"rfmseg://runs/{unique_prefix(run_id, sim_runs)}/summary"
+            by_id = json.loads((await s.read_resource(summary)).contents[0].text)
             assert by_id["run_id"] == run_id
             prompt = (await s.get_prompt("segment_subject_lines", {"segment": "Occasional"})).messages[0]
             assert "Write 5 email subject lines" in prompt.content.text

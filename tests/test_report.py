@@ -19,6 +19,7 @@ from plotly.offline import get_plotlyjs_version
 from rfmseg.report import REPORT_FILE, report_html, view_for_run
 from rfmseg.report.data import CHOOSE_K_FILE, MIN_POINTS_PER_SEGMENT, scatter
 from rfmseg.runs import FILES, get_run, list_runs
+from runids import unique_prefix
 from test_api import StudyRuns, build_study_runs
 
 DATA = re.compile(r'<script type="application/json" id="rfmseg-data">(.*?)</script>', re.S)
@@ -136,7 +137,7 @@ def test_data_quality_section(runs: StudyRuns) -> None:
 
 def test_rfmseg_report_writes_the_same_view(cli, runs: StudyRuns, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    result = cli("report", runs.latest.run_id[:-2], "-o", out, "--runs-dir", runs.runs_dir)
+    result = cli("report", unique_prefix(runs.latest.run_id, runs.runs_dir), "-o", out, "--runs-dir", runs.runs_dir)
     assert result.code == 0, result.err
     assert result.out.startswith(f"Report of run {runs.latest.run_id} written to {out} (")
     mine = embedded_view(out.read_text(encoding="utf-8"))
