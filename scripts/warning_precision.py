@@ -42,9 +42,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg import jobs as life
@@ -134,7 +134,6 @@ HORIZON = 90
 def retail(data: Path, runs: Path, end: date = RETAIL_END, **options: Any) -> dict[str, Any]:
     """The weekly replay on Online Retail up to ``end`` and, per warning and segment, who buys again in the next
     90 days (and the ceiling, when there are two weeks or more to check)."""
-    orders = pq.read_table(data)
     day, n = RETAIL_START, 0
     if not (runs.exists() and any(runs.iterdir())):  # a registry kept from an earlier replay is read again
         segment(data, preset="online-retail", as_of=day, runs_dir=runs)
@@ -143,10 +142,20 @@ def retail(data: Path, runs: Path, end: date = RETAIL_END, **options: Any) -> di
             job = life.retrain if n % 4 == 0 else life.refresh
             job(data, preset="online-retail", as_of=day, runs_dir=runs, publish=False)
     tl = hist.timeline(runs)
+    con = duckdb.connect()
+    try:
+        _order_days(con, data)
+        return _retail_figures(con, runs, tl, options)
+    finally:
+        con.close()
+
+
+def _retail_figures(con: Any, runs: Path, tl: list[hist.RunMeta], options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`retail`'s figures from the replay's timeline ``tl`` and the order days in ``con``."""
     rows: list[dict[str, Any]] = []
     for meta in tl[8::4]:  # every 4th week from the 8th: the rhythm needs the window's runs behind it
         w = early.warnings(runs, meta.run_id, **options)
-        buyers = _buyers(orders, meta.date, meta.date + timedelta(days=HORIZON))
+        buyers = _buyers(con, meta)
         seg = {str(r["customer_id"]): r["segment"] for r in pq.read_table(meta.file).to_pylist()}
         for wid in ("champions_slowing", "overdue", "loyal_lapsing"):
             flagged = {str(c["customer_id"]) for c in early.find(w, wid)["customers"]}
@@ -177,8 +186,8 @@ def retail(data: Path, runs: Path, end: date = RETAIL_END, **options: Any) -> di
         "params": options,
         "rows": rows,
         "pooled": _pooled(rows),
-        "ceiling": ceiling(orders, tl[8::4], tl) if len(tl[8::4]) > 1 else [],
-        "ceiling_orders": ceiling_orders(data, tl[8::4]) if len(tl[8::4]) > 1 else [],
+        "ceiling": ceiling(con, tl[8::4], tl) if len(tl[8::4]) > 1 else [],
+        "ceiling_orders": ceiling_orders(con, tl[8::4]) if len(tl[8::4]) > 1 else [],
     }
 
 
@@ -218,7 +227,6 @@ def _features(now: hist.RunMeta, tl: list[hist.RunMeta], window_days: int) -> pa
     """Every customer of ``now`` with the figures a warning could use: recency, orders, spend, and against the
     rhythm read in the base run (as the rhythm warnings read it): the mean gap, recency / gap ("late") and the
     orders placed since the base run / the orders the rhythm had due ("pace"). No rhythm: null."""
-    import duckdb
 
     base = next(m for m in tl if 0 < (now.date - m.date).days <= window_days)
     span = (now.date - base.date).days
@@ -239,15 +247,13 @@ def _features(now: hist.RunMeta, tl: list[hist.RunMeta], window_days: int) -> pa
         con.close()
 
 
-def ceiling(
-    orders: pa.Table, weeks: list[hist.RunMeta], tl: list[hist.RunMeta], window_days: int = 56
-) -> list[dict[str, Any]]:
+def ceiling(con: Any, weeks: list[hist.RunMeta], tl: list[hist.RunMeta], window_days: int = 56) -> list[dict[str, Any]]:
     """Per segment: how much less often the customers a classifier given every figure ranks least likely to
     buy again do buy again, against the rest of the segment (trained on the other weeks, scored on each)."""
     frames = []
     for meta in weeks:
         t = _features(meta, tl, window_days)
-        buyers = _buyers(orders, meta.date, meta.date + timedelta(days=HORIZON))
+        buyers = _buyers(con, meta)
         ids = t.column("customer_id").to_pylist()
         x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in FEATURES])
         frames.append((t.column("segment").to_pylist(), np.array([_cid(c) in buyers for c in ids]), x))
@@ -257,20 +263,13 @@ def ceiling(
 ORDER_FEATURES = ("orders", "recency_days", "mean_gap", "max_gap", "sd_gap", "gap_p90", "age_days")
 
 
-def ceiling_orders(data: Path, weeks: list[hist.RunMeta]) -> list[dict[str, Any]]:
+def ceiling_orders(con: Any, weeks: list[hist.RunMeta]) -> list[dict[str, Any]]:
     """The same ceiling, given each customer's order dates instead of a run's figures (:func:`order_features`)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        _order_days(con, data)
-        frames = []
-        for meta in weeks:
-            t = order_features(con, meta)
-            x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in ORDER_FEATURES])
-            frames.append((t.column("segment").to_pylist(), t.column("buys").to_numpy(zero_copy_only=False), x))
-    finally:
-        con.close()
+    frames = []
+    for meta in weeks:
+        t = order_features(con, meta)
+        x = np.column_stack([t.column(f).to_numpy(zero_copy_only=False).astype(float) for f in ORDER_FEATURES])
+        frames.append((t.column("segment").to_pylist(), t.column("buys").to_numpy(zero_copy_only=False), x))
     return _ranked(frames, ORDER_FEATURES)
 
 
@@ -298,11 +297,11 @@ def order_features(con: Any, meta: hist.RunMeta) -> pa.Table:
         "AS recency_days, avg(gap) AS mean_gap, max(gap)::DOUBLE AS max_gap, stddev_samp(gap) AS sd_gap, "
         "quantile_cont(gap, 0.9) AS gap_p90, date_diff('day', min(day), ?)::DOUBLE AS age_days "
         "FROM g GROUP BY customer_id), "
-        "b AS (SELECT DISTINCT customer_id FROM days WHERE day >= ? AND day < ?) "
+        f"b AS ({BUYERS_SQL}) "
         "SELECT f.customer_id, r.segment, b.customer_id IS NOT NULL AS buys, f.* EXCLUDE (customer_id) "
         "FROM read_parquet(?) r JOIN f ON f.customer_id = CAST(r.customer_id AS VARCHAR) "
         "LEFT JOIN b ON b.customer_id = f.customer_id ORDER BY f.customer_id",
-        params=[meta.date, meta.date, meta.date, meta.date, meta.date + timedelta(days=HORIZON), str(meta.file)],
+        params=[meta.date, meta.date, meta.date, *_horizon(meta), str(meta.file)],
     ).to_arrow_table()
 
 
@@ -358,17 +357,18 @@ def _ranked(frames: list[tuple[list[str], np.ndarray, np.ndarray]], features: tu
     return out
 
 
-def _buyers(orders: pa.Table, start: date, end: date) -> set[str]:
-    """Customers with an order dated in [start, end) (Online Retail's raw columns: CustomerID, InvoiceDate,
-    InvoiceNo; cancellations, invoice numbers starting with C, are not orders)."""
-    t = orders.select(["CustomerID", "InvoiceDate", "InvoiceNo"]).drop_null()
-    d = pc.cast(pc.cast(t.column("InvoiceDate"), pa.timestamp("s")), pa.date32())
-    keep = pc.and_(
-        pc.and_(pc.greater_equal(d, pa.scalar(start, pa.date32())), pc.less(d, pa.scalar(end, pa.date32()))),
-        pc.invert(pc.starts_with(pc.cast(t.column("InvoiceNo"), pa.string()), "C")),
-    )
-    ids = pc.cast(t.filter(keep).column("CustomerID"), pa.string())
-    return {_cid(x) for x in ids.to_pylist()}
+BUYERS_SQL = "SELECT DISTINCT customer_id FROM days WHERE day >= ? AND day < ?"
+"""The customers who buy again: an order day in the 90 days from a run's date (:func:`_horizon`), in
+:func:`_order_days`'s ``days``."""
+
+
+def _horizon(meta: hist.RunMeta) -> tuple[date, date]:
+    return meta.date, meta.date + timedelta(days=HORIZON)
+
+
+def _buyers(con: Any, meta: hist.RunMeta) -> set[str]:
+    """The ids (as :func:`_order_days` writes them) of the customers who buy again after ``meta``'s run."""
+    return {r[0] for r in con.execute(BUYERS_SQL, list(_horizon(meta))).fetchall()}
 
 
 def _cid(x: str) -> str:
