@@ -260,3 +260,83 @@ def test_a_day_whose_dates_read_both_ways_takes_the_historys_format(online_retai
     whole.write_text("".join(f.read_text() if i == 0 else f.read_text().split("\n", 1)[1] for i, f in enumerate(files)))
     want = life.refresh(whole, runs_dir=runs, publish=False)
     _same(got, want)
+
+
+@pytest.fixture(scope="module")
+def sim_days(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The simulator's orders before 2024-03-01 (the history) and the next two days, one file each; the same
+    without the order id column; and a file holding the history and both days (a whole export)."""
+    from datetime import date
+
+    import pyarrow.compute as pc
+
+    from rfmseg.simulate import SimConfig, simulate
+
+    out = tmp_path_factory.mktemp("sim_days")
+    t = simulate(SimConfig(customers=400, weeks=12, seed=7)).transactions
+    d = t.column("order_date")
+    parts = {
+        "history": pc.less(d, pa.scalar(date(2024, 3, 1), pa.date32())),
+        "day1": pc.equal(d, pa.scalar(date(2024, 3, 1), pa.date32())),
+        "day2": pc.equal(d, pa.scalar(date(2024, 3, 2), pa.date32())),
+        "whole": pc.less(d, pa.scalar(date(2024, 3, 3), pa.date32())),
+    }
+    files = {}
+    for name, keep in parts.items():
+        files[name] = out / f"{name}.parquet"
+        pq.write_table(t.filter(keep), files[name])
+        files[f"{name}_no_id"] = out / f"{name}_no_id.parquet"
+        pq.write_table(t.filter(keep).drop_columns(["order_id"]), files[f"{name}_no_id"])
+    return files
+
+
+def test_a_file_merged_before_or_overlapping_the_history_is_refused(
+    sim_days: dict[str, Path], tmp_path: Path, cli: Any
+) -> None:
+    """A day fed twice, or an export of the whole history given as the new file: its copies would count twice
+    (the generic reading keeps repeated lines), so the refresh stops in one line and writes nothing."""
+    runs = tmp_path / "runs"
+    life.segment(sim_days["history"], runs_dir=runs)
+    life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False)
+    life.refresh_since_last(sim_days["day2"], runs_dir=runs, publish=False)
+    before = sorted(p.name for p in runs.iterdir())
+    r = cli("refresh", "--since-last", sim_days["day1"], "--runs-dir", runs, "--no-publish")
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert "day1.parquet is in the history of run" in r.err and "give the file of the new ones" in r.err, r.err
+    r = cli("refresh", "--since-last", sim_days["whole"], "--runs-dir", runs, "--no-publish")
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert "whole.parquet repeats" in r.err and "dated before 2024-03-03" in r.err, r.err
+    assert "`rfmseg refresh FILE`" in r.err, r.err
+    assert sorted(p.name for p in runs.iterdir()) == before
+    # the first --since-last after a run recomputes in full (the run keeps no state): the same check there
+    fresh = tmp_path / "fresh"
+    life.segment(sim_days["history"], runs_dir=fresh)
+    with pytest.raises(InputError) as exc:
+        life.refresh_since_last(sim_days["whole"], runs_dir=fresh, publish=False)
+    assert "whole.parquet repeats" in str(exc.value) and "dated before 2024-03-01" in str(exc.value)
+    assert len(list_runs(fresh)) == 1
+
+
+def test_without_an_order_id_a_line_dated_in_the_historys_days_is_refused(
+    sim_days: dict[str, Path], tmp_path: Path
+) -> None:
+    """Without an order id each line is its own order: a line dated before the history's as-of date cannot be
+    told from one already read, so it is refused; the next days merge and give what a full refresh gives."""
+    runs = tmp_path / "runs"
+    life.segment(sim_days["history_no_id"], runs_dir=runs)
+    got = life.refresh_since_last(sim_days["day1_no_id"], runs_dir=runs, publish=False)
+    assert got.manifest["state"]["mode"] == "full"  # the trained run keeps no state
+    got = life.refresh_since_last(sim_days["day2_no_id"], runs_dir=runs, publish=False)
+    assert got.manifest["state"]["mode"] == "incremental", got.manifest["state"]["note"]
+    full = tmp_path / "full"
+    first = list_runs(runs)[0]
+    shutil.copytree(first.path, full / first.run_id)
+    _same(got, life.refresh(sim_days["whole_no_id"], runs_dir=full, publish=False))
+    with pytest.raises(InputError) as exc:
+        life.refresh_since_last(sim_days["whole_no_id"], runs_dir=runs, publish=False)
+    message = str(exc.value)
+    assert "\n" not in message and "dated before 2024-03-03" in message and "without an order id" in message
+    fresh = tmp_path / "fresh"  # and after a run, which keeps no state (a full recompute)
+    life.segment(sim_days["history_no_id"], runs_dir=fresh)
+    with pytest.raises(InputError, match="dated before 2024-03-01, the as-of date of the history"):
+        life.refresh_since_last(sim_days["whole_no_id"], runs_dir=fresh, publish=False)

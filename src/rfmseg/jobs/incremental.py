@@ -51,6 +51,7 @@ from typing import Any, Unpack
 import duckdb
 import pyarrow as pa
 
+from rfmseg import schema
 from rfmseg.digest import file_sha256
 from rfmseg.errors import InputError
 from rfmseg.features import STATE_FEATURES, STATE_MERGE_SQL, state_rfm_sql, state_sql
@@ -63,8 +64,10 @@ from rfmseg.jobs.job import Job, JobOptions, LifeResult, job_runs_dir, publish_r
 from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold
 from rfmseg.jobs.reading import ModelRef
 from rfmseg.jobs.refresh import model_ref, scored
-from rfmseg.runs import Run
+from rfmseg.presets.online_retail import DUPLICATE
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run
 from rfmseg.runs.artifacts import Rows
+from rfmseg.runs.lock import one_job_at_a_time
 from rfmseg.runs.manifest import rfm_sha256
 from rfmseg.runs.registry import list_runs
 
@@ -81,6 +84,7 @@ class Unmergeable(Exception):
     """What makes the new file unmergeable into the state: the refresh falls back to a full recompute."""
 
 
+@one_job_at_a_time("refresh --since-last", DEFAULT_RUNS_DIR)
 def refresh_since_last(
     new: str | Path,
     columns: dict[str, str] | None = None,
@@ -104,6 +108,11 @@ def refresh_since_last(
         raise InputError(f"{new}: no such file; give the file of the transactions since the last run")
     sha = file_sha256(path)
     state = base.manifest.get("state")
+    if state and any(f["sha256"] == sha for f in state["files"][:-1]):
+        raise InputError(
+            f"{path.name} is in the history of run {base.run_id} already (the same bytes were merged before); "
+            "--since-last takes only the transactions since the last run: give the file of the new ones"
+        )
     if state and state["files"][-1]["sha256"] == sha:  # this very file was the last one merged
         found = LifeResult("refresh", base, "existing", base.summary, base.manifest)
         if options.get("publish", True):
@@ -117,7 +126,11 @@ def refresh_since_last(
         except Unmergeable as why:
             history = _history(base, state)
             note = f"{why}: recomputed in full over {len(history)} earlier file(s) and {path.name}"
+            probe = _probe(job, path, columns, as_of)
             read = _full(job, base, [*history, {"path": str(path), "sha256": sha}], columns, as_of, note)
+            since = state["as_of"] if state else base.manifest.get("as_of")
+            if probe is not None and since:
+                _check_overlap(job.engine.con, read[0], probe, date.fromisoformat(since), path)
         result = _written(job, ref, *read, band)
     return job.finish(result)
 
@@ -196,7 +209,7 @@ def _merged(
     con = job.engine.con
     with job.timer.stage("merge"):
         _state_tables(con, intake.view)
-        _check_orders(con, orders)
+        _check_orders(con, intake, orders, date.fromisoformat(state["as_of"]), path)
         new_as_of = _check_dates(con, intake, state, as_of)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {STATE} AS "
@@ -261,18 +274,104 @@ def _state_tables(con: duckdb.DuckDBPyConnection, view: str) -> None:
     )
 
 
-def _check_orders(con: duckdb.DuckDBPyConnection, orders: list[Path]) -> None:
-    """Unmergeable when a (customer, order) of the new file was seen in an earlier one: an order across files
-    (its date and return flag need all its rows) or a line repeated (``duplicate_line`` needs the first copy)."""
+OVERLAP_FIX = (
+    "--since-last takes only the transactions since the last run: give the file of the new ones, or refresh the "
+    "whole history with `rfmseg refresh FILE`"
+)
+PROBE = "_rfm_probe_new"
+"""the new file's used lines per (customer, order): how many, and the first day (a full recompute's check)"""
+
+
+def _overlap(path: Path, lines: int, history_as_of: date, customer: Any, order: Any) -> InputError:
+    return InputError(
+        f"{path.name} repeats {lines:,} line(s) of orders already read, dated before {history_as_of}, the as-of "
+        f"date of the history (e.g. order {order} of customer {customer}); {OVERLAP_FIX}"
+    )
+
+
+def _no_order_id(path: Path, lines: int, history_as_of: date, first: Any) -> InputError:
+    return InputError(
+        f"{path.name} has {lines:,} line(s) dated before {history_as_of}, the as-of date of the history (from "
+        f"{first}); without an order id they cannot be told from lines already read; {OVERLAP_FIX}"
+    )
+
+
+def _probe(job: Job, path: Path, columns: dict[str, str] | None, as_of: str | date | None) -> Intake | None:
+    """The new file read alone, its used lines per (customer, order) kept in :data:`PROBE` for
+    :func:`_check_overlap` after the full read; None when it is refused alone (the full read then says why)."""
+    try:
+        intake, _ = job.read.load(job.engine, str(path), columns, as_of, job.timer)
+    except InputError:
+        return None
+    job.engine.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PROBE} AS SELECT CAST(customer_id AS VARCHAR) AS customer_id, "
+        f"CAST(order_id AS VARCHAR) AS order_id, count(*) AS lines, min(CAST(ts AS DATE)) AS day "
+        f"FROM {intake.view} WHERE _reason IS NULL GROUP BY ALL"
+    )
+    return intake
+
+
+def _check_overlap(
+    con: duckdb.DuckDBPyConnection, whole: Intake, probe: Intake, history_as_of: date, path: Path
+) -> None:
+    """After a full read of the history and the new file (``whole``): refuse the new file when it repeats the
+    history (:func:`_check_orders`'s rule): an order of the new file has more used lines in the whole than
+    in the new file alone, on a line dated before the history's as-of date."""
+    day = f"DATE '{history_as_of.isoformat()}'"
+    if schema.ORDER_ID not in probe.mapping:
+        row = con.execute(f"SELECT sum(lines), min(day) FROM {PROBE} WHERE day < {day}").fetchone()
+        if row and row[0]:
+            raise _no_order_id(path, int(row[0]), history_as_of, row[1])
+        return
+    if DUPLICATE in whole.rules:
+        return
+    row = con.execute(
+        f"SELECT sum(p.lines), min(p.customer_id), min(p.order_id) FROM {PROBE} AS p JOIN ("
+        f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, CAST(order_id AS VARCHAR) AS order_id, "
+        f"count(*) AS lines FROM {whole.view} WHERE _reason IS NULL GROUP BY ALL) AS w "
+        f"ON w.customer_id = p.customer_id AND w.order_id = p.order_id WHERE w.lines > p.lines AND p.day < {day}"
+    ).fetchone()
+    if row and row[0]:
+        raise _overlap(path, int(row[0]), history_as_of, row[1], row[2])
+
+
+def _check_orders(
+    con: duckdb.DuckDBPyConnection, intake: Intake, orders: list[Path], history_as_of: date, path: Path
+) -> None:
+    """Refuse a new file that repeats the history (an overlap, a day fed twice): its copies would count twice
+    where the reading does not set copies aside. Unmergeable when a (customer, order) of the new file was seen
+    in an earlier one otherwise: an order across files (its date and return flag need all its rows, e.g. a
+    later return) or a line repeated that the preset's ``duplicate_line`` sets aside (it needs the first copy).
+
+    An order of the history repeated on a line dated before the history's as-of date is an overlap. Without an
+    order id column (each line is its own order) an overlap cannot be told from a new order: any line dated
+    before the history's as-of date is refused."""
+    day = f"DATE '{history_as_of.isoformat()}'"
+    if schema.ORDER_ID not in intake.mapping:
+        row = con.execute(
+            f"SELECT count(*), min(CAST(ts AS DATE)) FROM {intake.view} "
+            f"WHERE _reason IS NULL AND CAST(ts AS DATE) < {day}"
+        ).fetchone()
+        if row and row[0]:
+            raise _no_order_id(path, int(row[0]), history_as_of, row[1])
+        return
     files = "[" + ", ".join(sql_string(str(p)) for p in orders) + "]"
     seen = con.execute(
         f"SELECT n.customer_id, n.order_id FROM read_parquet({files}) AS o "
         f"JOIN {NEW_ORDERS} AS n ON o.customer_id = n.customer_id AND o.order_id = n.order_id LIMIT 1"
     ).fetchone()
-    if seen is not None:
-        raise Unmergeable(
-            f"order {seen[1]} of customer {seen[0]} is in an earlier file too (an order across files, a repeated line)"
-        )
+    if seen is None:
+        return
+    copies = con.execute(
+        f"SELECT count(*), min(v.customer_id), min(v.order_id) FROM {intake.view} AS v "
+        f"SEMI JOIN read_parquet({files}) AS o ON CAST(v.customer_id AS VARCHAR) = o.customer_id "
+        f"AND CAST(v.order_id AS VARCHAR) = o.order_id WHERE v._reason IS NULL AND CAST(v.ts AS DATE) < {day}"
+    ).fetchone()
+    if copies and copies[0] and DUPLICATE not in intake.rules:
+        raise _overlap(path, int(copies[0]), history_as_of, copies[1], copies[2])
+    raise Unmergeable(
+        f"order {seen[1]} of customer {seen[0]} is in an earlier file too (an order across files, a repeated line)"
+    )
 
 
 def _check_dates(

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from rfmseg.engines.local import LocalEngine
 from rfmseg.io import Policy
 from rfmseg.io.intake import Intake
-from rfmseg.jobs.publish import publish_existing, publish_run
+from rfmseg.jobs.publish import publish_job_run
 from rfmseg.jobs.reading import Reading, reading
 from rfmseg.jobs.rhythm import rhythm_status
 from rfmseg.jobs.writer import build_summary, rhythm_summary, write_run
@@ -291,10 +291,8 @@ class Job:
 
 
 def publish_result(result: LifeResult, runs_dir: Path, store: str | None) -> dict[str, Any]:
-    """Publish a job's run: a run found again (same job, same day) only when the store does not serve it yet."""
-    if result.status == "existing":
-        return publish_existing(result.run, runs_dir, store)
-    return publish_run(result.run, runs_dir, store)
+    """Publish a job's run by :func:`rfmseg.jobs.publish.publish_job_run`'s rule."""
+    return publish_job_run(result.run, runs_dir, store)
 
 
 def segment_codes(assignments: pa.Table) -> Any:

@@ -93,17 +93,33 @@ def publish_computed(
         raise saved_for_later(exc, run_id, run) from None
 
 
-def publish_existing(run: Run, runs_dir: Path, store: str | None) -> dict[str, Any]:
-    """Publish a run found again (a re-run of the same job) unless the store already serves it."""
+def publish_job_run(run: Run, runs_dir: Path, store: str | None) -> dict[str, Any]:
+    """Publish the run of a refresh or retrain, unless the store serves it already (a re-run of the same job)
+    or serves a run of this runs folder as of a later day: a job for an earlier day (a backfill, a re-run of
+    last week's refresh) does not roll the store back. ``rfmseg publish RUN`` does, on purpose."""
     from rfmseg.stores import open_store  # the store drivers load only when publishing
 
     url = store_url(runs_dir, store)
     try:
         with open_store(url) as s:
-            if s.current_run() == run.run_id:
-                return {"run_id": run.run_id, "store": s.url_display, "skipped": "the store already serves this run"}
+            served, shown = s.current_run(), s.url_display
     except StoreError as exc:
         raise saved_for_later(exc, run.run_id, run) from None
+    if served == run.run_id:
+        return {"run_id": run.run_id, "store": shown, "skipped": "the store already serves this run"}
+    try:
+        current: Run | None = get_run(served, runs_dir) if served else None
+    except RfmsegError:  # a run of another folder: nothing to compare with
+        current = None
+    if current is not None and run_date(current) > run_date(run):
+        return {
+            "run_id": run.run_id,
+            "store": shown,
+            "skipped": (
+                f"the store serves run {served} as of {run_date(current)}, a later day than this run's "
+                f"{run_date(run)}, and is not rolled back (`rfmseg publish {run.run_id}` publishes it all the same)"
+            ),
+        }
     return publish_run(run, runs_dir, store)
 
 

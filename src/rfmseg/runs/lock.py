@@ -1,0 +1,77 @@
+"""One job at a time in a runs folder.
+
+A refresh reads the latest run (its model, its labels, its RFM state) and writes the next one; a retrain reads
+the latest model. Two of them at once in the same folder would both build on the same run, and the second to
+finish would drop the first one's day (an incremental state merged twice from the same base) or write a
+second run of the same day. :func:`runs_lock` makes them take turns: a file lock (``.rfmseg.lock`` in the
+runs folder, held through the operating system, so a killed job leaves nothing to clean up) for processes,
+and a re-entrant thread lock for the threads of one process (the API's jobs), re-entered when a job
+publishes its own run. A job that finds the folder busy says so on stderr and waits for its turn.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from filelock import FileLock, Timeout
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LOCK_FILE = ".rfmseg.lock"
+"""the lock file in a runs folder (a dot file: the registry does not list it)"""
+
+_locks: dict[Path, tuple[threading.RLock, FileLock]] = {}
+_guard = threading.Lock()
+
+
+def _lock_of(runs_dir: Path) -> tuple[threading.RLock, FileLock]:
+    key = runs_dir.resolve()
+    with _guard:
+        if key not in _locks:
+            _locks[key] = (threading.RLock(), FileLock(str(key / LOCK_FILE), thread_local=False))
+        return _locks[key]
+
+
+@contextmanager
+def runs_lock(runs_dir: str | Path, job: str) -> Iterator[None]:
+    """Hold ``runs_dir``'s job lock while ``job`` (a name for the waiting note) reads and writes the folder.
+    A folder that does not exist yet holds no run to build on: nothing to wait for (the lock would create
+    it, and a job that fails must leave no folder behind)."""
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        yield
+        return
+    threads, processes = _lock_of(folder)
+    with threads:
+        try:
+            processes.acquire(timeout=0)
+        except Timeout:
+            print(f"rfmseg {job}: another job is writing to {folder}; waiting for it to finish", file=sys.stderr)
+            processes.acquire()
+        try:
+            yield
+        finally:
+            processes.release()
+
+
+def one_job_at_a_time(job: str, default_runs_dir: str | Path) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run the decorated job function under :func:`runs_lock` of its ``runs_dir`` keyword argument (default
+    ``default_runs_dir``): from reading the latest run to publishing the one it writes."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+            runs_dir = kwargs.get("runs_dir", default_runs_dir)
+            with runs_lock(runs_dir if isinstance(runs_dir, str | Path) else default_runs_dir, job):
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return decorate
