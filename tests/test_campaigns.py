@@ -14,6 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from rfmseg import questions as q
+from rfmseg.errors import InputError
 from rfmseg.jobs import campaign
 from rfmseg.jobs.run import segment
 from rfmseg.model.uplift import holdout_size, measure, min_detectable_uplift, newcombe
@@ -340,3 +342,163 @@ def test_over_many_simulated_campaigns_the_intervals_cover_the_known_effect(base
             claimed += s == "Occasional" and u.effect
     assert all(0.92 <= n / 300 <= 0.98 for n in covered.values()), covered
     assert claimed / 300 <= 0.08, claimed
+
+
+# ------------------------------------------------------------------------------------------------ bad rows
+def _bad_rows_data(runs: Path, history: pa.Table, name: str, folder: Path) -> tuple[Path, Path, int]:
+    """Campaign ``name`` planned, and its data through the window's end written twice into ``folder``: clean,
+    and with two bad rows in the window at rows 11 and 12 (an order with no customer id; a treated member's
+    line with a negative amount). The two paths, and the rows of the clean file."""
+    plan = _plan(runs, name, holdout="30%")
+    members = pq.read_table(Path(plan["folder"]) / "members.parquet")
+    window = play_campaign(members, SEND, 30, {"At-Risk": 0.05, "Occasional": 0.10}, {"At-Risk": 0.20}, seed=5)
+    last = pa.table(
+        {"customer_id": ["ZZZ"], "order_id": ["Z1"], "order_date": [SEND + timedelta(days=30)], "amount": [1.0]}
+    )
+    clean = pa.concat_tables([history, window.cast(history.schema), last.cast(history.schema)])
+    treated = members.filter(pc.equal(members.column("group"), "treatment")).column("customer_id")[0].as_py()
+    bad = pa.table(
+        {
+            "customer_id": [None, treated],
+            "order_id": ["BAD1", "BAD2"],
+            "order_date": [SEND + timedelta(days=3), SEND + timedelta(days=4)],
+            "amount": [50.0, -25.0],
+        }
+    ).cast(history.schema)
+    good, broken = folder / f"{name}-clean.parquet", folder / f"{name}-bad.parquet"
+    pq.write_table(clean, good)
+    pq.write_table(pa.concat_tables([clean.slice(0, 10), bad, clean.slice(10)]), broken)
+    return good, broken, clean.num_rows
+
+
+def _figures(m: dict) -> dict:
+    """The measured numbers of a measure (what the rows used decide), without when it was measured."""
+    return {k: m[k] for k in ("by_segment", "all", "window_end")}
+
+
+def test_a_bad_row_stops_the_measure_naming_the_option_that_quarantines_it(base, tmp_path: Path, cli) -> None:
+    runs, history = base
+    _, broken, _ = _bad_rows_data(runs, history, "refused-rows", tmp_path)
+    folder = campaign.campaigns_dir(runs) / "refused-rows"
+    r = cli("campaign", "measure", "refused-rows", broken, "--window", "30d", "--runs-dir", runs)
+    assert r.code == 2 and r.out == "", r.out
+    assert len(r.err.strip().splitlines()) == 1, r.err
+    assert "missing_customer_id" in r.err and "pass --bad-rows quarantine to set such rows aside" in r.err
+    assert not (folder / "measure.json").exists() and not (folder / campaign.QUARANTINE_FILE).exists()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left
+    # the option it names exists, and only its two values are taken
+    other = cli("campaign", "measure", "refused-rows", broken, "--bad-rows", "skip", "--runs-dir", runs)
+    assert other.code == 2 and "--bad-rows 'skip' is not allowed" in other.err and "error or quarantine" in other.err
+
+
+def test_with_quarantine_the_bad_rows_are_set_aside_and_the_rest_is_measured(base, tmp_path: Path, cli) -> None:
+    runs, history = base
+    good, broken, n = _bad_rows_data(runs, history, "quarantined-rows", tmp_path)
+    folder = campaign.campaigns_dir(runs) / "quarantined-rows"
+    clean = cli("campaign", "measure", "quarantined-rows", good, "--window", "30d", "--runs-dir", runs, "--json")
+    assert clean.code == 0, clean.err
+    assert clean.json()["rows"] == {"read": n, "used": n, "quarantined": {}}
+    assert pq.read_table(folder / campaign.QUARANTINE_FILE).num_rows == 0
+    args = ("campaign", "measure", "quarantined-rows", broken, "--window", "30d", "--runs-dir", runs)
+    r = cli(*args, "--bad-rows", "quarantine", "--json")
+    assert r.code == 0, r.err
+    m = r.json()
+    # every row read is used or quarantined with its reason, and the measure is the clean file's
+    assert m["rows"] == {"read": n + 2, "used": n, "quarantined": {"missing_customer_id": 1, "negative_amount": 1}}
+    assert m["bad_rows"] == "quarantine" and m["quarantine"] == str(folder / campaign.QUARANTINE_FILE)
+    assert _figures(m) == _figures(clean.json())
+    held = pq.read_table(folder / campaign.QUARANTINE_FILE).to_pylist()
+    assert [(x["row_number"], x["reason"], x["order_id"]) for x in held] == [
+        (11, "missing_customer_id", "BAD1"),
+        (12, "negative_amount", "BAD2"),
+    ]
+    stored = json.loads((folder / "measure.json").read_text())
+    assert stored["rows"] == m["rows"] and _figures(stored) == _figures(m)
+    text = cli(*args, "--bad-rows", "quarantine")
+    assert text.code == 0, text.err
+    assert (
+        f"Rows: {n + 2:,} read, {n:,} used, 2 quarantined (missing_customer_id 1, negative_amount 1); "
+        f"set aside in {folder / campaign.QUARANTINE_FILE}" in text.out
+    )
+    # the Python function and the MCP tool's question take the same choice
+    assert campaign.measure("quarantined-rows", broken, runs_dir=runs, bad_rows="quarantine")["rows"] == m["rows"]
+    tool = q.campaign_measure(runs, name="quarantined-rows", transactions=str(broken), bad_rows="quarantine")
+    assert tool["rows"] == m["rows"] and _figures(tool) == _figures(m)
+    with pytest.raises(InputError, match="pass bad_rows quarantine to set such rows aside"):
+        campaign.measure("quarantined-rows", broken, runs_dir=runs)
+
+
+def test_an_unknown_campaign_names_the_fix(base, tmp_path: Path, cli) -> None:
+    runs, history = base
+    data = tmp_path / "history.parquet"
+    pq.write_table(history, data)
+    _plan(runs, "known")
+    r = cli("campaign", "measure", "nocamp", data, "--window", "30d", "--runs-dir", runs)
+    assert r.code == 2 and r.out == "" and len(r.err.strip().splitlines()) == 1, r.err
+    assert "no campaign 'nocamp'" in r.err and "measure one of the planned campaigns (" in r.err
+    assert "`rfmseg campaign list` shows them" in r.err
+    assert "plan it first with `rfmseg campaign plan nocamp --segment SEGMENT --action ACTION`" in r.err
+    # a registry with no campaign at all says so, and how to plan one; the file is not looked for first
+    empty = cli("campaign", "measure", "nocamp", tmp_path / "missing.parquet", "--runs-dir", tmp_path / "none")
+    assert empty.code == 2 and len(empty.err.strip().splitlines()) == 1, empty.err
+    assert "no campaign 'nocamp'" in empty.err and "none is planned yet" in empty.err
+    assert "plan it first with `rfmseg campaign plan nocamp --segment SEGMENT --action ACTION`" in empty.err
+    # a name no campaign can have is not looked up outside the campaigns folder
+    outside = cli("campaign", "measure", "../known", data, "--runs-dir", runs)
+    assert outside.code == 2 and "no campaign '../known'" in outside.err
+    assert "`rfmseg campaign plan NAME --segment SEGMENT --action ACTION`" in outside.err
+
+
+def test_the_api_measure_quarantines_bad_rows_and_answers_404_for_an_unknown_campaign(
+    base, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from rfmseg.service import Settings, create_app
+
+    runs, history = base
+    good, broken, n = _bad_rows_data(runs, history, "api-rows", tmp_path)
+    folder = campaign.campaigns_dir(runs) / "api-rows"
+    settings = Settings(runs_dir=runs, store_url=f"sqlite:///{tmp_path / 'p.db'}", data_dirs=(tmp_path,))
+    with TestClient(create_app(settings)) as c:
+        url = "/campaigns/api-rows/measure"
+        refused = c.post(url, json={"transactions": str(broken), "window": "30d"})
+        assert refused.status_code == 400, refused.text
+        detail = refused.json()["detail"]
+        assert "missing_customer_id" in detail and "pass bad_rows quarantine to set such rows aside" in detail
+        assert not (folder / "measure.json").exists()
+        clean = c.post(url, json={"transactions": str(good), "window": "30d"})
+        assert clean.status_code == 200, clean.text
+        m = c.post(url, json={"transactions": str(broken), "window": "30d", "bad_rows": "quarantine"})
+        assert m.status_code == 200, m.text
+        body = m.json()
+        assert body["rows"] == {
+            "read": n + 2,
+            "used": n,
+            "quarantined": {"missing_customer_id": 1, "negative_amount": 1},
+        }
+        assert body["quarantine"] == str(folder / campaign.QUARANTINE_FILE)
+        assert pq.read_table(folder / campaign.QUARANTINE_FILE).column("reason").to_pylist() == [
+            "missing_customer_id",
+            "negative_amount",
+        ]
+        assert _figures(body) == _figures(clean.json())
+        # the answer validates against the published schema, which documents bad_rows
+        import jsonschema
+
+        spec = c.get("/openapi.json").json()
+        op = spec["paths"]["/campaigns/{name}/measure"]["post"]
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
+        assert "bad_rows" in spec["components"]["schemas"]["CampaignMeasureBody"]["properties"]
+        wrong = c.post(url, json={"transactions": str(broken), "bad_rows": "skip"})
+        assert wrong.status_code == 422 and "bad_rows" in wrong.json()["detail"], wrong.text
+        # an unknown campaign is a 404 naming the fix, before the file (even one outside the folders) is judged
+        outside = tmp_path_factory.mktemp("elsewhere") / "after.parquet"
+        for path in (outside, good):
+            unknown = c.post("/campaigns/nocamp/measure", json={"transactions": str(path)})
+            assert unknown.status_code == 404, unknown.text
+            assert "no campaign 'nocamp'" in unknown.json()["detail"]
+            assert "`rfmseg campaign plan nocamp --segment SEGMENT --action ACTION`" in unknown.json()["detail"]
+        # a known campaign with a file outside the folders is still refused about the path
+        assert c.post(url, json={"transactions": str(outside)}).status_code == 400

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from rfmseg.cli.common import app, out, print_json
-from rfmseg.cli.options import ConfigOpt, Input, Json, RunsDirEnv
+from rfmseg.cli.options import ConfigOpt, Input, Json, ModelBadRows, RunsDirEnv
 from rfmseg.config import resolve
 from rfmseg.runs import DEFAULT_RUNS_DIR
 
@@ -90,18 +90,30 @@ def measure_cmd(
     window: Annotated[str, typer.Option("--window", help="Days after the send date: 30d, 4w.")] = "30d",
     confidence: Annotated[float, typer.Option("--confidence", help="Level of the intervals.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the revenue bootstrap.")] = 7,
+    bad_rows: ModelBadRows = None,
     runs_dir: RunsDirEnv = DEFAULT_RUNS_DIR,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
     """Conversion and revenue per customer, treated against control, with the uplift and its interval.
 
-    The transactions must reach the end of the window (default: the source set in rfmseg.toml)."""
+    The transactions must reach the end of the window (default: the source set in rfmseg.toml). With
+    --bad-rows quarantine, bad rows are set aside with their reason (quarantine.parquet in the campaign's
+    folder) and the rest is measured."""
     from rfmseg.jobs import campaign
 
-    settings = resolve(ctx)  # the transactions: the path given, else the project file's source
+    settings = resolve(ctx)  # the transactions: the path given, else the project file's source; --bad-rows
+    campaign.planned_folder(name, settings.runs_path)  # an unknown campaign first, before the file is looked for
     source = settings.require_source()
-    r = campaign.measure(name, source, runs_dir=settings.runs_path, window=window, confidence=confidence, seed=seed)
+    r = campaign.measure(
+        name,
+        source,
+        runs_dir=settings.runs_path,
+        window=window,
+        confidence=confidence,
+        seed=seed,
+        bad_rows=settings.bad_rows,
+    )
     if as_json:
         print_json(r)
         return
@@ -118,6 +130,14 @@ def measure_cmd(
             markup=False,
         )
         out.print(f"    {u['verdict']}", markup=False)
+    rows = r["rows"]
+    quarantined = sum(rows["quarantined"].values())
+    detail = ", ".join(f"{k} {v:,}" for k, v in sorted(rows["quarantined"].items())) or "none"
+    out.print(
+        f"Rows: {rows['read']:,} read, {rows['used']:,} used, {quarantined:,} quarantined ({detail})"
+        + (f"; set aside in {r['quarantine']}" if quarantined else ""),
+        markup=False,
+    )
 
 
 @campaign_app.command("size")

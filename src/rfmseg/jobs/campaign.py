@@ -9,10 +9,12 @@ fair (the holdout is drawn within each rank band). It writes the campaign's fold
 group), the target and control lists (CSV or Parquet) and, as one import of the touches history, a planned
 touch for each treated customer (the control customers get none: they are not contacted).
 
-``measure`` reads the transactions as the plan's run read its own (preset, row policy), takes each member's
-orders in the window after the send date, and compares treated with control per segment and overall:
-conversion (ordered again), revenue per customer and, where a run exists at or after the window's end, the
-segment each member is in then.
+``measure`` reads the transactions as the plan's run read its own (preset, features), with the row policy
+``bad_rows`` (default: the preset's, else ``error``, which stops at the first bad row; ``quarantine`` sets the
+bad rows aside, with their reason, in the campaign's ``quarantine.parquet``), takes each member's orders in the
+window after the send date, and compares treated with control per segment and overall: conversion (ordered
+again), revenue per customer and, where a run exists at or after the window's end, the segment each member is
+in then.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rfmseg.engines.local import LocalEngine
-from rfmseg.errors import InputError, NotFoundError, ParameterError
-from rfmseg.jobs.reading import reading
+from rfmseg.errors import InputError, NotFoundError, ParameterError, shown_id
+from rfmseg.jobs.reading import Reading, reading
 from rfmseg.model.uplift import measure as measure_uplift
 from rfmseg.runs import DEFAULT_RUNS_DIR, RunWriter, get_run, list_runs
+from rfmseg.runs.artifacts import Rows
 from rfmseg.timing import Timer
 from rfmseg.touches import KINDS, TOUCH_SCHEMA, new_import_id, normalise_kind, touches_dir
 
 CAMPAIGNS_DIR = "campaigns"
+QUARANTINE_FILE = "quarantine.parquet"
+"""the rows the last measure set aside, with their reason (in the campaign's folder, beside measure.json)"""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RANKABLE = ("monetary", "frequency", "recency_days", "expected_value_90d", "p_alive")
 """the assignments columns a plan can rank customers by (recency: the most recent first; others: highest)"""
@@ -289,11 +294,28 @@ def _date(value: date | str, param: str) -> date:
 
 
 # ------------------------------------------------------------------------------------------------- reading
-def load_plan(name: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> tuple[dict[str, Any], pa.Table]:
+def planned_folder(name: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    """The folder of the planned campaign ``name``; a :class:`NotFoundError` naming the fix (plan it, or one
+    of the planned ones) when there is none. A name no campaign can have (``..``, a slash) is never looked up."""
     folder = campaigns_dir(runs_dir) / name
-    if not (folder / "plan.json").exists():
-        planned = ", ".join(p["name"] for p in list_campaigns(runs_dir)) or "none yet"
-        raise NotFoundError(f"no campaign '{name}' in {campaigns_dir(runs_dir)}; planned: {planned}", param="name")
+    if NAME.match(name) and (folder / "plan.json").exists():
+        return folder
+    planned = [p["name"] for p in list_campaigns(runs_dir)]
+    shown = shown_id(name, 64)
+    to_plan = f"`rfmseg campaign plan {name if NAME.match(name) else 'NAME'} --segment SEGMENT --action ACTION`"
+    if planned:
+        listed = ", ".join(planned[:10]) + (f" and {len(planned) - 10} more" if len(planned) > 10 else "")
+        fix = f"measure one of the planned campaigns ({listed}; `rfmseg campaign list` shows them), or plan it first"
+        raise NotFoundError(f"no campaign '{shown}' in {campaigns_dir(runs_dir)}; {fix} with {to_plan}", param="name")
+    raise NotFoundError(
+        f"no campaign '{shown}' in {campaigns_dir(runs_dir)}: none is planned yet; plan it first with {to_plan}",
+        param="name",
+    )
+
+
+def load_plan(name: str, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> tuple[dict[str, Any], pa.Table]:
+    """The plan (``plan.json``) and the members of campaign ``name``."""
+    folder = planned_folder(name, runs_dir)
     return json.loads((folder / "plan.json").read_text(encoding="utf-8")), pq.read_table(folder / "members.parquet")
 
 
@@ -322,24 +344,86 @@ def measure(
     columns: dict[str, str] | None = None,
     confidence: float = 0.95,
     seed: int = 7,
+    bad_rows: str | None = None,
 ) -> dict[str, Any]:
     """Measure campaign ``name`` on the transactions of ``source`` (read as the plan's run read its own):
-    per segment and overall, treated against control, in the ``window`` days after the send date."""
+    per segment and overall, treated against control, in the ``window`` days after the send date.
+
+    ``bad_rows`` (default: the preset's, else ``error``): ``error`` stops at the first bad row, ``quarantine``
+    sets the bad rows aside with their reason and measures on the rest; either way every row read is counted
+    in the result's ``rows`` and the rows set aside are in ``quarantine.parquet`` in the campaign's folder."""
     runs_dir = Path(runs_dir)
     record, members = load_plan(name, runs_dir)
     days = parse_window(window)
     sent = date.fromisoformat(record["send_date"])
     end = sent + timedelta(days=days)
-    planned_on = get_run(record["run_id"], runs_dir)
-    read = reading(planned_on)
+    read = reading(get_run(record["run_id"], runs_dir), bad_rows=bad_rows)
+    folder = campaigns_dir(runs_dir) / name
+    quarantine = folder / QUARANTINE_FILE
+    set_aside = folder / f".{QUARANTINE_FILE}.tmp"
+    tmp = folder / ".measure.json.tmp"
+    try:
+        outcome, rows_read = _outcome(read, source, columns, members, name, sent, end, set_aside)
+        groups: dict[str, Any] = {}
+        for segment in [*record["segments"], None]:
+            rows = outcome if segment is None else outcome.filter(pc.equal(outcome.column("segment"), segment))
+            t = rows.filter(pc.equal(rows.column("group"), "treatment"))
+            c = rows.filter(pc.equal(rows.column("group"), "control"))
+            result = measure_uplift(
+                t.column("converted").to_numpy(zero_copy_only=False),
+                c.column("converted").to_numpy(zero_copy_only=False),
+                t.column("revenue").to_numpy(zero_copy_only=False),
+                c.column("revenue").to_numpy(zero_copy_only=False),
+                confidence,
+                seed,
+            )
+            groups["all" if segment is None else segment] = result.to_dict()
+        moves = _moves(runs_dir, members, end)
+        report = {
+            "campaign": name,
+            "action": record["action"],
+            "send_date": sent.isoformat(),
+            "window_days": days,
+            "window_end": end.isoformat(),
+            "confidence": confidence,
+            "design": "randomised holdout (experimental)",
+            "by_segment": {k: v for k, v in groups.items() if k != "all"},
+            "all": groups["all"],
+            "moves": moves,
+            "rows": rows_read,
+            "bad_rows": read.policy.bad_rows,
+            "quarantine": str(quarantine),
+            "measured": datetime.now(UTC).isoformat(),
+        }
+        tmp.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+        set_aside.replace(quarantine)  # the rows set aside by this measure, then the measure itself
+        tmp.replace(folder / "measure.json")
+    finally:
+        set_aside.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _outcome(
+    read: Reading,
+    source: Any,
+    columns: dict[str, str] | None,
+    members: pa.Table,
+    name: str,
+    sent: date,
+    end: date,
+    set_aside: Path,
+) -> tuple[pa.Table, Rows]:
+    """Each member's conversion and revenue in the window (``sent``, ``end``], from the rows of ``source`` used;
+    the rows counts of the read, and the rows set aside written to ``set_aside`` with their reason."""
     engine = LocalEngine()
     try:
         intake, _ = read.load(engine, source, columns, None, Timer())
         last = intake.as_of - timedelta(days=1) if intake.as_of else None
         if last is None or last < end:
             raise InputError(
-                f"the transactions end on {last}, before the window of campaign '{name}' ends ({end}: {days} days "
-                f"after {sent}); measure with data through {end}, or a shorter {{window}}",
+                f"the transactions end on {last}, before the window of campaign '{name}' ends ({end}: "
+                f"{(end - sent).days} days after {sent}); measure with data through {end}, or a shorter {{window}}",
                 param="window",
             )
         con = engine.con
@@ -352,41 +436,10 @@ def measure(
             f"AND CAST(ts AS DATE) > DATE '{sent.isoformat()}' AND CAST(ts AS DATE) <= DATE '{end.isoformat()}' "
             f"GROUP BY customer_id) o USING (customer_id)"
         ).to_arrow_table()
+        engine.write_quarantine(intake, set_aside)  # none set aside: an empty file with the source's columns
+        return outcome, intake.rows_summary()
     finally:
         engine.close()
-    groups: dict[str, Any] = {}
-    for segment in [*record["segments"], None]:
-        rows = outcome if segment is None else outcome.filter(pc.equal(outcome.column("segment"), segment))
-        t = rows.filter(pc.equal(rows.column("group"), "treatment"))
-        c = rows.filter(pc.equal(rows.column("group"), "control"))
-        result = measure_uplift(
-            t.column("converted").to_numpy(zero_copy_only=False),
-            c.column("converted").to_numpy(zero_copy_only=False),
-            t.column("revenue").to_numpy(zero_copy_only=False),
-            c.column("revenue").to_numpy(zero_copy_only=False),
-            confidence,
-            seed,
-        )
-        groups["all" if segment is None else segment] = result.to_dict()
-    moves = _moves(runs_dir, members, end)
-    report = {
-        "campaign": name,
-        "action": record["action"],
-        "send_date": sent.isoformat(),
-        "window_days": days,
-        "window_end": end.isoformat(),
-        "confidence": confidence,
-        "design": "randomised holdout (experimental)",
-        "by_segment": {k: v for k, v in groups.items() if k != "all"},
-        "all": groups["all"],
-        "moves": moves,
-        "measured": datetime.now(UTC).isoformat(),
-    }
-    folder = campaigns_dir(runs_dir) / name
-    tmp = folder / ".measure.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
-    tmp.replace(folder / "measure.json")
-    return report
 
 
 def _moves(runs_dir: Path, members: pa.Table, end: date) -> dict[str, Any] | None:

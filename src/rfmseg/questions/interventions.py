@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import duckdb
 from pydantic import Field
@@ -275,14 +275,15 @@ def campaign_measure(
     transactions: str,
     window: str = "30d",
     confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95,
+    bad_rows: Literal["error", "quarantine"] | None = None,
 ) -> dict[str, Any]:
     """Measure a planned campaign on ``transactions`` (a file path on the server, through the window's end):
     per segment, conversion and revenue per customer of the treated against the held-out control, the uplift
     with its interval and p-value, the minimum detectable effect, and no effect claimed when the interval
-    holds zero."""
+    holds zero. ``bad_rows='quarantine'`` sets bad rows aside (counted in ``rows``) instead of stopping."""
     from rfmseg.jobs.campaign import measure
 
-    return measure(name, transactions, runs_dir=runs_dir, window=window, confidence=confidence)
+    return measure(name, transactions, runs_dir=runs_dir, window=window, confidence=confidence, bad_rows=bad_rows)
 
 
 def campaign_size(

@@ -460,6 +460,10 @@ class CampaignMeasurePublic(RunDocument):
     design: str
     by_segment: dict[str, dict[str, Any]]
     all: dict[str, Any]
+    rows: dict[str, Any] = Field(
+        description="The transactions' rows: read, used, and quarantined per reason (with bad_rows quarantine)"
+    )
+    quarantine: str = Field(description="The file of the rows set aside, each with its reason (on the server)")
 
 
 class CampaignSizePublic(RunDocument):
@@ -491,3 +495,8 @@ class CampaignMeasureBody(BaseModel):
     transactions: Text = Field(min_length=1, description="Path of the transactions file on the server")
     window: Text = "30d"
     confidence: Finite = Field(default=0.95, ge=0.5, le=0.999)
+    bad_rows: Literal["error", "quarantine"] | None = Field(
+        None,
+        description="error: stop at the first bad row; quarantine: set bad rows aside with their reason and measure "
+        "the rest (default: the preset's, else error)",
+    )

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from rfmseg import questions as q
+from rfmseg.jobs.campaign import measure as measure_campaign
+from rfmseg.jobs.campaign import planned_folder
 from rfmseg.service.deps import StateDep, json_response
 from rfmseg.service.models import (
     CampaignMeasureBody,
@@ -68,6 +70,18 @@ def plan(body: CampaignPlanBody, state: StateDep) -> Response:
 @router.post("/campaigns/{name}/measure", response_model=CampaignMeasurePublic, summary="Measure a campaign")
 def measure(name: str, body: CampaignMeasureBody, state: StateDep) -> Response:
     """Treated against control in the window after the send date, from a transactions file on the server: in
-    the runs folder's parent or the server's working folder, or a folder of ``RFMSEG_DATA_DIRS``."""
-    state.settings.readable(body.transactions)
-    return json_response(q.campaign_measure(state.settings.runs_dir, name=name, **body.model_dump()))
+    the runs folder's parent or the server's working folder, or a folder of ``RFMSEG_DATA_DIRS``. With
+    ``bad_rows`` quarantine, bad rows are set aside with their reason (counted in ``rows``; the file
+    ``quarantine``) and the rest is measured."""
+    runs_dir = state.settings.runs_dir
+    planned_folder(name, runs_dir)  # an unknown campaign is a 404, whatever file the request names
+    path = state.settings.readable(body.transactions)  # the file checked is the file read (links resolved)
+    result = measure_campaign(
+        name,
+        path,
+        runs_dir=runs_dir,
+        window=body.window,
+        confidence=body.confidence,
+        bad_rows=body.bad_rows,
+    )
+    return json_response(result)
