@@ -19,7 +19,7 @@ import pytest
 
 from rfmseg import jobs as life
 from rfmseg.runs import list_runs
-from rfmseg.runs.lock import LOCK_FILE, runs_lock
+from rfmseg.runs.lock import lock_file, runs_lock
 from rfmseg.simulate import SimConfig, simulate
 from rfmseg.stores import open_store
 
@@ -68,7 +68,8 @@ def test_a_job_waits_while_another_holds_the_folder_and_says_so(days: dict[str, 
         assert p.poll() is None and len(list_runs(runs)) == 1  # nothing written while the folder is held
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
-    assert len(list_runs(runs)) == 2 and (runs / LOCK_FILE).is_file()
+    assert len(list_runs(runs)) == 2 and lock_file(runs).is_file()
+    assert not [p.name for p in runs.iterdir() if "lock" in p.name]  # nothing of the lock's in the folder
     assert [r.run_id for r in list_runs(runs)] == sorted(r.run_id for r in list_runs(runs))
 
 
