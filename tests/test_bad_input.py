@@ -120,6 +120,79 @@ def test_missing_file_and_unknown_type(cli, tmp_path: Path, runs_dir: Path) -> N
     )
 
 
+def test_a_folder_is_named_a_folder_whatever_its_name_ends_in(cli, tmp_path: Path, runs_dir: Path) -> None:
+    for name in ("adir", "d.csv"):
+        (tmp_path / name).mkdir()
+        r = cli("run", tmp_path / name, "--runs-dir", runs_dir)
+        assert_clean_failure(r, runs_dir, f"{tmp_path / name}: is a folder, not a file; give the path of a CSV")
+    r = cli("run", tmp_path / "nothere", "--runs-dir", runs_dir)  # a missing path without a suffix: missing
+    assert_clean_failure(r, runs_dir, "nothere: no such file; check the path")
+
+
+def test_a_date_format_that_matches_no_date_says_so_with_a_date(cli, tmp_path: Path, runs_dir: Path) -> None:
+    """The format given is named as the problem, with a date of the file, not "give --date-format" again."""
+    p = write(tmp_path, "good.csv", ORDERS_HEADER + "C1,1,2024-01-05,10\nC2,2,2024-02-05,20\nC3,3,2024-03-05,20\n")
+    for bad_rows in ("error", "quarantine"):
+        r = cli("run", p, "--date-format", "%d/%m/%Y", "--bad-rows", bad_rows, "--k", "2", "--runs-dir", runs_dir)
+        assert_clean_failure(
+            r,
+            runs_dir,
+            "no date of column 'order_date' (e.g. '2024-01-05') is written as the --date-format given, '%d/%m/%Y'",
+            "give the format its dates are written in, or leave out --date-format to have it detected",
+        )
+        assert "or give --date-format" not in r.err
+    r = cli("run", p, "--date-format", "%Y-%m-%d", "--k", "2", "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err  # the fix it names works
+    r = cli("run", p, "--date-col", "order_id", "--k", "2", "--runs-dir", tmp_path / "r2")
+    assert_clean_failure(r, tmp_path / "r2", "column 'order_id' holds no readable dates (e.g. '1'); map the order")
+
+
+def test_a_glob_that_matches_nothing_names_where_it_was_given(
+    cli, tmp_path: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parts").mkdir()
+    r = cli("run", "parts/*.parquet", "--runs-dir", runs_dir)
+    assert_clean_failure(
+        r, runs_dir, "error: parts/*.parquet: no file matches this glob; check the folder and the file names"
+    )
+    assert "source.glob" not in r.err  # typed on the command line, not set in a project file
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "rfmseg.toml").write_text('[source]\nglob = "exports/*.parquet"\n')
+    r = cli("run", "--config", project / "rfmseg.toml", "--runs-dir", runs_dir)
+    assert_clean_failure(r, runs_dir, f"check the pattern in source.glob of {project / 'rfmseg.toml'}")
+
+
+def test_a_ready_rfm_table_with_other_names_says_what_an_rfm_table_needs(cli, tmp_path: Path, runs_dir: Path) -> None:
+    text = "customer_id,recency,frequency,monetary\nC1,3,2,50\nC2,40,1,20\nC3,10,5,300\nC4,90,1,10\nC5,5,3,80\n"
+    p = write(tmp_path, "rfm.csv", text)
+    r = cli("run", p, "--runs-dir", runs_dir)
+    assert_clean_failure(
+        r,
+        runs_dir,
+        "no order_date column, and no recency_days column for a ready RFM table (one row per customer: customer_id, "
+        "recency_days, frequency, monetary)",
+        "columns found: customer_id, recency, frequency, monetary; map yours with --col recency_days=recency",
+    )
+    other = write(tmp_path, "rfm2.csv", "cust,recency,freq,monetary_value\nC1,3,2,50\n")
+    r = cli("choose-k", other)
+    assert_clean_failure(
+        r,
+        runs_dir,
+        "no recency_days, frequency or monetary column for a ready RFM table",
+        "--col recency_days=recency --col frequency=freq --col monetary=monetary_value",
+    )
+    # a transactions file without its date is still told to map the date
+    r = cli(
+        "run", write(tmp_path, "o.csv", "customer_id,order_id,when,amount\nC1,1,2024-01-01,5\n"), "--runs-dir", runs_dir
+    )
+    assert_clean_failure(r, runs_dir, "no order_date column; columns found: customer_id, order_id, when, amount")
+    r = cli("run", p, "--col", "recency_days=recency", "--k", "2", "--runs-dir", runs_dir, "--json")
+    assert r.code == 0, r.err  # the mapping it names reads the table
+    assert r.json()["n_customers"] == 5
+
+
 def test_bad_as_of_and_bad_transform(cli, study_orders: Path, runs_dir: Path) -> None:
     assert_clean_failure(
         cli("run", study_orders, "--as-of", "31/12/2024", "--runs-dir", runs_dir),

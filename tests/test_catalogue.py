@@ -257,7 +257,7 @@ FILES = [
     run(
         "date-format-wrong.csv",
         orders(),
-        "holds no readable dates",
+        "is written as the --date-format given, '%d/%m/%Y'; give the format its dates are written in",
         "--date-format %d/%m/%Y",
         case_id="date-format-not-matching",
     ),

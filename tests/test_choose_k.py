@@ -112,6 +112,22 @@ def test_bad_settings_are_parameter_errors() -> None:
         choose_k(x[:2])
 
 
+@pytest.mark.parametrize(("k_min", "k_max"), [(11, 13), (2, 50), (1, 4)])
+def test_choose_k_tries_only_the_k_run_accepts(cli, study_orders: Path, tmp_path: Path, k_min: int, k_max: int) -> None:
+    """A K choose-k recommends is one `run --k` takes: a range reaching beyond it is refused with that range."""
+    r = cli("choose-k", study_orders, "--k-min", k_min, "--k-max", k_max)
+    assert r.code == 2 and r.out == ""
+    assert r.err.strip() == (
+        f"error: --k-min {k_min} to --k-max {k_max} goes beyond the K a run accepts, 2 to 10; give --k-min and "
+        "--k-max within 2 to 10"
+    )
+    with pytest.raises(ParameterError, match="goes beyond the K a run accepts, 2 to 10"):
+        choose_k(blobs(2, 10), k_min=k_min, k_max=k_max)
+    run = cli("run", study_orders, "--k", "11", "--runs-dir", tmp_path / "runs")
+    assert run.code == 2 and "from 2 to 10" in run.err  # the same range, from the same constants
+    assert not (tmp_path / "runs").exists()
+
+
 def test_choose_k_command_shows_stability(cli, study_orders: Path) -> None:
     r = cli("choose-k", study_orders, "--as-of", "2024-12-31", "--resamples", "3", "--k-max", "6")
     assert r.code == 0, r.err

@@ -93,20 +93,27 @@ def test_demo_publishes_the_study_and_prints_what_to_run_next(cli, runs_dir: Pat
 
 
 def test_demo_never_replaces_a_published_run_of_other_data(cli, study_orders: Path, runs_dir: Path) -> None:
+    """In a runs folder that holds runs of other data, the demo writes to its demo folder: the study's model
+    does not become the one the next refresh scores with, its run is not the latest, its store is its own."""
+    from rfmseg.runs import list_runs
     from rfmseg.stores import open_store
 
-    mine = cli("run", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--publish", "--json").json()
+    mine = cli("run", study_orders, "--as-of", "2024-12-30", "--runs-dir", runs_dir, "--publish", "--json").json()
     r = cli("demo", "--runs-dir", runs_dir)
     assert r.code == 0, r.err
+    demo_dir = runs_dir / "demo"
     demo_run = next(line.split()[1] for line in r.out.splitlines() if line.startswith("Run "))
-    again = f"rfmseg publish --runs-dir {runs_dir} {demo_run}"
-    assert f"Not published: the store serves run {mine['run_id']}, not a demo; `{again}` serves this run." in r.out  # type: ignore[index]
-    assert "curl" not in r.out  # the lookup would answer from the other run
+    assert f"Published to sqlite:///{demo_dir / 'profiles.db'}: 200 customers" in r.out, r.out
+    assert r.out.endswith(f"  rfmseg serve --runs-dir {demo_dir}\n  curl 127.0.0.1:8000/customers/C087\n"), r.out
+    assert [x.run_id for x in list_runs(runs_dir)] == [mine["run_id"]]  # type: ignore[index]
+    assert [x.run_id for x in list_runs(demo_dir)] == [demo_run]
     with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
         assert s.current_run() == mine["run_id"]  # type: ignore[index]
-    assert cli(*again.split()[1:]).code == 0  # the command it names does what it says
-    with open_store(f"sqlite:///{runs_dir / 'profiles.db'}") as s:
-        assert s.current_run() == demo_run
+    refreshed = cli("refresh", study_orders, "--as-of", "2024-12-31", "--runs-dir", runs_dir, "--json").json()
+    assert refreshed["model_version"] == mine["run_id"]  # type: ignore[index]
+    # a second demo goes to the demo folder again; in the demo folder itself the demo replaces the demo
+    again = cli("demo", "--runs-dir", runs_dir, "--json").json()
+    assert again["run_dir"].startswith(str(demo_dir)) and "skipped" not in again["published"]  # type: ignore[index, operator]
 
 
 def test_demo_names_its_store_when_another_is_configured(
@@ -134,12 +141,25 @@ def test_demo_json_schema_and_customers(cli, runs_dir: Path) -> None:
     ]
 
 
-def test_demo_unknown_customer_is_a_clear_error(cli, runs_dir: Path) -> None:
-    r = cli("demo", "--json", "--customers", "C999", "--runs-dir", runs_dir)
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_demo_unknown_customer_is_a_clear_error_that_says_the_run_is_kept(cli, runs_dir: Path, as_json: bool) -> None:
+    """As `run --customers` does: the ids are looked up once the run is written and published, so the one line
+    says the run is kept, where, that it is published, and how to see it."""
+    from rfmseg.stores import open_store
+
+    r = cli("demo", *(["--json"] if as_json else []), "--customers", "C001,ZZZ9", "--runs-dir", runs_dir)
     assert r.code == 2
     assert r.out == ""
-    assert r.err.strip().startswith("error: unknown customer id(s): C999")
-    assert len(r.err.strip().splitlines()) == 1
+    line = r.err.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert line.startswith("error: unknown customer id(s): ZZZ9; ids look like C001; ")
+    (run,) = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    store = f"sqlite:///{runs_dir / 'profiles.db'}"
+    assert f"run {run.name} is written all the same, in {run}/ and published to {store} " in line
+    assert f"(`rfmseg runs show {run.name} --runs-dir {runs_dir}`)" in line
+    with open_store(store) as s:
+        assert s.current_run() == run.name  # published, as the line says
+    assert cli("runs", "show", run.name, "--runs-dir", runs_dir).code == 0  # the command it names works
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -216,6 +236,23 @@ def test_ready_rfm_table_is_accepted(cli, study_rfm_file: Path, runs_dir: Path) 
     data = r.json()
     assert {s["name"]: s["customers"] for s in data["segments"]}["At-Risk"] == 40
     assert data["as_of"] is None
+
+
+def test_a_ready_rfm_tables_run_is_shown_without_an_as_of_date(
+    cli, study_rfm_file: Path, runs_dir: Path, tmp_path: Path
+) -> None:
+    """Its recency came computed: the table title and export say there is no as-of date, not 'None' or '-'."""
+    r = cli("run", study_rfm_file, "--runs-dir", runs_dir)
+    assert r.code == 0, r.err
+    shown = cli("show", "latest", "--runs-dir", runs_dir)
+    assert shown.code == 0, shown.err
+    for out in (r.out, shown.out):
+        assert "200 customers, revenue $485,350, no as-of date: a ready RFM table" in out
+        assert "as of None" not in out
+    exported = cli("export", "latest", "-o", tmp_path / "all.csv", "--runs-dir", runs_dir)
+    assert exported.code == 0, exported.err
+    assert "(no as-of date: a ready RFM table), all segments: 200 customers" in exported.out
+    assert "as of -" not in exported.out
 
 
 def test_choose_k_command(cli, study_orders: Path) -> None:

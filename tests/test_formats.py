@@ -5,6 +5,7 @@ Online Retail Parquet (every 100th line: a year of dates, days above 12 included
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -274,6 +275,50 @@ def test_sheet_picks_one_sheet_or_all(two_sheets, tmp_path: Path) -> None:
     both = tmp_path / "both.parquet"
     pd.concat([first, second]).to_parquet(both, index=False)
     assert_same_rfm(rfm_of(path, sheet="all"), rfm_of(both))
+
+
+def dated_workbook(path: Path, sheets: dict[str, list[tuple[str, str, datetime, float]]]) -> Path:
+    """A workbook of order sheets as Excel saves them: a cell at midnight is a date-only cell (a spreadsheet
+    reader gives a date), one with a time a date-time."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        sheet.append(["customer_id", "order_id", "order_date", "amount"])
+        for row in rows:
+            sheet.append(list(row))
+    book.save(path)
+    return path
+
+
+def rfm_rows(cli, path: Path, runs: Path, *options: str) -> list[dict]:
+    """The rfm.parquet of `rfmseg run PATH OPTIONS`, one dict per customer in id order."""
+    r = cli("run", path, "--k", "2", "--as-of", "2024-02-01", "--runs-dir", runs, "--json", *options)
+    assert r.code == 0, r.err
+    assert r.json()["rows"]["quarantined"] == {}
+    return pq.read_table(Path(r.json()["run_dir"]) / "rfm.parquet").sort_by("customer_id").to_pylist()
+
+
+def test_date_only_cells_read_as_dates_from_one_sheet_or_all(cli, tmp_path: Path) -> None:
+    """Sheets of date-only cells (and one that mixes them with date-times) read as the same orders written in
+    a CSV with ISO dates, one sheet or all of them: dates stay dates (a reader returns a date for a date-only
+    cell, a date-time for one with a time)."""
+    first = [(f"C{i}", f"O{i}", datetime(2023, 1, i), 10.0 * i) for i in range(1, 8)]
+    second = [(f"C{i}", f"P{i}", datetime(2024, 1, i), 5.0 * i) for i in range(1, 8)]
+    second.append(("C1", "P8", datetime(2024, 1, 9, 14, 30), 7.5))  # a date-time among the dates
+    book = dated_workbook(tmp_path / "two.xlsx", {"2023": first, "2024": second})
+
+    def csv_of(name: str, rows: list) -> Path:
+        lines = [f"{c},{o},{d:%Y-%m-%d %H:%M:%S},{a}" for c, o, d, a in rows]
+        return write(tmp_path, name, ORDERS_HEADER + "\n".join(lines) + "\n")
+
+    for sheet, rows in (("2023", first), ("2024", second), ("all", first + second)):
+        got = rfm_rows(cli, book, tmp_path / f"x{sheet}", "--sheet", sheet)
+        assert got == rfm_rows(cli, csv_of(f"{sheet}.csv", rows), tmp_path / f"c{sheet}"), sheet
+    every = rfm_rows(cli, book, tmp_path / "all", "--sheet", "all")
+    c1 = every[0]
+    assert (c1["customer_id"], c1["frequency"], c1["monetary"]) == ("C1", 3, 22.5)
+    assert str(c1["first_order_date"])[:10] == "2023-01-01" and str(c1["last_order_date"])[:10] == "2024-01-09"
 
 
 # ------------------------------------------------------------------------------------------------ CSV dialect

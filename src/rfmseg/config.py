@@ -36,6 +36,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
+from rfmseg.model.segment_model import K_MAX, K_MIN
 from rfmseg.settings import (
     CONFIG_ENV,
     CONFIG_FILE,
@@ -89,7 +90,7 @@ ALLOWED = {
     "preset": "the name of a built-in preset or of one defined under [presets.NAME]",
     "as_of": 'a date, as_of = 2024-12-31 (or "2024-12-31")',
     "transform": "minmax, log-minmax or rank",
-    "k": "a whole number from 2 to 10",
+    "k": f"a whole number from {K_MIN} to {K_MAX}",
     "random_state": "a whole number from 0 to 4294967295 (2**32 - 1)",
     "n_init": "a whole number >= 1",
     "bad_rows": "error or quarantine",

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from rfmseg.errors import ParameterError
+from rfmseg.model.segment_model import K_MAX, K_MIN
 from rfmseg.runs import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class Settings(_Strict):
     preset: StrictStr = "ecommerce"
     as_of: Day | None = None
     transform: Transform | None = None
-    k: Annotated[StrictInt, Field(ge=2, le=10)] = 4
+    k: Annotated[StrictInt, Field(ge=K_MIN, le=K_MAX)] = 4
     random_state: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 42  # what scikit-learn seeds with
     n_init: Annotated[StrictInt, Field(ge=1)] = 10
     bad_rows: Literal["error", "quarantine"] | None = None
@@ -355,7 +356,9 @@ class Settings(_Strict):
         if s.glob is not None:
             from rfmseg.io.sources import FileGlob
 
-            return FileGlob(str(_join(base, s.glob)))
+            origin = self.origin("source.glob")
+            given_in = f"source.glob of {self._path}" if origin.startswith("file") else ""
+            return FileGlob(str(_join(base, s.glob)), given_in=given_in)
         return _join(base, str(s.path))
 
     def require_source(self) -> Any:

@@ -90,6 +90,11 @@ def units_of(summary: Mapping[str, Any] | None) -> Units:
     return Units.from_dict((summary or {}).get("units"))
 
 
+def as_of_words(as_of: object) -> str:
+    """``as of 2024-12-31``; a run of a ready RFM table has no as-of date (its recency came computed)."""
+    return f"as of {as_of}" if as_of else "no as-of date: a ready RFM table"
+
+
 def rich_table(**options: Any) -> Table:
     """A rich Table (rich is imported when a command first prints one: see :class:`LazyConsole`)."""
     from rich.table import Table
@@ -102,7 +107,8 @@ def segment_rich_table(summary: Mapping[str, Any]) -> Table:
     cur = summary.get("currency", "$")
     u = units_of(summary)
     total = f", {u.total} {u.value(summary['total_revenue'], cur)}" if u.total else ""
-    t = rich_table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, as of {summary.get('as_of')}")
+    when = as_of_words(summary.get("as_of"))
+    t = rich_table(title=f"Segments — {summary['n_customers']:,} {u.entity}{total}, {when}")
     cols = ["#", "segment", u.entity, "share"]
     cols += [u.total, "rev%" if u.total == "revenue" else "share of total"] if u.total else []
     cols += ["recency", u.frequency, u.monetary, *([u.ratio] if u.ratio else [])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
+from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
@@ -43,8 +44,9 @@ from rfmseg.errors import NotFoundError
 from rfmseg.install import install_command
 from rfmseg.io.intake import read_rfm
 from rfmseg.jobs.run import RunResult, segment
-from rfmseg.model.choose_k import choose_k
+from rfmseg.model.choose_k import check_k_range, choose_k
 from rfmseg.model.scoring import rfm_matrix
+from rfmseg.model.segment_model import K_MAX, K_MIN
 from rfmseg.presets import build_policy
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.settings import Settings, default_store_url
@@ -65,15 +67,42 @@ def customers_of(result: RunResult, ids: list[str]) -> list[dict[str, object]]:
     return [{k: found[i][k] for k in ("customer_id", "recency_days", "frequency", "monetary", "segment")} for i in ids]
 
 
-def command_here(settings: Settings, *words: str, store: str | None = None) -> str:
+def command_here(settings: Settings, *words: str, store: str | None = None, runs_dir: Path | None = None) -> str:
     """``rfmseg WORDS`` on the runs folder in force (and ``store``), as it can be typed here: the folder is
-    named only when an option chose it (the environment and rfmseg.toml reach the command too)."""
+    named only when an option chose it (the environment and rfmseg.toml reach the command too), or when it is
+    another one, ``runs_dir``."""
     words = (rfmseg_command(), *words)
-    if settings.origin("runs_dir") == "option":
+    if runs_dir is not None and runs_dir != settings.runs_path:
+        words += ("--runs-dir", shlex.quote(str(runs_dir)))
+    elif settings.origin("runs_dir") == "option":
         words += ("--runs-dir", shlex.quote(str(settings.runs_path)))
     if store is not None:
         words += ("--store", shlex.quote(store))
     return " ".join(words)
+
+
+def _report_kept(
+    result: RunResult,
+    settings: Settings,
+    as_json: bool,
+    ids: list[str],
+    published: dict[str, Any] | None,
+    serve: str | None,
+    publish: str = "rfmseg publish",
+) -> None:
+    """:func:`_report`; an unknown ``ids`` id, looked up once the run is written (and published), stops with
+    one line that says so: the run is kept, where it is, and how to see it."""
+    try:
+        _report(result, as_json, ids, published, serve, publish)
+    except NotFoundError as exc:
+        if result.path is None:
+            raise
+        served = published is not None and "skipped" not in published
+        to = f" and published to {published['store']}" if served and published else ""
+        raise exc.with_hint(
+            f"run {result.run_id} is written all the same, in {result.path}/{to} "
+            f"(`{command_here(settings, 'runs', 'show', result.run_id, runs_dir=result.path.parent)}`)"
+        ) from None
 
 
 def _report(
@@ -139,24 +168,22 @@ def demo(
     config: ConfigOpt = None,
 ) -> None:
     """Segment the built-in 200-customer study, print its segment table and publish it to the embedded store
-    (SQLite in the runs folder; never over a published run of other data), so `rfmseg serve` answers for it."""
-    from rfmseg.jobs.publish import publish_demo
+    (SQLite in the runs folder; never over a published run of other data), so `rfmseg serve` answers for it.
+    In a runs folder that holds runs of other data (yours), the demo writes to its `demo` folder instead."""
+    from rfmseg.jobs.publish import demo_runs_dir, publish_demo
 
     settings = resolve(ctx)  # only runs_dir applies: the demo's data and settings are the study's
-    result = segment(
-        study.path(study.ORDERS_FILE),
-        as_of=study.AS_OF,
-        runs_dir=settings.runs_path,
-        input_label=f"rfmseg:datasets/{study.ORDERS_FILE}",
-    )
+    label = f"rfmseg:datasets/{study.ORDERS_FILE}"
+    runs = demo_runs_dir(settings.runs_path, label)
+    result = segment(study.path(study.ORDERS_FILE), as_of=study.AS_OF, runs_dir=runs, input_label=label)
     assert result.run is not None
-    published = publish_demo(result.run, settings.runs_path)
-    embedded = default_store_url(settings.runs_path)
+    published = publish_demo(result.run, runs)
+    embedded = default_store_url(runs)
     # a store configured elsewhere (RFMSEG_STORE, rfmseg.toml) would be the one serve reads: name the demo's
     store = embedded if settings.store and settings.store != embedded else None
-    serve = command_here(settings, "serve", store=store)
-    publish = command_here(settings, "publish", store=store)
-    _report(result, as_json, parse_ids(customers), published, None, publish)  # the next steps name serve
+    serve = command_here(settings, "serve", store=store, runs_dir=runs)
+    publish = command_here(settings, "publish", store=store, runs_dir=runs)
+    _report_kept(result, settings, as_json, parse_ids(customers), published, None, publish)  # next steps: serve
     if as_json:
         return
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
@@ -244,15 +271,7 @@ def run(
     published = result.manifest.get("publish")
     if published is None and target is not None and result.run is not None:
         published = publish_run(result.run, settings.runs_path, target)
-    try:
-        _report(result, as_json, parse_ids(customers), published, command_here(settings, "serve"))
-    except NotFoundError as exc:  # an unknown --customers id: the run is done and kept, and the line says so
-        if result.path is None:
-            raise
-        raise exc.with_hint(
-            f"run {result.run_id} is written all the same, in {result.path}/ "
-            f"(`{command_here(settings, 'runs', 'show', result.run_id)}`)"
-        ) from None
+    _report_kept(result, settings, as_json, parse_ids(customers), published, command_here(settings, "serve"))
 
 
 @app.command("choose-k")
@@ -262,8 +281,8 @@ def choose_k_cmd(
     path: Source = None,
     as_of: AsOf = None,
     transform: Transform = None,
-    k_min: Annotated[int, typer.Option("--k-min")] = 2,
-    k_max: Annotated[int, typer.Option("--k-max")] = 10,
+    k_min: Annotated[int, typer.Option("--k-min", help=f"The smallest K to try ({K_MIN} or more).")] = K_MIN,
+    k_max: Annotated[int, typer.Option("--k-max", help=f"The largest K to try ({K_MAX} or less, as for run).")] = K_MAX,
     n_init: NInit = 10,
     random_state: Seed = 42,
     sample_size: Annotated[int, typer.Option("--sample-size", help="Customers in the silhouette sample.")] = 10_000,
@@ -275,10 +294,12 @@ def choose_k_cmd(
         ),
     ] = True,
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per K for stability.")] = 5,
+    col: ColumnPairs = None,
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
     """Which K, and why: elbow, silhouette, Calinski-Harabasz, Davies-Bouldin and stability for each K."""
+    check_k_range(k_min, k_max)  # before the data is read: a K run would refuse is never recommended
     settings = resolve(ctx)  # the project file, the environment and the options typed above, merged
     preset_ = settings.preset_obj()
     transform, n_init, random_state = settings.effective_transform(), settings.n_init, settings.random_state

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rfmseg.cli.common import app, out, print_json
+from rfmseg.cli.common import app, as_of_words, out, print_json
 from rfmseg.cli.options import ConfigOpt, Json, RunsDir
 from rfmseg.config import resolve
 from rfmseg.runs import DEFAULT_RUNS_DIR
@@ -59,11 +59,12 @@ def export_cmd(
         print_json(r.to_dict())
         return
     scope = f"segments {', '.join(r.selected)}" if r.selected else "all segments"
-    head = f"Exported run {r.run_id} (as of {r.as_of or '-'}), {scope}: {r.rows:,} customers"
+    head = f"Exported run {r.run_id} ({as_of_words(r.as_of)}), {scope}: {r.rows:,} customers"
     changed = r.changed_since
     if changed:
         head += (
-            f" whose segment differs from run {changed['run_id']} (as of {changed['as_of']}): {changed['new']:,} new, "
+            f" whose segment differs from run {changed['run_id']} ({as_of_words(changed['as_of'])}): "
+            f"{changed['new']:,} new, "
             f"{changed['moved']:,} moved, {changed['left']:,} left"
         )
         if changed["left"]:

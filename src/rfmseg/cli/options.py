@@ -220,7 +220,7 @@ ColumnPairs = Annotated[
     typer.Option("--col", help="FIELD=COLUMN for any canonical field, e.g. session_count=sessions (repeatable)."),
     SettingKey(SettingKey.COLUMN_PAIRS),
 ]
-"""--col FIELD=COLUMN, repeatable: any canonical field (run)"""
+"""--col FIELD=COLUMN, repeatable: any canonical field (run, choose-k)"""
 
 
 # --------------------------------------------------------------------------------------------- K-Means

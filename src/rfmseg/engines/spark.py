@@ -280,7 +280,7 @@ class SparkEngine:
         ).collect()
         rows = [tuple(g) for g in groups]
         sums = [sum(int(g[i]) for g in rows) for i in (3, 4, 5)]
-        check_whole_columns(src, mapping, (sums[0], sums[1], sums[2]))
+        check_whole_columns(src, mapping, (sums[0], sums[1], sums[2]), policy.date_format)
         known = tuple(sum(int(g[6 + i]) for g in rows) for i in range(len(numbers)))
         check_field_columns(src, mapping, policy.fields, known)
         if as_of is None:

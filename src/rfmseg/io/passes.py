@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rfmseg import schema
-from rfmseg.errors import EnvironmentFailure, InputError
+from rfmseg.errors import EnvironmentFailure, InputError, shown_id
 from rfmseg.io.readers import read_error, sql_identifier
 from rfmseg.io.rules import AFTER_AS_OF, EXCLUDED_RETURN, RETURNS_ONLY, SOURCE_VIEW, Policy, Rule
 from rfmseg.io.views import ORIGINAL, VIEWS, Views
@@ -236,7 +236,7 @@ def _materialised(con: duckdb.DuckDBPyConnection, p: Prepared) -> Prepared:
     counts = _row(
         con, f"SELECT count(*), count(ts), count(amount){''.join(f', count({n})' for n in numbers)} FROM {v.judged}"
     )
-    check_whole_columns(p.source, p.plan.mapping, (counts[0], counts[1], counts[2]))
+    check_whole_columns(p.source, p.plan.mapping, (counts[0], counts[1], counts[2]), p.plan.policy.date_format)
     check_field_columns(p.source, p.plan.mapping, p.plan.policy.fields, tuple(counts[3:]))
     as_of = p.as_of
     if as_of is None:
@@ -274,7 +274,7 @@ def _count(con: duckdb.DuckDBPyConnection, p: Prepared, as_of: date | None) -> P
         f"count(*), count(ts), count(amount){extra} FROM {v.judged} GROUP BY ALL"
     ).fetchall()
     sums = [sum(g[i] for g in groups) for i in range(3, 6 + len(numbers))]
-    check_whole_columns(p.source, p.plan.mapping, (sums[0], sums[1], sums[2]))
+    check_whole_columns(p.source, p.plan.mapping, (sums[0], sums[1], sums[2]), p.plan.policy.date_format)
     check_field_columns(p.source, p.plan.mapping, p.plan.policy.fields, tuple(sums[3:]))
     if as_of is None:
         used_days = [(g[1], g[2]) for g in groups if g[0] is None and g[2] is not None]
@@ -355,7 +355,7 @@ def _set_aside(con: duckdb.DuckDBPyConnection, p: Prepared, given: date | None) 
     groups = con.execute(counting).fetchall()
     used = p.rows_read - sum(g[1] for g in groups)
     dates, amounts = used + sum(g[2] for g in groups), used + sum(g[3] for g in groups)
-    check_whole_columns(p.source, p.plan.mapping, (p.rows_read, dates, amounts))
+    check_whole_columns(p.source, p.plan.mapping, (p.rows_read, dates, amounts), p.plan.policy.date_format)
     counts = {"": used, **{g[0]: g[1] for g in groups}}
     counted = _with_counts(con, p, counts, (*p.rules, *_late(p.as_of)))
     return replace(counted, counted=True, set_aside=v.set_aside)
@@ -580,8 +580,11 @@ def check_shares(
         )
 
 
-def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[int, int, int]) -> None:
-    """A column that holds no value of its type at all is a wrong mapping, not bad rows.
+def check_whole_columns(
+    source: Source, mapping: dict[str, str], counts: tuple[int, int, int], date_format: str | None = None
+) -> None:
+    """A column that holds no value of its type at all is a wrong mapping (or a wrong ``date_format``, the one
+    given), not bad rows.
 
     ``counts``: the typed rows' count, and the count of their dates and of their amounts."""
     total, dates, amounts = counts
@@ -589,8 +592,17 @@ def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[i
         raise InputError(f"{source.label}: has no rows; give transactions to segment")
     if dates == 0:
         col = mapping[schema.ORDER_DATE]
+        value = first_text(source, col)
+        shown = f" (e.g. '{value}')" if value is not None else ""
+        if date_format:
+            raise InputError(
+                f"{source.label}: no date of column '{col}'{shown} is written as the {{date_format}} given, "
+                f"'{date_format}'; give the format its dates are written in, or leave out {{date_format}} to have it "
+                "detected",
+                param="date_format",
+            )
         raise InputError(
-            f"{source.label}: column '{col}' holds no readable dates; map the order date with "
+            f"{source.label}: column '{col}' holds no readable dates{shown}; map the order date with "
             "{columns.order_date} NAME or give {date_format}",
             param=("columns.order_date", "date_format"),
         )
@@ -601,6 +613,17 @@ def check_whole_columns(source: Source, mapping: dict[str, str], counts: tuple[i
             "(or {columns.quantity} and {columns.unit_price})",
             param=("columns.amount", "columns.quantity", "columns.unit_price"),
         )
+
+
+def first_text(source: Source, col: str, width: int = 40) -> str | None:
+    """The first non-blank value of the text column ``col`` in the source's sample, to show in a message (one
+    line, cut after ``width`` characters); None when the sample has none."""
+    if source.sample is None or col not in source.sample.column_names:
+        return None
+    for v in source.sample.column(col).to_pylist():
+        if v is not None and str(v).strip():
+            return shown_id(str(v).strip(), width)
+    return None
 
 
 def check_field_columns(

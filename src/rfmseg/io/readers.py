@@ -19,6 +19,7 @@ import csv
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,8 @@ def _open_path(
 ) -> Source:
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt is None:
+        if path.is_dir() or not path.exists():  # named so, whatever the name ends in
+            check_file(path, "")
         raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv, .parquet or .xlsx (or rename the file)")
     check_file(path, fmt)
     if fmt == "xlsx":
@@ -402,16 +405,47 @@ def read_xlsx(path: Path, sheet: int | str | None = None) -> pa.Table:
             )
     if len(tables) == 1:
         return tables[0]
-    text = [
-        pa.table({c: pa.array([_text(v) for v in t.column(c).to_pylist()], pa.string()) for c in first}) for t in tables
-    ]
-    return pa.concat_tables(text)
+    return pa.table({c: _joined([t.column(c) for t in tables]) for c in first})
+
+
+def _joined(parts: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """One column of several sheets, one after the other, keeping its type where the sheets agree: dates stay
+    dates (a sheet of date-only cells and one with times: timestamps), numbers numbers (whole and decimal:
+    decimals); a column of other mixed types (numbers on one sheet, text on another) is read as text, as a
+    CSV's is."""
+    kinds = {p.type for p in parts if not pa.types.is_null(p.type)}
+    target: pa.DataType | None = None
+    if len(kinds) <= 1:
+        target = kinds.pop() if kinds else pa.null()
+    elif all(pa.types.is_date(k) or pa.types.is_timestamp(k) for k in kinds):
+        target = pa.timestamp("us")
+    elif all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds):
+        target = pa.float64()
+    if target is not None:
+        try:
+            return pa.chunked_array([chunk for p in parts for chunk in p.cast(target).chunks], target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass  # e.g. a time of day on one sheet, a date on another: read as text
+    return pa.chunked_array([pa.array([_text(v) for v in p.to_pylist()], pa.string()) for p in parts], pa.string())
 
 
 def _text(v: Any) -> str | None:
+    """A cell as text: a date ``2024-01-31``, a date-time ``2024-01-31 08:26:00`` (ISO, as dates are read)."""
     if v is None:
         return None
-    return v.isoformat(sep=" ") if hasattr(v, "isoformat") else str(v)
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ")
+    return v.isoformat() if isinstance(v, date) else str(v)
+
+
+def _cell_values(values: tuple[Any, ...]) -> list[Any]:
+    """A sheet column's cells for Arrow: an empty cell as None, and in a column of dates where some cells hold a
+    time and others only a date, each date as midnight (Arrow takes one type per column)."""
+    cleaned = [None if v == "" else v for v in values]
+    kinds = {type(v) for v in cleaned if v is not None}
+    if kinds and all(issubclass(k, date) for k in kinds) and len(kinds) > 1:
+        return [v if v is None or isinstance(v, datetime) else datetime.combine(v, time()) for v in cleaned]
+    return cleaned
 
 
 def _sheet_table(path: Path, name: str, rows: list[list[Any]]) -> pa.Table:
@@ -419,7 +453,7 @@ def _sheet_table(path: Path, name: str, rows: list[list[Any]]) -> pa.Table:
     columns = list(zip(*rows[1:], strict=True)) if len(rows) > 1 else [() for _ in header]
     arrays = {}
     for h, values in zip(header, columns, strict=True):
-        cleaned = [None if v == "" else v for v in values]
+        cleaned = _cell_values(values)
         try:
             arrays[h] = pa.array(cleaned)
         except (pa.ArrowInvalid, pa.ArrowTypeError):

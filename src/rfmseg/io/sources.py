@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -51,6 +51,9 @@ class FileGlob(SourceSpec):
     """
 
     pattern: str
+    given_in: str = field(default="", kw_only=True)
+    """where the pattern was set, for a message to name ("source.glob in rfmseg.toml"); empty: typed as it is
+    (the FILE argument of a command)"""
 
     @property
     def label(self) -> str:
@@ -59,7 +62,12 @@ class FileGlob(SourceSpec):
     def files(self) -> list[Path]:
         found = sorted(Path(p) for p in globlib.glob(self.pattern, recursive=True) if Path(p).is_file())
         if not found:
-            raise InputError(f"{self.pattern}: no file matches this glob; check the pattern in source.glob")
+            fix = (
+                f"check the pattern in {self.given_in}"
+                if self.given_in
+                else "check the folder and the file names in the pattern (relative to the current folder)"
+            )
+            raise InputError(f"{self.pattern}: no file matches this glob; {fix}")
         return found
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str = VIEWS.source) -> Source:

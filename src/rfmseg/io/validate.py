@@ -85,6 +85,33 @@ def _missing(source: Source, field_name: str, also: str = "") -> ColumnError:
     )
 
 
+_RFM_STEMS = {"recency_days": "recen", "frequency": "freq", "monetary": "monet"}
+"""how the columns of an RFM table's fields start, whatever else they are called (recency, freq, monetary_value)"""
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _not_rfm(source: Source, found: dict[str, str]) -> ColumnError | None:
+    """The error of a table without an order date that looks like a ready RFM table (columns named for two of
+    recency, frequency and monetary) but lacks a field's column by its name: what an RFM table needs and how
+    to map the columns it calls otherwise (``recency`` for recency_days). None: it does not look like one."""
+    keys = {c: schema.normalise(c) for c in source.columns}
+    like = {f: [c for c, k in keys.items() if k.startswith(_RFM_STEMS[f])] for f in schema.RFM_FIELDS}
+    if sum(bool(cols) for cols in like.values()) < 2:
+        return None
+    missing = [f for f in schema.RFM_FIELDS if f not in found]
+    maps = " ".join(f"{{columns}} {f}={like[f][0] if len(like[f]) == 1 else 'NAME'}" for f in missing)
+    return ColumnError(
+        f"{source.label}: no {schema.ORDER_DATE} column, and no {_either(missing)} column for a ready RFM table "
+        f"(one row per customer: {', '.join(schema.RFM_TABLE_FIELDS)}); columns found: "
+        f"{', '.join(source.columns)}; map yours with {maps}",
+        param="columns",
+    )
+
+
 def resolve_columns(
     source: Source,
     columns: dict[str, str] | None,
@@ -115,7 +142,7 @@ def resolve_columns(
     if is_rfm and schema.ORDER_DATE not in found:
         return "rfm", {f: found[f] for f in schema.RFM_TABLE_FIELDS}
     if schema.ORDER_DATE not in found:
-        raise _missing(source, schema.ORDER_DATE)
+        raise _not_rfm(source, found) or _missing(source, schema.ORDER_DATE)
     mapping = {schema.CUSTOMER_ID: cust, schema.ORDER_DATE: found[schema.ORDER_DATE]}
     if schema.ORDER_ID in found:
         mapping[schema.ORDER_ID] = found[schema.ORDER_ID]

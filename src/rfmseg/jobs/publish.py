@@ -16,7 +16,7 @@ import pyarrow as pa
 from rfmseg.engines.base import Engine, publish_table
 from rfmseg.errors import RfmsegError, StoreError
 from rfmseg.model import SegmentModel
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
+from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run, list_runs
 from rfmseg.settings import default_store_url, store_configured, store_url
 
 
@@ -121,6 +121,18 @@ def publish_job_run(run: Run, runs_dir: Path, store: str | None) -> dict[str, An
             ),
         }
     return publish_run(run, runs_dir, store)
+
+
+DEMO_FOLDER = "demo"
+"""the folder, in a runs folder holding runs of other data, where ``rfmseg demo`` writes"""
+
+
+def demo_runs_dir(runs_dir: Path, label: str) -> Path:
+    """Where ``rfmseg demo`` (its input named ``label``) writes: ``runs_dir``, unless it holds runs of other
+    data (yours): then its :data:`DEMO_FOLDER` folder, so that the study's model never becomes the one your
+    refresh scores with, nor its run (as of 2024-12-31) the latest that watch, export and the API read."""
+    mine = [r for r in list_runs(runs_dir) if (r.manifest.get("input") or {}).get("path") != label]
+    return runs_dir / DEMO_FOLDER if mine else runs_dir
 
 
 def publish_demo(run: Run, runs_dir: Path) -> dict[str, Any]:

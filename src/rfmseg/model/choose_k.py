@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from rfmseg.errors import ParameterError
 from rfmseg.model.kmeans import fit_kmeans, nearest, sample_rows
+from rfmseg.model.segment_model import K_MAX, K_MIN
 from rfmseg.model.transform import Transform
 
 STABLE_ARI = 0.8
@@ -41,8 +42,8 @@ and shared by every K instead of recomputed for each (the same scores, a third o
 def choose_k(
     x: np.ndarray,
     transform: str = "minmax",
-    k_min: int = 2,
-    k_max: int = 10,
+    k_min: int = K_MIN,
+    k_max: int = K_MAX,
     n_init: int = 10,
     random_state: int = 42,
     sample_size: int = 10_000,
@@ -53,11 +54,7 @@ def choose_k(
     """Metrics per K on the RFM matrix ``x`` (n, 3: recency_days, frequency, monetary), transformed with
     ``transform``, and the recommended K with its reason."""
     n = x.shape[0]
-    if k_max < k_min:  # the range given is empty, whatever the customers
-        raise ParameterError(
-            f"{{k_min}} {k_min} is above {{k_max}} {k_max}: no K to try; give {{k_min}} <= {{k_max}}",
-            param=("k_min", "k_max"),
-        )
+    check_k_range(k_min, k_max)
     k_max = min(k_max, n - 1)
     if k_max < k_min:
         raise ParameterError(f"choosing K needs more customers: {n} customers allow no K in {k_min}..{k_max}")
@@ -85,6 +82,22 @@ def choose_k(
             "threshold": STABLE_ARI,
         }
     return {**out, **recommend(rows)}
+
+
+def check_k_range(k_min: int, k_max: int) -> None:
+    """Refuse a range of K that is empty or reaches beyond what a run fits (:data:`K_MIN` to :data:`K_MAX`):
+    a recommended K must be one `run --k` accepts."""
+    if k_max < k_min:  # the range given is empty, whatever the customers
+        raise ParameterError(
+            f"{{k_min}} {k_min} is above {{k_max}} {k_max}: no K to try; give {{k_min}} <= {{k_max}}",
+            param=("k_min", "k_max"),
+        )
+    if k_min < K_MIN or k_max > K_MAX:
+        raise ParameterError(
+            f"{{k_min}} {k_min} to {{k_max}} {k_max} goes beyond the K a run accepts, {K_MIN} to {K_MAX}; "
+            f"give {{k_min}} and {{k_max}} within {K_MIN} to {K_MAX}",
+            param=("k_min", "k_max"),
+        )
 
 
 def _metrics(

@@ -21,6 +21,8 @@ from rfmseg.model.rhythm import Rhythm
 from rfmseg.model.transform import Transform, check_transform
 
 FORMAT_VERSION = 1
+K_MIN, K_MAX = 2, 10
+"""the K a run fits, from K_MIN to K_MAX segments (``k``, `--k`); `choose-k` compares K within the same range"""
 
 
 @dataclass

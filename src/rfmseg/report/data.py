@@ -32,6 +32,7 @@ from rfmseg.errors import RfmsegError
 from rfmseg.features import Units
 from rfmseg.model.choose_k import choose_k
 from rfmseg.model.kmeans import sample_rows
+from rfmseg.model.segment_model import K_MAX, K_MIN
 from rfmseg.profile import pareto_curve
 from rfmseg.report.html import JSON_OPTIONS
 from rfmseg.runs import Run, get_run
@@ -158,8 +159,8 @@ def k_choice(
     seed = int(params.get("random_state", 42))
     data = matrix(table.take(pa.array(sample_rows(n, sample, seed))))  # only the sampled customers' values
     # K-Means cannot find more clusters than there are distinct customers
-    k_max = min(10, data.shape[0] - 1, np.unique(data, axis=0).shape[0])
-    if k_max < 2:
+    k_max = min(K_MAX, data.shape[0] - 1, np.unique(data, axis=0).shape[0])
+    if k_max < K_MIN:
         return {
             "error": f"the {entity} have too few distinct RFM values to compare values of K",
             "chosen_k": params.get("k"),
@@ -170,7 +171,7 @@ def k_choice(
             result = choose_k(
                 data,
                 transform=str(params.get("transform") or "minmax"),
-                k_min=2,
+                k_min=K_MIN,
                 k_max=k_max,
                 n_init=min(int(params.get("n_init", 10)), CHOOSE_K_N_INIT),
                 random_state=seed,
