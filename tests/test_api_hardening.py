@@ -320,6 +320,46 @@ def test_rfmseg_serve_binds_the_ipv6_loopback_given_in_brackets(runs: StudyRuns)
     assert f"serving the API and the explorer on http://[::1]:{port}/" in err
 
 
+def test_rfmseg_serve_on_a_port_in_use_says_so_in_one_line_before_serving(runs: StudyRuns) -> None:
+    """Another server holds the port: one line naming the port and the fix, exit 2, and no "serving" line
+    first (uvicorn used to log its bind error after it, and exit 3)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RFMSEG_API_KEY", "RFMSEG_STORE")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # listening, as another server would be
+        port = taken.getsockname()[1]
+        for host in ("127.0.0.1", "localhost"):
+            cmd = [sys.executable, "-m", "rfmseg", "serve", "--host", host, "--port", str(port)]
+            done = subprocess.run(
+                [*cmd, "--runs-dir", str(runs.runs_dir)], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert (done.returncode, done.stdout) == (2, ""), done.stderr
+            assert done.stderr.splitlines() == [
+                f"error: port {port} on {host} is in use (another server listens there); pick another --port, "
+                "or stop that server"
+            ]
+    free = free_port()  # and a port nobody holds is served as before, after the check let it go
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rfmseg", "serve", "--port", str(free), "--runs-dir", str(runs.runs_dir)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(f"http://127.0.0.1:{free}/health", proc).status_code == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_rfmseg_serve_refuses_an_address_not_on_this_machine(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RFMSEG_API_KEY", "k-1")  # beyond loopback needs a key; then the bind check speaks
+    result = cli("serve", "--host", "192.0.2.1", "--port", "8123")  # TEST-NET-1: never this machine's
+    assert (result.code, result.out) == (2, "")
+    assert result.err.strip() == (
+        "error: cannot listen on port 8123 on 192.0.2.1: Cannot assign requested address; give an address of this "
+        "machine with --host (e.g. 127.0.0.1), or another --port"
+    )
+
+
 def _wait_for(url: str, proc: subprocess.Popen) -> httpx.Response:
     deadline = time.monotonic() + 60
     while True:

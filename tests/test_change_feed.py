@@ -21,7 +21,15 @@ import pytest
 
 import test_stores
 from rfmseg.errors import InputError, ParameterError, StoreError
-from rfmseg.stores import CHANGE_FIELDS, ChangesPage, FeedTrimmedError, ProfileStore, open_store, stage_batch
+from rfmseg.stores import (
+    CHANGE_FIELDS,
+    ChangesPage,
+    FeedCursorAheadError,
+    FeedTrimmedError,
+    ProfileStore,
+    open_store,
+    stage_batch,
+)
 from test_stores import D1, D2, D3, assignments, purge, uniform
 
 # the store fixtures of test_stores.py: each test once per backend, in a namespace of its own
@@ -270,6 +278,58 @@ def test_bad_cursors_and_limits_are_refused(store: ProfileStore, backend: str) -
         with pytest.raises(ParameterError, match="limit"):
             store.changes(None, limit)  # type: ignore[arg-type]
     assert len(store.changes(None, 100_000).rows) == 1
+
+
+def test_a_cursor_past_the_last_change_is_refused_not_an_empty_page(store: ProfileStore, backend: str) -> None:
+    """A cursor of another store (or from before a drop) past this feed's end would read nothing until the
+    feed caught up with it, silently skipping every change before: it is refused, on every publish."""
+    ahead = "99999999999999-0" if backend == "redis" else "2358"
+    with pytest.raises(FeedCursorAheadError) as caught:
+        store.changes(ahead, 10)  # an empty feed: nothing is this store's cursor yet
+    assert str(caught.value) == (
+        f"cursor {ahead} is past the last change of the change feed of the profile store at {store.url_display} "
+        "(it has none yet), so it is not one of this store's cursors (another store's, or one from before a drop); "
+        "read the feed from the start (after=None)"
+    )
+    assert isinstance(caught.value, ParameterError) and caught.value.exit_code == 2
+    assert caught.value.http_status == 400
+    start = "0-0" if backend == "redis" else "0"  # before any change: from the start, never refused
+    assert store.changes(start, 10) == ChangesPage([], start, False)
+
+    runs = publish_runs(store, 2, n=50)
+    rows = read_all(store)
+    last = rows[-1]["cursor"]
+    assert store.changes(last, 10) == ChangesPage([], last, False)  # the last change: caught up, an empty page
+    for cursor in (
+        beyond(last),
+        ahead,
+        "99999999999999999999-99999999999999999999" if backend == "redis" else "9" * 18,
+    ):
+        with pytest.raises(FeedCursorAheadError, match=f"past the last change .* \\({last}\\)") as caught:
+            store.changes(cursor, 10)
+        message = str(caught.value)
+        assert message.endswith(
+            f"read the feed from the start (after=None), or from after={last} to skip the changes already there"
+        )
+        assert "\n" not in message and (caught.value.cursor, caught.value.last) == (cursor, last)
+
+    store.publish(population({**runs[-1], "NEW": "Loyal"}), "r3", D3, "m1")  # more changes: still refused
+    with pytest.raises(FeedCursorAheadError):
+        store.changes(ahead, 10)
+    assert read_all(store, last) == read_all(store)[len(rows) :]  # the last cursor goes on with the new change
+    assert [r["customer_id"] for r in read_all(store, last)] == ["NEW"]
+
+    newest = read_all(store)[-1]["cursor"]
+    assert store.trim_changes(newest) == len(rows) + 1  # the whole feed: its last change is still known
+    assert store.changes(newest, 10) == ChangesPage([], newest, False)
+    with pytest.raises(FeedCursorAheadError, match=f"\\({newest}\\)"):
+        store.changes(beyond(newest), 10)
+    with pytest.raises(FeedTrimmedError):  # older than the trim point: gone (410), as before
+        store.changes(last, 10)
+
+    store.drop()  # the feed starts again: a cursor from before the drop is past its end
+    with pytest.raises(FeedCursorAheadError, match="it has none yet"):
+        store.changes(newest, 10)
 
 
 # --- what does not add changes --------------------------------------------------------------------------

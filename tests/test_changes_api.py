@@ -7,6 +7,7 @@ between it must see every change of the feed once, in order."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import test_stores
 from rfmseg.service import Settings, create_app
 from rfmseg.stores import FeedTrimmedError, ProfileStore, open_store
 from test_change_feed import evolve, expected_changes, first_run, key, of_run, population, read_all
-from test_stores import D1, D2, D3
+from test_stores import D1, D2, D3, purge
 
 # the store fixtures of test_stores.py: each test once per backend, in a namespace of its own
 backend, url, namespace, store = test_stores.backend, test_stores.url, test_stores.namespace, test_stores.store
@@ -182,6 +183,51 @@ def test_a_cursor_behind_the_trim_point_is_gone_410(store: ProfileStore, tmp_pat
             "feed from the start (leave after out)"
         )
         assert client.get("/changes", params={"after": rows[5]["cursor"]}).json()["items"] == rows[6:]
+
+
+def test_a_cursor_of_another_store_past_the_last_change_is_a_400_not_an_empty_page(
+    store: ProfileStore, backend: str, url: str, tmp_path: Path, cli: Any
+) -> None:
+    """A consumer pointed at another store (or one that was reset) with its old cursor must hear it, not read
+    empty pages until the feed catches up with the cursor: over HTTP a 400, from the CLI exit 2, each in one
+    line naming both ways to go on."""
+    store.publish(population({"A": "Loyal", "B": "Lost"}), "r1", D1, "m1")
+    mine = store.changes(None, 10).rows[-1]["cursor"]
+    other = f"t{uuid.uuid4().hex[:12]}"
+    try:
+        with open_store(url, namespace=other) as elsewhere:  # a busier store, published after this one
+            elsewhere.publish(population({f"C{i:03d}": "Loyal" for i in range(30)}), "r1", D1, "m1")
+            foreign = read_all(elsewhere)[-1]["cursor"]
+    finally:
+        purge(backend, url, other)
+    assert key(foreign) > key(mine)
+
+    shown = namespaced(store.url_display, store.namespace)
+
+    def refusal(cursor: str, last: str, after: str) -> str:
+        return (
+            f"cursor {cursor} is past the last change of the change feed of the profile store at {shown} ({last}), "
+            "so it is not one of this store's cursors (another store's, or one from before a drop); read the feed "
+            f"from the start (leave {after} out), or from {after}={last} to skip the changes already there"
+        )
+
+    # Redis cursors are the server's clock, so another namespace's cursor is past this feed only until its next
+    # publish; the cursor QA used stands for one from a store whose clock ran ahead
+    ahead = "99999999999999-0" if backend == "redis" else foreign
+    with TestClient(create_app(app_settings(tmp_path, store.url_display, store.namespace))) as client:
+        r = client.get("/changes", params={"after": foreign})
+        assert (r.status_code, r.json()) == (400, {"detail": refusal(foreign, mine, "after")})
+        for k in (2, 3):  # still refused after more publishes
+            store.publish(population({"A": "Loyal", "B": "Lost", f"N{k}": "New"}), f"r{k}", D2, "m1")
+            mine = store.changes(mine, 10).rows[-1]["cursor"]
+            r = client.get("/changes", params={"after": ahead})
+            assert (r.status_code, r.json()) == (400, {"detail": refusal(ahead, mine, "after")})
+        caught_up = client.get("/changes", params={"after": mine})  # the last change itself: an empty page
+        assert caught_up.status_code == 200 and caught_up.json()["items"] == [] and caught_up.json()["next"] == mine
+
+    result = cli("ask", "changes-since", "--after", ahead, "--store", shown, "--runs-dir", tmp_path / "runs")
+    assert (result.code, result.out) == (2, "")
+    assert result.err.strip().splitlines() == [f"error: {refusal(ahead, mine, '--after')}"]
 
 
 def test_a_store_that_is_down_is_a_503(tmp_path: Path) -> None:

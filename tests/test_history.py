@@ -255,6 +255,51 @@ def test_cli_transitions_watch_history(toy: tuple[Path, dict[str, str]], cli) ->
     assert empty.code == 2 and "no runs in" in empty.err
 
 
+def test_watch_refuses_a_segment_these_runs_do_not_have(toy: tuple[Path, dict[str, str]], cli, tmp_path: Path) -> None:
+    """A typo in a name watch is given (--segment, --champions, --loyal, --at-risk) is exit 2 in one line naming
+    the segments, as `rfmseg export --segment` is, not a notice among the warnings and exit 0 (cron would not
+    notice); a name in another case or as a slug is the segment."""
+    runs, ids = toy
+    known = f"{A}, {L}, {OC}, {C}"  # the latest run's segments first, then the earlier runs' (Champions)
+    where = f"runs {ids['r1']} to {ids['r4b']}"
+    for flag in ("--segment", "--champions", "--loyal", "--at-risk"):
+        r = cli("watch", flag, "VIP", "--runs-dir", runs)
+        assert (r.code, r.out) == (2, ""), r.err
+        assert r.err == f"error: unknown segment 'VIP'; segments in {where}: {known}; give {flag} one of them\n"
+    r = cli("watch", "--segment", C, "--segment", "Whales", "--json", "--runs-dir", runs)  # one bad of several
+    assert r.code == 2 and "unknown segment 'Whales'" in r.err and r.err.count("\n") == 1
+    r = cli("watch", "--run", ids["r1"], "--champions", "VIP", "--runs-dir", runs)  # one run: named so
+    assert r.code == 2 and f"segments in run {ids['r1']}: " in r.err
+
+    w = cli("watch", "--champions", "champions", "--segment", "loyal-buyers", "--json", "--runs-dir", runs).json()
+    by = {x["id"]: x for x in w["warnings"]}
+    assert by["champions_slowing"]["title"] == f"{C} slowing down"  # the segment, as export matches names
+    assert by["overdue"]["params"]["segments"] == [L]
+    assert by == {x["id"]: x for x in early.warnings(runs, champions=C, segments=[L])["warnings"]}
+
+    # runs of another vocabulary: the default names are not the user's typo; watch says so and goes on
+    other = tmp_path / "runs"
+    for i, segments in enumerate((["Gold", "Silver"], ["Silver", "Gold"])):
+        run_id = f"20240601-12000{i}-000v{i}"
+        w_ = RunWriter(other, run_id)
+        w_.parquet(
+            "assignments.parquet",
+            pa.table({"customer_id": ["A", "B"], "segment": segments, "recency_days": pa.array([5, 9], pa.int64()),
+                      "frequency": pa.array([3, 4], pa.int64()), "monetary": [10.0, 20.0], "distance": [0.1, 0.1]}),
+        )  # fmt: skip
+        w_.json("summary.json", {"segments": [{"name": "Gold"}, {"name": "Silver"}]})
+        as_of = (D0 + timedelta(days=7 * i)).isoformat()
+        created = datetime(2024, 6, 1, 12, 0, i).isoformat()
+        w_.json("manifest.json", {"run_id": run_id, "kind": "run", "as_of": as_of, "created": created})
+        w_.commit()
+    ok = cli("watch", "--runs-dir", other)
+    assert ok.code == 0, ok.err
+    assert "these runs have no segment Champions or Loyal Buyers" in ok.out
+    r = cli("watch", "--champions", "Glod", "--runs-dir", other)
+    assert r.code == 2 and "unknown segment 'Glod'; segments in runs " in r.err and "Gold, Silver" in r.err
+    assert cli("watch", "--champions", "gold", "--loyal", "Silver", "--runs-dir", other).code == 0
+
+
 # --------------------------------------------------------------------------------------------- real runs
 def test_history_over_runs_the_pipeline_wrote(tmp_path: Path) -> None:
     runs = tmp_path / "runs"

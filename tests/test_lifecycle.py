@@ -110,6 +110,40 @@ def test_a_model_of_another_format_version_is_refused_with_what_to_do(runs: Path
     assert r.code == 2 and "not valid JSON" in r.err
 
 
+def test_the_fix_a_model_of_another_format_version_names_works(runs: Path, cli) -> None:
+    """The refusal names a way out that works: `rfmseg retrain FILE` alone would load the same model to carry
+    its names over and be refused the same way; `--no-carry-names` (or `rfmseg run FILE`) trains a new model,
+    which the next refresh then reads."""
+    run_id = list_runs(runs)[0].run_id
+    path = runs / run_id / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 99}))
+    orders = study.path(study.ORDERS_FILE)
+    refused = (
+        f"error: {runs / run_id / 'model.json'}: model format version 99 cannot be read by this rfmseg (reads version "
+        "1); train a new model without it (`rfmseg retrain FILE --no-carry-names`, or `rfmseg run FILE`) or install "
+        "the rfmseg that wrote it\n"
+    )
+    for command in ("refresh", "retrain"):
+        r = cli(command, orders, "--as-of", "2025-01-07", "--runs-dir", runs, "--no-publish")
+        assert (r.code, r.err) == (2, refused), command
+    assert len(list_runs(runs)) == 1  # nothing written
+
+    r = cli("retrain", orders, "--as-of", "2025-01-07", "--no-carry-names", "--runs-dir", runs, "--no-publish")
+    assert r.code == 0, r.err
+    retrained = list_runs(runs)[-1]
+    assert retrained.run_id != run_id and retrained.manifest["kind"] == "retrain"
+    r = cli("refresh", orders, "--as-of", "2025-01-08", "--runs-dir", runs, "--no-publish")
+    assert r.code == 0, r.err
+    assert f"Model {retrained.run_id}" in r.out  # the new model, of the format this rfmseg reads
+
+    fresh = runs.parent / "fresh"  # the other way named: a new run, then a refresh from its model
+    shutil.copytree(runs / run_id, fresh / run_id)
+    r = cli("run", orders, "--runs-dir", fresh, "--no-publish")
+    assert r.code == 0, r.err
+    r = cli("refresh", orders, "--as-of", "2025-01-08", "--runs-dir", fresh, "--no-publish")
+    assert r.code == 0, r.err
+
+
 def test_runs_list_show_latest(runs: Path, cli) -> None:
     first = list_runs(runs)[0].run_id
     r = cli("refresh", study.path(study.ORDERS_FILE), "--as-of", "2025-01-07", "--runs-dir", runs, "--no-publish")

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -348,6 +349,22 @@ def test_runs_dir_from_the_environment(study_runs: Path) -> None:
                 assert c["segment"] == "Occasional"
 
     run(go)
+
+
+def test_streamable_http_on_a_port_in_use_is_one_line_and_exit_2(study_runs: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # listening, as another server would be
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "rfmseg", "mcp", "--http", "--port", str(port), "--runs-dir", str(study_runs)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use (another server listens there); pick another --port, or stop "
+        "that server"
+    ]
 
 
 def test_streamable_http_on_localhost(study_runs: Path) -> None:

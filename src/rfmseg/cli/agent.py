@@ -615,5 +615,8 @@ def mcp_cmd(
     if http:
         import sys
 
+        from rfmseg.cli.serve import check_port
+
+        check_port("127.0.0.1", port)  # a port in use: one line and exit 2, before saying it serves
         print(f"rfmseg MCP server on http://127.0.0.1:{port}/mcp (runs: {runs_dir})", file=sys.stderr)
     serve(runs_dir, settings.store, http=http, host="127.0.0.1", port=port)

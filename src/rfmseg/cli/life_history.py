@@ -13,7 +13,7 @@ from rfmseg import simulate as sim
 from rfmseg.cli.common import app, out, print_json, rich_table, units_of
 from rfmseg.cli.options import ConfigOpt, CustomerId, Json, RunsDir
 from rfmseg.config import resolve
-from rfmseg.errors import ParameterError
+from rfmseg.errors import ParameterError, RfmsegError
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.runs import history as hist
 from rfmseg.runs import warnings as early
@@ -177,6 +177,13 @@ def watch(
 ) -> None:
     """Early warnings on each customer's own rhythm: Champions slowing, overdue, Loyal Buyers lapsing; changes."""
     runs_dir = resolve(ctx).runs_path
+    names = {"champions": champions, "loyal": loyal, "at_risk": at_risk}
+    given = {k: v for k, v in names.items() if getattr(ctx.get_parameter_source(k), "name", None) != "DEFAULT"}
+    if given or segment:  # a name the user gave that these runs lack (a typo) is an error, not a notice
+        known, where = early.watched_segments(runs_dir, run)
+        names |= {k: _watched(v, known, where, k) for k, v in given.items()}
+        segment = [_watched(v, known, where, "segment") for v in segment or []]
+    champions, loyal, at_risk = names["champions"], names["loyal"], names["at_risk"]
     w = early.warnings(
         runs_dir,
         run,
@@ -208,6 +215,17 @@ def watch(
         out.print(table)
         if item["count"] > limit:
             out.print(f"… and {item['count'] - limit:,} more (--json for all)")
+
+
+def _watched(name: str, known: list[str], where: str, param: str) -> str:
+    """The segment of ``known`` called ``name`` (exactly, in any case, or as a slug, as export and the
+    questions match it), else a one-line error naming the segments and the option ``param``."""
+    from rfmseg.questions.common import match_segment  # with pandas: only when a name is checked
+
+    try:
+        return match_segment(name, known, where)
+    except RfmsegError as exc:  # unknown, or blank
+        raise exc.with_hint(f"give {{{param}}} one of them", param=param) from None
 
 
 _SHORT = {

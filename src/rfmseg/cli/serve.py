@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +47,45 @@ def check_bind(host: str, api_key: str | None) -> None:
             f"refusing to serve on {host} without an API key: set RFMSEG_API_KEY (clients then send "
             "'Authorization: Bearer <key>') or keep the default --host 127.0.0.1"
         )
+
+
+def check_port(host: str, port: int, flag: str = "--port") -> None:
+    """Refuse, in one line naming ``flag``, a ``host``:``port`` the server could not listen on (in use by
+    another process, a privileged port, an address not on this machine), before anything says it serves.
+
+    Binds a socket to each address ``host`` resolves to, with the options uvicorn's server uses
+    (``SO_REUSEADDR``, an IPv6 socket only for IPv6), then closes them: nothing listened, so the port is free
+    again at once. (Another process may still take it in between: then uvicorn's own error stands.)"""
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ParameterError(
+            f"cannot listen on {shown}: {exc.strerror or exc}; give an address of this machine with --host, "
+            "e.g. 127.0.0.1"
+        ) from None
+    with contextlib.ExitStack() as held:
+        for family, kind, proto, _name, address in addresses:
+            sock = held.enter_context(socket.socket(family, kind, proto))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ParameterError(
+                        f"port {port} on {shown} is in use (another server listens there); pick another {flag}, "
+                        "or stop that server"
+                    ) from None
+                if exc.errno == errno.EACCES:
+                    raise ParameterError(
+                        f"port {port} on {shown} needs privileges this user lacks; pick a {flag} above 1023"
+                    ) from None
+                raise ParameterError(
+                    f"cannot listen on port {port} on {shown}: {exc.strerror or exc}; give an address of this "
+                    f"machine with --host (e.g. 127.0.0.1), or another {flag}"
+                ) from None
 
 
 @app.command()
@@ -93,6 +135,7 @@ def serve(
         import rfmseg.service.app  # noqa: F401  (fails early when FastAPI is missing)
     except ImportError as exc:
         raise RfmsegError(f"rfmseg serve needs {exc.name}: {install_command('serve')}") from None
+    check_port(host, port)  # before saying it serves: a port in use is one line, not uvicorn's log and exit 3
     # uvicorn workers build the app from the environment (rfmseg.service.app:app_from_env)
     os.environ[ENV_RUNS_DIR] = str(runs_dir.resolve())
     if settings.store:

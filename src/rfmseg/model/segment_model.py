@@ -215,7 +215,8 @@ class SegmentModel:
         if version != FORMAT_VERSION:
             raise ModelFormatError(
                 f"{source}: model format version {version} cannot be read by this rfmseg (reads version "
-                f"{FORMAT_VERSION}); retrain with `rfmseg retrain` or install the rfmseg that wrote it"
+                f"{FORMAT_VERSION}); train a new model without it (`rfmseg retrain FILE --no-carry-names`, or "
+                "`rfmseg run FILE`) or install the rfmseg that wrote it"
             )
         try:
             p = d["params"]

@@ -16,7 +16,8 @@ from pydantic import Field
 
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.settings import existing_store_url
-from rfmseg.stores import FeedTrimmedError, ProfileStore, open_store
+from rfmseg.stores import FeedCursorAheadError, FeedTrimmedError, ProfileStore, open_store
+from rfmseg.stores.base import cursor_ahead
 
 MAX_FEED_PAGE = 10_000
 """Most changes one page holds, over HTTP and MCP (the store allows more per call from Python)."""
@@ -37,7 +38,8 @@ def feed_page(store: ProfileStore, after: str | None = None, limit: int = 1000) 
     """The changes after cursor ``after`` (None: from the oldest kept), at most ``limit``, oldest first:
     ``{store, after, limit, count, items, next, more}``. ``next`` is what to pass as ``after`` for the next
     page (the last item's cursor, or ``after`` when nothing was new); ``more`` says whether more changes were
-    waiting. A cursor that is not one of this store's, or older than the feed's trim point, is refused."""
+    waiting. A cursor that is not one of this store's, past its last change, or older than the feed's trim
+    point, is refused."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FEED_PAGE:
         raise ParameterError(f"{{limit}} {limit!r} should be a whole number from 1 to {MAX_FEED_PAGE:,}", param="limit")
     try:
@@ -46,6 +48,8 @@ def feed_page(store: ProfileStore, after: str | None = None, limit: int = 1000) 
         raise FeedTrimmedError(
             exc.message.removesuffix(" (after=None)") + " (leave {after} out)", param="after"
         ) from None
+    except FeedCursorAheadError as exc:
+        raise cursor_ahead(exc.cursor, exc.last, store.url_display, "leave {after} out") from None
     except ParameterError:
         raise ParameterError(
             f"{{after}} {after!r} is not a cursor of the change feed of the profile store at {store.url_display}; "

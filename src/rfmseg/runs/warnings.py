@@ -113,6 +113,21 @@ def find(result: dict[str, Any], warning_id: str) -> dict[str, Any]:
     raise ParameterError(f"no warning '{warning_id}'; warnings: {', '.join(x['id'] for x in result['warnings'])}")
 
 
+def _known(now: RunMeta, tl: list[RunMeta]) -> list[str]:
+    """The segments of the runs compared: ``now``'s, then any other of the timeline ``tl``."""
+    return list(dict.fromkeys([*now.segments, *(n for m in tl for n in m.segments)]))
+
+
+def watched_segments(runs_dir: str | Path, run: str | RunMeta | None = None) -> tuple[list[str], str]:
+    """The segments :func:`warnings` knows for ``run`` (those of every run of the timeline up to it, its own
+    first) and those runs in words (``run X``, ``runs X to Y``): what a caller checks the names it passes
+    against (``rfmseg watch`` refuses a name these runs do not have; :func:`warnings` itself only says so)."""
+    now = run if isinstance(run, RunMeta) else resolve(runs_dir, run)
+    tl = timeline(runs_dir, until=now)
+    where = f"run {now.run_id}" if len(tl) < 2 else f"runs {tl[0].run_id} to {tl[-1].run_id}"
+    return _known(now, tl), where
+
+
 def warnings(
     runs_dir: str | Path,
     run: str | RunMeta | None = None,
@@ -177,7 +192,7 @@ def warnings(
             _segment_changed(con, now, prev, w),
             _model_drift(con, now, prev, w),
         ]
-        known = {n for m in tl for n in m.segments}  # every segment of the runs compared
+        known = set(_known(now, tl))  # every segment of the runs compared
         for x in out:  # a segment the rule names that these runs' vocabulary does not have: say so, not "0"
             named = [
                 *(x["params"].get("segments") or []),

@@ -34,6 +34,7 @@ from rfmseg.errors import StoreError
 from rfmseg.install import install_command
 from rfmseg.stores.base import (
     ChangesPage,
+    FeedCursorAheadError,
     FeedTrimmedError,
     ProfileStore,
     PublishReport,
@@ -49,6 +50,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "SCHEMES",
     "ChangesPage",
+    "FeedCursorAheadError",
     "FeedTrimmedError",
     "ProfileStore",
     "PublishReport",

@@ -59,6 +59,33 @@ class FeedTrimmedError(StoreError):
     http_status = 410
 
 
+class FeedCursorAheadError(ParameterError):
+    """A change feed cursor past the last change this store's feed ever had: not one of its cursors (another
+    store's, or one from before a drop), so reading on from it would silently miss every change up to it.
+    ``cursor`` is the cursor given, ``last`` the last change's (None: the feed never had one)."""
+
+    def __init__(self, message: str, *, cursor: str, last: str | None, param: str = "after") -> None:
+        super().__init__(message, param=param)
+        self.cursor, self.last = cursor, last
+
+
+def cursor_ahead(cursor: str, last: str | None, where: str, start: str = "after=None") -> FeedCursorAheadError:
+    """The error of ``cursor`` past ``last`` (the last change's cursor, None if none) in the feed of the store
+    at ``where``; ``start`` says how to read from the start. An adapter that names ``after`` its own way
+    passes ``start`` with ``{after}`` in it (``"leave {after} out"``)."""
+    fix = f"read the feed from the start ({start})"
+    if last is not None:
+        fix += f", or from {{after}}={last} to skip the changes already there"
+    return FeedCursorAheadError(
+        f"cursor {cursor} is past the last change of the change feed of the profile store at {where} "
+        f"({'it has none yet' if last is None else last}), so it is not one of this store's cursors (another "
+        f"store's, or one from before a drop); {fix}",
+        cursor=cursor,
+        last=last,
+        param="after",
+    )
+
+
 @dataclass(frozen=True)
 class ChangesPage:
     """One page of the change feed (:meth:`ProfileStore.changes`)."""
@@ -239,7 +266,9 @@ class ProfileStore(ABC):
         served run. Cursors are opaque strings, strictly increasing: a consumer that saves
         ``next_cursor`` after processing a page and resumes from it (another process, days later) reads
         every change once. A cursor older than a :meth:`trim_changes` raises FeedTrimmedError, a StoreError
-        (changes after it were removed: reload the customers and start again from None).
+        (changes after it were removed: reload the customers and start again from None). A cursor past the
+        last change the feed ever had (another store's, or one from before a :meth:`drop`) raises
+        FeedCursorAheadError, a ParameterError (the last change's own cursor is fine: an empty page).
         """
         if after is not None and (not isinstance(after, str) or not self._cursor_re.fullmatch(after)):
             raise ParameterError(
@@ -248,7 +277,13 @@ class ProfileStore(ABC):
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_LIMIT:
             raise ParameterError(f"limit must be a whole number from 1 to {MAX_CHANGES_LIMIT:,}, got {limit!r}")
-        rows, trimmed = self._changes(after, limit + 1)
+        rows, trimmed, last = self._changes(after, limit + 1)
+        if after is not None and not rows:
+            newest = max((c for c in (last, trimmed) if c is not None), key=self._cursor_key, default=None)
+            if newest is None or self._cursor_key(after) > self._cursor_key(newest):
+                if not any(self._cursor_key(after)):  # "0" (or "0-0"): before any change, so from the start
+                    return ChangesPage([], after, False)
+                raise cursor_ahead(after, newest, self.url_display)
         if after is not None and trimmed is not None and self._cursor_key(after) < self._cursor_key(trimmed):
             raise FeedTrimmedError(
                 f"the change feed of the profile store at {self.url_display} was trimmed through {trimmed}, "
@@ -277,10 +312,11 @@ class ProfileStore(ABC):
         return tuple(int(part) for part in cursor.split("-"))
 
     @abstractmethod
-    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None, str | None]:
         """Up to ``limit`` changes after ``after`` as tuples in :data:`~rfmseg.stores.rows.CHANGE_FIELDS`
-        order (cursor first, as_of an ISO date), and the cursor the feed was trimmed through (None if never),
-        read after the rows (so a trim in between is seen)."""
+        order (cursor first, as_of an ISO date), the cursor the feed was trimmed through (None if never), and
+        the cursor of the last change kept (None if none), the last two read together after the rows (so a
+        trim or a publish in between is seen)."""
 
     @abstractmethod
     def _trim_changes(self, through: str) -> int:

@@ -215,7 +215,7 @@ class PostgresStore(ProfileStore):
         row = self._read(lambda conn: conn.execute(query).fetchone(), None)
         return int(row[0]) if row else 0
 
-    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None, str | None]:
         query = sql.SQL(
             "SELECT id::text AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
             "as_of::text AS as_of, model_version FROM {} WHERE id > %s ORDER BY id LIMIT %s"
@@ -223,9 +223,13 @@ class PostgresStore(ProfileStore):
         rows: list[tuple[Any, ...]] = self._read(
             lambda conn: conn.execute(query, (int(after or 0), limit)).fetchall(), []
         )
-        trim = sql.SQL("SELECT through::text FROM {}").format(self._feed_trim)
-        trimmed = self._read(lambda conn: conn.execute(trim).fetchone(), None)
-        return rows, trimmed[0] if trimmed else None
+        # one statement (one snapshot), so a trim in between cannot hide the last change
+        ends = sql.SQL("SELECT (SELECT through::text FROM {}), (SELECT max(id)::text FROM {})").format(
+            self._feed_trim, self._feed
+        )
+        row = self._read(lambda conn: conn.execute(ends).fetchone(), None)
+        trimmed, last = row if row else (None, None)
+        return rows, trimmed, last
 
     def _trim_changes(self, through: str) -> int:
         try:

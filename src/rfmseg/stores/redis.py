@@ -97,6 +97,8 @@ LOCK_WAIT_S = 120.0
 READ_CHUNK = 10_000
 _FEED_FIELDS = ("customer_id", "from_segment", "to_segment", "reason", "segment_reason")
 _RUN_FIELDS = ("run_id", "as_of", "model_version")
+_MAX_ID = 2**64 - 1
+"""The largest part of a stream id (milliseconds, sequence)."""
 
 
 class RedisStore(ProfileStore):
@@ -238,11 +240,11 @@ class RedisStore(ProfileStore):
         pointer = self._current()
         return 0 if pointer is None else int(pointer["customers"])
 
-    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None, str | None]:
         self._ensure_answering()
         try:
-            text, trimmed = self._changes_script(
-                keys=[self._feed, self._feed_trim], args=["-" if after is None else f"({after}", limit]
+            text, trimmed, last = self._changes_script(
+                keys=[self._feed, self._feed_trim], args=[self._start(after), limit]
             )
         except redis.TimeoutError as exc:
             raise self._silent(exc) from exc
@@ -253,7 +255,18 @@ class RedisStore(ProfileStore):
             fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
             values = [fields.get(name, "") or None for name in _FEED_FIELDS]
             rows.append((entry_id, *values, *(fields.get(name, "") for name in _RUN_FIELDS)))
-        return rows, None if trimmed is None else trimmed.decode()
+        return rows, None if trimmed is None else trimmed.decode(), None if last is None else last.decode()
+
+    @staticmethod
+    def _start(after: str | None) -> str:
+        """Where XRANGE starts after cursor ``after`` (Redis refuses an id part past 64 bits): ``''`` when no
+        stream id can follow it, so it is past the last change."""
+        if after is None:
+            return "-"
+        ms, seq = (int(part) for part in after.split("-"))
+        if seq < _MAX_ID and ms <= _MAX_ID:
+            return f"({after}"
+        return f"{ms + 1}-0" if ms < _MAX_ID else ""  # the first id after it (inclusive), or none
 
     def _trim_changes(self, through: str) -> int:
         ms, seq = (int(part) for part in through.split("-"))

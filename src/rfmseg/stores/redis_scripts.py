@@ -102,12 +102,17 @@ redis.call('HINCRBY', KEYS[1], 'new', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'batches', 1)
 return 1
 """
-# KEYS[1] = change feed, KEYS[2] = its trim point; ARGV[1] = start ('-' or '(' .. cursor), ARGV[2] = count ->
-# {entries as one JSON text ([[id, [field, value, ...]], ...]), trim point or false}: one snapshot of both, and
-# one reply to parse instead of seventeen per entry
+# KEYS[1] = change feed, KEYS[2] = its trim point; ARGV[1] = start ('-' or '(' .. cursor; '' for none: the cursor
+# is at or past the largest stream id, nothing can follow it), ARGV[2] = count ->
+# {entries as one JSON text ([[id, [field, value, ...]], ...]), trim point or false, id of the last entry or
+# false}: one snapshot of all three, and one reply to parse instead of seventeen per entry
 CHANGES_LUA = """
-local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local entries = {}
+if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]) end
 local text = '[]'
 if #entries > 0 then text = cjson.encode(entries) end
-return {text, redis.call('GET', KEYS[2])}
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = false
+if #last > 0 then id = last[1][1] end
+return {text, redis.call('GET', KEYS[2]), id}
 """

@@ -151,14 +151,18 @@ class SqliteStore(ProfileStore):
         rows = self._query(f'SELECT customers FROM "{self._meta}"')
         return int(rows[0][0]) if rows else 0
 
-    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
+    def _changes(self, after: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None, str | None]:
         rows = self._query(
             "SELECT CAST(id AS TEXT) AS cursor, customer_id, from_segment, to_segment, reason, segment_reason, run_id, "
             f'as_of, model_version FROM "{self._feed}" WHERE id > ? ORDER BY id LIMIT ?',
             (int(after or 0), limit),
         )
-        trimmed = self._query(f'SELECT CAST(through AS TEXT) FROM "{self._feed_trim}"')
-        return rows or [], trimmed[0][0] if trimmed else None
+        ends = self._query(  # one statement, so a trim in between cannot hide the last change
+            f'SELECT (SELECT CAST(through AS TEXT) FROM "{self._feed_trim}"), '
+            f'(SELECT CAST(max(id) AS TEXT) FROM "{self._feed}")'
+        )
+        trimmed, last = ends[0] if ends else (None, None)
+        return rows or [], trimmed, last
 
     def _trim_changes(self, through: str) -> int:
         with self._transaction("trim the change feed") as conn:
