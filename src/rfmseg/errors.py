@@ -138,6 +138,15 @@ def check_customer_id(customer_id: str, max_length: int = 128) -> str:
     return customer_id
 
 
+class RunFileError(RfmsegError):
+    """A file of a run folder cannot be read: damaged, cut short or removed after the run was written
+    (:func:`rfmseg.runs.damage.damaged_run_file` makes it from the reader's error, naming the file). The data
+    on the machine is broken, not what was asked: the API answers 503, as when the profile store cannot
+    serve, until the file is restored or the run removed."""
+
+    http_status = 503
+
+
 class DatasetError(RfmsegError):
     """A public data set cannot be fetched, checked or converted (``rfmseg datasets fetch``)."""
 

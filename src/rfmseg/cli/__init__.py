@@ -18,7 +18,7 @@ from rfmseg.cli import (
     life_history,  # noqa: F401  (simulate, transitions, watch, history)
     serve,  # noqa: F401  (serve, report)
 )
-from rfmseg.cli.common import app, run_app
+from rfmseg.cli.common import Outputs, app, run_app
 
 __all__ = ["app", "main"]
 
@@ -29,11 +29,21 @@ def main() -> None:
     Freeing every object of pandas, SciPy and DuckDB one by one takes about 0.2 s at the end of each command
     (measured on the Online Retail run: 2.0 s to the end of the command, 2.2 s to the end of the process)
     and serves nothing once the command is done: its files are written and closed, its output is flushed
-    below. A process that started Spark exits the normal way, so that PySpark stops the JVM it launched."""
+    below. A process that started Spark exits the normal way, so that PySpark stops the JVM it launched.
+
+    Output a reader left early (``rfmseg show latest | head -1``) ends every command quietly with exit code 0:
+    :data:`rfmseg.cli.common.CLOSED_OUTPUT_EXIT` says why. SIGPIPE keeps Python's disposition (ignored, so a
+    write raises BrokenPipeError): its default action would kill ``rfmseg serve`` on a client's dropped
+    connection."""
     code = run_app()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # a reader gone (`rfmseg ... | head`): quietly, as run_app ends (CLOSED_OUTPUT_EXIT)
+            with suppress(OSError, ValueError):  # what is still buffered goes nowhere, not to a traceback at exit
+                Outputs().silence([stream.fileno()])
+        except (OSError, ValueError):  # a closed stream
+            pass
     if "pyspark" in sys.modules:
         sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):  # a reader gone (`rfmseg ... | head`) or a closed stream
-            stream.flush()
     os._exit(code)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import os
+import select
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -45,9 +49,7 @@ class LazyConsole:
     def made(self) -> Console:
         """The Console itself, made the first time it is asked for."""
         if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
+            self._console = _console_class()(**self._options)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -58,6 +60,25 @@ class LazyConsole:
 
     def __exit__(self, *exc: Any) -> None:
         self.made().__exit__(*exc)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
+    """rich's Console, with what a closed pipe does to rfmseg's output (rich's own default points stdout at
+    /dev/null, whichever stream broke, and exits 1)."""
+    from rich.console import Console
+
+    class RfmsegConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """The reader of this console's stream has gone (``| head``). Standard output: the
+            BrokenPipeError goes on up, and :func:`run_app` ends the command quietly (:data:`CLOSED_OUTPUT_EXIT`).
+            Standard error, which carries only messages and the progress: the console falls silent and the
+            command goes on, so that the work is done (``rfmseg serve`` serves) and an error keeps its exit code."""
+            self.quiet = True
+            if not self.stderr:
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output has gone")
+
+    return RfmsegConsole
 
 
 out = cast("Console", LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120))
@@ -168,18 +189,94 @@ def flags_of_command(argv: list[str]) -> Callable[[str], str]:
     return lambda param: own.get(param) or flag_of(param)
 
 
+CLOSED_OUTPUT_EXIT = 0
+"""The exit code of a command whose reader left before it had printed everything (``rfmseg show latest | head
+-1``): 0, quietly, whatever the command and whichever library noticed (rich, click, a plain write).
+
+Python's note on SIGPIPE (https://docs.python.org/3/library/signal.html#note-on-sigpipe) leaves the choice to
+the program: die as if by SIGPIPE (141 in a shell, as GNU tools do) or exit quietly. rfmseg exits 0 because
+every command prints after its work is done (the run written, the store published, the file exported): what
+the reader did not take is only the rest of the text it chose not to read, so the command did not fail, and a
+script under ``set -o pipefail`` that reads the first lines (``rfmseg runs list | head -3``) must not fail
+either. A reader that failed says so by its own exit code, which ``pipefail`` reports. The process never takes
+SIGPIPE's default action: that would also kill ``rfmseg serve`` when a client drops its connection."""
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write to a pipe or socket whose reader left: a :class:`BrokenPipeError`, or the
+    ``SystemExit(1)`` rich (``Console.on_broken_pipe``) and click raise in its place while handling one."""
+    if isinstance(exc, SystemExit):
+        exc = exc.__context__ if exc.__context__ is not None else exc
+    return isinstance(exc, OSError) and exc.errno == errno.EPIPE
+
+
+class Outputs:
+    """Standard output and error as the command started with them, to tell, when a pipe breaks, whether it was
+    theirs (the reader of ``| head`` left) or another one's (a connection to a server)."""
+
+    FDS = (1, 2)
+
+    def __init__(self) -> None:
+        self.devnull_at_start = {fd: _is_devnull(fd) for fd in self.FDS}
+
+    def gone(self) -> list[int]:
+        """The descriptors whose reader has gone: poll says so (POLLERR for a pipe, POLLHUP for a socket), or
+        they were pointed at /dev/null since the start, which is what rich and :mod:`rfmseg.io.outputs` do to
+        a stream whose reader left (Python's documented remedy)."""
+        return [fd for fd in self.FDS if _reader_left(fd) or (_is_devnull(fd) and not self.devnull_at_start[fd])]
+
+    def silence(self, fds: list[int]) -> None:
+        """Point ``fds`` at /dev/null, so that what Python still holds for them is flushed there, not to a
+        closed pipe (with a traceback at exit)."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        for fd in fds:
+            try:
+                os.dup2(devnull, fd)
+            except OSError:
+                continue
+        os.close(devnull)
+
+
+def _reader_left(fd: int) -> bool:
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # a closed descriptor; no poll (Windows)
+        return False
+
+
+def _is_devnull(fd: int) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
 def run_app(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    """Run the CLI; user errors become one line on stderr and exit code 2; a reader of the output that left
+    early (``| head``) ends the command quietly with :data:`CLOSED_OUTPUT_EXIT`."""
+    outputs = Outputs()
+    try:
+        return _run_app(argv)
+    except (OSError, SystemExit) as exc:
+        gone = outputs.gone() if _broken_pipe(exc) else []
+        if not gone:  # another pipe or connection broke (a server's): not the reader leaving
+            raise
+        outputs.silence(gone)
+        return CLOSED_OUTPUT_EXIT
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         app(args=argv, prog_name="rfmseg", standalone_mode=False)
     except RfmsegError as exc:
         message = exc.render(flags_of_command(sys.argv[1:] if argv is None else argv))
         err.print(f"error: {one_line(message)}", markup=False)
         return exc.exit_code
-    except OSError as exc:  # a file or folder the machine refused where no step expected it: still one line
-        failure = os_failure(exc, "the command could not go on")
-        err.print(f"error: {one_line(failure.message)}", markup=False)
-        return failure.exit_code
     except typer.Abort:
         err.print("aborted", markup=False)
         return 130
@@ -190,4 +287,15 @@ def run_app(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as exc:
         return exc.exit_code
+    except Exception as exc:
+        from rfmseg.runs.damage import damaged_run_file
+
+        failure: RfmsegError | None = damaged_run_file(exc)  # a file of a run folder damaged or removed
+        if failure is None:
+            if not isinstance(exc, OSError) or _broken_pipe(exc):
+                raise  # a bug (a traceback), or a reader gone (run_app tells whose)
+            # a file or folder the machine refused where no step expected it: still one line
+            failure = os_failure(exc, "the command could not go on")
+        err.print(f"error: {one_line(failure.message)}", markup=False)
+        return failure.exit_code
     return 0

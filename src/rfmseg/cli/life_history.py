@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from rfmseg import simulate as sim
-from rfmseg.cli.common import app, out, print_json, rich_table, units_of
+from rfmseg.cli.common import app, err, out, print_json, rich_table, units_of
 from rfmseg.cli.options import ConfigOpt, CustomerId, Json, RunsDir
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
-from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
+from rfmseg.runs import DEFAULT_RUNS_DIR, damage, get_run
 from rfmseg.runs import history as hist
 from rfmseg.runs import warnings as early
 
@@ -73,6 +73,14 @@ def simulate_cmd(
 
 
 # --------------------------------------------------------------------------------------------- history
+def _note_missing(runs_dir: Path, leaves_out: str) -> None:
+    """A note on stderr (stdout may be JSON) naming the runs whose assignments.parquet was removed: the
+    history leaves them out, which the reader should know before trusting it."""
+    missing = damage.runs_missing(runs_dir)
+    if missing:
+        err.print(f"note: {damage.missing_note(missing, leaves_out=leaves_out)}", markup=False)
+
+
 @app.command("transitions")
 def transitions_cmd(
     ctx: typer.Context,
@@ -87,6 +95,7 @@ def transitions_cmd(
 ) -> None:
     """How customers moved between two runs: matrix in customers and revenue, and who moved."""
     runs_path = resolve(ctx).runs_path
+    _note_missing(runs_path, "the transitions")
     t = hist.transitions(runs_path, from_run, to_run, from_segment, to_segment)
     if as_json:
         print_json(t)
@@ -177,6 +186,7 @@ def watch(
 ) -> None:
     """Early warnings on each customer's own rhythm: Champions slowing, overdue, Loyal Buyers lapsing; changes."""
     runs_dir = resolve(ctx).runs_path
+    _note_missing(runs_dir, "the warnings")
     names = {"champions": champions, "loyal": loyal, "at_risk": at_risk}
     given = {k: v for k, v in names.items() if getattr(ctx.get_parameter_source(k), "name", None) != "DEFAULT"}
     if given or segment:  # a name the user gave that these runs lack (a typo) is an error, not a notice
@@ -289,6 +299,7 @@ def history_cmd(
 ) -> None:
     """One customer's segment and RFM values across every run."""
     runs_path = resolve(ctx).runs_path
+    _note_missing(runs_path, "the history")
     rows = hist.history(runs_path, customer_id)
     if as_json:
         print_json(rows)

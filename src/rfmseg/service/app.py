@@ -3,7 +3,8 @@ with any store and runs folder); ``app_from_env()`` is the factory uvicorn worke
 
 Errors are JSON with a one-line ``detail`` (one body for all, :class:`ErrorPublic`, declared on every
 operation): user errors (``RfmsegError``) by their ``http_status``, invalid input as 422 naming the parameter
-(and listing each problem in ``errors``), a body over the limit as 413 before it is read, anything unexpected
+(and listing each problem in ``errors``), a body over the limit as 413 before it is read, a run file that
+cannot be read (damaged or removed) as a 503 naming it (:mod:`rfmseg.runs.damage`), anything unexpected
 as a 500 that says nothing about internals (the traceback goes to the server log). With an API key set, every
 endpoint needs ``Authorization: Bearer <key>``, except the explorer's static page, which holds no data and asks
 for the key.
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rfmseg import __version__
 from rfmseg.errors import RfmsegError
+from rfmseg.runs.damage import READ_ERRORS, damaged_run_file
 from rfmseg.service.deps import AppState, Settings, field_of, json_response, printable
 from rfmseg.service.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from rfmseg.service.models import ErrorPublic
@@ -44,7 +46,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("The request is too large: over the body limit (RFMSEG_MAX_BODY_BYTES), or too many ids or rows"),
     422: _error("Invalid input: a parameter or body field breaks its rule; `errors` lists each problem"),
     500: _error("A bug: the server log has the traceback"),
-    503: _error("The profile store is down or does not answer"),
+    503: _error(
+        "The profile store is down or does not answer, or a file of a run on the server cannot be read (damaged "
+        "or removed: `detail` names it and the fix)"
+    ),
     "4XX": _error("Another client error (405 method not allowed, 410 cursor trimmed); `detail` says why and how"),
 }
 """The error responses of every operation, one body for all (:class:`ErrorPublic`): ``{"detail": "<one line:
@@ -105,11 +110,26 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"no endpoint {request.url.path}; see /docs for the API"
         return json_response({"detail": printable(str(detail))}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+    def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         detail = f"internal error while handling {request.method} {request.url.path}; the server log has details"
         return json_response({"detail": detail}, status_code=500)
+
+    async def read_error(request: Request, exc: Exception) -> Response:
+        """A file of a run folder that cannot be read (damaged, removed): 503 naming it and the fix, as the
+        server's data, not the request, is at fault; any other read error is unexpected (500)."""
+        damaged = damaged_run_file(exc)
+        if damaged is None:
+            return internal_error(request, exc)
+        log.error("%s %s: %s", request.method, request.url.path, damaged.message)
+        return json_response({"detail": printable(damaged.message)}, status_code=damaged.http_status)
+
+    for error in READ_ERRORS:
+        app.add_exception_handler(error, read_error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return internal_error(request, exc)
 
 
 def install_docs(app: FastAPI) -> None:
