@@ -253,6 +253,14 @@ def test_a_ready_rfm_tables_run_is_shown_without_an_as_of_date(
     assert exported.code == 0, exported.err
     assert "(no as-of date: a ready RFM table), all segments: 200 customers" in exported.out
     assert "as of -" not in exported.out
+    described = cli("runs", "show", "latest", "--runs-dir", runs_dir)
+    assert described.code == 0, described.err
+    assert ", no as-of date: a ready RFM table, 200 customers, input " in described.out
+    scored = cli("assign", study_rfm_file, "--runs-dir", runs_dir, "--show", "0")
+    assert scored.code == 0, scored.err
+    assert scored.out.splitlines()[0].endswith("), no as-of date: a ready RFM table")
+    for out in (described.out, scored.out):
+        assert "as of None" not in out
 
 
 def test_choose_k_command(cli, study_orders: Path) -> None:

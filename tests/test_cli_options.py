@@ -166,7 +166,17 @@ COLD_KEYS = {"cold_start.orders", "cold_start.days", "cold_start.segment"}
 MODEL_KEYS = {"k", "transform", "n_init", "random_state"}
 USED = {
     "run": READING_KEYS | MODEL_KEYS | {"store", "columns.*", "rhythm"},
-    "choose-k": {"source", "as_of", "preset", "transform", "n_init", "random_state", *FORMAT_KEYS, *COLUMN_KEYS[:4]},
+    "choose-k": {
+        "source",
+        "as_of",
+        "preset",
+        "transform",
+        "n_init",
+        "random_state",
+        *FORMAT_KEYS,
+        *COLUMN_KEYS[:4],
+        "columns.*",
+    },
     "assign": READING_KEYS | COLD_KEYS,
     "refresh": READING_KEYS | COLD_KEYS | {"store"},
     "retrain": READING_KEYS | COLD_KEYS | MODEL_KEYS | {"store", "rhythm"},

@@ -8,6 +8,10 @@ import csv
 import gzip
 import io
 import json
+import os
+import shutil
+import stat
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
@@ -22,7 +26,10 @@ import pytest
 
 from rfmseg.jobs import refresh, retrain
 from rfmseg.jobs.export import COLUMNS, export
-from rfmseg.runs import Run, list_runs
+from rfmseg.jobs.reading import load_model
+from rfmseg.questions.common import History
+from rfmseg.runs import Run, get_run, list_runs
+from rfmseg.runs import history as run_history
 from rfmseg.simulate import SimConfig, simulate
 from rfmseg.stores import open_store
 from runids import unique_prefix
@@ -116,14 +123,14 @@ def without(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------ formats
 
 
-@pytest.mark.parametrize("name", ["all.parquet", "all.csv", "all.jsonl", "all.csv.gz", "all.ndjson", "all.txt"])
+@pytest.mark.parametrize("name", ["all.parquet", "all.csv", "all.jsonl", "all.csv.gz", "all.ndjson", "all"])
 def test_every_format_round_trips(life: Life, tmp_path: Path, cli, name: str) -> None:
     r = cli("export", "--runs-dir", life.runs_dir, "--out", tmp_path / name, "--json")
     assert r.code == 0, r.err
     report = r.json()
-    fmt = {"parquet": "parquet", "csv": "csv", "gz": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "txt": "csv"}[
-        name.rsplit(".", 1)[1]
-    ]
+    fmt = {"parquet": "parquet", "csv": "csv", "gz": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "all": "csv"}[
+        name.rsplit(".", 1)[-1]
+    ]  # no suffix: csv
     assert report["format"] == fmt and report["run_id"] == life.runs[-1].run_id
     assert report["files"] == [{"path": str(tmp_path / name), "segment": None, "rows": life.table(-1).num_rows}]
     reference = export(life.runs_dir, out=tmp_path / "reference.parquet")
@@ -235,8 +242,96 @@ def test_an_unknown_segment_is_one_line_listing_the_known(life: Life, tmp_path: 
     names = ", ".join(s["name"] for s in life.runs[-1].summary["segments"])
     r = cli("export", "--runs-dir", life.runs_dir, "--segment", "Whales", "-o", tmp_path / "x.csv")
     assert r.code == 2 and r.out == ""
-    assert r.err == f"error: no segment 'Whales' in run {life.runs[-1].run_id}; give --segment one of: {names}\n"
+    assert r.err == (  # the questions' and watch's words: one matcher (rfmseg.model.naming.match_segment)
+        f"error: unknown segment 'Whales'; segments in run {life.runs[-1].run_id}: {names}; "
+        "give --segment one of them\n"
+    )
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ pipes, stdout
+
+
+class Reader(threading.Thread):
+    """Reads a named pipe to its end, as `cat pipe > file` would."""
+
+    def __init__(self, pipe: Path) -> None:
+        super().__init__(daemon=True)  # an export that never opens the pipe leaves it blocked, not the suite
+        self.pipe, self.got = pipe, b""
+
+    def run(self) -> None:
+        with open(self.pipe, "rb") as f:
+            self.got = f.read()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_named_pipe_is_written_into_not_replaced(life: Life, tmp_path: Path, cli, fmt: str) -> None:
+    reference = tmp_path / f"reference.{fmt}"
+    assert export(life.runs_dir, out=reference).rows == life.table(-1).num_rows
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = Reader(pipe)
+    reader.start()
+    args = ("--format", fmt) if fmt != "csv" else ()  # no suffix: csv
+    r = cli("export", "--runs-dir", life.runs_dir, "--out", pipe, *args)
+    reader.join(timeout=60)
+    assert r.code == 0, r.err
+    assert f"  {pipe}: {life.table(-1).num_rows:,} rows, {fmt}" in r.out
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)  # still the pipe, not a file in its place
+    assert not reader.is_alive() and reader.got == reference.read_bytes()  # the reader got every byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["pipe", reference.name])  # nothing left aside
+
+
+def test_dash_writes_to_standard_output_and_says_what_it_did_on_stderr(life: Life, tmp_path: Path, cli) -> None:
+    export(life.runs_dir, out=tmp_path / "reference.csv")
+    r = cli("export", "--runs-dir", life.runs_dir, "--out", "-", "--segment", "At-Risk")
+    assert r.code == 0, r.err
+    rows = list(csv.DictReader(io.StringIO(r.out)))
+    with open(tmp_path / "reference.csv", newline="") as f:
+        assert rows == [row for row in csv.DictReader(f) if row["segment"] == "At-Risk"]
+    assert r.err.startswith(f"Exported run {life.runs[-1].run_id} (as of ") and "  -: " in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.csv"]  # no file named '-'
+
+
+def test_the_report_is_written_into_a_named_pipe_and_to_standard_output(life: Life, tmp_path: Path, cli) -> None:
+    pipe = tmp_path / "r.html"
+    os.mkfifo(pipe)
+    reader = Reader(pipe)
+    reader.start()
+    r = cli("report", "latest", "-o", pipe, "--runs-dir", life.runs_dir)
+    reader.join(timeout=120)
+    assert r.code == 0, r.err
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and reader.got.startswith(b"<!doctype html>")
+    piped = cli("report", "latest", "-o", "-", "--runs-dir", life.runs_dir)
+    assert piped.code == 0, piped.err
+    assert piped.out.startswith("<!doctype html>") and piped.out.endswith("</html>\n")  # the whole page
+    assert abs(len(piped.out.encode()) - len(reader.got)) < 100  # the same page but for when it was made
+    assert piped.err == f"Report of run {life.runs[-1].run_id} written to standard output.\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+# ------------------------------------------------------------------------------------------------ latest
+
+
+def test_latest_is_the_latest_as_of_date_after_a_backfill(life: Life, tmp_path: Path, cli) -> None:
+    """A refresh for an earlier day written after the later days' runs does not become 'latest' anywhere that
+    reads the current labels; the model a refresh scores with stays the latest trained one."""
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(life.runs_dir, runs_dir, ignore=shutil.ignore_patterns("profiles.db*"))
+    sim = simulate(SimConfig(customers=300, weeks=12, seed=11, new_per_week=12))
+    day = sim.config.as_of_dates()[::3][1]
+    backfill = refresh(sim.snapshot(day), as_of=day, runs_dir=runs_dir, publish=False)
+    assert list_runs(runs_dir)[-1].run_id == backfill.run_id  # created last
+    current = life.runs[-1].run_id  # the latest as-of date
+    assert get_run("latest", runs_dir).run_id == current
+    assert run_history.resolve(runs_dir, "latest").run_id == current == run_history.timeline(runs_dir)[-1].run_id
+    assert History(runs_dir).resolve("latest").run_id == current
+    assert cli("runs", "latest", "--runs-dir", runs_dir).out.strip() == current
+    assert cli("runs", "latest", "--runs-dir", runs_dir, "--kind", "refresh").out.strip() == current
+    assert cli("runs", "show", "latest", "--runs-dir", runs_dir, "--json").json()["run_id"] == current
+    assert cli("export", "--runs-dir", runs_dir, "-o", tmp_path / "x.csv", "--json").json()["run_id"] == current
+    assert cli("transitions", "--runs-dir", runs_dir, "--json").json()["to_run"] == current
+    assert load_model("latest", runs_dir).run.run_id == life.runs[3].run_id  # the last retrain: trained last
 
 
 # ------------------------------------------------------------------------------------------------ --changed-since
@@ -345,9 +440,16 @@ def test_changed_since_per_segment_lists_who_joined_and_who_left(life: Life, tmp
         (["--out-dir", "blocker"], "error: blocker is a file; give --out-dir a folder"),
         (["-o", "."], "error: . is a folder; give --out a file name, or use --out-dir for one file per segment"),
         (["-o", "x.parquet.gz"], "error: x.parquet.gz: Parquet is compressed inside the file; drop the .gz from --out"),
+        (["-o", "x.xlsx"], "error: x.xlsx: .xlsx is not a format this writes (csv, parquet, jsonl); end the name of "
+                           "--out in .csv, .parquet (or .pq), .jsonl (or .ndjson, .json), or set --format"),
+        (["-o", "x.txt.gz"], "error: x.txt.gz: .txt is not a format this writes (csv, parquet, jsonl); end the name"),
+        (["-o", "-", "--json"], "error: --out - and --json both write to standard output; write the export to a file, "
+                                "or drop --json"),
+        (["--out-dir", "-"], "error: - is not a folder; give --out-dir a folder, or write one file to - with --out"),
     ],
     ids=["run", "changed-since", "format", "no-destination", "two-destinations", "parent-is-a-file",
-         "ancestor-is-a-file", "out-dir-under-a-file", "out-dir-is-a-file", "out-is-a-folder", "gzipped-parquet"],
+         "ancestor-is-a-file", "out-dir-under-a-file", "out-dir-is-a-file", "out-is-a-folder", "gzipped-parquet",
+         "xlsx", "txt", "stdout-and-json", "out-dir-stdout"],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(
     life: Life, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str

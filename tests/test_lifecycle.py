@@ -223,7 +223,11 @@ def test_assign_writes_parquet_and_csv_and_refuses_other_suffixes(
         assert {"customer_id", "segment", "segment_reason", "distance", "margin"} <= set(table.column_names)
         assert "Scored 200 customers" in r.out and f"written to {out}" in r.out
     bad = cli("assign", study.path(study.ORDERS_FILE), "--model", run_id, "--runs-dir", runs, "-o", tmp_path / "o.txt")
-    assert bad.code == 2 and ".parquet or .csv" in bad.err and not (tmp_path / "o.txt").exists()
+    assert bad.code == 2 and not (tmp_path / "o.txt").exists()
+    assert bad.err == (  # export's rule (rfmseg.io.outputs.format_of), with the formats assign writes
+        f"error: {tmp_path / 'o.txt'}: .txt is not a format this writes (csv, parquet); end the name of --output in "
+        ".csv, .parquet (or .pq)\n"
+    )
 
 
 def test_cold_start_thin_histories_then_scored_once_the_history_is_there(

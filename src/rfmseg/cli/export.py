@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from rfmseg.cli.common import app, as_of_words, out, print_json
+from rfmseg.cli.common import app, as_of_words, err, out, print_json
 from rfmseg.cli.options import ConfigOpt, Json, RunsDir
 from rfmseg.config import resolve
+from rfmseg.errors import ParameterError
+from rfmseg.io.outputs import is_stdout
 from rfmseg.runs import DEFAULT_RUNS_DIR
 
 
@@ -19,14 +21,16 @@ def export_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")] = "latest",
     out_file: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="One file of every customer exported (format from its suffix)."),
+        typer.Option(
+            "--out", "-o", help="One file of every customer exported (format from its suffix); - for standard output."
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="A folder for one file per segment (<segment-slug>.<format>).")
     ] = None,
     file_format: Annotated[
         str | None,
-        typer.Option("--format", help="csv, parquet or jsonl (default: the suffix of --out, else csv)."),
+        typer.Option("--format", help="csv, parquet or jsonl (default: the suffix of --out; csv without one)."),
     ] = None,
     segment: Annotated[
         list[str] | None, typer.Option("--segment", help="Only this segment (repeatable; any case, or a slug).")
@@ -46,6 +50,11 @@ def export_cmd(
     RFM values and the segment's action."""
     from rfmseg.jobs.export import export
 
+    piped = out_file is not None and out_dir is None and is_stdout(out_file)
+    if piped and as_json:
+        raise ParameterError(
+            f"--out {out_file} and --json both write to standard output; write the export to a file, or drop --json"
+        )
     r = export(
         resolve(ctx).runs_path,
         run_id,
@@ -69,9 +78,10 @@ def export_cmd(
         )
         if changed["left"]:
             head += " (rows with the segment empty and from_segment where they were)"
-    out.print(head, markup=False)
+    said = err if piped else out  # the rows went to standard output: what was done goes to stderr
+    said.print(head, markup=False)
     for f in r.files:
         what = f" ({f.segment})" if f.segment else ""
-        out.print(f"  {f.path}{what}: {f.rows:,} rows, {r.format}", markup=False)
+        said.print(f"  {f.path}{what}: {f.rows:,} rows, {r.format}", markup=False)
     counts = ", ".join(f"{name} {n:,}" for name, n in r.segments.items())
-    out.print(f"By segment now: {counts or 'none'}", markup=False)
+    said.print(f"By segment now: {counts or 'none'}", markup=False)

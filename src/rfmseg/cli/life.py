@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 import typer
 
 from rfmseg import jobs as life
-from rfmseg.cli.common import app, err, out, print_json, print_summary, rich_table, units_of
+from rfmseg.cli.common import app, as_of_words, err, out, print_json, print_summary, rich_table, units_of
 from rfmseg.cli.options import (
     AS_OF,
     COLD_START,
@@ -34,9 +34,10 @@ from rfmseg.cli.options import (
 from rfmseg.cli.progress import progress_shown
 from rfmseg.config import Settings, resolve
 from rfmseg.errors import NotFoundError, ParameterError
+from rfmseg.io.outputs import is_stdout
 from rfmseg.jobs.job import Kind
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
-from rfmseg.runs.registry import describe_run, runs_table
+from rfmseg.runs.registry import describe_run, latest_run, run_info, runs_table
 
 if TYPE_CHECKING:
     from rfmseg.features import Units
@@ -103,12 +104,17 @@ runs_app = typer.Typer(help="The run registry: list, show, latest.", no_args_is_
 app.add_typer(runs_app, name="runs")
 
 
-def _runs(ctx: typer.Context, kind: str | None) -> tuple[Path, list[dict[str, Any]]]:
-    """The run registry in force and its runs (of ``kind`` only, when given), oldest first."""
-    runs_dir = resolve(ctx).runs_path
+def _registry(ctx: typer.Context, kind: str | None) -> Path:
+    """The run registry in force, once ``kind`` (when given) is a kind of run."""
     kinds = get_args(Kind)
     if kind is not None and kind not in kinds:  # else an unknown kind reads as a registry without such runs
         raise ParameterError(f"--kind '{kind}' is not a kind of run; use {', '.join(kinds)}")
+    return resolve(ctx).runs_path
+
+
+def _runs(ctx: typer.Context, kind: str | None) -> tuple[Path, list[dict[str, Any]]]:
+    """The run registry in force and its runs (of ``kind`` only, when given), oldest first."""
+    runs_dir = _registry(ctx, kind)
     return runs_dir, [r for r in runs_table(runs_dir) if kind is None or r["kind"] == kind]
 
 
@@ -161,7 +167,8 @@ def runs_show(
     m = info["manifest"]
     out.print(f"[bold]Run {info['run_id']}[/bold] ({info['kind']}) in {info['path']}/")
     out.print(
-        f"Created {info['created']}, as of {info['as_of']}, {info['customers']:,} {units_of(info['summary']).entity}, "
+        f"Created {info['created']}, {as_of_words(info['as_of'])}, {info['customers']:,} "
+        f"{units_of(info['summary']).entity}, "
         f"input {info['input']}"
     )
     model = info["model"]
@@ -191,15 +198,17 @@ def runs_latest(
     as_json: Json = False,
     config: ConfigOpt = None,
 ) -> None:
-    """The id of the latest run (for scripts: `rfmseg show $(rfmseg runs latest)`)."""
-    runs_dir, rows = _runs(ctx, kind)
-    if not rows:
+    """The id of the latest run: the latest as-of date, ties broken by creation (for scripts: `rfmseg show
+    $(rfmseg runs latest)`)."""
+    runs_dir = _registry(ctx, kind)
+    latest = latest_run(runs_dir, kind)
+    if latest is None:
         what = f"no {kind} runs" if kind else "no runs"
         raise NotFoundError(f"{what} in {runs_dir}; run `rfmseg run FILE` first (or pass --runs-dir)")
     if as_json:
-        print_json(rows[-1])
+        print_json(run_info(latest))
         return
-    out.print(rows[-1]["run_id"])
+    out.print(latest.run_id)
 
 
 # --------------------------------------------------------------------------------------------- assign
@@ -209,7 +218,9 @@ def assign(
     ctx: typer.Context,
     path: Input = None,
     model: Annotated[str, typer.Option("--model", help="Run whose model scores: id, prefix or 'latest'.")] = "latest",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write all rows to .parquet or .csv.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write all rows to .parquet or .csv; - for standard output.")
+    ] = None,
     show: Annotated[int, typer.Option("--show", help="Rows to print in the table.", min=0)] = 20,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     as_json: Json = False,
@@ -232,6 +243,11 @@ def assign(
         cold_start=_cold_start(s),
         read=read,
     )
+    piped = output is not None and is_stdout(output)
+    if piped and as_json:
+        raise ParameterError(
+            f"--output {output} and --json both write to standard output; write the rows to a file, or drop --json"
+        )
     if output is not None:
         life.write_table(result.assignments, output)
     if as_json:
@@ -242,9 +258,14 @@ def assign(
     data = result.to_dict(rows=False)
     n = data["n_customers"]
     u, currency = read.units, ref.run.summary.get("currency", "$")
-    out.print(
-        f"Scored {n:,} {u.entity} with model {data['model_version']} (run {data['model_run']}), as of {data['as_of']}"
+    scored = (
+        f"Scored {n:,} {u.entity} with model {data['model_version']} (run {data['model_run']}), "
+        f"{as_of_words(data['as_of'])}"
     )
+    if piped:  # the rows went to standard output: the one line of what was done goes to stderr
+        err.print(f"{scored}; all {n:,} rows written to standard output", markup=False)
+        return
+    out.print(scored)
     t = rich_table(title="Segments")
     for c in ("segment", u.entity, "share"):
         t.add_column(c, justify="left" if c == "segment" else "right")

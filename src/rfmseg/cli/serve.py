@@ -17,6 +17,7 @@ from rfmseg.cli.options import ConfigOpt, RunId, RunsDir, ServeStore
 from rfmseg.config import resolve
 from rfmseg.errors import ParameterError, RfmsegError
 from rfmseg.install import install_command
+from rfmseg.io.outputs import is_stdout
 from rfmseg.runs import DEFAULT_RUNS_DIR, get_run
 from rfmseg.stores.base import MAX_READ_TIMEOUT_S
 
@@ -162,7 +163,10 @@ def report(
     ctx: typer.Context,
     run_id: RunId = "latest",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report-<run id>.html).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="HTML file to write (default: report-<run id>.html); - for standard output."
+        ),
     ] = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     config: ConfigOpt = None,
@@ -173,5 +177,8 @@ def report(
     runs_dir = resolve(ctx).runs_path
     run = get_run(run_id, runs_dir)
     path = write_report(run.run_id, output or Path(f"report-{run.run_id}.html"), runs_dir)
-    size = path.stat().st_size / 1e6
-    out.print(f"Report of run {run.run_id} written to {path} ({size:.1f} MB); open it in a browser.", markup=False)
+    if is_stdout(path):  # the page went to standard output: what was done goes to stderr
+        err.print(f"Report of run {run.run_id} written to standard output.", markup=False)
+        return
+    size = f" ({path.stat().st_size / 1e6:.1f} MB)" if path.is_file() else ""  # a pipe has no size
+    out.print(f"Report of run {run.run_id} written to {path}{size}; open it in a browser.", markup=False)

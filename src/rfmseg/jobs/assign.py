@@ -17,14 +17,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from rfmseg.engines.local import LocalEngine
-from rfmseg.errors import ParameterError
 from rfmseg.io import Policy
+from rfmseg.io.outputs import format_of, is_stream, put_in_place, staging_folder
 from rfmseg.jobs.reading import ModelRef, Reading, load_model, reading
 from rfmseg.model.scoring import OFF, REASON_COLD, ColdStart, cold_warnings, score
 from rfmseg.presets import ReadFormats
 from rfmseg.runs import DEFAULT_RUNS_DIR
 from rfmseg.runs.artifacts import Rows
 from rfmseg.timing import Timer
+
+WRITES = ("csv", "parquet")
+"""the formats ``assign -o`` writes"""
 
 
 @dataclass
@@ -89,17 +92,22 @@ def assign(
 
 
 def write_table(table: pa.Table, path: Path) -> Path:
-    """Write assignments to ``.parquet`` or ``.csv`` (by the file's suffix)."""
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise ParameterError(f"-o {path}: write .parquet or .csv (got '{path.suffix or 'no suffix'}')")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if suffix == ".parquet":
-        pq.write_table(table, tmp, compression="zstd")
-    else:
-        pacsv.write_csv(table, tmp)
-    os.replace(tmp, path)
+    """Write assignments as Parquet or CSV, by the file's suffix as export decides it
+    (:func:`rfmseg.io.outputs.format_of`: ``.parquet``/``.pq``, ``.csv``, CSV without a suffix; another
+    suffix is refused); written aside and renamed into place, or into ``-``, a pipe or a device."""
+    path = Path(path)
+    fmt = format_of(path, None, WRITES, param="output", format_param=None)
+    if not is_stream(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_folder(path) / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        if fmt == "parquet":
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            pacsv.write_csv(table, tmp)
+        put_in_place(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -18,7 +18,9 @@ store's change feed.
 Everything is done by DuckDB over the runs' assignments.parquet, streamed: the rows go once into a Parquet
 file in a hidden folder beside the destination (ordered by customer id; a large sort spills there), the
 counts are read from it, and each requested file is copied from it in its format and renamed into place, so
-a file is never seen half written. No table is held in Python.
+a file is never seen half written. A destination that is not a regular file (``-`` for standard output, a
+named pipe, ``/dev/stdout``) is not renamed over: the hidden folder is in the temporary folder and the file's
+bytes are copied into the destination (:func:`rfmseg.io.outputs.put_in_place`). No table is held in Python.
 """
 
 from __future__ import annotations
@@ -38,23 +40,13 @@ import duckdb
 import pyarrow as pa
 
 from rfmseg.errors import ENVIRONMENT_ERRNOS, NotFoundError, ParameterError, RfmsegError, os_failure
+from rfmseg.io.outputs import EXTENSIONS, format_of, is_stream, put_in_place, staging_folder
 from rfmseg.io.readers import sql_string
+from rfmseg.model.naming import match_segment, slug
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
 from rfmseg.runs import history as run_history
 from rfmseg.runs.history import RunMeta
-
-FORMATS = ("csv", "parquet", "jsonl")
-SUFFIXES = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-"""file suffix -> format (a ``.gz`` after a csv or jsonl suffix compresses the file with gzip)"""
-EXTENSIONS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 
 COLUMNS = (
     "customer_id",
@@ -122,24 +114,6 @@ class ExportResult:
         }
 
 
-def format_of(path: Path | None, given: str | None) -> str:
-    """The format asked for, else the one the file's suffix says (``.csv``, ``.parquet``, ``.jsonl``; a
-    ``.gz`` after it is allowed), else csv."""
-    if given is not None:
-        fmt = given.strip().lower()
-        if fmt not in FORMATS:
-            raise ParameterError(
-                f"{{file_format}} '{given}' is not a format; use {', '.join(FORMATS)}", param="file_format"
-            )
-        return fmt
-    if path is None:
-        return "csv"
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return SUFFIXES.get(suffixes[-1], "csv") if suffixes else "csv"
-
-
 def _gzip(path: Path, fmt: str) -> bool:
     if path.suffix.lower() != ".gz":
         return False
@@ -148,22 +122,20 @@ def _gzip(path: Path, fmt: str) -> bool:
     return True
 
 
-def slug(name: str) -> str:
-    """'Loyal Buyers' -> 'loyal-buyers': the file name of a segment's list."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "segment"
+def file_stem(name: str) -> str:
+    """'Loyal Buyers' -> 'loyal-buyers': the file name of a segment's list (its slug)."""
+    return slug(name) or "segment"
 
 
-def _match(asked: Sequence[str], known: Sequence[str], where: str) -> list[str]:
-    """The segments called ``asked`` (exactly, in any case, or as a slug), in the order asked, once each."""
+def _selected(asked: Sequence[str], known: Sequence[str], where: str) -> list[str]:
+    """The segments called ``asked`` (:func:`~rfmseg.model.naming.match_segment`), in the order asked, once
+    each."""
     out: list[str] = []
     for name in asked:
-        hit = next((k for k in known if k == name), None) or next(
-            (k for k in known if k.lower() == name.strip().lower() or slug(k) == slug(name)), None
-        )
-        if hit is None:
-            raise NotFoundError(
-                f"no segment '{name}' in {where}; give {{segment}} one of: {', '.join(known)}", param="segment"
-            )
+        try:
+            hit = match_segment(name, known, where)
+        except RfmsegError as exc:  # unknown, or blank
+            raise exc.with_hint("give {segment} one of them", param="segment") from None
         if hit not in out:
             out.append(hit)
     return out
@@ -309,8 +281,10 @@ def export(
 ) -> ExportResult:
     """Write run ``run``'s customers (of ``segments``, default all) to the file ``out`` or to one file per
     segment in the folder ``out_dir``, as CSV, Parquet or JSON Lines (``file_format``, default: the suffix of
-    ``out``, else csv). With ``changed_since`` (a run), only the customers whose segment differs from that
-    run's, departures included (see the module docstring)."""
+    ``out``, csv when it has none; a suffix that names no format is refused). ``out`` ``-`` is standard output;
+    a named pipe or a device is written into, not replaced (:mod:`rfmseg.io.outputs`). With ``changed_since``
+    (a run), only the customers whose segment differs from that run's, departures included (see the module
+    docstring)."""
     runs_dir = Path(runs_dir)
     if out is not None and out_dir is None:
         target, param = Path(out), "out"
@@ -321,10 +295,15 @@ def export(
                 f"{target} is a folder; give {{out}} a file name, or use {{out_dir}} for one file per segment",
                 param=("out", "out_dir"),
             )
-        folder = target.parent
+        folder = staging_folder(target)  # beside a file; the temporary folder for '-', a pipe or a device
     elif out_dir is not None and out is None:
         target, param = Path(out_dir), "out_dir"
         fmt, gzip = format_of(None, file_format), False
+        if is_stream(target):  # '-', a pipe, a device: one file can go there, not a folder of them
+            raise ParameterError(
+                f"{target} is not a folder; give {{out_dir}} a folder, or write one file to {target} with {{out}}",
+                param=("out_dir", "out"),
+            )
         if target.exists() and not target.is_dir():
             raise ParameterError(f"{target} is a file; give {{out_dir}} a folder", param="out_dir")
         folder = target
@@ -341,7 +320,7 @@ def export(
     if base is not None:
         known += [s for s in base.segments if s not in known]
     where = f"run {source.run_id}" + (f" or run {base.run_id}" if base is not None else "")
-    selected = _match(segments or [], known, where)
+    selected = _selected(segments or [], known, where)
 
     created = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
     try:
@@ -380,7 +359,7 @@ def export(
         else:
             stems: set[str] = set()
             for name in shown:
-                stem = slug(name)
+                stem = file_stem(name)
                 while stem in stems:  # two names with one slug ('At Risk', 'At-Risk'): both kept
                     stem += "-2"
                 stems.add(stem)
@@ -393,11 +372,15 @@ def export(
         files = []
         for aside, dest, n, segment in staged:
             try:
-                os.replace(aside, dest)
+                put_in_place(aside, dest)
+            except BrokenPipeError:  # the reader of '-' or a pipe left (`| head`): it wanted no more
+                raise
             except OSError as exc:
                 raise _cannot_write(dest, exc, param) from None
             files.append(ExportFile(dest, n, segment))
         failed = False
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         raise _cannot_write(target, exc, param) from None
     finally:

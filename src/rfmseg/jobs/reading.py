@@ -18,6 +18,7 @@ from rfmseg.io.intake import Intake
 from rfmseg.model import SegmentModel
 from rfmseg.presets import Preset, ReadFormats, build_policy, get_preset
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run, get_run
+from rfmseg.runs.registry import latest_model_run
 from rfmseg.timing import Timer
 
 
@@ -36,8 +37,11 @@ class ModelRef:
 
 
 def load_model(ref: str = "latest", runs_dir: str | Path = DEFAULT_RUNS_DIR) -> ModelRef:
-    """The model of run ``ref`` (an id, a unique prefix or 'latest'); checks the model format version."""
-    run = get_run(ref, Path(runs_dir))
+    """The model of run ``ref`` (an id, a unique prefix or 'latest', the latest trained model: a question of
+    creation, :func:`~rfmseg.runs.registry.latest_model_run`, not of the latest labels); checks the model
+    format version."""
+    trained = latest_model_run(Path(runs_dir)) if ref == "latest" else None
+    run = trained or get_run(ref, Path(runs_dir))  # no trained run: get_run says there are no runs
     model = SegmentModel.load(run.path / "model.json")
     if not hasattr(model, "provenance_"):
         model.provenance_ = {}

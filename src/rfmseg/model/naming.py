@@ -21,13 +21,14 @@ A retrained model carries the previous model's names over where the profile held
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from rfmseg.errors import ParameterError
+from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.model.transform import Transform
 
 DEFAULT_MAX_NAME_SHIFT = 0.5
@@ -461,3 +462,24 @@ def carry_names(
             if x.decision == "kept" and x.data_driven_name != x.name and x.distance is not None and x.limit is not None
         ],
     }
+
+
+def slug(name: str) -> str:
+    """'Loyal Buyers' -> 'loyal-buyers', "Can't Lose Them" -> 'can-t-lose-them'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def match_segment(name: str, valid: Sequence[str], where: str = "the latest run") -> str:
+    """The segment of ``valid`` called ``name``: exactly, else in any case or as a slug (``loyal-buyers``). The one
+    rule for a segment asked for by name (the questions, watch, export); an unknown name is a
+    :class:`NotFoundError` listing the segments of ``where`` (a caller adds which parameter to fix with
+    :meth:`~rfmseg.errors.RfmsegError.with_hint`)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ParameterError(f"give a segment name; segments in {where}: {', '.join(valid)}")
+    for v in valid:
+        if v == name:
+            return v
+    for v in valid:
+        if v.lower() == name.strip().lower() or slug(v) == slug(name):
+            return v
+    raise NotFoundError(f"unknown segment '{name}'; segments in {where}: {', '.join(valid)}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -29,6 +28,8 @@ from pydantic import Field
 from rfmseg.errors import NotFoundError, ParameterError
 from rfmseg.io.readers import sql_string
 from rfmseg.model import SegmentModel
+from rfmseg.model.naming import match_segment as match_segment  # the one rule, here with the questions' names
+from rfmseg.model.naming import slug as slug
 from rfmseg.runs import DEFAULT_RUNS_DIR, Run
 from rfmseg.runs import history as run_history
 from rfmseg.runs.history import RunMeta
@@ -182,23 +183,6 @@ def _read_assignments(path: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pandas()
-
-
-def slug(name: str) -> str:
-    """'Loyal Buyers' -> 'loyal-buyers', "Can't Lose Them" -> 'can-t-lose-them'."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def match_segment(name: str, valid: Sequence[str], where: str = "the latest run") -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ParameterError(f"give a segment name; segments in {where}: {', '.join(valid)}")
-    for v in valid:
-        if v == name:
-            return v
-    for v in valid:
-        if v.lower() == name.strip().lower() or slug(v) == slug(name):
-            return v
-    raise NotFoundError(f"unknown segment '{name}'; segments in {where}: {', '.join(valid)}")
 
 
 def rounded(x: float, nd: int = 4) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from rfmseg.errors import InputError
+from rfmseg.io.outputs import put_in_place, staging_folder
 from rfmseg.runs.registry import ASSETS_DIR
 
 _PAGE = """<!doctype html>
@@ -155,15 +156,17 @@ def check_output(path: Path) -> Path:
 
 
 def write_html(path: Path, page: str) -> Path:
-    """Write ``page`` to ``path`` atomically (a temporary file renamed into place)."""
+    """Write ``page`` to ``path`` atomically (a temporary file renamed into place); ``-`` (standard output), a
+    named pipe or a device is written into instead (:func:`rfmseg.io.outputs.put_in_place`)."""
     path = check_output(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = staging_folder(path) / f".{path.name}.{os.getpid()}.tmp"
     try:
         tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
+        put_in_place(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy beside the report
         if isinstance(exc, PermissionError):
             raise InputError(f"cannot write the report to {path}: permission denied; choose another -o") from None
         raise
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial copy beside the report
     return path

@@ -7,8 +7,9 @@
 * the early warnings read this history in :mod:`rfmseg.runs.warnings`.
 
 Runs are put on a *timeline* by their as-of date (the creation date for RFM-table runs, which have none),
-then creation time; when several runs share an as-of date (a refresh and a retrain on the same day) the
-timeline keeps the last one written, which is the one that was published last.
+then creation time (:func:`rfmseg.runs.registry.timeline_key`); when several runs share an as-of date (a
+refresh and a retrain on the same day) the timeline keeps the last one written, which is the one that was
+published last. The last run of the timeline is the registry's 'latest' (:func:`rfmseg.runs.registry.latest_run`).
 
 Every function returns plain dicts and lists of JSON-able values (strings, numbers, ISO dates, None).
 """
@@ -24,7 +25,7 @@ import duckdb
 
 from rfmseg.errors import NotFoundError, ParameterError, shown_id
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
-from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs
+from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs, run_day, timeline_key
 
 _Date = date
 """``date`` where RunMeta's ``date`` property hides the type"""
@@ -47,11 +48,12 @@ class RunMeta:
 
     @property
     def date(self) -> date:
-        return self.as_of or self.created.date()
+        return run_day(self.as_of, self.created)
 
     @property
     def key(self) -> tuple[_Date, datetime, str]:
-        return (self.date, self.created, self.run_id)
+        """The run's place in time (:func:`rfmseg.runs.registry.timeline_key`, the order of 'latest')."""
+        return timeline_key(self.as_of, self.created, self.run_id)
 
     def label(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "kind": self.kind, "as_of": self.date.isoformat()}
@@ -101,7 +103,7 @@ def resolve(runs_dir: str | Path, ref: str | None) -> RunMeta:
     if not metas:
         raise NotFoundError(f"no runs in {runs_dir}; run `rfmseg run FILE` or `rfmseg refresh FILE` first")
     if ref is None or ref == "latest":
-        return timeline(runs_dir)[-1]
+        return metas[-1]  # the last by timeline_key, the timeline's last: the registry's latest_run
     run = get_run(ref, Path(runs_dir))
     meta = next((m for m in metas if m.run_id == run.run_id), None)
     if meta is None:

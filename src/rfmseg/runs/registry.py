@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,7 +45,8 @@ FILES = (
 
 def new_run_id(now: datetime | None = None) -> str:
     """``YYYYmmdd-HHMMSS-mmmxxx``: creation time to the millisecond, then 3 random hex digits, so ids sort by
-    creation time (``latest`` relies on it) even for runs written within the same second."""
+    creation time (:func:`list_runs` and :func:`latest_model_run` rely on it) even for runs written within the
+    same second."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}{uuid.uuid4().hex[:3]}"
 
@@ -186,15 +187,54 @@ def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[Run]:
     ]
 
 
+def run_day(as_of: date | None, created: datetime) -> date:
+    """The day a run's labels are of: its as-of date, or the day it was created for a run of a ready RFM table
+    (which has no as-of date)."""
+    return as_of or created.date()
+
+
+def timeline_key(as_of: date | None, created: datetime, run_id: str) -> tuple[date, datetime, str]:
+    """Where a run stands in time, the one order of "current": by :func:`run_day`, then creation (of two
+    runs of one day, the one written last, a retrain after the refresh it replaces). The last run in this
+    order is the latest run (:func:`latest_run`), and the timeline of :mod:`rfmseg.runs.history` keeps the
+    last run of each day in it."""
+    return (run_day(as_of, created), created, run_id)
+
+
+def _timeline_key(run: Run) -> tuple[date, datetime, str]:
+    """:func:`timeline_key` of ``run`` from its manifest; one that cannot be read goes first (never latest)."""
+    try:
+        m = run.manifest
+        created = datetime.fromisoformat(m["created"])
+        day = m.get("as_of")
+        as_of = date.fromisoformat(day) if day else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return (date.min, datetime.min.replace(tzinfo=UTC), run.run_id)
+    if created.tzinfo is None:  # every manifest says UTC; one without a zone compares as UTC
+        created = created.replace(tzinfo=UTC)
+    return timeline_key(as_of, created, run.run_id)
+
+
+def latest_run(runs_dir: Path = DEFAULT_RUNS_DIR, kind: str | None = None) -> Run | None:
+    """'latest': the run whose labels are current, the one with the latest as-of date (ties: created last),
+    of ``kind`` when given; None if there is none. A refresh for an earlier day written after a later one (a
+    backfill) is not the latest: the later day's labels stay current. Every command that reads "the current
+    labels" (export, show, runs show/latest, the API's /segments and /runs/latest, watch, transitions) goes
+    through it. The model a refresh scores with is another question: :func:`latest_model_run`."""
+    runs = [r for r in list_runs(runs_dir) if kind is None or r.manifest.get("kind", "run") == kind]
+    return max(runs, key=_timeline_key, default=None)
+
+
 def get_run(run_id: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run:
-    """A run by id, by unique id prefix, or 'latest'."""
-    runs = list_runs(runs_dir)
+    """A run by id, by unique id prefix, or 'latest' (:func:`latest_run`)."""
     if run_id == "latest":
-        if not runs:
+        latest = latest_run(runs_dir)
+        if latest is None:
             raise NotFoundError(
                 f"no runs in {runs_dir}; run `rfmseg run FILE` first (or pass {{runs_dir}})", param="runs_dir"
             )
-        return runs[-1]
+        return latest
+    runs = list_runs(runs_dir)
     exact = [r for r in runs if r.run_id == run_id]
     if exact:
         return exact[0]
@@ -220,7 +260,10 @@ def find_run(runs_dir: Path, key: str) -> Run | None:
 
 
 def latest_model_run(runs_dir: Path) -> Run | None:
-    """The most recent run that trained a model (kind run or retrain), None if there is none."""
+    """The most recent run that trained a model (kind run or retrain), None if there is none: "the latest
+    trained model", the one a refresh scores with and ``--model latest`` means. It goes by creation, not by
+    as-of date as :func:`latest_run` does: a model trained today is the newest model even when it was trained
+    on an earlier day's data, which is a different question from which labels are current."""
     for run in reversed(list_runs(runs_dir)):
         if run.manifest.get("kind", "run") in ("run", "retrain"):
             return run
