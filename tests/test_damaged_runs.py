@@ -110,6 +110,9 @@ def test_a_removed_file_is_named_where_a_command_needs_it(cli, runs: Path) -> No
     (folder / "assignments.parquet").unlink()
     result = cli("publish", "latest", "--runs-dir", runs)
     assert (result.code, result.err) == (2, f"error: {expected_line(folder, 'is missing')}\n")
+    exported = cli("export", folder.name, "--out", folder.parent / "x.csv", "--runs-dir", runs)
+    assert exported.code == 2 and exported.err.count("\n") == 1, exported.err
+    assert "has no assignments.parquet" in exported.err and f"remove the run folder {folder}" in exported.err
 
 
 def test_the_history_says_which_runs_it_leaves_out(cli, runs: Path, three_weeks: Path) -> None:

@@ -305,7 +305,9 @@ def test_a_file_merged_before_or_overlapping_the_history_is_refused(
     assert "day1.parquet is in the history of run" in r.err and "give the file of the new ones" in r.err, r.err
     r = cli("refresh", "--since-last", sim_days["whole"], "--runs-dir", runs, "--no-publish")
     assert r.code == 2 and r.err.count("\n") == 1, r.err
-    assert "whole.parquet repeats" in r.err and "dated before 2024-03-03" in r.err, r.err
+    assert (
+        "whole.parquet repeats" in r.err and "dated on or before 2024-03-02, the last day the history holds" in r.err
+    ), r.err
     assert "`rfmseg refresh FILE`" in r.err, r.err
     assert sorted(p.name for p in runs.iterdir()) == before
     # the first --since-last after a run recomputes in full (the run keeps no state): the same check there
@@ -313,14 +315,14 @@ def test_a_file_merged_before_or_overlapping_the_history_is_refused(
     life.segment(sim_days["history"], runs_dir=fresh)
     with pytest.raises(InputError) as exc:
         life.refresh_since_last(sim_days["whole"], runs_dir=fresh, publish=False)
-    assert "whole.parquet repeats" in str(exc.value) and "dated before 2024-03-01" in str(exc.value)
+    assert "whole.parquet repeats" in str(exc.value) and "dated on or before 2024-02-29" in str(exc.value)
     assert len(list_runs(fresh)) == 1
 
 
 def test_without_an_order_id_a_line_dated_in_the_historys_days_is_refused(
     sim_days: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Without an order id each line is its own order: a line dated before the history's as-of date cannot be
+    """Without an order id each line is its own order: a line dated in the days the history holds cannot be
     told from one already read, so it is refused; the next days merge and give what a full refresh gives."""
     runs = tmp_path / "runs"
     life.segment(sim_days["history_no_id"], runs_dir=runs)
@@ -335,8 +337,63 @@ def test_without_an_order_id_a_line_dated_in_the_historys_days_is_refused(
     with pytest.raises(InputError) as exc:
         life.refresh_since_last(sim_days["whole_no_id"], runs_dir=runs, publish=False)
     message = str(exc.value)
-    assert "\n" not in message and "dated before 2024-03-03" in message and "without an order id" in message
+    assert "\n" not in message and "dated on or before 2024-03-02" in message and "without an order id" in message
     fresh = tmp_path / "fresh"  # and after a run, which keeps no state (a full recompute)
     life.segment(sim_days["history_no_id"], runs_dir=fresh)
-    with pytest.raises(InputError, match="dated before 2024-03-01, the as-of date of the history"):
+    with pytest.raises(InputError, match="dated on or before 2024-02-29, the last day the history holds"):
         life.refresh_since_last(sim_days["whole_no_id"], runs_dir=fresh, publish=False)
+
+
+def test_after_a_backfill_the_next_day_builds_on_the_latest_day_not_the_backfill(
+    sim_days: dict[str, Path], tmp_path: Path
+) -> None:
+    """A refresh for an earlier day written after the others is not the history the next day merges into."""
+    runs = tmp_path / "runs"
+    life.segment(sim_days["history"], runs_dir=runs)
+    life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False)
+    life.refresh(sim_days["history"], runs_dir=runs, as_of="2024-02-25", bad_rows="quarantine", publish=False)
+    got = life.refresh_since_last(sim_days["day2"], runs_dir=runs, publish=False)
+    assert got.manifest["state"]["mode"] == "incremental", got.manifest["state"]["note"]
+    full = tmp_path / "full"
+    first = list_runs(runs)[0]
+    shutil.copytree(first.path, full / first.run_id)
+    _same(got, life.refresh(sim_days["whole"], runs_dir=full, publish=False))
+
+
+def test_an_as_of_date_on_the_last_day_still_catches_the_day_given_again(
+    sim_days: dict[str, Path], tmp_path: Path
+) -> None:
+    """With --as-of the day's own date, the history holds that day's lines: a file holding them again is
+    refused, as it is with the as-of date the read settles (the day after the last order)."""
+    runs = tmp_path / "runs"
+    life.segment(sim_days["history"], runs_dir=runs)
+    life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False, as_of="2024-03-01")
+    with pytest.raises(InputError, match="dated on or before 2024-03-01, the last day the history holds"):
+        life.refresh_since_last(sim_days["whole"], runs_dir=runs, publish=False)
+    # the same file again at another date is no re-run: it says how to move the date without new lines
+    with pytest.raises(InputError, match=r"is the last file merged into run .* refresh the whole history"):
+        life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False, as_of="2024-03-10")
+    again = life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False, as_of="2024-03-01")
+    assert again.status == "existing"
+
+
+def test_a_bad_line_of_the_day_is_named_in_the_day_file(sim_days: dict[str, Path], tmp_path: Path, cli: Any) -> None:
+    """A day refused alone (a negative amount, --bad-rows error) is refused with its own line: the day file
+    and its row, not the history read with it."""
+    runs = tmp_path / "runs"
+    life.segment(sim_days["history"], runs_dir=runs)
+    life.refresh_since_last(sim_days["day1"], runs_dir=runs, publish=False)
+    day = pq.read_table(sim_days["day2"])
+    bad = pa.table(
+        {
+            "customer_id": ["C00002"],
+            "order_id": ["O9999998"],
+            "order_date": day.column("order_date")[:1],
+            "amount": [-50.0],
+        }
+    ).cast(day.schema)
+    broken = tmp_path / "broken.parquet"
+    pq.write_table(pa.concat_tables([day, bad]), broken)
+    r = cli("refresh", "--since-last", broken, "--runs-dir", runs, "--no-publish")
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert "broken.parquet: 1 row(s) with negative amount" in r.err and f"row {day.num_rows + 1}" in r.err, r.err

@@ -144,7 +144,10 @@ def _selected(asked: Sequence[str], known: Sequence[str], where: str) -> list[st
 def _meta(run: Run, runs_dir: Path) -> RunMeta:
     meta = next((m for m in run_history.run_metas(runs_dir) if m.run_id == run.run_id), None)
     if meta is None:
-        raise NotFoundError(f"run {run.run_id} has no assignments.parquet; it cannot be exported")
+        raise NotFoundError(
+            f"run {run.run_id} has no assignments.parquet, so it cannot be exported; restore the file from a "
+            f"backup, or remove the run folder {run.path} and run the job that wrote it again"
+        )
     return meta
 
 

@@ -50,12 +50,13 @@ from typing import Any, Unpack
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rfmseg import schema
 from rfmseg.digest import file_sha256
 from rfmseg.errors import InputError
 from rfmseg.features import STATE_FEATURES, STATE_MERGE_SQL, state_rfm_sql, state_sql
-from rfmseg.io.intake import Intake
+from rfmseg.io.intake import Intake, parse_as_of
 from rfmseg.io.passes import check_shares
 from rfmseg.io.readers import sql_string
 from rfmseg.io.rules import AFTER_AS_OF, RETURNS_ONLY
@@ -69,7 +70,7 @@ from rfmseg.runs import DEFAULT_RUNS_DIR, Run
 from rfmseg.runs.artifacts import Rows
 from rfmseg.runs.lock import one_job_at_a_time
 from rfmseg.runs.manifest import rfm_sha256
-from rfmseg.runs.registry import list_runs
+from rfmseg.runs.registry import latest_run
 
 STATE_FILE = "state.parquet"
 ORDERS_FILE = "orders.parquet"
@@ -81,7 +82,29 @@ STATE, NEW_STATE, NEW_ORDERS, CANON = "_rfm_state", "_rfm_state_new", "_rfm_orde
 
 
 class Unmergeable(Exception):
-    """What makes the new file unmergeable into the state: the refresh falls back to a full recompute."""
+    """What makes the new file unmergeable into the state: the refresh falls back to a full recompute.
+    ``refusal``: the read's own error when the new file read alone was refused (said instead, when the full
+    read refuses too: it names the new file and its row, where the full read names the history)."""
+
+    def __init__(self, why: str, refusal: InputError | None = None) -> None:
+        super().__init__(why)
+        self.refusal = refusal
+
+
+def _last_day(base: Run, state: dict[str, Any] | None) -> date | None:
+    """The last day the history up to ``base`` holds: its last order, or the day before its as-of date when
+    that is later (the days an as-of date covers). A line of an order already read dated on or before it
+    repeats the history (:func:`_check_orders`). None for a run without an as-of date."""
+    if state:
+        as_of, last = date.fromisoformat(state["as_of"]), date.fromisoformat(state["last_order"])
+    else:
+        given = base.manifest.get("as_of")
+        if not given:
+            return None
+        as_of = date.fromisoformat(given)
+        recency = pc.min(base.table("assignments").column("recency_days")).as_py()
+        last = as_of - timedelta(days=int(recency)) if recency is not None else as_of
+    return max(last, as_of - timedelta(days=1))
 
 
 @one_job_at_a_time("refresh --since-last", DEFAULT_RUNS_DIR)
@@ -102,7 +125,8 @@ def refresh_since_last(
     started = datetime.now(UTC)
     runs_dir = job_runs_dir("refresh", options)
     ref = model_ref(model, runs_dir)
-    base = list_runs(runs_dir)[-1]
+    base = latest_run(runs_dir)  # the latest as-of date: a backfill for an earlier day written after is not it
+    assert base is not None  # model_ref found a trained run
     path = Path(new).resolve()
     if not path.is_file():
         raise InputError(f"{new}: no such file; give the file of the transactions since the last run")
@@ -114,23 +138,35 @@ def refresh_since_last(
             "--since-last takes only the transactions since the last run: give the file of the new ones"
         )
     if state and state["files"][-1]["sha256"] == sha:  # this very file was the last one merged
+        asked = parse_as_of(as_of)
+        if asked is not None and asked.isoformat() != state["as_of"]:
+            raise InputError(
+                f"{path.name} is the last file merged into run {base.run_id}, as of {state['as_of']}; --since-last "
+                f"takes only new transactions: to refresh as of {asked} without new ones, refresh the whole "
+                f"history with `rfmseg refresh FILE --as-of {asked}`"
+            )
         found = LifeResult("refresh", base, "existing", base.summary, base.manifest)
         if options.get("publish", True):
             found.publish = publish_result(found, runs_dir, options.get("store"))
         return found
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
+        held = _last_day(base, state)
         try:
             if not state:
                 raise Unmergeable(f"run {base.run_id} keeps no RFM state")
-            read = _merged(job, base, state, path, sha, columns, as_of)
+            read = _merged(job, base, state, path, sha, columns, as_of, held)
         except Unmergeable as why:
             history = _history(base, state)
             note = f"{why}: recomputed in full over {len(history)} earlier file(s) and {path.name}"
             probe = _probe(job, path, columns, as_of)
-            read = _full(job, base, [*history, {"path": str(path), "sha256": sha}], columns, as_of, note)
-            since = state["as_of"] if state else base.manifest.get("as_of")
-            if probe is not None and since:
-                _check_overlap(job.engine.con, read[0], probe, date.fromisoformat(since), path)
+            try:
+                read = _full(job, base, [*history, {"path": str(path), "sha256": sha}], columns, as_of, note)
+            except InputError:
+                if why.refusal is not None:  # the day was refused alone too: its own line names its file and row
+                    raise why.refusal from None
+                raise
+            if probe is not None and held is not None:
+                _check_overlap(job.engine.con, read[0], probe, held, path)
         result = _written(job, ref, *read, band)
     return job.finish(result)
 
@@ -174,8 +210,10 @@ def _merged(
     sha: str,
     columns: dict[str, str] | None,
     as_of: str | date | None,
+    held: date | None,
 ) -> Read:
-    """The read from the new file and ``base``'s state; :class:`Unmergeable` when it cannot be exact."""
+    """The read from the new file and ``base``'s state; :class:`Unmergeable` when it cannot be exact. ``held``:
+    the last day the history holds (:func:`_last_day`)."""
     if job.read.features != STATE_FEATURES:
         raise Unmergeable(f"the features {job.read.features.to_dict()} have no mergeable state")
     if _canonical(state.get("reading")) != _canonical(_reading_key(job)):
@@ -205,11 +243,12 @@ def _merged(
     try:
         intake, _ = unguarded.load(job.engine, str(path), columns, as_of, job.timer)
     except InputError as exc:
-        raise Unmergeable(f"{path.name} read alone is refused ({str(exc).splitlines()[0]})") from None
+        raise Unmergeable(f"{path.name} read alone is refused ({str(exc).splitlines()[0]})", exc) from None
     con = job.engine.con
     with job.timer.stage("merge"):
         _state_tables(con, intake.view)
-        _check_orders(con, intake, orders, date.fromisoformat(state["as_of"]), path)
+        if held is not None:
+            _check_orders(con, intake, orders, held, path)
         new_as_of = _check_dates(con, intake, state, as_of)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {STATE} AS "
@@ -282,18 +321,23 @@ PROBE = "_rfm_probe_new"
 """the new file's used lines per (customer, order): how many, and the first day (a full recompute's check)"""
 
 
-def _overlap(path: Path, lines: int, history_as_of: date, customer: Any, order: Any) -> InputError:
+def _overlap(path: Path, lines: int, held: date, customer: Any, order: Any) -> InputError:
     return InputError(
-        f"{path.name} repeats {lines:,} line(s) of orders already read, dated before {history_as_of}, the as-of "
-        f"date of the history (e.g. order {order} of customer {customer}); {OVERLAP_FIX}"
+        f"{path.name} repeats {lines:,} line(s) of orders already read, dated on or before {held}, the last day "
+        f"the history holds (e.g. order {order} of customer {customer}); {OVERLAP_FIX}"
     )
 
 
-def _no_order_id(path: Path, lines: int, history_as_of: date, first: Any) -> InputError:
+def _no_order_id(path: Path, lines: int, held: date, first: Any) -> InputError:
     return InputError(
-        f"{path.name} has {lines:,} line(s) dated before {history_as_of}, the as-of date of the history (from "
+        f"{path.name} has {lines:,} line(s) dated on or before {held}, the last day the history holds (from "
         f"{first}); without an order id they cannot be told from lines already read; {OVERLAP_FIX}"
     )
+
+
+def _after(held: date) -> str:
+    """SQL: the first day after ``held`` (a line dated before it is in the days the history holds)."""
+    return f"DATE '{(held + timedelta(days=1)).isoformat()}'"
 
 
 def _probe(job: Job, path: Path, columns: dict[str, str] | None, as_of: str | date | None) -> Intake | None:
@@ -311,17 +355,15 @@ def _probe(job: Job, path: Path, columns: dict[str, str] | None, as_of: str | da
     return intake
 
 
-def _check_overlap(
-    con: duckdb.DuckDBPyConnection, whole: Intake, probe: Intake, history_as_of: date, path: Path
-) -> None:
+def _check_overlap(con: duckdb.DuckDBPyConnection, whole: Intake, probe: Intake, held: date, path: Path) -> None:
     """After a full read of the history and the new file (``whole``): refuse the new file when it repeats the
     history (:func:`_check_orders`'s rule): an order of the new file has more used lines in the whole than
-    in the new file alone, on a line dated before the history's as-of date."""
-    day = f"DATE '{history_as_of.isoformat()}'"
+    in the new file alone, on a line dated on or before the last day the history holds (:func:`_last_day`)."""
+    day = _after(held)
     if schema.ORDER_ID not in probe.mapping:
         row = con.execute(f"SELECT sum(lines), min(day) FROM {PROBE} WHERE day < {day}").fetchone()
         if row and row[0]:
-            raise _no_order_id(path, int(row[0]), history_as_of, row[1])
+            raise _no_order_id(path, int(row[0]), held, row[1])
         return
     if DUPLICATE in whole.rules:
         return
@@ -332,28 +374,27 @@ def _check_overlap(
         f"ON w.customer_id = p.customer_id AND w.order_id = p.order_id WHERE w.lines > p.lines AND p.day < {day}"
     ).fetchone()
     if row and row[0]:
-        raise _overlap(path, int(row[0]), history_as_of, row[1], row[2])
+        raise _overlap(path, int(row[0]), held, row[1], row[2])
 
 
-def _check_orders(
-    con: duckdb.DuckDBPyConnection, intake: Intake, orders: list[Path], history_as_of: date, path: Path
-) -> None:
+def _check_orders(con: duckdb.DuckDBPyConnection, intake: Intake, orders: list[Path], held: date, path: Path) -> None:
     """Refuse a new file that repeats the history (an overlap, a day fed twice): its copies would count twice
     where the reading does not set copies aside. Unmergeable when a (customer, order) of the new file was seen
     in an earlier one otherwise: an order across files (its date and return flag need all its rows, e.g. a
     later return) or a line repeated that the preset's ``duplicate_line`` sets aside (it needs the first copy).
 
-    An order of the history repeated on a line dated before the history's as-of date is an overlap. Without an
+    An order of the history repeated on a line dated on or before ``held``, the last day the history holds
+    (:func:`_last_day`), is an overlap (a later line of it, a return, is not). Without an
     order id column (each line is its own order) an overlap cannot be told from a new order: any line dated
     before the history's as-of date is refused."""
-    day = f"DATE '{history_as_of.isoformat()}'"
+    day = _after(held)
     if schema.ORDER_ID not in intake.mapping:
         row = con.execute(
             f"SELECT count(*), min(CAST(ts AS DATE)) FROM {intake.view} "
             f"WHERE _reason IS NULL AND CAST(ts AS DATE) < {day}"
         ).fetchone()
         if row and row[0]:
-            raise _no_order_id(path, int(row[0]), history_as_of, row[1])
+            raise _no_order_id(path, int(row[0]), held, row[1])
         return
     files = "[" + ", ".join(sql_string(str(p)) for p in orders) + "]"
     seen = con.execute(
@@ -368,7 +409,7 @@ def _check_orders(
         f"AND CAST(v.order_id AS VARCHAR) = o.order_id WHERE v._reason IS NULL AND CAST(v.ts AS DATE) < {day}"
     ).fetchone()
     if copies and copies[0] and DUPLICATE not in intake.rules:
-        raise _overlap(path, int(copies[0]), history_as_of, copies[1], copies[2])
+        raise _overlap(path, int(copies[0]), held, copies[1], copies[2])
     raise Unmergeable(
         f"order {seen[1]} of customer {seen[0]} is in an earlier file too (an order across files, a repeated line)"
     )
