@@ -684,7 +684,7 @@ def test_unknown_endpoint_and_wrong_method(client: TestClient) -> None:
 def test_unexpected_errors_are_a_500_that_leaks_nothing(runs: StudyRuns, tmp_path: Path) -> None:
     broken = tmp_path / "runs"
     shutil.copytree(runs.runs_dir / runs.latest.run_id, broken / runs.latest.run_id)
-    (broken / runs.latest.run_id / "summary.json").write_text('{"run_id": ', encoding="utf-8")
+    (broken / runs.latest.run_id / "summary.json").write_text('"text"', encoding="utf-8")  # JSON, not a summary
     with TestClient(
         create_app(Settings(runs_dir=broken, store_url=runs.store_url)), raise_server_exceptions=False
     ) as c:

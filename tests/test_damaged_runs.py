@@ -189,3 +189,22 @@ def test_a_read_error_outside_a_run_folder_is_left_as_it_was(tmp_path: Path) -> 
         f"run {tmp_path.name}'s assignments.parquet is not a Parquet file (damaged or cut short); restore it from "
         f"a backup, or remove the run folder {tmp_path} and run the job that wrote it again (`rfmseg run`)"
     )
+
+
+@pytest.mark.parametrize("file", ["manifest.json", "summary.json"])
+def test_a_damaged_json_file_of_a_run_is_one_line_too(cli, runs: Path, file: str) -> None:
+    """A run's manifest or summary that is no JSON any more (cut short) stops the commands that read it with
+    the same line, and the API answers 503."""
+    folder = list_runs(runs)[-1].path
+    (folder / file).write_text('{"run_id": ', encoding="utf-8")
+    export = ["export", folder.name, "--out", str(runs / "x.csv")]
+    for args in [export, ["runs", "list"]] if file == "manifest.json" else [export, ["show", folder.name]]:
+        result = cli(*args, "--runs-dir", runs)
+        assert result.code == 2 and result.err.count("\n") == 1, (args, result.err)
+        assert result.err.startswith(f"error: run {folder.name}'s {file} is not valid JSON"), (args, result.err)
+    if file == "summary.json":  # the manifest names the job to run again
+        line = expected_line(folder, "is not valid JSON (damaged or cut short)", file)
+        assert cli("show", folder.name, "--runs-dir", runs).err == f"error: {line}\n"
+    with TestClient(create_app(Settings(runs_dir=runs))) as c:
+        r = c.get(f"/runs/{folder.name}")
+    assert r.status_code == 503 and r.json()["detail"].startswith(f"run {folder.name}'s {file}"), r.json()

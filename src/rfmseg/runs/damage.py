@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from rfmseg.errors import ENVIRONMENT_ERRNOS, RunFileError, one_line
-from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, list_runs
+from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, list_runs, run_file_error
 
 READ_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # a file removed (FileNotFoundError), pyarrow's I/O errors
@@ -77,19 +77,7 @@ def _reason(path: Path, exc: BaseException) -> str:
 
 
 def _error(path: Path, reason: str) -> RunFileError:
-    folder = path.parent
-    job = ""
-    with contextlib.suppress(Exception):  # the manifest says which job wrote the run, when it can be read
-        manifest = Run(folder.name, folder).manifest
-        kind = str(manifest.get("kind") or "run")
-        as_of = manifest.get("as_of")
-        job = f" (`rfmseg {kind}`{f' as of {as_of}' if as_of else ''})"
-    return RunFileError(
-        one_line(
-            f"run {folder.name}'s {path.name} {reason}; restore it from a backup, or remove the run folder "
-            f"{folder} and run the job that wrote it again{job}"
-        )
-    )
+    return run_file_error(path, reason)
 
 
 def runs_missing(runs_dir: str | Path = DEFAULT_RUNS_DIR, name: str = "assignments.parquet") -> list[Run]:

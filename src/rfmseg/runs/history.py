@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from rfmseg.errors import NotFoundError, ParameterError, shown_id
+from rfmseg.errors import NotFoundError, ParameterError, RunFileError, shown_id
 from rfmseg.model.scoring import ASSIGNMENTS_SCHEMA, REASON_DRIFT
 from rfmseg.runs.registry import DEFAULT_RUNS_DIR, Run, get_run, list_runs, run_day, timeline_key
 
@@ -66,7 +66,7 @@ def _meta(run: Run) -> RunMeta | None:
     m = run.manifest
     try:
         segments = tuple(s["name"] for s in run.summary.get("segments", []))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RunFileError):
         segments = ()
     return RunMeta(
         run_id=run.run_id,

@@ -10,6 +10,7 @@ the run created it. The temporary folder of a run that was killed (``.tmp-<run_i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, os_failure
+from rfmseg.errors import ModelFormatError, NotFoundError, ParameterError, RunFileError, one_line, os_failure
 from rfmseg.model import SegmentModel
 from rfmseg.runs.artifacts import Manifest, ModelFile, Summary
 
@@ -57,7 +58,12 @@ class Run:
     path: Path
 
     def read_json(self, name: str) -> dict[str, Any]:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+        """The JSON file ``name`` of the run; one that is not JSON any more (damaged, cut short) is a
+        :class:`~rfmseg.errors.RunFileError` naming it and the fix."""
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise run_file_error(self.path / name, "is not valid JSON (damaged or cut short)") from None
 
     @property
     def manifest(self) -> Manifest:
@@ -73,6 +79,25 @@ class Run:
 
     def table(self, name: str) -> pa.Table:
         return pq.read_table(self.path / f"{name}.parquet")
+
+
+def run_file_error(path: Path, reason: str) -> RunFileError:
+    """The one line for the file ``path`` of a run folder that cannot be read (``reason``: what is wrong with
+    it), with the fix: restore it, or remove the run folder and run the job that wrote it again (named from
+    the manifest when it can be read)."""
+    folder = path.parent
+    job = ""
+    with contextlib.suppress(Exception):  # the manifest says which job wrote the run, when it can be read
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        kind = str(manifest.get("kind") or "run")
+        as_of = manifest.get("as_of")
+        job = f" (`rfmseg {kind}`{f' as of {as_of}' if as_of else ''})"
+    return RunFileError(
+        one_line(
+            f"run {folder.name}'s {path.name} {reason}; restore it from a backup, or remove the run folder "
+            f"{folder} and run the job that wrote it again{job}"
+        )
+    )
 
 
 ASSETS_DIR = ".assets"
@@ -208,7 +233,7 @@ def _timeline_key(run: Run) -> tuple[date, datetime, str]:
         created = datetime.fromisoformat(m["created"])
         day = m.get("as_of")
         as_of = date.fromisoformat(day) if day else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RunFileError):
         return (date.min, datetime.min.replace(tzinfo=UTC), run.run_id)
     if created.tzinfo is None:  # every manifest says UTC; one without a zone compares as UTC
         created = created.replace(tzinfo=UTC)
@@ -254,7 +279,7 @@ def find_run(runs_dir: Path, key: str) -> Run | None:
             m = run.manifest
             if key in (m.get("idempotency_key"), m.get("scoring_key")):
                 return run
-        except (OSError, json.JSONDecodeError):
+        except (OSError, RunFileError):
             continue
     return None
 
