@@ -142,10 +142,15 @@ def _with_state(files: list[Path], runs: Path) -> life.LifeResult:
 
 def _full_refresh(files: list[Path], runs: Path, tmp: Path) -> life.LifeResult:
     """A full refresh over the concatenation of ``files``, with the model of ``runs``' first run."""
+    return _full_of(_concat(files, tmp / "whole.parquet"), runs, tmp)
+
+
+def _full_of(source: Path, runs: Path, tmp: Path) -> life.LifeResult:
+    """A full refresh over ``source``, with the model of ``runs``' first run (in a registry of its own)."""
     other = tmp / "full"
     first = list_runs(runs)[0]
     shutil.copytree(first.path, other / first.run_id, dirs_exist_ok=True)
-    return life.refresh(_concat(files, tmp / "whole.parquet"), runs_dir=other, publish=False)
+    return life.refresh(source, runs_dir=other, publish=False)
 
 
 def test_a_line_repeated_from_an_earlier_file_recomputes_in_full(december: list[Path], tmp_path: Path) -> None:
@@ -330,10 +335,7 @@ def test_without_an_order_id_a_line_dated_in_the_historys_days_is_refused(
     assert got.manifest["state"]["mode"] == "full"  # the trained run keeps no state
     got = life.refresh_since_last(sim_days["day2_no_id"], runs_dir=runs, publish=False)
     assert got.manifest["state"]["mode"] == "incremental", got.manifest["state"]["note"]
-    full = tmp_path / "full"
-    first = list_runs(runs)[0]
-    shutil.copytree(first.path, full / first.run_id)
-    _same(got, life.refresh(sim_days["whole_no_id"], runs_dir=full, publish=False))
+    _same(got, _full_of(sim_days["whole_no_id"], runs, tmp_path))
     with pytest.raises(InputError) as exc:
         life.refresh_since_last(sim_days["whole_no_id"], runs_dir=runs, publish=False)
     message = str(exc.value)
@@ -354,10 +356,7 @@ def test_after_a_backfill_the_next_day_builds_on_the_latest_day_not_the_backfill
     life.refresh(sim_days["history"], runs_dir=runs, as_of="2024-02-25", bad_rows="quarantine", publish=False)
     got = life.refresh_since_last(sim_days["day2"], runs_dir=runs, publish=False)
     assert got.manifest["state"]["mode"] == "incremental", got.manifest["state"]["note"]
-    full = tmp_path / "full"
-    first = list_runs(runs)[0]
-    shutil.copytree(first.path, full / first.run_id)
-    _same(got, life.refresh(sim_days["whole"], runs_dir=full, publish=False))
+    _same(got, _full_of(sim_days["whole"], runs, tmp_path))
 
 
 def test_an_as_of_date_on_the_last_day_still_catches_the_day_given_again(
