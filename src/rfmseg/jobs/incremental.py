@@ -66,7 +66,7 @@ from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold
 from rfmseg.jobs.reading import ModelRef
 from rfmseg.jobs.refresh import model_ref, scored
 from rfmseg.presets.online_retail import DUPLICATE
-from rfmseg.runs import DEFAULT_RUNS_DIR, Run
+from rfmseg.runs import Run
 from rfmseg.runs.artifacts import Rows
 from rfmseg.runs.lock import one_job_at_a_time
 from rfmseg.runs.manifest import rfm_sha256
@@ -91,23 +91,27 @@ class Unmergeable(Exception):
         self.refusal = refusal
 
 
-def _last_day(base: Run, state: dict[str, Any] | None) -> date | None:
-    """The last day the history up to ``base`` holds: its last order, or the day before its as-of date when
+def _last_day(as_of: date, last_order: date) -> date:
+    """The last day a history read as of ``as_of`` holds: its last order, or the day before its as-of date when
     that is later (the days an as-of date covers). A line of an order already read dated on or before it
-    repeats the history (:func:`_check_orders`). None for a run without an as-of date."""
+    repeats the history (:func:`_check_orders`)."""
+    return max(last_order, as_of - timedelta(days=1))
+
+
+def _history_last_day(base: Run, state: dict[str, Any] | None) -> date | None:
+    """:func:`_last_day` of the history up to ``base``: from its state, else from its run (the last order is
+    its as-of date less the smallest recency); None for a run without an as-of date."""
     if state:
-        as_of, last = date.fromisoformat(state["as_of"]), date.fromisoformat(state["last_order"])
-    else:
-        given = base.manifest.get("as_of")
-        if not given:
-            return None
-        as_of = date.fromisoformat(given)
-        recency = pc.min(base.table("assignments").column("recency_days")).as_py()
-        last = as_of - timedelta(days=int(recency)) if recency is not None else as_of
-    return max(last, as_of - timedelta(days=1))
+        return _last_day(date.fromisoformat(state["as_of"]), date.fromisoformat(state["last_order"]))
+    given = base.manifest.get("as_of")
+    if not given:
+        return None
+    as_of = date.fromisoformat(given)
+    recency = pc.min(base.table("assignments").column("recency_days")).as_py()
+    return _last_day(as_of, as_of - timedelta(days=int(recency)) if recency is not None else as_of)
 
 
-@one_job_at_a_time("refresh --since-last", DEFAULT_RUNS_DIR)
+@one_job_at_a_time("refresh --since-last")
 def refresh_since_last(
     new: str | Path,
     columns: dict[str, str] | None = None,
@@ -150,11 +154,11 @@ def refresh_since_last(
             found.publish = publish_result(found, runs_dir, options.get("store"))
         return found
     with Job.start("refresh", started, runs_dir, ref.run, options) as job:
-        held = _last_day(base, state)
+        held = _history_last_day(base, state)
         try:
             if not state:
                 raise Unmergeable(f"run {base.run_id} keeps no RFM state")
-            read = _merged(job, base, state, path, sha, columns, as_of, held)
+            read = _merged(job, base, state, path, sha, columns, as_of)
         except Unmergeable as why:
             history = _history(base, state)
             note = f"{why}: recomputed in full over {len(history)} earlier file(s) and {path.name}"
@@ -210,10 +214,8 @@ def _merged(
     sha: str,
     columns: dict[str, str] | None,
     as_of: str | date | None,
-    held: date | None,
 ) -> Read:
-    """The read from the new file and ``base``'s state; :class:`Unmergeable` when it cannot be exact. ``held``:
-    the last day the history holds (:func:`_last_day`)."""
+    """The read from the new file and ``base``'s state; :class:`Unmergeable` when it cannot be exact."""
     if job.read.features != STATE_FEATURES:
         raise Unmergeable(f"the features {job.read.features.to_dict()} have no mergeable state")
     if _canonical(state.get("reading")) != _canonical(_reading_key(job)):
@@ -247,8 +249,8 @@ def _merged(
     con = job.engine.con
     with job.timer.stage("merge"):
         _state_tables(con, intake.view)
-        if held is not None:
-            _check_orders(con, intake, orders, held, path)
+        held = _last_day(date.fromisoformat(state["as_of"]), date.fromisoformat(state["last_order"]))
+        _check_orders(con, intake, orders, held, path)
         new_as_of = _check_dates(con, intake, state, as_of)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {STATE} AS "
@@ -347,12 +349,26 @@ def _probe(job: Job, path: Path, columns: dict[str, str] | None, as_of: str | da
         intake, _ = job.read.load(job.engine, str(path), columns, as_of, job.timer)
     except InputError:
         return None
-    job.engine.con.execute(
+    _keep_lines(job.engine.con, intake.view)
+    return intake
+
+
+def _keep_lines(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """:data:`PROBE`: the used lines of the new file's judged view ``view`` per (customer, order)."""
+    con.execute(
         f"CREATE OR REPLACE TEMP TABLE {PROBE} AS SELECT CAST(customer_id AS VARCHAR) AS customer_id, "
         f"CAST(order_id AS VARCHAR) AS order_id, count(*) AS lines, min(CAST(ts AS DATE)) AS day "
-        f"FROM {intake.view} WHERE _reason IS NULL GROUP BY ALL"
+        f"FROM {view} WHERE _reason IS NULL GROUP BY ALL"
     )
-    return intake
+
+
+def _check_dated_lines(con: duckdb.DuckDBPyConnection, held: date, path: Path) -> None:
+    """Without an order id (each line is its own order): refuse the new file (its lines in :data:`PROBE`)
+    when a line is dated on or before ``held``, the last day the history holds: it cannot be told from a
+    line already read."""
+    row = con.execute(f"SELECT sum(lines), min(day) FROM {PROBE} WHERE day < {_after(held)}").fetchone()
+    if row and row[0]:
+        raise _no_order_id(path, int(row[0]), held, row[1])
 
 
 def _check_overlap(con: duckdb.DuckDBPyConnection, whole: Intake, probe: Intake, held: date, path: Path) -> None:
@@ -361,9 +377,7 @@ def _check_overlap(con: duckdb.DuckDBPyConnection, whole: Intake, probe: Intake,
     in the new file alone, on a line dated on or before the last day the history holds (:func:`_last_day`)."""
     day = _after(held)
     if schema.ORDER_ID not in probe.mapping:
-        row = con.execute(f"SELECT sum(lines), min(day) FROM {PROBE} WHERE day < {day}").fetchone()
-        if row and row[0]:
-            raise _no_order_id(path, int(row[0]), held, row[1])
+        _check_dated_lines(con, held, path)
         return
     if DUPLICATE in whole.rules:
         return
@@ -384,17 +398,13 @@ def _check_orders(con: duckdb.DuckDBPyConnection, intake: Intake, orders: list[P
     later return) or a line repeated that the preset's ``duplicate_line`` sets aside (it needs the first copy).
 
     An order of the history repeated on a line dated on or before ``held``, the last day the history holds
-    (:func:`_last_day`), is an overlap (a later line of it, a return, is not). Without an
-    order id column (each line is its own order) an overlap cannot be told from a new order: any line dated
-    before the history's as-of date is refused."""
+    (:func:`_last_day`), is an overlap (a later line of it, a return, is not). Without an order id column
+    (each line is its own order) an overlap cannot be told from a new order: any line dated on or before
+    ``held`` is refused (:func:`_check_dated_lines`)."""
     day = _after(held)
     if schema.ORDER_ID not in intake.mapping:
-        row = con.execute(
-            f"SELECT count(*), min(CAST(ts AS DATE)) FROM {intake.view} "
-            f"WHERE _reason IS NULL AND CAST(ts AS DATE) < {day}"
-        ).fetchone()
-        if row and row[0]:
-            raise _no_order_id(path, int(row[0]), held, row[1])
+        _keep_lines(con, intake.view)
+        _check_dated_lines(con, held, path)
         return
     files = "[" + ", ".join(sql_string(str(p)) for p in orders) + "]"
     seen = con.execute(
