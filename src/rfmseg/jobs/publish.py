@@ -97,20 +97,12 @@ def publish_job_run(run: Run, runs_dir: Path, store: str | None) -> dict[str, An
     """Publish the run of a refresh or retrain, unless the store serves it already (a re-run of the same job)
     or serves a run of this runs folder as of a later day: a job for an earlier day (a backfill, a re-run of
     last week's refresh) does not roll the store back. ``rfmseg publish RUN`` does, on purpose."""
-    from rfmseg.stores import open_store  # the store drivers load only when publishing
-
-    url = store_url(runs_dir, store)
     try:
-        with open_store(url) as s:
-            served, shown = s.current_run(), s.url_display
+        served, current, shown = _served(store_url(runs_dir, store), runs_dir)
     except StoreError as exc:
         raise saved_for_later(exc, run.run_id, run) from None
     if served == run.run_id:
         return {"run_id": run.run_id, "store": shown, "skipped": "the store already serves this run"}
-    try:
-        current: Run | None = get_run(served, runs_dir) if served else None
-    except RfmsegError:  # a run of another folder: nothing to compare with
-        current = None
     if current is not None and run_date(current) > run_date(run):
         return {
             "run_id": run.run_id,
@@ -121,6 +113,19 @@ def publish_job_run(run: Run, runs_dir: Path, store: str | None) -> dict[str, An
             ),
         }
     return publish_run(run, runs_dir, store)
+
+
+def _served(url: str, runs_dir: Path) -> tuple[str | None, Run | None, str]:
+    """The run the store at ``url`` serves: its id, the run of ``runs_dir`` with that id (None when it is a
+    run of another folder, or none is served) and the store's URL as shown."""
+    from rfmseg.stores import open_store  # the store drivers load only when publishing
+
+    with open_store(url) as s:
+        served, shown = s.current_run(), s.url_display
+    try:
+        return served, get_run(served, runs_dir) if served else None, shown
+    except RfmsegError:  # a run of another folder: nothing to compare with
+        return served, None, shown
 
 
 DEMO_FOLDER = "demo"
@@ -139,16 +144,9 @@ def publish_demo(run: Run, runs_dir: Path) -> dict[str, Any]:
     """Publish a demo run (``rfmseg demo``) to the embedded store of ``runs_dir``, so that ``rfmseg serve`` answers
     for its customers, unless that store serves a run of other data: a demo never replaces a user's published
     run (the report then says ``skipped`` and which run is served)."""
-    from rfmseg.stores import open_store
-
     url = default_store_url(runs_dir)
-    with open_store(url) as s:
-        served, shown = s.current_run(), s.url_display
-    if served is not None and served != run.run_id:
-        try:
-            other: Run | None = get_run(served, runs_dir)
-        except RfmsegError:
-            other = None
-        if other is None or other.manifest["input"].get("path") != run.manifest["input"].get("path"):
-            return {"run_id": run.run_id, "store": shown, "skipped": f"the store serves run {served}, not a demo"}
+    served, other, shown = _served(url, runs_dir)
+    of_other_data = other is None or other.manifest["input"].get("path") != run.manifest["input"].get("path")
+    if served is not None and served != run.run_id and of_other_data:
+        return {"run_id": run.run_id, "store": shown, "skipped": f"the store serves run {served}, not a demo"}
     return publish_run(run, runs_dir, url)

@@ -17,12 +17,11 @@ from rfmseg.jobs.quiet import DEFAULT_HOLD, check_hold, previous_labels, previou
 from rfmseg.jobs.quiet import hold as hold_labels
 from rfmseg.jobs.reading import ModelRef, load_model
 from rfmseg.model.scoring import rfm_matrix
-from rfmseg.runs import DEFAULT_RUNS_DIR
 from rfmseg.runs.lock import one_job_at_a_time
 from rfmseg.runs.registry import latest_model_run
 
 
-@one_job_at_a_time("refresh", DEFAULT_RUNS_DIR)
+@one_job_at_a_time("refresh")
 def refresh(
     source: Any,
     columns: dict[str, str] | None = None,

@@ -28,7 +28,6 @@ from rfmseg.jobs.rhythm import fit_model_rhythm, rhythm_model
 from rfmseg.model import SegmentModel
 from rfmseg.model.naming import DEFAULT_MAX_NAME_SHIFT, DEFAULT_VOCABULARY, carry_names
 from rfmseg.model.scoring import rfm_matrix, score
-from rfmseg.runs import DEFAULT_RUNS_DIR
 from rfmseg.runs.lock import one_job_at_a_time
 from rfmseg.runs.manifest import provenance
 from rfmseg.runs.registry import latest_model_run
@@ -43,7 +42,7 @@ class FitParams(TypedDict):
     random_state: int
 
 
-@one_job_at_a_time("retrain", DEFAULT_RUNS_DIR)
+@one_job_at_a_time("retrain")
 def retrain(
     source: Any,
     columns: dict[str, str] | None = None,

@@ -25,6 +25,8 @@ from typing import ParamSpec, TypeVar
 
 from filelock import FileLock, Timeout
 
+from rfmseg.runs.registry import DEFAULT_RUNS_DIR
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -71,15 +73,16 @@ def runs_lock(runs_dir: str | Path, job: str) -> Iterator[None]:
             processes.release()
 
 
-def one_job_at_a_time(job: str, default_runs_dir: str | Path) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def one_job_at_a_time(job: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Run the decorated job function under :func:`runs_lock` of its ``runs_dir`` keyword argument (default
-    ``default_runs_dir``): from reading the latest run to publishing the one it writes."""
+    :data:`~rfmseg.runs.registry.DEFAULT_RUNS_DIR`): from reading the latest run to publishing the one it
+    writes."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def locked(*args: P.args, **kwargs: P.kwargs) -> R:
-            runs_dir = kwargs.get("runs_dir", default_runs_dir)
-            with runs_lock(runs_dir if isinstance(runs_dir, str | Path) else default_runs_dir, job):
+            runs_dir = kwargs.get("runs_dir", DEFAULT_RUNS_DIR)
+            with runs_lock(runs_dir if isinstance(runs_dir, str | Path) else DEFAULT_RUNS_DIR, job):
                 return fn(*args, **kwargs)
 
         return locked
